@@ -1,0 +1,49 @@
+"""Settings read from the environment; one frozen object, no global state."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "cartwatch.db"
+SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_DB_PATH}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the core needs from its surroundings.
+
+    database_url: SQLAlchemy URL (``CARTWATCH_DATABASE_URL``), SQLite file by default.
+    ward_tz: IANA zone that decides what "day N" and a date-only time mean
+        (``CARTWATCH_WARD_TZ``).
+    site_config: TOML file with per-site rule threshold overrides and schedules
+        (``CARTWATCH_SITE_CONFIG``); absent means the defaults in code.
+    """
+
+    database_url: str = field(default_factory=default_database_url)
+    ward_tz: str = "UTC"
+    site_config: Path | None = None
+    sample_dir: Path = SAMPLE_DIR
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.ward_tz)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        site = env.get("CARTWATCH_SITE_CONFIG")
+        values: dict[str, object] = {
+            "database_url": env.get("CARTWATCH_DATABASE_URL") or default_database_url(),
+            "ward_tz": env.get("CARTWATCH_WARD_TZ") or "UTC",
+            "site_config": Path(site) if site else None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,290 @@
+"""SQLModel tables for the whole mission.
+
+Conventions:
+- every time is stored as UTC (timezone-aware); "day N" is derived with the ward's zone;
+- lab values are stored in the canonical unit (core/units.py) with the original beside them;
+- nothing is hard-deleted: clinical rows carry a `status` and a correction inserts a new row
+  that `supersedes_id` the old one, with a reason; every write is also in `auditlog`;
+- `row_key` is a content hash that makes re-imports idempotent (unique per table).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordStatus(StrEnum):
+    """Lifecycle of a clinical row. Only `final` rows feed rules and plots."""
+
+    FINAL = "final"
+    SUPERSEDED = "superseded"  # replaced by a correction (see supersedes_id on the new row)
+    ENTERED_IN_ERROR = "entered_in_error"  # hidden from rules and plots, kept for audit
+
+
+class PatientStatus(StrEnum):
+    ACTIVE = "active"
+    DISCHARGED = "discharged"
+    DECEASED = "deceased"
+    ARCHIVED = "archived"
+
+
+class EpisodeKind(StrEnum):
+    CRS = "CRS"
+    ICANS = "ICANS"
+    IEC_HS = "IEC-HS"
+
+
+class EpisodeOrigin(StrEnum):
+    DOCUMENTED = "documented"  # by a clinician; always wins over a suggestion
+    SUGGESTED = "suggested"  # computed by the rules
+
+
+class EventKind(StrEnum):
+    PROGRESSION = "progression"
+    NEXT_THERAPY = "next_therapy"
+    DEATH = "death"
+    LAST_FOLLOWUP = "last_followup"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+
+
+class Role(StrEnum):
+    DISPLAY = "display"
+    VIEWER = "viewer"
+    NURSE = "nurse"
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+
+
+class _Provenance(SQLModel):
+    """Who wrote a clinical row, from where, and its correction state."""
+
+    source: str = Field(default="manual", max_length=20)  # manual | csv | fhir | sample
+    source_record_id: str | None = Field(default=None, max_length=200)
+    import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id", index=True)
+    row_key: str | None = Field(default=None, max_length=64)
+    entered_by: str = Field(default="system", max_length=100)
+    entered_at: datetime = Field(default_factory=utcnow)
+    status: RecordStatus = Field(default=RecordStatus.FINAL, sa_type=String(20), index=True)
+    supersedes_id: int | None = Field(default=None)
+    correction_reason: str | None = Field(default=None, max_length=500)
+
+
+class Patient(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(max_length=64, unique=True, index=True)  # study ID or MRN
+    initials: str | None = Field(default=None, max_length=8)
+    bed: str | None = Field(default=None, max_length=20)
+    ward: str = Field(default="main", max_length=40, index=True)
+    product: str = Field(max_length=80)
+    infusion_date: date  # day 0
+    lymphodepletion_start: date | None = None
+    sex: str | None = Field(default=None, max_length=10)
+    birth_year: int | None = None
+    weight_kg: float | None = None
+    disease: str | None = Field(default=None, max_length=120)
+    status: PatientStatus = Field(default=PatientStatus.ACTIVE, sa_type=String(20), index=True)
+    is_synthetic: bool = False
+    source: str = Field(default="manual", max_length=20)
+    import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id")
+    entered_by: str = Field(default="system", max_length=100)
+    entered_at: datetime = Field(default_factory=utcnow)
+
+
+class LabResult(_Provenance, table=True):
+    __table_args__ = (
+        UniqueConstraint("row_key", name="uq_labresult_row_key"),
+        Index("ix_labresult_patient_time", "patient_pk", "collected_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id")
+    analyte: str = Field(max_length=20, index=True)  # core.units.ANALYTES key
+    loinc: str | None = Field(default=None, max_length=20)
+    collected_at: datetime
+    value: float  # canonical unit
+    unit: str = Field(max_length=20)  # canonical unit
+    qualifier: str | None = Field(default=None, max_length=1)  # "<" or ">" (censored)
+    original_value: str = Field(max_length=40)
+    original_unit: str = Field(max_length=30)
+    ref_low: float | None = None  # reporting lab's range, canonical unit
+    ref_high: float | None = None
+    confirmed_unusual: bool = False  # past a soft limit, confirmed at entry
+    verified_by: str | None = Field(default=None, max_length=100)
+    verified_at: datetime | None = None
+
+
+class Observation(_Provenance, table=True):
+    __table_args__ = (
+        UniqueConstraint("row_key", name="uq_observation_row_key"),
+        Index("ix_observation_patient_time", "patient_pk", "observed_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id")
+    kind: str = Field(max_length=40, index=True)  # core.observations.OBSERVATION_KINDS key
+    observed_at: datetime
+    value_num: float | None = None
+    value_text: str | None = Field(default=None, max_length=200)
+    unit: str | None = Field(default=None, max_length=20)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Episode(_Provenance, table=True):
+    __table_args__ = (UniqueConstraint("row_key", name="uq_episode_row_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    kind: EpisodeKind = Field(sa_type=String(10))
+    grade: int | None = None
+    onset: datetime
+    resolved: datetime | None = None
+    origin: EpisodeOrigin = Field(default=EpisodeOrigin.DOCUMENTED, sa_type=String(12))
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Treatment(_Provenance, table=True):
+    __table_args__ = (UniqueConstraint("row_key", name="uq_treatment_row_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    drug: str = Field(max_length=40)  # core.observations.DRUGS key
+    given_at: datetime
+    dose: float | None = None
+    dose_unit: str | None = Field(default=None, max_length=20)
+    route: str | None = Field(default=None, max_length=20)
+
+
+class CourseEvent(_Provenance, table=True):
+    __table_args__ = (UniqueConstraint("row_key", name="uq_courseevent_row_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    kind: EventKind = Field(sa_type=String(20))
+    at: datetime
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class MissingLab(_Provenance, table=True):
+    """An explained gap: the expected lab of that day was not drawn, haemolysed, ..."""
+
+    __table_args__ = (UniqueConstraint("row_key", name="uq_missinglab_row_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    analyte: str = Field(max_length=20)
+    day: int  # day after infusion
+    reason: str = Field(max_length=40)  # not_drawn | haemolysed | pending | refused | other
+
+
+class ImportBatch(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    file_name: str = Field(max_length=255)
+    file_sha256: str = Field(max_length=64, index=True)
+    rows_in_file: int = 0
+    rows_written: int = 0
+    rows_already_present: int = 0
+    imported_by: str = Field(max_length=100)
+    imported_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """One alert per patient, rule and episode; `evaluate` moves it through its states."""
+
+    __table_args__ = (
+        UniqueConstraint("patient_pk", "rule_id", "episode_key", name="uq_alert_episode"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    rule_id: str = Field(max_length=40, index=True)
+    episode_key: str = Field(max_length=40)  # e.g. "since-day-8"
+    severity: str = Field(max_length=10)  # info | warning | severe
+    state: AlertState = Field(default=AlertState.FIRING, sa_type=String(14), index=True)
+    title: str = Field(max_length=200)
+    message: str = Field(max_length=2000)
+    since_day: float | None = None
+    grade: int | None = None
+    score: float | None = None
+    evidence: list = Field(default_factory=list, sa_column=Column(JSON))
+    missing: list = Field(default_factory=list, sa_column=Column(JSON))
+    first_fired_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    fire_count: int = 1
+    acknowledged_by: str | None = Field(default=None, max_length=100)
+    acknowledged_at: datetime | None = None
+    ack_note: str | None = Field(default=None, max_length=1000)
+    snoozed_until: datetime | None = None
+    snooze_reason: str | None = Field(default=None, max_length=500)
+    resolved_at: datetime | None = None
+    escalated_at: datetime | None = None
+
+
+class AlertEvent(SQLModel, table=True):
+    """The history of one alert: fired, acknowledged, snoozed, resolved, re-fired, escalated."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=20)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class EvaluationRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    as_of: datetime
+    patients: int = 0
+    findings: int = 0
+    actor: str = Field(default="system", max_length=100)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    display_name: str = Field(max_length=120)
+    role: Role = Field(sa_type=String(12))
+    password_hash: str = Field(max_length=200)
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SiteSetting(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=100)
+    value: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    updated_by: str = Field(max_length=100)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditLog(SQLModel, table=True):
+    """Append-only: who, when, what changed (before/after) and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=100, index=True)
+    action: str = Field(max_length=30)  # insert | correct | entered_in_error | import | login ...
+    table_name: str = Field(max_length=40)
+    record_id: str | None = Field(default=None, max_length=64)
+    patient_id: str | None = Field(default=None, max_length=64, index=True)
+    before: dict | None = Field(default=None, sa_column=Column(JSON))
+    after: dict | None = Field(default=None, sa_column=Column(JSON))
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+CLINICAL_TABLES: dict[str, type[SQLModel]] = {
+    "labs": LabResult,
+    "observations": Observation,
+    "episodes": Episode,
+    "treatments": Treatment,
+    "events": CourseEvent,
+}

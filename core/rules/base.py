@@ -1,0 +1,140 @@
+"""The shapes every rule shares: declaration as data, thresholds, and findings.
+
+A rule module declares `RULE = Rule(...)` (or several) and a pure function
+`evaluate(course: Course, t: Thresholds) -> Finding`. The engine (core/rules/engine.py) is
+the only code that runs them; pages and the CLI read `Rule` rows to show what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core.course import Course
+from core.units import Evidence
+
+
+class Status(StrEnum):
+    MET = "met"
+    NOT_MET = "not_met"
+    NOT_EVALUABLE = "not_evaluable"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    SEVERE = "severe"
+
+
+@dataclass(frozen=True)
+class Citation:
+    source: str  # short reference, e.g. "Lee et al., Biol Blood Marrow Transplant 2019"
+    section: str  # the section or table of the source, and of criteria.md
+    doi: str | None = None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One number a rule compares against, in a canonical unit, with its evidence tag."""
+
+    key: str
+    value: float
+    unit: str  # canonical unit from core/units.py, or "x ULN", "days", "points", "fold", ...
+    evidence: Evidence
+    description: str
+    op: str = ""  # ">", ">=", "<", "<=" where a comparison direction applies
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.evidence.is_provisional
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    version: str
+    citation: Citation
+    evidence: Evidence  # the weakest tag among the numbers it relies on
+    severity: Severity
+    thresholds: tuple[Threshold, ...]
+    inputs: tuple[str, ...]  # analytes and observation kinds it reads
+    graded: bool = False
+    scored: bool = False
+    choices: tuple[str, ...] = ()  # open choices criteria.md left to us, and what we chose
+    description: str = ""
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.evidence.is_provisional or any(t.is_provisional for t in self.thresholds)
+
+
+class Thresholds(Mapping[str, float]):
+    """A rule's thresholds in force: code defaults, with site overrides applied."""
+
+    def __init__(self, rule: Rule, overrides: Mapping[str, float] | None = None) -> None:
+        self._values = {t.key: t.value for t in rule.thresholds}
+        unknown = set(overrides or {}) - set(self._values)
+        if unknown:
+            raise KeyError(f"{rule.id}: unknown threshold(s) {sorted(unknown)}")
+        self._values.update(overrides or {})
+        self.overridden = frozenset(overrides or {})
+
+    def __getitem__(self, key: str) -> float:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+@dataclass
+class EvidenceItem:
+    """A value that decided a rule, in canonical and original units."""
+
+    why: str
+    analyte: str | None = None  # analyte or observation kind
+    day: float | None = None
+    value: float | str | None = None
+    unit: str | None = None
+    original_value: str | None = None
+    original_unit: str | None = None
+    verified: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Finding:
+    """The result of one rule for one patient as of one day (design.md JSON contract)."""
+
+    rule: str
+    status: Status
+    since_day: float | None = None
+    grade: int | None = None
+    score: float | None = None
+    evidence: list[EvidenceItem] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # probability, breakdown, risk group...
+    episode_key: str | None = None  # distinguishes separate alert episodes of one rule
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "status": str(self.status),
+            "since_day": self.since_day,
+            "grade": self.grade,
+            "score": self.score,
+            "evidence": [e.to_json() for e in self.evidence],
+            "missing": list(self.missing),
+        }
+        out.update(self.extra)
+        return out
+
+
+Evaluator = Callable[[Course, Thresholds], Finding]
