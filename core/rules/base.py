@@ -138,3 +138,11 @@ class Finding:
 
 
 Evaluator = Callable[[Course, Thresholds], Finding]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule's declaration and the pure function that evaluates it."""
+
+    rule: Rule
+    evaluate: Evaluator
