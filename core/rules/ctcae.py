@@ -1,0 +1,417 @@
+"""CTCAE v5.0 grades of the monitored labs (criteria.md §8), one graded rule per analyte.
+
+`ctcae_grade()` is the stable, pure grading function other rules call (e.g. cartox_hlh). The
+grading logic follows pharmaverse `admiral` (criteria §8 implementation notes):
+
+- AST/ALT/bilirubin: the "x baseline" column when the baseline is above its ULN, else "x ULN";
+- creatinine: max(ULN-based grade, baseline-based grade); baseline rules exist for grades 2-3;
+- fibrinogen: absolute < 50 mg/dL = grade 4; "% decrease from baseline" clauses only when the
+  value is below LLN; grade = max(LLN-based, decrease-based);
+- counts: grade 1 needs value < LLN, grades 2-4 are absolute; anaemia grades 1-3 only;
+- triglycerides: absolute mg/dL bands.
+
+Every number lives in a `Threshold` row; `ctcae_grade` reads them from a mapping (the code
+defaults, or a rule's `Thresholds` with site overrides).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.course import Course
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.rules.common import baseline, to_value
+from core.units import ANALYTES, Evidence
+
+VERSION = "1.0"
+CITATION_SOURCE = "NCI CTCAE v5.0 (27 Nov 2017), logic as pharmaverse admiral"
+C = Evidence.C
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds as data (criteria §8, all [C])
+# ---------------------------------------------------------------------------------------------
+
+
+def _t(key: str, value: float, unit: str, op: str, description: str) -> Threshold:
+    return Threshold(key=key, value=value, unit=unit, evidence=C, description=description, op=op)
+
+
+def _liver(g1_base: float, g1_base_op: str, uln: tuple[float, float, float, float],
+           base: tuple[float, float, float]) -> tuple[Threshold, ...]:
+    return (
+        _t("uln_g1", uln[0], "x ULN", ">", "grade 1 above this multiple of ULN (normal baseline)"),
+        _t("uln_g2", uln[1], "x ULN", ">", "grade 2 above this multiple of ULN"),
+        _t("uln_g3", uln[2], "x ULN", ">", "grade 3 above this multiple of ULN"),
+        _t("uln_g4", uln[3], "x ULN", ">", "grade 4 above this multiple of ULN"),
+        _t("base_g1", g1_base, "x baseline", g1_base_op,
+           "grade 1 from this multiple of baseline (baseline above ULN)"),
+        _t("base_g2", base[0], "x baseline", ">", "grade 2 above this multiple of baseline"),
+        _t("base_g3", base[1], "x baseline", ">", "grade 3 above this multiple of baseline"),
+        _t("base_g4", base[2], "x baseline", ">", "grade 4 above this multiple of baseline"),
+    )
+
+
+def _counts(unit: str, g2: float, g3: float, g4: float | None) -> tuple[Threshold, ...]:
+    rows = [
+        _t("abs_g2", g2, unit, "<", "grade 2 below this value (grade 1: below LLN)"),
+        _t("abs_g3", g3, unit, "<", "grade 3 below this value"),
+    ]
+    if g4 is not None:
+        rows.append(_t("abs_g4", g4, unit, "<", "grade 4 below this value"))
+    return tuple(rows)
+
+
+CTCAE_THRESHOLDS: dict[str, tuple[Threshold, ...]] = {
+    "ast": _liver(1.5, ">=", (1.0, 3.0, 5.0, 20.0), (3.0, 5.0, 20.0)),
+    "alt": _liver(1.5, ">=", (1.0, 3.0, 5.0, 20.0), (3.0, 5.0, 20.0)),
+    "bilirubin": _liver(1.0, ">", (1.0, 1.5, 3.0, 10.0), (1.5, 3.0, 10.0)),
+    "creatinine": (
+        _t("uln_g1", 1.0, "x ULN", ">", "grade 1 above ULN"),
+        _t("uln_g2", 1.5, "x ULN", ">", "grade 2 above this multiple of ULN"),
+        _t("uln_g3", 3.0, "x ULN", ">", "grade 3 above this multiple of ULN"),
+        _t("uln_g4", 6.0, "x ULN", ">", "grade 4 above this multiple of ULN"),
+        _t("base_g2", 1.5, "x baseline", ">", "grade 2 above this multiple of baseline"),
+        _t("base_g3", 3.0, "x baseline", ">", "grade 3 above this multiple of baseline"),
+    ),
+    "fibrinogen": (
+        _t("lln_g1", 1.0, "x LLN", "<", "grade 1 below LLN"),
+        _t("lln_g2", 0.75, "x LLN", "<", "grade 2 below this multiple of LLN"),
+        _t("lln_g3", 0.5, "x LLN", "<", "grade 3 below this multiple of LLN"),
+        _t("lln_g4", 0.25, "x LLN", "<", "grade 4 below this multiple of LLN"),
+        _t("abs_g4", 50.0, "mg/dL", "<", "grade 4 below this absolute value"),
+        _t("drop_g2", 25.0, "% decrease", ">=",
+           "grade 2 from this decrease from baseline (value below LLN)"),
+        _t("drop_g3", 50.0, "% decrease", ">=", "grade 3 from this decrease from baseline"),
+        _t("drop_g4", 75.0, "% decrease", ">=", "grade 4 from this decrease from baseline"),
+    ),
+    "anc": _counts("10^9/L", 1.5, 1.0, 0.5),
+    "platelets": _counts("10^9/L", 75.0, 50.0, 25.0),
+    "hemoglobin": _counts("g/dL", 10.0, 8.0, None),
+    "alc": _counts("10^9/L", 0.8, 0.5, 0.2),
+    "wbc": _counts("10^9/L", 3.0, 2.0, 1.0),
+    "triglycerides": (
+        _t("abs_g1", 150.0, "mg/dL", ">=", "grade 1 from this value"),
+        _t("abs_g2", 300.0, "mg/dL", ">", "grade 2 above this value"),
+        _t("abs_g3", 500.0, "mg/dL", ">", "grade 3 above this value"),
+        _t("abs_g4", 1000.0, "mg/dL", ">", "grade 4 above this value"),
+    ),
+}
+
+DEFAULTS: dict[str, dict[str, float]] = {
+    a: {t.key: t.value for t in rows} for a, rows in CTCAE_THRESHOLDS.items()
+}
+
+TERMS: dict[str, str] = {
+    "ast": "Aspartate aminotransferase increased",
+    "alt": "Alanine aminotransferase increased",
+    "bilirubin": "Blood bilirubin increased",
+    "creatinine": "Creatinine increased",
+    "fibrinogen": "Fibrinogen decreased",
+    "anc": "Neutrophil count decreased",
+    "platelets": "Platelet count decreased",
+    "hemoglobin": "Anemia",
+    "alc": "Lymphocyte count decreased",
+    "wbc": "White blood cell decreased",
+    "triglycerides": "Hypertriglyceridemia",
+}
+ANALYTES_GRADED = tuple(TERMS)
+_RISE = ("ast", "alt", "bilirubin")
+_LOW_COUNTS = ("anc", "platelets", "hemoglobin", "alc", "wbc")
+_NEEDS_BASELINE = ("ast", "alt", "bilirubin", "creatinine", "fibrinogen")
+
+# ---------------------------------------------------------------------------------------------
+# The grading function (stable contract)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ok(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _above(value: float, ref: float, t: Mapping[str, float], prefix: str,
+           g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)) -> int:
+    for g in grades:
+        cut = t[f"{prefix}_g{g}"] * ref
+        if value > cut or (g == 1 and g1_inclusive and value >= cut):
+            return g
+    return 0
+
+
+def ctcae_grade(
+    analyte: str,
+    value: float,
+    uln: float | None,
+    lln: float | None,
+    baseline: float | None,
+    baseline_uln: float | None = None,
+    baseline_lln: float | None = None,
+    t: Mapping[str, float] | None = None,
+) -> int | None:
+    """CTCAE v5.0 grade (0-4; anaemia 0-3) of one lab value, or None when not gradable.
+
+    Parameters are in the analyte's canonical unit (core/units.py). `baseline_uln` /
+    `baseline_lln` are the reference limits of the baseline sample (default: `uln` / `lln`).
+    `t` overrides the threshold values (keys as in CTCAE_THRESHOLDS[analyte]).
+    A baseline that is unknown is treated as normal (the "x ULN" columns apply).
+    """
+    if analyte not in DEFAULTS:
+        raise KeyError(f"no CTCAE grading for analyte {analyte!r}")
+    if not _ok(value):
+        return None
+    t = DEFAULTS[analyte] if t is None else t
+    b_uln = uln if baseline_uln is None else baseline_uln
+    del baseline_lln  # part of the contract; §8 bases fibrinogen clauses on the value's LLN
+    has_base = _ok(baseline) and baseline is not None and baseline > 0
+
+    if analyte in _RISE:
+        if has_base and _ok(b_uln) and baseline > b_uln:  # type: ignore[operator]
+            return _above(value, baseline, t, "base",  # type: ignore[arg-type]
+                          g1_inclusive=analyte != "bilirubin")
+        if not _ok(uln):
+            return None
+        return _above(value, uln, t, "uln")  # type: ignore[arg-type]
+
+    if analyte == "creatinine":
+        by_uln = _above(value, uln, t, "uln") if _ok(uln) else None  # type: ignore[arg-type]
+        by_base = (_above(value, baseline, t, "base", grades=(3, 2))  # type: ignore[arg-type]
+                   if has_base else None)
+        if by_uln is None:
+            # Without ULN only baseline grades 2-3 are knowable; below them it is unknown.
+            return by_base if by_base else None
+        return max(by_uln, by_base or 0)
+
+    if analyte == "fibrinogen":
+        if value < t["abs_g4"]:
+            return 4
+        if not _ok(lln):
+            return None
+        by_lln = 0
+        for g in (4, 3, 2, 1):
+            if value < t[f"lln_g{g}"] * lln:  # type: ignore[operator]
+                by_lln = g
+                break
+        by_drop = 0
+        if value < lln and has_base and value < baseline:  # type: ignore[operator]
+            drop = 100.0 * (baseline - value) / baseline  # type: ignore[operator]
+            by_drop = 1
+            for g in (4, 3, 2):
+                if drop >= t[f"drop_g{g}"]:
+                    by_drop = g
+                    break
+        return max(by_lln, by_drop)
+
+    if analyte == "triglycerides":
+        for g in (4, 3, 2):
+            if value > t[f"abs_g{g}"]:
+                return g
+        return 1 if value >= t["abs_g1"] else 0
+
+    # blood counts (anc, platelets, hemoglobin, alc, wbc)
+    for g in (4, 3, 2):
+        key = f"abs_g{g}"
+        if key in t and value < t[key]:
+            return g
+    if not _ok(lln):
+        return None
+    return 1 if value < lln else 0  # type: ignore[operator]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast per-analyte arrays (rules are replayed for many patients x days)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One analyte's values in time order as numpy arrays, plus the rows for evidence."""
+
+    analyte: str
+    day: np.ndarray
+    value: np.ndarray
+    ref_low: np.ndarray
+    ref_high: np.ndarray
+    rows: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def evidence(self, i: int, why: str) -> EvidenceItem:
+        return to_value(self.rows.iloc[i].to_dict()).evidence(why)
+
+
+_cache: tuple[object, dict[str, Series]] | None = None
+
+
+def series_of(course: Course, analyte: str) -> Series:
+    """The analyte's values as arrays, default reference limits filled in (criteria §0.2)."""
+    global _cache
+    labs = course.labs
+    cached = _cache
+    if cached is None or cached[0] is not labs:
+        cached = (labs, {})
+        _cache = cached
+    store = cached[1]
+    if analyte not in store:
+        if len(labs):
+            rows = labs[labs["analyte"].to_numpy() == analyte]
+            if len(rows) > 1 and not rows["day"].is_monotonic_increasing:
+                rows = rows.sort_values("day", kind="stable")
+        else:
+            rows = labs
+        a = ANALYTES[analyte]
+        lo = pd.to_numeric(rows["ref_low"], errors="coerce").to_numpy(dtype=float)
+        hi = pd.to_numeric(rows["ref_high"], errors="coerce").to_numpy(dtype=float)
+        both = np.isnan(lo) & np.isnan(hi)
+        lo = np.where(both, np.nan if a.ref_low is None else a.ref_low, lo)
+        hi = np.where(both, np.nan if a.ref_high is None else a.ref_high, hi)
+        store[analyte] = Series(
+            analyte=analyte,
+            day=rows["day"].to_numpy(dtype=float),
+            value=rows["value"].to_numpy(dtype=float),
+            ref_low=lo, ref_high=hi, rows=rows,
+        )
+    return store[analyte]
+
+
+def current_day(course: Course) -> float:
+    """The course's "now": as_of_day when finite, else the latest day with any data."""
+    if math.isfinite(course.as_of_day):
+        return float(course.as_of_day)
+    latest = -math.inf
+    for frame in (course.labs, course.observations, course.treatments, course.events,
+                  course.missing):
+        if len(frame):
+            latest = max(latest, float(pd.to_numeric(frame["day"]).max()))
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# The graded rules ctcae_<analyte>
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def _why(analyte: str, grade: int, value: float, uln: float | None, lln: float | None,
+         base: float | None, base_uln: float | None) -> str:
+    parts = [f"CTCAE grade {grade}"]
+    if analyte in _RISE or analyte == "creatinine":
+        if uln:
+            parts.append(f"{_fmt(value / uln)} x ULN ({_fmt(uln)})")
+        if base:
+            tag = " (abnormal)" if base_uln is not None and base > base_uln else ""
+            parts.append(f"{_fmt(value / base)} x baseline ({_fmt(base)}){tag}")
+    elif analyte == "fibrinogen":
+        if lln:
+            parts.append(f"{_fmt(value / lln)} x LLN ({_fmt(lln)})")
+        if base and value < base:
+            parts.append(f"{_fmt(100 * (base - value) / base)} % below baseline ({_fmt(base)})")
+    elif lln is not None and analyte != "triglycerides":
+        parts.append(f"LLN {_fmt(lln)}")
+    return "; ".join(parts)
+
+
+def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
+    def evaluate(course: Course, t: Thresholds) -> Finding:
+        rule_id = f"ctcae_{analyte}"
+        s = series_of(course, analyte)
+        if len(s) == 0:
+            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE,
+                           missing=[f"a {ANALYTES[analyte].name} result"])
+        b = baseline(course, analyte) if analyte in _NEEDS_BASELINE else None
+        base = b.value if b is not None else None
+        base_uln = b.ref_high if b is not None else None
+        base_lln = b.ref_low if b is not None else None
+
+        def grade_at(i: int) -> int | None:
+            return ctcae_grade(analyte, float(s.value[i]), _num(s.ref_high[i]),
+                               _num(s.ref_low[i]), base, base_uln, base_lln, t)
+
+        last = len(s) - 1
+        g = grade_at(last)
+        uln, lln = _num(s.ref_high[last]), _num(s.ref_low[last])
+        if g is None:
+            need = "the reference range (ULN/LLN) of the latest result"
+            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, missing=[need],
+                           evidence=[s.evidence(last, "latest value; reference range needed")])
+        ev = [s.evidence(last, _why(analyte, g, float(s.value[last]), uln, lln, base, base_uln))]
+        if b is not None and analyte in _NEEDS_BASELINE:
+            ev.append(b.evidence("baseline"))
+        extra: dict[str, object] = {"term": TERMS[analyte]}
+        if analyte in _NEEDS_BASELINE and b is None:
+            extra["baseline"] = "none recorded; graded against the reference range"
+        if g == 0:
+            return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
+                           extra=extra)
+        # since: first value of the current unbroken run of grade >= 1 results
+        start = last
+        while start > 0:
+            prev = grade_at(start - 1)
+            if not prev:
+                break
+            start -= 1
+        since = float(math.floor(s.day[start]))
+        extra["max_grade_in_run"] = max(grade_at(i) or 0 for i in range(start, last + 1))
+        return Finding(rule=rule_id, status=Status.MET, grade=g, since_day=since,
+                       evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
+
+    evaluate.__name__ = f"evaluate_ctcae_{analyte}"
+    return evaluate
+
+
+def _rule(analyte: str) -> Rule:
+    return Rule(
+        id=f"ctcae_{analyte}",
+        title=f"CTCAE v5.0 grade: {TERMS[analyte]}",
+        version=VERSION,
+        citation=Citation(CITATION_SOURCE, f"CTCAE v5.0 '{TERMS[analyte]}'; criteria.md §8"),
+        evidence=C,
+        severity=Severity.WARNING,
+        thresholds=CTCAE_THRESHOLDS[analyte],
+        inputs=(analyte,),
+        graded=True,
+        choices=CHOICES,
+        description="Grade of the latest result; met for grade 1 or more. Reference limits "
+                    "from the lab record, else the catalogue default (flagged in evidence).",
+    )
+
+
+CHOICES: tuple[str, ...] = (
+    "Graded value: the latest result as of the evaluation day; since_day = first result of "
+    "the current unbroken run of grade >= 1 results.",
+    "Unknown baseline is treated as normal: AST/ALT/bilirubin graded x ULN, creatinine by ULN "
+    "only, fibrinogen without the % decrease clauses.",
+    "'Baseline abnormal' for AST/ALT/bilirubin = baseline above the ULN of the baseline "
+    "sample (admiral BNRIND HIGH); boundaries: x ULN columns '>' each cut, AST/ALT x "
+    "baseline grade 1 from >= 1.5, bilirubin x baseline grade 1 '> 1.0'.",
+    "Fibrinogen % decrease bands: grade 1 any decrease < 25 %, grade 2 25-<50, grade 3 "
+    "50-<75, grade 4 >= 75; applied only when the value is below LLN.",
+    "Counts: without an LLN (lab or catalogue) a value above the grade 2 cut is not gradable.",
+    "Anaemia grade 4 and grade 5 of any term need clinical input and are never computed.",
+    "Qualified results ('<0.1') are graded at the reported number.",
+)
+
+RULES: tuple[RuleSpec, ...] = tuple(
+    RuleSpec(rule=_rule(a), evaluate=_evaluator(a)) for a in ANALYTES_GRADED
+)
