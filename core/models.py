@@ -5,7 +5,9 @@ Conventions:
 - lab values are stored in the canonical unit (core/units.py) with the original beside them;
 - nothing is hard-deleted: clinical rows carry a `status` and a correction inserts a new row
   that `supersedes_id` the old one, with a reason; every write is also in `auditlog`;
-- `row_key` is a content hash that makes re-imports idempotent (unique per table).
+- `row_key` hashes a row's natural key (patient, item, time) and `content_hash` its values:
+  a re-import of the same row adds nothing, a different value for the same key is refused
+  (it needs a correction with a reason). A correction's new row has no row_key.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ class _Provenance(SQLModel):
     source: str = Field(default="manual", max_length=20)  # manual | csv | fhir | sample
     source_record_id: str | None = Field(default=None, max_length=200)
     import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id", index=True)
-    row_key: str | None = Field(default=None, max_length=64)
+    row_key: str | None = Field(default=None, max_length=64)  # hash of the natural key
+    content_hash: str | None = Field(default=None, max_length=64)  # hash of the values
     entered_by: str = Field(default="system", max_length=100)
     entered_at: datetime = Field(default_factory=utcnow)
     status: RecordStatus = Field(default=RecordStatus.FINAL, sa_type=String(20), index=True)

@@ -200,6 +200,14 @@ def accepted_units(analyte: Analyte) -> list[str]:
     return out
 
 
+def fmt(x: float) -> str:
+    """A number as a nurse writes it: 5,000,000 or 2.1 (no exponent)."""
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.4f}".rstrip("0").rstrip(".")
+
+
 @dataclass(frozen=True)
 class Plausibility:
     ok: bool  # not refused
@@ -213,18 +221,18 @@ def check_plausibility(analyte: Analyte, canonical: float) -> Plausibility:
     if math.isnan(canonical) or math.isinf(canonical):
         return Plausibility(False, False, "is not a number")
     if canonical < lim.hard_low or (lim.hard_high is not None and canonical > lim.hard_high):
-        hi = f"{lim.hard_high:g}" if lim.hard_high is not None else "∞"
+        hi = fmt(lim.hard_high) if lim.hard_high is not None else "∞"
         return Plausibility(
             False, False,
-            f"{canonical:g} {analyte.unit} is outside the possible range "
-            f"({lim.hard_low:g}–{hi} {analyte.unit})",
+            f"{fmt(canonical)} {analyte.unit} is outside the possible range "
+            f"({fmt(lim.hard_low)}–{hi} {analyte.unit})",
         )
     if (lim.soft_low is not None and canonical < lim.soft_low) or (
         lim.soft_high is not None and canonical > lim.soft_high
     ):
         return Plausibility(
             True, True,
-            f"{canonical:g} {analyte.unit} is unusual; confirm it before it is saved",
+            f"{fmt(canonical)} {analyte.unit} is unusual; confirm it before it is saved",
         )
     return Plausibility(True, False)
 
@@ -237,7 +245,7 @@ def unit_mixup(analyte: Analyte, value: float, unit: str) -> str | None:
             continue
         if (low is None or value > low) and (high is None or value < high):
             return (
-                f"{analyte.name} {value:g} {unit} is far from any plausible value in {unit}: "
+                f"{analyte.name} {fmt(value)} {unit} is far from any plausible value in {unit}: "
                 f"was it {likely}?"
             )
     return None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 19:10:36.209985
+Create Date: 2026-11-21 19:13:04.544046
 """
 from collections.abc import Sequence
 
@@ -147,6 +147,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -172,6 +173,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -200,6 +202,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -236,6 +239,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -261,6 +265,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
@@ -290,6 +295,7 @@ def upgrade() -> None:
     sa.Column('source_record_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('import_batch_id', sa.Integer(), nullable=True),
     sa.Column('row_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('entered_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('entered_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),

@@ -1,0 +1,224 @@
+"""`python -m core COMMAND`: a thin adapter over core (design.md "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.config import Settings
+from core.db import init_db, make_engine
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (only when stderr is a terminal or forced)."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = -1
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.enabled:
+            return
+        pct = int(fraction * 100)
+        if pct == self._last and fraction < 1:
+            return
+        self._last = pct
+        filled = pct // 4
+        bar = "#" * filled + "-" * (25 - filled)
+        end = "\n" if fraction >= 1 else ""
+        sys.stderr.write(f"\r{self.label} [{bar}] {pct:3d}% {message[:50]:<50}{end}")
+        sys.stderr.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(database_url=args.db)
+
+
+def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    engine = make_engine(_settings(args).database_url)
+    init_db(engine)
+    return engine
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    init_db(make_engine(settings.database_url))
+    print(f"schema is up to date ({settings.database_url.split('@')[-1]})")
+    return 0
+
+
+def cmd_seed_sample(args: argparse.Namespace) -> int:
+    from core.seeding import is_empty, seed_sample
+
+    settings = _settings(args)
+    engine = _engine(args)
+    if not is_empty(engine) and not args.force:
+        print("database already has patients; sample not loaded (use --force to load it anyway)")
+        return 0
+    reports = seed_sample(engine, Path(args.sample_dir or settings.sample_dir),
+                          tz=settings.ward_tz, progress=ProgressBar("seeding"))
+    for r in reports:
+        print(r.summary())
+        for e in r.errors:
+            print(f"  {e}", file=sys.stderr)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from core.importing import import_file
+
+    settings = _settings(args)
+    engine = _engine(args)
+    status = 0
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            print(f"{name}: no such file", file=sys.stderr)
+            status = 1
+            continue
+        if path.suffix.lower() in (".json", ".ndjson"):
+            from core.fhir import import_fhir
+
+            report = import_fhir(engine, path.read_bytes(), path.name, user=args.user,
+                                 dry_run=args.dry_run, tz=settings.ward_tz,
+                                 progress=ProgressBar(path.name))
+        else:
+            report = import_file(engine, path.read_bytes(), path.name, kind=args.kind,
+                                 user=args.user, dry_run=args.dry_run,
+                                 confirm_unusual=args.confirm_unusual, tz=settings.ward_tz,
+                                 progress=ProgressBar(path.name))
+        if report.ok:
+            print(report.summary())
+        else:
+            status = 1
+            print(report.summary(), file=sys.stderr)
+            for e in report.errors:
+                print(f"{path.name}: {e}", file=sys.stderr)
+    return status
+
+
+def _as_of(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.evaluation import run_evaluate, text_report
+
+    doc = run_evaluate(_engine(args), _settings(args), as_of=_as_of(args.as_of),
+                       patient_id=args.patient, actor=args.user)
+    print(json.dumps(doc, indent=1, default=str) if args.json else text_report(doc))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from core.evaluation import run_replay, text_report
+
+    doc = run_replay(_engine(args), _settings(args), patient_id=args.patient)
+    print(json.dumps(doc, indent=1, default=str) if args.json else text_report(doc))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.exporting import export_patient_csv
+
+    engine = _engine(args)
+    out = Path(args.out)
+    if args.what == "patient":
+        if not args.patient:
+            print("export patient needs --patient ID", file=sys.stderr)
+            return 2
+        out.write_text(export_patient_csv(engine, args.patient, _settings(args).ward_tz),
+                       encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from core.backup import backup
+
+    dest = backup(_engine(args), Path(args.dest))
+    print(f"backup written to {dest}")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from core.users import create_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        create_user(_engine(args), args.name, args.role, password,
+                    display_name=args.display_name, actor=args.user)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"user {args.name} ({args.role}) created")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    p.add_argument("--db", help="database URL (overrides CARTWATCH_DATABASE_URL)")
+    p.add_argument("--user", default=getpass.getuser(), help="who is doing this (audit log)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("init", help="create or migrate the schema").set_defaults(func=cmd_init)
+
+    s = sub.add_parser("seed-sample", help="load the synthetic sample cohort")
+    s.add_argument("--force", action="store_true", help="load even if patients exist")
+    s.add_argument("--sample-dir")
+    s.set_defaults(func=cmd_seed_sample)
+
+    s = sub.add_parser("import", help="import CSV or FHIR files (all rows or none)")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--kind", choices=["patients", "labs", "observations", "episodes",
+                                      "treatments", "events"])
+    s.add_argument("--dry-run", action="store_true", help="validate only, write nothing")
+    s.add_argument("--confirm-unusual", action="store_true",
+                   help="accept values past the soft plausibility limits (flagged)")
+    s.set_defaults(func=cmd_import)
+
+    for name, func, helptext in (("evaluate", cmd_evaluate, "run every rule, update alerts"),
+                                 ("replay", cmd_replay, "rules as of every day (backtest)")):
+        s = sub.add_parser(name, help=helptext)
+        if name == "evaluate":
+            s.add_argument("--as-of", help="ISO time (default now)")
+        s.add_argument("--patient")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("export", help="export a patient summary")
+    s.add_argument("what", choices=["patient"])
+    s.add_argument("--patient")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("backup", help="consistent online copy of the database")
+    s.add_argument("dest")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("create-user", help="add a user (password from prompt or stdin)")
+    s.add_argument("name")
+    s.add_argument("--role", required=True,
+                   choices=["display", "viewer", "nurse", "clinician", "admin"])
+    s.add_argument("--display-name")
+    s.set_defaults(func=cmd_create_user)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

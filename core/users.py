@@ -1,0 +1,44 @@
+"""Users and password hashes (bcrypt). Roles are checked in core for every write."""
+
+from __future__ import annotations
+
+import bcrypt
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from core import audit
+from core.db import session_scope
+from core.models import Role, User
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def check_password(password: str, hashed: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:
+        return False
+
+
+def create_user(engine: Engine, username: str, role: str, password: str,
+                display_name: str | None = None, actor: str = "system") -> User:
+    """Add a user; a short password or an existing name is refused with a clear message."""
+    if role not in {r.value for r in Role}:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    with session_scope(engine) as s:
+        if s.execute(select(User).where(User.username == username)).first():
+            raise ValueError(f"user {username!r} already exists")
+        user = User(username=username, display_name=display_name or username, role=Role(role),
+                    password_hash=hash_password(password))
+        s.add(user)
+        s.flush()
+        audit.record(s, actor=actor, action="create_user", table_name="user",
+                     record_id=user.id, after={"username": username, "role": role},
+                     reason="user created")
+    return user
