@@ -123,7 +123,8 @@ def read_csv_bytes(data: bytes, kind: str | None = None) -> tuple[str, pd.DataFr
                 f"({', '.join(cols)}). Give --kind, or use a template's header.",
             )])
     if kind not in KINDS:
-        raise FileRejected([RowError(0, "", kind, f"Unknown file kind; use one of {', '.join(KINDS)}.")])
+        raise FileRejected([RowError(0, "", kind,
+                                     f"Unknown file kind; use one of {', '.join(KINDS)}.")])
     missing = _missing(KINDS[kind]["required"], set(cols))
     if missing:
         raise FileRejected([

@@ -186,7 +186,8 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     _duplicates(frame, ctx, [frame["patient_id"], codes, times], "analyte")
     out = pd.DataFrame({
         "patient_pk": pk, "analyte": codes, "collected_at": times, "value": canonical,
-        "unit": codes.map(lambda a: ANALYTES[a].unit if isinstance(a, str) else None), "qualifier": qualifier,
+        "unit": codes.map(lambda a: ANALYTES[a].unit if isinstance(a, str) else None),
+        "qualifier": qualifier,
         "original_value": frame["value"], "original_unit": frame["unit"],
         "ref_low": ref_low, "ref_high": ref_high,
         "loinc": loinc.where(~_blank(loinc), None),
