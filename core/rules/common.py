@@ -9,9 +9,13 @@ Conventions of criteria.md §0.2 [DESIGN]:
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.course import Course
@@ -74,25 +78,27 @@ def to_value(row: pd.Series | dict) -> Value:
 
 
 def values(course: Course, analyte: str) -> list[Value]:
-    """All values of an analyte in time order."""
-    return [to_value(r) for r in course.series(analyte).to_dict("records")]
+    """All values of an analyte in time order (up to the course's as-of instant)."""
+    return values_until(course, analyte, math.inf)
 
 
 def latest(course: Course, analyte: str) -> Value | None:
-    s = course.series(analyte)
-    return None if s.empty else to_value(s.iloc[-1].to_dict())
+    return latest_until(course, analyte, math.inf)
 
 
 def baseline(course: Course, analyte: str) -> Value | None:
     """Last value before lymphodepletion, else last value before day 1 [DESIGN §0.2]."""
-    s = course.series(analyte)
+    s = lab_series(course, analyte)
+    if s is None:
+        return None
+    k_end = s.count(course.as_of_day)
     ld = course.patient.lymphodepletion_day
     if ld is not None:
-        before = s[s["day"] < ld]
-        if not before.empty:
-            return to_value(before.iloc[-1].to_dict())
-    before = s[s["day"] < 1]
-    return None if before.empty else to_value(before.iloc[-1].to_dict())
+        k = min(bisect.bisect_left(s.days, ld), k_end)
+        if k:
+            return s.at(k - 1)
+    k = min(bisect.bisect_left(s.days, 1.0), k_end)
+    return s.at(k - 1) if k else None
 
 
 def uln(v: Value) -> float | None:
@@ -101,3 +107,284 @@ def uln(v: Value) -> float | None:
 
 def lln(v: Value) -> float | None:
     return v.ref_low
+
+
+# --- Fast per-course access -------------------------------------------------------------
+# A replay evaluates every rule as of the end of every day. Re-filtering pandas frames per
+# day is far too slow, so each course gets one index of numpy/list columns per analyte,
+# observation kind and drug, built once and sliced by bisection at `course.as_of_day`.
+# The index is cached on the Course object (frames are never mutated after construction).
+
+END_OF_DAY = 1.0 - 1e-6  # "as of the end of day N" = N + END_OF_DAY (0.09 s before midnight)
+
+
+def end_of_day(day: float) -> float:
+    """The as-of instant that stands for the end of day `day`."""
+    return math.floor(day) + END_OF_DAY
+
+
+def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _obj_col(frame: pd.DataFrame, col: str) -> list:
+    if col not in frame:
+        return [None] * len(frame)
+    return [None if _is_missing(x) or x is pd.NA else x for x in frame[col].tolist()]
+
+
+class LabSeries:
+    """One analyte's values in time order, as columns; `Value`s are built on demand."""
+
+    __slots__ = ("analyte", "days", "vals", "qual", "low", "high", "ov", "ou", "ver", "_cache")
+
+    def __init__(self, analyte: str, days: list[float], vals: list[float], qual: list,
+                 low: list[float], high: list[float], ov: list, ou: list, ver: list) -> None:
+        self.analyte, self.days, self.vals, self.qual = analyte, days, vals, qual
+        self.low, self.high, self.ov, self.ou, self.ver = low, high, ov, ou, ver
+        self._cache: list[Value | None] = [None] * len(days)
+
+    def count(self, end: float) -> int:
+        """Number of values with day <= end."""
+        return bisect.bisect_right(self.days, end)
+
+    def at(self, i: int) -> Value:
+        v = self._cache[i]
+        if v is None:
+            low, high = self.low[i], self.high[i]
+            low = None if low != low else low  # NaN -> None
+            high = None if high != high else high
+            default = low is None and high is None
+            if default:
+                a = ANALYTES[self.analyte]
+                low, high = a.ref_low, a.ref_high
+            ver = self.ver[i]
+            v = Value(
+                analyte=self.analyte, day=self.days[i], value=self.vals[i],
+                qualifier=self.qual[i], ref_low=low, ref_high=high,
+                original_value=None if self.ov[i] is None else str(self.ov[i]),
+                original_unit=None if self.ou[i] is None else str(self.ou[i]),
+                verified=None if ver is None else bool(ver), default_range=default,
+            )
+            self._cache[i] = v
+        return v
+
+    def upto(self, end: float) -> list[Value]:
+        return [self.at(i) for i in range(self.count(end))]
+
+
+class ObsSeries:
+    """One observation kind in time order: day, numeric value (NaN if none), text value."""
+
+    __slots__ = ("days", "nums", "texts")
+
+    def __init__(self, days: list[float], nums: list[float], texts: list) -> None:
+        self.days, self.nums, self.texts = days, nums, texts
+
+    def count(self, end: float) -> int:
+        return bisect.bisect_right(self.days, end)
+
+
+@dataclass(frozen=True)
+class Obs:
+    """One bedside observation as the rules use it."""
+
+    kind: str
+    day: float
+    num: float | None
+    text: str | None
+
+    @property
+    def shown(self) -> float | str | None:
+        return self.text if self.text is not None else self.num
+
+    @property
+    def is_yes(self) -> bool:
+        return self.num is not None and self.num >= 1
+
+    def evidence(self, why: str) -> EvidenceItem:
+        return EvidenceItem(why=why, analyte=self.kind, day=self.day, value=self.shown)
+
+
+class CourseIndex:
+    """Columns of one course, sorted by day, for bisection at any as-of instant."""
+
+    def __init__(self, course: Course) -> None:
+        self.patient = course.patient
+        self.memo: dict = {}
+        last = -math.inf
+        self.labs: dict[str, LabSeries] = {}
+        labs = course.labs
+        if len(labs):
+            days = _float_col(labs, "day")
+            codes = labs["analyte"].to_numpy(dtype=object)
+            order = np.lexsort((days, codes.astype(str)))
+            cols = {c: _float_col(labs, c)[order] for c in ("value", "ref_low", "ref_high")}
+            objs = {c: [_obj_col(labs, c)[i] for i in order]
+                    for c in ("qualifier", "original_value", "original_unit", "verified")}
+            days, codes = days[order], codes[order]
+            bounds = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+            for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
+                a = str(codes[s])
+                self.labs[a] = LabSeries(
+                    a, days[s:e].tolist(), cols["value"][s:e].tolist(),
+                    objs["qualifier"][s:e], cols["ref_low"][s:e].tolist(),
+                    cols["ref_high"][s:e].tolist(), objs["original_value"][s:e],
+                    objs["original_unit"][s:e], objs["verified"][s:e])
+            last = max(last, float(np.nanmax(days)))
+        self.obs: dict[str, ObsSeries] = {}
+        obs = course.observations
+        if len(obs):
+            days = _float_col(obs, "day")
+            nums = _float_col(obs, "value_num")
+            texts = _obj_col(obs, "value_text")
+            kinds = obs["kind"].astype(str).tolist()
+            order = np.argsort(days, kind="stable")
+            grouped: dict[str, tuple[list, list, list]] = {}
+            for i in order:
+                g = grouped.setdefault(kinds[i], ([], [], []))
+                g[0].append(float(days[i]))
+                g[1].append(float(nums[i]))
+                g[2].append(texts[i])
+            self.obs = {k: ObsSeries(*g) for k, g in grouped.items()}
+            last = max(last, float(np.nanmax(days)))
+        self.drugs: dict[str, list[float]] = {}
+        tr = course.treatments
+        if len(tr):
+            for drug, day in zip(tr["drug"].astype(str), _float_col(tr, "day"), strict=True):
+                self.drugs.setdefault(drug, []).append(float(day))
+            for d in self.drugs.values():
+                d.sort()
+            last = max(last, float(np.nanmax(_float_col(tr, "day"))))
+        self.episodes: list[tuple[str, int | None, float, float, str]] = []
+        ep = course.episodes
+        if len(ep):
+            for kind, grade, onset, resolved, origin in zip(
+                ep["kind"].astype(str), _float_col(ep, "grade"), _float_col(ep, "onset_day"),
+                _float_col(ep, "resolved_day"), _obj_col(ep, "origin"), strict=True,
+            ):
+                self.episodes.append((kind, None if grade != grade else int(grade),
+                                      float(onset), float(resolved), origin or "documented"))
+            self.episodes.sort(key=lambda e: e[2])
+        self.events: list[tuple[str, float]] = []
+        ev = course.events
+        if len(ev):
+            self.events = sorted(zip(ev["kind"].astype(str), _float_col(ev, "day"),
+                                     strict=True), key=lambda e: e[1])
+            last = max(last, max(d for _, d in self.events))
+        self.last_day = last  # -inf when the course holds no data
+
+    def first_day(self) -> float:
+        firsts = [s.days[0] for s in self.labs.values()] + [
+            s.days[0] for s in self.obs.values()] + [d[0] for d in self.drugs.values()]
+        return min(firsts) if firsts else math.inf
+
+
+def course_index(course: Course) -> CourseIndex:
+    """The course's column index, built on first use and cached on the Course object."""
+    idx = course.__dict__.get("_cw_index")
+    if idx is None:
+        idx = CourseIndex(course)
+        object.__setattr__(course, "_cw_index", idx)
+    return idx
+
+
+def lab_series(course: Course, analyte: str) -> LabSeries | None:
+    return course_index(course).labs.get(analyte)
+
+
+def values_until(course: Course, analyte: str, end: float) -> list[Value]:
+    """Values of an analyte with day <= min(end, as_of_day), in time order."""
+    s = course_index(course).labs.get(analyte)
+    return [] if s is None else s.upto(min(end, course.as_of_day))
+
+
+def latest_until(course: Course, analyte: str, end: float) -> Value | None:
+    s = course_index(course).labs.get(analyte)
+    if s is None:
+        return None
+    k = s.count(min(end, course.as_of_day))
+    return s.at(k - 1) if k else None
+
+
+def observations_until(course: Course, kind: str, end: float,
+                       start: float = -math.inf) -> list[Obs]:
+    """Observations of a kind with start <= day <= min(end, as_of_day), in time order."""
+    s = course_index(course).obs.get(kind)
+    if s is None:
+        return []
+    k = s.count(min(end, course.as_of_day))
+    i = bisect.bisect_left(s.days, start) if start > -math.inf else 0
+    return [Obs(kind, s.days[j], None if s.nums[j] != s.nums[j] else s.nums[j], s.texts[j])
+            for j in range(i, k)]
+
+
+def latest_observation(course: Course, kind: str, end: float,
+                       start: float = -math.inf) -> Obs | None:
+    s = course_index(course).obs.get(kind)
+    if s is None:
+        return None
+    k = s.count(min(end, course.as_of_day))
+    if not k or s.days[k - 1] < start:
+        return None
+    j = k - 1
+    return Obs(kind, s.days[j], None if s.nums[j] != s.nums[j] else s.nums[j], s.texts[j])
+
+
+def treatment_days(course: Course, drugs: Iterable[str], end: float,
+                   start: float = -math.inf) -> list[tuple[float, str]]:
+    """(day, drug) of every dose of the given drugs with start <= day <= end, in time order."""
+    idx = course_index(course)
+    end = min(end, course.as_of_day)
+    out = []
+    for drug in drugs:
+        for d in idx.drugs.get(drug, ()):
+            if start <= d <= end:
+                out.append((d, drug))
+    out.sort()
+    return out
+
+
+def episodes_until(course: Course, kind: str, end: float) -> list[tuple[int | None, float,
+                                                                        float | None, str]]:
+    """(grade, onset_day, resolved_day or None, origin) of episodes of a kind known by `end`."""
+    end = min(end, course.as_of_day)
+    out = []
+    for k, grade, onset, resolved, origin in course_index(course).episodes:
+        if k != kind or onset > end:
+            continue
+        out.append((grade, onset, None if resolved != resolved or resolved > end else resolved,
+                    origin))
+    return out
+
+
+def evaluated_day(course: Course) -> int:
+    """The ward day a finding is about: the as-of day, or the last data day if open-ended."""
+    if math.isfinite(course.as_of_day):
+        return math.floor(course.as_of_day)
+    last = course_index(course).last_day
+    return math.floor(last) if math.isfinite(last) else 0
+
+
+def memo(course: Course, key: tuple, compute: Callable[[], Any]) -> Any:
+    """A value cached on the course index (for per-day results of days already complete)."""
+    cache = course_index(course).memo
+    try:
+        return cache[key]
+    except KeyError:
+        value = cache[key] = compute()
+        return value
+
+
+def thresholds_key(t: Mapping[str, float]) -> tuple:
+    """A hashable key for a thresholds mapping (cached on the object)."""
+    key = getattr(t, "_cw_key", None)
+    if key is None:
+        key = tuple(sorted(t.items()))
+        try:
+            object.__setattr__(t, "_cw_key", key)
+        except AttributeError:
+            pass
+    return key
