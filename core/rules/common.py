@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from core.course import Course
-from core.rules.base import EvidenceItem
+from core.observations import OBSERVATION_KINDS
+from core.rules.base import EvidenceItem, Status
 from core.units import ANALYTES
 
 
@@ -205,7 +206,9 @@ class Obs:
         return self.num is not None and self.num >= 1
 
     def evidence(self, why: str) -> EvidenceItem:
-        return EvidenceItem(why=why, analyte=self.kind, day=self.day, value=self.shown)
+        kind = OBSERVATION_KINDS.get(self.kind)
+        return EvidenceItem(why=why, analyte=self.kind, day=self.day, value=self.shown,
+                            unit=kind.unit if kind and self.num is not None else None)
 
 
 class CourseIndex:
@@ -388,3 +391,48 @@ def thresholds_key(t: Mapping[str, float]) -> tuple:
         except AttributeError:
             pass
     return key
+
+
+def daily(course: Course, key: tuple, day: int, compute: Callable[[], Any]) -> Any:
+    """compute() for ward day `day`, cached once that day is complete as of the course."""
+    if end_of_day(day) <= course.as_of_day:
+        return memo(course, (*key, day), compute)
+    return compute()
+
+
+def met_since(course: Course, key: tuple, day: int, today: Status,
+              status_of: Callable[[int], Status]) -> int | None:
+    """First day of the met stretch that `day` belongs to, or None if `today` is not met.
+
+    A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
+    evidence that the condition cleared); a not-met day ends it. `status_of(d)` gives the
+    status as of the end of an earlier day d and should be cached with `daily`.
+    """
+    if today is not Status.MET:
+        return None
+    idx = course_index(course)
+    first = math.floor(idx.first_day()) if math.isfinite(idx.first_day()) else day
+    cache = idx.memo
+    todo: list[int] = []
+    run: int | None = None
+    cur = day - 1
+    while cur >= first:
+        hit = cache.get((*key, "run", cur), cache)
+        if hit is not cache:
+            run = hit
+            break
+        todo.append(cur)
+        cur -= 1
+    for d in reversed(todo):
+        st = status_of(d)
+        if st is Status.MET:
+            run = d if run is None else run
+        elif st is Status.NOT_MET:
+            run = None
+        cache[(*key, "run", d)] = run
+    return day if run is None else run
+
+
+def episode_key(since_day: float | None) -> str | None:
+    """Alert-episode key: stable while a condition lasts, new when it returns later."""
+    return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
