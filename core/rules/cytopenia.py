@@ -1,0 +1,722 @@
+"""Haematotoxicity rules: ICAHT (§6.1), T-ICAHT (§6.3), prolonged cytopenia (§6.2) and
+CAR-HEMATOTOX (§7) of criteria.md.
+
+Counting model (criteria §6.1/§6.3, implementation [DESIGN]): one value per day (the day's
+lowest, i.e. worst, result); a missing day takes the previous day's measured value for at
+most `carry_forward_days` day(s), otherwise the day is unknown. Days are walked through a
+small state machine: a neutropenic/thrombocytopenic period starts on the first day at or
+below the threshold and lasts until recovery, the first of `recovery_days` consecutive days
+above it; interruptions shorter than that are counted in. For platelets below 20, a day
+within `transfusion_window_days` after a platelet transfusion is never a recovery day.
+
+Early grades use every day 0-30; an unknown day is bounded both ways (counted as above and
+as below): equal grades are reported as such, a lower bound >= 1 is reported as met with
+`grade_at_most`, otherwise the rule is not evaluable and lists the days to log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from core.course import Course
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.rules.ctcae import Series, current_day, series_of
+from core.units import ANALYTES, Evidence
+
+VERSION = "1.0"
+C, C2, U, D = Evidence.C, Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
+CENSOR_EVENTS = ("progression", "next_therapy", "death")
+
+ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
+              "10.1182/blood.2023020578")
+TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
+HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
+           "10.1182/blood.2020010543")
+
+
+def _th(key: str, value: float, unit: str, ev: Evidence, description: str,
+        op: str = "") -> Threshold:
+    return Threshold(key=key, value=value, unit=unit, evidence=ev, description=description,
+                     op=op)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces: daily grid, counting machine, censoring, transfusions
+# ---------------------------------------------------------------------------------------------
+
+BELOW, ABOVE, SUPPORTED, UNKNOWN = 1, 0, 2, -1
+
+
+def daily_worst(s: Series, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """(value, row index) of the lowest result on each day first..last (nan / -1 if none)."""
+    n = last - first + 1
+    vals = np.full(max(n, 0), np.nan)
+    idx = np.full(max(n, 0), -1, dtype=int)
+    if n <= 0 or len(s) == 0:
+        return vals, idx
+    days = np.floor(s.day).astype(int) - first
+    for i in np.flatnonzero((days >= 0) & (days < n)):
+        d = days[i]
+        v = s.value[i]
+        if idx[d] < 0 or v < vals[d]:
+            vals[d], idx[d] = v, i
+    return vals, idx
+
+
+def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill up to `limit` missing days after each measured day with its value."""
+    out_v, out_i = vals.copy(), idx.copy()
+    last_seen, gap = -1, 0
+    for d in range(len(vals)):
+        if idx[d] >= 0:
+            last_seen, gap = d, 0
+        elif last_seen >= 0:
+            gap += 1
+            if gap <= limit:
+                out_v[d], out_i[d] = vals[last_seen], idx[last_seen]
+    return out_v, out_i
+
+
+def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[int, int | None]:
+    """(days counted, first counted day index) of the period(s) below threshold.
+
+    states: BELOW / ABOVE / SUPPORTED (above, but not a recovery day) / UNKNOWN per day.
+    unknown: "above" or "below" (bounds), or "bridge" (counted only when the period goes on).
+    """
+    count, first = 0, None
+    in_period, pending, a_run = False, 0, 0
+    for d, st in enumerate(states):
+        if st == UNKNOWN:
+            st = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
+        if st == BELOW:
+            if not in_period:
+                in_period = True
+                first = d if first is None else first
+            count += pending + 1
+            pending, a_run = 0, 0
+        elif in_period:
+            pending += 1
+            if st == ABOVE:
+                a_run += 1
+                if a_run >= recovery_days:
+                    count += pending - a_run
+                    in_period, pending, a_run = False, 0, 0
+            else:
+                a_run = 0
+    if in_period:
+        count += pending - a_run  # supported days before an unfinished trailing recovery
+    return count, first
+
+
+def censor_day(course: Course) -> tuple[float, str | None]:
+    """The first progression / next therapy / death day (inclusive), else +inf."""
+    ev = course.events
+    if not len(ev):
+        return math.inf, None
+    hit = ev[ev["kind"].isin(CENSOR_EVENTS)]
+    if not len(hit):
+        return math.inf, None
+    row = hit.sort_values("day").iloc[0]
+    return float(row["day"]), str(row["kind"])
+
+
+def platelet_transfusion_days(course: Course) -> np.ndarray:
+    """Days (floored) of platelet transfusions from treatments and transfusion observations."""
+    days: list[float] = []
+    tr = course.treatments
+    if len(tr):
+        days += tr.loc[tr["drug"] == "platelet_transfusion", "day"].astype(float).tolist()
+    ob = course.observations
+    if len(ob):
+        hit = (ob["kind"] == "transfusion") & (ob["value_text"] == "platelets")
+        days += ob.loc[hit, "day"].astype(float).tolist()
+    return np.floor(np.asarray(days, dtype=float)).astype(int)
+
+
+def supported_mask(first: int, n: int, tx_days: np.ndarray, window: int) -> np.ndarray:
+    """True for each day first..first+n-1 within `window` days after a platelet transfusion."""
+    out = np.zeros(n, dtype=bool)
+    for t in tx_days:
+        lo, hi = max(t - first, 0), min(t - first + window, n - 1)
+        if hi >= lo:
+            out[lo:hi + 1] = True
+    return out
+
+
+def states_for(vals: np.ndarray, cut: float, inclusive: bool,
+               supported: np.ndarray | None = None) -> np.ndarray:
+    below = vals <= cut if inclusive else vals < cut
+    st = np.where(np.isnan(vals), UNKNOWN, np.where(below, BELOW, ABOVE))
+    if supported is not None:
+        st = np.where((st == ABOVE) & supported, SUPPORTED, st)
+    return st
+
+
+def _unit(analyte: str) -> str:
+    unit = ANALYTES[analyte].unit
+    return f"x {unit}" if unit.startswith("10^") else unit
+
+
+def _day_ranges(days: list[int]) -> str:
+    """'3, 5-7, 12' from sorted day numbers."""
+    out, start, prev = [], None, None
+    for d in days + [None]:  # type: ignore[list-item]
+        if start is not None and (d is None or d != prev + 1):
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = None
+        if d is not None and start is None:
+            start = d
+        prev = d
+    return ", ".join(out)
+
+
+def _missing_days(name: str, days: list[int]) -> list[str]:
+    if not days:
+        return []
+    label = "day" if len(days) == 1 else "days"
+    return [f"{name} result for {label} {_day_ranges(days)} (or record why it was not drawn)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Early (days 0-30) counting rules, shared by icaht_early and ticaht_early
+# ---------------------------------------------------------------------------------------------
+
+
+def _early(
+    course: Course, t: Thresholds, rule_id: str, analyte: str,
+    rows: list[tuple[str, bool, list[tuple[str, int]]]],
+    platelets: bool,
+) -> Finding:
+    """rows: (threshold key, inclusive, [(days key, grade), ...]) of the grading table."""
+    name = ANALYTES[analyte].name
+    start, window_end = 0, int(t["window_end_day"])
+    now = current_day(course)
+    cens, cens_kind = censor_day(course)
+    today = math.floor(now) if math.isfinite(now) else start - 1
+    end = min(window_end, today, math.floor(cens) if math.isfinite(cens) else window_end)
+    s = series_of(course, analyte)
+    vals, idx = daily_worst(s, start - 1, max(end, start - 1))
+    vals, idx = carry_forward(vals, idx, int(t["carry_forward_days"]))
+    vals, idx = vals[1:], idx[1:]  # drop the day before the window (used for carrying only)
+    if end == today and len(vals) and np.isnan(vals[-1]):
+        end -= 1  # today's sample may simply not be back yet: count up to yesterday
+        vals, idx = vals[:-1], idx[:-1]
+    n = end - start + 1
+    extra: dict[str, object] = {"window": f"days {start}-{window_end}"}
+    if cens_kind is not None and cens <= window_end:
+        extra["censored"] = {"event": cens_kind, "day": cens}
+    elif end < window_end:
+        extra["provisional_until_day"] = window_end
+        extra["so_far_through_day"] = end
+    if n <= 0:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    supported = None
+    if platelets:
+        supported = supported_mask(start, n, platelet_transfusion_days(course),
+                                   int(t["transfusion_window_days"]))
+    recovery = int(t["recovery_days"])
+    lo_grade = hi_grade = 0
+    first_day: int | None = None
+    for key, inclusive, grades in rows:
+        sup = supported if (platelets and key == "deep_cut") else None
+        st = states_for(vals, t[key], inclusive, sup)
+        lo, first = count_days(st, recovery, "above")
+        hi, _ = count_days(st, recovery, "below")
+        extra[f"days_{key}"] = lo
+        if hi != lo:
+            extra[f"days_{key}_at_most"] = hi
+        if first is not None and (first_day is None or first < first_day):
+            first_day = first
+        for days_key, g in grades:
+            if lo >= t[days_key]:
+                lo_grade = max(lo_grade, g)
+            if hi >= t[days_key]:
+                hi_grade = max(hi_grade, g)
+    unknown_days = [start + d for d in np.flatnonzero(np.isnan(vals)).tolist()]
+    missing = _missing_days(name, unknown_days) if hi_grade != lo_grade else []
+    evidence = _early_evidence(s, vals, idx, start, first_day, name)
+    if hi_grade != lo_grade:
+        extra["grade_at_most"] = hi_grade
+        if lo_grade == 0:
+            extra["grade_at_least"] = 0
+            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, evidence=evidence,
+                           missing=missing, extra=extra)
+        extra["grade_is_lower_bound"] = True
+    if lo_grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=evidence,
+                       missing=missing, extra=extra)
+    since = float(start + (first_day or 0))
+    return Finding(rule=rule_id, status=Status.MET, grade=lo_grade, since_day=since,
+                   evidence=evidence, missing=missing, extra=extra,
+                   episode_key=f"since-day-{int(since)}")
+
+
+def _early_evidence(s: Series, vals: np.ndarray, idx: np.ndarray, start: int,
+                    first_day: int | None, name: str) -> list[EvidenceItem]:
+    out: list[EvidenceItem] = []
+    if first_day is not None and idx[first_day] >= 0:
+        out.append(s.evidence(int(idx[first_day]),
+                              f"{name} below threshold from day {start + first_day}"))
+    if len(vals) and not np.all(np.isnan(vals)):
+        k = int(np.nanargmin(vals))
+        i = int(idx[k])
+        if not out or i != int(idx[first_day or 0]):
+            out.append(s.evidence(i, f"lowest {name} in the window so far"))
+    return out
+
+
+def _window_values(course: Course, analyte: str, first: int, last: float
+                   ) -> tuple[Series, np.ndarray]:
+    """Indices of the analyte's results with first <= floor(day) <= last."""
+    s = series_of(course, analyte)
+    fd = np.floor(s.day)
+    return s, np.flatnonzero((fd >= first) & (fd <= last))
+
+
+def _late_window(course: Course, t: Thresholds, end_key: str | None
+                 ) -> tuple[int, float, dict[str, object]]:
+    start = int(t["late_start_day"])
+    now = current_day(course)
+    cens, cens_kind = censor_day(course)
+    end_limit = t[end_key] if end_key else math.inf
+    last = min(math.floor(now) if math.isfinite(now) else -math.inf, end_limit,
+               math.floor(cens) if math.isfinite(cens) else math.inf)
+    extra: dict[str, object] = {"window": f"days {start}-" + (f"{int(end_limit)}"
+                                                             if end_key else "")}
+    if cens_kind is not None:
+        extra["censored"] = {"event": cens_kind, "day": cens}
+    elif end_key and (not math.isfinite(now) or now < end_limit):
+        extra["provisional_until_day"] = int(end_limit)
+    return start, last, extra
+
+
+# ---------------------------------------------------------------------------------------------
+# icaht_early / icaht_late (§6.1)
+# ---------------------------------------------------------------------------------------------
+
+ICAHT_EARLY_THRESHOLDS = (
+    _th("cut", 0.5, "10^9/L", U, "ANC at or below this counts as a neutropenic day", "<="),
+    _th("deep_cut", 0.1, "10^9/L", U, "ANC at or below this counts as a profound day", "<="),
+    _th("g1_days", 1, "days", U, "grade 1: days with ANC <= 0.5", ">="),
+    _th("g2_days", 7, "days", U, "grade 2: days with ANC <= 0.5", ">="),
+    _th("g3_days", 14, "days", U, "grade 3: days with ANC <= 0.5", ">="),
+    _th("g4_days", 30, "days", U, "grade 4: days with ANC <= 0.5", ">="),
+    _th("g3_deep_days", 7, "days", U,
+        "grade 3: days with ANC <= 0.1 (third-party code; 7-13 days)", ">="),
+    _th("g4_deep_days", 14, "days", U, "grade 4: days with ANC <= 0.1", ">="),
+    _th("window_end_day", 30, "day", C, "early ICAHT covers days 0-30", "<="),
+    _th("recovery_days", 3, "days", C, "recovery = first of this many days above", ">="),
+    _th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+        "<="),
+)
+
+
+def evaluate_icaht_early(course: Course, t: Thresholds) -> Finding:
+    return _early(course, t, "icaht_early", "anc", [
+        ("cut", True, [("g1_days", 1), ("g2_days", 2), ("g3_days", 3), ("g4_days", 4)]),
+        ("deep_cut", True, [("g3_deep_days", 3), ("g4_deep_days", 4)]),
+    ], platelets=False)
+
+
+ICAHT_LATE_THRESHOLDS = (
+    _th("late_start_day", 31, "day", C, "late ICAHT: after day +30", ">="),
+    _th("g1_cut", 1.5, "10^9/L", U, "grade 1: ANC nadir at or below", "<="),
+    _th("g2_cut", 1.0, "10^9/L", U, "grade 2: ANC nadir at or below", "<="),
+    _th("g3_cut", 0.5, "10^9/L", U, "grade 3: ANC nadir at or below", "<="),
+    _th("g4_cut", 0.1, "10^9/L", U, "grade 4: ANC nadir at or below", "<="),
+    _th("min_values", 2, "results", C, "a late grade needs at least this many results", ">="),
+)
+
+
+def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
+    rule_id, name = "icaht_late", ANALYTES["anc"].name
+    start, last, extra = _late_window(course, t, None)
+    if last < start:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    s, sel = _window_values(course, "anc", start, last)
+    need = int(t["min_values"])
+    v = s.value[sel]
+    grade, since_i = 0, None
+    for g in (1, 2, 3, 4):
+        hits = sel[v <= t[f"g{g}_cut"]]
+        if len(hits) >= need:
+            grade = g
+            if since_i is None:
+                since_i = int(hits[0])
+    extra["results_in_window"] = len(sel)
+    if grade == 0 and len(sel) < need:
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       evidence=[s.evidence(int(i), "result after day 30") for i in sel],
+                       missing=[f"{'a repeat' if len(sel) else 'an'} {name} result after "
+                                f"day {start - 1}"])
+    if grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
+                       evidence=[s.evidence(int(sel[np.argmin(v)]), "lowest after day 30")])
+    cut = t[f"g{grade}_cut"]
+    hits = sel[v <= cut]
+    ev = [s.evidence(int(i), f"<= {cut:g} x 10^9/L after day 30") for i in hits[:need]]
+    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
+                   extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# ticaht_early / ticaht_late (§6.3)
+# ---------------------------------------------------------------------------------------------
+
+TICAHT_EARLY_THRESHOLDS = (
+    _th("cut", 50, "10^9/L", C, "platelets below this count as a day for grades 1-2", "<"),
+    _th("deep_cut", 20, "10^9/L", C, "platelets below this count as a day for grades 3-4", "<"),
+    _th("g1_days", 1, "days", C, "grade 1: days with platelets < 50", ">="),
+    _th("g2_days", 7, "days", C, "grade 2: days with platelets < 50", ">="),
+    _th("g3_deep_days", 1, "days", C, "grade 3: days with platelets < 20", ">="),
+    _th("g4_deep_days", 14, "days", C, "grade 4: days with platelets < 20", ">="),
+    _th("window_end_day", 30, "day", C, "early T-ICAHT covers days 0-30", "<="),
+    _th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
+    _th("transfusion_window_days", 7, "days", C,
+        "no recovery within this many days after a platelet transfusion", "<="),
+    _th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+        "<="),
+)
+
+
+def evaluate_ticaht_early(course: Course, t: Thresholds) -> Finding:
+    return _early(course, t, "ticaht_early", "platelets", [
+        ("cut", False, [("g1_days", 1), ("g2_days", 2)]),
+        ("deep_cut", False, [("g3_deep_days", 3), ("g4_deep_days", 4)]),
+    ], platelets=True)
+
+
+TICAHT_LATE_THRESHOLDS = (
+    _th("late_start_day", 31, "day", C, "late T-ICAHT covers days 31-100", ">="),
+    _th("late_end_day", 100, "day", C, "late T-ICAHT covers days 31-100", "<="),
+    _th("g1_cut", 100, "10^9/L", C, "grade 1: platelets below", "<"),
+    _th("g2_cut", 50, "10^9/L", C, "grade 2: platelets below (corrected Grade 2 column)", "<"),
+    _th("deep_cut", 20, "10^9/L", C, "grades 3-4: platelets below", "<"),
+    _th("g3_deep_days", 1, "days", C, "grade 3: days with platelets < 20", ">="),
+    _th("g4_deep_days", 14, "days", C, "grade 4: days with platelets < 20", ">="),
+    _th("min_values", 2, "results", C, "a late grade needs at least this many results", ">="),
+    _th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
+    _th("transfusion_window_days", 7, "days", C,
+        "no recovery within this many days after a platelet transfusion", "<="),
+    _th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+        "<="),
+)
+
+
+def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
+    rule_id, name = "ticaht_late", ANALYTES["platelets"].name
+    start, last, extra = _late_window(course, t, "late_end_day")
+    if last < start:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    s, sel = _window_values(course, "platelets", start, last)
+    need = int(t["min_values"])
+    v = s.value[sel]
+    extra["results_in_window"] = len(sel)
+    grade, since_i = 0, None
+    for g, key in ((1, "g1_cut"), (2, "g2_cut"), (3, "deep_cut")):
+        hits = sel[v < t[key]]
+        if len(hits) >= need:
+            grade = g
+            since_i = int(hits[0]) if since_i is None else since_i
+    if grade == 3:
+        n = int(last) - start + 1
+        vals, idx = daily_worst(s, start - 1, int(last))
+        vals, _ = carry_forward(vals, idx, int(t["carry_forward_days"]))
+        sup = supported_mask(start, n, platelet_transfusion_days(course),
+                             int(t["transfusion_window_days"]))
+        # sparse late sampling: unknown days between results below 20 count in ("bridge")
+        days, _ = count_days(states_for(vals[1:], t["deep_cut"], False, sup),
+                             int(t["recovery_days"]), "bridge")
+        extra["days_deep_cut"] = days
+        if days >= t["g4_deep_days"]:
+            grade = 4
+    if grade == 0 and len(sel) < need:
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       missing=[f"{'a repeat' if len(sel) else 'a'} {name} result after "
+                                f"day {start - 1}"])
+    if grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
+                       evidence=[s.evidence(int(sel[np.argmin(v)]), "lowest after day 30")])
+    key = {1: "g1_cut", 2: "g2_cut"}.get(grade, "deep_cut")
+    hits = sel[v < t[key]]
+    ev = [s.evidence(int(i), f"< {t[key]:g} x 10^9/L after day 30") for i in hits[:need]]
+    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
+                   extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# prolonged_cytopenia (§6.2, DESIGN)
+# ---------------------------------------------------------------------------------------------
+
+PROLONGED_THRESHOLDS = (
+    _th("landmark_day", 30, "day", D,
+        "results after this day count (28 = tisa-cel JULIET, 30 = ICAHT split)", ">"),
+    _th("anc_below", 1.0, "10^9/L", C, "CTCAE grade >= 3 neutropenia", "<"),
+    _th("platelets_below", 50, "10^9/L", C, "CTCAE grade >= 3 thrombocytopenia", "<"),
+    _th("hemoglobin_below", 8.0, "g/dL", C, "CTCAE grade >= 3 anaemia", "<"),
+    _th("min_values", 2, "results", D, "consecutive results below needed", ">="),
+)
+_LINEAGES = (("anc", "anc_below"), ("platelets", "platelets_below"),
+             ("hemoglobin", "hemoglobin_below"))
+
+
+def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
+    rule_id = "prolonged_cytopenia"
+    landmark = int(t["landmark_day"])
+    now = current_day(course)
+    extra: dict[str, object] = {"landmark_day": landmark}
+    if not math.isfinite(now) or math.floor(now) <= landmark:
+        extra["window_opens_day"] = landmark + 1
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    need = int(t["min_values"])
+    met: dict[str, float] = {}
+    evidence: list[EvidenceItem] = []
+    missing: list[str] = []
+    lineages: dict[str, str] = {}
+    for analyte, key in _LINEAGES:
+        name = ANALYTES[analyte].name
+        s, sel = _window_values(course, analyte, landmark + 1, math.floor(now))
+        below = s.value[sel] < t[key]
+        run = 0
+        while run < len(sel) and below[len(sel) - 1 - run]:
+            run += 1
+        if run >= need:
+            first = int(sel[len(sel) - run])
+            met[analyte] = float(math.floor(s.day[first]))
+            lineages[analyte] = "met"
+            evidence += [s.evidence(int(i), f"< {t[key]:g} {_unit(analyte)} "
+                                            f"after day {landmark}")
+                         for i in sel[len(sel) - run:]]
+        elif len(sel) and run == 0:
+            lineages[analyte] = "not_met"
+            evidence.append(s.evidence(int(sel[-1]), "latest result, not in the grade 3 range"))
+        else:
+            lineages[analyte] = "not_evaluable"
+            what = "a repeat" if len(sel) else "a"
+            missing.append(f"{what} {name} result after day {landmark}")
+    extra["lineages"] = lineages
+    if met:
+        since = min(met.values())
+        return Finding(rule=rule_id, status=Status.MET, since_day=since, evidence=evidence,
+                       missing=missing, extra=extra, episode_key=f"since-day-{int(since)}")
+    status = Status.NOT_EVALUABLE if missing else Status.NOT_MET
+    return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
+                   extra=extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# car_hematotox (§7)
+# ---------------------------------------------------------------------------------------------
+
+HEMATOTOX_THRESHOLDS = (
+    _th("platelets_1", 175, "10^9/L", U, "1 point at or below (175 itself: higher point)",
+        "<="),
+    _th("platelets_2", 75, "10^9/L", U, "2 points below (75 itself: 1 point, table 75-175)",
+        "<"),
+    _th("anc_1", 1.2, "10^9/L", U, "1 point at or below", "<="),
+    _th("hemoglobin_1", 9.0, "g/dL", U, "1 point at or below", "<="),
+    _th("crp_1", 30, "mg/L", U, "1 point at or above (3.0 mg/dL)", ">="),
+    _th("ferritin_1", 650, "ng/mL", U, "1 point at or above", ">="),
+    _th("ferritin_2", 2000, "ng/mL", U, "2 points at or above (2,000 itself: higher point)",
+        ">="),
+    _th("high_risk_score", 2, "points", C2, "high risk at or above", ">="),
+    _th("fallback_baseline_day", -5, "day", D,
+        "without a lymphodepletion date, use results on or before this day", "<="),
+)
+
+
+def _points(analyte: str, x: float, t: Thresholds) -> int:
+    if analyte == "platelets":
+        return 2 if x < t["platelets_2"] else 1 if x <= t["platelets_1"] else 0
+    if analyte == "anc":
+        return 1 if x <= t["anc_1"] else 0
+    if analyte == "hemoglobin":
+        return 1 if x <= t["hemoglobin_1"] else 0
+    if analyte == "crp":
+        return 1 if x >= t["crp_1"] else 0
+    return 2 if x >= t["ferritin_2"] else 1 if x >= t["ferritin_1"] else 0
+
+
+_HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemoglobin", 1),
+                                          ("crp", 1), ("ferritin", 2))
+
+
+def evaluate_car_hematotox(course: Course, t: Thresholds) -> Finding:
+    rule_id = "car_hematotox"
+    ld = course.patient.lymphodepletion_day
+    cutoff = (ld if ld is not None else t["fallback_baseline_day"]) + 1  # day's start + 1
+    when = (f"before lymphodepletion (day {ld:g})" if ld is not None
+            else f"on or before day {t['fallback_baseline_day']:g} (no lymphodepletion date)")
+    breakdown: dict[str, int | None] = {}
+    evidence: list[EvidenceItem] = []
+    missing: list[str] = []
+    latest_day = -math.inf
+    for analyte, _max in _HT_ITEMS:
+        s = series_of(course, analyte)
+        sel = np.flatnonzero(np.floor(s.day) < cutoff)
+        if not len(sel):
+            breakdown[analyte] = None
+            missing.append(f"{ANALYTES[analyte].name} {when}")
+            continue
+        i = int(sel[-1])
+        pts = _points(analyte, float(s.value[i]), t)
+        breakdown[analyte] = pts
+        latest_day = max(latest_day, float(s.day[i]))
+        evidence.append(s.evidence(i, f"baseline {when}: {pts} point{'s' * (pts != 1)}"))
+    lo = sum(p for p in breakdown.values() if p is not None)
+    hi = lo + sum(m for a, m in _HT_ITEMS if breakdown[a] is None)
+    high = t["high_risk_score"]
+    extra: dict[str, object] = {"breakdown": breakdown, "score_complete": not missing}
+    if missing:
+        extra["score_at_most"] = hi
+    if lo >= high:
+        extra["risk_group"] = "high"
+        status = Status.MET
+    elif hi < high:
+        extra["risk_group"] = "low"
+        status = Status.NOT_MET
+    else:
+        extra["risk_group"] = None
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, evidence=evidence,
+                       missing=missing, extra=extra)
+    since = float(math.floor(latest_day)) if math.isfinite(latest_day) else None
+    return Finding(rule=rule_id, status=status, score=float(lo), since_day=since,
+                   evidence=evidence, missing=missing, extra=extra,
+                   episode_key="baseline" if status is Status.MET else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations
+# ---------------------------------------------------------------------------------------------
+
+EARLY_CHOICES = (
+    "Daily value = the lowest result of the calendar day.",
+    "Carry forward: a missing day takes the previous measured day's value for at most "
+    "carry_forward_days (1); a second consecutive missing day is unknown.",
+    "Unknown days are bounded both ways: same grade -> that grade; lower bound >= 1 -> met "
+    "with that grade and grade_at_most; lower bound 0 -> not_evaluable listing the days.",
+    "Today without a result yet is left out of the count (results may not be back); grades "
+    "before day 30 are 'so far' (extra provisional_until_day 30).",
+    "Censoring: the window ends on the day of the first progression, next_therapy or death "
+    "event (that day included).",
+    "A trailing run above threshold shorter than recovery_days at the end of the window is "
+    "not counted (recovery not yet shown to fail).",
+)
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(Rule(
+        id="icaht_early", title="Early ICAHT (neutrophils, days 0-30)", version=VERSION,
+        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
+                          ICAHT_CITE[1]),
+        evidence=U, severity=Severity.WARNING, thresholds=ICAHT_EARLY_THRESHOLDS,
+        inputs=("anc",), graded=True,
+        choices=EARLY_CHOICES + (
+            "ANC <= 0.1 for 7-13 days = grade 3 (third-party code row, criteria §6.1/§14 #10).",
+            "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
+        ),
+        description="Cumulative days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30.",
+    ), evaluate_icaht_early),
+    RuleSpec(Rule(
+        id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
+        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
+                          ICAHT_CITE[1]),
+        evidence=U, severity=Severity.WARNING, thresholds=ICAHT_LATE_THRESHOLDS,
+        inputs=("anc",), graded=True,
+        choices=(
+            "Grade = deepest level reached by at least min_values (2) results after day 30 "
+            "(not necessarily consecutive); one result is not enough (not_evaluable).",
+            "No end day for late N-ICAHT (the table gives none); results after a progression, "
+            "next_therapy or death event are excluded.",
+        ),
+        description="ANC nadir after day +30 confirmed by two or more results.",
+    ), evaluate_icaht_late),
+    RuleSpec(Rule(
+        id="ticaht_early", title="Early T-ICAHT (platelets, days 0-30)", version=VERSION,
+        citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
+        evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
+        inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        choices=EARLY_CHOICES + (
+            "Transfusion rule applies to the < 20 count only (recovery is defined as >= 20 "
+            "without transfusion): a day >= 20 within 7 days after a platelet transfusion "
+            "(treatment platelet_transfusion or observation transfusion=platelets, calendar "
+            "days, transfusion day included) is never a recovery day and counts when the "
+            "period goes on.",
+        ),
+        description="Cumulative days with platelets < 50 and < 20 x 10^9/L in days 0-30.",
+    ), evaluate_ticaht_early),
+    RuleSpec(Rule(
+        id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
+        citation=Citation(TICAHT_CITE[0], "Table 1 (late < 50 row in Grade 2); criteria.md "
+                          "§6.3", TICAHT_CITE[1]),
+        evidence=D, severity=Severity.WARNING, thresholds=TICAHT_LATE_THRESHOLDS,
+        inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        choices=(
+            "Each late row needs at least min_values (2) results below it (late counting rule "
+            "of §6.1, stated to mirror T-ICAHT).",
+            "Grade 4 (>= 14 days < 20): daily count with 1-day carry forward, unknown days "
+            "between results < 20 counted in (sparse late sampling), transfusion rule as early.",
+            "Late < 50 row sits in Grade 2 (corrected, criteria §6.3 note).",
+        ),
+        description="Platelet depth (and days < 20) in days 31-100.",
+    ), evaluate_ticaht_late),
+    RuleSpec(Rule(
+        id="prolonged_cytopenia", title="Prolonged grade >= 3 cytopenia past the landmark day",
+        version=VERSION,
+        citation=Citation("Dashboard rule after ICAHT/JULIET definitions",
+                          "criteria.md §6.2 (recommended dashboard rule) and §8"),
+        evidence=D, severity=Severity.WARNING, thresholds=PROLONGED_THRESHOLDS,
+        inputs=("anc", "platelets", "hemoglobin"),
+        choices=(
+            "Default landmark day 30 (ICAHT split); 28 for tisa-cel style reporting via "
+            "site config.",
+            "'After the landmark' = calendar day > landmark_day.",
+            "Met while the latest min_values (2) consecutive results of a lineage are below "
+            "its cut (ongoing); a result above clears it, so a return starts a new episode.",
+            "Transfusions are not taken into account for Hb and platelets.",
+        ),
+        description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
+                    "after the landmark day.",
+    ), evaluate_prolonged_cytopenia),
+    RuleSpec(Rule(
+        id="car_hematotox", title="CAR-HEMATOTOX score (baseline, before lymphodepletion)",
+        version=VERSION,
+        citation=Citation(HT_CITE[0], "score items and risk groups; criteria.md §7",
+                          HT_CITE[1]),
+        evidence=U, severity=Severity.INFO, thresholds=HEMATOTOX_THRESHOLDS,
+        inputs=("platelets", "anc", "hemoglobin", "crp", "ferritin"), scored=True,
+        choices=(
+            "Boundary values (175, 1.2, 9.0, 3.0 mg/dL, 650, 2,000) take the higher-point "
+            "side (criteria §7); platelets exactly 75 = 1 point (table 75-175).",
+            "Baseline = last result on or before the lymphodepletion start day (labs of that "
+            "day are taken as drawn before chemotherapy); without a lymphodepletion date, the "
+            "last result on or before day -5.",
+            "Incomplete items: score = points of the known items (lower bound) with "
+            "score_at_most; risk is reported when the missing items cannot change it.",
+            "Met = high risk (score >= 2).",
+        ),
+        description="ANC, Hb, platelets, CRP, ferritin before lymphodepletion; 0-7 points, "
+                    "high risk >= 2.",
+    ), evaluate_car_hematotox),
+)
+
+EVALUATORS: dict[str, Callable[[Course, Thresholds], Finding]] = {
+    r.rule.id: r.evaluate for r in RULES
+}
