@@ -35,7 +35,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import baseline, to_value
+from core.rules.common import LabSeries, baseline, course_index, lab_series, memo
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -238,65 +238,51 @@ def ctcae_grade(
 
 @dataclass(frozen=True)
 class Series:
-    """One analyte's values in time order as numpy arrays, plus the rows for evidence."""
+    """One analyte's values up to the as-of instant, in time order, as numpy arrays."""
 
     analyte: str
     day: np.ndarray
     value: np.ndarray
-    ref_low: np.ndarray
+    ref_low: np.ndarray  # lab limits, catalogue default filled in (criteria §0.2)
     ref_high: np.ndarray
-    rows: pd.DataFrame
+    src: LabSeries | None
 
     def __len__(self) -> int:
         return len(self.day)
 
     def evidence(self, i: int, why: str) -> EvidenceItem:
-        return to_value(self.rows.iloc[i].to_dict()).evidence(why)
-
-
-_cache: tuple[object, dict[str, Series]] | None = None
+        assert self.src is not None
+        return self.src.at(int(i)).evidence(why)
 
 
 def series_of(course: Course, analyte: str) -> Series:
-    """The analyte's values as arrays, default reference limits filled in (criteria §0.2)."""
-    global _cache
-    labs = course.labs
-    cached = _cache
-    if cached is None or cached[0] is not labs:
-        cached = (labs, {})
-        _cache = cached
-    store = cached[1]
-    if analyte not in store:
-        if len(labs):
-            rows = labs[labs["analyte"].to_numpy() == analyte]
-            if len(rows) > 1 and not rows["day"].is_monotonic_increasing:
-                rows = rows.sort_values("day", kind="stable")
-        else:
-            rows = labs
+    """The analyte's values with day <= course.as_of_day (cached on the course index)."""
+    src = lab_series(course, analyte)
+    k = 0 if src is None else src.count(course.as_of_day)
+
+    def build() -> Series:
+        if src is None or k == 0:
+            empty = np.empty(0)
+            return Series(analyte, empty, empty, empty, empty, src)
         a = ANALYTES[analyte]
-        lo = pd.to_numeric(rows["ref_low"], errors="coerce").to_numpy(dtype=float)
-        hi = pd.to_numeric(rows["ref_high"], errors="coerce").to_numpy(dtype=float)
+        lo = np.asarray(src.low[:k], dtype=float)
+        hi = np.asarray(src.high[:k], dtype=float)
         both = np.isnan(lo) & np.isnan(hi)
         lo = np.where(both, np.nan if a.ref_low is None else a.ref_low, lo)
         hi = np.where(both, np.nan if a.ref_high is None else a.ref_high, hi)
-        store[analyte] = Series(
-            analyte=analyte,
-            day=rows["day"].to_numpy(dtype=float),
-            value=rows["value"].to_numpy(dtype=float),
-            ref_low=lo, ref_high=hi, rows=rows,
-        )
-    return store[analyte]
+        return Series(analyte, np.asarray(src.days[:k], dtype=float),
+                      np.asarray(src.vals[:k], dtype=float), lo, hi, src)
+
+    return memo(course, ("cw_series", analyte, k), build)
 
 
 def current_day(course: Course) -> float:
     """The course's "now": as_of_day when finite, else the latest day with any data."""
     if math.isfinite(course.as_of_day):
         return float(course.as_of_day)
-    latest = -math.inf
-    for frame in (course.labs, course.observations, course.treatments, course.events,
-                  course.missing):
-        if len(frame):
-            latest = max(latest, float(pd.to_numeric(frame["day"]).max()))
+    latest = course_index(course).last_day
+    if len(course.missing):
+        latest = max(latest, float(pd.to_numeric(course.missing["day"]).max()))
     return latest
 
 

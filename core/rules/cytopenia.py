@@ -33,6 +33,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
+from core.rules.common import course_index, observations_until, treatment_days
 from core.rules.ctcae import Series, current_day, series_of
 from core.units import ANALYTES, Evidence
 
@@ -122,27 +123,20 @@ def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[in
 
 
 def censor_day(course: Course) -> tuple[float, str | None]:
-    """The first progression / next therapy / death day (inclusive), else +inf."""
-    ev = course.events
-    if not len(ev):
-        return math.inf, None
-    hit = ev[ev["kind"].isin(CENSOR_EVENTS)]
-    if not len(hit):
-        return math.inf, None
-    row = hit.sort_values("day").iloc[0]
-    return float(row["day"]), str(row["kind"])
+    """The first progression / next therapy / death day (inclusive) known as of now."""
+    for kind, day in course_index(course).events:
+        if day > course.as_of_day:
+            break
+        if kind in CENSOR_EVENTS:
+            return float(day), kind
+    return math.inf, None
 
 
 def platelet_transfusion_days(course: Course) -> np.ndarray:
     """Days (floored) of platelet transfusions from treatments and transfusion observations."""
-    days: list[float] = []
-    tr = course.treatments
-    if len(tr):
-        days += tr.loc[tr["drug"] == "platelet_transfusion", "day"].astype(float).tolist()
-    ob = course.observations
-    if len(ob):
-        hit = (ob["kind"] == "transfusion") & (ob["value_text"] == "platelets")
-        days += ob.loc[hit, "day"].astype(float).tolist()
+    days = [d for d, _ in treatment_days(course, ("platelet_transfusion",), math.inf)]
+    days += [o.day for o in observations_until(course, "transfusion", math.inf)
+             if o.text == "platelets"]
     return np.floor(np.asarray(days, dtype=float)).astype(int)
 
 
