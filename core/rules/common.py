@@ -10,6 +10,7 @@ Conventions of criteria.md §0.2 [DESIGN]:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pandas as pd
 
 from core.course import Course
 from core.observations import OBSERVATION_KINDS
-from core.rules.base import EvidenceItem, Status
+from core.rules.base import EvidenceItem, Rule, Status, Thresholds
 from core.units import ANALYTES
 
 
@@ -436,3 +437,16 @@ def met_since(course: Course, key: tuple, day: int, today: Status,
 def episode_key(since_day: float | None) -> str | None:
     """Alert-episode key: stable while a condition lasts, new when it returns later."""
     return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
+
+
+def configured_thresholds(course: Course, rule: Rule) -> Thresholds:
+    """The thresholds the engine runs `rule` with for this course (site overrides applied),
+    or the rule's defaults outside the engine. For rules that reuse another rule's logic."""
+    ts = course.__dict__.get("_cw_thresholds")
+    found = None if ts is None else ts.get(rule.id)
+    return found if found is not None else _default_thresholds(rule)
+
+
+@functools.lru_cache(maxsize=256)
+def _default_thresholds(rule: Rule) -> Thresholds:
+    return Thresholds(rule)

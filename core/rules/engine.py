@@ -1,0 +1,152 @@
+"""The rules engine: runs every RuleSpec over a Course, as of now or as of every day.
+
+The engine is the only code that interprets rule rows. One rule raising never stops the
+others: its finding comes back not evaluable, naming the error.
+
+Replay evaluates as of the end of every ward day. It does not re-filter the frames per day:
+it builds the course's column index once (core.rules.common.CourseIndex) and hands each day a
+`DayView`, a Course whose frames are cut lazily at the as-of instant, sharing that index. Rules
+that read through the common helpers never touch pandas in the loop; rules that read the frames
+directly still see exactly the rows known that day.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from core.course import Course
+from core.rules.base import Finding, RuleSpec, Status, Thresholds
+from core.rules.common import END_OF_DAY, course_index
+
+Overrides = Mapping[str, Mapping[str, float]]
+
+
+def _cut(name: str) -> property:
+    full, cut = f"_full_{name}", f"_cut_{name}"
+
+    def get(self: DayView) -> pd.DataFrame:
+        d = self.__dict__
+        if cut not in d:
+            frame, end = d[full], self.as_of_day
+            if name == "episodes":
+                frame = frame[frame["onset_day"] <= end].copy()
+                if len(frame):
+                    frame.loc[frame["resolved_day"] > end, "resolved_day"] = float("nan")
+            elif len(frame):
+                frame = frame[frame["day"] <= end]
+            d[cut] = frame
+        return d[cut]
+
+    def set_(self: DayView, frame: pd.DataFrame) -> None:
+        self.__dict__[full] = frame
+        self.__dict__.pop(cut, None)
+
+    return property(get, set_)
+
+
+FRAMES = ("labs", "observations", "episodes", "treatments", "events", "missing")
+
+
+class DayView(Course):
+    """A course as known at `as_of_day`: full frames kept, cut lazily on first access."""
+
+    labs = _cut("labs")  # type: ignore[assignment]
+    observations = _cut("observations")  # type: ignore[assignment]
+    episodes = _cut("episodes")  # type: ignore[assignment]
+    treatments = _cut("treatments")  # type: ignore[assignment]
+    events = _cut("events")  # type: ignore[assignment]
+    missing = _cut("missing")  # type: ignore[assignment]
+
+
+def _full(course: Course, name: str) -> pd.DataFrame:
+    if isinstance(course, DayView):
+        return course.__dict__[f"_full_{name}"]
+    return getattr(course, name)
+
+
+def day_view(course: Course, as_of_day: float) -> DayView:
+    """`course` as of `as_of_day`, sharing the full course's index (no frame filtering)."""
+    view = DayView(
+        patient=course.patient,
+        **{name: _full(course, name) for name in FRAMES},
+        as_of_day=min(as_of_day, course.as_of_day),
+        tz=course.tz,
+    )
+    object.__setattr__(view, "_cw_index", course_index(course))
+    return view
+
+
+def thresholds_for(specs: Sequence[RuleSpec],
+                   overrides: Overrides | None = None) -> dict[str, Thresholds]:
+    """Each rule's thresholds in force (defaults with site overrides)."""
+    overrides = overrides or {}
+    unknown = set(overrides) - {s.rule.id for s in specs}
+    if unknown:
+        raise KeyError(f"site overrides name unknown rule(s): {sorted(unknown)}")
+    return {s.rule.id: Thresholds(s.rule, overrides.get(s.rule.id)) for s in specs}
+
+
+def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:
+    try:
+        finding = spec.evaluate(course, t)
+    except Exception as exc:  # one rule must never take the others down
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return Finding(
+            rule=spec.rule.id, status=Status.NOT_EVALUABLE,
+            missing=[f"rule error: {type(exc).__name__}: {exc}"],
+            extra={"error": f"{type(exc).__name__}: {exc} "
+                            f"({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"},
+        )
+    if finding.rule != spec.rule.id:
+        finding.rule = spec.rule.id
+    return finding
+
+
+def _prepare(course: Course, specs: Sequence[RuleSpec] | None,
+             overrides: Overrides | None) -> tuple[Sequence[RuleSpec], dict[str, Thresholds]]:
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        specs = all_specs()
+    return specs, thresholds_for(specs, overrides)
+
+
+def _evaluate(course: Course, specs: Sequence[RuleSpec],
+              ts: dict[str, Thresholds]) -> list[Finding]:
+    object.__setattr__(course, "_cw_thresholds", ts)
+    return [_run(s, course, ts[s.rule.id]) for s in specs]
+
+
+def evaluate_course(course: Course, specs: Sequence[RuleSpec] | None = None,
+                    overrides: Overrides | None = None) -> list[Finding]:
+    """Every rule's finding for the course as of its `as_of_day`."""
+    specs, ts = _prepare(course, specs, overrides)
+    return _evaluate(course, specs, ts)
+
+
+def replay_days(course: Course) -> range:
+    """Ward days to replay: from day 0 (or the first data day, if later) to the last data day."""
+    idx = course_index(course)
+    if not math.isfinite(idx.last_day):
+        return range(0)
+    last = math.floor(idx.last_day)
+    if math.isfinite(course.as_of_day):
+        last = min(last, math.floor(course.as_of_day))
+    first = max(0, math.floor(idx.first_day())) if math.isfinite(idx.first_day()) else 0
+    return range(first, last + 1)
+
+
+def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
+                  overrides: Overrides | None = None,
+                  days: Sequence[int] | None = None) -> list[tuple[int, list[Finding]]]:
+    """Findings as of the end of every day of the course (backtesting), oldest first."""
+    specs, ts = _prepare(course, specs, overrides)
+    out = []
+    for day in (replay_days(course) if days is None else days):
+        view = day_view(course, day + END_OF_DAY)
+        out.append((day, _evaluate(view, specs, ts)))
+    return out

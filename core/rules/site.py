@@ -1,0 +1,114 @@
+"""Per-site rule configuration: threshold overrides (and schedules) from a TOML file.
+
+Format (the file named by Settings.site_config / CARTWATCH_SITE_CONFIG)::
+
+    [thresholds.iec_hs]
+    ferritin_x_uln = 3.0          # a key of the rule's Threshold rows, canonical unit
+
+    [thresholds.crs_grade]
+    fever_c = 38.0
+
+    [lab_overdue]                 # optional monitoring schedule, read by the lab_overdue rule
+    last_day = 21
+
+An unknown rule id, an unknown threshold key or a non-numeric value is an error that names
+the file, the rule and the key, with the keys that would have been accepted: a typo must never
+silently leave a default in force.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.rules.base import RuleSpec
+
+SECTIONS = ("thresholds", "lab_overdue")
+
+
+class SiteConfigError(ValueError):
+    """The site configuration file cannot be used as written."""
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    lab_overdue: dict[str, Any] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+
+def _specs(specs: Sequence[RuleSpec] | None) -> Sequence[RuleSpec]:
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        return all_specs()
+    return specs
+
+
+def parse_site_config(text: str, specs: Sequence[RuleSpec] | None = None,
+                      source: str = "<string>") -> SiteConfig:
+    """Parse and validate site configuration TOML text against the rule catalogue."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteConfigError(f"{source}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise SiteConfigError(f"{source}: unknown section(s) {unknown}; "
+                              f"expected [thresholds.<rule_id>] or [lab_overdue]")
+    by_id = {s.rule.id: s.rule for s in _specs(specs)}
+    raw = data.get("thresholds", {})
+    if not isinstance(raw, dict):
+        raise SiteConfigError(f"{source}: 'thresholds' must be a table of [thresholds.<rule>]")
+    out: dict[str, dict[str, float]] = {}
+    for rule_id, values in raw.items():
+        rule = by_id.get(rule_id)
+        if rule is None:
+            raise SiteConfigError(f"{source}: [thresholds.{rule_id}] names an unknown rule; "
+                                  f"known rules: {', '.join(sorted(by_id))}")
+        if not isinstance(values, dict):
+            raise SiteConfigError(f"{source}: [thresholds.{rule_id}] must be a table")
+        keys = {t.key: t for t in rule.thresholds}
+        for key, value in values.items():
+            if key not in keys:
+                raise SiteConfigError(
+                    f"{source}: [thresholds.{rule_id}] has unknown key {key!r}; "
+                    f"{rule_id} accepts: {', '.join(sorted(keys)) or '(no thresholds)'}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SiteConfigError(
+                    f"{source}: [thresholds.{rule_id}] {key} must be a number in "
+                    f"{keys[key].unit}, not {value!r}")
+        out[rule_id] = {k: float(v) for k, v in values.items()}
+    lab = data.get("lab_overdue", {})
+    if not isinstance(lab, dict):
+        raise SiteConfigError(f"{source}: [lab_overdue] must be a table")
+    return SiteConfig(thresholds=out, lab_overdue=dict(lab), source=source)
+
+
+def load_site_config(path: Path | str | None,
+                     specs: Sequence[RuleSpec] | None = None) -> SiteConfig:
+    """The site configuration in `path` (no path: the defaults in code)."""
+    if path is None:
+        return SiteConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiteConfigError(f"cannot read site configuration {p}: {exc.strerror}") from None
+    return parse_site_config(text, specs, source=str(p))
+
+
+def load_overrides(path: Path | str | None,
+                   specs: Sequence[RuleSpec] | None = None) -> dict[str, dict[str, float]]:
+    """rule_id -> {threshold key: value} overrides from the file in `path`."""
+    return load_site_config(path, specs).thresholds
+
+
+def site_overrides(settings: Settings,
+                   specs: Sequence[RuleSpec] | None = None) -> dict[str, dict[str, float]]:
+    """The overrides configured for this deployment (Settings.site_config)."""
+    return load_overrides(settings.site_config, specs)
