@@ -143,11 +143,20 @@ def _ok(x: float | None) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def _gt(a: float, b: float) -> bool:
+    """a > b, with a cut computed as multiple x limit compared exactly (1.5 x 1.2 = 1.8)."""
+    return a > b and not math.isclose(a, b, rel_tol=1e-9)
+
+
+def _ge(a: float, b: float) -> bool:
+    return a > b or math.isclose(a, b, rel_tol=1e-9)
+
+
 def _above(value: float, ref: float, t: Mapping[str, float], prefix: str,
            g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)) -> int:
     for g in grades:
         cut = t[f"{prefix}_g{g}"] * ref
-        if value > cut or (g == 1 and g1_inclusive and value >= cut):
+        if _gt(value, cut) or (g == 1 and g1_inclusive and _ge(value, cut)):
             return g
     return 0
 
@@ -196,39 +205,39 @@ def ctcae_grade(
         return max(by_uln, by_base or 0)
 
     if analyte == "fibrinogen":
-        if value < t["abs_g4"]:
+        if _gt(t["abs_g4"], value):
             return 4
         if not _ok(lln):
             return None
         by_lln = 0
         for g in (4, 3, 2, 1):
-            if value < t[f"lln_g{g}"] * lln:  # type: ignore[operator]
+            if _gt(t[f"lln_g{g}"] * lln, value):  # type: ignore[operator]
                 by_lln = g
                 break
         by_drop = 0
-        if value < lln and has_base and value < baseline:  # type: ignore[operator]
+        if _gt(lln, value) and has_base and value < baseline:  # type: ignore[arg-type,operator]
             drop = 100.0 * (baseline - value) / baseline  # type: ignore[operator]
             by_drop = 1
             for g in (4, 3, 2):
-                if drop >= t[f"drop_g{g}"]:
+                if _ge(drop, t[f"drop_g{g}"]):
                     by_drop = g
                     break
         return max(by_lln, by_drop)
 
     if analyte == "triglycerides":
         for g in (4, 3, 2):
-            if value > t[f"abs_g{g}"]:
+            if _gt(value, t[f"abs_g{g}"]):
                 return g
-        return 1 if value >= t["abs_g1"] else 0
+        return 1 if _ge(value, t["abs_g1"]) else 0
 
     # blood counts (anc, platelets, hemoglobin, alc, wbc)
     for g in (4, 3, 2):
         key = f"abs_g{g}"
-        if key in t and value < t[key]:
+        if key in t and _gt(t[key], value):
             return g
     if not _ok(lln):
         return None
-    return 1 if value < lln else 0  # type: ignore[operator]
+    return 1 if _gt(lln, value) else 0  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
