@@ -67,7 +67,8 @@ class ImportReport:
 
 
 def _hash(prefix: str, s: pd.Series) -> pd.Series:
-    return (prefix + "|" + s).map(lambda x: hashlib.sha256(x.encode()).hexdigest()[:40])
+    text = s.astype(object).where(s.notna(), "").astype(str)
+    return (prefix + "|" + text).map(lambda x: hashlib.sha256(x.encode()).hexdigest()[:40])
 
 
 def _patient_index(session: Session) -> dict[str, tuple[int, object]]:
