@@ -1,0 +1,314 @@
+"""Build `Course` frames from the database: one query per table for every patient at once.
+
+Only `final` rows are read (superseded and entered-in-error rows never reach a rule). Times
+come back as UTC; `day` is fractional days since local midnight of the infusion date in the
+ward's zone, exactly as `core.course.days_of` computes it, but vectorised over all patients.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import DateTime, String, select, type_coerce
+from sqlalchemy.sql import Select
+from sqlmodel import Session
+
+from core.course import (
+    EPISODE_COLUMNS,
+    EVENT_COLUMNS,
+    LAB_COLUMNS,
+    MISSING_COLUMNS,
+    OBS_COLUMNS,
+    TREATMENT_COLUMNS,
+    Course,
+    PatientInfo,
+    day_of,
+)
+from core.models import (
+    CourseEvent,
+    Episode,
+    LabResult,
+    MissingLab,
+    Observation,
+    Patient,
+    PatientStatus,
+    RecordStatus,
+    Treatment,
+)
+
+FINAL = RecordStatus.FINAL.value
+RAW_LAB_COLUMNS = [
+    "patient_pk", "lab_id", "analyte", "collected_at", "value", "unit", "qualifier", "ref_low",
+    "ref_high", "original_value", "original_unit", "verified_at",
+]
+
+
+def _patient_select(patient_ids: list[str] | None, active_only: bool) -> Select:
+    stmt = select(Patient)
+    if patient_ids is not None:
+        stmt = stmt.where(Patient.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+    if active_only:
+        stmt = stmt.where(Patient.status == PatientStatus.ACTIVE.value)
+    return stmt
+
+
+def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | None:
+    """The patients' primary keys as a subquery, or None for every patient."""
+    if patient_ids is None and not active_only:
+        return None
+    stmt = select(Patient.id)
+    if patient_ids is not None:
+        stmt = stmt.where(Patient.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+    if active_only:
+        stmt = stmt.where(Patient.status == PatientStatus.ACTIVE.value)
+    return stmt
+
+
+FRAME_COLUMNS = {
+    "labs": LAB_COLUMNS, "observations": OBS_COLUMNS, "episodes": EPISODE_COLUMNS,
+    "treatments": TREATMENT_COLUMNS, "events": EVENT_COLUMNS, "missing": MISSING_COLUMNS,
+}
+
+
+def _empty_frame(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def _read(session: Session, stmt: Select, columns: list[str]) -> pd.DataFrame:
+    frame = pd.read_sql(stmt, session.connection())
+    return _empty_frame(columns) if frame.empty else frame
+
+
+def _utc(col: pd.Series) -> pd.Series:
+    # SQLite hands back naive UTC text/datetimes, PostgreSQL aware ones: both become UTC.
+    return pd.to_datetime(col, utc=True, format="ISO8601")
+
+
+def _is_time(col: object) -> bool:
+    kind = getattr(col, "type", None)
+    impl = getattr(kind, "impl", kind)  # UTCDateTime is a TypeDecorator over DateTime
+    return isinstance(impl, DateTime) or isinstance(kind, DateTime)
+
+
+def _raw_times(cols: list, sqlite: bool) -> list:
+    """Time columns without SQLModel's per-row UTC processor: `_utc` parses them in bulk.
+
+    That processor costs more than the query itself on large reads; SQLite stores naive
+    UTC text and PostgreSQL returns aware datetimes, both of which `_utc` understands.
+    """
+    out = []
+    for col in cols:
+        if _is_time(col):
+            col = type_coerce(col, String() if sqlite else DateTime(timezone=True)).label(col.key)
+        out.append(col)
+    return out
+
+
+def _final_rows(
+    session: Session,
+    model: type,
+    cols: list,
+    pks: Select | None,
+    time_col: object | None = None,
+    until: datetime | None = None,
+) -> Select:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    stmt = select(model.patient_pk, *_raw_times(cols, sqlite))
+    stmt = stmt.where(model.status == FINAL)  # type: ignore[attr-defined]
+    if pks is not None:
+        stmt = stmt.where(model.patient_pk.in_(pks))  # type: ignore[attr-defined]
+    if time_col is not None and until is not None:
+        stmt = stmt.where(time_col <= until)  # type: ignore[operator]
+    return stmt
+
+
+def _read_labs(session: Session, pks: Select | None, until: datetime | None) -> pd.DataFrame:
+    L = LabResult
+    stmt = _final_rows(
+        session, L,
+        [L.id.label("lab_id"), L.analyte, L.collected_at, L.value, L.unit,  # type: ignore[union-attr]
+         L.qualifier, L.ref_low, L.ref_high, L.original_value, L.original_unit, L.verified_at],
+        pks, L.collected_at, until,
+    )
+    frame = _read(session, stmt, RAW_LAB_COLUMNS)
+    if len(frame):
+        frame["collected_at"] = _utc(frame["collected_at"])
+        frame["verified_at"] = _utc(frame["verified_at"])
+    return frame
+
+
+def read_lab_frame(
+    session: Session, patient_ids: list[str] | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Every final lab row (of the given patients) in one query, as stored.
+
+    Columns: RAW_LAB_COLUMNS (collected_at as UTC). This is the raw read that `load_courses`
+    builds on, and the baseline its benchmark compares against.
+    """
+    return _read_labs(session, _pk_subquery(patient_ids, active_only=False), until)
+
+
+def _day_starts(patients: list[Patient], tz: ZoneInfo) -> dict[int, pd.Timestamp]:
+    """UTC instant of local midnight of each patient's infusion date (day 0.0)."""
+    return {
+        p.id: pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=tz).tz_convert(UTC)
+        for p in patients  # type: ignore[misc]
+    }
+
+
+def _days(frame: pd.DataFrame, col: str, starts: dict[int, pd.Timestamp]) -> pd.Series:
+    """Vectorised `days_of` over rows of many patients (same arithmetic, one pass)."""
+    start = frame["patient_pk"].map(starts)
+    start = pd.to_datetime(start, utc=True)
+    return (_utc(frame[col]) - start).dt.total_seconds() / 86400.0
+
+
+def _to_nan(col: pd.Series) -> pd.Series:
+    return pd.to_numeric(col, errors="coerce").astype("float64")
+
+
+def _split(frame: pd.DataFrame, columns: list[str], sort: str | None) -> dict[int, pd.DataFrame]:
+    if frame.empty:
+        return {}
+    if sort is not None:
+        frame = frame.sort_values(["patient_pk", sort], kind="stable")
+    return {
+        int(pk): group[columns].reset_index(drop=True)
+        for pk, group in frame.groupby("patient_pk", sort=False)
+    }
+
+
+def _info(p: Patient) -> PatientInfo:
+    return PatientInfo(
+        patient_id=p.patient_id,
+        infusion_date=p.infusion_date,
+        product=p.product,
+        lymphodepletion_start=p.lymphodepletion_start,
+        birth_year=p.birth_year,
+        sex=p.sex,
+        weight_kg=p.weight_kg,
+        status=str(p.status),
+        initials=p.initials,
+        bed=p.bed,
+    )
+
+
+def load_patient_courses(
+    session: Session,
+    tz: str,
+    patient_ids: list[str] | None = None,
+    active_only: bool = True,
+    as_of: datetime | None = None,
+) -> list[tuple[int, Course]]:
+    """Like `load_courses`, paired with each patient's primary key (for alert sync)."""
+    zone = ZoneInfo(tz)
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    patients = list(session.scalars(_patient_select(patient_ids, active_only)).all())
+    if not patients:
+        return []
+    pks = _pk_subquery(patient_ids, active_only)
+    starts = _day_starts(patients, zone)
+
+    labs = _read_labs(session, pks, as_of)
+    if len(labs):
+        labs["day"] = _days(labs, "collected_at", starts)
+        labs["verified"] = labs["verified_at"].notna()
+        for c in ("value", "ref_low", "ref_high"):
+            labs[c] = _to_nan(labs[c])
+        qualifier = labs["qualifier"].astype(object)
+        labs["qualifier"] = qualifier.where(qualifier.notna(), None)
+
+    Ob = Observation
+    obs = _read(session, _final_rows(
+        session, Ob, [Ob.kind, Ob.observed_at, Ob.value_num, Ob.value_text, Ob.unit],
+        pks, Ob.observed_at, as_of), ["patient_pk", *OBS_COLUMNS])
+    if len(obs):
+        obs["observed_at"] = _utc(obs["observed_at"])
+        obs["day"] = _days(obs, "observed_at", starts)
+        obs["value_num"] = _to_nan(obs["value_num"])
+
+    E = Episode
+    eps = _read(session, _final_rows(
+        session, E, [E.kind, E.grade, E.onset, E.resolved, E.origin],
+        pks, E.onset, as_of), ["patient_pk", *EPISODE_COLUMNS])
+    if len(eps):
+        eps["onset_day"] = _days(eps, "onset", starts)
+        resolved = eps[["patient_pk", "resolved"]].dropna()
+        eps["resolved_day"] = float("nan")
+        if len(resolved):
+            eps.loc[resolved.index, "resolved_day"] = _days(resolved, "resolved", starts)
+
+    T = Treatment
+    trs = _read(session, _final_rows(
+        session, T, [T.drug, T.given_at, T.dose, T.dose_unit, T.route],
+        pks, T.given_at, as_of), ["patient_pk", *TREATMENT_COLUMNS])
+    if len(trs):
+        trs["day"] = _days(trs, "given_at", starts)
+        trs["dose"] = _to_nan(trs["dose"])
+
+    C = CourseEvent
+    evs = _read(session, _final_rows(session, C, [C.kind, C.at], pks, C.at, as_of),
+                ["patient_pk", *EVENT_COLUMNS])
+    if len(evs):
+        evs["day"] = _days(evs, "at", starts)
+
+    M = MissingLab
+    mis = _read(session, _final_rows(session, M, [M.analyte, M.day, M.reason], pks),
+                ["patient_pk", *MISSING_COLUMNS])
+    if len(mis):
+        mis["day"] = mis["day"].astype("float64")
+
+    by_pk = {
+        "labs": _split(labs, LAB_COLUMNS, "day"),
+        "observations": _split(obs, OBS_COLUMNS, "day"),
+        "episodes": _split(eps, EPISODE_COLUMNS, "onset_day"),
+        "treatments": _split(trs, TREATMENT_COLUMNS, "day"),
+        "events": _split(evs, EVENT_COLUMNS, "day"),
+        "missing": _split(mis, MISSING_COLUMNS, "day"),
+    }
+    # Course's own default frames cost ~1 ms each; a shallow copy of one empty frame is free
+    empty = {name: _empty_frame(columns) for name, columns in FRAME_COLUMNS.items()}
+    out: list[tuple[int, Course]] = []
+    for p in sorted(patients, key=lambda p: p.patient_id):
+        pk = int(p.id)  # type: ignore[arg-type]
+        frames = {name: parts[pk] if pk in parts else empty[name].copy(deep=False)
+                  for name, parts in by_pk.items()}
+        course = Course(patient=_info(p), tz=tz, **frames)  # type: ignore[arg-type]
+        if as_of is not None:
+            course = course.until(as_of_day(as_of, p.infusion_date, tz))
+        out.append((pk, course))
+    return out
+
+
+def load_courses(
+    session: Session,
+    tz: str,
+    patient_ids: list[str] | None = None,
+    active_only: bool = True,
+    as_of: datetime | None = None,
+) -> list[Course]:
+    """The courses of the given (default: all active) patients, sorted by patient_id.
+
+    Parameters
+    ----------
+    tz: the ward's IANA zone, which decides what "day N" means.
+    as_of: when given, only what happened up to that instant (clinical time) is in the
+        course, `as_of_day` is set, and episodes resolved later are still open.
+    """
+    return [c for _, c in load_patient_courses(session, tz, patient_ids, active_only, as_of)]
+
+
+def as_of_day(as_of: datetime, infusion_date: date, tz: str) -> float:
+    """The fractional day of `as_of` for a patient (a naive time is taken as UTC)."""
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    return day_of(as_of, infusion_date, ZoneInfo(tz))
+
+
+def ward_day(as_of: datetime, infusion_date: date, tz: str) -> int:
+    """The "day N" a nurse reads on the ward at `as_of`."""
+    return math.floor(as_of_day(as_of, infusion_date, tz))
