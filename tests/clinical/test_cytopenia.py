@@ -1,0 +1,401 @@
+"""ICAHT (§6.1), T-ICAHT (§6.3), prolonged cytopenia (§6.2) and CAR-HEMATOTOX (§7)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import pytest
+
+from core.course import make_course
+from core.rules.base import Status, Thresholds
+from core.rules.cytopenia import RULES, count_days
+
+BY_ID = {spec.rule.id: spec for spec in RULES}
+INFUSION = date(2026, 1, 1)
+
+
+def run(rule_id, course, **overrides):
+    spec = BY_ID[rule_id]
+    return spec.evaluate(course, Thresholds(spec.rule, overrides or None))
+
+
+def daily(analyte, values_by_day):
+    """labs from {day: value}; a day absent from the mapping has no result."""
+    return [(analyte, d, v) for d, v in sorted(values_by_day.items())]
+
+
+def anc_days(below, deep=(), last=30, low=0.3, very_low=0.05, normal=2.0, skip=()):
+    """Daily ANC 0..last: `deep` days at very_low, other `below` days at low, else normal."""
+    out = {}
+    for d in range(0, last + 1):
+        if d in skip:
+            continue
+        out[d] = very_low if d in deep else low if d in below else normal
+    return daily("anc", out)
+
+
+WORKED_6_1 = anc_days(below=range(2, 16), deep=range(4, 10)) + [("anc", 45, 0.8),
+                                                                   ("anc", 52, 0.9)]
+
+# --- icaht_early ------------------------------------------------------------------------
+
+EARLY_CASES = [
+    pytest.param(WORKED_6_1, {}, Status.MET, 3, {"days_cut": 14, "days_deep_cut": 6},
+                 id="s6.1-worked-example-grade-3"),
+    pytest.param(anc_days(range(5, 11)), {}, Status.MET, 1, {"days_cut": 6}, id="6-days-g1"),
+    pytest.param(anc_days(range(5, 12)), {}, Status.MET, 2, {"days_cut": 7}, id="7-days-g2"),
+    pytest.param(anc_days(range(5, 18)), {}, Status.MET, 2, {"days_cut": 13}, id="13-days-g2"),
+    pytest.param(anc_days(range(5, 19)), {}, Status.MET, 3, {"days_cut": 14}, id="14-days-g3"),
+    pytest.param(anc_days(range(1, 30)), {}, Status.MET, 3, {"days_cut": 29}, id="29-days-g3"),
+    pytest.param(anc_days(range(1, 31)), {}, Status.MET, 4, {"days_cut": 30}, id="30-days-g4"),
+    pytest.param(anc_days(range(2, 9), deep=range(2, 9)), {}, Status.MET, 3,
+                 {"days_deep_cut": 7}, id="deep-7-days-g3-third-party-row"),
+    pytest.param(anc_days(range(2, 8), deep=range(2, 8)), {}, Status.MET, 1,
+                 {"days_deep_cut": 6}, id="deep-6-days-g1"),
+    pytest.param(anc_days(range(2, 16), deep=range(2, 16)), {}, Status.MET, 4,
+                 {"days_deep_cut": 14}, id="deep-14-days-g4"),
+    pytest.param(anc_days(range(5, 12), low=0.5), {}, Status.MET, 2, {"days_cut": 7},
+                 id="anc-exactly-0.5-counts"),
+    pytest.param(anc_days(range(5, 12), low=0.51), {}, Status.NOT_MET, 0, {"days_cut": 0},
+                 id="anc-0.51-does-not-count"),
+    pytest.param(anc_days(range(2, 9), deep=range(2, 9), very_low=0.1), {}, Status.MET, 3,
+                 {"days_deep_cut": 7}, id="anc-exactly-0.1-counts-deep"),
+    pytest.param(anc_days([]), {}, Status.NOT_MET, 0, {"days_cut": 0}, id="never-low-g0"),
+    # non-stable recovery (< 3 days above) is counted in; 3 days above is a recovery
+    pytest.param(anc_days([*range(2, 9), *range(11, 16)]), {}, Status.MET, 3,
+                 {"days_cut": 14}, id="interruption-2-days-counted-in"),
+    pytest.param(anc_days([*range(2, 9), *range(12, 16)]), {}, Status.MET, 2,
+                 {"days_cut": 11}, id="recovery-3-days-ends-period"),
+    # censoring at progression (that day included)
+    pytest.param(anc_days(range(2, 21)) + [], {"events": [("progression", 10)]}, Status.MET, 2,
+                 {"days_cut": 9, "censored": {"event": "progression", "day": 10.0}},
+                 id="censored-at-progression"),
+    pytest.param(anc_days(range(2, 21)), {"events": [("last_followup", 10)]}, Status.MET, 3,
+                 {"days_cut": 19}, id="last-followup-does-not-censor"),
+    pytest.param(anc_days(range(2, 21)), {"events": [("next_therapy", 15)]}, Status.MET, 3,
+                 {"days_cut": 14}, id="censored-at-next-therapy"),
+    # one missing day is carried forward
+    pytest.param(anc_days(range(2, 16), skip=[8]), {}, Status.MET, 3, {"days_cut": 14},
+                 id="one-missing-day-carried"),
+    # two missing days: the second is unknown; here it cannot change the grade
+    pytest.param(anc_days(range(2, 9), skip=[20, 21]), {}, Status.MET, 2, {"days_cut": 7},
+                 id="unknown-day-that-cannot-change-grade"),
+    # unknown days that could change the grade: lower bound reported as met
+    pytest.param(anc_days(range(0, 12), skip=[12, 13, 14]), {}, Status.MET, 2,
+                 {"days_cut": 13, "days_cut_at_most": 15, "grade_at_most": 3},
+                 id="missing-days-lower-bound-met"),
+]
+
+
+@pytest.mark.parametrize("labs, kw, status, grade, extra", EARLY_CASES)
+def test_icaht_early(labs, kw, status, grade, extra):
+    f = run("icaht_early", make_course(labs=labs, **kw))
+    assert (f.status, f.grade) == (status, grade)
+    for k, v in extra.items():
+        assert f.extra[k] == v, k
+
+
+def test_icaht_early_missing_days_not_evaluable_when_they_decide():
+    labs = anc_days([], skip=[7, 8, 9, 10])  # day 7 carried; 8-10 unknown
+    f = run("icaht_early", make_course(labs=labs))
+    assert f.status is Status.NOT_EVALUABLE and f.grade is None
+    assert f.extra["grade_at_most"] == 1
+    assert f.missing == ["ANC result for days 8-10 (or record why it was not drawn)"]
+
+
+def test_icaht_early_reports_grade_so_far_before_day_30():
+    f = run("icaht_early", make_course(labs=WORKED_6_1, as_of_day=10.5))
+    assert (f.status, f.grade, f.since_day) == (Status.MET, 2, 2.0)
+    assert f.extra["provisional_until_day"] == 30 and f.extra["so_far_through_day"] == 10
+    assert f.episode_key == "since-day-2"
+    final = run("icaht_early", make_course(labs=WORKED_6_1))
+    assert "provisional_until_day" not in final.extra and final.episode_key == "since-day-2"
+
+
+def test_icaht_early_today_without_result_is_left_out():
+    f = run("icaht_early", make_course(labs=anc_days(range(2, 9), last=9), as_of_day=11.2))
+    # day 10 carried from day 9, day 11 (today) has no result yet: counted through day 10
+    assert f.status is Status.MET and f.extra["so_far_through_day"] == 10
+
+
+def test_icaht_early_before_infusion_is_not_evaluable():
+    f = run("icaht_early", make_course(labs=[("anc", -5, 2.0)], as_of_day=-2))
+    assert f.status is Status.NOT_EVALUABLE and f.missing == []
+
+
+def test_icaht_early_is_as_of_aware_without_filtered_frames():
+    c = make_course(labs=WORKED_6_1)
+    assert run("icaht_early", dataclasses.replace(c, as_of_day=10.5)).grade == 2
+
+
+# --- icaht_late ---------------------------------------------------------------------------
+
+LATE_CASES = [
+    pytest.param([("anc", 45, 0.8), ("anc", 52, 0.9)], {}, Status.MET, 2, 45.0,
+                 id="s6.1-worked-example-late-grade-2"),
+    pytest.param([("anc", 45, 1.5), ("anc", 52, 1.5)], {}, Status.MET, 1, 45.0,
+                 id="late-1.5-inclusive-g1"),
+    pytest.param([("anc", 45, 1.6), ("anc", 52, 1.6)], {}, Status.NOT_MET, 0, None,
+                 id="late-above-1.5-g0"),
+    pytest.param([("anc", 45, 0.5), ("anc", 52, 0.5)], {}, Status.MET, 3, 45.0,
+                 id="late-0.5-inclusive-g3"),
+    pytest.param([("anc", 45, 0.1), ("anc", 52, 0.1)], {}, Status.MET, 4, 45.0,
+                 id="late-0.1-inclusive-g4"),
+    pytest.param([("anc", 40, 0.4), ("anc", 45, 1.2), ("anc", 52, 2.0)], {}, Status.MET, 1,
+                 40.0, id="late-one-deep-value-is-transient"),
+    pytest.param([("anc", 45, 0.8)], {}, Status.NOT_EVALUABLE, None, None,
+                 id="late-one-value-not-evaluable"),
+    pytest.param([("anc", 30, 0.2), ("anc", 45, 0.8)], {}, Status.NOT_EVALUABLE, None, None,
+                 id="late-day-30-is-early"),
+    pytest.param([("anc", 45, 0.8), ("anc", 52, 0.9)], {"events": [("progression", 40)]},
+                 Status.NOT_EVALUABLE, None, None, id="late-censored-at-progression"),
+    pytest.param([("anc", 5, 0.2)], {"as_of_day": 20}, Status.NOT_EVALUABLE, None, None,
+                 id="late-window-not-open"),
+]
+
+
+@pytest.mark.parametrize("labs, kw, status, grade, since", LATE_CASES)
+def test_icaht_late(labs, kw, status, grade, since):
+    f = run("icaht_late", make_course(labs=labs, **kw))
+    assert (f.status, f.grade, f.since_day) == (status, grade, since)
+
+
+# --- ticaht_early -------------------------------------------------------------------------
+
+
+def plt_days(values: dict[int, float], last=30, normal=200.0):
+    return daily("platelets", {d: values.get(d, normal) for d in range(0, last + 1)})
+
+
+def span(days, value):
+    return dict.fromkeys(days, value)
+
+
+TICAHT_EARLY_CASES = [
+    pytest.param(plt_days(span(range(3, 9), 30)), {}, Status.MET, 1, id="lt50-6-days-g1"),
+    pytest.param(plt_days(span(range(3, 10), 30)), {}, Status.MET, 2, id="lt50-7-days-g2"),
+    pytest.param(plt_days(span(range(3, 10), 50)), {}, Status.NOT_MET, 0,
+                 id="plt-exactly-50-not-counted"),
+    pytest.param(plt_days(span(range(3, 10), 49.9)), {}, Status.MET, 2, id="plt-49.9-counted"),
+    pytest.param(plt_days({5: 19}), {}, Status.MET, 3, id="lt20-1-day-g3"),
+    pytest.param(plt_days({5: 20}), {}, Status.MET, 1, id="plt-exactly-20-not-deep"),
+    pytest.param(plt_days(span(range(3, 16), 10)), {}, Status.MET, 3, id="lt20-13-days-g3"),
+    pytest.param(plt_days(span(range(3, 17), 10)), {}, Status.MET, 4, id="lt20-14-days-g4"),
+    # recovery needs 3 days >= 20 without a platelet transfusion in the 7 days before
+    pytest.param(plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)}), {},
+                 Status.MET, 3, id="lt20-8-days-no-transfusion-g3"),
+    pytest.param(plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)}),
+                 {"treatments": [("platelet_transfusion", 7)]}, Status.MET, 4,
+                 id="transfusion-day-7-delays-recovery-g4"),
+    pytest.param(plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)}),
+                 {"observations": [("transfusion", 7, "platelets")]}, Status.MET, 4,
+                 id="transfusion-observation-delays-recovery-g4"),
+    pytest.param(plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)}),
+                 {"observations": [("transfusion", 7, "rbc")]}, Status.MET, 3,
+                 id="rbc-transfusion-does-not-count"),
+    pytest.param(plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)}),
+                 {"treatments": [("platelet_transfusion", -2)]}, Status.MET, 3,
+                 id="transfusion-over-7-days-before-recovery-ignored"),
+    pytest.param(plt_days({3: 30}), {"treatments": [("platelet_transfusion", 3)]},
+                 Status.MET, 1, id="transfusion-without-deep-period-adds-nothing"),
+]
+
+
+@pytest.mark.parametrize("labs, kw, status, grade", TICAHT_EARLY_CASES)
+def test_ticaht_early(labs, kw, status, grade):
+    f = run("ticaht_early", make_course(labs=labs, **kw))
+    assert (f.status, f.grade) == (status, grade)
+
+
+def test_ticaht_early_transfusion_counts_supported_days():
+    labs = plt_days({**span(range(0, 8), 10), **span(range(8, 31), 30)})
+    f = run("ticaht_early", make_course(labs=labs, treatments=[("platelet_transfusion", 7)]))
+    assert f.extra["days_deep_cut"] == 15  # days 0-7 < 20, days 8-14 within 7 days of tx
+
+
+# --- ticaht_late --------------------------------------------------------------------------
+
+TICAHT_LATE_CASES = [
+    pytest.param([("platelets", 40, 90), ("platelets", 47, 95)], Status.MET, 1,
+                 id="late-lt100-g1"),
+    pytest.param([("platelets", 40, 100), ("platelets", 47, 100)], Status.NOT_MET, 0,
+                 id="late-exactly-100-g0"),
+    pytest.param([("platelets", 40, 45), ("platelets", 47, 48)], Status.MET, 2,
+                 id="late-lt50-corrected-grade-2-row"),
+    pytest.param([("platelets", 40, 50), ("platelets", 47, 50)], Status.MET, 1,
+                 id="late-exactly-50-g1"),
+    pytest.param([("platelets", 40, 15), ("platelets", 47, 18)], Status.MET, 3,
+                 id="late-lt20-g3"),
+    pytest.param([("platelets", 40, 20), ("platelets", 47, 20)], Status.MET, 2,
+                 id="late-exactly-20-g2"),
+    pytest.param([("platelets", 40, 15), ("platelets", 47, 90)], Status.MET, 1,
+                 id="late-single-deep-value-transient"),
+    pytest.param(daily("platelets", span(range(31, 45), 10)), Status.MET, 4,
+                 id="late-lt20-14-days-g4"),
+    pytest.param(daily("platelets", span(range(31, 44), 10)), Status.MET, 3,
+                 id="late-lt20-13-days-g3"),
+    pytest.param([("platelets", 31, 10), ("platelets", 38, 12), ("platelets", 45, 15)],
+                 Status.MET, 4, id="late-weekly-lt20-bridged-g4"),
+    pytest.param([("platelets", 40, 45)], Status.NOT_EVALUABLE, None, id="late-one-value"),
+    pytest.param([("platelets", 101, 45), ("platelets", 105, 45), ("platelets", 60, 200),
+                  ("platelets", 70, 210)], Status.NOT_MET, 0, id="late-after-day-100-ignored"),
+]
+
+
+@pytest.mark.parametrize("labs, status, grade", TICAHT_LATE_CASES)
+def test_ticaht_late(labs, status, grade):
+    f = run("ticaht_late", make_course(labs=labs))
+    assert (f.status, f.grade) == (status, grade)
+
+
+# --- prolonged_cytopenia ------------------------------------------------------------------
+
+
+def counts(day, anc=2.0, plt=200.0, hb=12.0):
+    return [("anc", day, anc), ("platelets", day, plt), ("hemoglobin", day, hb)]
+
+
+PROLONGED_CASES = [
+    pytest.param(counts(31, anc=0.8) + counts(35, anc=0.9), {}, Status.MET, 31.0,
+                 id="anc-below-1-twice-after-30"),
+    pytest.param(counts(31, anc=1.0) + counts(35, anc=1.0), {}, Status.NOT_MET, None,
+                 id="anc-exactly-1.0-not-grade-3"),
+    pytest.param(counts(31, plt=49) + counts(35, plt=40), {}, Status.MET, 31.0,
+                 id="platelets-below-50"),
+    pytest.param(counts(31, plt=50) + counts(35, plt=50), {}, Status.NOT_MET, None,
+                 id="platelets-exactly-50"),
+    pytest.param(counts(31, hb=7.9) + counts(35, hb=7.5), {}, Status.MET, 31.0,
+                 id="hb-below-8"),
+    pytest.param(counts(31, hb=8.0) + counts(35, hb=8.0), {}, Status.NOT_MET, None,
+                 id="hb-exactly-8"),
+    pytest.param(counts(30, anc=0.5) + counts(31, anc=0.5) + counts(32), {}, Status.NOT_MET,
+                 None, id="day-30-is-not-after-landmark"),
+    pytest.param(counts(31, anc=0.5), {}, Status.NOT_EVALUABLE, None,
+                 id="one-value-needs-repeat"),
+    pytest.param(counts(29, anc=0.5) + counts(30, anc=0.5), {"landmark_day": 28},
+                 Status.MET, 29.0, id="site-landmark-28"),
+    pytest.param(counts(20, anc=0.5), {}, Status.NOT_EVALUABLE, None,
+                 id="before-landmark-not-evaluable"),
+    pytest.param(counts(31, anc=0.8) + counts(35, anc=0.9) + counts(40, anc=2.0), {},
+                 Status.NOT_MET, None, id="recovered-clears"),
+    pytest.param(counts(31, anc=0.8) + counts(35, anc=0.9) + counts(40, anc=2.0)
+                 + counts(45, anc=0.7) + counts(50, anc=0.6), {}, Status.MET, 45.0,
+                 id="returns-as-new-episode"),
+]
+
+
+@pytest.mark.parametrize("labs, overrides, status, since", PROLONGED_CASES)
+def test_prolonged_cytopenia(labs, overrides, status, since):
+    f = run("prolonged_cytopenia", make_course(labs=labs), **overrides)
+    assert (f.status, f.since_day) == (status, since)
+    if status is Status.MET:
+        assert f.episode_key == f"since-day-{int(since)}"
+    if status is Status.NOT_EVALUABLE and since is None and labs[0][1] > 30:
+        assert f.missing
+
+
+# --- car_hematotox ------------------------------------------------------------------------
+
+EXAMPLE_1 = {"anc": 1.0, "hemoglobin": 10.5, "platelets": 120, "crp": 40.0, "ferritin": 850}
+EXAMPLE_2 = {"anc": 3.1, "hemoglobin": 12.4, "platelets": 210, "crp": 6.0, "ferritin": 420}
+
+
+def baseline_labs(items, day=-5):
+    return [(a, day, v) for a, v in items.items()]
+
+
+@pytest.mark.parametrize("items, score, risk, status", [
+    pytest.param(EXAMPLE_1, 4, "high", Status.MET, id="s7-example-1-score-4-high"),
+    pytest.param(EXAMPLE_2, 0, "low", Status.NOT_MET, id="s7-example-2-score-0-low"),
+    pytest.param({**EXAMPLE_2, "ferritin": 650}, 1, "low", Status.NOT_MET,
+                 id="score-1-low"),
+    pytest.param({**EXAMPLE_2, "ferritin": 2000}, 2, "high", Status.MET, id="score-2-high"),
+])
+def test_car_hematotox_examples(items, score, risk, status):
+    f = run("car_hematotox", make_course(labs=baseline_labs(items)))
+    assert (f.score, f.extra["risk_group"], f.status) == (score, risk, status)
+
+
+@pytest.mark.parametrize("analyte, value, points", [
+    pytest.param("platelets", 175.1, 0, id="plt-175.1-0"),
+    pytest.param("platelets", 175, 1, id="plt-175-boundary-higher-point"),
+    pytest.param("platelets", 75, 1, id="plt-75-1"),
+    pytest.param("platelets", 74.9, 2, id="plt-74.9-2"),
+    pytest.param("anc", 1.21, 0, id="anc-1.21-0"),
+    pytest.param("anc", 1.2, 1, id="anc-1.2-boundary-higher-point"),
+    pytest.param("hemoglobin", 9.1, 0, id="hb-9.1-0"),
+    pytest.param("hemoglobin", 9.0, 1, id="hb-9.0-boundary-higher-point"),
+    pytest.param("crp", 29.9, 0, id="crp-29.9-mg-L-0"),
+    pytest.param("crp", 30.0, 1, id="crp-3.0-mg-dL-boundary-higher-point"),
+    pytest.param("ferritin", 649, 0, id="ferritin-649-0"),
+    pytest.param("ferritin", 650, 1, id="ferritin-650-boundary-1"),
+    pytest.param("ferritin", 1999, 1, id="ferritin-1999-1"),
+    pytest.param("ferritin", 2000, 2, id="ferritin-2000-boundary-higher-point"),
+])
+def test_car_hematotox_item_boundaries(analyte, value, points):
+    f = run("car_hematotox", make_course(labs=baseline_labs({**EXAMPLE_2, analyte: value})))
+    assert f.extra["breakdown"][analyte] == points
+    assert f.score == points
+
+
+def test_car_hematotox_uses_labs_before_lymphodepletion():
+    labs = baseline_labs(EXAMPLE_2, day=-6) + baseline_labs(EXAMPLE_1, day=-2)
+    c = make_course(labs=labs, lymphodepletion_start=date(2025, 12, 27))  # day -5
+    f = run("car_hematotox", c)
+    assert (f.score, f.since_day) == (0, -6.0)
+    same_day = make_course(labs=baseline_labs(EXAMPLE_1, day=-5) + baseline_labs(EXAMPLE_2, -2),
+                           lymphodepletion_start=date(2025, 12, 27))
+    assert run("car_hematotox", same_day).score == 4
+
+
+def test_car_hematotox_without_ld_date_uses_day_minus_5_or_earlier():
+    labs = baseline_labs(EXAMPLE_2, day=-7) + baseline_labs(EXAMPLE_1, day=-1)
+    assert run("car_hematotox", make_course(labs=labs)).score == 0
+
+
+@pytest.mark.parametrize("items, status, score, at_most", [
+    pytest.param({"anc": 1.0, "ferritin": 2500}, Status.MET, 3, 7, id="partial-already-high"),
+    pytest.param({"anc": 3.1}, Status.NOT_EVALUABLE, 0, None, id="partial-undecided"),
+    pytest.param({k: v for k, v in EXAMPLE_2.items() if k != "crp"}, Status.NOT_MET, 0, 1,
+                 id="missing-crp-cannot-make-high"),
+])
+def test_car_hematotox_incomplete(items, status, score, at_most):
+    f = run("car_hematotox", make_course(labs=baseline_labs(items)))
+    assert f.status is status and f.missing
+    if status is not Status.NOT_EVALUABLE:
+        assert (f.score, f.extra["score_at_most"]) == (score, at_most)
+
+
+# --- counting machine and declarations ----------------------------------------------------
+
+
+@pytest.mark.parametrize("states, unknown, expected", [
+    pytest.param([1, 0, 0, 1], "above", (4, 0), id="2-day-gap-counted"),
+    pytest.param([1, 0, 0, 0, 1], "above", (2, 0), id="3-day-gap-is-recovery"),
+    pytest.param([0, 1, -1, -1, 1], "above", (4, 1), id="unknown-as-above-bridged-short"),
+    pytest.param([1, -1, -1, -1, 0], "above", (1, 0), id="unknown-as-above-recovers"),
+    pytest.param([1, -1, -1, -1, 0], "below", (4, 0), id="unknown-as-below"),
+    pytest.param([1, 2, 2, 0, 0, 0], "above", (3, 0), id="supported-days-counted"),
+    pytest.param([2, 2, 1], "above", (1, 2), id="supported-before-onset-not-counted"),
+])
+def test_count_days(states, unknown, expected):
+    import numpy as np
+    assert count_days(np.array(states), 3, unknown) == expected
+
+
+def test_rules_declare_ids_citations_and_provisional_numbers():
+    ids = [s.rule.id for s in RULES]
+    assert ids == ["icaht_early", "icaht_late", "ticaht_early", "ticaht_late",
+                   "prolonged_cytopenia", "car_hematotox"]
+    for spec in RULES:
+        r = spec.rule
+        assert "criteria.md §" in r.citation.section and r.choices and r.thresholds
+        assert all(t.op for t in r.thresholds)
+    assert BY_ID["icaht_early"].rule.is_provisional  # UNCONFIRMED cells
+    assert BY_ID["car_hematotox"].rule.scored
+    assert all(BY_ID[i].rule.graded for i in ids[:4])
+
+
+def test_infusion_date_default_is_what_the_dates_above_assume():
+    assert make_course().patient.infusion_date == INFUSION
