@@ -1,0 +1,106 @@
+"""lab_overdue (design rule): expected monitoring labs missing without a recorded reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.course import make_course
+from core.rules.base import Status, Thresholds
+from core.rules.common import END_OF_DAY
+from core.rules.lab_overdue import (
+    DEFAULT_DAILY,
+    RULE,
+    RULES,
+    MonitoringSchedule,
+    evaluate,
+)
+
+
+def full_panel(days, skip=()):
+    """Every default daily lab on each day, except (analyte, day) pairs in skip."""
+    return [(a, d, 1.0) for d in days for a in DEFAULT_DAILY if (a, d) not in skip]
+
+
+def run(course, **overrides):
+    return evaluate(course, Thresholds(RULE, overrides or None))
+
+
+CASES = [
+    pytest.param(full_panel(range(0, 5)), {"as_of_day": 5.3}, {}, Status.NOT_MET, {},
+                 id="all-drawn-quiet"),
+    pytest.param(full_panel(range(0, 5), skip={("ferritin", 4)}), {"as_of_day": 5.3}, {},
+                 Status.MET, {"ferritin": [4]}, id="ferritin-missing-yesterday"),
+    pytest.param(full_panel(range(0, 5), skip={("ferritin", 4)}),
+                 {"as_of_day": 5.3, "missing": [("ferritin", 4, "haemolysed")]}, {},
+                 Status.NOT_MET, {}, id="quiet-with-recorded-reason"),
+    pytest.param(full_panel(range(0, 5), skip={("anc", 4), ("platelets", 4)}),
+                 {"as_of_day": 5.3, "missing": [("cbc", 4, "not_drawn")]}, {},
+                 Status.NOT_MET, {}, id="panel-reason-covers-cbc"),
+    pytest.param(full_panel(range(0, 5), skip={("anc", 4)}),
+                 {"as_of_day": 5.3, "missing": [("ferritin", 4, "not_drawn")]}, {},
+                 Status.MET, {"anc": [4]}, id="reason-for-other-analyte-does-not-cover"),
+    pytest.param(full_panel(range(0, 5), skip={("ferritin", 4)}) + [("ferritin", 5.25, 900)],
+                 {"as_of_day": 5.3}, {}, Status.NOT_MET, {}, id="todays-result-clears-gap"),
+    pytest.param(full_panel(range(0, 5)), {"as_of_day": 5.9}, {}, Status.NOT_MET, {},
+                 id="day-in-progress-never-overdue"),
+    pytest.param(full_panel(range(0, 5)), {"as_of_day": 5 + END_OF_DAY}, {}, Status.MET,
+                 {a: [5] for a in DEFAULT_DAILY}, id="end-of-day-5-without-labs"),
+    pytest.param(full_panel(range(0, 15)), {"as_of_day": 16.3}, {}, Status.NOT_MET, {},
+                 id="day-15-outside-default-schedule"),
+    pytest.param(full_panel(range(0, 15)), {"as_of_day": 16.3}, {"last_day": 21},
+                 Status.MET, {a: [15] for a in DEFAULT_DAILY}, id="site-extends-schedule"),
+    pytest.param(full_panel(range(0, 5), skip={("ferritin", 4)}), {"as_of_day": 5.3},
+                 {"every_ferritin_days": 2}, Status.NOT_MET, {},
+                 id="every-other-day-ferritin-not-due"),
+    pytest.param(full_panel(range(0, 5), skip={("ferritin", 4)}), {"as_of_day": 5.3},
+                 {"every_ferritin_days": 0}, Status.NOT_MET, {},
+                 id="ferritin-not-scheduled"),
+    pytest.param(full_panel(range(0, 5)), {"as_of_day": 5.3}, {"every_crp_days": 1},
+                 Status.MET, {"crp": [4]}, id="site-adds-daily-crp"),
+    pytest.param(full_panel(range(0, 5), skip={("ast", 3), ("ast", 4)}), {"as_of_day": 5.3},
+                 {"lookback_days": 2}, Status.MET, {"ast": [3, 4]},
+                 id="lookback-2-lists-both-days"),
+    pytest.param([], {"as_of_day": -1.5}, {}, Status.NOT_MET, {}, id="before-day-0"),
+]
+
+
+@pytest.mark.parametrize("labs, kw, overrides, status, overdue", CASES)
+def test_lab_overdue(labs, kw, overrides, status, overdue):
+    f = run(make_course(labs=labs, **kw), **overrides)
+    assert f.status is status
+    assert f.extra.get("overdue", {}) == overdue
+    if status is Status.MET:
+        assert f.missing and all("record why it was not drawn" in m for m in f.missing)
+
+
+def test_lab_overdue_episode_is_stable_while_the_gap_lasts():
+    labs = full_panel(range(0, 8), skip={("ferritin", d) for d in range(4, 8)})
+    keys = [run(make_course(labs=labs, as_of_day=d + 0.3)).episode_key for d in (5, 6, 7)]
+    assert keys == ["since-day-4"] * 3
+    labs += [("ferritin", 8.2, 500)] + full_panel([8], skip={("ferritin", 8)})
+    labs += full_panel([9], skip={("ferritin", 9)})
+    assert run(make_course(labs=labs, as_of_day=9.3)).status is Status.NOT_MET
+    again = run(make_course(labs=labs, as_of_day=10.3))
+    assert again.status is Status.MET and again.episode_key == "since-day-9"
+
+
+def test_lab_overdue_evidence_in_nurse_words():
+    f = run(make_course(labs=full_panel(range(0, 5), skip={("fibrinogen", 4)}), as_of_day=5.3))
+    assert f.evidence[0].why == "no Fibrinogen result for day 4"
+    assert f.missing == ["day 4: Fibrinogen (enter the result, or record why it was not drawn)"]
+    quiet = run(make_course(labs=full_panel(range(0, 5), skip={("fibrinogen", 4)}),
+                            as_of_day=5.3, missing=[("fibrinogen", 4, "not_drawn")]))
+    assert quiet.evidence[0].why == "Fibrinogen for day 4 not available: not drawn (recorded)"
+
+
+def test_open_ended_course_uses_latest_data_day():
+    f = run(make_course(labs=full_panel(range(0, 5)) + [("anc", 6.3, 2.0)]))
+    assert f.status is Status.MET and 5 in f.extra["overdue"]["ferritin"]
+
+
+def test_schedule_defaults_match_declared_thresholds():
+    sched = MonitoringSchedule.from_thresholds(Thresholds(RULE))
+    assert sched == MonitoringSchedule()
+    assert set(sched.expected()) == set(DEFAULT_DAILY)
+    assert (sched.first_day, sched.last_day) == (0, 14)
+    assert RULES[0].rule.id == "lab_overdue" and RULE.is_provisional
