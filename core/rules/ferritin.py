@@ -1,0 +1,338 @@
+"""Ferritin kinetics (criteria.md §11) and the IEC-HS therapy-response flag (design.md, §1.5).
+
+No published numeric definition of a "rapidly rising" ferritin exists (§11): the flags here are
+the dashboard's configurable engineering defaults [DESIGN], never a criterion in anyone's name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from core.course import Course
+from core.observations import DrugClass, drugs_in
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.rules.common import (
+    Value,
+    baseline,
+    configured_thresholds,
+    daily,
+    end_of_day,
+    episode_key,
+    episodes_until,
+    evaluated_day,
+    latest_until,
+    met_since,
+    thresholds_key,
+    treatment_days,
+    values_until,
+)
+from core.units import Evidence
+
+D = Evidence.DESIGN
+
+RULE = Rule(
+    id="ferritin_kinetics",
+    title="Ferritin kinetics: fold change, doubling time, rapid rise",
+    version="1.0",
+    citation=Citation(
+        source="CAR-T Watch engineering defaults (no published numeric definition); "
+               "magnitudes from the tisa-cel B-ALL HLH-like toxicity cohort",
+        section="criteria.md §11 'Computed features' and 'Proposed default flags'",
+    ),
+    evidence=D,
+    severity=Severity.WARNING,
+    thresholds=(
+        Threshold("rising_fold", 1.5, "fold", D,
+                  "'rising': fold change over 48 h at or above", ">="),
+        Threshold("rapid_fold", 2.0, "fold", D,
+                  "'rapidly rising': fold change within the window at or above "
+                  "(doubling time <= window)", ">="),
+        Threshold("rapid_window_hours", 48, "hours", D,
+                  "window for the rapid-rise fold change", "<="),
+        Threshold("rapid_min_x_uln", 2.0, "x ULN", D,
+                  "'rapidly rising' also needs the value above this multiple of ULN", ">"),
+        Threshold("match_tolerance_hours", 6, "hours", D,
+                  "a sample counts as '24 h / 48 h before' within this tolerance", "<="),
+    ),
+    inputs=("ferritin",),
+    choices=(
+        "Kinetics are computed for the latest ferritin; references: baseline (§0.2), the "
+        "previous value, and the samples nearest 24 h and 48 h before (within the tolerance).",
+        "Rapid rise compares the latest value with every earlier value drawn within the window "
+        "(plus the tolerance) and reports the largest fold change.",
+        "Met = rapid rise; 'rising' (1.5-fold over 48 h) is reported in the extra fields only.",
+        "Not evaluable when the latest value is above 2 x ULN but no earlier value lies within "
+        "the window (nothing to compare with).",
+    ),
+    description="Screening flag for a rapidly rising ferritin; context for the IEC-HS screen.",
+)
+
+MISSING_FERRITIN = "log a ferritin result"
+MISSING_PAIR = "draw another ferritin within 48 h of the last one to judge its rise"
+
+
+@dataclass
+class Kinetics:
+    latest: Value | None
+    fold: dict[str, float] = field(default_factory=dict)
+    refs: dict[str, Value] = field(default_factory=dict)
+    log_slope_per_day: float | None = None
+    doubling_time_days: float | None = None
+    rising: bool | None = None
+    rapid: bool | None = None
+    rapid_ref: Value | None = None
+
+    def extra(self) -> dict:
+        return {
+            "fold_change": {k: round(v, 3) for k, v in self.fold.items()},
+            "log_slope_per_day": None if self.log_slope_per_day is None
+            else round(self.log_slope_per_day, 4),
+            "doubling_time_days": None if self.doubling_time_days is None
+            else round(self.doubling_time_days, 3),
+            "rising": self.rising,
+            "rapid_rise": self.rapid,
+        }
+
+
+def _nearest(vals: list[Value], target: float, tol: float) -> Value | None:
+    best = None
+    for v in vals:
+        if abs(v.day - target) <= tol and (best is None or
+                                            abs(v.day - target) < abs(best.day - target)):
+            best = v
+    return best
+
+
+def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetics:
+    """Ferritin kinetics of the latest value with day <= end (§11)."""
+    t = t if t is not None else configured_thresholds(course, RULE)
+    latest = latest_until(course, "ferritin", end)
+    if latest is None:
+        return Kinetics(None)
+    window = t["rapid_window_hours"] / 24.0
+    tol = t["match_tolerance_hours"] / 24.0
+    # only the values that can matter: the last window + tolerance, plus the previous one
+    vals = values_until(course, "ferritin", end)[:-1]
+    recent = [v for v in vals if latest.day - v.day <= max(window, 2.0) + tol]
+    k = Kinetics(latest)
+    base = baseline(course, "ferritin")
+    if base is not None and base is not latest and base.value > 0:
+        k.refs["baseline"] = base
+    if vals:
+        k.refs["previous"] = vals[-1]
+    for name, hours in (("24h", 24.0), ("48h", 48.0)):
+        ref = _nearest(recent, latest.day - hours / 24.0, tol)
+        if ref is not None:
+            k.refs[name] = ref
+    for name, ref in k.refs.items():
+        if ref.value > 0:
+            k.fold[name] = latest.value / ref.value
+    prev = k.refs.get("previous")
+    if prev is not None and prev.value > 0 and latest.value > 0 and latest.day > prev.day:
+        k.log_slope_per_day = math.log(latest.value / prev.value) / (latest.day - prev.day)
+        if k.log_slope_per_day > 0:
+            k.doubling_time_days = math.log(2) / k.log_slope_per_day
+    if "48h" in k.fold:
+        k.rising = k.fold["48h"] >= t["rising_fold"]
+    uln = latest.ref_high
+    if uln is not None and latest.value <= t["rapid_min_x_uln"] * uln:
+        k.rapid = False
+        return k
+    in_window = [v for v in recent if 0 < latest.day - v.day <= window + tol and v.value > 0]
+    if not in_window:
+        return k
+    ref = min(in_window, key=lambda v: v.value)
+    k.rapid_ref = ref
+    k.rapid = latest.value / ref.value >= t["rapid_fold"]
+    return k
+
+
+def _kinetics_finding(course: Course, day: int, t: Thresholds) -> Finding:
+    end = min(end_of_day(day), course.as_of_day)
+    k = kinetics(course, end, t)
+    ev: list[EvidenceItem] = []
+    missing: list[str] = []
+    if k.latest is None:
+        return Finding(RULE.id, Status.NOT_EVALUABLE, missing=[MISSING_FERRITIN])
+    F = k.latest
+    uln = F.ref_high
+    if k.rapid_ref is not None:
+        r = k.rapid_ref
+        hours = (F.day - r.day) * 24
+        fold = F.value / r.value
+        op = ">=" if k.rapid else "<"
+        ev.append(F.evidence(f"{fold:.2f}-fold from {r.value:g} ng/mL (day {r.day:g}) in "
+                             f"{hours:.0f} h {op} {t['rapid_fold']:g}-fold"))
+        ev.append(r.evidence("comparison value"))
+    if uln is not None:
+        above = F.value > t["rapid_min_x_uln"] * uln
+        ev.append(F.evidence(f"{'>' if above else '<='} {t['rapid_min_x_uln']:g} x ULN "
+                             f"({t['rapid_min_x_uln'] * uln:g} ng/mL)"))
+    if k.doubling_time_days is not None:
+        ev.append(F.evidence(f"doubling time {k.doubling_time_days:.2f} days"))
+    if k.rapid is None:
+        missing.append(MISSING_PAIR)
+        status = Status.NOT_EVALUABLE
+    else:
+        status = Status.MET if k.rapid else Status.NOT_MET
+    return Finding(RULE.id, status, evidence=ev, missing=missing, extra=k.extra())
+
+
+def kinetics_day(course: Course, day: int, t: Thresholds) -> Finding:
+    return daily(course, ("ferritin_kinetics", thresholds_key(t)), day,
+                 lambda: _kinetics_finding(course, day, t))
+
+
+def evaluate_kinetics(course: Course, t: Thresholds) -> Finding:
+    day = evaluated_day(course)
+    today = kinetics_day(course, day, t)
+    since = met_since(course, ("ferritin_kinetics", thresholds_key(t)), day, today.status,
+                      lambda d: kinetics_day(course, d, t).status)
+    return Finding(RULE.id, today.status, since_day=since, evidence=list(today.evidence),
+                   missing=list(today.missing), extra=dict(today.extra),
+                   episode_key=episode_key(since))
+
+
+# --- therapy_response -------------------------------------------------------------------------
+
+IEC_HS_DIRECTED = tuple(sorted(drugs_in(DrugClass.HLH_DIRECTED)))
+OTHER_LABS = (("ast", 1), ("alt", 1), ("bilirubin", 1), ("ldh", 1), ("fibrinogen", -1))
+
+THERAPY_RULE = Rule(
+    id="therapy_response",
+    title="IEC-HS labs not improving after IEC-HS-directed therapy",
+    version="1.0",
+    citation=Citation(
+        source="Hines et al., Transplant Cell Ther 2023;29(7):438.e1 (treatment algorithm, "
+               "recalled); 'falling after therapy' default of CAR-T Watch",
+        section="criteria.md §1.5 (re-assessment ~48 h) and §11 ('falling after therapy', "
+                "Lin et al. < 50 % decrease)",
+        doi="10.1016/j.jtct.2023.03.006",
+    ),
+    evidence=Evidence.UNCONFIRMED,
+    severity=Severity.SEVERE,
+    thresholds=(
+        Threshold("reassess_hours", 48, "hours", Evidence.UNCONFIRMED,
+                  "re-assess this long after the first IEC-HS-directed dose", ">="),
+        Threshold("falling_fraction", 0.5, "fraction", D,
+                  "'falling after therapy': decrease from the pre-therapy ferritin of at "
+                  "least this fraction", ">="),
+        Threshold("falling_window_days", 7, "days", D,
+                  "the decrease is expected within this many days of the first dose", "<="),
+    ),
+    inputs=("ferritin", "ast", "alt", "bilirubin", "ldh", "fibrinogen",
+            "IEC-HS-directed doses (anakinra, steroids, ruxolitinib, emapalumab, etoposide)",
+            "IEC-HS episode or iec_hs screen"),
+    choices=(
+        "Applies only during an IEC-HS episode: a documented unresolved IEC-HS episode, else "
+        "the iec_hs screen met (its since_day is the onset).",
+        "Therapy start = the first IEC-HS-directed dose on or after the episode's onset day; "
+        "steroids given earlier (e.g. for CRS) do not start the clock.",
+        "The flag is driven by ferritin against the last value on or before the first dose: "
+        "from 48 h it is met while ferritin has not fallen at all; from 7 days while it has "
+        "not fallen by >= 50 %. AST, ALT, bilirubin, LDH and fibrinogen are shown as evidence "
+        "(change since the first dose) but do not decide.",
+        "Before 48 h the rule is not met (re-assessment not yet due) and says when it is.",
+        "The consensus treatment tiers are context only; this flag never orders escalation.",
+    ),
+    description="The point where published practice re-assesses and may escalate IEC-HS "
+                "therapy: screening flag for clinician review.",
+)
+
+
+def active_iec_hs_onset(course: Course, day: int) -> tuple[float | None, str]:
+    """Onset day of the IEC-HS episode active at the end of `day`, and where it comes from."""
+    end = min(end_of_day(day), course.as_of_day)
+    documented = [e for e in episodes_until(course, "IEC-HS", end) if e[3] == "documented"]
+    open_eps = [e for e in documented if e[2] is None]
+    if open_eps:
+        return open_eps[-1][1], "documented IEC-HS episode"
+    from core.rules import iec_hs
+
+    f = iec_hs.screen_finding(course, day)
+    if f.status is Status.MET:
+        return f.since_day, "iec_hs screen met"
+    return None, ""
+
+
+def _therapy_finding(course: Course, day: int, t: Thresholds) -> Finding:
+    rid = THERAPY_RULE.id
+    end = min(end_of_day(day), course.as_of_day)
+    onset, source = active_iec_hs_onset(course, day)
+    if onset is None:
+        return Finding(rid, Status.NOT_MET, evidence=[EvidenceItem(
+            why="no active IEC-HS episode (documented or screened)")])
+    doses = treatment_days(course, IEC_HS_DIRECTED, end, start=math.floor(onset))
+    if not doses:
+        return Finding(rid, Status.NOT_MET, evidence=[EvidenceItem(
+            why=f"{source} since day {math.floor(onset)}; no IEC-HS-directed therapy yet")])
+    t0, drug = doses[0]
+    started = EvidenceItem(why=f"first IEC-HS-directed dose: {drug}", analyte=drug, day=t0)
+    due = t0 + t["reassess_hours"] / 24.0
+    if end < due:
+        return Finding(rid, Status.NOT_MET, evidence=[started, EvidenceItem(
+            why=f"re-assessment due {t['reassess_hours']:g} h after the first dose "
+                f"(day {due:.1f})")])
+    pre = latest_until(course, "ferritin", t0)
+    now = latest_until(course, "ferritin", end)
+    if pre is None:
+        return Finding(rid, Status.NOT_EVALUABLE, evidence=[started],
+                       missing=["a ferritin drawn before the first IEC-HS-directed dose"])
+    if now is None or now.day <= t0:
+        return Finding(rid, Status.NOT_EVALUABLE, evidence=[started, pre.evidence(
+            "ferritin before therapy")], missing=["draw ferritin now (after therapy began)"])
+    change = now.value / pre.value if pre.value > 0 else math.inf
+    late = end >= t0 + t["falling_window_days"]
+    need = 1.0 - t["falling_fraction"]
+    not_improving = change > need if late else change >= 1.0
+    if change < 1.0:
+        why = f"{(1 - change) * 100:.0f} % fall since therapy began"
+    else:
+        why = f"{(change - 1) * 100:.0f} % higher than before therapy"
+    if not_improving and late:
+        why += (f"; a fall of >= {t['falling_fraction'] * 100:g} % is expected within "
+                f"{t['falling_window_days']:g} days")
+    elif not_improving:
+        why += f"; no fall {t['reassess_hours']:g} h after the first dose"
+    ev = [started, pre.evidence("ferritin before therapy"), now.evidence(why)]
+    for analyte, direction in OTHER_LABS:
+        a0, a1 = latest_until(course, analyte, t0), latest_until(course, analyte, end)
+        if a0 is None or a1 is None or a1.day <= t0:
+            continue
+        worse = (a1.value - a0.value) * direction > 0
+        ev.append(a1.evidence(f"{'worse' if worse else 'better or unchanged'} than before "
+                              f"therapy ({a0.value:g} on day {a0.day:g})"))
+    return Finding(rid, Status.MET if not_improving else Status.NOT_MET, evidence=ev,
+                   extra={"therapy_start_day": t0, "ferritin_ratio": round(change, 3)})
+
+
+def therapy_day(course: Course, day: int, t: Thresholds) -> Finding:
+    return daily(course, ("therapy_response", thresholds_key(t)), day,
+                 lambda: _therapy_finding(course, day, t))
+
+
+def evaluate_therapy_response(course: Course, t: Thresholds) -> Finding:
+    day = evaluated_day(course)
+    today = therapy_day(course, day, t)
+    since = met_since(course, ("therapy_response", thresholds_key(t)), day, today.status,
+                      lambda d: therapy_day(course, d, t).status)
+    return Finding(THERAPY_RULE.id, today.status, since_day=since,
+                   evidence=list(today.evidence), missing=list(today.missing),
+                   extra=dict(today.extra), episode_key=episode_key(since))
+
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(RULE, evaluate_kinetics),
+    RuleSpec(THERAPY_RULE, evaluate_therapy_response),
+)

@@ -1,0 +1,412 @@
+"""IEC-HS screen (ASTCT 2023, Hines et al.), with ferritin kinetics and timing vs CRS.
+
+criteria.md §1.2 [DESIGN screening logic]: fire when the ferritin key feature AND the timing
+feature are met AND at least one lab manifestation (transaminases, fibrinogen, new cytopenia)
+is met. Haemophagocytosis and the other features are evidence only. Every threshold of §1.2 is
+[UNCONFIRMED] (the consensus tables were not retrieved) and is shown as provisional. A screening
+flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride along as context.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.course import Course
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.rules.common import (
+    baseline,
+    configured_thresholds,
+    course_index,
+    daily,
+    end_of_day,
+    episode_key,
+    episodes_until,
+    evaluated_day,
+    latest_observation,
+    latest_until,
+    memo,
+    met_since,
+    thresholds_key,
+)
+from core.units import Evidence
+
+U = Evidence.UNCONFIRMED
+D = Evidence.DESIGN
+
+RULE = Rule(
+    id="iec_hs",
+    title="IEC-HS screen (ASTCT 2023) with ferritin kinetics and timing vs CRS",
+    version="1.0",
+    citation=Citation(
+        source="Hines et al., Transplant Cell Ther 2023;29(7):438.e1-438.e16 (ASTCT IEC-HS "
+               "consensus)",
+        section="diagnostic framework (table not verified); criteria.md §1.2, §1.6, §10.3, §11",
+        doi="10.1016/j.jtct.2023.03.006",
+    ),
+    evidence=U,
+    severity=Severity.SEVERE,
+    thresholds=(
+        Threshold("ferritin_x_uln", 2.0, "x ULN", U, "key feature: ferritin above this x ULN",
+                  ">"),
+        Threshold("ferritin_x_baseline", 2.0, "x baseline", U,
+                  "key feature: or above this x the baseline at infusion", ">"),
+        Threshold("transaminase_x_uln", 5.0, "x ULN", U,
+                  "AST or ALT above this x ULN (baseline normal)", ">"),
+        Threshold("transaminase_x_baseline", 5.0, "x baseline", U,
+                  "AST or ALT above this x baseline (baseline abnormal)", ">"),
+        Threshold("fibrinogen_low", 150.0, "mg/dL", U, "fibrinogen below this (or below LLN)",
+                  "<"),
+        Threshold("window_start_day", 5, "day", D, "screen from this day after infusion", ">="),
+        Threshold("window_end_day", 30, "day", D,
+                  "screen until this day; later only while ferritin is above the x ULN limit",
+                  "<="),
+    ),
+    inputs=("ferritin", "ast", "alt", "fibrinogen", "anc", "platelets", "hemoglobin",
+            "CRS episodes (documented) or crs_grade observations", "hemophagocytosis"),
+    choices=(
+        "Key feature uses the latest ferritin; baseline = last value before lymphodepletion, "
+        "else on or before day 0 (§0.2). 'Rapidly rising' has no published number: the "
+        "ferritin_kinetics default is shown as evidence and does not decide.",
+        "Timing: documented CRS episodes win; all resolved -> met; one still open -> met only "
+        "if the computed CRS grade today is below that episode's worst (resolving). Without "
+        "documented episodes the daily crs_grade course decides the same way. No CRS at all "
+        "(every evaluable day grade 0) -> met, since IEC-HS is often not tied to CRS (§1.1).",
+        "Transaminases: AST or ALT > 5 x ULN when the baseline is normal or unknown, "
+        "> 5 x baseline when the baseline is above ULN.",
+        "Fibrinogen: below 150 mg/dL OR below the lab's LLN, as §1.2 reads (with an LLN of "
+        "200 mg/dL the LLN limit decides).",
+        "New cytopenia: for ANC, platelets or haemoglobin, the latest value's CTCAE grade is "
+        ">= 1 and worse than the best grade reached since day 0 (the baseline grade if there "
+        "is no earlier post-infusion value). A refractory cytopenia that never recovered is "
+        "not counted.",
+        "Screen window days 5-30 (§10.3 [DESIGN]); after day 30 only while ferritin stays "
+        "> 2 x ULN. Outside it the screen is not met and says so.",
+        "Haemophagocytosis is listed as evidence when recorded, else as a missing input; the "
+        "IEC-HS grade (§1.4) needs clinical inputs and is never computed.",
+    ),
+    description="Screening flag for IEC-HS; the consensus treatment tiers (§1.5) are shown as "
+                "context, never as an order.",
+)
+
+TREATMENT_TIERS = (
+    "First line: anakinra, with or without corticosteroids (e.g. dexamethasone); stop or "
+    "avoid further tocilizumab as IEC-HS-directed therapy.",
+    "Inadequate response (re-assessment window ~48 h): escalate anakinra and/or "
+    "corticosteroids; add ruxolitinib or emapalumab.",
+    "Refractory: low-dose etoposide; other salvage (e.g. intensified HLH-type therapy).",
+)
+TREATMENT_CONTEXT = {
+    "treatment_tiers": list(TREATMENT_TIERS),
+    "treatment_tiers_evidence": "UNCONFIRMED",
+    "treatment_tiers_note": "ASTCT 2023 consensus algorithm as recalled (criteria §1.5): "
+                            "context for clinicians, never an order; no doses given.",
+}
+
+MISSING = {
+    "ferritin": "log a ferritin result",
+    "ferritin_baseline": "log a baseline ferritin (before lymphodepletion or on day 0)",
+    "crs": "document the CRS episode (onset and resolution) or log daily vitals for CRS "
+           "grading",
+    "ast_alt": "log AST and ALT",
+    "fibrinogen": "log a fibrinogen result",
+    "counts": "log a blood count (ANC, platelets, haemoglobin)",
+    "hemophagocytosis": "record the marrow/tissue haemophagocytosis result, if a biopsy was "
+                        "done",
+}
+CYTOPENIA_LINEAGES = ("anc", "platelets", "hemoglobin")
+
+
+@dataclass
+class Feature:
+    status: Status
+    evidence: list[EvidenceItem] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
+    f = latest_until(course, "ferritin", end)
+    if f is None:
+        return Feature(Status.NOT_EVALUABLE, missing=[MISSING["ferritin"]])
+    ev, met, known = [], False, True
+    uln = f.ref_high
+    if uln is not None:
+        lim = t["ferritin_x_uln"] * uln
+        if f.value > lim:
+            met = True
+            ev.append(f.evidence(f"> {t['ferritin_x_uln']:g} x ULN ({lim:g})"))
+    else:
+        known = False
+    b = baseline(course, "ferritin")
+    if b is None or b.value <= 0:
+        known = known and met
+    elif b is not f:
+        lim = t["ferritin_x_baseline"] * b.value
+        if f.value > lim:
+            met = True
+            ev.append(f.evidence(f"> {t['ferritin_x_baseline']:g} x baseline ({b.value:g}, "
+                                 f"day {b.day:g})"))
+    if met:
+        return Feature(Status.MET, ev)
+    if not known:
+        return Feature(Status.NOT_EVALUABLE, [f.evidence("not above 2 x ULN")],
+                       [MISSING["ferritin_baseline"]])
+    return Feature(Status.NOT_MET, [f.evidence(
+        f"<= {t['ferritin_x_uln']:g} x ULN and <= {t['ferritin_x_baseline']:g} x baseline")])
+
+
+def _timing_feature(course: Course, day: int) -> Feature:
+    from core.rules import crs
+
+    tc = configured_thresholds(course, crs.RULE)
+    end = min(end_of_day(day), course.as_of_day)
+    documented = [e for e in episodes_until(course, "CRS", end) if e[3] == "documented"]
+    today = crs.crs_day(course, day, tc)
+    if documented:
+        grade, onset, resolved, _ = documented[-1]
+        if resolved is not None:
+            return Feature(Status.MET, [EvidenceItem(
+                why=f"onset after CRS resolved (documented CRS day {math.floor(onset)}-"
+                    f"{math.floor(resolved)}, resolved day {math.floor(resolved)})",
+                analyte="CRS", day=resolved)])
+        worst = grade
+        if worst is None:
+            worst = max((crs.crs_day(course, d, tc).grade or 0
+                         for d in range(math.floor(onset), day + 1)), default=0)
+        if today.grade is not None and today.grade < worst:
+            return Feature(Status.MET, [EvidenceItem(
+                why=f"CRS resolving: grade {today.grade} today, worst {worst} (documented "
+                    f"episode from day {math.floor(onset)})", analyte="CRS", day=day)])
+        if today.grade is None:
+            return Feature(Status.NOT_EVALUABLE, missing=[MISSING["crs"]])
+        return Feature(Status.NOT_MET, [EvidenceItem(
+            why=f"documented CRS ongoing since day {math.floor(onset)} (grade "
+                f"{today.grade} today)", analyte="CRS", day=day)])
+    first = max(0, math.floor(course_index(course).first_day())) if math.isfinite(
+        course_index(course).first_day()) else day
+    grades = [(d, crs.crs_day(course, d, tc).grade) for d in range(first, day + 1)]
+    known = [(d, g) for d, g in grades if g is not None]
+    if not known:
+        return Feature(Status.NOT_EVALUABLE, missing=[MISSING["crs"]])
+    crs_days = [d for d, g in known if g >= 1]
+    if not crs_days:
+        return Feature(Status.MET, [EvidenceItem(
+            why="no CRS graded since infusion (IEC-HS is often not tied to CRS)",
+            analyte="CRS", day=known[-1][0])])
+    last_d, last_g = known[-1]
+    if last_g == 0:
+        return Feature(Status.MET, [EvidenceItem(
+            why=f"onset after CRS resolved (computed CRS last graded >= 1 on day "
+                f"{crs_days[-1]}, grade 0 on day {last_d})", analyte="CRS", day=last_d)])
+    start = last_d
+    for d, g in reversed(known):
+        if g == 0:
+            break
+        start = d
+    worst = max(g for d, g in known if d >= start)
+    if last_g < worst:
+        return Feature(Status.MET, [EvidenceItem(
+            why=f"CRS resolving: computed grade {last_g} on day {last_d}, worst {worst} since "
+                f"day {start}", analyte="CRS", day=last_d)])
+    return Feature(Status.NOT_MET, [EvidenceItem(
+        why=f"CRS ongoing (computed grade {last_g} on day {last_d}, not improving)",
+        analyte="CRS", day=last_d)])
+
+
+def _transaminase_feature(course: Course, end: float, t: Thresholds) -> Feature:
+    statuses, ev = [], []
+    for a in ("ast", "alt"):
+        v = latest_until(course, a, end)
+        if v is None or v.ref_high is None:
+            statuses.append(Status.NOT_EVALUABLE)
+            continue
+        b = baseline(course, a)
+        abnormal = b is not None and b is not v and b.ref_high is not None and (
+            b.value > b.ref_high)
+        if abnormal:
+            lim, why = t["transaminase_x_baseline"] * b.value, (
+                f"{v.value / b.value:.1f} x baseline ({b.value:g}, abnormal)")
+            k = t["transaminase_x_baseline"]
+        else:
+            lim, why = t["transaminase_x_uln"] * v.ref_high, (
+                f"{v.value / v.ref_high:.1f} x ULN ({v.ref_high:g})")
+            k = t["transaminase_x_uln"]
+        met = v.value > lim
+        statuses.append(Status.MET if met else Status.NOT_MET)
+        ev.append(v.evidence(f"{why} {'>' if met else '<='} {k:g}"))
+    if Status.MET in statuses:
+        return Feature(Status.MET, [e for e in ev if "<=" not in e.why])
+    if all(s is Status.NOT_MET for s in statuses):
+        return Feature(Status.NOT_MET, ev)
+    return Feature(Status.NOT_EVALUABLE, ev, [MISSING["ast_alt"]])
+
+
+def _fibrinogen_feature(course: Course, end: float, t: Thresholds) -> Feature:
+    v = latest_until(course, "fibrinogen", end)
+    if v is None:
+        return Feature(Status.NOT_EVALUABLE, missing=[MISSING["fibrinogen"]])
+    lim = t["fibrinogen_low"]
+    if v.value < lim:
+        return Feature(Status.MET, [v.evidence(f"< {lim:g} mg/dL")])
+    if v.ref_low is not None and v.value < v.ref_low:
+        return Feature(Status.MET, [v.evidence(f"< LLN ({v.ref_low:g} mg/dL)")])
+    return Feature(Status.NOT_MET, [v.evidence(f">= {lim:g} mg/dL and >= LLN")])
+
+
+def _grades(course: Course, analyte: str) -> tuple[list[float], np.ndarray]:
+    """CTCAE grade of every value of `analyte` in the course index (cached)."""
+    from core.rules import ctcae
+
+    rule = next(s.rule for s in ctcae.RULES if s.rule.id == f"ctcae_{analyte}")
+    tc = configured_thresholds(course, rule)
+
+    def build() -> tuple[list[float], np.ndarray]:
+        s = course_index(course).labs.get(analyte)
+        if s is None:
+            return [], np.empty(0)
+        out = np.full(len(s.days), np.nan)
+        for i in range(len(s.days)):
+            v = s.at(i)
+            g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low, None, t=tc)
+            out[i] = np.nan if g is None else g
+        return s.days, out
+
+    return memo(course, ("iec_hs_ctcae", analyte, thresholds_key(tc)), build)
+
+
+def _cytopenia_feature(course: Course, end: float) -> Feature:
+    statuses, ev = [], []
+    for a in CYTOPENIA_LINEAGES:
+        v = latest_until(course, a, end)
+        if v is None:
+            statuses.append(Status.NOT_EVALUABLE)
+            continue
+        days, grades = _grades(course, a)
+        k = course_index(course).labs[a].count(min(end, course.as_of_day))
+        g_now = grades[k - 1]
+        if math.isnan(g_now):
+            statuses.append(Status.NOT_EVALUABLE)
+            continue
+        i0 = int(np.searchsorted(np.asarray(days), 0.0, side="left"))
+        earlier = grades[i0:k - 1]
+        earlier = earlier[~np.isnan(earlier)]
+        ref_why = "since day 0"
+        if not len(earlier):
+            b = baseline(course, a)
+            if b is None or b is v:
+                statuses.append(Status.NOT_EVALUABLE)
+                continue
+            bi = course_index(course).labs[a].days.index(b.day)
+            earlier = grades[bi:bi + 1]
+            ref_why = "at baseline"
+            if math.isnan(earlier[0]):
+                statuses.append(Status.NOT_EVALUABLE)
+                continue
+        best = int(earlier.min())
+        met = g_now >= 1 and g_now > best
+        statuses.append(Status.MET if met else Status.NOT_MET)
+        if met:
+            ev.append(v.evidence(f"new or worsening cytopenia: CTCAE grade {int(g_now)}, "
+                                 f"best grade {ref_why} {best}"))
+    if Status.MET in statuses:
+        return Feature(Status.MET, ev)
+    if all(s is Status.NOT_MET for s in statuses):
+        return Feature(Status.NOT_MET, [EvidenceItem(why="no new or worsening cytopenia")])
+    return Feature(Status.NOT_EVALUABLE, ev, [MISSING["counts"]])
+
+
+def _screen(course: Course, day: int, t: Thresholds) -> Finding:
+    from core.rules import ferritin
+
+    end = min(end_of_day(day), course.as_of_day)
+    ferr = _ferritin_feature(course, end, t)
+    outside = None
+    if day < t["window_start_day"]:
+        outside = f"the screen runs from day {t['window_start_day']:g}"
+    elif day > t["window_end_day"] and ferr.status is not Status.MET:
+        outside = (f"after day {t['window_end_day']:g} the screen runs only while ferritin is "
+                   f"raised")
+    if outside is not None:
+        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(why=outside)],
+                       extra={"outside_window": True})
+    features = {
+        "ferritin": ferr,
+        "timing": _timing_feature(course, day),
+        "transaminase": _transaminase_feature(course, end, t),
+        "fibrinogen": _fibrinogen_feature(course, end, t),
+        "cytopenia": _cytopenia_feature(course, end),
+    }
+    labs = [features[k].status for k in ("transaminase", "fibrinogen", "cytopenia")]
+    keys = [ferr.status, features["timing"].status]
+    if Status.NOT_MET in keys or all(s is Status.NOT_MET for s in labs):
+        status = Status.NOT_MET
+    elif all(s is Status.MET for s in keys) and Status.MET in labs:
+        status = Status.MET
+    else:
+        status = Status.NOT_EVALUABLE
+    ev: list[EvidenceItem] = []
+    missing: list[str] = []
+    for name, feat in features.items():
+        ev += feat.evidence
+        if status is not Status.MET or name in ("ferritin", "timing"):
+            missing += [m for m in feat.missing if m not in missing]
+    kin = ferritin.kinetics(course, end)
+    if kin.rapid:
+        r = kin.rapid_ref
+        assert r is not None and kin.latest is not None
+        ev.append(kin.latest.evidence(
+            f"rapid rise: {kin.latest.value / r.value:.1f}-fold since day {r.day:g} "
+            "(ferritin_kinetics default)"))
+    hemo = latest_observation(course, "hemophagocytosis", end)
+    if hemo is not None:
+        ev.append(hemo.evidence("haemophagocytosis reported" if hemo.is_yes
+                                else "no haemophagocytosis on marrow/tissue"))
+    else:
+        missing.append(MISSING["hemophagocytosis"])
+    extra = {
+        "features": {k: str(f.status) for k, f in features.items()},
+        "features_met": [k for k, f in features.items() if f.status is Status.MET],
+        "rapid_rise": kin.rapid,
+        "hemophagocytosis": "not_evaluable" if hemo is None
+        else ("met" if hemo.is_yes else "not_met"),
+        "iec_hs_grade": "not evaluable (needs clinical inputs, §1.4)",
+    }
+    if status is Status.MET:
+        extra.update(TREATMENT_CONTEXT)
+    return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
+
+
+def screen_day(course: Course, day: int, t: Thresholds) -> Finding:
+    return daily(course, ("iec_hs", thresholds_key(t)), day, lambda: _screen(course, day, t))
+
+
+def screen_finding(course: Course, day: int | None = None,
+                   t: Thresholds | None = None) -> Finding:
+    """The iec_hs finding as of the end of `day` (default: the evaluated day)."""
+    t = t if t is not None else configured_thresholds(course, RULE)
+    day = evaluated_day(course) if day is None else day
+    today = screen_day(course, day, t)
+    since = met_since(course, ("iec_hs", thresholds_key(t)), day, today.status,
+                      lambda d: screen_day(course, d, t).status)
+    return Finding(RULE.id, today.status, since_day=since, evidence=list(today.evidence),
+                   missing=list(today.missing), extra=dict(today.extra),
+                   episode_key=episode_key(since))
+
+
+def evaluate(course: Course, t: Thresholds) -> Finding:
+    return screen_finding(course, None, t)
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
