@@ -1,0 +1,395 @@
+"""Alert lifecycle over the `alert` and `alertevent` tables.
+
+One alert per (patient, rule, episode_key). `sync_alerts` is what `evaluate` calls with a
+patient's findings; the clinician actions are `acknowledge` and `snooze`. Every state change
+writes an `AlertEvent` (who, when, action, note) and an `AuditLog` row in the caller's
+transaction, so an alert never changes without its history.
+
+States: firing -> acknowledged | snoozed | escalated | resolved;
+escalated -> acknowledged | snoozed | resolved; acknowledged/snoozed -> resolved;
+snoozed -> firing when the snooze expires; resolved -> firing ("refired") when the same
+episode returns; acknowledged/snoozed -> firing ("reopened") when the finding worsens.
+
+Every alert is a screening flag for clinician review, never a diagnosis: the message says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
+from core.rules.base import Finding, RuleSpec, Severity, Status
+
+SCREENING_NOTE = "Screening flag for clinician review — not a diagnosis."
+DEFAULT_ESCALATE_AFTER = timedelta(hours=2)  # [DESIGN] unacknowledged severe alert -> escalated
+INFORMATIONAL_RULES: frozenset[str] = frozenset({"car_hematotox"})
+"""Rules whose findings inform the patient page but never raise an alert [DESIGN]:
+CAR-HEMATOTOX is a risk stratification computed once from baseline labs, not an event."""
+
+OPEN_STATES = frozenset({
+    AlertState.FIRING, AlertState.ACKNOWLEDGED, AlertState.SNOOZED, AlertState.ESCALATED,
+})
+_FIRING_ENTRY = ("fired", "refired", "unsnoozed", "reopened")  # events that start a firing spell
+_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.SEVERE.value: 2}
+
+
+@dataclass
+class SyncResult:
+    """What one sync did, by action (counts)."""
+
+    fired: int = 0
+    updated: int = 0
+    refired: int = 0
+    reopened: int = 0
+    resolved: int = 0
+    unsnoozed: int = 0
+    escalated: int = 0
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    # SQLite may hand back naive UTC; everything here compares aware instants.
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=UTC)
+
+
+def episode_key_of(finding: Finding) -> str:
+    """The finding's episode key, or one derived from its onset day."""
+    if finding.episode_key:
+        return finding.episode_key
+    if finding.since_day is not None and not math.isnan(finding.since_day):
+        return f"since-day-{math.floor(finding.since_day)}"
+    return "current"
+
+
+def severity_of(finding: Finding, spec: RuleSpec | None) -> str:
+    """The rule's declared severity, bumped to severe for grade 3 or more."""
+    base = spec.rule.severity.value if spec is not None else Severity.WARNING.value
+    if finding.grade is not None and finding.grade >= 3:
+        return Severity.SEVERE.value
+    return base
+
+
+def is_alertable(finding: Finding, informational: frozenset[str] = INFORMATIONAL_RULES) -> bool:
+    """A met finding of a rule that is not purely informational."""
+    return finding.status == Status.MET and finding.rule not in informational
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def message_of(finding: Finding, title: str) -> str:
+    """One readable sentence about the finding, always with the screening-flag note."""
+    parts = [title]
+    if finding.grade is not None:
+        parts.append(f"grade {finding.grade}")
+    if finding.score is not None:
+        parts.append(f"score {_fmt(finding.score)}")
+    if finding.since_day is not None and not math.isnan(finding.since_day):
+        parts.append(f"since day {math.floor(finding.since_day)}")
+    text = ", ".join(parts) + "."
+    if finding.evidence:
+        text += " " + "; ".join(e.why for e in finding.evidence[:3] if e.why) + "."
+    if finding.missing:
+        text += " Missing: " + ", ".join(finding.missing) + "."
+    note = " " + SCREENING_NOTE
+    return text[: 2000 - len(note)] + note
+
+
+def _state(alert: Alert) -> dict[str, Any]:
+    return {
+        "state": str(alert.state), "severity": alert.severity, "grade": alert.grade,
+        "fire_count": alert.fire_count,
+    }
+
+
+class _Recorder:
+    """Writes the AlertEvent and AuditLog rows of each change."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._patient_ids: dict[int, str | None] = {}
+
+    def patient_id(self, patient_pk: int) -> str | None:
+        if patient_pk not in self._patient_ids:
+            p = self.session.get(Patient, patient_pk)
+            self._patient_ids[patient_pk] = None if p is None else p.patient_id
+        return self._patient_ids[patient_pk]
+
+    def __call__(
+        self, alert: Alert, action: str, actor: str, at: datetime,
+        before: dict[str, Any] | None, note: str | None = None,
+    ) -> None:
+        if alert.id is None:
+            self.session.add(alert)
+            self.session.flush()
+        self.session.add(AlertEvent(alert_id=alert.id, at=at, actor=actor, action=action,
+                                    note=note))  # type: ignore[arg-type]
+        self.session.add(AuditLog(
+            at=utcnow(), actor=actor, action=f"alert_{action}", table_name="alert",
+            record_id=str(alert.id), patient_id=self.patient_id(alert.patient_pk),
+            before=before, after=_state(alert), reason=note,
+        ))
+
+
+def _fill(alert: Alert, finding: Finding, title: str, severity: str, now: datetime) -> None:
+    alert.title = title[:200]
+    alert.message = message_of(finding, title)
+    alert.severity = severity
+    alert.since_day = finding.since_day
+    alert.grade = finding.grade
+    alert.score = finding.score
+    alert.evidence = [e.to_json() for e in finding.evidence]
+    alert.missing = list(finding.missing)
+    alert.last_seen_at = now
+
+
+def _worsened(alert: Alert, severity: str, grade: int | None) -> bool:
+    if _RANK.get(severity, 0) > _RANK.get(alert.severity, 0):
+        return True
+    return grade is not None and alert.grade is not None and grade > alert.grade
+
+
+def sync_alerts(
+    session: Session,
+    patient_pk: int,
+    findings: Iterable[Finding],
+    rule_specs_by_id: Mapping[str, RuleSpec],
+    now: datetime | None = None,
+    *,
+    escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+    informational: frozenset[str] = INFORMATIONAL_RULES,
+    actor: str = "system",
+) -> SyncResult:
+    """Bring one patient's alerts in line with their current findings.
+
+    A met finding fires a new alert or refreshes the open one of its (rule, episode_key);
+    an open alert whose rule is no longer met (not_met, or met under another episode) is
+    resolved; a not_evaluable rule leaves its alert as it is (a missing lab is not recovery).
+    Expired snoozes fire again, and severe alerts firing unacknowledged for longer than
+    `escalate_after` are escalated.
+    """
+    now = _aware(now) or utcnow()
+    rec = _Recorder(session)
+    result = SyncResult()
+    findings = list(findings)
+    existing = {
+        (a.rule_id, a.episode_key): a
+        for a in session.scalars(select(Alert).where(Alert.patient_pk == patient_pk)).all()
+    }
+
+    met: dict[tuple[str, str], Finding] = {}
+    for f in findings:
+        if is_alertable(f, informational):
+            met.setdefault((f.rule, episode_key_of(f)), f)
+    met_rules = {rule for rule, _ in met}
+    unknown_rules = {f.rule for f in findings if f.status == Status.NOT_EVALUABLE} - met_rules
+
+    for (rule_id, key), f in met.items():
+        spec = rule_specs_by_id.get(rule_id)
+        title = spec.rule.title if spec is not None else rule_id
+        severity = severity_of(f, spec)
+        alert = existing.get((rule_id, key))
+        if alert is None:
+            alert = Alert(patient_pk=patient_pk, rule_id=rule_id, episode_key=key[:40],
+                          severity=severity, title=title, message="", state=AlertState.FIRING,
+                          first_fired_at=now, fire_count=1)
+            _fill(alert, f, title, severity, now)
+            rec(alert, "fired", actor, now, None, alert.message)
+            result.fired += 1
+            continue
+        before = _state(alert)
+        state = AlertState(alert.state)
+        if state == AlertState.RESOLVED:
+            _fill(alert, f, title, severity, now)
+            alert.state = AlertState.FIRING
+            alert.fire_count += 1
+            alert.resolved_at = None
+            alert.escalated_at = None
+            alert.acknowledged_by = alert.acknowledged_at = alert.ack_note = None
+            alert.snoozed_until = alert.snooze_reason = None
+            rec(alert, "refired", actor, now, before, alert.message)
+            result.refired += 1
+            continue
+        worse = _worsened(alert, severity, f.grade)
+        _fill(alert, f, title, severity, now)
+        result.updated += 1
+        if worse and state in (AlertState.ACKNOWLEDGED, AlertState.SNOOZED):
+            alert.state = AlertState.FIRING
+            alert.snoozed_until = alert.snooze_reason = None
+            rec(alert, "reopened", actor, now, before, f"worsened: {alert.message}")
+            result.reopened += 1
+        elif worse:
+            rec(alert, "worsened", actor, now, before, alert.message)
+
+    for (rule_id, key), alert in existing.items():
+        if alert.state not in OPEN_STATES or (rule_id, key) in met:
+            continue
+        if rule_id in unknown_rules:
+            continue
+        before = _state(alert)
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = now
+        alert.snoozed_until = None
+        rec(alert, "resolved", actor, now, before, "condition no longer met")
+        result.resolved += 1
+
+    for alert in existing.values():
+        until = _aware(alert.snoozed_until)
+        if alert.state == AlertState.SNOOZED and until is not None and until <= now:
+            before = _state(alert)
+            alert.state = AlertState.FIRING
+            alert.snoozed_until = None
+            rec(alert, "unsnoozed", actor, now, before, "snooze expired")
+            result.unsnoozed += 1
+
+    session.flush()
+    result.escalated = escalate_overdue(session, now, escalate_after, patient_pk=patient_pk,
+                                        actor=actor)
+    return result
+
+
+def firing_since(session: Session, alert: Alert) -> datetime:
+    """When the alert's current firing spell began (fired, refired, unsnoozed, reopened)."""
+    at = session.scalars(
+        select(AlertEvent.at)
+        .where(AlertEvent.alert_id == alert.id, AlertEvent.action.in_(_FIRING_ENTRY))  # type: ignore[attr-defined]
+        .order_by(AlertEvent.at.desc(), AlertEvent.id.desc())  # type: ignore[attr-defined,union-attr]
+        .limit(1)
+    ).first()
+    return _aware(at) or _aware(alert.first_fired_at)  # type: ignore[return-value]
+
+
+def escalate_overdue(
+    session: Session,
+    now: datetime | None = None,
+    escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+    *,
+    patient_pk: int | None = None,
+    actor: str = "system",
+) -> int:
+    """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`."""
+    now = _aware(now) or utcnow()
+    stmt = select(Alert).where(Alert.state == AlertState.FIRING.value,
+                               Alert.severity == Severity.SEVERE.value)
+    if patient_pk is not None:
+        stmt = stmt.where(Alert.patient_pk == patient_pk)
+    rec = _Recorder(session)
+    count = 0
+    for alert in session.scalars(stmt).all():
+        if now - firing_since(session, alert) > escalate_after:
+            before = _state(alert)
+            alert.state = AlertState.ESCALATED
+            alert.escalated_at = now
+            hours = escalate_after.total_seconds() / 3600
+            rec(alert, "escalated", actor, now, before,
+                f"severe alert unacknowledged for more than {hours:g} h")
+            count += 1
+    session.flush()
+    return count
+
+
+def resolve_for_inactive(
+    session: Session, active_pks: Iterable[int], now: datetime | None = None,
+    actor: str = "system",
+) -> int:
+    """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
+    now = _aware(now) or utcnow()
+    keep = set(active_pks)
+    stmt = select(Alert).where(Alert.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+    rec = _Recorder(session)
+    count = 0
+    for alert in session.scalars(stmt).all():
+        if alert.patient_pk in keep:
+            continue
+        before = _state(alert)
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = now
+        alert.snoozed_until = None
+        rec(alert, "resolved", actor, now, before, "patient no longer active")
+        count += 1
+    session.flush()
+    return count
+
+
+def _get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise LookupError(f"There is no alert with id {alert_id}.")
+    return alert
+
+
+def _require_user(user: str) -> str:
+    if not user or not user.strip():
+        raise ValueError("Say who is doing this: a user name is required.")
+    return user.strip()
+
+
+def acknowledge(
+    session: Session, alert_id: int, user: str, note: str | None = None,
+    now: datetime | None = None,
+) -> Alert:
+    """Record that `user` has seen the alert (who, when, note); stops escalation."""
+    user = _require_user(user)
+    now = _aware(now) or utcnow()
+    alert = _get(session, alert_id)
+    state = AlertState(alert.state)
+    if state == AlertState.RESOLVED:
+        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to acknowledge.")
+    if state == AlertState.ACKNOWLEDGED:
+        return alert
+    before = _state(alert)
+    alert.state = AlertState.ACKNOWLEDGED
+    alert.acknowledged_by = user
+    alert.acknowledged_at = now
+    alert.ack_note = (note or "").strip()[:1000] or None
+    alert.snoozed_until = alert.snooze_reason = None
+    _Recorder(session)(alert, "acknowledged", user, now, before, alert.ack_note)
+    session.flush()
+    return alert
+
+
+def snooze(
+    session: Session, alert_id: int, user: str, reason: str, until: datetime,
+    now: datetime | None = None,
+) -> Alert:
+    """Silence an open alert until `until` (time-zone aware, in the future), with a reason."""
+    user = _require_user(user)
+    now = _aware(now) or utcnow()
+    if not reason or not reason.strip():
+        raise ValueError("A snooze needs a reason (why is it safe to silence this alert?).")
+    if until is None or until.tzinfo is None:
+        raise ValueError("A snooze needs an expiry time with a time zone.")
+    if until <= now:
+        raise ValueError(
+            f"A snooze must expire in the future (got {until.isoformat()}, now is "
+            f"{now.isoformat(timespec='seconds')})."
+        )
+    alert = _get(session, alert_id)
+    if alert.state == AlertState.RESOLVED:
+        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to snooze.")
+    before = _state(alert)
+    alert.state = AlertState.SNOOZED
+    alert.snoozed_until = until
+    alert.snooze_reason = reason.strip()[:500]
+    note = f"until {until.isoformat(timespec='minutes')}: {alert.snooze_reason}"
+    _Recorder(session)(alert, "snoozed", user, now, before, note)
+    session.flush()
+    return alert
+
+
+def alert_history(session: Session, alert_id: int) -> list[AlertEvent]:
+    """Every event of the alert, oldest first."""
+    _get(session, alert_id)
+    return list(session.scalars(
+        select(AlertEvent).where(AlertEvent.alert_id == alert_id)
+        .order_by(AlertEvent.at, AlertEvent.id)  # type: ignore[arg-type]
+    ))
