@@ -104,3 +104,18 @@ def test_schedule_defaults_match_declared_thresholds():
     assert set(sched.expected()) == set(DEFAULT_DAILY)
     assert (sched.first_day, sched.last_day) == (0, 14)
     assert RULES[0].rule.id == "lab_overdue" and RULE.is_provisional
+
+
+def test_site_table_becomes_threshold_overrides():
+    from core.rules.lab_overdue import schedule_overrides
+
+    o = schedule_overrides({"last_day": 21, "daily": ["anc", "platelets"], "every": {"crp": 2}})
+    assert o["last_day"] == 21 and o["every_anc_days"] == 1 and o["every_ferritin_days"] == 0
+    assert o["every_crp_days"] == 2
+    f = run(make_course(labs=full_panel(range(0, 5), skip={("ferritin", 4)}), as_of_day=5.3),
+            **o)
+    assert f.status is Status.MET and set(f.extra["overdue"]) == {"crp"}
+    with pytest.raises(ValueError, match="unknown analyte"):
+        schedule_overrides({"daily": ["cbc_typo"]})
+    with pytest.raises(ValueError, match="unknown key"):
+        schedule_overrides({"last_dya": 21})
