@@ -1,0 +1,249 @@
+"""`evaluate` and `replay`: run the rules over the database and report (design.md contract).
+
+`run_evaluate` reads the active courses, runs every rule, brings the alerts in line and
+records an `EvaluationRun`, all in one write transaction: on SQLite that transaction begins
+IMMEDIATE (one writer at a time); on PostgreSQL a transaction-level advisory lock makes a
+second concurrent evaluate refuse at once instead of racing the first.
+
+`run_replay` runs the rules as of every day of each course (backtesting) and never writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from core.alerts import (
+    DEFAULT_ESCALATE_AFTER,
+    SCREENING_NOTE,
+    resolve_for_inactive,
+    sync_alerts,
+)
+from core.config import Settings
+from core.db import is_sqlite, session_scope
+from core.loading import load_patient_courses, ward_day
+from core.models import EvaluationRun, utcnow
+from core.rules.base import Finding, RuleSpec, Status
+
+EVALUATE_LOCK_KEY = 0x43415254_5745  # "CARTWE": one fixed key for every evaluate job
+
+
+def iso_z(when: datetime) -> str:
+    """UTC ISO 8601 with a trailing Z, to the second."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to null, datetimes to ISO text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, str | bytes):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return value
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """`Finding.to_json()` made JSON-safe; a graded rule's grade is always an integer."""
+    out = _plain(finding.to_json())
+    grade = out.get("grade")
+    if isinstance(grade, float) and grade.is_integer():
+        out["grade"] = int(grade)
+    return out
+
+
+def _specs(specs: Sequence[RuleSpec] | None) -> list[RuleSpec]:
+    if specs is not None:
+        return list(specs)
+    from core.rules.catalog import all_specs
+
+    return list(all_specs())
+
+
+def _site_overrides(settings: Settings,
+                    specs: Sequence[RuleSpec]) -> Mapping[str, Mapping[str, float]] | None:
+    """Per-rule threshold overrides from the site config file, if there is one."""
+    if settings.site_config is None:
+        return None
+    from core.rules.site import site_overrides
+
+    return site_overrides(settings, specs)
+
+
+def _lock(session: Any, engine: Engine) -> None:
+    if is_sqlite(engine):
+        return  # the write transaction began IMMEDIATE: writers are already serialised
+    got = session.execute(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": EVALUATE_LOCK_KEY}
+    ).scalar()
+    if not got:
+        raise RuntimeError(
+            "another evaluate is running on this database; try again when it has finished"
+        )
+
+
+def run_evaluate(
+    engine: Engine,
+    settings: Settings,
+    as_of: datetime | None = None,
+    patient_id: str | None = None,
+    actor: str = "system",
+    *,
+    specs: Sequence[RuleSpec] | None = None,
+    escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+) -> dict[str, Any]:
+    """Run every rule for the active patients (or one patient), update alerts, report.
+
+    `as_of` (default now) is both the data cut-off and the clock the alerts are stamped
+    with; a naive time is taken as UTC. Returns the design.md JSON document:
+    {"as_of": ISO-Z, "patients": [{"patient_id", "day", "findings": [...]}]}.
+    Raises RuntimeError when another evaluate holds the PostgreSQL lock, and LookupError
+    for an unknown `patient_id`.
+    """
+    from core.rules.engine import evaluate_course
+
+    started = utcnow()
+    as_of = as_of or started
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    rule_specs = _specs(specs)
+    by_id = {s.rule.id: s for s in rule_specs}
+    overrides = _site_overrides(settings, rule_specs)
+
+    patients: list[dict[str, Any]] = []
+    with session_scope(engine) as session:
+        _lock(session, engine)
+        run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
+        session.add(run)
+        ids = [patient_id] if patient_id is not None else None
+        loaded = load_patient_courses(session, settings.ward_tz, ids,
+                                      active_only=patient_id is None, as_of=as_of)
+        if patient_id is not None and not loaded:
+            raise LookupError(f"There is no patient {patient_id!r}.")
+        met = 0
+        for pk, course in loaded:
+            findings = evaluate_course(course, specs=rule_specs, overrides=overrides)
+            sync_alerts(session, pk, findings, by_id, as_of,
+                        escalate_after=escalate_after, actor=actor)
+            met += sum(f.status == Status.MET for f in findings)
+            patients.append({
+                "patient_id": course.patient.patient_id,
+                "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
+                "findings": [finding_json(f) for f in findings],
+            })
+        if patient_id is None:
+            resolve_for_inactive(session, [pk for pk, _ in loaded], as_of, actor=actor)
+        run.patients = len(loaded)
+        run.findings = met
+        run.finished_at = utcnow()
+    return {"as_of": iso_z(as_of), "patients": patients}
+
+
+def run_replay(
+    engine: Engine,
+    settings: Settings,
+    patient_id: str | None = None,
+    *,
+    as_of: datetime | None = None,
+    specs: Sequence[RuleSpec] | None = None,
+) -> dict[str, Any]:
+    """Run the rules as of every day of each course (every patient, any status); no writes.
+
+    The document is run_evaluate's, each patient adding "days": [{"day": N, "findings"}].
+    """
+    from core.rules.engine import evaluate_course, replay_course
+
+    as_of = as_of or utcnow()
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    rule_specs = _specs(specs)
+    overrides = _site_overrides(settings, rule_specs)
+    ids = [patient_id] if patient_id is not None else None
+    # read in one short transaction, then compute without holding any lock
+    with session_scope(engine) as session:
+        loaded = load_patient_courses(session, settings.ward_tz, ids, active_only=False,
+                                      as_of=as_of)
+        if patient_id is not None and not loaded:
+            raise LookupError(f"There is no patient {patient_id!r}.")
+
+    patients: list[dict[str, Any]] = []
+    for _, course in loaded:
+        days = replay_course(course, specs=rule_specs, overrides=overrides)
+        findings = evaluate_course(course, specs=rule_specs, overrides=overrides)
+        patients.append({
+            "patient_id": course.patient.patient_id,
+            "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
+            "findings": [finding_json(f) for f in findings],
+            "days": [{"day": int(day), "findings": [finding_json(f) for f in found]}
+                     for day, found in days],
+        })
+    return {"as_of": iso_z(as_of), "patients": patients}
+
+
+def _evidence_text(item: Mapping[str, Any]) -> str:
+    head = item.get("analyte") or ""
+    if item.get("value") is not None:
+        head += f" {item['value']}{' ' + item['unit'] if item.get('unit') else ''}"
+    if item.get("day") is not None:
+        head += f" (day {math.floor(item['day'])})"
+    why = item.get("why") or ""
+    return f"{head.strip()}: {why}" if head.strip() else why
+
+
+def _finding_line(patient: Mapping[str, Any], f: Mapping[str, Any]) -> str:
+    bits = [f"{patient['patient_id']} day {patient['day']}", f["rule"]]
+    if f.get("grade") is not None:
+        bits.append(f"grade {f['grade']}")
+    if f.get("score") is not None:
+        bits.append(f"score {f['score']:g}" if isinstance(f["score"], float)
+                    else f"score {f['score']}")
+    if f.get("since_day") is not None:
+        bits.append(f"since day {math.floor(f['since_day'])}")
+    line = "  ".join(bits)
+    evidence = [_evidence_text(e) for e in f.get("evidence") or []]
+    if evidence:
+        line += " — " + "; ".join(evidence[:3])
+    if f.get("missing"):
+        line += f" [missing: {', '.join(f['missing'])}]"
+    return line
+
+
+def text_report(doc: Mapping[str, Any]) -> str:
+    """The human-readable form of an evaluate/replay document: one line per met finding."""
+    patients = doc.get("patients") or []
+    lines = [SCREENING_NOTE, f"As of {doc.get('as_of')}: {len(patients)} patient(s)."]
+    met_total = 0
+    for p in patients:
+        for f in p.get("findings") or []:
+            if f.get("status") == Status.MET.value:
+                lines.append(_finding_line(p, f))
+                met_total += 1
+        if "days" in p:
+            first: dict[str, int] = {}
+            for d in p["days"]:
+                for f in d.get("findings") or []:
+                    if f.get("status") == Status.MET.value:
+                        first.setdefault(f["rule"], d["day"])
+            if first:
+                lines.append(f"{p['patient_id']} replay, first met: " + ", ".join(
+                    f"{rule} day {day}" for rule, day in sorted(first.items(),
+                                                                key=lambda kv: kv[1])))
+    if met_total == 0:
+        lines.append("No rule is met.")
+    return "\n".join(lines)
+
