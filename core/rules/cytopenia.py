@@ -242,7 +242,9 @@ def _early(
                 hi_grade = max(hi_grade, g)
     unknown_days = [start + d for d in np.flatnonzero(np.isnan(vals)).tolist()]
     missing = _missing_days(name, unknown_days) if hi_grade != lo_grade else []
-    evidence = _early_evidence(s, vals, idx, start, first_day, name)
+    key0, incl0, _ = rows[0]
+    label = f"{name} {'<=' if incl0 else '<'} {t[key0]:g} x 10^9/L"
+    evidence = _early_evidence(s, vals, idx, start, first_day, label, name)
     if hi_grade != lo_grade:
         extra["grade_at_most"] = hi_grade
         if lo_grade == 0:
@@ -260,11 +262,10 @@ def _early(
 
 
 def _early_evidence(s: Series, vals: np.ndarray, idx: np.ndarray, start: int,
-                    first_day: int | None, name: str) -> list[EvidenceItem]:
+                    first_day: int | None, label: str, name: str) -> list[EvidenceItem]:
     out: list[EvidenceItem] = []
     if first_day is not None and idx[first_day] >= 0:
-        out.append(s.evidence(int(idx[first_day]),
-                              f"{name} below threshold from day {start + first_day}"))
+        out.append(s.evidence(int(idx[first_day]), f"{label} from day {start + first_day}"))
     if len(vals) and not np.all(np.isnan(vals)):
         k = int(np.nanargmin(vals))
         i = int(idx[k])
