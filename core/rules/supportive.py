@@ -1,0 +1,159 @@
+"""IEC-HS supportive-care thresholds (ASTCT 2023 consensus Table 4, criteria.md §1.3 [C]).
+
+Runs only for a patient with an active IEC-HS episode (documented and unresolved) or a met
+iec_hs screen; for everyone else it is not met and says why.
+"""
+
+from __future__ import annotations
+
+from core.course import Course
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.rules.common import (
+    daily,
+    end_of_day,
+    episode_key,
+    evaluated_day,
+    latest_observation,
+    latest_until,
+    met_since,
+    thresholds_key,
+)
+from core.units import ANALYTES, Evidence
+
+C = Evidence.C
+
+RULE = Rule(
+    id="supportive_thresholds",
+    title="IEC-HS supportive-care thresholds (Hb, platelets, fibrinogen, INR)",
+    version="1.0",
+    citation=Citation(
+        source="Hines et al., Transplant Cell Ther 2023;29(7):438.e1 (ASTCT IEC-HS consensus)",
+        section="Table 4 (supportive care); criteria.md §1.3, §12.1",
+        doi="10.1016/j.jtct.2023.03.006",
+    ),
+    evidence=C,
+    severity=Severity.WARNING,
+    thresholds=(
+        Threshold("hemoglobin_min", 7.0, "g/dL", C, "keep haemoglobin at or above", "<"),
+        Threshold("platelets_min_bleeding", 50, "10^9/L", C,
+                  "keep platelets at or above when bleeding or coagulopathic", "<"),
+        Threshold("fibrinogen_min", 100, "mg/dL", C, "keep fibrinogen above (no bleeding)",
+                  "<="),
+        Threshold("fibrinogen_min_bleeding", 150, "mg/dL", C,
+                  "keep fibrinogen above (bleeding)", "<="),
+        Threshold("inr_vitamin_k", 1.5, "ratio", C, "INR above: consider vitamin K", ">"),
+        Threshold("inr_ffp", 2.0, "ratio", C, "INR above: consider FFP with cryoprecipitate",
+                  ">"),
+    ),
+    inputs=("hemoglobin", "platelets", "fibrinogen", "INR", "bleeding",
+            "IEC-HS episode or iec_hs screen"),
+    choices=(
+        "Applies while a documented IEC-HS episode is open or the iec_hs screen is met.",
+        "Latest value of each lab as of the evaluated day.",
+        "Bleeding is an event observation: assumed absent unless the latest bleeding record "
+        "says yes. 'Coagulopathy' for the platelet limit = fibrinogen below the bleeding "
+        "fibrinogen limit (150 mg/dL).",
+        "Fibrinogen flags when not above the limit ('keep > 100 / > 150 mg/dL').",
+        "INR is not in the analyte catalogue yet: its two limits are declared but evaluated "
+        "only once an 'inr' analyte exists (gap reported in extra).",
+        "G-CSF to keep ANC >= 500/mm3 is controversial (§1.3): shown as context, never flagged.",
+    ),
+    description="Flags labs below the consensus supportive-care targets during IEC-HS; "
+                "screening flag for clinician review, never an order.",
+)
+
+MISSING = {
+    "hemoglobin": "log haemoglobin",
+    "platelets": "log a platelet count",
+    "fibrinogen": "log fibrinogen",
+}
+
+
+def _active(course: Course, day: int) -> tuple[bool, str]:
+    from core.rules.ferritin import active_iec_hs_onset
+
+    onset, source = active_iec_hs_onset(course, day)
+    return onset is not None, f"{source} since day {int(onset)}" if onset is not None else ""
+
+
+def _day(course: Course, day: int, t: Thresholds) -> Finding:
+    active, why = _active(course, day)
+    if not active:
+        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(
+            why="no active IEC-HS (documented episode or met screen): thresholds not applied")])
+    end = min(end_of_day(day), course.as_of_day)
+    ev = [EvidenceItem(why=why)]
+    flags, missing = [], []
+    bleed = latest_observation(course, "bleeding", end)
+    bleeding = bleed is not None and bleed.is_yes
+    if bleed is not None:
+        ev.append(bleed.evidence("active bleeding" if bleeding else "no active bleeding"))
+    hb = latest_until(course, "hemoglobin", end)
+    if hb is None:
+        missing.append(MISSING["hemoglobin"])
+    elif hb.value < t["hemoglobin_min"]:
+        flags.append("hemoglobin")
+        ev.append(hb.evidence(f"< {t['hemoglobin_min']:g} g/dL (keep >= "
+                              f"{t['hemoglobin_min']:g})"))
+    fib = latest_until(course, "fibrinogen", end)
+    coag = fib is not None and fib.value < t["fibrinogen_min_bleeding"]
+    if fib is None:
+        missing.append(MISSING["fibrinogen"])
+    else:
+        lim = t["fibrinogen_min_bleeding"] if bleeding else t["fibrinogen_min"]
+        if fib.value <= lim:
+            flags.append("fibrinogen")
+            ev.append(fib.evidence(f"<= {lim:g} mg/dL (keep > {lim:g}"
+                                   f"{' while bleeding' if bleeding else ''})"))
+    plt = latest_until(course, "platelets", end)
+    if plt is None:
+        missing.append(MISSING["platelets"])
+    elif (bleeding or coag) and plt.value < t["platelets_min_bleeding"]:
+        flags.append("platelets")
+        ev.append(plt.evidence(f"< {t['platelets_min_bleeding']:g} x 10^9/L with "
+                               f"{'bleeding' if bleeding else 'coagulopathy'}"))
+    extra: dict = {"flags": flags}
+    if "inr" in ANALYTES:
+        inr = latest_until(course, "inr", end)
+        if inr is not None and inr.value > t["inr_vitamin_k"]:
+            flags.append("inr")
+            which = "FFP with cryoprecipitate" if inr.value > t["inr_ffp"] else "vitamin K"
+            ev.append(inr.evidence(f"INR > {t['inr_vitamin_k']:g}: consider {which}"))
+    else:
+        extra["gap"] = "INR is not in the analyte catalogue; INR limits not evaluated"
+    extra["context"] = ("G-CSF to keep ANC >= 500/mm3 is controversial during active "
+                        "inflammation (consensus Table 4)")
+    if flags:
+        status = Status.MET
+    elif missing:
+        status = Status.NOT_EVALUABLE
+    else:
+        status = Status.NOT_MET
+    return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
+
+
+def evaluate(course: Course, t: Thresholds) -> Finding:
+    key = ("supportive_thresholds", thresholds_key(t))
+    day = evaluated_day(course)
+
+    def on(d: int) -> Finding:
+        return daily(course, key, d, lambda: _day(course, d, t))
+
+    today = on(day)
+    since = met_since(course, key, day, today.status, lambda d: on(d).status)
+    return Finding(RULE.id, today.status, since_day=since, evidence=list(today.evidence),
+                   missing=list(today.missing), extra=dict(today.extra),
+                   episode_key=episode_key(since))
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
