@@ -406,7 +406,7 @@ def test_syn006_early_icaht_grade_3(labs) -> None:
     assert anc.loc[25:].min() > 1.0  # recovered
 
 
-def test_syn007_late_prolonged_cytopenia_after_day_30(labs) -> None:
+def test_syn007_late_prolonged_cytopenia_after_day_30_is_still_present_today(labs) -> None:
     pid = "SYN-007"
     anc, plt = _series(labs, pid, "anc"), _series(labs, pid, "platelets")
     hb = _series(labs, pid, "hemoglobin")
@@ -417,6 +417,7 @@ def test_syn007_late_prolonged_cytopenia_after_day_30(labs) -> None:
     assert (plt.loc[late] < 50).sum() >= 2
     assert (hb.loc[late] < 8.0).sum() >= 2
     assert anc.index.max() >= 90
+    assert anc.iloc[-1] < 1.0 and plt.iloc[-1] < 50  # still present today
 
 
 def test_syn008_high_car_hematotox_baseline(labs) -> None:
