@@ -1,9 +1,11 @@
 """`evaluate` and `replay`: run the rules over the database and report (design.md contract).
 
-`run_evaluate` reads the active courses, runs every rule, brings the alerts in line and
-records an `EvaluationRun`, all in one write transaction: on SQLite that transaction begins
-IMMEDIATE (one writer at a time); on PostgreSQL a transaction-level advisory lock makes a
-second concurrent evaluate refuse at once instead of racing the first.
+`run_evaluate` reads the active courses, runs every rule, then brings the alerts in line and
+records an `EvaluationRun` in one write transaction. On SQLite that transaction begins
+IMMEDIATE (one writer at a time) and the read before it is a separate short one, so the
+write lock is not held while the rules run; a second evaluate at the same time just syncs
+after the first (the sync is idempotent). On PostgreSQL everything is one transaction under a
+transaction-level advisory lock, so a second concurrent evaluate refuses at once.
 
 `run_replay` runs the rules as of every day of each course (backtesting) and never writes.
 """
@@ -128,16 +130,23 @@ def run_evaluate(
     patients: list[dict[str, Any]] = []
     with session_scope(engine) as session:
         _lock(session, engine)
-        run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
-        session.add(run)
         ids = [patient_id] if patient_id is not None else None
         loaded = load_patient_courses(session, settings.ward_tz, ids,
                                       active_only=patient_id is None, as_of=as_of)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
+        if is_sqlite(engine):
+            # Every SQLite transaction here holds the write lock (BEGIN IMMEDIATE): release it
+            # while the rules run, so nurses and pages are not kept waiting; the alert sync
+            # below is its own short write transaction. (PostgreSQL keeps one transaction,
+            # whose advisory lock covers the whole run.)
+            session.commit()
+        results = [(pk, course, evaluate_course(course, specs=rule_specs, overrides=overrides))
+                   for pk, course in loaded]
+        run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
+        session.add(run)
         met = 0
-        for pk, course in loaded:
-            findings = evaluate_course(course, specs=rule_specs, overrides=overrides)
+        for pk, course, findings in results:
             sync_alerts(session, pk, findings, by_id, as_of,
                         escalate_after=escalate_after, actor=actor)
             met += sum(f.status == Status.MET for f in findings)

@@ -277,3 +277,26 @@ def test_a_second_concurrent_evaluate_refuses_on_postgresql(pg_server) -> None: 
             assert len(list(s.exec(select(EvaluationRun)))) == 1
     finally:
         engine.dispose()
+
+
+def test_on_sqlite_the_rules_run_without_holding_the_write_lock(engine, settings, ward) -> None:
+    import sqlite3
+
+    path = engine.url.database
+    writable: list[bool] = []
+
+    def probe(course, t) -> Finding:  # type: ignore[no-untyped-def]
+        other = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writable.append(True)
+        except sqlite3.OperationalError:
+            writable.append(False)
+        finally:
+            other.close()
+        return Finding("probe", Status.NOT_MET)
+
+    probe_spec = RuleSpec(_rule("probe", Severity.INFO, ()), probe)
+    run_evaluate(engine, settings, as_of=AS_OF, specs=(*SPECS, probe_spec))
+    assert writable == [True, True]
