@@ -1,0 +1,41 @@
+# CAR-T Watch: two commands on a fresh machine.
+#   make run   set up, create data/cartwatch.db with the synthetic sample cohort, start the app
+#   make test  set up and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: setup db run test lint bench sample clean-venv
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+db: setup
+	$(PY) -m core init
+	$(PY) -m core seed-sample
+	$(PY) -m core evaluate > /dev/null
+
+run: db
+	$(PY) -m dashboard --server.port $(PORT)
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m bench
+
+sample: setup
+	$(PY) data/sample/generate.py
+
+clean-venv:
+	rm -rf $(VENV)
