@@ -300,3 +300,23 @@ def test_on_sqlite_the_rules_run_without_holding_the_write_lock(engine, settings
     probe_spec = RuleSpec(_rule("probe", Severity.INFO, ()), probe)
     run_evaluate(engine, settings, as_of=AS_OF, specs=(*SPECS, probe_spec))
     assert writable == [True, True]
+
+
+GRADED_PREFIXES = ("crs_grade", "icans_grade", "icaht_", "ticaht_", "ctcae_")
+
+
+def test_evaluate_with_the_real_catalogue_keeps_the_json_contract(engine, settings, ward) -> None:
+    from core.rules.catalog import all_specs
+
+    doc = run_evaluate(engine, settings, as_of=AS_OF)
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+    ids = {s.rule.id for s in all_specs()}
+    for p in doc["patients"]:
+        assert {f["rule"] for f in p["findings"]} == ids
+        for f in p["findings"]:
+            assert f["status"] in {"met", "not_met", "not_evaluable"}
+            if f["rule"].startswith(GRADED_PREFIXES) and f["status"] != "not_evaluable":
+                assert type(f["grade"]) is int, f
+                assert (f["status"] == "met") == (f["grade"] >= 1), f
+    replay = run_replay(engine, settings, patient_id="P001", as_of=AS_OF)
+    assert json.loads(json.dumps(replay, allow_nan=False)) == replay
