@@ -1,0 +1,1 @@
+"""Benchmarks: plain Python scripts that print one JSON document each (`make bench`)."""
