@@ -393,3 +393,16 @@ def alert_history(session: Session, alert_id: int) -> list[AlertEvent]:
         select(AlertEvent).where(AlertEvent.alert_id == alert_id)
         .order_by(AlertEvent.at, AlertEvent.id)  # type: ignore[arg-type]
     ))
+
+
+def patient_alerts(session: Session, patient_id: str, *, open_only: bool = True) -> list[Alert]:
+    """A patient's alerts (open ones by default): most severe first, then newest."""
+    stmt = select(Alert).join(Patient, Patient.id == Alert.patient_pk).where(
+        Patient.patient_id == patient_id)
+    if open_only:
+        stmt = stmt.where(Alert.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+    alerts = list(session.scalars(stmt).all())
+    alerts.sort(key=lambda a: (-_RANK.get(a.severity, 0), -(a.since_day or 0), a.id or 0))
+    for a in alerts:
+        session.expunge(a)
+    return alerts

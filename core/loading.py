@@ -312,3 +312,13 @@ def as_of_day(as_of: datetime, infusion_date: date, tz: str) -> float:
 def ward_day(as_of: datetime, infusion_date: date, tz: str) -> int:
     """The "day N" a nurse reads on the ward at `as_of`."""
     return math.floor(as_of_day(as_of, infusion_date, tz))
+
+
+def lab_corrections(session: Session, patient_id: str) -> dict[int, str]:
+    """lab_id -> correction reason, for the patient's final labs that replaced an earlier row."""
+    L = LabResult
+    stmt = (select(L.id, L.correction_reason)
+            .join(Patient, Patient.id == L.patient_pk)
+            .where(Patient.patient_id == patient_id, L.status == FINAL,
+                   L.supersedes_id.is_not(None)))  # type: ignore[union-attr]
+    return {int(i): (reason or "corrected") for i, reason in session.execute(stmt).all()}
