@@ -127,7 +127,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.exporting import export_patient_csv
+    """`export patient --patient ID --out X.csv|X.png|X.pdf` (format from the suffix)."""
+    from core.exporting import export_patient
 
     engine = _engine(args)
     out = Path(args.out)
@@ -135,8 +136,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not args.patient:
             print("export patient needs --patient ID", file=sys.stderr)
             return 2
-        out.write_text(export_patient_csv(engine, args.patient, _settings(args).ward_tz),
-                       encoding="utf-8")
+        try:
+            export_patient(engine, args.patient, _settings(args).ward_tz, out)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
     print(f"wrote {out}")
     return 0
 
