@@ -36,6 +36,11 @@ KINDS: dict[str, dict[str, tuple]] = {
         "required": ("patient_id", "kind", ("at", "day")),
         "optional": ("note",),
     },
+    # explained gaps (not in design.md's six kinds): why an expected lab has no value
+    "missing": {
+        "required": ("patient_id", "day", "analyte", "reason"),
+        "optional": (),
+    },
 }
 
 
@@ -77,7 +82,8 @@ def _missing(required: tuple, columns: set[str]) -> list[str]:
 def detect_kind(columns: list[str]) -> str | None:
     """The file kind whose required columns the header has (most specific first)."""
     cols = set(columns)
-    for kind in ("labs", "observations", "episodes", "treatments", "events", "patients"):
+    for kind in ("labs", "observations", "episodes", "treatments", "events", "missing",
+                 "patients"):
         if not _missing(KINDS[kind]["required"], cols):
             return kind
     return None

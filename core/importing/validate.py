@@ -17,7 +17,13 @@ import pandas as pd
 from core.importing.reading import RowError
 from core.models import EpisodeKind, EventKind, PatientStatus
 from core.observations import OBSERVATION_KINDS, parse_observation_value, resolve_drug
-from core.units import ANALYTES, LOINC_TO_ANALYTE, accepted_units, conversion_factor
+from core.units import (
+    ANALYTES,
+    LOINC_TO_ANALYTE,
+    accepted_units,
+    conversion_factor,
+    normalise_unit,
+)
 
 MAX_DAYS_BEFORE_INFUSION = 60  # design rule of issue 2: labs older than this are refused
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -32,6 +38,8 @@ class Context:
     patients: dict[str, tuple[int, date]]
     confirm_unusual: bool = False
     errors: list[RowError] = field(default_factory=list)
+    # what the message for an unconfirmed soft-limit value tells the user to do
+    confirm_hint: str = "import again with 'confirm unusual values' (--confirm-unusual)"
 
     def add(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, column: str,
             message: Callable[[pd.Series], str] | str, value_col: str | None = None) -> None:
@@ -213,15 +221,37 @@ def _limits(frame: pd.DataFrame, ctx: Context, codes: pd.Series, value: pd.Serie
             canonical: pd.Series, ok: pd.Series) -> None:
     from core.units import check_plausibility, unit_mixup
 
-    for idx in ok[ok].index:
+    # vectorised first pass: only rows past a limit (or of an analyte with mix-up
+    # heuristics) need the sentence-building checks below
+    def lim(attr: str, default: float) -> pd.Series:
+        table = {c: getattr(a.limits, attr) for c, a in ANALYTES.items()}
+        return codes.map(lambda c: table.get(c) if isinstance(c, str) else None).astype(
+            "float64").fillna(default)
+
+    inf = float("inf")
+    maybe_mixup = pd.Series(False, index=codes.index)
+    units = frame["unit"]
+    for code, a in ANALYTES.items():
+        if not a.mixup:
+            continue
+        here = codes == code
+        if not here.any():
+            continue
+        norm = units[here].map({u: normalise_unit(u) for u in units[here].unique()})
+        for spelling, low, high, _likely in a.mixup:
+            m = norm == spelling
+            if low is not None:
+                m &= value[here] > low
+            if high is not None:
+                m &= value[here] < high
+            maybe_mixup.loc[m[m].index] = True
+    quick = ((canonical >= lim("hard_low", -inf)) & (canonical <= lim("hard_high", inf))
+             & (canonical >= lim("soft_low", -inf)) & (canonical <= lim("soft_high", inf))
+             & ~maybe_mixup)
+    slow = ok & ~quick
+    for idx in slow[slow].index:
         a = ANALYTES[codes[idx]]
         v, c = float(value[idx]), float(canonical[idx])
-        lim = a.limits
-        quick_ok = c >= lim.hard_low and (lim.hard_high is None or c <= lim.hard_high) and (
-            lim.soft_low is None or c >= lim.soft_low) and (
-            lim.soft_high is None or c <= lim.soft_high) and not a.mixup
-        if quick_ok:
-            continue
         mix = unit_mixup(a, v, frame.at[idx, "unit"])
         if mix:
             ctx.errors.append(RowError(int(idx) + 2, "value", frame.at[idx, "value"],
@@ -234,8 +264,7 @@ def _limits(frame: pd.DataFrame, ctx: Context, codes: pd.Series, value: pd.Serie
         elif p.needs_confirmation and not ctx.confirm_unusual:
             ctx.errors.append(RowError(
                 int(idx) + 2, "value", frame.at[idx, "value"],
-                f"{a.name} {p.reason}. If it is right, import again with "
-                "'confirm unusual values' (--confirm-unusual)."))
+                f"{a.name} {p.reason}. If it is right, {ctx.confirm_hint}."))
 
 
 def _natural(*cols: pd.Series) -> pd.Series:
@@ -394,6 +423,33 @@ def prepare_patients(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     return out
 
 
+def prepare_missing(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """Explained gaps: an expected lab of a day was not drawn, haemolysed, pending, ..."""
+    from core.observations import MISSING_REASONS
+
+    pk, _infusion = _patients(frame, ctx)
+    day = _number(frame, ctx, "day", "The day", required=True)
+    ctx.add(frame, day.notna() & (day != day.round()), "day",
+            "The day must be a whole day after infusion, like 3 or -2.")
+    raw = frame["analyte"].str.strip().str.lower()
+    codes = raw.map(lambda a: a if a in ANALYTES or a in _PANEL_WORDS else None)
+    codes = codes.fillna(frame["analyte"].map(LOINC_TO_ANALYTE))
+    ctx.add(frame, codes.isna(), "analyte",
+            "Unknown analyte. Use one of " + ", ".join(ANALYTES) + ", a panel (cbc, lft, "
+            "all), or a LOINC code.")
+    reason = frame["reason"].str.strip().str.lower().str.replace(" ", "_", regex=False)
+    ctx.add(frame, ~reason.isin(list(MISSING_REASONS)), "reason",
+            "The reason must be one of " + ", ".join(MISSING_REASONS) + ".")
+    _duplicates(frame, ctx, [frame["patient_id"], codes, day], "analyte")
+    out = pd.DataFrame({"patient_pk": pk, "analyte": codes, "day": day.astype("Int64"),
+                        "reason": reason})
+    out["_natural"] = _natural(frame["patient_id"], codes, day.astype(str))
+    out["_value_key"] = reason
+    return out
+
+
+_PANEL_WORDS = ("cbc", "lft", "all")
+
 PREPARE = {
     "labs": prepare_labs,
     "observations": prepare_observations,
@@ -401,4 +457,5 @@ PREPARE = {
     "treatments": prepare_treatments,
     "events": prepare_events,
     "patients": prepare_patients,
+    "missing": prepare_missing,
 }
