@@ -136,7 +136,8 @@ def score_blocks(findings: Iterable[Finding]) -> list[ScoreBlock]:
             head += f" (up to {x.extra['score_max']:g} if the missing items were positive)"
         block = ScoreBlock("hscore", "HScore (Fardet 2014)", head)
         for item, pts in (x.extra.get("breakdown") or {}).items():
-            block.rows.append((item.replace("_", " "), f"{pts:g} points",
+            block.rows.append((item.replace("_", " "),
+                               "not evaluable" if pts is None else f"{pts:g} points",
                                _evidence_for(x, (item, *_HSCORE_ANALYTES.get(item, ())))))
         block.missing = list(x.missing) + [f"record {m}" for m in
                                            x.extra.get("missing_items", [])]

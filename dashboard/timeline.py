@@ -1,66 +1,272 @@
-"""The patient timeline figure: lab panels on one "days after infusion" axis, episode bands."""
+"""Patient timeline screen: cached loaders and render helpers (the page stays a description).
+
+The figure itself is built in core/figures.py, so the CLI export draws the same chart.
+"""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import streamlit as st
 
+from core.alerts import SCREENING_NOTE, acknowledge, alert_history, patient_alerts, snooze
 from core.course import Course
+from core.db import session_scope
+from core.exporting import export_patient_csv, figure_image
+from core.figures import DEFAULT_ANALYTES, TIMELINE_ANALYTES, timeline_figure
+from core.loading import as_of_day, lab_corrections
+from core.patient_summary import (
+    IEC_HS_TIERS,
+    TIERS_NOTE,
+    Header,
+    ScoreBlock,
+    handover_title,
+)
+from core.rules.base import Finding
 from core.units import ANALYTES
+from dashboard import resources
 
-# (panel title, analytes, log scale). Colours: Okabe-Ito, safe for colour-blind readers.
-PANELS: list[tuple[str, tuple[str, ...], bool]] = [
-    ("Ferritin (ng/mL)", ("ferritin",), True),
-    ("Fibrinogen (mg/dL)", ("fibrinogen",), False),
-    ("AST / ALT (U/L)", ("ast", "alt"), False),
-    ("ANC / WBC (10^9/L)", ("anc", "wbc"), False),
-    ("Platelets (10^9/L)", ("platelets",), False),
-]
-COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
-EPISODE_FILL = {"CRS": "#E69F00", "ICANS": "#56B4E9", "IEC-HS": "#CC79A7"}
+ICONS = {"severe": "🔴", "warning": "🟠", "info": "🔵"}
+STATE_WORDS = {"firing": "firing", "escalated": "ESCALATED", "acknowledged": "acknowledged",
+               "snoozed": "snoozed", "resolved": "resolved"}
+ANALYTE_LABELS = {code: ANALYTES[code].name for code in TIMELINE_ANALYTES}
 
 
-def timeline_figure(course: Course, day_range: tuple[float, float] = (-7, 30)) -> go.Figure:
-    fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True, vertical_spacing=0.03,
-                        subplot_titles=[p[0] for p in PANELS])
-    labs = course.labs
-    for row, (_title, analytes, log) in enumerate(PANELS, start=1):
-        for i, code in enumerate(analytes):
-            s = labs[labs["analyte"] == code].sort_values("day")
-            if s.empty:
-                continue
-            hover = [
-                f"{ANALYTES[code].name} {q or ''}{v:g} {ANALYTES[code].unit}"
-                + (f" (entered {ov} {ou})" if ou != ANALYTES[code].unit else "")
-                + f"<br>day {d:.1f} · {t:%Y-%m-%d %H:%M} UTC"
-                for v, q, ov, ou, d, t in zip(s["value"], s["qualifier"].fillna(""),
-                                              s["original_value"], s["original_unit"],
-                                              s["day"], pd.to_datetime(s["collected_at"]),
-                                              strict=True)
-            ]
-            fig.add_trace(go.Scatter(
-                x=s["day"], y=s["value"], mode="lines+markers", name=ANALYTES[code].name,
-                line={"color": COLOURS[i]}, hovertext=hover, hoverinfo="text",
-                legendgroup=code), row=row, col=1)
-        if log:
-            fig.update_yaxes(type="log", row=row, col=1)
-    for ep in course.episodes.itertuples():
-        end = ep.resolved_day if not pd.isna(ep.resolved_day) else max(
-            ep.onset_day + 1, course.labs["day"].max() if len(course.labs) else ep.onset_day + 1)
-        documented = ep.origin == "documented"
-        label = f"{ep.kind} gr {ep.grade}" + ("" if documented else " (suggested)")
-        fig.add_vrect(x0=ep.onset_day, x1=end, fillcolor=EPISODE_FILL.get(ep.kind, "#999"),
-                      opacity=0.18 if documented else 0.08, line_width=0 if documented else 1,
-                      line_dash="dot", annotation_text=label, annotation_position="top left",
-                      row="all", col=1)
-    fig.add_vline(x=0, line_dash="dash", line_color="#555", row="all", col=1)
-    lo, hi = day_range
-    if len(labs) and not math.isnan(labs["day"].max()):
-        hi = max(hi, min(100, float(labs["day"].max()) + 1)) if hi < 30 else hi
-    fig.update_xaxes(range=[lo, hi], row=len(PANELS), col=1, title_text="Day after infusion")
-    fig.update_layout(height=220 * len(PANELS), margin={"l": 60, "r": 20, "t": 40, "b": 40},
-                      legend={"orientation": "h", "y": 1.02, "x": 0}, hovermode="closest")
-    return fig
+# --- cached loaders ---------------------------------------------------------------------------
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=50)
+def findings(_engine, url: str, patient_id: str, tz: str) -> list[Finding]:  # noqa: ANN001
+    """Every rule's finding for the patient now (the scores panel and the header)."""
+    from core.rules.engine import evaluate_course
+
+    course = resources.patient_course(_engine, url, patient_id, tz)
+    return [] if course is None else evaluate_course(course, overrides=_overrides())
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=50)
+def suggested_episodes(_engine, url: str, patient_id: str, tz: str) -> list[dict]:  # noqa: ANN001
+    """Episode windows suggested by a replay of the rules (documented ones win)."""
+    from core.rules.engine import replay_course
+    from core.rules.episodes import suggest_episodes
+
+    course = resources.patient_course(_engine, url, patient_id, tz)
+    if course is None:
+        return []
+    return suggest_episodes(course, replay_course(course, overrides=_overrides()))
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=50)
+def corrections(_engine, url: str, patient_id: str) -> dict[int, str]:  # noqa: ANN001
+    with session_scope(_engine) as s:
+        return lab_corrections(s, patient_id)
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=20)
+def patient_csv(_engine, url: str, patient_id: str, tz: str) -> str:  # noqa: ANN001
+    return export_patient_csv(_engine, patient_id, tz)
+
+
+def _overrides() -> dict | None:
+    settings = resources.get_settings()
+    if settings.site_config is None:
+        return None
+    from core.rules.site import site_overrides
+
+    return site_overrides(settings)
+
+
+# A figure is shared read-only by every session: cache_resource skips pickling, which would
+# re-validate the whole figure (about 0.1 s) on every warm run.
+@st.cache_resource(ttl=30, show_spinner=False, max_entries=50)
+def figure(_engine, url: str, patient_id: str, tz: str, day_range: tuple[float, float],  # noqa: ANN001
+           analytes: tuple[str, ...], show_suggested: bool, today_day: float) -> go.Figure:
+    course = resources.patient_course(_engine, url, patient_id, tz)
+    suggested = suggested_episodes(_engine, url, patient_id, tz) if show_suggested else None
+    return timeline_figure(course, day_range, analytes, suggested, today_day,
+                           corrections(_engine, url, patient_id), _overrides())
+
+
+def today_day(course: Course, tz: str) -> float:
+    """The fractional ward day now (floor = the "day N" the ward reads)."""
+    return as_of_day(datetime.now(UTC), course.patient.infusion_date, tz)
+
+
+def default_range(day_now: float) -> tuple[int, int]:
+    """Day -7 to +30, or to today when the patient is already past day 28."""
+    return (-7, 30 if day_now <= 28 else min(100, math.floor(day_now) + 2))
+
+
+def clear() -> None:
+    findings.clear()
+    suggested_episodes.clear()
+    corrections.clear()
+    figure.clear()
+    patient_csv.clear()
+
+
+# --- render helpers ---------------------------------------------------------------------------
+
+def render_header(course: Course, h: Header, alerts: list) -> None:
+    p = course.patient
+    st.title(f"{p.patient_id} · {p.product}")
+    cols = st.columns(6)
+    cols[0].metric("Today", f"day {h.day:+d}")
+    cols[1].metric("Infusion", f"{p.infusion_date:%d %b %Y}")
+    cols[2].metric("CRS now", h.crs)
+    cols[3].metric("ICANS now", h.icans)
+    cols[4].metric("CAR-HEMATOTOX", h.hematotox)
+    cols[5].metric("Status", p.status, f"bed {p.bed or '–'}", delta_color="off")
+    if alerts:
+        listed = "; ".join(f"{ICONS.get(a.severity, '')} {a.title}"
+                           + (f" (grade {a.grade})" if a.grade else "") for a in alerts[:6])
+        more = f" and {len(alerts) - 6} more" if len(alerts) > 6 else ""
+        st.markdown(f"**{len(alerts)} open alerts** (details in the Alerts tab): {listed}{more}")
+    st.warning(SCREENING_NOTE, icon=":material/info:")
+
+
+def chart_controls(day_now: float) -> tuple[tuple[int, int], tuple[str, ...], bool]:
+    c = st.columns([3, 4, 2])
+    lo, hi = c[0].slider("Days after infusion shown", -7, 100, default_range(day_now),
+                         key="patient_days")
+    chosen = c[1].multiselect("Analytes", list(TIMELINE_ANALYTES),
+                              default=[a for a in TIMELINE_ANALYTES if a in DEFAULT_ANALYTES],
+                              format_func=ANALYTE_LABELS.get, key="patient_analytes")
+    show_suggested = c[2].checkbox("Windows suggested by the rules", value=True,
+                                   key="patient_suggested")
+    return (lo, hi), tuple(a for a in TIMELINE_ANALYTES if a in chosen), show_suggested
+
+
+CHART_KEY = (
+    "**How to read the chart.** Shaded bands: CRS, ICANS and IEC-HS windows (solid = "
+    "documented by the team, dotted edge and pale = suggested by the rules). Light band "
+    "behind a line: that lab's own reference range. Dashed lines: thresholds the rules use "
+    "(dotted = provisional, not yet confirmed in the literature). ▲ / ▼ with a label: a "
+    "censored result (\">\" above or \"<\" below the lab's range). Hollow marker: not yet "
+    "verified; ◆: a corrected result. Hover a point for the date, time and the value as "
+    "entered.")
+
+
+def _evidence_table(evidence: list[dict]) -> pd.DataFrame:
+    rows = []
+    for e in evidence:
+        name = e.get("analyte", "")
+        name = ANALYTES[name].name if name in ANALYTES else name
+        value = e.get("value")
+        shown = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        orig = ""
+        if e.get("original_unit") and e.get("original_unit") != e.get("unit"):
+            orig = f"{e.get('original_value')} {e['original_unit']}"
+        day = e.get("day")
+        rows.append({"What": name, "Value": f"{shown} {e.get('unit') or ''}".strip(),
+                     "Entered as": orig,
+                     "Day": "" if day is None else f"{math.floor(day):+d}",
+                     "Why": e.get("why", "")})
+    return pd.DataFrame(rows)
+
+
+def _act(engine, action: str, alert_id: int, **kw) -> str | None:  # noqa: ANN001, ANN003
+    """Acknowledge or snooze through core.alerts; the error sentence, or None on success."""
+    try:
+        with session_scope(engine) as s:
+            (acknowledge if action == "acknowledge" else snooze)(s, alert_id, **kw)
+    except (ValueError, LookupError) as exc:
+        return str(exc)
+    return None
+
+
+def render_alerts(engine, patient_id: str, user: str) -> list:  # noqa: ANN001
+    """The patient's open alerts, evidence, what to log, and acknowledge / snooze."""
+    with session_scope(engine) as s:
+        alerts = patient_alerts(s, patient_id)
+    if not alerts:
+        st.success("No open alerts for this patient.")
+        return alerts
+    for a in alerts:
+        since = "" if a.since_day is None else f" · since day {math.floor(a.since_day):+d}"
+        grade = f" · grade {a.grade}" if a.grade else ""
+        head = (f"{ICONS.get(a.severity, '')} **{a.severity.upper()}** · {a.title}{grade}{since}"
+                f" · _{STATE_WORDS.get(str(a.state), str(a.state))}_")
+        with st.container(border=True, key=f"patient_alert_{a.id}"):
+            st.markdown(head)
+            if a.evidence:
+                st.dataframe(_evidence_table(a.evidence), hide_index=True, width="stretch")
+            if a.missing:
+                st.markdown("**To complete this, log:** " + "; ".join(a.missing))
+            if str(a.state) == "acknowledged":
+                st.caption(f"Acknowledged by {a.acknowledged_by}: {a.ack_note or 'no note'}")
+            if str(a.state) == "snoozed" and a.snoozed_until:
+                st.caption(f"Snoozed until {a.snoozed_until:%d %b %H:%M} UTC: {a.snooze_reason}")
+            if a.rule_id == "iec_hs":
+                st.info(TIERS_NOTE + "\n\n" + "\n".join(
+                    f"{i}. {t}" for i, t in enumerate(IEC_HS_TIERS, 1)),
+                    icon=":material/menu_book:")
+            _alert_actions(engine, a.id, user)
+    return alerts
+
+
+def _alert_actions(engine, alert_id: int, user: str) -> None:  # noqa: ANN001
+    left, right = st.columns(2)
+    with left.form(f"patient_ack_form_{alert_id}", border=False):
+        note = st.text_input("Note (optional)", key=f"patient_ack_note_{alert_id}")
+        if st.form_submit_button("Acknowledge", key=f"patient_ack_{alert_id}"):
+            _done(_act(engine, "acknowledge", alert_id, user=user, note=note),
+                  f"Alert {alert_id} acknowledged by {user}.")
+    with right.form(f"patient_snooze_form_{alert_id}", border=False):
+        reason = st.text_input("Reason for snoozing (required)",
+                               key=f"patient_snooze_reason_{alert_id}")
+        hours = st.number_input("Snooze for (hours)", 1, 72, 4, step=1,
+                                key=f"patient_snooze_hours_{alert_id}")
+        if st.form_submit_button("Snooze", key=f"patient_snooze_{alert_id}"):
+            until = datetime.now(UTC) + timedelta(hours=int(hours))
+            _done(_act(engine, "snooze", alert_id, user=user, reason=reason, until=until),
+                  f"Alert {alert_id} snoozed for {int(hours)} h by {user}.")
+    with st.expander("History"), session_scope(engine) as s:
+        events = alert_history(s, alert_id)
+        st.dataframe(pd.DataFrame([{"When (UTC)": f"{e.at:%d %b %H:%M}", "Who": e.actor,
+                                    "What": e.action, "Note": e.note} for e in events]),
+                     hide_index=True, width="stretch")
+
+
+def _done(error: str | None, success: str) -> None:
+    if error:
+        st.error(error)
+        return
+    st.session_state["patient_flash"] = success
+    st.rerun()
+
+
+def render_scores(blocks: list[ScoreBlock]) -> None:
+    st.caption(SCREENING_NOTE)
+    for b in blocks:
+        with st.container(border=True):
+            st.markdown(f"**{b.title}**: {b.headline}")
+            if b.rows:
+                st.dataframe(pd.DataFrame(b.rows, columns=["Item", "State", "Values"]),
+                             hide_index=True, width="stretch")
+            if b.missing:
+                st.markdown("**To complete it, log:** " + "; ".join(dict.fromkeys(b.missing)))
+
+
+def render_exports(engine, url: str, course: Course, tz: str, fig: go.Figure,  # noqa: ANN001
+                   found: list[Finding], alerts: list, day_now: float) -> None:
+    pid = course.patient.patient_id
+    c = st.columns(3)
+    c[0].download_button("Patient data (CSV)", patient_csv(engine, url, pid, tz),
+                         file_name=f"{pid}.csv", mime="text/csv", key="patient_csv")
+    fmt = c[1].radio("Snapshot format", ["pdf", "png"], horizontal=True, key="patient_fmt")
+    if c[1].button("Prepare handover snapshot", key="patient_snapshot"):
+        snap = go.Figure(fig)
+        snap.update_layout(title=handover_title(course, found, alerts, day_now,
+                                                datetime.now(UTC)),
+                           margin={"t": 190})
+        with st.spinner("Drawing the snapshot…"):
+            st.session_state["patient_snapshot_bytes"] = (pid, fmt, figure_image(snap, fmt))
+    ready = st.session_state.get("patient_snapshot_bytes")
+    if ready and ready[0] == pid:
+        c[2].download_button(f"Download snapshot ({ready[1].upper()})", ready[2],
+                             file_name=f"{pid}-handover.{ready[1]}",
+                             mime="application/pdf" if ready[1] == "pdf" else "image/png",
+                             key="patient_snapshot_download")

@@ -1,31 +1,46 @@
-"""Patient timeline: labs against days after infusion with episode windows."""
+"""Patient timeline: the screen a ward team reads every morning.
 
-from datetime import date
+Header, labs on one "days after infusion" axis with episode windows and treatments, the
+patient's alerts (acknowledge / snooze), the scores, and the handover exports.
+"""
 
 import streamlit as st
 
+from core.patient_summary import header, score_blocks
 from dashboard import resources
-from dashboard.timeline import timeline_figure
+from dashboard import timeline as tl
 
 settings = resources.get_settings()
 engine = resources.get_engine()
+url, tz = settings.database_url, settings.ward_tz
 patient_id = st.session_state.get("patient_id")
-course = patient_id and resources.patient_course(engine, settings.database_url, patient_id,
-                                                 settings.ward_tz)
+course = patient_id and resources.patient_course(engine, url, patient_id, tz)
 if not course:
     st.title("Patient timeline")
     st.info("Pick a patient in the sidebar.")
     st.stop()
 
-p = course.patient
-day_today = (date.today() - p.infusion_date).days
-st.title(f"{p.patient_id} · {p.product}")
-cols = st.columns(4)
-cols[0].metric("Day after infusion", f"{day_today:+d}")
-cols[1].metric("Infusion date", f"{p.infusion_date:%d %b %Y}")
-cols[2].metric("Bed", p.bed or "–")
-cols[3].metric("Status", p.status)
-lo, hi = st.slider("Days shown", -7, 100, (-7, 30), key="patient_days")
-st.plotly_chart(timeline_figure(course, (lo, hi)), key="patient_timeline",
-                width="stretch")
-st.caption(resources.SCREENING_NOTE)
+if flash := st.session_state.pop("patient_flash", None):
+    st.success(flash)
+day_now = tl.today_day(course, tz)
+found = tl.findings(engine, url, patient_id, tz)
+user = st.session_state.get("user") or ""
+top = st.container()  # the header, filled once the alerts are known
+chart, alerts_tab, scores_tab, export_tab = st.tabs(
+    ["Timeline", "Alerts", "Scores", "Export / handover"])
+with alerts_tab:
+    if not st.session_state.get("user"):
+        user = st.text_input("Your name (recorded with every action)", key="patient_user")
+    alerts = tl.render_alerts(engine, patient_id, user)
+with top:
+    tl.render_header(course, header(found, day_now), alerts)
+with chart:
+    day_range, analytes, show_suggested = tl.chart_controls(day_now)
+    fig = tl.figure(engine, url, patient_id, tz, day_range, analytes, show_suggested,
+                    round(day_now, 2))
+    st.plotly_chart(fig, key="patient_timeline", width="stretch")
+    st.caption(tl.CHART_KEY)
+with scores_tab:
+    tl.render_scores(score_blocks(found))
+with export_tab:
+    tl.render_exports(engine, url, course, tz, fig, found, alerts, day_now)
