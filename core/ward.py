@@ -50,9 +50,12 @@ CONCERN_WEIGHTS = {
 }
 GRADED_SYNDROMES = ("crs_grade", "icans_grade")
 MET_SYNDROMES = ("iec_hs", "cartox_hlh", "therapy_response")
+# [DESIGN] the huddle lists these before lab grades: they are what the team discusses
+SYNDROME_RULES = frozenset({*GRADED_SYNDROMES, *MET_SYNDROMES, "hlh_2004", "hscore",
+                            "ferritin_kinetics", "supportive_thresholds"})
 SHORT_NAMES = {
     "crs_grade": "CRS", "icans_grade": "ICANS", "iec_hs": "IEC-HS screen",
-    "cartox_hlh": "HLH/MAS (CARTOX)", "hlh_2004": "HLH-2004", "hscore": "HScore",
+    "cartox_hlh": "HLH/MAS", "hlh_2004": "HLH-2004", "hscore": "HScore",
     "ferritin_kinetics": "Ferritin kinetics", "therapy_response": "No response to therapy",
     "supportive_thresholds": "Supportive-care thresholds", "icaht_early": "Early ICAHT",
     "icaht_late": "Late ICAHT", "ticaht_early": "Early T-ICAHT", "ticaht_late": "Late T-ICAHT",
@@ -393,8 +396,8 @@ def change_lines(changes: pd.DataFrame, patient_pk: int, limit: int = 3) -> list
 
 def _change_lines(rows: list[dict], limit: int) -> list[str]:
     def rank(r: dict) -> tuple:
-        return (SEVERITY_RANK.get(r["severity"], 0) + 10 * (r["action"] == "escalated"),
-                r["at"])
+        return (r["action"] == "escalated", r["rule_id"] in SYNDROME_RULES,
+                SEVERITY_RANK.get(r["severity"], 0), r["at"])
 
     lines = list(dict.fromkeys(r["text"] for r in sorted(rows, key=rank, reverse=True)))
     more = len(lines) - limit
@@ -404,7 +407,8 @@ def _change_lines(rows: list[dict], limit: int) -> list[str]:
 def _alert_lines(rows: list[dict], limit: int) -> list[str]:
     def rank(r: dict) -> tuple:
         grade = r["grade"] if r["grade"] is not None and r["grade"] == r["grade"] else 0
-        return (r["state"] in UNACKNOWLEDGED, SEVERITY_RANK.get(r["severity"], 0), grade)
+        return (r["state"] in UNACKNOWLEDGED, r["rule_id"] in SYNDROME_RULES,
+                SEVERITY_RANK.get(r["severity"], 0), grade)
 
     lines = []
     ordered = sorted(rows, key=rank, reverse=True)
@@ -535,7 +539,7 @@ def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
     if summary.empty:
         return []
     pks = [int(pk) for pk in summary["patient_pk"]]
-    alerts = top_alerts(session, pks)
+    alerts = top_alerts(session, pks, limit=2)
     changes = changes_since(session, now - since, now, pks)
     every_id = list(session.scalars(select(Patient.patient_id)))
     changes_by = _records_by_pk(changes)
@@ -548,7 +552,7 @@ def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
         tiles.append(HuddleTile(
             fields=shown,
             alerts=[scrub(s, every_id) for s in alerts.get(pk, [])],
-            changes=[scrub(s, every_id) for s in _change_lines(changes_by.get(pk, []), 3)],
+            changes=[scrub(s, every_id) for s in _change_lines(changes_by.get(pk, []), 2)],
         ))
     return tiles
 

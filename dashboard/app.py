@@ -43,6 +43,10 @@ engine = resources.get_engine()
 settings = resources.get_settings()
 patients = resources.patients_frame(engine, settings.database_url)
 
+if nav.url_path == "huddle":  # wall display: no sidebar, no identifiers on screen
+    nav.run()
+    st.stop()
+
 with st.sidebar:
     st.markdown("**CAR-T Watch**")
     if patients.empty:

@@ -47,6 +47,63 @@ def patient_course(_engine, url: str, patient_id: str, tz: str) -> Course | None
     return courses[0] if courses else None
 
 
+# --- Ward views (issue 5: overview, huddle screen, alert inbox) ---------------------------
+# The huddle loader is keyed by a clock tick, so every screen showing the same ward and
+# interval shares one computation per interval; the ttl only bounds the cache.
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=20)
+def ward_summary(_engine, url: str, tz: str, ward: str | None = None) -> pd.DataFrame:  # noqa: ANN001
+    from core.ward import ward_summary as summarise
+
+    with session_scope(_engine) as s:
+        return summarise(s, tz, ward=ward)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def huddle_snapshot(_engine, url: str, tz: str, ward: str | None, tick: int,  # noqa: ANN001
+                    stale_hours: float) -> dict:
+    """Masked tiles, freshness and the time they were computed (`tick` keys the refresh)."""
+    from datetime import timedelta
+
+    from core.models import utcnow
+    from core.ward import freshness, huddle_tiles
+
+    now = utcnow()
+    with session_scope(_engine) as s:
+        return {"tiles": huddle_tiles(s, tz, now, ward),
+                "freshness": freshness(s, now, timedelta(hours=stale_hours)), "at": now}
+
+
+@st.cache_data(ttl=15, show_spinner=False, max_entries=50)
+def alert_inbox(_engine, url: str, states: tuple, patient_ids: tuple, rule_ids: tuple,  # noqa: ANN001
+                severities: tuple) -> pd.DataFrame:
+    from core.ward import InboxFilter
+    from core.ward import alert_inbox as inbox
+
+    with session_scope(_engine) as s:
+        return inbox(s, InboxFilter(states, patient_ids, rule_ids, severities))
+
+
+def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
+    """Every event of one alert, oldest first (not cached: it must show the last action)."""
+    from core.alerts import alert_history as history
+
+    with session_scope(engine) as s:
+        return pd.DataFrame([{"at": e.at, "who": e.actor, "action": e.action, "note": e.note}
+                             for e in history(s, alert_id)])
+
+
+def act_on_alert(engine, action: str, alert_id: int, user: str, **kw) -> None:  # noqa: ANN001, ANN003
+    """Acknowledge or snooze through core.alerts (which records who and when); clear caches."""
+    from core.alerts import acknowledge, snooze
+
+    act = {"acknowledge": acknowledge, "snooze": snooze}[action]
+    with session_scope(engine) as s:
+        act(s, alert_id, user, **kw)
+    alert_inbox.clear()
+    ward_summary.clear()
+
+
 def clear_caches() -> None:
     patients_frame.clear()
     patient_course.clear()

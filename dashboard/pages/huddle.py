@@ -1,0 +1,45 @@
+"""Huddle screen: a wall display of every active patient, masked to bed and initials.
+
+Bookmark e.g. /huddle?ward=main&theme=dark&interval=60&page_size=8&stale_hours=24
+"""
+
+import math
+import time
+from datetime import datetime
+
+import streamlit as st
+
+from dashboard import resources
+from dashboard.ward_view import huddle_params, page_css, stale_message, wall_html
+
+settings = resources.get_settings()
+engine = resources.get_engine()
+params = huddle_params(st.query_params)
+st.markdown(page_css(params.theme), unsafe_allow_html=True)
+
+
+@st.fragment(run_every=params.interval)
+def wall() -> None:
+    tick = int(time.time() // params.interval)
+    snap = resources.huddle_snapshot(engine, settings.database_url, settings.ward_tz,
+                                     params.ward, tick, params.stale_hours)
+    tiles = snap["tiles"]
+    pages = max(1, math.ceil(len(tiles) / params.page_size))
+    page = st.session_state.get("huddle_page", -1) + 1  # advances on every refresh
+    st.session_state["huddle_page"] = page
+    page %= pages
+    shown = tiles[page * params.page_size:(page + 1) * params.page_size]
+    updated = snap["at"].astimezone(settings.tz)
+    sub = (f"{len(tiles)} active · page {page + 1}/{pages} · updated {updated:%H:%M}"
+           f" · every {params.interval} s")
+    st.markdown(wall_html(
+        shown, params.theme, header=f"CAR-T huddle · {datetime.now(settings.tz):%a %d %b}",
+        sub=sub, banner=stale_message(snap["freshness"], settings.tz),
+        footer=f"{resources.SCREENING_NOTE} Sorted by concern. Initials and bed only.",
+        page_size=params.page_size),
+        unsafe_allow_html=True)
+    if not tiles:
+        st.markdown("## No active patients.")
+
+
+wall()
