@@ -10,7 +10,6 @@ Conventions of criteria.md §0.2 [DESIGN]:
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -226,8 +225,10 @@ class CourseIndex:
             codes = labs["analyte"].to_numpy(dtype=object)
             order = np.lexsort((days, codes.astype(str)))
             cols = {c: _float_col(labs, c)[order] for c in ("value", "ref_low", "ref_high")}
-            objs = {c: [_obj_col(labs, c)[i] for i in order]
-                    for c in ("qualifier", "original_value", "original_unit", "verified")}
+            objs = {}
+            for c in ("qualifier", "original_value", "original_unit", "verified"):
+                col = _obj_col(labs, c)
+                objs[c] = [col[i] for i in order]
             days, codes = days[order], codes[order]
             bounds = np.flatnonzero(codes[1:] != codes[:-1]) + 1
             for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
@@ -447,6 +448,12 @@ def configured_thresholds(course: Course, rule: Rule) -> Thresholds:
     return found if found is not None else _default_thresholds(rule)
 
 
-@functools.lru_cache(maxsize=256)
+_DEFAULTS: dict[str, Thresholds] = {}
+
+
 def _default_thresholds(rule: Rule) -> Thresholds:
-    return Thresholds(rule)
+    t = _DEFAULTS.get(rule.id)
+    if t is None or t.rule is not rule:
+        t = _DEFAULTS[rule.id] = Thresholds(rule)
+        object.__setattr__(t, "rule", rule)
+    return t

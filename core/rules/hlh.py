@@ -7,6 +7,7 @@ never calls a syndrome absent because an input is missing.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,10 +132,17 @@ CARTOX = Rule(
 )
 
 
-def _ctcae_rule(analyte: str) -> Rule:
-    from core.rules import ctcae
+_CTCAE_RULES: dict[str, Rule] = {}
 
-    return next(s.rule for s in ctcae.RULES if s.rule.id == f"ctcae_{analyte}")
+
+def _ctcae_rule(analyte: str) -> Rule:
+    rule = _CTCAE_RULES.get(analyte)
+    if rule is None:
+        from core.rules import ctcae
+
+        rule = _CTCAE_RULES[analyte] = next(
+            s.rule for s in ctcae.RULES if s.rule.id == f"ctcae_{analyte}")
+    return rule
 
 
 def worst_ctcae(course: Course, analyte: str, end: float, start: float = 0.0
@@ -147,27 +155,34 @@ def worst_ctcae(course: Course, analyte: str, end: float, start: float = 0.0
         return None, None
     tc = configured_thresholds(course, _ctcae_rule(analyte))
     b = baseline(course, analyte)
+    i0 = bisect.bisect_left(s.days, start)
 
-    def build() -> np.ndarray:
-        out = np.full(len(s.days), np.nan)
+    def build() -> list[int]:
+        # running argmax of the grade from i0: best[k] = index of the worst grade in [i0, k]
+        best, cur, cur_g = [], -1, -1.0
         for i in range(len(s.days)):
-            v = s.at(i)
-            g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low,
-                                  None if b is None or b is v else b.value,
-                                  baseline_uln=None if b is None else b.ref_high,
-                                  baseline_lln=None if b is None else b.ref_low, t=tc)
-            out[i] = np.nan if g is None else g
-        return out
+            if i >= i0:
+                v = s.at(i)
+                g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low,
+                                      None if b is None or b is v else b.value,
+                                      baseline_uln=None if b is None else b.ref_high,
+                                      baseline_lln=None if b is None else b.ref_low, t=tc)
+                if g is not None and g > cur_g:
+                    cur, cur_g = i, float(g)
+            best.append(cur)
+        return best
 
-    grades = memo(course, ("cw_ctcae_grades", analyte, None if b is None else b.day,
-                           thresholds_key(tc)), build)
-    i0 = int(np.searchsorted(s.days, start, side="left"))
+    best = memo(course, ("cw_ctcae_worst", analyte, start,
+                         None if b is None else b.day, thresholds_key(tc)), build)
     k = s.count(min(end, course.as_of_day))
-    window = grades[i0:k]
-    if not len(window) or np.all(np.isnan(window)):
+    if k == 0 or best[k - 1] < 0:
         return None, None
-    i = i0 + int(np.nanargmax(window))
-    return int(grades[i]), s.at(i)
+    v = s.at(best[k - 1])
+    return int(memo(course, ("cw_ctcae_g", analyte, best[k - 1], None if b is None else b.day,
+                             thresholds_key(tc)), lambda: ctcae.ctcae_grade(
+        analyte, v.value, v.ref_high, v.ref_low, None if b is None or b is v else b.value,
+        baseline_uln=None if b is None else b.ref_high,
+        baseline_lln=None if b is None else b.ref_low, t=tc))), v
 
 
 def _worst_obs_grade(course: Course, kind: str, end: float) -> Obs | None:
@@ -183,7 +198,7 @@ def _cartox_day(course: Course, day: int, t: Thresholds) -> Finding:
     s = course_index(course).labs.get("ferritin")
     window: list[Value] = []
     if s is not None:
-        i0 = int(np.searchsorted(s.days, 0.0, side="left"))
+        i0 = bisect.bisect_left(s.days, 0.0)
         window = [s.at(i) for i in range(i0, s.count(w_end))]
     ev: list[EvidenceItem] = []
     missing: list[str] = []

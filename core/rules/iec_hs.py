@@ -9,10 +9,9 @@ flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride alo
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from core.course import Course
 from core.rules.base import (
@@ -265,23 +264,34 @@ def _fibrinogen_feature(course: Course, end: float, t: Thresholds) -> Feature:
     return Feature(Status.NOT_MET, [v.evidence(f">= {lim:g} mg/dL and >= LLN")])
 
 
-def _grades(course: Course, analyte: str) -> tuple[list[float], np.ndarray]:
-    """CTCAE grade of every value of `analyte` in the course index (cached)."""
+@dataclass
+class _Grades:
+    grades: list[float]  # CTCAE grade of every value (NaN when not gradable)
+    i0: int  # first value on or after day 0
+    best: list[float]  # best[k]: lowest grade among values i0..k (NaN if none)
+
+
+def _grades(course: Course, analyte: str) -> _Grades:
+    """CTCAE grades of every value of `analyte` in the course index (cached)."""
     from core.rules import ctcae
+    from core.rules.hlh import _ctcae_rule
 
-    rule = next(s.rule for s in ctcae.RULES if s.rule.id == f"ctcae_{analyte}")
-    tc = configured_thresholds(course, rule)
+    tc = configured_thresholds(course, _ctcae_rule(analyte))
 
-    def build() -> tuple[list[float], np.ndarray]:
-        s = course_index(course).labs.get(analyte)
-        if s is None:
-            return [], np.empty(0)
-        out = np.full(len(s.days), np.nan)
+    def build() -> _Grades:
+        s = course_index(course).labs[analyte]
+        grades = []
         for i in range(len(s.days)):
             v = s.at(i)
             g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low, None, t=tc)
-            out[i] = np.nan if g is None else g
-        return s.days, out
+            grades.append(math.nan if g is None else float(g))
+        i0 = bisect.bisect_left(s.days, 0.0)
+        best, cur = [], math.nan
+        for i, g in enumerate(grades):
+            if i >= i0 and not math.isnan(g) and (math.isnan(cur) or g < cur):
+                cur = g
+            best.append(cur)
+        return _Grades(grades, i0, best)
 
     return memo(course, ("iec_hs_ctcae", analyte, thresholds_key(tc)), build)
 
@@ -293,38 +303,40 @@ def _cytopenia_feature(course: Course, end: float) -> Feature:
         if v is None:
             statuses.append(Status.NOT_EVALUABLE)
             continue
-        days, grades = _grades(course, a)
-        k = course_index(course).labs[a].count(min(end, course.as_of_day))
-        g_now = grades[k - 1]
+        s = course_index(course).labs[a]
+        g = _grades(course, a)
+        k = s.count(min(end, course.as_of_day))
+        g_now = g.grades[k - 1]
         if math.isnan(g_now):
             statuses.append(Status.NOT_EVALUABLE)
             continue
-        i0 = int(np.searchsorted(np.asarray(days), 0.0, side="left"))
-        earlier = grades[i0:k - 1]
-        earlier = earlier[~np.isnan(earlier)]
+        best = g.best[k - 2] if k - 2 >= g.i0 else math.nan
         ref_why = "since day 0"
-        if not len(earlier):
+        if math.isnan(best):
             b = baseline(course, a)
             if b is None or b is v:
                 statuses.append(Status.NOT_EVALUABLE)
                 continue
-            bi = course_index(course).labs[a].days.index(b.day)
-            earlier = grades[bi:bi + 1]
+            best = g.grades[s.days.index(b.day)]
             ref_why = "at baseline"
-            if math.isnan(earlier[0]):
+            if math.isnan(best):
                 statuses.append(Status.NOT_EVALUABLE)
                 continue
-        best = int(earlier.min())
         met = g_now >= 1 and g_now > best
         statuses.append(Status.MET if met else Status.NOT_MET)
         if met:
             ev.append(v.evidence(f"new or worsening cytopenia: CTCAE grade {int(g_now)}, "
-                                 f"best grade {ref_why} {best}"))
+                                 f"best grade {ref_why} {int(best)}"))
     if Status.MET in statuses:
         return Feature(Status.MET, ev)
     if all(s is Status.NOT_MET for s in statuses):
         return Feature(Status.NOT_MET, [EvidenceItem(why="no new or worsening cytopenia")])
     return Feature(Status.NOT_EVALUABLE, ev, [MISSING["counts"]])
+
+
+def _above_uln(course: Course, end: float, t: Thresholds) -> bool:
+    f = latest_until(course, "ferritin", end)
+    return f is not None and f.ref_high is not None and f.value > t["ferritin_x_uln"] * f.ref_high
 
 
 def _screen(course: Course, day: int, t: Thresholds) -> Finding:
@@ -335,7 +347,7 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
     outside = None
     if day < t["window_start_day"]:
         outside = f"the screen runs from day {t['window_start_day']:g}"
-    elif day > t["window_end_day"] and ferr.status is not Status.MET:
+    elif day > t["window_end_day"] and not _above_uln(course, end, t):
         outside = (f"after day {t['window_end_day']:g} the screen runs only while ferritin is "
                    f"raised")
     if outside is not None:

@@ -1,0 +1,228 @@
+"""iec_hs: ASTCT 2023 IEC-HS screen (criteria.md §1.2, §1.6 worked example, §10.3, §11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.course import make_course
+from core.rules import iec_hs
+from core.rules.base import Status, Thresholds
+from core.units import convert
+
+FERR = ("ferritin", 30, 300)  # ref range -> ULN 300 as in §1.6
+
+
+def ferritin(day, value):
+    return ("ferritin", day, value, FERR[1], FERR[2])
+
+
+def worked_example(**changes):
+    """criteria §1.6: baseline 800, CRS grade 2 days 2-7 resolved day 8, day 14 labs."""
+    labs = {
+        "ferritin_base": ferritin(0.3, 800),
+        "ferritin_12": ferritin(12.33, 3000),
+        "ferritin_14": ferritin(14.33, 9500),
+        "alt_base": ("alt", 0.3, 30, 7, 40),
+        "alt_14": ("alt", 14.33, 320, 7, 40),
+        "fibrinogen_14": ("fibrinogen", 14.33, 110),
+        "anc_10": ("anc", 10.3, 1.2),
+        "anc_14": ("anc", 14.33, 0.3),
+    }
+    episodes = [("CRS", 2, 2, 8)]
+    for k, v in changes.items():
+        if k == "episodes":
+            episodes = v
+        elif v is None:
+            labs.pop(k)
+        else:
+            labs[k] = v
+    return make_course(labs=list(labs.values()), episodes=episodes)
+
+
+def run(course, **overrides):
+    return iec_hs.evaluate(course, Thresholds(iec_hs.RULE, overrides or None))
+
+
+def test_worked_example_screens_positive_with_every_feature():
+    f = run(worked_example())
+    assert f.status is Status.MET
+    assert f.extra["features_met"] == ["ferritin", "timing", "transaminase", "fibrinogen",
+                                       "cytopenia"]
+    assert f.extra["hemophagocytosis"] == "not_evaluable"
+    assert f.extra["rapid_rise"] is True
+    assert any("record the marrow" in m for m in f.missing)
+    whys = [e.why for e in f.evidence]
+    assert "> 2 x baseline (800, day 0.3)" in whys
+    assert any(w.startswith("8.0 x ULN (40) > 5") for w in whys)
+    assert any("rapid rise: 3.2-fold" in w for w in whys)
+
+
+def test_treatment_tiers_are_context_marked_unconfirmed():
+    f = run(worked_example())
+    assert len(f.extra["treatment_tiers"]) == 3
+    assert f.extra["treatment_tiers_evidence"] == "UNCONFIRMED"
+    assert "never an order" in f.extra["treatment_tiers_note"]
+    assert "treatment_tiers" not in run(worked_example(ferritin_14=ferritin(14.33, 500),
+                                                       ferritin_12=None)).extra
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "feature", "feature_status"),
+    [
+        # ferritin key feature: > 2 x ULN (600) or > 2 x baseline
+        pytest.param({"ferritin_14": ferritin(14.33, 600), "ferritin_base": ferritin(0.3, 300),
+                      "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
+                     id="ferritin-at-2x-uln-and-2x-baseline-not-met"),
+        pytest.param({"ferritin_14": ferritin(14.33, 601), "ferritin_base": ferritin(0.3, 300),
+                      "ferritin_12": None}, Status.MET, "ferritin", "met",
+                     id="ferritin-just-above-2x-uln-met"),
+        pytest.param({"ferritin_14": ferritin(14.33, 450), "ferritin_base": ferritin(0.3, 200),
+                      "ferritin_12": None}, Status.MET, "ferritin", "met",
+                     id="ferritin-above-2x-baseline-below-2x-uln-met"),
+        pytest.param({"ferritin_14": ferritin(14.33, 400), "ferritin_base": ferritin(0.3, 200),
+                      "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
+                     id="ferritin-at-2x-baseline-not-met"),
+        pytest.param({"ferritin_14": ferritin(14.33, 500), "ferritin_base": None,
+                      "ferritin_12": None}, Status.NOT_EVALUABLE, "ferritin", "not_evaluable",
+                     id="ferritin-normal-no-baseline-not-evaluable"),
+        # transaminases: > 5 x ULN (baseline normal), > 5 x baseline (abnormal)
+        pytest.param({"alt_14": ("alt", 14.33, 200, 7, 40), "fibrinogen_14": None,
+                      "anc_14": None}, Status.NOT_EVALUABLE, "transaminase", "not_evaluable",
+                     id="alt-at-5x-uln-ast-missing-not-evaluable"),
+        pytest.param({"alt_14": ("alt", 14.33, 201, 7, 40), "fibrinogen_14": None,
+                      "anc_14": None}, Status.MET, "transaminase", "met",
+                     id="alt-just-above-5x-uln-met"),
+        pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 480, 7, 40),
+                      "fibrinogen_14": None, "anc_14": None}, Status.NOT_EVALUABLE,
+                     "transaminase", "not_evaluable", id="abnormal-baseline-uses-5x-baseline"),
+        pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 501, 7, 40),
+                      "fibrinogen_14": None, "anc_14": None}, Status.MET, "transaminase", "met",
+                     id="abnormal-baseline-above-5x-baseline-met"),
+        # fibrinogen: < 150 mg/dL or < LLN
+        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 150, 100, 400), "alt_14": None,
+                      "anc_14": None}, Status.NOT_EVALUABLE, "fibrinogen", "not_met",
+                     id="fibrinogen-150-lln-100-not-met"),
+        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 149, 100, 400), "alt_14": None,
+                      "anc_14": None}, Status.MET, "fibrinogen", "met",
+                     id="fibrinogen-149-met"),
+        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 180, 200, 400), "alt_14": None,
+                      "anc_14": None}, Status.MET, "fibrinogen", "met",
+                     id="fibrinogen-below-lln-met"),
+        # new cytopenia (CTCAE grade worse than the best since day 0)
+        pytest.param({"alt_14": None, "fibrinogen_14": None, "anc_14": ("anc", 14.33, 1.1)},
+                     Status.NOT_EVALUABLE, "cytopenia", "not_evaluable",
+                     id="anc-same-grade-others-missing-not-evaluable"),
+        # timing vs CRS
+        pytest.param({"episodes": [("CRS", 2, 2, None)]}, Status.NOT_EVALUABLE, "timing",
+                     "not_evaluable", id="documented-crs-open-no-vitals-not-evaluable"),
+    ],
+)
+def test_iec_hs_features(changes, status, feature, feature_status):
+    f = run(worked_example(**changes))
+    assert f.extra.get("features", {}).get(feature) == feature_status
+    assert f.status is status
+
+
+def test_all_labs_not_met_is_not_met():
+    course = worked_example(alt_14=("alt", 14.33, 60, 7, 40), ast_14=("ast", 14.33, 50, 10, 40),
+                            fibrinogen_14=("fibrinogen", 14.33, 300),
+                            anc_14=("anc", 14.33, 1.3), plt_10=("platelets", 10.3, 180),
+                            plt_14=("platelets", 14.3, 170), hb_10=("hemoglobin", 10.3, 13),
+                            hb_14=("hemoglobin", 14.3, 12.5))
+    f = run(course)
+    assert f.extra["features"]["cytopenia"] == "not_met"
+    assert f.status is Status.NOT_MET
+
+
+def test_documented_open_crs_still_febrile_is_timing_not_met():
+    course = worked_example(episodes=[("CRS", 2, 2, None)])
+    obs = make_course(observations=[("temperature", 14.4, 38.9), ("hypotension", 14.4, 1),
+                                    ("oxygen_device", 14.4, "none")]).observations
+    from dataclasses import replace
+
+    f = run(replace(course, observations=obs))
+    assert f.extra["features"]["timing"] == "not_met"
+    assert f.status is Status.NOT_MET
+
+
+def test_timing_from_computed_crs_when_no_episode_is_documented():
+    obs = []
+    for d in range(2, 15):
+        obs += [("temperature", d + 0.2, 38.7 if d < 8 else 36.9),
+                ("hypotension", d + 0.2, 0), ("oxygen_device", d + 0.2, "none")]
+    base = worked_example(episodes=[])
+    course = make_course(labs=[tuple(r[:3]) + tuple(r[3:]) for r in base.labs[
+        ["analyte", "day", "value", "ref_low", "ref_high"]].itertuples(index=False)],
+        observations=obs)
+    f = run(course)
+    assert f.extra["features"]["timing"] == "met"
+    assert any("computed CRS last graded >= 1 on day 7" in e.why for e in f.evidence)
+    ongoing = make_course(labs=list(course.labs[["analyte", "day", "value", "ref_low",
+                                                 "ref_high"]].itertuples(index=False)),
+                          observations=[o for o in obs if o[1] < 8] + [
+                              ("temperature", d + 0.2, 38.7) for d in range(8, 15)])
+    assert run(ongoing).extra["features"]["timing"] == "not_met"
+
+
+def test_no_crs_at_all_counts_as_timing_met():
+    obs = [("temperature", d + 0.2, 36.8) for d in range(0, 15)]
+    labs = list(worked_example(episodes=[]).labs[["analyte", "day", "value", "ref_low",
+                                                  "ref_high"]].itertuples(index=False))
+    f = run(make_course(labs=labs, observations=obs))
+    assert f.extra["features"]["timing"] == "met"
+    assert f.status is Status.MET
+
+
+def test_without_crs_information_timing_is_not_evaluable_never_not_met():
+    labs = list(worked_example(episodes=[]).labs[["analyte", "day", "value", "ref_low",
+                                                  "ref_high"]].itertuples(index=False))
+    f = run(make_course(labs=labs))
+    assert f.status is Status.NOT_EVALUABLE
+    assert iec_hs.MISSING["crs"] in f.missing
+
+
+@pytest.mark.parametrize(
+    ("as_of", "status"),
+    [
+        pytest.param(4.9, Status.NOT_MET, id="day-4-before-window"),
+        pytest.param(5.9, Status.NOT_EVALUABLE, id="day-5-in-window"),
+    ],
+)
+def test_screen_window_starts_day_5(as_of, status):
+    course = make_course(labs=[ferritin(0.3, 100), ferritin(as_of - 0.5, 5000)],
+                         episodes=[("CRS", 1, 1, 3)], as_of_day=as_of)
+    assert run(course).status is status
+
+
+def test_after_day_30_only_while_ferritin_raised():
+    late_normal = make_course(labs=[ferritin(0.3, 100), ferritin(35.3, 250)],
+                              episodes=[("CRS", 1, 1, 3)])
+    f = run(late_normal)
+    assert f.status is Status.NOT_MET and f.extra["outside_window"]
+    late_high = make_course(labs=[ferritin(0.3, 100), ferritin(35.3, 5000)],
+                            episodes=[("CRS", 1, 1, 3)])
+    assert run(late_high).status is Status.NOT_EVALUABLE
+
+
+def test_since_day_is_the_first_met_day_and_episode_key_is_stable():
+    course = worked_example(fibrinogen_13=("fibrinogen", 13.3, 110),
+                            alt_13=("alt", 13.3, 300, 7, 40), anc_13=("anc", 13.3, 0.4))
+    on13 = run(course.until(13.99))
+    on14 = run(course)
+    assert on13.status is Status.MET and on14.status is Status.MET
+    assert on13.since_day == on14.since_day == 13
+    assert on13.episode_key == on14.episode_key == "since-day-13"
+
+
+def test_same_finding_for_values_converted_to_canonical_units():
+    g_l = worked_example(fibrinogen_14=("fibrinogen", 14.33, convert(1.1, "fibrinogen", "g/L")),
+                         alt_14=("alt", 14.33, convert(5.333333, "alt", "ukat/L"), 7, 40),
+                         ferritin_14=ferritin(14.33, convert(21346.5, "ferritin", "pmol/L")))
+    a, b = run(worked_example()), run(g_l)
+    assert (a.status, a.extra["features_met"]) == (b.status, b.extra["features_met"])
+
+
+def test_site_override_changes_the_ferritin_multiple():
+    f = run(worked_example(ferritin_14=ferritin(14.33, 1500), ferritin_12=None),
+            ferritin_x_uln=6.0)
+    assert f.extra["features"]["ferritin"] == "not_met"
