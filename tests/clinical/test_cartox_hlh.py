@@ -1,0 +1,72 @@
+"""cartox_hlh: Neelapu 2018 CAR-T HLH/MAS (criteria.md §2), both worked examples and boundaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.course import make_course
+from core.rules import hlh
+from core.rules.base import Status, Thresholds
+
+SPEC = next(s for s in hlh.RULES if s.rule.id == "cartox_hlh")
+DAY4 = [("ferritin", 4.3, 15_000), ("ast", 6.3, 250, 10, 40),
+        ("creatinine", 6.3, 1.4, 0.6, 1.2)]
+
+
+def run(labs, obs=None, **kw):
+    return SPEC.evaluate(make_course(labs=labs, observations=obs, **kw),
+                         Thresholds(SPEC.rule))
+
+
+def test_worked_example_day_6_is_possible_but_incomplete():
+    f = run(DAY4)
+    assert f.status is Status.NOT_EVALUABLE
+    assert (f.extra["items_met"], f.extra["items_not_evaluable"]) == (1, 2)
+    assert f.extra["items"] == {"liver": "met", "kidney": "not_met", "lung": "not_evaluable",
+                                "hemophagocytosis": "not_evaluable"}
+    assert f.extra["summary"] == "possible, incomplete"
+
+
+def test_worked_example_day_7_creatinine_grade_3_meets_criteria():
+    f = run([*DAY4, ("creatinine", 7.3, 4.0, 0.6, 1.2)])
+    assert f.status is Status.MET
+    assert f.extra["items_met"] == 2
+    assert any("creatinine CTCAE grade 3" in e.why for e in f.evidence)
+
+
+@pytest.mark.parametrize(
+    ("labs", "obs", "status"),
+    [
+        pytest.param([("ferritin", 4.3, 10_000), ("ast", 6.3, 250, 10, 40),
+                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_MET,
+                     id="ferritin-at-10000-entry-not-met"),
+        pytest.param([("ferritin", 4.3, 10_001), ("ast", 6.3, 250, 10, 40),
+                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.MET,
+                     id="ferritin-10001-entry-met"),
+        pytest.param([("ferritin", 6.3, 50_000), ("ast", 6.3, 250, 10, 40),
+                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_EVALUABLE,
+                     id="ferritin-only-after-day-5-entry-not-evaluable"),
+        pytest.param([("ferritin", 5.9, 12_000), ("ast", 6.3, 250, 10, 40)],
+                     [("pulmonary_edema", 6.5, 3)], Status.MET,
+                     id="late-day-5-ferritin-and-pulmonary-oedema-grade-3"),
+        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 250, 10, 40)],
+                     [("pulmonary_edema", 6.5, 2), ("hemophagocytosis", 6.5, 0)],
+                     Status.NOT_EVALUABLE, id="oedema-grade-2-kidney-unknown"),
+        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
+                      ("creatinine", 6.3, 1.0, 0.6, 1.2)],
+                     [("pulmonary_edema", 6.5, 0), ("hemophagocytosis", 6.5, 0)],
+                     Status.NOT_MET, id="all-items-evaluated-none-met"),
+        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
+                      ("creatinine", 6.3, 1.0, 0.6, 1.2)],
+                     [("oliguria", 6.5, 3), ("hemophagocytosis", 7.5, 1)],
+                     Status.MET, id="oliguria-grade-3-and-hemophagocytosis"),
+    ],
+)
+def test_cartox_cases(labs, obs, status):
+    assert run(labs, obs).status is status
+
+
+def test_liver_counts_once_even_if_several_tests_qualify():
+    f = run([("ferritin", 4.3, 12_000), ("ast", 6.3, 250, 10, 40), ("alt", 6.3, 400, 7, 40),
+             ("bilirubin", 6.3, 4.0, 0.1, 1.2)])
+    assert f.extra["items_met"] == 1
