@@ -421,7 +421,7 @@ HSCORE = Rule(
         section="HScore variables and probability table; criteria.md §4.1-4.3",
         doi="10.1002/art.38690",
     ),
-    evidence=C2,
+    evidence=D,  # points, bins and cut-off are [C2]; the logistic fit (probability_fit) is ours
     severity=Severity.INFO,
     scored=True,
     thresholds=(
