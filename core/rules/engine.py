@@ -82,12 +82,23 @@ def day_view(course: Course, as_of_day: float) -> DayView:
 
 def thresholds_for(specs: Sequence[RuleSpec],
                    overrides: Overrides | None = None) -> dict[str, Thresholds]:
-    """Each rule's thresholds in force (defaults with site overrides)."""
+    """Each rule's thresholds in force (defaults with site overrides).
+
+    Overrides may also name catalogue rules that are not being run (a rule that reuses
+    another's logic, e.g. iec_hs reading the CRS course, then sees the site's values).
+    """
     overrides = overrides or {}
-    unknown = set(overrides) - {s.rule.id for s in specs}
-    if unknown:
-        raise KeyError(f"site overrides name unknown rule(s): {sorted(unknown)}")
-    return {s.rule.id: Thresholds(s.rule, overrides.get(s.rule.id)) for s in specs}
+    ts = {s.rule.id: Thresholds(s.rule, overrides.get(s.rule.id)) for s in specs}
+    rest = set(overrides) - set(ts)
+    if rest:
+        from core.rules.catalog import all_specs
+
+        known = {s.rule.id: s.rule for s in all_specs()}
+        unknown = sorted(rest - set(known))
+        if unknown:
+            raise KeyError(f"site overrides name unknown rule(s): {unknown}")
+        ts.update({r: Thresholds(known[r], overrides[r]) for r in rest})
+    return ts
 
 
 def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:

@@ -1,0 +1,122 @@
+"""Benchmark: replay every rule over N synthetic courses x D days, in memory.
+
+    .venv/bin/python bench/replay_rules.py [--patients 1000] [--days 100] [--seed 1]
+
+Prints one JSON line {patients, patient_days, seconds, patient_days_per_s, peak_mb, ...}.
+`replay_all(courses)` is the timed part, so a DB-read comparison can wrap it. The courses are
+synthetic (random walks with a CRS bump and, for some patients, an IEC-HS-like ferritin
+surge); they are not clinical data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.course import Course, make_course  # noqa: E402
+from core.rules.catalog import all_specs  # noqa: E402
+from core.rules.engine import replay_course  # noqa: E402
+
+DAILY_LABS = {  # analyte: (typical value, daily log-sd)
+    "ferritin": (600.0, 0.25), "fibrinogen": (320.0, 0.12), "ast": (30.0, 0.2),
+    "alt": (35.0, 0.2), "bilirubin": (0.7, 0.15), "ldh": (220.0, 0.1), "crp": (20.0, 0.4),
+    "creatinine": (0.9, 0.1), "wbc": (5.0, 0.25), "anc": (3.0, 0.3), "alc": (1.0, 0.3),
+    "hemoglobin": (11.0, 0.05), "platelets": (180.0, 0.15),
+}
+
+
+def synthetic_course(i: int, days: int, rng: random.Random) -> Course:
+    """One synthetic patient: baseline labs on day -5, daily labs and vitals to `days`."""
+    crs_on, crs_len = rng.randint(1, 6), rng.randint(2, 8)
+    hs = rng.random() < 0.1
+    hs_on = crs_on + crs_len + rng.randint(1, 6)
+    labs: list[tuple] = []
+    level = {a: v for a, (v, _) in DAILY_LABS.items()}
+    for a in DAILY_LABS:
+        labs.append((a, -5.4, level[a]))
+    obs: list[tuple] = []
+    treatments: list[tuple] = []
+    for d in range(days):
+        t = d + 0.3
+        for a, (typical, sd) in DAILY_LABS.items():
+            level[a] = math.exp(0.8 * math.log(level[a]) + 0.2 * math.log(typical)
+                                + rng.gauss(0, sd))
+            value = level[a]
+            if a == "anc" and 1 <= d <= 10:
+                value *= 0.1
+            if hs and hs_on <= d <= hs_on + 7:
+                if a == "ferritin":
+                    value *= 3.0 ** (d - hs_on + 1)
+                if a in ("alt", "ast"):
+                    value *= 8
+                if a == "fibrinogen":
+                    value *= 0.35
+            labs.append((a, t, round(value, 3)))
+        in_crs = crs_on <= d < crs_on + crs_len
+        for hour in (0.3, 0.8):
+            obs.append(("temperature", d + hour, round(38.6 if in_crs else
+                                                       36.8 + rng.random(), 1)))
+        obs.append(("hypotension", t, 1 if in_crs and rng.random() < 0.3 else 0))
+        obs.append(("oxygen_device", t, "low_flow_nc" if in_crs and rng.random() < 0.3
+                    else "none"))
+        obs.append(("ice_score", t, 10 if rng.random() < 0.95 else 8))
+        obs.append(("consciousness", t, "spontaneous"))
+        if in_crs and d == crs_on + 1:
+            treatments.append(("tocilizumab", t))
+        if hs and d == hs_on + 1:
+            treatments.append(("anakinra", t))
+    return make_course(patient_id=f"S{i:05d}", labs=labs, observations=obs,
+                       treatments=treatments, birth_year=1950 + i % 60)
+
+
+def build_courses(n: int, days: int, seed: int = 1) -> list[Course]:
+    rng = random.Random(seed)
+    return [synthetic_course(i, days, rng) for i in range(n)]
+
+
+def replay_all(courses: list[Course]) -> tuple[float, int]:
+    """Replay every rule over every course; (wall seconds, number of findings)."""
+    specs = all_specs()
+    start = time.perf_counter()
+    n = 0
+    for course in courses:
+        for _, findings in replay_course(course, specs):
+            n += len(findings)
+    return time.perf_counter() - start, n
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--patients", type=int, default=1000)
+    p.add_argument("--days", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    courses = build_courses(args.patients, args.days, args.seed)
+    build_s = time.perf_counter() - t0
+    rows = sum(len(c.labs) + len(c.observations) + len(c.treatments) for c in courses)
+    tracemalloc.start()
+    seconds, n_findings = replay_all(courses)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    patient_days = args.patients * args.days
+    print(json.dumps({
+        "patients": args.patients, "patient_days": patient_days,
+        "seconds": round(seconds, 3),
+        "patient_days_per_s": round(patient_days / seconds, 1),
+        "peak_mb": round(peak / 2**20, 1),
+        "rules": len(all_specs()), "findings": n_findings, "rows": rows,
+        "build_seconds": round(build_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
