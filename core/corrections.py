@@ -270,3 +270,33 @@ def verify(engine: Engine, lab_ids: list[int], user: str) -> list[str]:
                          record_id=row.id, patient_id=pid, before=before,
                          after=audit.snapshot(row), reason="second-person verification")
     return refused
+
+
+def recent_values(engine: Engine, patient_id: str, limit: int = 200) -> pd.DataFrame:
+    """A patient's current (final) lab values and observations, newest first, for picking one
+    to correct: columns table, id, when, item, shown."""
+    from core.models import Observation
+
+    L, Ob = LabResult, Observation
+    with engine.connect() as c:
+        labs = c.execute(
+            select(L.id, L.collected_at, L.analyte, L.original_value, L.original_unit)
+            .join(Patient, Patient.id == L.patient_pk)
+            .where(Patient.patient_id == patient_id, L.status == RecordStatus.FINAL.value)
+            .order_by(L.collected_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+        obs = c.execute(
+            select(Ob.id, Ob.observed_at, Ob.kind, Ob.value_num, Ob.value_text, Ob.unit)
+            .join(Patient, Patient.id == Ob.patient_pk)
+            .where(Patient.patient_id == patient_id, Ob.status == RecordStatus.FINAL.value)
+            .order_by(Ob.observed_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+    from core.units import ANALYTES
+
+    rows = [{"table": "labs", "id": i, "when": t, "item": ANALYTES[a].name if a in ANALYTES
+             else a, "shown": f"{v} {u}"} for i, t, a, v, u in labs]
+    rows += [{"table": "observations", "id": i, "when": t,
+              "item": OBSERVATION_KINDS[k].label if k in OBSERVATION_KINDS else k,
+              "shown": vt if vt is not None else f"{fmt(vn) if vn is not None else ''}"
+                                                 f"{' ' + u if u else ''}"}
+             for i, t, k, vn, vt, u in obs]
+    frame = pd.DataFrame(rows, columns=["table", "id", "when", "item", "shown"])
+    return frame.sort_values("when", ascending=False, kind="stable").reset_index(drop=True)
