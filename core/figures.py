@@ -315,7 +315,7 @@ def timeline_figure(
 
     # --- geometry: panel rows of equal height, then a strip sized to its drug rows
     panel_px, strip_px, gap_px = 180, 40 + 22 * max(1, len(drugs)), 48
-    top_px, bottom_px = 110 if title is None else 190, 60
+    top_px, bottom_px = 130 if title is None else 230, 60
     height = top_px + bottom_px + panel_px * len(panels) + strip_px + gap_px * len(panels)
     plot_px = height - top_px - bottom_px
     layout: dict = {
@@ -407,7 +407,7 @@ def timeline_figure(
                 "line": {"color": THRESHOLD_COLOUR, "width": 1.3,
                          "dash": "dot" if line.provisional else "dash"},
                 "label": {"text": line.label,
-                          "textposition": "end" if j % 2 == 0 else "middle",
+                          "textposition": "end" if j % 2 == 0 else "start",
                           "yanchor": "bottom",
                           "font": {"size": 11, "color": THRESHOLD_COLOUR}}})
             # an invisible point on the line keeps it inside the autoscaled range
@@ -506,7 +506,7 @@ def _episode_bands(layout: dict, rows: list[dict]) -> None:
             "name": f"episode:{ep['kind']}:{ep['origin']}"})
         layout["annotations"].append({
             "x": ep["onset_day"], "xref": "x", "y": 1.0, "yref": "paper",
-            "yshift": 22 + 22 * (i % 3), "yanchor": "bottom", "xanchor": "left",
+            "yshift": 44 + 22 * (i % 3), "yanchor": "bottom", "xanchor": "left",
             "showarrow": False,
             "text": f"<b>{label}</b>" if documented else label,
             "font": {"size": 12, "color": "#000"},
@@ -524,6 +524,6 @@ def _day_lines(layout: dict, today_day: float | None) -> None:
             "line": {"color": "#000", "width": width, "dash": dash},
             "name": text.split(",")[0]})
         layout["annotations"].append({
-            "x": x, "xref": "x", "y": 1.0, "yref": "paper", "yanchor": "bottom",
+            "x": x, "xref": "x", "y": 1.0, "yref": "paper", "yanchor": "bottom", "yshift": 20,
             "xanchor": "center", "showarrow": False, "text": f"<b>{text}</b>",
             "font": {"size": 12}, "bgcolor": "white", "name": text.split(",")[0]})

@@ -29,7 +29,8 @@ from core.rules.base import Finding
 from core.units import ANALYTES
 from dashboard import resources
 
-ICONS = {"severe": "🔴", "warning": "🟠", "info": "🔵"}
+BADGES = {"severe": ":red-badge[SEVERE]", "warning": ":orange-badge[warning]",
+          "info": ":blue-badge[info]"}
 STATE_WORDS = {"firing": "firing", "escalated": "ESCALATED", "acknowledged": "acknowledged",
                "snoozed": "snoozed", "resolved": "resolved"}
 ANALYTE_LABELS = {code: ANALYTES[code].name for code in TIMELINE_ANALYTES}
@@ -114,13 +115,16 @@ def render_header(course: Course, h: Header, alerts: list) -> None:
     st.title(f"{p.patient_id} · {p.product}")
     cols = st.columns(6)
     cols[0].metric("Today", f"day {h.day:+d}")
-    cols[1].metric("Infusion", f"{p.infusion_date:%d %b %Y}")
+    cols[1].metric("Infusion", f"{p.infusion_date:%d %b %y}")
     cols[2].metric("CRS now", h.crs)
     cols[3].metric("ICANS now", h.icans)
-    cols[4].metric("CAR-HEMATOTOX", h.hematotox)
-    cols[5].metric("Status", p.status, f"bed {p.bed or '–'}", delta_color="off")
+    cols[4].metric("CAR-HEMATOTOX", h.hematotox.split(" (")[0],
+                   h.hematotox.partition(" (")[2].rstrip(")") or None, delta_color="off",
+                   delta_arrow="off")
+    cols[5].metric("Status", p.status, f"bed {p.bed or '–'}", delta_color="off",
+                   delta_arrow="off")
     if alerts:
-        listed = "; ".join(f"{ICONS.get(a.severity, '')} {a.title}"
+        listed = "; ".join(f"{BADGES.get(a.severity, '')} {a.title}"
                            + (f" (grade {a.grade})" if a.grade else "") for a in alerts[:6])
         more = f" and {len(alerts) - 6} more" if len(alerts) > 6 else ""
         st.markdown(f"**{len(alerts)} open alerts** (details in the Alerts tab): {listed}{more}")
@@ -187,7 +191,7 @@ def render_alerts(engine, patient_id: str, user: str) -> list:  # noqa: ANN001
     for a in alerts:
         since = "" if a.since_day is None else f" · since day {math.floor(a.since_day):+d}"
         grade = f" · grade {a.grade}" if a.grade else ""
-        head = (f"{ICONS.get(a.severity, '')} **{a.severity.upper()}** · {a.title}{grade}{since}"
+        head = (f"{BADGES.get(a.severity, '')} **{a.title}**{grade}{since}"
                 f" · _{STATE_WORDS.get(str(a.state), str(a.state))}_")
         with st.container(border=True, key=f"patient_alert_{a.id}"):
             st.markdown(head)
@@ -261,7 +265,7 @@ def render_exports(engine, url: str, course: Course, tz: str, fig: go.Figure,  #
         snap = go.Figure(fig)
         snap.update_layout(title=handover_title(course, found, alerts, day_now,
                                                 datetime.now(UTC)),
-                           margin={"t": 190})
+                           margin={"t": 230}, height=(fig.layout.height or 1200) + 100)
         with st.spinner("Drawing the snapshot…"):
             st.session_state["patient_snapshot_bytes"] = (pid, fmt, figure_image(snap, fmt))
     ready = st.session_state.get("patient_snapshot_bytes")

@@ -38,7 +38,7 @@ with chart:
     day_range, analytes, show_suggested = tl.chart_controls(day_now)
     fig = tl.figure(engine, url, patient_id, tz, day_range, analytes, show_suggested,
                     round(day_now, 2))
-    st.plotly_chart(fig, key="patient_timeline", width="stretch")
+    st.plotly_chart(fig, key="patient_timeline", width="stretch", theme=None)
     st.caption(tl.CHART_KEY)
 with scores_tab:
     tl.render_scores(score_blocks(found))
