@@ -1,8 +1,8 @@
 """Audit trail: every write with who, when, before, after and why; filter and export."""
 
-import json
 from datetime import date, timedelta
 
+import pandas as pd
 import streamlit as st
 
 from core.audit_trail import audit_csv, audit_log, changes
@@ -25,17 +25,25 @@ span = c4.date_input("Dates", (date.today() - timedelta(days=30), date.today()),
 start, end = (span + (None, None))[:2] if isinstance(span, tuple) else (span, span)
 log = audit_log(engine, actor=actor, table=table, patient_id=patient, start=start, end=end)
 st.write(f"{len(log):,} change(s)")
-shown = log.assign(
-    what_changed=[changes(b, a) for b, a in zip(log["before"], log["after"], strict=True)],
-    before=log["before"].map(lambda v: "" if v is None else json.dumps(v, default=str)),
-    after=log["after"].map(lambda v: "" if v is None else json.dumps(v, default=str)))
-st.dataframe(shown[["at", "actor", "action", "table_name", "record_id", "patient_id",
-                    "what_changed", "reason", "before", "after"]], hide_index=True,
-             width="stretch",
-             column_config={"at": st.column_config.DatetimeColumn("When",
-                                                                  format="YYYY-MM-DD HH:mm:ss"),
-                            "table_name": "Table", "record_id": "Record",
-                            "what_changed": st.column_config.TextColumn("What changed",
-                                                                        width="large")})
+shown = pd.DataFrame({
+    "When": log["at"].map(lambda t: f"{t:%Y-%m-%d %H:%M:%S}"), "Who": log["actor"],
+    "Action": log["action"], "Table": log["table_name"], "Record": log["record_id"],
+    "Patient": log["patient_id"],
+    "What changed": [changes(b, a) or ("new row" if a and not b else "")
+                     for b, a in zip(log["before"], log["after"], strict=True)],
+    "Why": log["reason"]})
+st.dataframe(shown, hide_index=True, width="stretch",
+             column_config={"What changed": st.column_config.TextColumn(width="large")})
+if len(log):
+    with st.expander("Full before / after of one change"):
+        i = st.selectbox("Change", log.index, key="audit_pick",
+                         format_func=lambda i: f"{shown.at[i, 'When']} · {shown.at[i, 'Who']} "
+                                               f"· {shown.at[i, 'Action']} {shown.at[i, 'Table']}"
+                                               f" {shown.at[i, 'Record']}")
+        b1, b2 = st.columns(2)
+        b1.markdown("**Before**")
+        b1.json(log.at[i, "before"] or {})
+        b2.markdown("**After**")
+        b2.json(log.at[i, "after"] or {})
 st.download_button("Export as CSV", audit_csv(log), "audit_trail.csv", "text/csv",
                    key="audit_export")

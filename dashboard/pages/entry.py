@@ -74,6 +74,12 @@ errors: dict[str, list[str]] = ss.get("entry_errors", {})
 day_tab, grid_tab, fix_tab = st.tabs(["Day panel", "Back-fill several days", "Correct a value"])
 
 with day_tab:
+    result = ss.get("entry_result")
+    if result is not None and result.ok:
+        st.success(result.summary())
+    elif result is not None:
+        st.error(result.summary() + (" Tick 'These unusual values are right' if they are."
+                                     if result.needs_confirmation else ""))
     with st.expander("Units (preset to this site's usual units)"):
         ucols = st.columns(6)
         for i, code in enumerate(ANALYTES):
@@ -161,12 +167,6 @@ with day_tab:
         st.checkbox("These unusual values are right (saves values past the usual limits)",
                     key="entry_confirm")
         st.form_submit_button("Save day", type="primary", on_click=save_day)
-    result = ss.get("entry_result")
-    if result is not None and result.ok:
-        st.success(result.summary())
-    elif result is not None:
-        st.error(result.summary() + (" Tick 'These unusual values are right' if they are."
-                                     if result.needs_confirmation else ""))
 
 with grid_tab:
     st.caption("One row per day; leave a cell empty when there is no value. Units are the "

@@ -28,10 +28,14 @@ def run(data: bytes, name: str, dry_run: bool):  # noqa: ANN201
     bar = st.progress(0.0, text="starting")
     say = lambda f, m: bar.progress(min(1.0, f), text=m)  # noqa: E731
     if name.lower().endswith((".json", ".ndjson")):
-        return import_fhir(engine, data, name, user=user, dry_run=dry_run,
-                           tz=settings.ward_tz, confirm_unusual=confirm, progress=say)
-    return import_file(engine, data, name, user=user, dry_run=dry_run,
-                       confirm_unusual=confirm, tz=settings.ward_tz, progress=say)
+        report = import_fhir(engine, data, name, user=user, dry_run=dry_run,
+                             tz=settings.ward_tz, confirm_unusual=confirm, progress=say)
+        bar.empty()
+        return report
+    report = import_file(engine, data, name, user=user, dry_run=dry_run,
+                         confirm_unusual=confirm, tz=settings.ward_tz, progress=say)
+    bar.empty()
+    return report
 
 
 if upload is not None:
@@ -53,9 +57,11 @@ if upload is not None:
     else:
         st.error(preview.summary() + " Fix these rows in the file and upload it again.")
         errors = preview.errors_frame()
-        st.dataframe(errors, hide_index=True, width="stretch",
-                     column_config={"row": st.column_config.NumberColumn("Row", width="small"),
-                                    "message": st.column_config.TextColumn("Problem",
-                                                                           width="large")})
+        shown = errors.rename(columns={"row": "Row", "column": "Column", "value": "Value",
+                                       "message": "Problem"})
+        if len(shown) <= 50:  # a table wraps long sentences; a grid would cut them off
+            st.table(shown.set_index("Row"))
+        else:
+            st.dataframe(shown, hide_index=True, width="stretch")
         st.download_button("Download the rejected rows (CSV)", errors.to_csv(index=False),
                            f"rejected_{name}.csv", "text/csv", key="import_rejected")

@@ -152,5 +152,5 @@ def test_audit_trail_lists_and_filters(app, sample_url):
     app.selectbox(key="audit_actor").set_value("nurse.kim").run()
     assert not app.exception
     frame = app.dataframe[0].value
-    assert len(frame) == 1 and frame["action"].iloc[0] == "insert"
-    assert json.loads(frame["after"].iloc[0])["value"] == 41
+    assert len(frame) == 1 and frame["Action"].iloc[0] == "insert"
+    assert app.json[-1].value and json.loads(app.json[-1].value)["value"] == 41
