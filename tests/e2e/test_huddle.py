@@ -59,7 +59,7 @@ def test_huddle_light_theme_and_paging(page: Page, app_url: str) -> None:
 
 def test_overview_and_alert_inbox_render(page: Page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{app_url}/overview")
+    page.goto(f"{app_url}/")  # the overview is the default page
     expect(page.get_by_role("heading", name="Ward overview")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
     wait_for_script(page)

@@ -1,0 +1,118 @@
+"""AppTest: ward overview, huddle wall (no identifiers, paging, stale banner), alert inbox."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import create_engine, text
+
+from core.config import SAMPLE_DIR
+
+PATIENTS = pd.read_csv(SAMPLE_DIR / "patients.csv")
+
+
+def all_output(at) -> str:
+    """Every element's proto as text (markdown, captions, tables, widgets), main and sidebar."""
+    out = []
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def alert_row(url: str, alert_id: int) -> dict:
+    with create_engine(url).connect() as c:
+        return dict(c.execute(text("SELECT * FROM alert WHERE id = :i"), {"i": alert_id})
+                    .mappings().one())
+
+
+def test_overview_lists_active_patients_sorted_by_concern(app):
+    app.switch_page("pages/overview.py").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert len(table) == 13  # SYN-012 is discharged
+    assert table["Concern"].is_monotonic_decreasing
+    assert table["Open"].iloc[0] == "/patient?patient=SYN-008"
+    assert any("No labs today" in w.value and "4B-03" in w.value for w in app.warning)
+
+
+def test_overview_filters_by_product_and_status(app):
+    app.switch_page("pages/overview.py").run()
+    app.multiselect(key="overview_product").set_value(["cilta-cel"]).run()
+    assert set(app.dataframe[0].value["Open"].str[-7:]) == {"SYN-005", "SYN-014"}
+    app.multiselect(key="overview_status").set_value(["CRS"]).run()
+    assert list(app.dataframe[0].value["Open"].str[-7:]) == ["SYN-014"]
+
+
+def test_huddle_shows_initials_and_beds_but_no_identifier(app):
+    app.query_params["page_size"] = "24"
+    app.switch_page("pages/huddle.py").run()
+    assert not app.exception
+    shown = all_output(app)
+    assert "SYN-" not in shown
+    for pid in PATIENTS["patient_id"]:
+        assert pid not in shown
+    active = PATIENTS[PATIENTS["patient_id"] != "SYN-012"]
+    for initials, bed in active[["initials", "bed"]].itertuples(index=False):
+        assert f">{initials}<" in shown and f">{bed}<" in shown
+    assert "not a diagnosis" in shown and "updated" in shown
+    assert not app.sidebar.selectbox  # the patient picker is not rendered on the wall
+
+
+def test_huddle_pages_through_tiles_on_each_refresh_and_sorts_by_concern(app):
+    app.query_params["page_size"] = "4"
+    app.switch_page("pages/huddle.py").run()
+    first = all_output(app)
+    assert "page 1/4" in first and first.count('class=\\"tile\\"') == 4
+    assert first.index(">4A-04<") < first.index(">ICU-2<") < first.index(">4B-01<")
+    app.run()
+    assert "page 2/4" in all_output(app)
+
+
+def test_huddle_warns_when_data_is_older_than_the_limit(app):
+    app.query_params["stale_hours"] = "0.01"
+    app.query_params["theme"] = "light"
+    app.switch_page("pages/huddle.py").run()
+    assert "DATA MAY BE OUT OF DATE" in all_output(app)
+
+
+def test_inbox_acknowledges_with_a_note(app, sample_url):
+    app.switch_page("pages/alerts.py").run()
+    assert not app.exception
+    assert any("not a diagnosis" in w.value for w in app.warning)
+    alert_id = app.selectbox(key="alerts_selected").value
+    app.text_input(key="alerts_user").input("Nurse Ada")
+    app.text_area(key="alerts_ack_note").input("team aware")
+    next(b for b in app.button if b.label == "Acknowledge").click().run()
+    assert not app.exception
+    row = alert_row(sample_url, alert_id)
+    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "Nurse Ada"
+    assert row["ack_note"] == "team aware"
+    assert any("acknowledged by Nurse Ada" in s.value for s in app.success)
+
+
+def test_inbox_refuses_a_snooze_without_reason_then_snoozes_with_one(app, sample_url):
+    app.switch_page("pages/alerts.py").run()
+    alert_id = app.selectbox(key="alerts_selected").value
+    app.text_input(key="alerts_user").input("Dr Bo")
+    next(b for b in app.button if b.label == "Snooze").click().run()
+    assert any("needs a reason" in e.value for e in app.error)
+    assert alert_row(sample_url, alert_id)["state"] == "firing"
+    app.text_input(key="alerts_snooze_reason").input("repeat draw at 14:00")
+    next(b for b in app.button if b.label == "Snooze").click().run()
+    row = alert_row(sample_url, alert_id)
+    assert row["state"] == "snoozed" and row["snooze_reason"] == "repeat draw at 14:00"
+    assert row["snoozed_until"] is not None
+
+
+def test_inbox_filters_by_rule_and_shows_history(app):
+    app.switch_page("pages/alerts.py").run()
+    app.multiselect(key="alerts_rule").set_value(["iec_hs"]).run()
+    assert list(app.dataframe[0].value["Patient"]) == ["SYN-004"]
+    shown = all_output(app)
+    assert "Hines et al." in shown and "fired" in shown
