@@ -174,10 +174,22 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core", description=__doc__)
-    p.add_argument("--db", help="database URL (overrides CARTWATCH_DATABASE_URL)")
-    p.add_argument("--user", default=getpass.getuser(), help="who is doing this (audit log)")
-    sub = p.add_subparsers(dest="command", required=True)
+    # --db and --user work before or after the command (`python -m core import f --db URL`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS,
+                        help="database URL (overrides CARTWATCH_DATABASE_URL)")
+    common.add_argument("--user", default=argparse.SUPPRESS,
+                        help="who is doing this (audit log)")
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__, parents=[common])
+    p.set_defaults(db=None, user=getpass.getuser())
+    subparsers = p.add_subparsers(dest="command", required=True)
+
+    class _Sub:
+        @staticmethod
+        def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kw)  # type: ignore[arg-type]
+
+    sub = _Sub()
 
     sub.add_parser("init", help="create or migrate the schema").set_defaults(func=cmd_init)
 
