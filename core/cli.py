@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="database URL (overrides CARTWATCH_DATABASE_URL)")
     common.add_argument("--user", default=argparse.SUPPRESS,
                         help="who is doing this (audit log)")
-    p = argparse.ArgumentParser(prog="python -m core", description=__doc__, parents=[common])
-    p.set_defaults(db=None, user=getpass.getuser())
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    p.add_argument("--db", help="database URL (overrides CARTWATCH_DATABASE_URL)")
+    p.add_argument("--user", default=getpass.getuser(), help="who is doing this (audit log)")
     subparsers = p.add_subparsers(dest="command", required=True)
 
     class _Sub:

@@ -1,0 +1,69 @@
+"""`python -m core` as a user runs it: real processes on a real SQLite file."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_import_reports_each_problem_on_stderr_and_exits_1(tmp_path):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    patients = tmp_path / "patients.csv"
+    patients.write_text("patient_id,infusion_date,product\nP1,2026-11-01,axi-cel\n")
+    bad = tmp_path / "labs.csv"
+    bad.write_text("patient_id,day,analyte,value,unit\nP1,1,ferritin,abc,ng/mL\n"
+                   "P2,1,ferritin,5,ng/mL\n")
+    assert cli("--db", db, "import", str(patients)).returncode == 0
+    run = cli("import", str(bad), "--db", db, "--user", "nurse.kim")
+    assert run.returncode == 1
+    lines = [ln for ln in run.stderr.splitlines() if ln.startswith("labs.csv: row")]
+    assert len(lines) == 2
+    assert "row 2, column value" in lines[0] and "must be a number" in lines[0]
+    assert "row 3, column patient_id" in lines[1] and "No patient" in lines[1]
+    dry = cli("import", str(patients), "--db", db, "--dry-run")
+    assert dry.returncode == 0 and "already present 1" in dry.stdout
+
+
+def test_seed_evaluate_and_replay_print_the_design_json(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert cli("--db", db, "seed-sample").returncode == 0
+    run = cli("--db", db, "evaluate", "--json", "--patient", "SYN-004")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["as_of"].endswith("Z")
+    (patient,) = doc["patients"]
+    assert patient["patient_id"] == "SYN-004" and isinstance(patient["day"], int)
+    rules = {f["rule"] for f in patient["findings"]}
+    assert {"iec_hs", "crs_grade", "hscore", "icaht_early"} <= rules
+    for f in patient["findings"]:
+        assert f["status"] in ("met", "not_met", "not_evaluable")
+    replay = json.loads(cli("--db", db, "replay", "--json", "--patient", "SYN-004").stdout)
+    assert len(replay["patients"][0]["days"]) >= 20
+
+
+def test_backup_makes_a_consistent_copy(tmp_path):
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    patients = tmp_path / "patients.csv"
+    patients.write_text("patient_id,infusion_date,product\nP1,2026-11-01,axi-cel\n")
+    assert cli("--db", db, "import", str(patients)).returncode == 0
+    assert cli("--db", db, "backup", str(tmp_path / "copy.db")).returncode == 0
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "copy.db")
+    assert con.execute("select patient_id from patient").fetchall() == [("P1",)]
+    assert con.execute("pragma integrity_check").fetchone() == ("ok",)
+
+
+def test_create_user_reads_the_password_from_stdin_and_refuses_short_ones(tmp_path):
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    assert cli("--db", db, "create-user", "kim", "--role", "nurse",
+               stdin="long-enough-secret\n").returncode == 0
+    short = cli("--db", db, "create-user", "lee", "--role", "nurse", stdin="short\n")
+    assert short.returncode == 1 and "at least" in short.stderr
