@@ -80,6 +80,21 @@ def day_view(course: Course, as_of_day: float) -> DayView:
     return view
 
 
+class FastThresholds(dict):
+    """A rule's thresholds in force as a plain dict (C-speed lookups in the replay loop).
+
+    Built from a validated `Thresholds` and registered as one, so evaluators see the same
+    mapping interface (and `overridden`).
+    """
+
+    def __init__(self, t: Thresholds) -> None:
+        super().__init__(t.items())
+        self.overridden = t.overridden
+
+
+Thresholds.register(FastThresholds)
+
+
 def thresholds_for(specs: Sequence[RuleSpec],
                    overrides: Overrides | None = None) -> dict[str, Thresholds]:
     """Each rule's thresholds in force (defaults with site overrides).
@@ -88,7 +103,8 @@ def thresholds_for(specs: Sequence[RuleSpec],
     another's logic, e.g. iec_hs reading the CRS course, then sees the site's values).
     """
     overrides = overrides or {}
-    ts = {s.rule.id: Thresholds(s.rule, overrides.get(s.rule.id)) for s in specs}
+    ts = {s.rule.id: FastThresholds(Thresholds(s.rule, overrides.get(s.rule.id)))
+          for s in specs}
     rest = set(overrides) - set(ts)
     if rest:
         from core.rules.catalog import all_specs
@@ -97,7 +113,7 @@ def thresholds_for(specs: Sequence[RuleSpec],
         unknown = sorted(rest - set(known))
         if unknown:
             raise KeyError(f"site overrides name unknown rule(s): {unknown}")
-        ts.update({r: Thresholds(known[r], overrides[r]) for r in rest})
+        ts.update({r: FastThresholds(Thresholds(known[r], overrides[r])) for r in rest})
     return ts
 
 

@@ -31,11 +31,11 @@ from core.rules.common import (
     episode_key,
     episodes_until,
     evaluated_day,
+    lab_series,
     latest_until,
     met_since,
     thresholds_key,
     treatment_days,
-    values_until,
 )
 from core.units import Evidence
 
@@ -122,15 +122,21 @@ def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetic
         return Kinetics(None)
     window = t["rapid_window_hours"] / 24.0
     tol = t["match_tolerance_hours"] / 24.0
-    # only the values that can matter: the last window + tolerance, plus the previous one
-    vals = values_until(course, "ferritin", end)[:-1]
-    recent = [v for v in vals if latest.day - v.day <= max(window, 2.0) + tol]
+    # only the values that can matter: the last window + tolerance, and the previous one
+    s = lab_series(course, "ferritin")
+    assert s is not None
+    n = s.count(min(end, course.as_of_day)) - 1  # index of the latest value
+    horizon = latest.day - (max(window, 2.0) + tol)
+    i = n
+    while i > 0 and s.days[i - 1] >= horizon:
+        i -= 1
+    recent = [s.at(j) for j in range(i, n)]
     k = Kinetics(latest)
     base = baseline(course, "ferritin")
     if base is not None and base is not latest and base.value > 0:
         k.refs["baseline"] = base
-    if vals:
-        k.refs["previous"] = vals[-1]
+    if n > 0:
+        k.refs["previous"] = s.at(n - 1)
     for name, hours in (("24h", 24.0), ("48h", 48.0)):
         ref = _nearest(recent, latest.day - hours / 24.0, tol)
         if ref is not None:
