@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/replay_rules.py [--patients 1000] [--days 100] [--seed 1]
 
-Prints one JSON line {patients, patient_days, seconds, patient_days_per_s, peak_mb, ...}.
+Prints one JSON line {patients, patient_days, seconds, patient_days_per_s, peak_mb, ...};
+peak_mb is the process's peak resident set size (courses included).
 `replay_all(courses)` is the timed part, so a DB-read comparison can wrap it. The courses are
 synthetic (random walks with a CRS bump and, for some patients, an IEC-HS-like ferritin
 surge); they are not clinical data.
@@ -14,9 +15,9 @@ import argparse
 import json
 import math
 import random
+import resource
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -103,14 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     courses = build_courses(args.patients, args.days, args.seed)
     build_s = time.perf_counter() - t0
     rows = sum(len(c.labs) + len(c.observations) + len(c.treatments) for c in courses)
-    tracemalloc.start()
+    cpu0 = time.process_time()
     seconds, n_findings = replay_all(courses)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    cpu = time.process_time() - cpu0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     patient_days = args.patients * args.days
     print(json.dumps({
         "patients": args.patients, "patient_days": patient_days,
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
         "patient_days_per_s": round(patient_days / seconds, 1),
         "peak_mb": round(peak / 2**20, 1),
         "rules": len(all_specs()), "findings": n_findings, "rows": rows,

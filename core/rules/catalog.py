@@ -5,37 +5,34 @@ Pages and the CLI render the catalogue from here, so what clinicians read is wha
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 
+from core.rules import (
+    crs,
+    ctcae,
+    cytopenia,
+    ferritin,
+    hlh,
+    icans,
+    iec_hs,
+    lab_overdue,
+    supportive,
+)
 from core.rules.base import Rule, RuleSpec
 
-# Modules that export RULES: tuple[RuleSpec, ...], in display order (imported on first use so
-# that importing the catalogue stays cheap for pages that only need one rule).
-RULE_MODULES = (
-    "core.rules.crs",
-    "core.rules.icans",
-    "core.rules.iec_hs",
-    "core.rules.hlh",
-    "core.rules.ferritin",
-    "core.rules.supportive",
-    "core.rules.cytopenia",
-    "core.rules.ctcae",
-    "core.rules.lab_overdue",
-)
+# Modules that export RULES: tuple[RuleSpec, ...], in display order.
+RULE_MODULES = (crs, icans, iec_hs, hlh, ferritin, supportive, cytopenia, ctcae, lab_overdue)
 
 
 @cache
 def all_specs() -> tuple[RuleSpec, ...]:
     """Every rule declaration with its evaluator; ids are unique."""
-    specs: list[RuleSpec] = []
-    for name in RULE_MODULES:
-        specs.extend(importlib.import_module(name).RULES)
+    specs = tuple(spec for module in RULE_MODULES for spec in module.RULES)
     ids = [s.rule.id for s in specs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ValueError(f"duplicate rule ids in the catalogue: {dupes}")
-    return tuple(specs)
+    return specs
 
 
 def all_rules() -> tuple[Rule, ...]:
