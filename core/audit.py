@@ -16,7 +16,7 @@ def snapshot(row: SQLModel | None) -> dict[str, Any] | None:
     if row is None:
         return None
     out: dict[str, Any] = {}
-    for key, value in row.model_dump().items():
+    for key, value in row.model_dump(warnings=False).items():
         if isinstance(value, datetime | date):
             value = value.isoformat()
         elif isinstance(value, Enum):
