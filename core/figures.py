@@ -252,7 +252,7 @@ def episode_rows(course: Course, suggested: Sequence[Mapping] | None = None) -> 
 
 def _grade_text(grade: object) -> str:
     if grade is None or (isinstance(grade, float) and math.isnan(grade)):
-        return "grade ?"
+        return ""  # a screen without a grade (IEC-HS suggested by its rule)
     return f"grade {int(grade)}"  # type: ignore[call-overload]
 
 
@@ -494,7 +494,7 @@ def _episode_bands(layout: dict, rows: list[dict]) -> None:
     for i, ep in enumerate(rows):
         documented = ep["origin"] == "documented"
         colour = EPISODE_FILL.get(ep["kind"], "#999999")
-        label = f"{ep['kind']} {_grade_text(ep['grade'])}"
+        label = f"{ep['kind']} {_grade_text(ep['grade'])}".strip()
         label += "" if documented else " (suggested by rules)"
         label += ", ongoing" if ep["ongoing"] else ""
         layout["shapes"].append({
