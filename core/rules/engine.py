@@ -172,8 +172,13 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                   days: Sequence[int] | None = None) -> list[tuple[int, list[Finding]]]:
     """Findings as of the end of every day of the course (backtesting), oldest first."""
     specs, ts = _prepare(course, specs, overrides)
+    had_index = "_cw_index" in course.__dict__
     out = []
-    for day in (replay_days(course) if days is None else days):
-        view = day_view(course, day + END_OF_DAY)
-        out.append((day, _evaluate(view, specs, ts)))
+    try:
+        for day in (replay_days(course) if days is None else days):
+            view = day_view(course, day + END_OF_DAY)
+            out.append((day, _evaluate(view, specs, ts)))
+    finally:
+        if not had_index:  # the per-day caches are only useful inside this replay
+            course.__dict__.pop("_cw_index", None)
     return out
