@@ -193,28 +193,18 @@ def _timing_feature(course: Course, day: int) -> Feature:
         return Feature(Status.NOT_MET, [EvidenceItem(
             why=f"documented CRS ongoing since day {math.floor(onset)} (grade "
                 f"{today.grade} today)", analyte="CRS", day=day)])
-    first = max(0, math.floor(course_index(course).first_day())) if math.isfinite(
-        course_index(course).first_day()) else day
-    grades = [(d, crs.crs_day(course, d, tc).grade) for d in range(first, day + 1)]
-    known = [(d, g) for d, g in grades if g is not None]
-    if not known:
+    summary = _crs_summary(course, day, tc)
+    if summary is None:
         return Feature(Status.NOT_EVALUABLE, missing=[MISSING["crs"]])
-    crs_days = [d for d, g in known if g >= 1]
-    if not crs_days:
+    last_d, last_g, last_crs_day, start, worst = summary
+    if last_crs_day is None:
         return Feature(Status.MET, [EvidenceItem(
             why="no CRS graded since infusion (IEC-HS is often not tied to CRS)",
-            analyte="CRS", day=known[-1][0])])
-    last_d, last_g = known[-1]
+            analyte="CRS", day=last_d)])
     if last_g == 0:
         return Feature(Status.MET, [EvidenceItem(
             why=f"onset after CRS resolved (computed CRS last graded >= 1 on day "
-                f"{crs_days[-1]}, grade 0 on day {last_d})", analyte="CRS", day=last_d)])
-    start = last_d
-    for d, g in reversed(known):
-        if g == 0:
-            break
-        start = d
-    worst = max(g for d, g in known if d >= start)
+                f"{last_crs_day}, grade 0 on day {last_d})", analyte="CRS", day=last_d)])
     if last_g < worst:
         return Feature(Status.MET, [EvidenceItem(
             why=f"CRS resolving: computed grade {last_g} on day {last_d}, worst {worst} since "
@@ -222,6 +212,39 @@ def _timing_feature(course: Course, day: int) -> Feature:
     return Feature(Status.NOT_MET, [EvidenceItem(
         why=f"CRS ongoing (computed grade {last_g} on day {last_d}, not improving)",
         analyte="CRS", day=last_d)])
+
+
+CrsSummary = tuple[int, int, int | None, int, int]
+
+
+def _crs_summary(course: Course, day: int, tc: Thresholds) -> CrsSummary | None:
+    """The computed CRS course up to `day`, built incrementally (cached per complete day):
+    (last evaluable day, its grade, last day graded >= 1, start of the current graded
+    stretch, worst grade of that stretch); None if no day was evaluable."""
+    from core.rules import crs
+
+    idx = course_index(course)
+    first = max(0, math.floor(idx.first_day())) if math.isfinite(idx.first_day()) else day
+    key = ("iec_hs_crs_summary", thresholds_key(tc))
+    cache = idx.memo
+    d, summary = day - 1, None
+    while d >= first and (*key, d) not in cache:
+        d -= 1
+    if d >= first:
+        summary = cache[(*key, d)]
+    for x in range(max(d + 1, first), day + 1):
+        g = crs.crs_day(course, x, tc).grade
+        if g is None:
+            pass
+        elif g == 0:
+            summary = (x, 0, None if summary is None else summary[2], x, 0)
+        elif summary is not None and summary[1] >= 1:
+            summary = (x, g, x, summary[3], max(summary[4], g))
+        else:
+            summary = (x, g, x, x, g)
+        if end_of_day(x) <= course.as_of_day:
+            cache[(*key, x)] = summary
+    return summary
 
 
 def _transaminase_feature(course: Course, end: float, t: Thresholds) -> Feature:
