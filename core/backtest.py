@@ -1,0 +1,209 @@
+"""Backtesting: replay the rules over a cohort and measure the alert burden per rule.
+
+The replay is `replay_course` over every patient's course (any status), as of the end of
+every ward day, and never touches the alert tables. Alert episodes are counted the way the
+alert inbox would open them: one alert per (patient, rule, episode key), where the key is the
+finding's `episode_key` or its onset day (`core.alerts.episode_key_of`), so one met stretch is
+one alert and a rule that re-fires under the same key does not open another. Informational
+rules (CAR-HEMATOTOX) never raise alerts and are left out of the burden.
+
+A what-if run layers threshold changes over the site configuration without writing it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from core.alerts import INFORMATIONAL_RULES, episode_key_of, is_alertable
+from core.config import Settings
+from core.course import Course
+from core.db import session_scope
+from core.loading import load_courses
+from core.rules.base import Finding, RuleSpec
+
+Overrides = Mapping[str, Mapping[str, float]]
+Progress = Callable[[int, int], None]  # (patients done, patients in all)
+# (patient_id, [(day, findings as of the end of that day), ...]) for every patient
+Replayed = Iterable[tuple[str, Sequence[tuple[int, Sequence[Finding]]]]]
+
+EPISODE_COLUMNS = ["patient_id", "rule_id", "episode_key", "first_day", "last_day",
+                   "met_days"]
+BURDEN_COLUMNS = ["rule_id", "title", "alerts", "per_100_patient_days", "patients_flagged",
+                  "patients_flagged_pct", "median_first_day", "met_days"]
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """The replay of a cohort, summarised per rule.
+
+    episodes: one row per would-be alert (EPISODE_COLUMNS).
+    first_fire: patient_id, rule_id, first_day: the first day each rule fired per patient.
+    burden: one row per alerting rule, in catalogue order (BURDEN_COLUMNS).
+    """
+
+    episodes: pd.DataFrame
+    first_fire: pd.DataFrame
+    burden: pd.DataFrame
+    patients: int
+    patient_days: int
+    overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def alerts(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def per_100_patient_days(self) -> float:
+        return per_100(self.alerts, self.patient_days)
+
+
+def per_100(count: int, patient_days: int) -> float:
+    """`count` per 100 patient-days (NaN when there are no patient-days)."""
+    return 100.0 * count / patient_days if patient_days else math.nan
+
+
+def alert_episodes(replayed: Replayed,
+                   informational: frozenset[str] = INFORMATIONAL_RULES) -> pd.DataFrame:
+    """Would-be alerts of a replay: one row per (patient, rule, episode key)."""
+    seen: dict[tuple[str, str, str], list] = {}
+    for patient_id, days in replayed:
+        for day, findings in days:
+            for f in findings:
+                if not is_alertable(f, informational):
+                    continue
+                key = (patient_id, f.rule, episode_key_of(f))
+                row = seen.get(key)
+                if row is None:
+                    seen[key] = [day, day, 1]
+                else:
+                    row[1] = day
+                    row[2] += 1
+    rows = [(p, r, k, first, last, n) for (p, r, k), (first, last, n) in seen.items()]
+    frame = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    return frame.astype({"first_day": "int64", "last_day": "int64", "met_days": "int64"})
+
+
+def first_fire(episodes: pd.DataFrame) -> pd.DataFrame:
+    """The first day each rule fired for each patient (patient_id, rule_id, first_day)."""
+    if episodes.empty:
+        return pd.DataFrame({"patient_id": pd.Series(dtype=object),
+                             "rule_id": pd.Series(dtype=object),
+                             "first_day": pd.Series(dtype="int64")})
+    return (episodes.groupby(["patient_id", "rule_id"], sort=False, as_index=False)
+            ["first_day"].min())
+
+
+def burden_table(episodes: pd.DataFrame, patients: int, patient_days: int,
+                 specs: Sequence[RuleSpec] | None = None,
+                 informational: frozenset[str] = INFORMATIONAL_RULES) -> pd.DataFrame:
+    """Alert burden per rule: alerts, alerts per 100 patient-days, patients flagged.
+
+    Every alerting rule of `specs` (default: the catalogue) has a row, zero when it never
+    fired; rules only seen in `episodes` follow in order of appearance.
+    """
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        specs = all_specs()
+    titles = {s.rule.id: s.rule.title for s in specs if s.rule.id not in informational}
+    for rule_id in episodes["rule_id"].unique():
+        titles.setdefault(rule_id, rule_id)
+    firsts = first_fire(episodes)
+    alerts = episodes.groupby("rule_id").size()
+    met_days = episodes.groupby("rule_id")["met_days"].sum()
+    flagged = firsts.groupby("rule_id")["patient_id"].nunique()
+    median_first = firsts.groupby("rule_id")["first_day"].median()
+    rows = []
+    for rule_id, title in titles.items():
+        n = int(alerts.get(rule_id, 0))
+        k = int(flagged.get(rule_id, 0))
+        rows.append({
+            "rule_id": rule_id, "title": title, "alerts": n,
+            "per_100_patient_days": per_100(n, patient_days), "patients_flagged": k,
+            "patients_flagged_pct": 100.0 * k / patients if patients else math.nan,
+            "median_first_day": float(median_first.get(rule_id, math.nan)),
+            "met_days": int(met_days.get(rule_id, 0)),
+        })
+    return pd.DataFrame(rows, columns=BURDEN_COLUMNS)
+
+
+def merge_overrides(*layers: Overrides | None) -> dict[str, dict[str, float]]:
+    """Threshold overrides, later layers winning key by key."""
+    out: dict[str, dict[str, float]] = {}
+    for layer in layers:
+        for rule_id, values in (layer or {}).items():
+            out.setdefault(rule_id, {}).update({k: float(v) for k, v in values.items()})
+    return out
+
+
+def backtest_courses(courses: Sequence[Course], overrides: Overrides | None = None,
+                     specs: Sequence[RuleSpec] | None = None,
+                     progress: Progress | None = None) -> BacktestResult:
+    """Replay every rule over every course (thresholds: `overrides` over the defaults)."""
+    from core.rules.engine import replay_course, thresholds_for
+
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        specs = all_specs()
+    merged = merge_overrides(overrides)
+    thresholds_for(specs, merged)  # an unknown rule or key fails before any work is done
+    started = time.perf_counter()
+    total, patient_days = len(courses), 0
+
+    def replayed() -> Replayed:
+        nonlocal patient_days
+        for i, course in enumerate(courses, 1):
+            days = replay_course(course, specs, merged)
+            patient_days += len(days)
+            yield course.patient.patient_id, days
+            if progress is not None:
+                progress(i, total)
+
+    episodes = alert_episodes(replayed())
+    return BacktestResult(
+        episodes=episodes, first_fire=first_fire(episodes),
+        burden=burden_table(episodes, total, patient_days, specs),
+        patients=total, patient_days=patient_days, overrides=merged,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = None,
+             progress: Progress | None = None, *, as_of: datetime | None = None,
+             specs: Sequence[RuleSpec] | None = None) -> BacktestResult:
+    """Replay the whole cohort in the database (every patient, any status); no writes.
+
+    Thresholds in force: code defaults, then the site configuration (Settings.site_config),
+    then `overrides` (a what-if, never written anywhere). `progress(done, total)` is called
+    after each patient.
+    """
+    from core.rules.site import site_overrides
+
+    as_of = as_of or datetime.now(UTC)
+    site = site_overrides(settings, specs)
+    with session_scope(engine) as session:
+        courses = load_courses(session, settings.ward_tz, active_only=False, as_of=as_of)
+    if progress is not None:
+        progress(0, len(courses))
+    return backtest_courses(courses, merge_overrides(site, overrides), specs, progress)
+
+
+def compare_burden(before: BacktestResult, after: BacktestResult) -> pd.DataFrame:
+    """Before/after burden per rule, side by side, with the change in alerts."""
+    cols = ["rule_id", "title", "alerts", "per_100_patient_days", "patients_flagged"]
+    merged = before.burden[cols].merge(after.burden[cols], on=["rule_id", "title"],
+                                       how="outer", suffixes=("_before", "_after"), sort=False)
+    for c in ("alerts", "patients_flagged"):
+        for side in ("before", "after"):
+            merged[f"{c}_{side}"] = merged[f"{c}_{side}"].fillna(0).astype("int64")
+    merged["alerts_change"] = merged["alerts_after"] - merged["alerts_before"]
+    return merged

@@ -1,0 +1,114 @@
+"""Backtest: alert episodes and burden per 100 patient-days, counted by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core.backtest import (
+    alert_episodes,
+    backtest,
+    backtest_courses,
+    burden_table,
+    merge_overrides,
+)
+from core.config import Settings
+from core.course import Course, make_course
+from core.rules.base import (
+    Citation,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    Thresholds,
+)
+from core.units import Evidence
+
+
+def high_ferritin(course: Course, t: Thresholds) -> Finding:
+    """Met while the latest ferritin is above t["ferritin"]; onset = start of that run."""
+    values = course.labs[course.labs["analyte"] == "ferritin"].sort_values("day")
+    if values.empty:
+        return Finding("high_ferritin", Status.NOT_EVALUABLE, missing=["ferritin"])
+    since = None
+    for day, value in zip(values["day"], values["value"], strict=True):
+        since = (since if since is not None else day) if value > t["ferritin"] else None
+    if since is None:
+        return Finding("high_ferritin", Status.NOT_MET)
+    return Finding("high_ferritin", Status.MET, since_day=since)
+
+
+SPEC = RuleSpec(Rule(
+    id="high_ferritin", title="Ferritin high", version="1",
+    citation=Citation("test", "none"), evidence=Evidence.DESIGN, severity=Severity.WARNING,
+    thresholds=(Threshold("ferritin", 500, "ng/mL", Evidence.DESIGN, "above", ">"),),
+    inputs=("ferritin",)), high_ferritin)
+
+
+def cohort() -> list[Course]:
+    a = [100, 900, 900, 100, 100, 900, 900, 900, 100, 100]  # runs on days 1-2 and 5-7
+    b = [100] * 10
+    return [make_course(patient_id=pid, labs=[("ferritin", d + 0.3, v)
+                                              for d, v in enumerate(values)])
+            for pid, values in (("A", a), ("B", b))]
+
+
+def test_each_met_stretch_is_one_alert_and_burden_is_per_100_patient_days():
+    result = backtest_courses(cohort(), specs=[SPEC])
+    assert (result.patients, result.patient_days) == (2, 20)
+    assert result.episodes[["patient_id", "first_day", "last_day", "met_days"]] \
+        .values.tolist() == [["A", 1, 2, 2], ["A", 5, 7, 3]]
+    row = result.burden.set_index("rule_id").loc["high_ferritin"]
+    assert row["alerts"] == 2
+    assert row["per_100_patient_days"] == pytest.approx(100 * 2 / 20)  # 10.0
+    assert row["patients_flagged"] == 1 and row["patients_flagged_pct"] == 50.0
+    assert row["median_first_day"] == 1 and row["met_days"] == 5
+    assert result.first_fire.values.tolist() == [["A", "high_ferritin", 1]]
+
+
+@pytest.mark.parametrize(("threshold", "alerts", "flagged"), [
+    pytest.param(50, 2, 2, id="below-every-value-one-long-alert-each"),
+    pytest.param(900, 0, 0, id="at-the-peak-strictly-above-never"),
+    pytest.param(899, 2, 1, id="just-below-the-peak"),
+])
+def test_a_what_if_threshold_changes_the_burden(threshold, alerts, flagged):
+    result = backtest_courses(cohort(), {"high_ferritin": {"ferritin": threshold}}, [SPEC])
+    row = result.burden.set_index("rule_id").loc["high_ferritin"]
+    assert (row["alerts"], row["patients_flagged"]) == (alerts, flagged)
+    assert result.overrides == {"high_ferritin": {"ferritin": float(threshold)}}
+
+
+def test_an_unknown_threshold_fails_before_any_replay():
+    with pytest.raises(KeyError, match="unknown threshold"):
+        backtest_courses(cohort(), {"high_ferritin": {"feritin": 1}}, [SPEC])
+
+
+def test_a_key_that_refires_is_the_same_alert_and_informational_rules_never_alert():
+    met = Finding("x", Status.MET, episode_key="iec-hs-1")
+    replayed = [("P", [(0, [met]), (1, [Finding("x", Status.NOT_MET)]), (2, [met]),
+                       (3, [Finding("car_hematotox", Status.MET, score=3)])])]
+    episodes = alert_episodes(replayed)
+    assert episodes.values.tolist() == [["P", "x", "iec-hs-1", 0, 2, 2]]
+    burden = burden_table(episodes, patients=1, patient_days=4, specs=[SPEC])
+    assert burden.set_index("rule_id").loc["x", "per_100_patient_days"] == 25.0
+    assert burden.set_index("rule_id").loc["high_ferritin", "alerts"] == 0
+
+
+def test_progress_is_reported_per_patient():
+    seen: list[tuple[int, int]] = []
+    backtest_courses(cohort(), specs=[SPEC], progress=lambda d, n: seen.append((d, n)))
+    assert seen == [(1, 2), (2, 2)]
+
+
+def test_later_override_layers_win_key_by_key():
+    assert merge_overrides({"r": {"a": 1, "b": 2}}, None, {"r": {"b": 3}}) == \
+        {"r": {"a": 1.0, "b": 3.0}}
+
+
+def test_an_empty_database_replays_nothing(engine):
+    result = backtest(engine, Settings(database_url=str(engine.url)))
+    assert (result.patients, result.patient_days, result.alerts) == (0, 0, 0)
+    assert math.isnan(result.per_100_patient_days)
