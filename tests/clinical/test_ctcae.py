@@ -165,6 +165,83 @@ RULE_CASES = [
                  id="rule-no-result-not-evaluable"),
 ]
 
+# Evaluator-level cases for every ctcae_<analyte> rule: a met and a not-met case each, on both
+# sides of a cut (criteria §8 worked examples where one exists). Labs: (analyte, day, value,
+# LLN, ULN); a day -6 row is the baseline.
+_B = {"ast": ("ast", -6, 30, 10, 40), "alt": ("alt", -6, 20, 7, 56),
+      "bili": ("bilirubin", -6, 0.5, 0.1, 1.2), "creat": ("creatinine", -6, 1.0, 0.6, 1.2),
+      "fib": ("fibrinogen", -6, 350, 200, 400)}
+RULE_CASES += [
+    # AST / ALT: "> ULN" is grade 1, at ULN is grade 0 (normal baseline)
+    pytest.param("ctcae_ast", [_B["ast"], ("ast", 6, 40, 10, 40)], Status.NOT_MET, 0, None,
+                 id="rule-ast-at-uln-g0"),
+    pytest.param("ctcae_ast", [_B["ast"], ("ast", 6, 40.1, 10, 40)], Status.MET, 1, 6.0,
+                 id="rule-ast-above-uln-g1"),
+    pytest.param("ctcae_alt", [_B["alt"], ("alt", 6, 56, 7, 56)], Status.NOT_MET, 0, None,
+                 id="rule-alt-at-uln-g0"),
+    pytest.param("ctcae_alt", [_B["alt"], ("alt", 6, 57, 7, 56)], Status.MET, 1, 6.0,
+                 id="rule-alt-above-uln-g1"),
+    pytest.param("ctcae_alt", [("alt", -6, 20, 7, 40), ("alt", 14, 320, 7, 40)], Status.MET, 3,
+                 14.0, id="rule-alt-s1.6-8x-uln-g3"),
+    # bilirubin: x ULN, and the abnormal-baseline column ("> 1.0 x baseline")
+    pytest.param("ctcae_bilirubin", [_B["bili"], ("bilirubin", 5, 1.2, 0.1, 1.2)],
+                 Status.NOT_MET, 0, None, id="rule-bili-at-uln-g0"),
+    pytest.param("ctcae_bilirubin", [_B["bili"], ("bilirubin", 5, 1.81, 0.1, 1.2)],
+                 Status.MET, 2, 5.0, id="rule-bili-above-1.5x-uln-g2"),
+    pytest.param("ctcae_bilirubin", [("bilirubin", -6, 2.0, 0.1, 1.2),
+                                     ("bilirubin", 5, 2.0, 0.1, 1.2)],
+                 Status.NOT_MET, 0, None, id="rule-bili-1.0x-abnormal-baseline-g0"),
+    pytest.param("ctcae_bilirubin", [("bilirubin", -6, 2.0, 0.1, 1.2),
+                                     ("bilirubin", 5, 2.1, 0.1, 1.2)],
+                 Status.MET, 1, 5.0, id="rule-bili-above-1.0x-abnormal-baseline-g1"),
+    # creatinine (§2 worked example: ULN 1.2)
+    pytest.param("ctcae_creatinine", [_B["creat"], ("creatinine", 6, 1.2, 0.6, 1.2)],
+                 Status.NOT_MET, 0, None, id="rule-creat-at-uln-g0"),
+    pytest.param("ctcae_creatinine", [_B["creat"], ("creatinine", 6, 1.4, 0.6, 1.2)],
+                 Status.MET, 1, 6.0, id="rule-creat-s2-1.4-g1"),
+    pytest.param("ctcae_creatinine", [_B["creat"], ("creatinine", 7, 4.0, 0.6, 1.2)],
+                 Status.MET, 3, 7.0, id="rule-creat-s2-4.0-g3"),
+    # fibrinogen
+    pytest.param("ctcae_fibrinogen", [_B["fib"], ("fibrinogen", 8, 200, 200, 400)],
+                 Status.NOT_MET, 0, None, id="rule-fib-at-lln-g0"),
+    pytest.param("ctcae_fibrinogen", [_B["fib"], ("fibrinogen", 8, 45, 200, 400)],
+                 Status.MET, 4, 8.0, id="rule-fib-s8-45-g4"),
+    # counts: grade 1 needs < LLN; grades 2-4 absolute
+    pytest.param("ctcae_anc", [("anc", 3, 1.5, 1.5, 8.0)], Status.NOT_MET, 0, None,
+                 id="rule-anc-at-lln-g0"),
+    pytest.param("ctcae_anc", [("anc", 3, 0.49, 1.5, 8.0)], Status.MET, 4, 3.0,
+                 id="rule-anc-below-0.5-g4"),
+    pytest.param("ctcae_platelets", [("platelets", 5, 150, 150, 400)], Status.NOT_MET, 0, None,
+                 id="rule-plt-at-lln-g0"),
+    pytest.param("ctcae_platelets", [("platelets", 5, 149, 150, 400)], Status.MET, 1, 5.0,
+                 id="rule-plt-below-lln-g1"),
+    pytest.param("ctcae_platelets", [("platelets", 5, 24, 150, 400)], Status.MET, 4, 5.0,
+                 id="rule-plt-below-25-g4"),
+    pytest.param("ctcae_hemoglobin", [("hemoglobin", 4, 12.0, 12, 17)], Status.NOT_MET, 0, None,
+                 id="rule-hb-at-lln-g0"),
+    pytest.param("ctcae_hemoglobin", [("hemoglobin", 4, 11.9, 12, 17)], Status.MET, 1, 4.0,
+                 id="rule-hb-below-lln-g1"),
+    pytest.param("ctcae_hemoglobin", [("hemoglobin", 4, 7.9, 12, 17)], Status.MET, 3, 4.0,
+                 id="rule-hb-below-8-g3"),
+    pytest.param("ctcae_alc", [("alc", 2, 1.0, 1.0, 4.0)], Status.NOT_MET, 0, None,
+                 id="rule-alc-at-lln-g0"),
+    pytest.param("ctcae_alc", [("alc", 2, 0.99, 1.0, 4.0)], Status.MET, 1, 2.0,
+                 id="rule-alc-below-lln-g1"),
+    pytest.param("ctcae_alc", [("alc", 2, 0.19, 1.0, 4.0)], Status.MET, 4, 2.0,
+                 id="rule-alc-below-0.2-g4"),
+    pytest.param("ctcae_wbc", [("wbc", 2, 4.0, 4.0, 11.0)], Status.NOT_MET, 0, None,
+                 id="rule-wbc-at-lln-g0"),
+    pytest.param("ctcae_wbc", [("wbc", 2, 0.99, 4.0, 11.0)], Status.MET, 4, 2.0,
+                 id="rule-wbc-below-1-g4"),
+    # triglycerides: absolute bands, grade 1 from 150 inclusive
+    pytest.param("ctcae_triglycerides", [("triglycerides", 9, 149)], Status.NOT_MET, 0, None,
+                 id="rule-tg-149-g0"),
+    pytest.param("ctcae_triglycerides", [("triglycerides", 9, 150)], Status.MET, 1, 9.0,
+                 id="rule-tg-150-g1"),
+    pytest.param("ctcae_triglycerides", [("triglycerides", 9, 1001)], Status.MET, 4, 9.0,
+                 id="rule-tg-above-1000-g4"),
+]
+
 
 @pytest.mark.parametrize("rule_id, labs, status, grade, since", RULE_CASES)
 def test_ctcae_rule_grades_latest_result(rule_id, labs, status, grade, since):
@@ -190,6 +267,13 @@ def test_ctcae_rule_respects_as_of_day_even_with_later_rows():
     early = dataclasses.replace(c, as_of_day=3.9)
     assert _run("ctcae_anc", early).grade == 4
     assert _run("ctcae_anc", c).grade == 0
+
+
+def test_every_ctcae_rule_has_a_met_and_a_not_met_evaluator_case():
+    covered = {(p.values[0], p.values[2]) for p in RULE_CASES}
+    for spec in RULES:
+        assert (spec.rule.id, Status.MET) in covered, spec.rule.id
+        assert (spec.rule.id, Status.NOT_MET) in covered, spec.rule.id
 
 
 def test_every_ctcae_rule_is_declared_as_data():
