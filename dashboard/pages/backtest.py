@@ -34,8 +34,12 @@ c.metric("Alerts", f"{now.alerts:,}")
 d.metric("Alerts per 100 patient-days", f"{now.per_100_patient_days:.1f}")
 
 st.subheader("Alert burden per rule")
-st.dataframe(backtesting.burden_display(now), hide_index=True, width="stretch",
-             key="backtest_burden")
+burden = backtesting.burden_display(now)
+st.dataframe(burden, hide_index=True, width="stretch", key="backtest_burden",
+             height=35 * (len(burden) + 1) + 3,
+             column_config={"Per 100 patient-days": st.column_config.ProgressColumn(
+                 format="%.2f", min_value=0.0,
+                 max_value=float(burden["Per 100 patient-days"].max() or 1.0))})
 st.plotly_chart(backtesting.first_fire_figure(now), key="backtest_first_fire")
 
 st.subheader("Try a threshold before it goes live")
@@ -59,7 +63,15 @@ if whatif:
     w_rule, w_key, w_value = whatif
     was = numbers[(numbers["rule_id"] == w_rule) & (numbers["key"] == w_key)].iloc[0]
     after = backtesting.run_backtest(engine, settings, {(w_rule, w_key): w_value})
-    st.markdown(f"**{w_rule} · {w_key}: {was['value']:g} → {w_value:g} {was['unit']}** — "
-                f"alerts in all {now.alerts} → {after.alerts}")
+    st.markdown(f"**What-if: {w_rule} · {w_key} {was['value']:g} → {w_value:g} "
+                f"{was['unit']}**")
+    mine = {r.rule_id: r for r in after.burden.itertuples()}[w_rule]
+    old = {r.rule_id: r for r in now.burden.itertuples()}[w_rule]
+    a, b, c = st.columns(3)
+    a.metric(f"{w_rule} alerts", mine.alerts, delta=int(mine.alerts - old.alerts),
+             delta_color="off")
+    b.metric(f"{w_rule} patients flagged", mine.patients_flagged,
+             delta=int(mine.patients_flagged - old.patients_flagged), delta_color="off")
+    c.metric("All alerts", after.alerts, delta=after.alerts - now.alerts, delta_color="off")
     st.dataframe(backtesting.comparison_display(now, after, w_rule), hide_index=True,
                  width="stretch", key="backtest_compare")

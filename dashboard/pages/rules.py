@@ -25,6 +25,20 @@ else:
     n = sum(len(v) for v in overrides.values())
     st.info(f"Site configuration `{settings.site_config}`: {n} threshold(s) overridden.")
 
+PROVISIONAL = "background-color: #fff1de; color: #9a4b00"
+SITE = "background-color: #efe6ff; color: #4b1fa3; font-weight: 600"
+
+
+def marked(rows):  # noqa: ANN001, ANN201
+    """Provisional evidence in orange, site values in violet, at a glance."""
+    style = rows.style.map(lambda e: PROVISIONAL if str(e).startswith(("UNCONF", "DESIGN"))
+                           else "", subset=["evidence"])
+    style = style.format("{:g}", subset=[c for c in ("value", "default") if c in rows])
+    site_col, value_col = ("status", "in_force") if "status" in rows else ("overridden", "value")
+    return style.apply(lambda col: [SITE if v in (True, "SITE") else "" for v in
+                                    rows[site_col]], subset=[site_col, value_col])
+
+
 catalogue, thresholds = catalogue_frame(overrides), thresholds_frame(overrides)
 left, mid, right = st.columns([3, 2, 1], vertical_alignment="bottom")
 text = left.text_input("Search", key="rules_text",
@@ -38,9 +52,9 @@ by_rule, all_numbers = st.tabs(["Rules", "All thresholds in force"])
 by_rule.dataframe(
     shown[["rule_id", "title", "evidence", "provisional", "severity", "output", "version",
            "overridden"]],
-    hide_index=True, width="stretch", key="rules_table",
+    hide_index=True, width="stretch", key="rules_table", height=35 * (len(shown) + 1) + 3,
     column_config={"rule_id": "Rule", "title": "What", "evidence": "Evidence",
-                   "provisional": st.column_config.CheckboxColumn("Provisional"),
+                   "provisional": st.column_config.CheckboxColumn("Provisional ⚠"),
                    "severity": "Severity", "output": "Gives", "version": "Version",
                    "overridden": st.column_config.NumberColumn("Site overrides")})
 
@@ -70,21 +84,23 @@ for rule in shown.itertuples():
         rows["evidence"] = rows["evidence"] + rows["provisional"].map(
             {True: " · provisional", False: ""})
         st.dataframe(
-            rows[["key", "in_force", "status", "default", "unit", "op", "evidence",
-                  "description"]],
+            marked(rows[["key", "in_force", "status", "default", "unit", "op", "evidence",
+                         "description"]]),
             hide_index=True, width="stretch", key=f"rules_thresholds_{rule.rule_id}",
             column_config={"key": "Threshold", "in_force": "In force", "status": "From",
                            "default": "Default", "unit": "Unit", "op": "Op",
-                           "evidence": "Evidence", "description": "Meaning"})
+                           "evidence": st.column_config.TextColumn("Evidence", width=170),
+                           "description": "Meaning"})
 
 numbers = thresholds[thresholds["rule_id"].isin(shown["rule_id"])]
 all_numbers.dataframe(
-    numbers[["rule_id", "key", "value", "default", "unit", "op", "overridden", "evidence",
-             "provisional", "description"]],
+    marked(numbers[["rule_id", "key", "value", "default", "unit", "op", "overridden",
+                    "evidence", "provisional", "description"]]),
+    height=600,
     hide_index=True, width="stretch", key="rules_all_thresholds",
     column_config={"rule_id": "Rule", "key": "Threshold", "value": "In force",
                    "default": "Default", "unit": "Unit", "op": "Op",
                    "overridden": st.column_config.CheckboxColumn("Site value"),
-                   "evidence": "Evidence",
+                   "evidence": st.column_config.TextColumn("Evidence", width=110),
                    "provisional": st.column_config.CheckboxColumn("Provisional"),
                    "description": "Meaning"})

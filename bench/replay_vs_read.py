@@ -1,0 +1,150 @@
+"""Benchmark: replaying every rule vs reading the same rows from the database.
+
+    .venv/bin/python bench/replay_vs_read.py [--patients 1000] [--days 100] [--keep]
+
+Builds a fresh SQLite file with N synthetic patients x D days (the courses of
+bench/replay_rules.py: daily labs of the monitored analytes, vitals, ICE, CRS treatments),
+written with bulk inserts, then in the same process measures
+  (a) read: `load_courses` of every patient (all six frames into pandas), and
+  (b) replay: `replay_course` of every rule for every patient-day of those courses.
+Prints one JSON line {read_seconds, replay_seconds, ratio, patient_days_per_s, peak_mb, ok};
+targets: ratio (replay / read) <= 3 and peak <= 1 GB. The data are synthetic, not clinical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.replay_rules import build_courses  # noqa: E402
+from core.course import Course  # noqa: E402
+from core.db import init_db, make_engine, session_scope  # noqa: E402
+from core.loading import load_courses  # noqa: E402
+from core.rules.catalog import all_specs  # noqa: E402
+from core.rules.engine import replay_course  # noqa: E402
+from core.units import ANALYTES  # noqa: E402
+
+RATIO_TARGET = 3.0
+PEAK_TARGET_MB = 1024.0
+STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how the ORM stores UTC times in SQLite (naive UTC text)
+PROVENANCE = ("source", "entered_by", "entered_at", "status")
+
+
+def _at(infusion: date, day: float) -> str:
+    start = datetime(infusion.year, infusion.month, infusion.day, tzinfo=UTC)
+    return (start + timedelta(days=float(day))).strftime(STAMP)
+
+
+def write_db(path: Path, courses: list[Course], infusion: date) -> int:
+    """Bulk-insert the courses into a migrated SQLite file; returns the clinical row count."""
+    engine = make_engine(f"sqlite:///{path}")
+    init_db(engine)
+    engine.dispose()
+    now = datetime.now(UTC).strftime(STAMP)
+    prov = ("bench", "bench", now, "final")
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA synchronous=OFF")
+    rows = 0
+    with con:
+        con.executemany(
+            "INSERT INTO patient (id, patient_id, ward, product, infusion_date, birth_year, "
+            "status, is_synthetic, source, entered_by, entered_at) "
+            "VALUES (?, ?, 'main', 'axi-cel', ?, ?, 'active', 1, 'bench', 'bench', ?)",
+            [(pk, c.patient.patient_id, infusion.isoformat(), c.patient.birth_year, now)
+             for pk, c in enumerate(courses, 1)])
+        for pk, c in enumerate(courses, 1):
+            labs = [(pk, a, _at(infusion, d), float(v), ANALYTES[a].unit, f"{v:g}",
+                     ANALYTES[a].unit, ANALYTES[a].ref_low, ANALYTES[a].ref_high, *prov)
+                    for a, d, v in zip(c.labs["analyte"], c.labs["day"], c.labs["value"],
+                                       strict=True)]
+            con.executemany(
+                "INSERT INTO labresult (patient_pk, analyte, collected_at, value, unit, "
+                "original_value, original_unit, ref_low, ref_high, confirmed_unusual, "
+                f"{', '.join(PROVENANCE)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                labs)
+            o = c.observations
+            obs = [(pk, k, _at(infusion, d), None if isinstance(v, str) else v,
+                    v if isinstance(v, str) else None, *prov)
+                   for k, d, v in zip(o["kind"], o["day"],
+                                      o["value_text"].where(o["value_text"].notna(),
+                                                            o["value_num"]), strict=True)]
+            con.executemany(
+                "INSERT INTO observation (patient_pk, kind, observed_at, value_num, value_text, "
+                f"{', '.join(PROVENANCE)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", obs)
+            t = c.treatments
+            trs = [(pk, drug, _at(infusion, d), *prov) for drug, d in
+                   zip(t["drug"], t["day"], strict=True)]
+            con.executemany(
+                "INSERT INTO treatment (patient_pk, drug, given_at, "
+                f"{', '.join(PROVENANCE)}) VALUES (?, ?, ?, ?, ?, ?, ?)", trs)
+            rows += len(labs) + len(obs) + len(trs)
+    con.execute("ANALYZE")
+    con.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--patients", type=int, default=1000)
+    p.add_argument("--days", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the database file")
+    args = p.parse_args(argv)
+
+    t0 = time.perf_counter()
+    infusion = date.today() - timedelta(days=args.days + 5)
+    tmp = Path(tempfile.mkdtemp(prefix="cartwatch-bench-"))
+    db = tmp / "replay.db"
+    generated = build_courses(args.patients, args.days, args.seed)
+    rows = write_db(db, generated, infusion)
+    del generated
+    build_s = time.perf_counter() - t0
+
+    engine = make_engine(f"sqlite:///{db}")
+    with session_scope(engine) as s:  # warm the connection, schema and imports
+        load_courses(s, "UTC", patient_ids=["S00000"], active_only=False)
+    t1 = time.perf_counter()
+    with session_scope(engine) as s:
+        courses = load_courses(s, "UTC", active_only=False)
+    read_s = time.perf_counter() - t1
+
+    specs = all_specs()
+    t2 = time.perf_counter()
+    patient_days = findings = 0
+    for course in courses:
+        for _, found in replay_course(course, specs):
+            patient_days += 1
+            findings += len(found)
+    replay_s = time.perf_counter() - t2
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    engine.dispose()
+    if not args.keep:
+        db.unlink()
+        for extra in tmp.iterdir():
+            extra.unlink()
+        tmp.rmdir()
+
+    ratio = replay_s / read_s if read_s else float("inf")
+    print(json.dumps({
+        "patients": len(courses), "patient_days": patient_days, "rows": rows,
+        "rules": len(specs), "findings": findings,
+        "read_seconds": round(read_s, 3), "replay_seconds": round(replay_s, 3),
+        "ratio": round(ratio, 2), "ratio_target": RATIO_TARGET,
+        "patient_days_per_s": round(patient_days / replay_s, 1) if replay_s else None,
+        "peak_mb": round(peak_mb, 1), "peak_target_mb": PEAK_TARGET_MB,
+        "build_seconds": round(build_s, 2), "db": str(db) if args.keep else None,
+        "ok": ratio <= RATIO_TARGET and peak_mb <= PEAK_TARGET_MB,
+    }))
+
+
+if __name__ == "__main__":
+    main()
