@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from core import audit
 from core.db import session_scope
+from core.faults import write_failure
 from core.importing.reading import KINDS, FileRejected, RowError, read_csv_bytes, template_csv
 from core.importing.validate import PREPARE, Context
 from core.models import (
@@ -129,6 +131,25 @@ def import_file(
     report.kind, report.rows_in_file = kind, len(frame)
     now = now or datetime.now(UTC)
     sha = hashlib.sha256(data).hexdigest()
+    try:
+        return _import_frame(engine, report, kind, frame, data, sha, started, say,
+                             user=user, dry_run=dry_run, confirm_unusual=confirm_unusual,
+                             tz=tz, now=now, source=source)
+    except DBAPIError as exc:  # read-only file or folder, full disk, lost server
+        message = write_failure(exc)
+        if message is None:
+            raise
+        report.errors = [RowError(0, "", "", message)]
+        report.written, report.batch_id, report.rows_new = False, None, 0
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def _import_frame(engine: Engine, report: ImportReport, kind: str, frame: pd.DataFrame,
+                  data: bytes, sha: str, started: float, say: Progress, *, user: str,
+                  dry_run: bool, confirm_unusual: bool, tz: str, now: datetime,
+                  source: str) -> ImportReport:
+    file_name = report.file_name
     with session_scope(engine) as session:
         ctx = Context(tz=tz, now=now, patients=_patient_index(session),
                       confirm_unusual=confirm_unusual)

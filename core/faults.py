@@ -1,0 +1,36 @@
+"""Database faults turned into sentences for the user (read-only file, full disk, lost server).
+
+Write paths catch `sqlalchemy.exc.DBAPIError` around their transaction and call
+`write_failure` : a fault of the storage is reported ("nothing was saved"), anything else (a
+bug, a constraint) is re-raised. The transaction has rolled back either way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+READ_ONLY = ("The database cannot be written (read-only or disk full); nothing was saved. "
+             "Ask the administrator to check the database file's permissions and free space.")
+UNREACHABLE = "The database could not be reached ({detail}); nothing was saved. Try again."
+
+# SQLite's messages for a file it may not write, a folder where it cannot make its journal,
+# and a full disk; PostgreSQL's SQLSTATEs for read-only transactions, a full disk, no rights
+_SQLITE_WRITE = ("readonly database", "read-only", "unable to open database file",
+                 "database or disk is full", "disk i/o error", "unable to write")
+_PG_WRITE = {"25006", "53100", "42501", "53200"}
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """The sentence for a storage fault, or None when `exc` is not one (re-raise it)."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None),
+                                                       "sqlstate", None)
+    text = str(orig or exc).lower()
+    if state in _PG_WRITE or any(s in text for s in _SQLITE_WRITE):
+        return READ_ONLY
+    if isinstance(exc, OperationalError):
+        detail = str(orig or exc).strip().splitlines()[0][:200] if str(orig or exc) else ""
+        return UNREACHABLE.format(detail=detail or "no answer")
+    return None
