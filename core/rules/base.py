@@ -45,6 +45,9 @@ class Threshold:
     evidence: Evidence
     description: str
     op: str = ""  # ">", ">=", "<", "<=" where a comparison direction applies
+    # An operational setting (e.g. when a rule stops prompting for missing inputs): it never
+    # changes a grade, score or status of met, so it does not weaken the rule's evidence.
+    operational: bool = False
 
     @property
     def is_provisional(self) -> bool:
@@ -68,7 +71,8 @@ class Rule:
 
     @property
     def is_provisional(self) -> bool:
-        return self.evidence.is_provisional or any(t.is_provisional for t in self.thresholds)
+        return self.evidence.is_provisional or any(
+            t.is_provisional for t in self.thresholds if not t.operational)
 
 
 class Thresholds(Mapping[str, float]):

@@ -1,8 +1,9 @@
 """Helpers the rules share: baseline, reference limits, latest values, evidence items.
 
 Conventions of criteria.md §0.2 [DESIGN]:
-- baseline = the last value before lymphodepleting chemotherapy; if there is none, the last
-  value on or before the infusion day (day < 1);
+- baseline = the last value on or before the lymphodepletion start day (a draw that morning
+  precedes the chemotherapy); if there is none, the last value on or before the infusion day
+  (day < 1);
 - ULN/LLN come from the lab result's own reference range; without one the catalogue default
   (core/units.py) is used and the evidence says "default reference range used".
 """
@@ -88,14 +89,19 @@ def latest(course: Course, analyte: str) -> Value | None:
 
 
 def baseline(course: Course, analyte: str) -> Value | None:
-    """Last value before lymphodepletion, else last value before day 1 [DESIGN §0.2]."""
+    """Last value on or before the lymphodepletion start day, else the last value on or
+    before the infusion day (day < 1) [DESIGN §0.2].
+
+    A draw on the lymphodepletion start day is taken as drawn before the chemotherapy (the
+    morning draw precedes the infusion of fludarabine/cyclophosphamide), as car_hematotox does.
+    """
     s = lab_series(course, analyte)
     if s is None:
         return None
     k_end = s.count(course.as_of_day)
     ld = course.patient.lymphodepletion_day
     if ld is not None:
-        k = min(bisect.bisect_left(s.days, ld), k_end)
+        k = min(bisect.bisect_left(s.days, math.floor(ld) + 1.0), k_end)
         if k:
             return s.at(k - 1)
     k = min(bisect.bisect_left(s.days, 1.0), k_end)

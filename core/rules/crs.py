@@ -35,6 +35,7 @@ from core.rules.common import (
     thresholds_key,
     treatment_days,
 )
+from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 
 FEVER_WAIVER_DRUGS = tuple(sorted(
@@ -65,6 +66,7 @@ RULE = Rule(
                   "above it (high-flow) grade 3", "<="),
         Threshold("multiple_vasopressors", 2.0, "count", Evidence.C2,
                   "this many vasopressors (excluding vasopressin) or more is grade 4", ">="),
+        gap_threshold(),
     ),
     inputs=("temperature", "hypotension", "iv_fluids", "vasopressors", "vasopressin",
             "oxygen_device", "oxygen_flow", "antipyretic / anti-cytokine / steroid doses"),
@@ -86,6 +88,11 @@ RULE = Rule(
         "with the missing inputs listed).",
         "A day without observations neither starts nor ends a CRS stretch (since_day).",
         "'Not attributable to another cause' needs clinician review and is not checked.",
+        "After the bedside monitoring phase [DESIGN]: a 'log today's ...' prompt is dropped "
+        "when that input was charted before but not in the last monitoring_gap_days (3) "
+        "days; a day left without a grade and without prompts is not_evaluable with empty "
+        "missing and extra outside_monitoring_window (no nagging for outpatients). Charting "
+        "the input again restores the prompt; a fever with uncharted BP/oxygen still asks.",
     ),
     description="ASTCT consensus CRS grade 0-4 for the evaluated day (grade 5 = death is "
                 "clinician-entered).",
@@ -202,15 +209,28 @@ def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
     return CrsDay(None, ev, [MISSING_TEMP] + missing)
 
 
+PROMPT_INPUTS = {
+    MISSING_TEMP: ("temperature",),
+    MISSING_BP: ("hypotension", "vasopressors", "vasopressin", "iv_fluids"),
+    MISSING_O2: ("oxygen_device", "oxygen_flow"),
+}
+
+
 def evaluate(course: Course, t: Thresholds) -> Finding:
     day = evaluated_day(course)
     today = crs_day(course, day, t)
     key = ("crs_grade", thresholds_key(t))
     since = met_since(course, key, day, today.status,
                       lambda d: crs_day(course, d, t).status)
+    missing, extra = list(today.missing), {}
+    if today.grade is None and missing:
+        end = min(end_of_day(day), course.as_of_day)
+        missing = current_prompts(course, day, end, missing, PROMPT_INPUTS, t[GAP_KEY])
+        if not missing:
+            extra["outside_monitoring_window"] = True
     return Finding(
         rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=list(today.evidence), missing=list(today.missing),
+        evidence=list(today.evidence), missing=missing, extra=extra,
         episode_key=episode_key(since),
     )
 

@@ -395,6 +395,9 @@ def _rule(analyte: str) -> Rule:
 CHOICES: tuple[str, ...] = (
     "Graded value: the latest result as of the evaluation day; since_day = first result of "
     "the current unbroken run of grade >= 1 results.",
+    "Baseline (§0.2 [DESIGN]) = the last result on or before the lymphodepletion start day "
+    "(that morning's draw precedes the chemotherapy), else the last result on or before "
+    "day 0.",
     "Unknown baseline is treated as normal: AST/ALT/bilirubin graded x ULN, creatinine by ULN "
     "only, fibrinogen without the % decrease clauses.",
     "'Baseline abnormal' for AST/ALT/bilirubin = baseline above the ULN of the baseline "

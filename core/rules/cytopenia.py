@@ -482,13 +482,23 @@ def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
         extra["window_opens_day"] = landmark + 1
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
     need = int(t["min_values"])
+    last = math.floor(now)
+    cens, cens_kind = censor_day(course)
+    if cens_kind is not None:
+        extra["censored"] = {"event": cens_kind, "day": cens}
+        last = min(last, math.floor(cens))
+        if last <= landmark:  # censored before any result could count
+            return Finding(rule=rule_id, status=Status.NOT_MET, extra=extra, evidence=[
+                EvidenceItem(why=f"censored: {cens_kind.replace('_', ' ')} on day "
+                                 f"{math.floor(cens)}, before the landmark day {landmark}",
+                             analyte=cens_kind, day=cens)])
     met: dict[str, float] = {}
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
     lineages: dict[str, str] = {}
     for analyte, key in _LINEAGES:
         name = ANALYTES[analyte].name
-        s, sel = _window_values(course, analyte, landmark + 1, math.floor(now))
+        s, sel = _window_values(course, analyte, landmark + 1, last)
         below = s.value[sel] < t[key]
         run = 0
         while run < len(sel) and below[len(sel) - 1 - run]:
@@ -512,6 +522,8 @@ def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
         since = min(met.values())
         return Finding(rule=rule_id, status=Status.MET, since_day=since, evidence=evidence,
                        missing=missing, extra=extra, episode_key=f"since-day-{int(since)}")
+    if cens_kind is not None:  # the censored window is closed: nothing more to ask for
+        missing = []
     status = Status.NOT_EVALUABLE if missing else Status.NOT_MET
     return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
                    extra=extra)
@@ -686,6 +698,9 @@ RULES: tuple[RuleSpec, ...] = (
             "Met while the latest min_values (2) consecutive results of a lineage are below "
             "its cut (ongoing); a result above clears it, so a return starts a new episode.",
             "Transfusions are not taken into account for Hb and platelets.",
+            "Censoring as the ICAHT counting rules (§6.1): results after the day of the first "
+            "progression, next_therapy or death event are not counted (that day included); "
+            "the status is the one reached by the censoring day, with extra 'censored'.",
         ),
         description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
                     "after the landmark day.",

@@ -32,6 +32,7 @@ from core.rules.common import (
     met_since,
     thresholds_key,
 )
+from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 
 RULE = Rule(
@@ -60,6 +61,7 @@ RULE = Rule(
         Threshold("capd_symptom_min", 1, "points", Evidence.C2,
                   "CAPD from this score up to the cut-point is grade 1 (awakens spontaneously) "
                   "or 2 (awakens to voice)", ">="),
+        gap_threshold(),
     ),
     inputs=("ice_score", "capd_score", "unable_to_assess", "consciousness", "seizure",
             "motor_weakness", "cerebral_edema", "birth_year"),
@@ -80,6 +82,10 @@ RULE = Rule(
         "(met, consciousness listed as missing).",
         "Tremor/myoclonus and intracranial haemorrhage are outside ICANS grading (§5.3) and "
         "are not inputs; grade 5 (death) is clinician-entered.",
+        "After the bedside monitoring phase [DESIGN]: a 'record today's ...' prompt is "
+        "dropped when that input was charted before but not in the last monitoring_gap_days "
+        "(3) days; a day left without a grade and without prompts is not_evaluable with empty "
+        "missing and extra outside_monitoring_window. Charting it again restores the prompt.",
     ),
     description="ASTCT consensus ICANS grade 0-4 for the evaluated day.",
 )
@@ -210,11 +216,25 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     today = icans_day(course, day, t)
     since = met_since(course, ("icans_grade", thresholds_key(t)), day, today.status,
                       lambda d: icans_day(course, d, t).status)
+    missing, extra = list(today.missing), {"tool": today.tool}
+    if today.grade is None and missing:
+        end = min(end_of_day(day), course.as_of_day)
+        missing = current_prompts(course, day, end, missing, PROMPT_INPUTS, t[GAP_KEY])
+        if not missing or missing == [MISSING_AGE]:
+            missing = []
+            extra["outside_monitoring_window"] = True
     return Finding(
         rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=list(today.evidence), missing=list(today.missing),
-        extra={"tool": today.tool}, episode_key=episode_key(since),
+        evidence=list(today.evidence), missing=missing, extra=extra,
+        episode_key=episode_key(since),
     )
+
+
+PROMPT_INPUTS = {
+    MISSING_ICE: ("ice_score", "capd_score", "unable_to_assess"),
+    MISSING_CAPD: ("ice_score", "capd_score", "unable_to_assess"),
+    MISSING_LOC: ("consciousness",),
+}
 
 
 RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)

@@ -68,6 +68,18 @@ RULE = Rule(
                   "AST or ALT above this x baseline (baseline abnormal)", ">"),
         Threshold("fibrinogen_low", 150.0, "mg/dL", U, "fibrinogen below this (or below LLN)",
                   "<"),
+        Threshold("cytopenia_reference_day", 7, "day", D,
+                  "new cytopenia is judged against the best count from this day on (the "
+                  "post-lymphodepletion nadir before it is expected, not new)", ">="),
+        Threshold("cytopenia_grade_drop", 2, "grade", D,
+                  "new or worsening cytopenia: CTCAE grade at least this many grades worse "
+                  "than the best grade since the reference day", ">="),
+        Threshold("cytopenia_lookback_days", 7, "days", D,
+                  "the best count is taken over the values of this many days before the "
+                  "latest one (an acute fall, not a slow drift)", "<="),
+        Threshold("cytopenia_min_grade", 3, "grade", D,
+                  "and the latest count at least this CTCAE grade (ANC < 1.0, platelets < 50, "
+                  "Hb < 8.0: the prolonged_cytopenia depth, §6.2)", ">="),
         Threshold("window_start_day", 5, "day", D, "screen from this day after infusion", ">="),
         Threshold("window_end_day", 30, "day", D,
                   "screen until this day; later only while ferritin is above the x ULN limit",
@@ -76,21 +88,32 @@ RULE = Rule(
     inputs=("ferritin", "ast", "alt", "fibrinogen", "anc", "platelets", "hemoglobin",
             "CRS episodes (documented) or crs_grade observations", "hemophagocytosis"),
     choices=(
-        "Key feature uses the latest ferritin; baseline = last value before lymphodepletion, "
-        "else on or before day 0 (§0.2). 'Rapidly rising' has no published number: the "
-        "ferritin_kinetics default is shown as evidence and does not decide.",
+        "Key feature uses the latest ferritin; baseline = last value on or before the "
+        "lymphodepletion start day, else on or before day 0 (§0.2). 'Rapidly rising' has no "
+        "published number: the ferritin_kinetics default is shown as evidence and does not "
+        "decide.",
         "Timing: documented CRS episodes win; all resolved -> met; one still open -> met only "
-        "if the computed CRS grade today is below that episode's worst (resolving). Without "
-        "documented episodes the daily crs_grade course decides the same way. No CRS at all "
-        "(every evaluable day grade 0) -> met, since IEC-HS is often not tied to CRS (§1.1).",
+        "if the computed CRS grade today is below the worst computed grade of that episode "
+        "on earlier days (resolving; the documented grade is the episode's final grade and "
+        "is not used, so a CRS that is still rising is never 'resolving'). Without documented "
+        "episodes the daily crs_grade course decides the same way; an ongoing CRS that is not "
+        "improving -> not met. No CRS so far (every evaluable day grade 0) -> met, since "
+        "IEC-HS is often not tied to CRS (§1.1).",
         "Transaminases: AST or ALT > 5 x ULN when the baseline is normal or unknown, "
         "> 5 x baseline when the baseline is above ULN.",
         "Fibrinogen: below 150 mg/dL OR below the lab's LLN, as §1.2 reads (with an LLN of "
         "200 mg/dL the LLN limit decides).",
-        "New cytopenia: for ANC, platelets or haemoglobin, the latest value's CTCAE grade is "
-        ">= 1 and worse than the best grade reached since day 0 (the baseline grade if there "
-        "is no earlier post-infusion value). A refractory cytopenia that never recovered is "
-        "not counted.",
+        "New cytopenia [DESIGN]: for ANC, platelets or haemoglobin, the latest value's CTCAE "
+        "grade is >= cytopenia_min_grade (3: ANC < 1.0, platelets < 50, Hb < 8.0) and at least "
+        "cytopenia_grade_drop (2) grades worse than the best (lowest) grade of the earlier "
+        "values within cytopenia_lookback_days (7) before it, counting only values from "
+        "cytopenia_reference_day (7) on. Two grades, because a one-grade step is mostly a "
+        "count drifting across one cut (Hb 10.0 -> 9.8, ANC 0.6 -> 0.4 in a prolonged "
+        "nadir); grade 3, because with an LLN of 1.5 the ANC grade 1 band is empty (1.50 -> "
+        "1.48 is grade 0 -> 2); 7 days, because IEC-HS cytopenia is an acute fall, not the "
+        "slow drift of late ICAHT. Before a reference value exists the lineage is not met: "
+        "the post-lymphodepletion nadir (days 0-7) is expected and cannot be told apart from "
+        "a new cytopenia. A refractory cytopenia that never recovered is not counted.",
         "Screen window days 5-30 (§10.3 [DESIGN]); after day 30 only while ferritin stays "
         "> 2 x ULN. Outside it the screen is not met and says so.",
         "Haemophagocytosis is listed as evidence when recorded, else as a missing input; the "
@@ -180,10 +203,9 @@ def _timing_feature(course: Course, day: int) -> Feature:
                 why=f"onset after CRS resolved (documented CRS day {math.floor(onset)}-"
                     f"{math.floor(resolved)}, resolved day {math.floor(resolved)})",
                 analyte="CRS", day=resolved)])
-        worst = grade
-        if worst is None:
-            worst = max((crs.crs_day(course, d, tc).grade or 0
-                         for d in range(math.floor(onset), day + 1)), default=0)
+        del grade  # the documented grade is the episode's final grade, not today's worst
+        worst = max((crs.crs_day(course, d, tc).grade or 0
+                     for d in range(math.floor(onset), day)), default=0)
         if today.grade is not None and today.grade < worst:
             return Feature(Status.MET, [EvidenceItem(
                 why=f"CRS resolving: grade {today.grade} today, worst {worst} (documented "
@@ -290,8 +312,6 @@ def _fibrinogen_feature(course: Course, end: float, t: Thresholds) -> Feature:
 @dataclass
 class _Grades:
     grades: list[float]  # CTCAE grade of every value (NaN when not gradable)
-    i0: int  # first value on or after day 0
-    best: list[float]  # best[k]: lowest grade among values i0..k (NaN if none)
 
 
 def _grades(course: Course, analyte: str) -> _Grades:
@@ -308,18 +328,13 @@ def _grades(course: Course, analyte: str) -> _Grades:
             v = s.at(i)
             g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low, None, t=tc)
             grades.append(math.nan if g is None else float(g))
-        i0 = bisect.bisect_left(s.days, 0.0)
-        best, cur = [], math.nan
-        for i, g in enumerate(grades):
-            if i >= i0 and not math.isnan(g) and (math.isnan(cur) or g < cur):
-                cur = g
-            best.append(cur)
-        return _Grades(grades, i0, best)
+        return _Grades(grades)
 
     return memo(course, ("iec_hs_ctcae", analyte, thresholds_key(tc)), build)
 
 
-def _cytopenia_feature(course: Course, end: float) -> Feature:
+def _cytopenia_feature(course: Course, end: float, t: Thresholds) -> Feature:
+    ref_day = t["cytopenia_reference_day"]
     statuses, ev = [], []
     for a in CYTOPENIA_LINEAGES:
         v = latest_until(course, a, end)
@@ -333,27 +348,24 @@ def _cytopenia_feature(course: Course, end: float) -> Feature:
         if math.isnan(g_now):
             statuses.append(Status.NOT_EVALUABLE)
             continue
-        best = g.best[k - 2] if k - 2 >= g.i0 else math.nan
-        ref_why = "since day 0"
-        if math.isnan(best):
-            b = baseline(course, a)
-            if b is None or b is v:
-                statuses.append(Status.NOT_EVALUABLE)
-                continue
-            best = g.grades[s.days.index(b.day)]
-            ref_why = "at baseline"
-            if math.isnan(best):
-                statuses.append(Status.NOT_EVALUABLE)
-                continue
-        met = g_now >= 1 and g_now > best
+        i0 = bisect.bisect_left(s.days, max(ref_day, v.day - t["cytopenia_lookback_days"]))
+        earlier = [x for x in g.grades[i0:k - 1] if not math.isnan(x)]
+        if not earlier:  # no reference yet: the expected nadir is not a new cytopenia
+            statuses.append(Status.NOT_MET)
+            continue
+        best = min(earlier)
+        met = g_now >= t["cytopenia_min_grade"] and g_now - best >= t["cytopenia_grade_drop"]
         statuses.append(Status.MET if met else Status.NOT_MET)
         if met:
-            ev.append(v.evidence(f"new or worsening cytopenia: CTCAE grade {int(g_now)}, "
-                                 f"best grade {ref_why} {int(best)}"))
+            ev.append(v.evidence(
+                f"new or worsening cytopenia: CTCAE grade {int(g_now)}, best grade "
+                f"{int(best)} in the {t['cytopenia_lookback_days']:g} days before"))
     if Status.MET in statuses:
         return Feature(Status.MET, ev)
     if all(s is Status.NOT_MET for s in statuses):
-        return Feature(Status.NOT_MET, [EvidenceItem(why="no new or worsening cytopenia")])
+        return Feature(Status.NOT_MET, [EvidenceItem(
+            why=f"no new or worsening cytopenia (vs the best count of the "
+                f"{t['cytopenia_lookback_days']:g} days before, from day {ref_day:g})")])
     return Feature(Status.NOT_EVALUABLE, ev, [MISSING["counts"]])
 
 
@@ -381,7 +393,7 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
         "timing": _timing_feature(course, day),
         "transaminase": _transaminase_feature(course, end, t),
         "fibrinogen": _fibrinogen_feature(course, end, t),
-        "cytopenia": _cytopenia_feature(course, end),
+        "cytopenia": _cytopenia_feature(course, end, t),
     }
     labs = [features[k].status for k in ("transaminase", "fibrinogen", "cytopenia")]
     keys = [ferr.status, features["timing"].status]

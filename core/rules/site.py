@@ -9,7 +9,8 @@ Format (the file named by Settings.site_config / CARTWATCH_SITE_CONFIG)::
     fever_c = 38.0
 
     [lab_overdue]                 # optional monitoring schedule, read by the lab_overdue rule
-    last_day = 21
+    last_day = 21                 # (merged into the rule's thresholds: see
+    daily = ["anc", "platelets"]  #  core.rules.lab_overdue.schedule_overrides)
 
 An unknown rule id, an unknown threshold key or a non-numeric value is an error that names
 the file, the rule and the key, with the keys that would have been accepted: a typo must never
@@ -39,6 +40,19 @@ class SiteConfig:
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     lab_overdue: dict[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
+
+    @property
+    def overrides(self) -> dict[str, dict[str, float]]:
+        """rule_id -> {threshold key: value} the engine runs with: the [thresholds.<rule>]
+        tables, plus the [lab_overdue] schedule as the lab_overdue rule's thresholds (an
+        explicit [thresholds.lab_overdue] key wins)."""
+        out = {rule: dict(values) for rule, values in self.thresholds.items()}
+        if self.lab_overdue:
+            from core.rules.lab_overdue import schedule_overrides
+
+            out["lab_overdue"] = {**schedule_overrides(self.lab_overdue),
+                                  **out.get("lab_overdue", {})}
+        return out
 
 
 def _specs(specs: Sequence[RuleSpec] | None) -> Sequence[RuleSpec]:
@@ -86,6 +100,13 @@ def parse_site_config(text: str, specs: Sequence[RuleSpec] | None = None,
     lab = data.get("lab_overdue", {})
     if not isinstance(lab, dict):
         raise SiteConfigError(f"{source}: [lab_overdue] must be a table")
+    if lab:
+        from core.rules.lab_overdue import schedule_overrides
+
+        try:
+            schedule_overrides(lab)
+        except ValueError as exc:
+            raise SiteConfigError(f"{source}: {exc}") from None
     return SiteConfig(thresholds=out, lab_overdue=dict(lab), source=source)
 
 
@@ -104,8 +125,9 @@ def load_site_config(path: Path | str | None,
 
 def load_overrides(path: Path | str | None,
                    specs: Sequence[RuleSpec] | None = None) -> dict[str, dict[str, float]]:
-    """rule_id -> {threshold key: value} overrides from the file in `path`."""
-    return load_site_config(path, specs).thresholds
+    """rule_id -> {threshold key: value} overrides from the file in `path` (the
+    [lab_overdue] schedule included, see SiteConfig.overrides)."""
+    return load_site_config(path, specs).overrides
 
 
 def site_overrides(settings: Settings,

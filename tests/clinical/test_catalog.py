@@ -70,7 +70,8 @@ def test_rule_is_declared_as_data(rule):
         assert t.unit in KNOWN_UNITS, f"{rule.id}.{t.key}: unknown unit {t.unit!r}"
         assert isinstance(t.evidence, Evidence) and t.description
         assert t.op in ("", ">", ">=", "<", "<=")
-    weakest = max((RANK[t.evidence] for t in rule.thresholds), default=0)
+    weakest = max((RANK[t.evidence] for t in rule.thresholds if not t.operational),
+                  default=0)
     assert RANK[rule.evidence] >= weakest, f"{rule.id}: evidence stronger than its numbers"
     assert rule.graded == (rule.id in GRADED or rule.id.startswith("ctcae_"))
     assert rule.scored == (rule.id in SCORED)
@@ -78,8 +79,11 @@ def test_rule_is_declared_as_data(rule):
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.id)
 def test_provisional_numbers_make_the_rule_provisional(rule):
-    if any(t.evidence.is_provisional for t in rule.thresholds):
+    if any(t.evidence.is_provisional for t in rule.thresholds if not t.operational):
         assert rule.is_provisional
+    for t in rule.thresholds:
+        if t.operational:  # an operational setting is a design default, never a clinical number
+            assert t.evidence is Evidence.DESIGN, f"{rule.id}.{t.key}"
 
 
 MY_RULES = {"crs_grade", "icans_grade", "iec_hs", "cartox_hlh", "hlh_2004", "hscore",

@@ -131,3 +131,50 @@ def test_site_override_of_fever_threshold_is_used():
     course = make_course(observations=[("temperature", 3.3, 38.2), *ROOM_AIR])
     f = crs.evaluate(course, Thresholds(crs.RULE, {"fever_c": 38.3}))
     assert f.grade == 0
+
+
+def _charted_until(last_day, to_day, temp=36.8):
+    """Full CRS charting days 0..last_day, then a daily temperature only (outpatient)."""
+    obs = []
+    for d in range(0, last_day + 1):
+        obs += [("temperature", d + 0.25, temp), ("hypotension", d + 0.25, 0),
+                ("oxygen_device", d + 0.25, "none")]
+    obs += [("temperature", d + 0.25, temp) for d in range(last_day + 1, to_day + 1)]
+    return obs
+
+
+@pytest.mark.parametrize(
+    ("to_day", "missing", "outside"),
+    [
+        pytest.param(33, [crs.MISSING_BP, crs.MISSING_O2], False, id="3-days-after-still-asks"),
+        pytest.param(34, [], True, id="4-days-after-stops-asking"),
+    ],
+)
+def test_after_the_monitoring_phase_crs_stops_asking(to_day, missing, outside):
+    """After paracetamol (fever waived) a normal temperature alone cannot grade; once BP and
+    oxygen have not been charted for more than 3 days the rule stops asking for them."""
+    f = grade(_charted_until(30, to_day), treatments=[("paracetamol", 2.3)],
+              as_of_day=to_day + 0.9)
+    assert f.status is Status.NOT_EVALUABLE
+    assert f.missing == missing
+    assert f.extra.get("outside_monitoring_window", False) is outside
+
+
+def test_fever_after_the_monitoring_phase_still_grades_and_asks():
+    obs = _charted_until(30, 40) + [("temperature", 40.5, 38.9)]
+    f = grade(obs, treatments=[("paracetamol", 2.3)], as_of_day=40.9)
+    assert f.status is Status.MET and f.grade == 1
+    assert crs.MISSING_BP in f.missing
+
+
+def test_a_patient_never_charted_is_still_asked():
+    f = grade([], as_of_day=0.9)
+    assert f.status is Status.NOT_EVALUABLE and crs.MISSING_TEMP in f.missing
+
+
+def test_monitoring_gap_is_site_configurable():
+    course = make_course(observations=_charted_until(30, 34),
+                         treatments=[("paracetamol", 2.3)], as_of_day=34.9)
+    f = crs.evaluate(course, Thresholds(crs.RULE, {"monitoring_gap_days": 7}))
+    assert f.missing == [crs.MISSING_BP, crs.MISSING_O2]
+    assert not crs.RULE.is_provisional  # the gap is operational: grading stays [C2]

@@ -284,3 +284,21 @@ def test_every_ctcae_rule_is_declared_as_data():
     for spec in RULES:
         assert spec.rule.graded and spec.rule.thresholds and "§8" in spec.rule.citation.section
         assert all(t.op in (">", ">=", "<", "<=") for t in spec.rule.thresholds)
+
+
+def test_baseline_is_the_draw_on_the_lymphodepletion_start_day():
+    """criteria §0.2 [DESIGN]: the day -5 06:00 draw on the lymphodepletion date precedes the
+    chemotherapy, so it is the baseline (not the day-0 value)."""
+    from datetime import date
+
+    from core.rules.common import baseline
+
+    labs = [("ast", -4.75, 100, 10, 40), ("ast", 0.25, 30, 10, 40), ("ast", 6.25, 250, 10, 40)]
+    c = make_course(labs=labs, infusion_date=date(2026, 1, 6),
+                    lymphodepletion_start=date(2026, 1, 1))
+    assert baseline(c, "ast").day == -4.75
+    f = _run("ctcae_ast", c)
+    assert f.grade == 1  # 2.5 x the abnormal baseline, not 6.25 x ULN
+    later = make_course(labs=[("ast", -3.75, 100, 10, 40), *labs[1:]],
+                        infusion_date=date(2026, 1, 6), lymphodepletion_start=date(2026, 1, 1))
+    assert baseline(later, "ast").day == 0.25  # a draw after the start day is not baseline

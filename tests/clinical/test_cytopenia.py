@@ -399,3 +399,30 @@ def test_rules_declare_ids_citations_and_provisional_numbers():
 
 def test_infusion_date_default_is_what_the_dates_above_assume():
     assert make_course().patient.infusion_date == INFUSION
+
+
+# prolonged_cytopenia censoring (as the §6.1 ICAHT counting rules): results after the day of a
+# progression / next_therapy / death event are not CAR-T toxicity.
+CENSOR_CASES = [
+    pytest.param(counts(35) + counts(40) + counts(47, anc=0.8, plt=39)
+                 + counts(52, anc=0.79, plt=40), [("progression", 45.4)], Status.NOT_MET,
+                 id="syn-013-lows-after-progression-censored"),
+    pytest.param(counts(35, anc=0.8) + counts(40, anc=0.7) + counts(47, anc=0.6),
+                 [("next_therapy", 45.4)], Status.MET,
+                 id="confirmed-before-next-therapy-stays-met"),
+    pytest.param(counts(32, anc=0.8) + counts(47, anc=0.8), [("death", 20)], Status.NOT_MET,
+                 id="censored-before-landmark"),
+    pytest.param(counts(47, anc=0.8), [("progression", 40)], Status.NOT_MET,
+                 id="censored-nothing-left-to-ask-for"),
+]
+
+
+@pytest.mark.parametrize("labs, events, status", CENSOR_CASES)
+def test_prolonged_cytopenia_is_censored_at_progression_next_therapy_or_death(labs, events,
+                                                                               status):
+    f = run("prolonged_cytopenia", make_course(labs=labs, events=events))
+    assert f.status is status
+    assert f.extra["censored"]["event"] == events[0][0]
+    assert not f.missing
+    uncensored = run("prolonged_cytopenia", make_course(labs=labs))
+    assert uncensored.status is not Status.NOT_MET or status is Status.NOT_MET

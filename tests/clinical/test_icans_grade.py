@@ -128,3 +128,18 @@ def test_since_day_spans_the_met_days():
     course = make_course(observations=obs, **ADULT)
     f = icans.evaluate(course, Thresholds(icans.RULE))
     assert (f.grade, f.since_day, f.episode_key) == (2, 5, "since-day-5")
+
+
+def test_after_the_monitoring_phase_icans_stops_asking():
+    obs = [(k, d + 0.25, v) for d in range(0, 31)
+           for k, v in (("ice_score", 10), ("consciousness", "spontaneous"))]
+    asked = icans.evaluate(make_course(observations=obs, as_of_day=33.9, **ADULT),
+                           Thresholds(icans.RULE))
+    assert asked.status is Status.NOT_EVALUABLE and asked.missing == [icans.MISSING_ICE]
+    quiet = icans.evaluate(make_course(observations=obs, as_of_day=34.9, **ADULT),
+                           Thresholds(icans.RULE))
+    assert quiet.status is Status.NOT_EVALUABLE and quiet.missing == []
+    assert quiet.extra["outside_monitoring_window"] is True
+    back = icans.evaluate(make_course(observations=obs + [("ice_score", 40.3, 8)],
+                                      as_of_day=40.9, **ADULT), Thresholds(icans.RULE))
+    assert back.status is Status.MET and back.grade == 1

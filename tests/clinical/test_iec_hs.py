@@ -226,3 +226,72 @@ def test_site_override_changes_the_ferritin_multiple():
     f = run(worked_example(ferritin_14=ferritin(14.33, 1500), ferritin_12=None),
             ferritin_x_uln=6.0)
     assert f.extra["features"]["ferritin"] == "not_met"
+
+
+# --- new cytopenia [DESIGN]: a fall of >= 2 CTCAE grades to grade >= 3, against the best count
+# of the 7 days before, counting values from day 7 on (the post-lymphodepletion nadir is expected)
+
+def cytopenia_course(anc, plt=(), hb=(), as_of=None):
+    """Ferritin key feature and timing met (CRS resolved day 4); only the counts vary."""
+    labs = [ferritin(-4.75, 500), ferritin(float(max(d for d, _ in anc)), 5000),
+            ("alt", -4.75, 20, 7, 40), ("alt", 6.3, 30, 7, 40), ("ast", 6.3, 30, 10, 40),
+            ("fibrinogen", 6.3, 300, 200, 400)]
+    last = max(d for d, _ in anc)
+    labs += [("anc", d, v, 1.5, 8.0) for d, v in anc]
+    labs += [("platelets", d, v, 150, 400) for d, v in (plt or [(last, 200)])]
+    labs += [("hemoglobin", d, v, 12, 16) for d, v in (hb or [(last, 13)])]
+    return make_course(labs=labs, episodes=[("CRS", 1, 1, 4)],
+                       **({"as_of_day": as_of} if as_of is not None else {}))
+
+
+CYTOPENIA_CASES = [
+    pytest.param([(2.3, 1.8), (4.3, 0.6), (6.3, 0.3)], Status.NOT_MET,
+                 id="post-lymphodepletion-nadir-before-day-7-not-new"),
+    pytest.param([(7.3, 1.83), (8.3, 1.2), (9.3, 0.96)], Status.MET,
+                 id="anc-normal-to-grade-3-after-day-7-met"),
+    pytest.param([(7.3, 1.83), (8.3, 1.2), (9.3, 1.01)], Status.NOT_MET,
+                 id="anc-normal-to-grade-2-not-deep-enough"),
+    pytest.param([(7.3, 0.6), (8.3, 0.45), (9.3, 0.4)], Status.NOT_MET,
+                 id="prolonged-nadir-one-grade-step-not-met"),
+    pytest.param([(7.3, 1.2), (8.3, 0.96), (9.3, 0.45)], Status.MET,
+                 id="anc-grade-2-to-grade-4-two-grades-met"),
+    pytest.param([(7.3, 1.6), (20.3, 0.99), (25.3, 0.45)], Status.NOT_MET,
+                 id="slow-drift-best-of-last-7-days-is-grade-3-not-met"),
+    pytest.param([(20.3, 1.6), (27.3, 1.48)], Status.NOT_MET,
+                 id="anc-1.50-to-1.48-empty-grade-1-band-not-met"),
+]
+
+
+@pytest.mark.parametrize(("anc", "status"), CYTOPENIA_CASES)
+def test_new_cytopenia_is_a_fall_from_the_recent_best(anc, status):
+    f = run(cytopenia_course(anc))
+    assert f.extra["features"]["cytopenia"] == str(status)
+    assert f.status is status
+
+
+def test_platelets_just_below_lln_are_not_a_new_cytopenia():
+    f = run(cytopenia_course([(7.3, 2.0), (9.3, 2.0)], plt=[(7.3, 180), (9.3, 147)],
+                             hb=[(7.3, 13), (9.3, 12.5)]))
+    assert f.extra["features"]["cytopenia"] == "not_met"
+
+
+def test_platelets_140_to_29_is_a_new_cytopenia():
+    f = run(cytopenia_course([(7.3, 2.0), (9.3, 2.0)], plt=[(7.3, 140), (9.3, 29)]))
+    assert f.extra["features"]["cytopenia"] == "met" and f.status is Status.MET
+    assert any("best grade 1 in the 7 days before" in e.why for e in f.evidence)
+
+
+def test_cytopenia_settings_are_site_configurable():
+    course = cytopenia_course([(7.3, 0.6), (8.3, 0.45), (9.3, 0.4)])
+    assert run(course, cytopenia_grade_drop=1).extra["features"]["cytopenia"] == "met"
+
+
+def test_documented_open_crs_that_is_still_rising_is_not_resolving():
+    """SYN-014: the documented grade 2 is the episode's final grade; on the first CRS day
+    (computed grade 1) the CRS is starting, not resolving."""
+    obs = [("temperature", 6.3, 38.6), ("hypotension", 6.3, 0), ("oxygen_device", 6.3, "none")]
+    course = make_course(labs=[ferritin(-4.75, 300), ferritin(6.3, 900)], observations=obs,
+                         episodes=[("CRS", 2, 6, None)], as_of_day=6.9)
+    f = run(course)
+    assert f.extra["features"]["timing"] == "not_met"
+    assert f.status is Status.NOT_MET

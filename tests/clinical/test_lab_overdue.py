@@ -119,3 +119,27 @@ def test_site_table_becomes_threshold_overrides():
         schedule_overrides({"daily": ["cbc_typo"]})
     with pytest.raises(ValueError, match="unknown key"):
         schedule_overrides({"last_dya": 21})
+
+
+def test_site_lab_overdue_table_reaches_the_rule_through_site_overrides(tmp_path):
+    from core.config import Settings
+    from core.rules.engine import evaluate_course
+    from core.rules.site import SiteConfigError, parse_site_config, site_overrides
+
+    path = tmp_path / "site.toml"
+    path.write_text('[lab_overdue]\nlast_day = 21\ndaily = ["anc"]\n', encoding="utf-8")
+    overrides = site_overrides(Settings(site_config=path))
+    assert overrides["lab_overdue"]["last_day"] == 21
+    assert overrides["lab_overdue"]["every_ferritin_days"] == 0
+    # day 18 is past the default schedule (days 0-14) but inside the site's (days 0-21)
+    course = make_course(labs=[("anc", d, 1.0) for d in range(0, 18)], as_of_day=19.3)
+    by_default = evaluate_course(course, RULES)[0]
+    with_site = evaluate_course(course, RULES, overrides)[0]
+    assert by_default.status is Status.NOT_MET
+    assert with_site.status is Status.MET and with_site.extra["overdue"] == {"anc": [18]}
+    # an explicit [thresholds.lab_overdue] key wins over the schedule table
+    both = parse_site_config("[thresholds.lab_overdue]\nlast_day = 10\n"
+                             "[lab_overdue]\nlast_day = 21\n")
+    assert both.overrides["lab_overdue"]["last_day"] == 10
+    with pytest.raises(SiteConfigError, match="unknown analyte"):
+        parse_site_config('[lab_overdue]\ndaily = ["cbc_typo"]\n')

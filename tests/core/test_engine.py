@@ -172,7 +172,7 @@ def test_site_config_parses_overrides_and_schedule(tmp_path):
     path = tmp_path / "site.toml"
     path.write_text(GOOD, encoding="utf-8")
     assert load_overrides(path)["crs_grade"] == {"fever_c": 38.3}
-    assert site_overrides(Settings(site_config=path)) == cfg.thresholds
+    assert site_overrides(Settings(site_config=path)) == cfg.overrides
     assert site_overrides(Settings()) == {}
     assert load_site_config(None).thresholds == {}
 
