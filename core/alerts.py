@@ -70,11 +70,18 @@ def episode_key_of(finding: Finding) -> str:
 
 
 def severity_of(finding: Finding, spec: RuleSpec | None) -> str:
-    """The rule's declared severity, bumped to severe for grade 3 or more."""
-    base = spec.rule.severity.value if spec is not None else Severity.WARNING.value
-    if finding.grade is not None and finding.grade >= 3:
+    """The rule's declared severity, raised to severe from its `escalates_at_grade`.
+
+    The alarm policy is data on each rule [DESIGN]: e.g. crs_grade/icans_grade/ICAHT severe
+    from grade 3, CTCAE terms from grade 4, and ctcae_alc/ctcae_wbc (expected after
+    lymphodepletion) never. A rule without `escalates_at_grade` keeps its severity.
+    """
+    if spec is None:
+        return Severity.WARNING.value
+    at = spec.rule.escalates_at_grade
+    if at is not None and finding.grade is not None and finding.grade >= at:
         return Severity.SEVERE.value
-    return base
+    return spec.rule.severity.value
 
 
 def is_alertable(finding: Finding, informational: frozenset[str] = INFORMATIONAL_RULES) -> bool:

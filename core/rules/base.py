@@ -68,6 +68,9 @@ class Rule:
     scored: bool = False
     choices: tuple[str, ...] = ()  # open choices criteria.md left to us, and what we chose
     description: str = ""
+    # A met finding of this grade or more raises a severe alert (graded rules); None = the
+    # alert keeps `severity` whatever the grade [DESIGN alarm policy, see core/alerts.py].
+    escalates_at_grade: int | None = None
 
     @property
     def is_provisional(self) -> bool:

@@ -59,6 +59,7 @@ RULE = Rule(
     evidence=Evidence.C2,
     severity=Severity.WARNING,
     graded=True,
+    escalates_at_grade=3,
     thresholds=(
         Threshold("fever_c", 38.0, "°C", Evidence.C2, "fever: temperature at or above", ">="),
         Threshold("low_flow_max_l_min", 6.0, "L/min", Evidence.C2,
@@ -93,6 +94,7 @@ RULE = Rule(
         "days; a day left without a grade and without prompts is not_evaluable with empty "
         "missing and extra outside_monitoring_window (no nagging for outpatients). Charting "
         "the input again restores the prompt; a fever with uncharted BP/oxygen still asks.",
+        "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
     ),
     description="ASTCT consensus CRS grade 0-4 for the evaluated day (grade 5 = death is "
                 "clinician-entered).",

@@ -375,18 +375,37 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
     return evaluate
 
 
+# Alarm policy [DESIGN]: lymphopenia and leukopenia are expected after lymphodepletion (every
+# patient reaches ALC grade 4), so they inform and never escalate; the other terms warn and
+# become severe at grade 4 (life-threatening in CTCAE wording).
+EXPECTED_AFTER_LYMPHODEPLETION = ("alc", "wbc")
+SEVERE_FROM_GRADE = 4
+
+
+def _severity(analyte: str) -> tuple[Severity, int | None, str]:
+    if analyte in EXPECTED_AFTER_LYMPHODEPLETION:
+        return Severity.INFO, None, (
+            "Alarm policy [DESIGN]: info, never escalated - lymphopenia/leukopenia are the "
+            "expected effect of lymphodepletion (grade 4 lymphopenia in almost every patient).")
+    return Severity.WARNING, SEVERE_FROM_GRADE, (
+        f"Alarm policy [DESIGN]: warning; severe from grade {SEVERE_FROM_GRADE} "
+        "(life-threatening). Grade 3 counts and labs are common after CAR-T and stay warnings.")
+
+
 def _rule(analyte: str) -> Rule:
+    severity, escalates, policy = _severity(analyte)
     return Rule(
         id=f"ctcae_{analyte}",
         title=f"CTCAE v5.0 grade: {TERMS[analyte]}",
         version=VERSION,
         citation=Citation(CITATION_SOURCE, f"CTCAE v5.0 '{TERMS[analyte]}'; criteria.md §8"),
         evidence=C,
-        severity=Severity.WARNING,
+        severity=severity,
+        escalates_at_grade=escalates,
         thresholds=CTCAE_THRESHOLDS[analyte],
         inputs=(analyte,),
         graded=True,
-        choices=CHOICES,
+        choices=(*CHOICES, policy),
         description="Grade of the latest result; met for grade 1 or more. Reference limits "
                     "from the lab record, else the catalogue default (flagged in evidence).",
     )

@@ -626,6 +626,7 @@ EARLY_CHOICES = (
     "event (that day included).",
     "A trailing run above threshold shorter than recovery_days at the end of the window is "
     "not counted (recovery not yet shown to fail).",
+    "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
 )
 
 RULES: tuple[RuleSpec, ...] = (
@@ -634,7 +635,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_EARLY_THRESHOLDS,
-        inputs=("anc",), graded=True,
+        inputs=("anc",), graded=True, escalates_at_grade=3,
         choices=EARLY_CHOICES + (
             "ANC <= 0.1 for 7-13 days = grade 3 (third-party code row, criteria §6.1/§14 #10).",
             "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
@@ -646,12 +647,13 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_LATE_THRESHOLDS,
-        inputs=("anc",), graded=True,
+        inputs=("anc",), graded=True, escalates_at_grade=3,
         choices=(
             "Grade = deepest level reached by at least min_values (2) results after day 30 "
             "(not necessarily consecutive); one result is not enough (not_evaluable).",
             "No end day for late N-ICAHT (the table gives none); results after a progression, "
             "next_therapy or death event are excluded.",
+            "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="ANC nadir after day +30 confirmed by two or more results.",
     ), evaluate_icaht_late),
@@ -660,6 +662,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
         inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        escalates_at_grade=3,
         choices=EARLY_CHOICES + (
             "Transfusion rule applies to the < 20 count only (recovery is defined as >= 20 "
             "without transfusion): a day >= 20 within 7 days after a platelet transfusion "
@@ -675,12 +678,14 @@ RULES: tuple[RuleSpec, ...] = (
                           "§6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_LATE_THRESHOLDS,
         inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        escalates_at_grade=3,
         choices=(
             "Each late row needs at least min_values (2) results below it (late counting rule "
             "of §6.1, stated to mirror T-ICAHT).",
             "Grade 4 (>= 14 days < 20): daily count with 1-day carry forward, unknown days "
             "between results < 20 counted in (sparse late sampling), transfusion rule as early.",
             "Late < 50 row sits in Grade 2 (corrected, criteria §6.3 note).",
+            "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="Platelet depth (and days < 20) in days 31-100.",
     ), evaluate_ticaht_late),

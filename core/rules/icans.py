@@ -48,6 +48,7 @@ RULE = Rule(
     evidence=Evidence.C2,
     severity=Severity.WARNING,
     graded=True,
+    escalates_at_grade=3,
     thresholds=(
         Threshold("ice_min_age_years", 12, "years", Evidence.C2,
                   "ICE score from this age; CAPD below it", ">="),
@@ -86,6 +87,7 @@ RULE = Rule(
         "dropped when that input was charted before but not in the last monitoring_gap_days "
         "(3) days; a day left without a grade and without prompts is not_evaluable with empty "
         "missing and extra outside_monitoring_window. Charting it again restores the prompt.",
+        "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
     ),
     description="ASTCT consensus ICANS grade 0-4 for the evaluated day.",
 )

@@ -132,3 +132,26 @@ def test_every_rule_has_a_firing_and_a_non_firing_case_in_tests_clinical(tmp_pat
         if (rid, str(Status.NOT_MET)) not in seen:
             lacking.append(f"{rid}: no non-firing case")
     assert not lacking, "; ".join(lacking)
+
+
+# Alarm policy [DESIGN] (core/alerts.severity_of): (severity, escalates_at_grade) per rule.
+ALARM_POLICY = {
+    "crs_grade": ("warning", 3), "icans_grade": ("warning", 3),
+    "icaht_early": ("warning", 3), "icaht_late": ("warning", 3),
+    "ticaht_early": ("warning", 3), "ticaht_late": ("warning", 3),
+    "ctcae_alc": ("info", None), "ctcae_wbc": ("info", None),
+}
+
+
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.id)
+def test_alarm_policy_is_declared_on_the_rule(rule):
+    if rule.id in ALARM_POLICY:
+        expected = ALARM_POLICY[rule.id]
+    elif rule.id.startswith("ctcae_"):
+        expected = ("warning", 4)
+    else:
+        expected = (rule.severity.value, None)
+    assert (rule.severity.value, rule.escalates_at_grade) == expected
+    if rule.escalates_at_grade is not None:
+        assert rule.graded
+        assert any("Alarm policy [DESIGN]" in c for c in rule.choices)

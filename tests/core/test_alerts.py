@@ -31,17 +31,19 @@ from core.units import Evidence
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
 
-def spec(rule_id: str, severity: Severity = Severity.WARNING, graded: bool = False) -> RuleSpec:
+def spec(rule_id: str, severity: Severity = Severity.WARNING, graded: bool = False,
+         escalates_at_grade: int | None = None) -> RuleSpec:
     rule = Rule(id=rule_id, title=f"Title of {rule_id}", version="1",
                 citation=Citation("test", "§0"), evidence=Evidence.DESIGN, severity=severity,
-                thresholds=(), inputs=(), graded=graded)
+                thresholds=(), inputs=(), graded=graded, escalates_at_grade=escalates_at_grade)
     return RuleSpec(rule=rule, evaluate=lambda course, t: Finding(rule_id, Status.NOT_MET))
 
 
 SPECS = {s.rule.id: s for s in (
     spec("ferritin_rise"),
-    spec("crs_grade", Severity.WARNING, graded=True),
-    spec("ctcae_anc", Severity.INFO, graded=True),
+    spec("crs_grade", Severity.WARNING, graded=True, escalates_at_grade=3),
+    spec("ctcae_anc", Severity.WARNING, graded=True, escalates_at_grade=4),
+    spec("ctcae_alc", Severity.INFO, graded=True),
     spec("iec_hs", Severity.SEVERE),
     spec("car_hematotox", Severity.INFO),
 )}
@@ -110,16 +112,28 @@ def test_an_alert_says_what_and_that_it_is_a_screening_flag(engine, sync) -> Non
 
 
 @pytest.mark.parametrize(("rule", "grade", "severity"), [
-    pytest.param("ctcae_anc", 1, "info", id="info-rule-grade-1-stays-info"),
-    pytest.param("ctcae_anc", 3, "severe", id="grade-3-is-severe"),
+    pytest.param("ctcae_anc", 3, "warning", id="ctcae-grade-3-stays-warning"),
+    pytest.param("ctcae_anc", 4, "severe", id="ctcae-escalates-at-its-grade-4"),
+    pytest.param("ctcae_alc", 4, "info", id="never-escalating-rule-stays-info-at-grade-4"),
     pytest.param("crs_grade", 2, "warning", id="declared-severity"),
-    pytest.param("crs_grade", 4, "severe", id="grade-4-is-severe"),
+    pytest.param("crs_grade", 3, "severe", id="crs-escalates-at-its-grade-3"),
     pytest.param("iec_hs", None, "severe", id="ungraded-severe-rule"),
 ])
-def test_severity_is_the_rules_bumped_to_severe_at_grade_3(
+def test_severity_is_the_rules_raised_to_severe_from_its_escalation_grade(
         engine, sync, rule: str, grade: int | None, severity: str) -> None:
     sync([met(rule, grade=grade)], T0)
     assert alerts(engine)[0].severity == severity
+
+
+def test_catalogue_alarm_policy_for_ctcae_lymphopenia_and_counts() -> None:
+    from core.alerts import severity_of
+    from core.rules.catalog import spec_by_id
+
+    alc, anc = spec_by_id("ctcae_alc"), spec_by_id("ctcae_anc")
+    assert severity_of(met("ctcae_alc", grade=4), alc) == "info"
+    assert severity_of(met("ctcae_anc", grade=3), anc) == "warning"
+    assert severity_of(met("ctcae_anc", grade=4), anc) == "severe"
+    assert severity_of(met("crs_grade", grade=3), spec_by_id("crs_grade")) == "severe"
 
 
 def test_purely_informational_rules_and_unmet_findings_raise_no_alert(engine, sync) -> None:
