@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
+from core.permissions import require
 from core.rules.base import Finding, RuleSpec, Severity, Status
 
 SCREENING_NOTE = "Screening flag for clinician review — not a diagnosis."
@@ -342,9 +343,11 @@ def _require_user(user: str) -> str:
 
 def acknowledge(
     session: Session, alert_id: int, user: str, note: str | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, *, role: str | None = None,
 ) -> Alert:
-    """Record that `user` has seen the alert (who, when, note); stops escalation."""
+    """Record that `user` has seen the alert (who, when, note); stops escalation.
+    `role` (None = trusted caller) needs acknowledge_alert."""
+    require(role, "acknowledge_alert")
     user = _require_user(user)
     now = _aware(now) or utcnow()
     alert = _get(session, alert_id)
@@ -366,9 +369,11 @@ def acknowledge(
 
 def snooze(
     session: Session, alert_id: int, user: str, reason: str, until: datetime,
-    now: datetime | None = None,
+    now: datetime | None = None, *, role: str | None = None,
 ) -> Alert:
-    """Silence an open alert until `until` (time-zone aware, in the future), with a reason."""
+    """Silence an open alert until `until` (time-zone aware, in the future), with a reason.
+    `role` (None = trusted caller) needs snooze_alert."""
+    require(role, "snooze_alert")
     user = _require_user(user)
     now = _aware(now) or utcnow()
     if not reason or not reason.strip():

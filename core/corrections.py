@@ -25,6 +25,7 @@ from core.importing import TABLES, Context
 from core.importing.validate import PREPARE
 from core.models import LabResult, Patient, RecordStatus
 from core.observations import OBSERVATION_KINDS
+from core.permissions import require
 from core.units import fmt
 
 REASONS = {
@@ -120,13 +121,14 @@ def _load(session: Session, kind: str, record_id: int) -> tuple[Any, str]:
 
 def correct(engine: Engine, table: str, record_id: int, changes: dict[str, object],
             reason: Reason | str, user: str, *, confirm_unusual: bool = False,
-            tz: str = "UTC", now: datetime | None = None) -> int:
+            tz: str = "UTC", now: datetime | None = None, role: str | None = None) -> int:
     """Supersede a final row with corrected values; returns the new row's id.
 
     `changes` uses the import's column names (labs: value, unit, collected_at, patient_id).
     The corrected row passes the import's validation; a problem raises CorrectionRefused
-    with the import's sentence.
+    with the import's sentence. `role` (None = trusted caller) needs correct_data.
     """
+    require(role, "correct_data")
     why = _as_reason(reason)
     bad = set(changes) - set(EDITABLE.get(table, ()))
     if bad:
@@ -180,8 +182,9 @@ def correct(engine: Engine, table: str, record_id: int, changes: dict[str, objec
 
 
 def mark_entered_in_error(engine: Engine, table: str, record_id: int, reason: Reason | str,
-                          user: str) -> None:
+                          user: str, *, role: str | None = None) -> None:
     """Hide a row from rules and plots (status entered_in_error); it stays for the audit."""
+    require(role, "correct_data")
     why = _as_reason(reason)
     with session_scope(engine) as session:
         row, pid = _load(session, table, record_id)
@@ -245,9 +248,11 @@ def verification_queue(engine: Engine, patient_id: str | None = None) -> pd.Data
                                      "correction_reason"])
 
 
-def verify(engine: Engine, lab_ids: list[int], user: str) -> list[str]:
+def verify(engine: Engine, lab_ids: list[int], user: str, *,
+           role: str | None = None) -> list[str]:
     """Second-person verification of lab values. Returns refusals (one sentence each);
     values the user entered themselves are refused (four eyes), the rest are verified."""
+    require(role, "correct_data")
     refused: list[str] = []
     with session_scope(engine) as session:
         for lab_id in lab_ids:

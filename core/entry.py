@@ -26,6 +26,7 @@ from core.db import session_scope
 from core.importing import TABLES, Context, validate_rows, write_rows
 from core.models import Patient, SiteSetting
 from core.observations import OBSERVATION_KINDS
+from core.permissions import require
 from core.units import ANALYTES
 
 CONFIRM_HINT = "tick 'These unusual values are right' and save again"
@@ -61,7 +62,11 @@ def site_setting(engine: Engine, key: str, default: Any = None) -> Any:
         return default if row is None else row.value.get("value", default)
 
 
-def save_site_setting(engine: Engine, key: str, value: Any, user: str) -> None:
+def save_site_setting(engine: Engine, key: str, value: Any, user: str, *,
+                      role: str | None = None) -> None:
+    """Store a site setting (audited); threshold keys need rule_thresholds, the rest
+    site_settings (admin only; role None = trusted caller)."""
+    require(role, "rule_thresholds" if key.startswith("threshold") else "site_settings")
     with session_scope(engine) as s:
         row = s.get(SiteSetting, key)
         before = None if row is None else dict(row.value)
@@ -158,13 +163,20 @@ def enter_day(
     tz: str = "UTC",
     now: datetime | None = None,
     dry_run: bool = False,
+    role: str | None = None,
 ) -> EntryResult:
     """Validate and save one patient's data for one time (`when`, naive = ward time).
+
+    `role` (None = trusted caller) needs enter_data, and document_episode for episodes.
 
     Blank lab or observation values are skipped (not entered), so a half-filled panel is
     fine. Episodes give kind, grade, onset and optionally resolved; treatments drug, dose,
     dose_unit, route (given at `when` unless `given_at`); events kind and note.
     """
+    episodes = list(episodes)
+    require(role, "enter_data")
+    if any(not _blank(e.get("kind")) for e in episodes):
+        require(role, "document_episode")
     stamp = _iso(when)
     tables: dict[str, tuple[pd.DataFrame, list[str]]] = {}
     lab_rows = [(a, str(v).strip(), u) for a, v, u in labs if not _blank(v)]
@@ -229,9 +241,11 @@ def enter_grid(
     tz: str = "UTC",
     now: datetime | None = None,
     dry_run: bool = False,
+    role: str | None = None,
 ) -> EntryResult:
     """Back-fill several days of labs: one row per date (column `date`), one column per
     analyte code holding value text; blank cells are skipped. Drawn at `at` ward time."""
+    require(role, "enter_data")
     rows: list[dict[str, str]] = []
     labels: list[str] = []
     for rec in grid.to_dict("records"):

@@ -40,6 +40,7 @@ from core.importing import (
     write_rows,
 )
 from core.models import ImportBatch, LabResult
+from core.permissions import require
 from core.units import LOINC_TO_ANALYTE
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -119,8 +120,10 @@ def _identifier(res: dict) -> str | None:
 def import_fhir(engine: Engine, data: bytes, file_name: str = "upload.json", *,
                 user: str = "system", dry_run: bool = False, tz: str = "UTC",
                 now: datetime | None = None, confirm_unusual: bool = False,
-                progress: Progress | None = None) -> ImportReport:
-    """Validate and (unless dry_run or any problem) write Patients and Observations."""
+                progress: Progress | None = None, role: str | None = None) -> ImportReport:
+    """Validate and (unless dry_run or any problem) write Patients and Observations.
+    `role` (None = trusted caller) needs enter_data."""
+    require(role, "enter_data")
     started = time.perf_counter()
     say = progress or (lambda _f, _m: None)
     report = ImportReport(kind="fhir", file_name=file_name, dry_run=dry_run)

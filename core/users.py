@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from core import audit
 from core.db import session_scope
 from core.models import Role, User
+from core.permissions import require
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -25,8 +26,11 @@ def check_password(password: str, hashed: str) -> bool:
 
 
 def create_user(engine: Engine, username: str, role: str, password: str,
-                display_name: str | None = None, actor: str = "system") -> User:
-    """Add a user; a short password or an existing name is refused with a clear message."""
+                display_name: str | None = None, actor: str = "system", *,
+                actor_role: str | None = None) -> User:
+    """Add a user; a short password or an existing name is refused with a clear message.
+    `actor_role` is the role of who is doing it (None = the operator's CLI): manage_users."""
+    require(actor_role, "manage_users")
     if role not in {r.value for r in Role}:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
     if len(password) < MIN_PASSWORD_LENGTH:

@@ -32,6 +32,7 @@ from core.models import (
     Patient,
     PatientStatus,
 )
+from core.permissions import require
 
 __all__ = ["ImportReport", "RowError", "import_file", "template_csv", "KINDS", "FileRejected",
            "Context", "validate_rows", "write_rows", "TABLES"]
@@ -117,8 +118,15 @@ def import_file(
     now: datetime | None = None,
     source: str = "csv",
     progress: Progress | None = None,
+    role: str | None = None,
 ) -> ImportReport:
-    """Validate and (unless dry_run or any row is bad) write a CSV file of one kind."""
+    """Validate and (unless dry_run or any row is bad) write a CSV file of one kind.
+
+    `role` is the signed-in user's role (None = trusted caller such as the CLI): importing
+    needs enter_data, an episodes file also document_episode (core.permissions)."""
+    require(role, "enter_data")
+    if kind == "episodes":
+        require(role, "document_episode")
     started = time.perf_counter()
     report = ImportReport(kind=kind, file_name=file_name, dry_run=dry_run)
     say = progress or (lambda _f, _m: None)
@@ -128,6 +136,8 @@ def import_file(
     except FileRejected as exc:
         report.errors = exc.errors
         return report
+    if kind == "episodes":  # detected from the header
+        require(role, "document_episode")
     report.kind, report.rows_in_file = kind, len(frame)
     now = now or datetime.now(UTC)
     sha = hashlib.sha256(data).hexdigest()
