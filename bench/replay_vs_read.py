@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.replay_rules import build_courses  # noqa: E402
+from bench.replay_rules import synthetic_course  # noqa: E402
 from core.course import Course  # noqa: E402
 from core.db import init_db, make_engine, session_scope  # noqa: E402
 from core.loading import load_courses  # noqa: E402
@@ -44,7 +46,13 @@ def _at(infusion: date, day: float) -> str:
     return (start + timedelta(days=float(day))).strftime(STAMP)
 
 
-def write_db(path: Path, courses: list[Course], infusion: date) -> int:
+def generate(n: int, days: int, seed: int = 1) -> Iterable[Course]:
+    """The courses of `build_courses`, one at a time (so they never all sit in memory)."""
+    rng = random.Random(seed)
+    return (synthetic_course(i, days, rng) for i in range(n))
+
+
+def write_db(path: Path, courses: Iterable[Course], infusion: date) -> int:
     """Bulk-insert the courses into a migrated SQLite file; returns the clinical row count."""
     engine = make_engine(f"sqlite:///{path}")
     init_db(engine)
@@ -55,13 +63,12 @@ def write_db(path: Path, courses: list[Course], infusion: date) -> int:
     con.execute("PRAGMA synchronous=OFF")
     rows = 0
     with con:
-        con.executemany(
-            "INSERT INTO patient (id, patient_id, ward, product, infusion_date, birth_year, "
-            "status, is_synthetic, source, entered_by, entered_at) "
-            "VALUES (?, ?, 'main', 'axi-cel', ?, ?, 'active', 1, 'bench', 'bench', ?)",
-            [(pk, c.patient.patient_id, infusion.isoformat(), c.patient.birth_year, now)
-             for pk, c in enumerate(courses, 1)])
         for pk, c in enumerate(courses, 1):
+            con.execute(
+                "INSERT INTO patient (id, patient_id, ward, product, infusion_date, birth_year, "
+                "status, is_synthetic, source, entered_by, entered_at) "
+                "VALUES (?, ?, 'main', 'axi-cel', ?, ?, 'active', 1, 'bench', 'bench', ?)",
+                (pk, c.patient.patient_id, infusion.isoformat(), c.patient.birth_year, now))
             labs = [(pk, a, _at(infusion, d), float(v), ANALYTES[a].unit, f"{v:g}",
                      ANALYTES[a].unit, ANALYTES[a].ref_low, ANALYTES[a].ref_high, *prov)
                     for a, d, v in zip(c.labs["analyte"], c.labs["day"], c.labs["value"],
@@ -104,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     infusion = date.today() - timedelta(days=args.days + 5)
     tmp = Path(tempfile.mkdtemp(prefix="cartwatch-bench-"))
     db = tmp / "replay.db"
-    generated = build_courses(args.patients, args.days, args.seed)
-    rows = write_db(db, generated, infusion)
-    del generated
+    rows = write_db(db, generate(args.patients, args.days, args.seed), infusion)
     build_s = time.perf_counter() - t0
 
     engine = make_engine(f"sqlite:///{db}")
