@@ -41,6 +41,7 @@ __all__ = ["ImportReport", "RowError", "import_file", "template_csv", "KINDS", "
 TABLES = {**CLINICAL_TABLES, "missing": MissingLab}
 
 Progress = Callable[[float, str], None]
+MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml server.maxUploadSize (MB)
 _CHUNK = 5_000
 
 
@@ -130,6 +131,12 @@ def import_file(
     started = time.perf_counter()
     report = ImportReport(kind=kind, file_name=file_name, dry_run=dry_run)
     say = progress or (lambda _f, _m: None)
+    if len(data) > MAX_UPLOAD_BYTES:
+        report.errors = [RowError(0, "", "", (
+            f"The file is {len(data) / 2**20:,.1f} MB; the largest file accepted is "
+            f"{MAX_UPLOAD_BYTES / 2**20:,.0f} MB. Split it into smaller files; nothing was "
+            "saved."))]
+        return report
     say(0.0, "reading file")
     try:
         kind, frame = read_csv_bytes(data, kind)
@@ -207,9 +214,32 @@ def validate_rows(session: Session, kind: str, frame: pd.DataFrame,
     `ctx.errors`. The entry form, FHIR import and CSV import all pass through here.
     """
     prepared = PREPARE[kind](frame, ctx)
+    _check_lengths(kind, prepared, ctx)
     if not ctx.errors:
         _check_existing(session, kind, prepared, ctx)
     return prepared
+
+
+def _check_lengths(kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
+    """Text longer than its column is refused with a sentence (PostgreSQL would otherwise
+    fail the whole transaction with 'value too long'; SQLite would store it silently)."""
+    model = Patient if kind == "patients" else TABLES[kind]
+    for name, column in model.__table__.columns.items():  # type: ignore[attr-defined]
+        limit = getattr(column.type, "length", None)
+        if not limit or name not in prepared.columns:
+            continue
+        col = prepared[name]
+        if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+            continue
+        sizes = col.map(lambda v: len(v) if isinstance(v, str) else 0)
+        for idx in sizes[sizes > limit].index:
+            if any(e.row == int(idx) + 2 and e.column == name for e in ctx.errors):
+                continue  # already refused with the kind's own sentence
+            text = str(prepared.at[idx, name])
+            ctx.errors.append(RowError(
+                int(idx) + 2, name, text[:30] + "…",  # type: ignore[call-overload]
+                f"The {name.replace('_', ' ')} is too long: {sizes[idx]:,} characters, "
+                f"at most {limit:,}. Shorten it; nothing was saved."))
 
 
 def _check_existing(session: Session, kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
