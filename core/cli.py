@@ -127,11 +127,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """`export patient --patient ID --out X.csv|X.png|X.pdf` (format from the suffix)."""
+    """`export patient --patient ID --out X.csv|X.png|X.pdf` (format from the suffix);
+    `export registry --out X.csv` (de-identified, keyed by CARTWATCH_SITE_SECRET)."""
     from core.exporting import export_patient
 
     engine = _engine(args)
     out = Path(args.out)
+    if args.what == "registry":
+        import os
+
+        from core.exporting import SITE_SECRET_ENV, RegistryRefused, registry_csv
+
+        try:
+            text = registry_csv(engine, os.environ.get(SITE_SECRET_ENV),
+                                _settings(args).ward_tz)
+        except RegistryRefused as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        out.write_text(text, encoding="utf-8")
     if args.what == "patient":
         if not args.patient:
             print("export patient needs --patient ID", file=sys.stderr)
@@ -217,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
 
-    s = sub.add_parser("export", help="export a patient summary")
-    s.add_argument("what", choices=["patient"])
+    s = sub.add_parser("export", help="export a patient summary or the de-identified "
+                                      "registry extract (needs CARTWATCH_SITE_SECRET)")
+    s.add_argument("what", choices=["patient", "registry"])
     s.add_argument("--patient")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_export)
