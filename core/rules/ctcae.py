@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,15 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import LabSeries, baseline, course_index, lab_series, memo
+from core.rules.common import (
+    LabSeries,
+    Value,
+    baseline,
+    course_index,
+    lab_series,
+    memo,
+    thresholds_key,
+)
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -264,25 +272,41 @@ class Series:
         return self.src.at(int(i)).evidence(why)
 
 
-def series_of(course: Course, analyte: str) -> Series:
-    """The analyte's values with day <= course.as_of_day (cached on the course index)."""
-    src = lab_series(course, analyte)
-    k = 0 if src is None else src.count(course.as_of_day)
+def _full_series(course: Course, src: LabSeries) -> Series:
+    """Every value of the analyte in the course index, as arrays (built once per course)."""
 
     def build() -> Series:
-        if src is None or k == 0:
-            empty = np.empty(0)
-            return Series(analyte, empty, empty, empty, empty, src)
-        a = ANALYTES[analyte]
-        lo = np.asarray(src.low[:k], dtype=float)
-        hi = np.asarray(src.high[:k], dtype=float)
+        a = ANALYTES[src.analyte]
+        lo = np.asarray(src.low, dtype=float)
+        hi = np.asarray(src.high, dtype=float)
         both = np.isnan(lo) & np.isnan(hi)
         lo = np.where(both, np.nan if a.ref_low is None else a.ref_low, lo)
         hi = np.where(both, np.nan if a.ref_high is None else a.ref_high, hi)
-        return Series(analyte, np.asarray(src.days[:k], dtype=float),
-                      np.asarray(src.vals[:k], dtype=float), lo, hi, src)
+        return Series(src.analyte, np.asarray(src.days, dtype=float),
+                      np.asarray(src.vals, dtype=float), lo, hi, src)
 
-    return memo(course, ("cw_series", analyte, k), build)
+    return memo(course, ("cw_series_full", src.analyte), build)
+
+
+def series_of_full(course: Course, src: LabSeries) -> Series:
+    """Every value of `src` in the course (whatever the as-of instant), as arrays."""
+    return _full_series(course, src)
+
+
+_EMPTY = np.empty(0)
+
+
+def series_of(course: Course, analyte: str) -> Series:
+    """The analyte's values with day <= course.as_of_day: views into the per-course arrays."""
+    src = lab_series(course, analyte)
+    k = 0 if src is None else src.count(course.as_of_day)
+    if src is None or k == 0:
+        return Series(analyte, _EMPTY, _EMPTY, _EMPTY, _EMPTY, src)
+    full = _full_series(course, src)
+    if k == len(full):
+        return full
+    return Series(analyte, full.day[:k], full.value[:k], full.ref_low[:k], full.ref_high[:k],
+                  src)
 
 
 def current_day(course: Course) -> float:
@@ -327,6 +351,46 @@ def _why(analyte: str, grade: int, value: float, uln: float | None, lln: float |
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class _Graded:
+    """CTCAE grade of every value of one analyte in the course, and its grade >= 1 runs."""
+
+    grade: list[int | None]
+    run_start: list[int]  # first index of the unbroken grade >= 1 run ending here (-1: none)
+    run_max: list[int]  # worst grade of that run up to here
+
+
+def _graded(course: Course, s: Series, analyte: str, t: Thresholds,
+            base: float | None, base_uln: float | None, base_lln: float | None,
+            base_day: float | None) -> _Graded:
+    """Per-value grades for the whole course, computed once per (thresholds, baseline)."""
+
+    def build() -> _Graded:
+        assert s.src is not None
+        full = _full_series(course, s.src)
+        vals, highs, lows = full.value.tolist(), full.ref_high.tolist(), full.ref_low.tolist()
+        grade: list[int | None] = []
+        run_start: list[int] = []
+        run_max: list[int] = []
+        for i, v in enumerate(vals):
+            hi, lo = highs[i], lows[i]
+            g = ctcae_grade(analyte, v, None if hi != hi else hi, None if lo != lo else lo,
+                            base, base_uln, base_lln, t)
+            grade.append(g)
+            if not g:
+                run_start.append(-1)
+                run_max.append(0)
+            elif i and grade[i - 1]:
+                run_start.append(run_start[i - 1])
+                run_max.append(max(run_max[i - 1], g))
+            else:
+                run_start.append(i)
+                run_max.append(g)
+        return _Graded(grade, run_start, run_max)
+
+    return memo(course, ("cw_ctcae_graded", analyte, thresholds_key(t), base_day), build)
+
+
 def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
     def evaluate(course: Course, t: Thresholds) -> Finding:
         rule_id = f"ctcae_{analyte}"
@@ -335,16 +399,24 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
             return Finding(rule=rule_id, status=Status.NOT_EVALUABLE,
                            missing=[f"a {ANALYTES[analyte].name} result"])
         b = baseline(course, analyte) if analyte in _NEEDS_BASELINE else None
+        # the finding depends only on the results known (their count) and the baseline:
+        # computed once per course for each, a copy handed out (days without a new result)
+        f = memo(course, ("cw_ctcae_finding", analyte, thresholds_key(t), len(s),
+                          None if b is None else b.day),
+                 lambda: _finding(course, s, b, t))
+        return replace(f, evidence=list(f.evidence), missing=list(f.missing),
+                       extra=dict(f.extra))
+
+    def _finding(course: Course, s: Series, b: Value | None, t: Thresholds) -> Finding:
+        rule_id = f"ctcae_{analyte}"
         base = b.value if b is not None else None
         base_uln = b.ref_high if b is not None else None
         base_lln = b.ref_low if b is not None else None
-
-        def grade_at(i: int) -> int | None:
-            return ctcae_grade(analyte, float(s.value[i]), _num(s.ref_high[i]),
-                               _num(s.ref_low[i]), base, base_uln, base_lln, t)
+        graded = _graded(course, s, analyte, t, base, base_uln, base_lln,
+                         None if b is None else b.day)
 
         last = len(s) - 1
-        g = grade_at(last)
+        g = graded.grade[last]
         uln, lln = _num(s.ref_high[last]), _num(s.ref_low[last])
         if g is None:
             need = "the reference range (ULN/LLN) of the latest result"
@@ -360,14 +432,8 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
             return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
                            extra=extra)
         # since: first value of the current unbroken run of grade >= 1 results
-        start = last
-        while start > 0:
-            prev = grade_at(start - 1)
-            if not prev:
-                break
-            start -= 1
-        since = float(math.floor(s.day[start]))
-        extra["max_grade_in_run"] = max(grade_at(i) or 0 for i in range(start, last + 1))
+        since = float(math.floor(s.day[graded.run_start[last]]))
+        extra["max_grade_in_run"] = graded.run_max[last]
         return Finding(rule=rule_id, status=Status.MET, grade=g, since_day=since,
                        evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
 

@@ -16,8 +16,10 @@ as below): equal grades are reported as such, a lower bound >= 1 is reported as 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -33,8 +35,14 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import course_index, observations_until, treatment_days
-from core.rules.ctcae import Series, current_day, series_of
+from core.rules.common import (
+    course_index,
+    memo,
+    observations_until,
+    thresholds_key,
+    treatment_days,
+)
+from core.rules.ctcae import Series, current_day, series_of, series_of_full
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -195,14 +203,46 @@ def _early(
     platelets: bool,
 ) -> Finding:
     """rows: (threshold key, inclusive, [(days key, grade), ...]) of the grading table."""
-    name = ANALYTES[analyte].name
     start, window_end = 0, int(t["window_end_day"])
     now = current_day(course)
     cens, cens_kind = censor_day(course)
     today = math.floor(now) if math.isfinite(now) else start - 1
     end = min(window_end, today, math.floor(cens) if math.isfinite(cens) else window_end)
+    if end >= today:
+        return _early_finding(course, t, rule_id, analyte, rows, platelets, end, today,
+                              cens, cens_kind)
+    # The window closed before today: everything it reads is known, so the finding is the
+    # same every later day (computed once per course; a copy is returned).
+    f = memo(course, ("cw_early", rule_id, thresholds_key(t), end, cens, cens_kind),
+             lambda: _early_finding(course, t, rule_id, analyte, rows, platelets, end, today,
+                                    cens, cens_kind))
+    return replace(f, evidence=list(f.evidence), missing=list(f.missing), extra=dict(f.extra))
+
+
+def _daily_grid(course: Course, s: Series, first: int, last: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """daily_worst(s, first, last), sliced from a per-course grid when every value of those
+    days is known as of now."""
+    src = s.src
+    if src is None or last < first or src.count(course.as_of_day) < bisect.bisect_left(
+            src.days, last + 1.0):
+        return daily_worst(s, first, last)
+    grid_last = max(last, 30)
+    vals, idx = memo(course, ("cw_daily_worst", src.analyte, first, grid_last),
+                     lambda: daily_worst(series_of_full(course, src), first, grid_last))
+    n = last - first + 1
+    return vals[:n].copy(), idx[:n].copy()
+
+
+def _early_finding(
+    course: Course, t: Thresholds, rule_id: str, analyte: str,
+    rows: list[tuple[str, bool, list[tuple[str, int]]]],
+    platelets: bool, end: int, today: int, cens: float, cens_kind: str | None,
+) -> Finding:
+    name = ANALYTES[analyte].name
+    start, window_end = 0, int(t["window_end_day"])
     s = series_of(course, analyte)
-    vals, idx = daily_worst(s, start - 1, max(end, start - 1))
+    vals, idx = _daily_grid(course, s, start - 1, max(end, start - 1))
     vals, idx = carry_forward(vals, idx, int(t["carry_forward_days"]))
     vals, idx = vals[1:], idx[1:]  # drop the day before the window (used for carrying only)
     if end == today and len(vals) and np.isnan(vals[-1]):
@@ -567,9 +607,18 @@ _HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemogl
 
 
 def evaluate_car_hematotox(course: Course, t: Thresholds) -> Finding:
-    rule_id = "car_hematotox"
     ld = course.patient.lymphodepletion_day
     cutoff = (ld if ld is not None else t["fallback_baseline_day"]) + 1  # day's start + 1
+    if course.as_of_day < cutoff:
+        return _car_hematotox(course, t, ld, cutoff)
+    # every baseline result is known: the score no longer changes (computed once per course)
+    f = memo(course, ("cw_car_hematotox", thresholds_key(t), cutoff),
+             lambda: _car_hematotox(course, t, ld, cutoff))
+    return replace(f, evidence=list(f.evidence), missing=list(f.missing), extra=dict(f.extra))
+
+
+def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float) -> Finding:
+    rule_id = "car_hematotox"
     when = (f"before lymphodepletion (day {ld:g})" if ld is not None
             else f"on or before day {t['fallback_baseline_day']:g} (no lymphodepletion date)")
     breakdown: dict[str, int | None] = {}
