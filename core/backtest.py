@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.alerts import INFORMATIONAL_RULES, episode_key_of, is_alertable
@@ -26,6 +27,7 @@ from core.config import Settings
 from core.course import Course
 from core.db import session_scope
 from core.loading import load_courses
+from core.models import Patient
 from core.rules.base import Finding, RuleSpec
 
 Overrides = Mapping[str, Mapping[str, float]]
@@ -33,6 +35,7 @@ Progress = Callable[[int, int], None]  # (patients done, patients in all)
 # (patient_id, [(day, findings as of the end of that day), ...]) for every patient
 Replayed = Iterable[tuple[str, Sequence[tuple[int, Sequence[Finding]]]]]
 
+BATCH = 100  # patients read from the database at a time
 EPISODE_COLUMNS = ["patient_id", "rule_id", "episode_key", "first_day", "last_day",
                    "met_days"]
 BURDEN_COLUMNS = ["rule_id", "title", "alerts", "per_100_patient_days", "patients_flagged",
@@ -144,10 +147,15 @@ def merge_overrides(*layers: Overrides | None) -> dict[str, dict[str, float]]:
     return out
 
 
-def backtest_courses(courses: Sequence[Course], overrides: Overrides | None = None,
+def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = None,
                      specs: Sequence[RuleSpec] | None = None,
-                     progress: Progress | None = None) -> BacktestResult:
-    """Replay every rule over every course (thresholds: `overrides` over the defaults)."""
+                     progress: Progress | None = None,
+                     total: int | None = None) -> BacktestResult:
+    """Replay every rule over every course (thresholds: `overrides` over the defaults).
+
+    `courses` may be a lazy iterable (then give `total`, the number of courses, for the
+    progress callback and the share of patients flagged).
+    """
     from core.rules.engine import replay_course, thresholds_for
 
     if specs is None:
@@ -157,7 +165,10 @@ def backtest_courses(courses: Sequence[Course], overrides: Overrides | None = No
     merged = merge_overrides(overrides)
     thresholds_for(specs, merged)  # an unknown rule or key fails before any work is done
     started = time.perf_counter()
-    total, patient_days = len(courses), 0
+    if total is None:
+        courses = list(courses)
+        total = len(courses)
+    patient_days = 0
 
     def replayed() -> Replayed:
         nonlocal patient_days
@@ -191,10 +202,21 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     as_of = as_of or datetime.now(UTC)
     site = site_overrides(settings, specs)
     with session_scope(engine) as session:
-        courses = load_courses(session, settings.ward_tz, active_only=False, as_of=as_of)
+        ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))
+
+    def courses() -> Iterable[Course]:
+        # a batch at a time: reading a whole large cohort at once peaks at several times
+        # the memory its courses keep (1,000 patients x 100 days: 1.4 GB vs 0.5 GB)
+        for start in range(0, len(ids), BATCH):
+            with session_scope(engine) as session:
+                batch = load_courses(session, settings.ward_tz, ids[start:start + BATCH],
+                                     active_only=False, as_of=as_of)
+            yield from batch
+
     if progress is not None:
-        progress(0, len(courses))
-    return backtest_courses(courses, merge_overrides(site, overrides), specs, progress)
+        progress(0, len(ids))
+    return backtest_courses(courses(), merge_overrides(site, overrides), specs, progress,
+                            total=len(ids))
 
 
 def compare_burden(before: BacktestResult, after: BacktestResult) -> pd.DataFrame:

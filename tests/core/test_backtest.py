@@ -112,3 +112,23 @@ def test_an_empty_database_replays_nothing(engine):
     result = backtest(engine, Settings(database_url=str(engine.url)))
     assert (result.patients, result.patient_days, result.alerts) == (0, 0, 0)
     assert math.isnan(result.per_100_patient_days)
+
+
+def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import core.backtest
+    from tests.sample_db import build_sample_db
+
+    url = build_sample_db(tmp_path / "sample.db")
+    from core.db import make_engine
+
+    engine, settings = make_engine(url), Settings(database_url=url)
+    whole = backtest(engine, settings)
+    monkeypatch.setattr(core.backtest, "BATCH", 4)
+    seen: list[tuple[int, int]] = []
+    batched = backtest(engine, settings, progress=lambda d, n: seen.append((d, n)))
+    assert seen[0] == (0, 14) and seen[-1] == (14, 14)
+    assert (batched.patients, batched.patient_days) == (whole.patients, whole.patient_days)
+    pd.testing.assert_frame_equal(batched.burden, whole.burden)
+    engine.dispose()
