@@ -73,7 +73,8 @@ def main() -> None:
     print(json.dumps({"rows": report.rows_in_file, "rows_written": report.rows_new,
                       "seconds": round(seconds, 2),
                       "rows_per_s": round(report.rows_in_file / seconds),
-                      "peak_mb": round(peak_mb, 1), "ok": report.ok,
+                      "peak_mb": round(peak_mb, 1), "target_s": 10, "target_mb": 500,
+                      "ok": report.ok and seconds <= 10 and peak_mb <= 500,
                       "errors": [str(e) for e in report.errors[:3]]}))
 
 

@@ -7,6 +7,8 @@ bug, a constraint) is re-raised. The transaction has rolled back either way.
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 READ_ONLY = ("The database cannot be written (read-only or disk full); nothing was saved. "
@@ -22,6 +24,8 @@ _PG_WRITE = {"25006", "53100", "42501", "53200"}
 
 def write_failure(exc: BaseException) -> str | None:
     """The sentence for a storage fault, or None when `exc` is not one (re-raise it)."""
+    if isinstance(exc, sqlite3.OperationalError):  # raised by the raw bulk insert on SQLite
+        return READ_ONLY if any(s in str(exc).lower() for s in _SQLITE_WRITE) else None
     if not isinstance(exc, DBAPIError):
         return None
     orig = getattr(exc, "orig", None)

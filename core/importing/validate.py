@@ -65,9 +65,11 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
 def _patients(frame: pd.DataFrame, ctx: Context) -> tuple[pd.Series, pd.Series]:
     """(patient_pk, infusion date) per row; unknown IDs are errors."""
     ids = frame["patient_id"]
-    known = ids.map(lambda x: ctx.patients.get(x, (None, None)))
-    pk = known.map(lambda t: t[0])
-    inf = known.map(lambda t: t[1])
+    # dict lookups are vectorised by pandas (a hash join), unlike a lambda per row
+    pk = ids.map({pid: v[0] for pid, v in ctx.patients.items()}).astype(object)
+    pk = pk.where(pk.notna(), None)
+    inf = ids.map({pid: v[1] for pid, v in ctx.patients.items()}).astype(object)
+    inf = inf.where(inf.notna(), None)
     ctx.add(frame, _blank(ids), "patient_id", "A patient_id is required on every row.")
     ctx.add(frame, ~_blank(ids) & pk.isna(), "patient_id",
             lambda r: f"No patient with study ID {r['patient_id']!r}. Import or register the "
@@ -179,9 +181,9 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         (a, u): conversion_factor(ANALYTES[a], u)
         for a, u in pairs.dropna().drop_duplicates().itertuples(index=False)
     }
-    factor = pd.Series([factors.get((a, u)) if isinstance(a, str) else None
-                        for a, u in zip(codes, frame["unit"], strict=True)],
-                       index=frame.index, dtype="float64")
+    pair_key = codes.fillna("").astype(str) + "\x00" + frame["unit"].astype(str)
+    factor = pair_key.map({f"{a}\x00{u}": f for (a, u), f in factors.items()}).astype(
+        "float64")
     ctx.add(frame, codes.notna() & factor.isna(), "unit",
             lambda r: f"{r['unit']!r} is not a unit accepted for "
                       f"{ANALYTES[codes[r.name]].name} (accepted: "
@@ -194,7 +196,7 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     _duplicates(frame, ctx, [frame["patient_id"], codes, times], "analyte")
     out = pd.DataFrame({
         "patient_pk": pk, "analyte": codes, "collected_at": times, "value": canonical,
-        "unit": codes.map(lambda a: ANALYTES[a].unit if isinstance(a, str) else None),
+        "unit": codes.map({c: a.unit for c, a in ANALYTES.items()}),
         "qualifier": qualifier,
         "original_value": frame["value"], "original_unit": frame["unit"],
         "ref_low": ref_low, "ref_high": ref_high,
@@ -207,14 +209,11 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
 
 def _unusual(codes: pd.Series, canonical: pd.Series) -> pd.Series:
-    def one(a: str | None, v: float) -> bool:
-        if not isinstance(a, str) or pd.isna(v):
-            return False
-        lim = ANALYTES[a].limits
-        return bool((lim.soft_low is not None and v < lim.soft_low)
-                    or (lim.soft_high is not None and v > lim.soft_high))
-    return pd.Series([one(a, v) for a, v in zip(codes, canonical, strict=True)],
-                     index=codes.index, dtype=bool)
+    """Past a soft plausibility limit (vectorised)."""
+    low = codes.map({c: a.limits.soft_low for c, a in ANALYTES.items()}).astype("float64")
+    high = codes.map({c: a.limits.soft_high for c, a in ANALYTES.items()}).astype("float64")
+    past = (canonical < low.fillna(-np.inf)) | (canonical > high.fillna(np.inf))
+    return (past & canonical.notna()).astype(bool)
 
 
 def _limits(frame: pd.DataFrame, ctx: Context, codes: pd.Series, value: pd.Series,
@@ -225,8 +224,7 @@ def _limits(frame: pd.DataFrame, ctx: Context, codes: pd.Series, value: pd.Serie
     # heuristics) need the sentence-building checks below
     def lim(attr: str, default: float) -> pd.Series:
         table = {c: getattr(a.limits, attr) for c, a in ANALYTES.items()}
-        return codes.map(lambda c: table.get(c) if isinstance(c, str) else None).astype(
-            "float64").fillna(default)
+        return codes.map(table).astype("float64").fillna(default)
 
     inf = float("inf")
     maybe_mixup = pd.Series(False, index=codes.index)
