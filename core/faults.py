@@ -38,3 +38,18 @@ def write_failure(exc: BaseException) -> str | None:
         detail = str(orig or exc).strip().splitlines()[0][:200] if str(orig or exc) else ""
         return UNREACHABLE.format(detail=detail or "no answer")
     return None
+
+
+class StorageFault(RuntimeError):
+    """A write that the storage refused (read-only, full, unreachable): nothing was saved.
+
+    Its message is the sentence for the user (`write_failure`); pages show it as is.
+    """
+
+
+def reraise_storage_fault(exc: BaseException) -> None:
+    """Raise `StorageFault` with the user's sentence if `exc` is a storage fault; else return
+    (the caller re-raises the original)."""
+    message = write_failure(exc)
+    if message is not None:
+        raise StorageFault(message) from exc

@@ -7,7 +7,7 @@ the only code that runs them; pages and the CLI read `Rule` rows to show what ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -145,11 +145,21 @@ class Finding:
 
 
 Evaluator = Callable[[Course, Thresholds], Finding]
+# Findings as of the end of each of `days` (ascending ward days), computed in one pass over
+# the full course. Must equal `evaluate` on the course cut at the end of each day (the engine
+# test `test_replay_hooks_equal_evaluating_each_day` holds every hook to that).
+Replayer = Callable[[Course, Thresholds, Sequence[int]], list[Finding]]
 
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A rule's declaration and the pure function that evaluates it."""
+    """A rule's declaration, the pure function that evaluates it, and optionally a replayer.
+
+    `replay` is an optimisation only: the whole course's day series in one pass, for rules
+    whose per-day evaluation would redo the same work every day. Without it the engine calls
+    `evaluate` once per day.
+    """
 
     rule: Rule
     evaluate: Evaluator
+    replay: Replayer | None = None

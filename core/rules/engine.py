@@ -167,18 +167,50 @@ def replay_days(course: Course) -> range:
     return range(first, last + 1)
 
 
+def _replay_spec(spec: RuleSpec, course: Course, t: Thresholds,
+                 days: Sequence[int]) -> list[Finding] | None:
+    """The rule's own one-pass replay, or None when it has none or it failed (the engine
+    then evaluates day by day, which reports any error per day as a not-evaluable finding)."""
+    if spec.replay is None:
+        return None
+    try:
+        found = spec.replay(course, t, days)
+    except Exception:  # noqa: BLE001 - the per-day path reports the error
+        return None
+    if len(found) != len(days):
+        return None
+    for f in found:
+        if f.rule != spec.rule.id:
+            f.rule = spec.rule.id
+    return found
+
+
 def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                   overrides: Overrides | None = None,
                   days: Sequence[int] | None = None) -> list[tuple[int, list[Finding]]]:
-    """Findings as of the end of every day of the course (backtesting), oldest first."""
+    """Findings as of the end of every day of the course (backtesting), oldest first.
+
+    Rules with a `replay` hook compute their whole day series in one pass; the others are
+    evaluated on a lazy day view of the course for each day.
+    """
     specs, ts = _prepare(course, specs, overrides)
     had_index = "_cw_index" in course.__dict__
-    out = []
     try:
-        for day in (replay_days(course) if days is None else days):
-            view = day_view(course, day + END_OF_DAY)
-            out.append((day, _evaluate(view, specs, ts)))
+        days = list(replay_days(course) if days is None else days)
+        object.__setattr__(course, "_cw_thresholds", ts)
+        columns = [_replay_spec(s, course, ts[s.rule.id], days) for s in specs]
+        daily_specs = [(i, s) for i, s in enumerate(specs) if columns[i] is None]
+        out: list[tuple[int, list[Finding]]] = []
+        for k, day in enumerate(days):
+            row: list[Finding | None] = [None if col is None else col[k] for col in columns]
+            if daily_specs:
+                view = day_view(course, day + END_OF_DAY)
+                object.__setattr__(view, "_cw_thresholds", ts)
+                for i, s in daily_specs:
+                    row[i] = _run(s, view, ts[s.rule.id])
+            out.append((day, row))  # type: ignore[arg-type]
     finally:
         if not had_index:  # the per-day caches are only useful inside this replay
             course.__dict__.pop("_cw_index", None)
+        course.__dict__.pop("_cw_thresholds", None)
     return out
