@@ -1,6 +1,7 @@
 """Benchmark: replay every rule over N synthetic courses x D days, in memory.
 
     .venv/bin/python bench/replay_rules.py [--patients 1000] [--days 100] [--seed 1]
+    .venv/bin/python bench/replay_rules.py --patients 20 --by-rule   # cost of each rule
 
 Prints one JSON line {patients, patient_days, seconds, patient_days_per_s, peak_mb, ...};
 peak_mb is the process's peak resident set size (courses included).
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.course import Course, make_course  # noqa: E402
+from core.rules.base import RuleSpec  # noqa: E402
 from core.rules.catalog import all_specs  # noqa: E402
 from core.rules.engine import replay_course  # noqa: E402
 
@@ -94,12 +96,45 @@ def replay_all(courses: list[Course]) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
+def by_rule(courses: list[Course]) -> dict[str, float]:
+    """Microseconds per patient-day spent in each rule (its hook, or its per-day evaluate),
+    net of the engine's overhead (timed with a no-op rule and reported on its own)."""
+    from dataclasses import replace
+
+    from core.rules.base import Finding, Status
+    from core.rules.engine import replay_days
+
+    patient_days = max(sum(len(replay_days(c)) for c in courses), 1)
+
+    def cost(spec: RuleSpec) -> float:
+        start = time.perf_counter()
+        for course in courses:  # a fresh Course each time: no cache shared between rules
+            replay_course(replace(course), [spec])
+        return (time.perf_counter() - start) / patient_days * 1e6
+
+    first = all_specs()[0]
+    # the engine's own cost per patient-day (course index, day views) with a rule doing nothing
+    noop = replace(first, evaluate=lambda c, t: Finding(first.rule.id, Status.NOT_MET),
+                   replay=None)
+    overhead = cost(noop)
+    totals = {spec.rule.id: cost(spec) - overhead for spec in all_specs()}
+    totals["(engine overhead, no-op rule)"] = overhead
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--days", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--by-rule", action="store_true",
+                   help="time each rule alone (us per patient-day), hooks included")
     args = p.parse_args(argv)
+    if args.by_rule:
+        courses = build_courses(args.patients, args.days, args.seed)
+        for rule_id, us in by_rule(courses).items():
+            print(f"{rule_id:28s} {us:8.1f} us/patient-day")
+        return
     t0 = time.perf_counter()
     courses = build_courses(args.patients, args.days, args.seed)
     build_s = time.perf_counter() - t0
