@@ -8,7 +8,7 @@ the only code that runs them; pages and the CLI read `Rule` rows to show what ru
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -113,7 +113,11 @@ class EvidenceItem:
     verified: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # the fields are flat scalars: no need for asdict's recursive deep copy
+        return {k: v for k in _EVIDENCE_FIELDS if (v := getattr(self, k)) is not None}
+
+
+_EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
 
 
 @dataclass
