@@ -13,8 +13,11 @@ A what-if run layers threshold changes over the site configuration without writi
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -36,6 +39,7 @@ Progress = Callable[[int, int], None]  # (patients done, patients in all)
 Replayed = Iterable[tuple[str, Sequence[tuple[int, Sequence[Finding]]]]]
 
 BATCH = 100  # patients read from the database at a time
+PARALLEL_FROM = 2 * BATCH  # cohorts this large are replayed by several processes
 EPISODE_COLUMNS = ["patient_id", "rule_id", "episode_key", "first_day", "last_day",
                    "met_days"]
 BURDEN_COLUMNS = ["rule_id", "title", "alerts", "per_100_patient_days", "patients_flagged",
@@ -188,35 +192,132 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
     )
 
 
+def replay_workers(patients: int) -> int:
+    """Processes a cohort replay uses: one per available core for a cohort of at least
+    PARALLEL_FROM patients (starting a worker costs ~2 s of imports), else 1.
+    ``CARTWATCH_REPLAY_WORKERS`` caps it (1 = never start workers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    cap = os.environ.get("CARTWATCH_REPLAY_WORKERS")
+    if cap:
+        cores = min(cores, max(1, int(cap)))
+    return cores if patients >= PARALLEL_FROM else 1
+
+
+def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
+                  overrides: dict[str, dict[str, float]], as_of: datetime,
+                  specs: Sequence[RuleSpec] | None,
+                  each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Would-be alerts and patient-days of one batch of patients, read and replayed
+    (`each()` is called after every patient)."""
+    from core.rules.engine import replay_course
+
+    with session_scope(engine) as session:
+        courses = load_courses(session, settings.ward_tz, list(ids), active_only=False,
+                               as_of=as_of)
+    patient_days = 0
+
+    def replayed() -> Replayed:
+        nonlocal patient_days
+        for course in courses:
+            days = replay_course(course, specs, overrides)
+            patient_days += len(days)
+            yield course.patient.patient_id, days
+            if each is not None:
+                each()
+
+    return alert_episodes(replayed()), patient_days
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _worker_batch(settings: Settings, ids: Sequence[str],
+                  overrides: dict[str, dict[str, float]],
+                  as_of: datetime) -> tuple[pd.DataFrame, int]:
+    """_replay_batch in a worker process (one engine per process, made on first use)."""
+    from core.db import make_engine
+
+    engine = _WORKER.get(settings.database_url)
+    if engine is None:
+        engine = _WORKER[settings.database_url] = make_engine(settings.database_url)
+    return _replay_batch(engine, settings, ids, overrides, as_of, None)  # type: ignore[arg-type]
+
+
 def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = None,
              progress: Progress | None = None, *, as_of: datetime | None = None,
-             specs: Sequence[RuleSpec] | None = None) -> BacktestResult:
+             specs: Sequence[RuleSpec] | None = None,
+             workers: int | None = None) -> BacktestResult:
     """Replay the whole cohort in the database (every patient, any status); no writes.
 
     Thresholds in force: code defaults, then the site configuration (Settings.site_config),
-    then `overrides` (a what-if, never written anywhere). `progress(done, total)` is called
-    after each patient.
+    then `overrides` (a what-if, never written anywhere). The cohort is read BATCH patients
+    at a time (reading a large cohort at once peaks at several times the memory its courses
+    keep); a large cohort is replayed by `workers` processes (default `replay_workers`),
+    each reading its own batches, with the same result as one process. `progress(done,
+    total)` is called after each batch.
     """
+    from core.rules.engine import thresholds_for
     from core.rules.site import site_overrides
 
     as_of = as_of or datetime.now(UTC)
-    site = site_overrides(settings, specs)
+    merged = merge_overrides(site_overrides(settings, specs), overrides)
+    custom_rules = specs is not None  # (workers run the catalogue: functions don't pickle)
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        specs = all_specs()
+    thresholds_for(specs, merged)  # an unknown rule or key fails before any work is done
+    started = time.perf_counter()
     with session_scope(engine) as session:
         ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))
-
-    def courses() -> Iterable[Course]:
-        # a batch at a time: reading a whole large cohort at once peaks at several times
-        # the memory its courses keep (1,000 patients x 100 days: 1.4 GB vs 0.5 GB)
-        for start in range(0, len(ids), BATCH):
-            with session_scope(engine) as session:
-                batch = load_courses(session, settings.ward_tz, ids[start:start + BATCH],
-                                     active_only=False, as_of=as_of)
-            yield from batch
-
+    batches = [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
+    workers = replay_workers(len(ids)) if workers is None else workers
     if progress is not None:
         progress(0, len(ids))
-    return backtest_courses(courses(), merge_overrides(site, overrides), specs, progress,
-                            total=len(ids))
+    parts: list[tuple[pd.DataFrame, int]] = []
+    if workers > 1 and len(batches) > 1 and not custom_rules:
+        parts = _parallel(settings, batches, merged, as_of, workers, progress, len(ids))
+    else:
+        done = 0
+
+        def each() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, len(ids))
+
+        for batch in batches:
+            parts.append(_replay_batch(engine, settings, batch, merged, as_of, specs, each))
+    episodes = (pd.concat([e for e, _ in parts], ignore_index=True) if parts
+                else alert_episodes([]))
+    patient_days = sum(n for _, n in parts)
+    return BacktestResult(
+        episodes=episodes, first_fire=first_fire(episodes),
+        burden=burden_table(episodes, len(ids), patient_days, specs),
+        patients=len(ids), patient_days=patient_days, overrides=merged,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _parallel(settings: Settings, batches: list[list[str]],
+              overrides: dict[str, dict[str, float]], as_of: datetime, workers: int,
+              progress: Progress | None, total: int) -> list[tuple[pd.DataFrame, int]]:
+    """Each batch replayed in a worker process; results in batch order."""
+    # spawn, not fork: the caller may be a threaded server (Streamlit)
+    context = multiprocessing.get_context("spawn")
+    results: dict[int, tuple[pd.DataFrame, int]] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(_worker_batch, settings, batch, overrides, as_of): i
+                   for i, batch in enumerate(batches)}
+        done = 0
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            done += len(batches[i])
+            if progress is not None:
+                progress(done, total)
+    return [results[i] for i in range(len(batches))]
 
 
 def compare_burden(before: BacktestResult, after: BacktestResult) -> pd.DataFrame:

@@ -132,3 +132,35 @@ def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
     assert (batched.patients, batched.patient_days) == (whole.patients, whole.patient_days)
     pd.testing.assert_frame_equal(batched.burden, whole.burden)
     engine.dispose()
+
+
+def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkeypatch):
+    """Two real worker processes (spawned, each reading its own batches) = one process."""
+    import pandas as pd
+
+    import core.backtest
+    from core.db import make_engine
+    from tests.sample_db import build_sample_db
+
+    url = build_sample_db(tmp_path / "sample.db")
+    engine, settings = make_engine(url), Settings(database_url=url)
+    monkeypatch.setattr(core.backtest, "BATCH", 4)  # 14 patients: 4 batches
+    serial = backtest(engine, settings, workers=1)
+    seen: list[tuple[int, int]] = []
+    parallel = backtest(engine, settings, workers=2,
+                        progress=lambda d, n: seen.append((d, n)))
+    assert seen[0] == (0, 14) and seen[-1] == (14, 14) and len(seen) == 5
+    assert (parallel.patients, parallel.patient_days) == (serial.patients, serial.patient_days)
+    pd.testing.assert_frame_equal(parallel.episodes, serial.episodes)
+    pd.testing.assert_frame_equal(parallel.burden, serial.burden)
+    engine.dispose()
+
+
+def test_replay_workers_only_for_large_cohorts(monkeypatch):
+    from core.backtest import PARALLEL_FROM, replay_workers
+
+    monkeypatch.delenv("CARTWATCH_REPLAY_WORKERS", raising=False)
+    assert replay_workers(PARALLEL_FROM - 1) == 1
+    assert replay_workers(PARALLEL_FROM) >= 1
+    monkeypatch.setenv("CARTWATCH_REPLAY_WORKERS", "1")
+    assert replay_workers(10 * PARALLEL_FROM) == 1
