@@ -16,9 +16,10 @@ defaults, or a rule's `Thresholds` with site overrides).
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    END_OF_DAY,
     LabSeries,
     Value,
     baseline,
@@ -160,10 +162,17 @@ def _ge(a: float, b: float) -> bool:
     return a > b or math.isclose(a, b, rel_tol=1e-9)
 
 
+# threshold keys per column, worst grade first ("uln" -> ((4, "uln_g4"), ..., (1, "uln_g1")))
+_KEYS = {p: tuple((g, f"{p}_g{g}") for g in (4, 3, 2, 1))
+         for p in ("uln", "base", "lln", "abs", "drop")}
+
+
 def _above(value: float, ref: float, t: Mapping[str, float], prefix: str,
            g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)) -> int:
-    for g in grades:
-        cut = t[f"{prefix}_g{g}"] * ref
+    for g, key in _KEYS[prefix]:
+        if g not in grades:
+            continue
+        cut = t[key] * ref
         if _gt(value, cut) or (g == 1 and g1_inclusive and _ge(value, cut)):
             return g
     return 0
@@ -353,29 +362,40 @@ def _why(analyte: str, grade: int, value: float, uln: float | None, lln: float |
 
 @dataclass(frozen=True)
 class _Graded:
-    """CTCAE grade of every value of one analyte in the course, and its grade >= 1 runs."""
+    """Every result of one analyte in the course graded against one baseline.
 
+    Built once per course for each (thresholds, baseline); a finding as of any instant only
+    needs the number of results known by then (`_finding(graded, k)`).
+    """
+
+    analyte: str
+    src: LabSeries
     grade: list[int | None]
     run_start: list[int]  # first index of the unbroken grade >= 1 run ending here (-1: none)
     run_max: list[int]  # worst grade of that run up to here
+    uln: list[float | None]  # reference limits, catalogue default filled in
+    lln: list[float | None]
+    base: Value | None
+    base_evidence: EvidenceItem | None
+    findings: dict[int, Finding]  # finding with k results known, built on first use
 
 
-def _graded(course: Course, s: Series, analyte: str, t: Thresholds,
-            base: float | None, base_uln: float | None, base_lln: float | None,
-            base_day: float | None) -> _Graded:
-    """Per-value grades for the whole course, computed once per (thresholds, baseline)."""
+def _graded(course: Course, src: LabSeries, t: Thresholds, b: Value | None) -> _Graded:
+    """The course's results of `src` graded against baseline `b` (memoised per course)."""
+    analyte = src.analyte
 
     def build() -> _Graded:
-        assert s.src is not None
-        full = _full_series(course, s.src)
-        vals, highs, lows = full.value.tolist(), full.ref_high.tolist(), full.ref_low.tolist()
+        full = _full_series(course, src)
+        highs = [_num(x) for x in full.ref_high.tolist()]
+        lows = [_num(x) for x in full.ref_low.tolist()]
+        base = b.value if b is not None else None
+        base_uln = b.ref_high if b is not None else None
+        base_lln = b.ref_low if b is not None else None
         grade: list[int | None] = []
         run_start: list[int] = []
         run_max: list[int] = []
-        for i, v in enumerate(vals):
-            hi, lo = highs[i], lows[i]
-            g = ctcae_grade(analyte, v, None if hi != hi else hi, None if lo != lo else lo,
-                            base, base_uln, base_lln, t)
+        for i, v in enumerate(src.vals):
+            g = ctcae_grade(analyte, v, highs[i], lows[i], base, base_uln, base_lln, t)
             grade.append(g)
             if not g:
                 run_start.append(-1)
@@ -386,59 +406,109 @@ def _graded(course: Course, s: Series, analyte: str, t: Thresholds,
             else:
                 run_start.append(i)
                 run_max.append(g)
-        return _Graded(grade, run_start, run_max)
+        shown = b is not None and analyte in _NEEDS_BASELINE
+        return _Graded(analyte, src, grade, run_start, run_max, highs, lows, b,
+                       b.evidence("baseline") if shown else None, {})  # type: ignore[union-attr]
 
-    return memo(course, ("cw_ctcae_graded", analyte, thresholds_key(t), base_day), build)
+    return memo(course, ("cw_ctcae_graded", analyte, thresholds_key(t),
+                         None if b is None else b.day), build)
+
+
+def _finding(graded: _Graded, k: int) -> Finding:
+    """The finding with the first `k` results known (k >= 1)."""
+    analyte, src, last = graded.analyte, graded.src, k - 1
+    rule_id = f"ctcae_{analyte}"
+    g = graded.grade[last]
+    if g is None:
+        need = "the reference range (ULN/LLN) of the latest result"
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, missing=[need],
+                       evidence=[src.at(last).evidence("latest value; reference range needed")])
+    b = graded.base
+    base = b.value if b is not None else None
+    base_uln = b.ref_high if b is not None else None
+    why = _why(analyte, g, src.vals[last], graded.uln[last], graded.lln[last], base, base_uln)
+    ev = [src.at(last).evidence(why)]
+    if graded.base_evidence is not None:
+        ev.append(graded.base_evidence)
+    extra: dict[str, object] = {"term": TERMS[analyte]}
+    if analyte in _NEEDS_BASELINE and b is None:
+        extra["baseline"] = "none recorded; graded against the reference range"
+    if g == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
+                       extra=extra)
+    # since: first value of the current unbroken run of grade >= 1 results
+    since = float(math.floor(src.days[graded.run_start[last]]))
+    extra["max_grade_in_run"] = graded.run_max[last]
+    return Finding(rule=rule_id, status=Status.MET, grade=g, since_day=since,
+                   evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+def _copy(f: Finding) -> Finding:
+    """A distinct Finding equal to `f` (callers may mutate what they are handed)."""
+    return Finding(rule=f.rule, status=f.status, since_day=f.since_day, grade=f.grade,
+                   score=f.score, evidence=list(f.evidence), missing=list(f.missing),
+                   extra=dict(f.extra), episode_key=f.episode_key)
+
+
+def _no_result(analyte: str) -> Finding:
+    return Finding(rule=f"ctcae_{analyte}", status=Status.NOT_EVALUABLE,
+                   missing=[f"a {ANALYTES[analyte].name} result"])
 
 
 def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
+    needs_baseline = analyte in _NEEDS_BASELINE
+
     def evaluate(course: Course, t: Thresholds) -> Finding:
-        rule_id = f"ctcae_{analyte}"
-        s = series_of(course, analyte)
-        if len(s) == 0:
-            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE,
-                           missing=[f"a {ANALYTES[analyte].name} result"])
-        b = baseline(course, analyte) if analyte in _NEEDS_BASELINE else None
+        src = lab_series(course, analyte)
+        k = 0 if src is None else src.count(course.as_of_day)
+        if k == 0:
+            return _no_result(analyte)
+        b = baseline(course, analyte) if needs_baseline else None
+        graded = _graded(course, src, t, b)  # type: ignore[arg-type]
         # the finding depends only on the results known (their count) and the baseline:
-        # computed once per course for each, a copy handed out (days without a new result)
-        f = memo(course, ("cw_ctcae_finding", analyte, thresholds_key(t), len(s),
-                          None if b is None else b.day),
-                 lambda: _finding(course, s, b, t))
-        return replace(f, evidence=list(f.evidence), missing=list(f.missing),
-                       extra=dict(f.extra))
+        # built once per course for each, a copy handed out (days without a new result)
+        f = graded.findings.get(k)
+        if f is None:
+            f = graded.findings[k] = _finding(graded, k)
+        return _copy(f)
 
-    def _finding(course: Course, s: Series, b: Value | None, t: Thresholds) -> Finding:
-        rule_id = f"ctcae_{analyte}"
-        base = b.value if b is not None else None
-        base_uln = b.ref_high if b is not None else None
-        base_lln = b.ref_low if b is not None else None
-        graded = _graded(course, s, analyte, t, base, base_uln, base_lln,
-                         None if b is None else b.day)
+    def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+        """`evaluate` as of the end of each of `days`, in one pass over the results.
 
-        last = len(s) - 1
-        g = graded.grade[last]
-        uln, lln = _num(s.ref_high[last]), _num(s.ref_low[last])
-        if g is None:
-            need = "the reference range (ULN/LLN) of the latest result"
-            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, missing=[need],
-                           evidence=[s.evidence(last, "latest value; reference range needed")])
-        ev = [s.evidence(last, _why(analyte, g, float(s.value[last]), uln, lln, base, base_uln))]
-        if b is not None and analyte in _NEEDS_BASELINE:
-            ev.append(b.evidence("baseline"))
-        extra: dict[str, object] = {"term": TERMS[analyte]}
-        if analyte in _NEEDS_BASELINE and b is None:
-            extra["baseline"] = "none recorded; graded against the reference range"
-        if g == 0:
-            return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
-                           extra=extra)
-        # since: first value of the current unbroken run of grade >= 1 results
-        since = float(math.floor(s.day[graded.run_start[last]]))
-        extra["max_grade_in_run"] = graded.run_max[last]
-        return Finding(rule=rule_id, status=Status.MET, grade=g, since_day=since,
-                       evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
+        A pointer walks the results as the days advance. The baseline as of an earlier
+        instant is the course's baseline if that result is known by then, else the latest
+        result known (common.baseline takes the last value before a cut-off day among the
+        values known), so its index is min(course baseline index, latest index). A finding
+        is built when a result arrives or the baseline moves; other days get a copy.
+        """
+        src = lab_series(course, analyte)
+        n = 0 if src is None else src.count(course.as_of_day)
+        b_all = baseline(course, analyte) if needs_baseline and n else None
+        b_all_i = -1 if b_all is None else bisect.bisect_right(src.days, b_all.day) - 1
+        out: list[Finding] = []
+        k, b_i = 0, None
+        graded = f = None
+        for day in days:
+            end = day + END_OF_DAY
+            k_was = k
+            while k < n and src.days[k] <= end:  # type: ignore[union-attr]
+                k += 1
+            if k == 0:
+                out.append(_no_result(analyte))
+            elif k == k_was:  # no new result: the baseline cannot have moved either
+                out.append(_copy(f))  # type: ignore[arg-type]
+            else:
+                if min(b_all_i, k - 1) != b_i:
+                    b_i = min(b_all_i, k - 1)
+                    b = src.at(b_i) if b_i >= 0 else None  # type: ignore[union-attr]
+                    graded = _graded(course, src, t, b)  # type: ignore[arg-type]
+                f = _finding(graded, k)  # type: ignore[arg-type]
+                out.append(f)
+        return out
 
     evaluate.__name__ = f"evaluate_ctcae_{analyte}"
-    return evaluate
+    replay.__name__ = f"replay_ctcae_{analyte}"
+    return evaluate, replay
 
 
 # Alarm policy [DESIGN]: lymphopenia and leukopenia are expected after lymphodepletion (every
@@ -496,5 +566,5 @@ CHOICES: tuple[str, ...] = (
 )
 
 RULES: tuple[RuleSpec, ...] = tuple(
-    RuleSpec(rule=_rule(a), evaluate=_evaluator(a)) for a in ANALYTES_GRADED
+    RuleSpec(_rule(a), *_evaluator(a)) for a in ANALYTES_GRADED
 )
