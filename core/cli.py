@@ -46,9 +46,22 @@ def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """Create or migrate the schema; on a database with no user, create "admin" with a random
+    password and print it once."""
+    from core.accounts import FIRST_ADMIN, create_first_admin
+
     settings = _settings(args)
-    init_db(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    init_db(engine)
     print(f"schema is up to date ({settings.database_url.split('@')[-1]})")
+    password = create_first_admin(engine, actor=args.user)
+    if password:
+        rule = "=" * 64
+        print(f"{rule}\nFirst run: user {FIRST_ADMIN!r} (role admin) created.\n"
+              f"Admin password (shown once): {password}\n"
+              "Keep it safe now: it is stored only as a hash and is not shown again.\n"
+              "Add users: python -m core create-user NAME --role nurse|clinician|viewer|...\n"
+              f"{rule}", flush=True)
     return 0
 
 

@@ -12,6 +12,22 @@ DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "cartwatch.db"
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 
 
+DEFAULT_IDLE_MINUTES = 30.0
+
+
+def _minutes(text: str | None) -> float:
+    if not text:
+        return DEFAULT_IDLE_MINUTES
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not 0 < minutes < 60 * 24 * 30:
+        raise ValueError(f"CARTWATCH_IDLE_MINUTES must be a number of minutes above 0, "
+                         f"not {text!r}")
+    return minutes
+
+
 def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_DB_PATH}"
 
@@ -25,12 +41,21 @@ class Settings:
         (``CARTWATCH_WARD_TZ``).
     site_config: TOML file with per-site rule threshold overrides and schedules
         (``CARTWATCH_SITE_CONFIG``); absent means the defaults in code.
+    idle_minutes: a dashboard session idle for longer is signed out
+        (``CARTWATCH_IDLE_MINUTES``, default 30).
+    cookie_key: secret that signs the dashboard's sign-in cookie (``CARTWATCH_COOKIE_KEY``);
+        absent means a random key generated once and kept in the database.
+    display_token: the secret in the huddle TV's URL (``CARTWATCH_DISPLAY_TOKEN``); absent
+        means the display path is off.
     """
 
     database_url: str = field(default_factory=default_database_url)
     ward_tz: str = "UTC"
     site_config: Path | None = None
     sample_dir: Path = SAMPLE_DIR
+    idle_minutes: float = DEFAULT_IDLE_MINUTES
+    cookie_key: str | None = field(default=None, repr=False)
+    display_token: str | None = field(default=None, repr=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -44,6 +69,9 @@ class Settings:
             "database_url": env.get("CARTWATCH_DATABASE_URL") or default_database_url(),
             "ward_tz": env.get("CARTWATCH_WARD_TZ") or "UTC",
             "site_config": Path(site) if site else None,
+            "idle_minutes": _minutes(env.get("CARTWATCH_IDLE_MINUTES")),
+            "cookie_key": env.get("CARTWATCH_COOKIE_KEY") or None,
+            "display_token": env.get("CARTWATCH_DISPLAY_TOKEN") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bcrypt
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core import audit
@@ -33,10 +33,16 @@ def create_user(engine: Engine, username: str, role: str, password: str,
     require(actor_role, "manage_users")
     if role not in {r.value for r in Role}:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
+    username = username.strip()
+    if not username or len(username) > 64:
+        raise ValueError("the user name must have 1 to 64 characters")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if password != password.strip():  # the sign-in form trims what is typed
+        raise ValueError("the password may not start or end with a space")
     with session_scope(engine) as s:
-        if s.execute(select(User).where(User.username == username)).first():
+        # sign-in matches names case-insensitively, so "Kim" and "kim" would be one account
+        if s.execute(select(User).where(func.lower(User.username) == username.lower())).first():
             raise ValueError(f"user {username!r} already exists")
         user = User(username=username, display_name=display_name or username, role=Role(role),
                     password_hash=hash_password(password))

@@ -67,3 +67,26 @@ def test_create_user_reads_the_password_from_stdin_and_refuses_short_ones(tmp_pa
                stdin="long-enough-secret\n").returncode == 0
     short = cli("--db", db, "create-user", "lee", "--role", "nurse", stdin="short\n")
     assert short.returncode == 1 and "at least" in short.stderr
+
+
+def test_init_makes_the_first_admin_and_prints_its_password_once(tmp_path):
+    from core.accounts import active_account
+    from core.db import make_engine
+    from core.users import check_password
+
+    db = f"sqlite:///{tmp_path / 'first.db'}"
+    first = cli("--db", db, "init")
+    assert first.returncode == 0, first.stderr
+    (line,) = [ln for ln in first.stdout.splitlines() if "password" in ln.lower()
+               and ln.startswith("Admin password (shown once): ")]
+    password = line.split(": ", 1)[1]
+    assert len(password) >= 16
+    engine = make_engine(db)
+    admin = active_account(engine, "admin")
+    assert admin.role == "admin" and check_password(password, admin.password_hash)
+    with engine.connect() as c:
+        audit = str(c.exec_driver_sql("SELECT actor, action, after FROM auditlog").all())
+    assert "create_user" in audit and password not in audit
+    again = cli("--db", db, "init")
+    assert again.returncode == 0 and "password" not in again.stdout.lower()
+    assert "schema is up to date" in again.stdout

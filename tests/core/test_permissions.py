@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from core.accounts import set_active
 from core.alerts import acknowledge, snooze
 from core.corrections import correct, mark_entered_in_error, verify
 from core.db import session_scope
@@ -127,6 +128,8 @@ WRITES: list[tuple[str, str, Callable[[Engine, str, int], object]]] = [
         e, snooze, n, "doc", "reviewed", datetime.now(UTC) + timedelta(hours=2), role=r)),
     ("manage_users", "create_user", lambda e, r, n: create_user(
         e, f"user{n}", "nurse", "a long password", actor_role=r)),
+    ("manage_users", "set_active", lambda e, r, n: set_active(
+        e, f"leaver{n}", False, "boss", actor_role=r)),
     ("site_settings", "save_site_setting", lambda e, r, n: save_site_setting(
         e, "require_verification", True, "u", role=r)),
     ("rule_thresholds", "save_site_setting thresholds", lambda e, r, n: save_site_setting(
@@ -134,9 +137,14 @@ WRITES: list[tuple[str, str, Callable[[Engine, str, int], object]]] = [
 ]
 
 
+def _leaver(engine: Engine, n: int) -> int:
+    create_user(engine, f"leaver{n}", "nurse", "a long password")
+    return n
+
+
 SETUP: dict[str, Callable[[Engine, int], int]] = {
     "correct": _lab, "mark_entered_in_error": _lab, "verify": _lab,
-    "acknowledge": _alert, "snooze": _alert}
+    "acknowledge": _alert, "snooze": _alert, "set_active": _leaver}
 
 
 def _in_session(engine: Engine, fn: Callable, *args: object, **kw: object) -> object:

@@ -1,0 +1,174 @@
+"""Sign-in accounts: who may sign in, the audit of sign-ins, deactivation, the first admin and
+the key that signs the dashboard's sign-in cookie.
+
+Passwords are bcrypt hashes in `User.password_hash` (core.users); the dashboard checks them
+with streamlit-authenticator. Nothing here stores, returns for display or logs a password.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session
+
+from core import audit
+from core.db import session_scope
+from core.faults import reraise_storage_fault
+from core.models import Role, SiteSetting, User
+from core.permissions import require
+
+FIRST_ADMIN = "admin"
+COOKIE_KEY_SETTING = "auth_cookie_key"
+# what the audit log records for each sign-in event (AuditLog.action, table "user")
+OUTCOMES = {
+    "login": "signed in",
+    "login_failed": "sign-in refused: wrong user name or password",
+    "logout": "signed out",
+    "session_expired": "signed out after the idle time",
+    "account_inactive": "signed out: the account was deactivated",
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """One user who may sign in (active), as the dashboard needs it."""
+
+    username: str
+    name: str
+    role: str
+    password_hash: str = field(repr=False)
+
+
+def _account(user: User) -> Account:
+    return Account(user.username, user.display_name, str(Role(user.role).value),
+                   user.password_hash)
+
+
+def active_accounts(engine: Engine) -> list[Account]:
+    """Every active user, by user name."""
+    with Session(engine) as s:
+        users = s.scalars(select(User).where(User.is_active.is_(True))  # type: ignore[attr-defined]
+                          .order_by(User.username)).all()
+        return [_account(u) for u in users]
+
+
+def active_account(engine: Engine, username: str) -> Account | None:
+    """The active user with this name (case-insensitive), or None."""
+    with Session(engine) as s:
+        user = s.scalars(select(User).where(func.lower(User.username) == username.lower(),
+                                            User.is_active.is_(True))).first()  # type: ignore[attr-defined]
+        return None if user is None else _account(user)
+
+
+def list_users(engine: Engine) -> list[dict[str, Any]]:
+    """Every user (active or not) without the password hash, by user name."""
+    with Session(engine) as s:
+        return [{"username": u.username, "name": u.display_name, "role": str(Role(u.role).value),
+                 "active": u.is_active, "created_at": u.created_at}
+                for u in s.scalars(select(User).order_by(User.username)).all()]
+
+
+def record_sign_in(engine: Engine, username: str, action: str, *,
+                   method: str | None = None) -> None:
+    """Append a sign-in event (see OUTCOMES) to the audit log. `username` is what was typed
+    (a failed sign-in may name nobody); the password is never passed here."""
+    if action not in OUTCOMES:
+        raise ValueError(f"unknown sign-in event {action!r}; known: {', '.join(OUTCOMES)}")
+    name = (username or "").strip()[:100] or "(blank)"
+    try:
+        with session_scope(engine) as s:
+            user_id = s.scalars(select(User.id).where(
+                func.lower(User.username) == name.lower())).first()
+            after: dict[str, Any] = {"outcome": OUTCOMES[action]}
+            if method:
+                after["method"] = method
+            if action == "login_failed":
+                after["known_user"] = user_id is not None
+            audit.record(s, actor=name, action=action, table_name="user", record_id=user_id,
+                         after=after, reason=OUTCOMES[action])
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
+
+
+def set_active(engine: Engine, username: str, active: bool, actor: str, *,
+               actor_role: str | None = None) -> None:
+    """Deactivate (or reactivate) a user; nobody is ever deleted. Audited. `actor_role` (None =
+    the operator's CLI) needs manage_users. An admin cannot deactivate themselves, and the
+    last active admin cannot be deactivated (nobody could manage users any more)."""
+    require(actor_role, "manage_users")
+    try:
+        with session_scope(engine) as s:
+            user = s.scalars(select(User).where(User.username == username)).first()
+            if user is None:
+                raise ValueError(f"There is no user {username!r}.")
+            if user.is_active == active:
+                return
+            if not active and actor_role is not None and user.username.lower() == actor.lower():
+                raise ValueError("You cannot deactivate your own account.")
+            if not active and Role(user.role) == Role.ADMIN:
+                admins = s.scalar(select(func.count()).select_from(User).where(
+                    User.role == Role.ADMIN.value, User.is_active.is_(True)))  # type: ignore[attr-defined]
+                if (admins or 0) <= 1:
+                    raise ValueError("This is the last active admin; make another admin first.")
+            before = {"is_active": user.is_active}
+            user.is_active = active
+            s.add(user)
+            audit.record(s, actor=actor, action="activate_user" if active else "deactivate_user",
+                         table_name="user", record_id=user.id, before=before,
+                         after={"is_active": active, "username": user.username},
+                         reason="user reactivated" if active else "user deactivated")
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
+
+
+def create_first_admin(engine: Engine, actor: str = "init") -> str | None:
+    """On a database with no user at all, create user "admin" (role admin) with a random
+    password and return that password (to be shown once); otherwise return None."""
+    from core.users import create_user
+
+    with Session(engine) as s:
+        if s.scalar(select(func.count()).select_from(User)):
+            return None
+    password = secrets.token_urlsafe(15)  # 20 characters, about 120 bits
+    try:
+        create_user(engine, FIRST_ADMIN, Role.ADMIN.value, password,
+                    display_name="Administrator", actor=actor)
+    except (ValueError, IntegrityError):  # a second `init` made it at the same moment
+        return None
+    return password
+
+
+def cookie_key(engine: Engine, configured: str | None = None) -> str:
+    """The secret that signs the sign-in cookie: `configured` (CARTWATCH_COOKIE_KEY) if given,
+    else a random key made once and kept in SiteSetting, shared by every server on the
+    database. The key itself never goes to the audit log."""
+    if configured:
+        return configured
+    with Session(engine) as s:
+        row = s.get(SiteSetting, COOKIE_KEY_SETTING)
+        if row is not None and row.value.get("value"):
+            return str(row.value["value"])
+    key = secrets.token_urlsafe(32)
+    try:
+        with session_scope(engine) as s:
+            s.add(SiteSetting(key=COOKIE_KEY_SETTING, value={"value": key},
+                              updated_by="system", updated_at=datetime.now(UTC)))
+            audit.record(s, actor="system", action="setting", table_name="sitesetting",
+                         record_id=COOKIE_KEY_SETTING, after={"value": "(secret, not shown)"},
+                         reason="sign-in cookie key generated")
+    except IntegrityError:  # another server stored one first: use theirs
+        pass
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
+    with Session(engine) as s:
+        row = s.get(SiteSetting, COOKIE_KEY_SETTING)
+        return str(row.value["value"]) if row is not None else key
