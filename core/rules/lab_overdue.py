@@ -17,11 +17,9 @@ checked, so an old gap does not keep the flag up for ever.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from core.course import Course
 from core.rules.base import (
@@ -35,8 +33,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import END_OF_DAY
-from core.rules.ctcae import current_day, series_of
+from core.rules.common import END_OF_DAY, lab_series, memo, thresholds_key
+from core.rules.ctcae import current_day
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -124,9 +122,10 @@ def schedule_overrides(table: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _reasons(course: Course) -> dict[str, list[tuple[int, str]]]:
-    """(day, reason) of recorded gaps per analyte, panels expanded, as of now."""
-    out: dict[str, list[tuple[int, str]]] = {}
+def _reasons(course: Course) -> dict[str, list[tuple[float, int, str]]]:
+    """(day, ward day, reason) of recorded gaps per analyte, panels expanded, as of the
+    course's as-of instant, in the order recorded."""
+    out: dict[str, list[tuple[float, int, str]]] = {}
     m = course.missing
     if not len(m):
         return out
@@ -136,7 +135,7 @@ def _reasons(course: Course) -> dict[str, list[tuple[int, str]]]:
             continue
         key = analyte.strip().lower()
         for a in PANELS.get(key, (key,)):
-            out.setdefault(a, []).append((math.floor(day), reason))
+            out.setdefault(a, []).append((day, math.floor(day), reason))
     return out
 
 
@@ -145,9 +144,19 @@ def _label(analyte: str) -> str:
     return a.name if a else analyte
 
 
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    sched = MonitoringSchedule.from_thresholds(t)
-    now = current_day(course)
+def _schedule(course: Course, t: Thresholds) -> MonitoringSchedule:
+    return memo(course, ("lab_overdue_schedule", thresholds_key(t)),
+                lambda: MonitoringSchedule.from_thresholds(t))
+
+
+def _finding(sched: MonitoringSchedule, now: float,
+             last_result: Callable[[str], float | None],
+             reasons: Mapping[str, list[tuple[float, int, str]]]) -> Finding:
+    """The finding as of `now`.
+
+    `last_result(analyte)` is the ward day of the latest result collected by `now` (None:
+    none yet); `reasons` may hold gaps recorded after `now`, which are ignored.
+    """
     extra: dict[str, object] = {"schedule": f"days {sched.first_day}-{sched.last_day}"}
     if not math.isfinite(now):
         return Finding(rule=RULE_ID, status=Status.NOT_EVALUABLE, extra=extra)
@@ -159,16 +168,16 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     if hi < lo:
         extra["in_schedule"] = False
         return Finding(rule=RULE_ID, status=Status.NOT_MET, extra=extra)
-    reasons = _reasons(course)
     overdue: dict[str, list[int]] = {}
     gap_start: dict[str, int] = {}
     explained: list[EvidenceItem] = []
     for analyte, every in sched.expected().items():
-        days = np.floor(series_of(course, analyte).day)
+        last = last_result(analyte)
+        gaps = [(rd, r) for day, rd, r in reasons.get(analyte, ()) if day <= now]
         for d in range(hi, lo - 1, -1):
-            if np.any(days >= d - every + 1):  # a result in the window or later
+            if last is not None and last >= d - every + 1:  # a result in the window or later
                 break
-            why = [(rd, r) for rd, r in reasons.get(analyte, []) if d - every + 1 <= rd <= d]
+            why = [(rd, r) for rd, r in gaps if d - every + 1 <= rd <= d]
             if why:
                 rd, r = why[-1]
                 explained.append(EvidenceItem(
@@ -177,7 +186,7 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
                 break
             overdue.setdefault(analyte, []).append(d)
             # the gap began on the first due day after the last result or recorded reason
-            known = [*days.tolist(), *(rd for rd, _ in reasons.get(analyte, []) if rd <= d)]
+            known = [rd for rd, _ in gaps if rd <= d] + ([] if last is None else [last])
             start = int(max(known)) + every if known else sched.first_day
             gap_start[analyte] = max(sched.first_day, min(start, d))
     extra["explained"] = len(explained)
@@ -198,6 +207,43 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     extra["overdue"] = {a: sorted(ds) for a, ds in overdue.items()}
     return Finding(rule=RULE_ID, status=Status.MET, since_day=since, evidence=evidence + explained,
                    missing=missing, extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+def evaluate(course: Course, t: Thresholds) -> Finding:
+    def last_result(analyte: str) -> float | None:
+        src = lab_series(course, analyte)
+        k = 0 if src is None else src.count(course.as_of_day)
+        return None if k == 0 else math.floor(src.days[k - 1])  # type: ignore[union-attr]
+
+    return _finding(_schedule(course, t), current_day(course), last_result, _reasons(course))
+
+
+def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+    """`evaluate` as of the end of each of `days`, in one pass.
+
+    The schedule and the recorded reasons are read once; one pointer per analyte walks its
+    results as the days advance, so each day only looks at the latest result known.
+    """
+    sched = _schedule(course, t)
+    reasons = _reasons(course)
+    series = {a: lab_series(course, a) for a in sched.expected()}
+    known = dict.fromkeys(series, 0)  # results of each analyte known so far
+    now = -math.inf
+
+    def last_result(analyte: str) -> float | None:
+        src, k = series[analyte], known[analyte]
+        if src is None:
+            return None
+        while k < len(src.days) and src.days[k] <= now:
+            k += 1
+        known[analyte] = k
+        return None if k == 0 else math.floor(src.days[k - 1])
+
+    out = []
+    for day in days:
+        now = min(day + END_OF_DAY, course.as_of_day)  # a day view's as-of instant
+        out.append(_finding(sched, now, last_result, reasons))
+    return out
 
 
 RULE = Rule(
@@ -224,4 +270,4 @@ RULE = Rule(
     description="Flags expected labs with no result and no recorded reason.",
 )
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
