@@ -227,29 +227,28 @@ def ctcae_grade(
         if not _ok(lln):
             return None
         by_lln = 0
-        for g in (4, 3, 2, 1):
-            if _gt(t[f"lln_g{g}"] * lln, value):  # type: ignore[operator]
+        for g, key in _KEYS["lln"]:
+            if _gt(t[key] * lln, value):  # type: ignore[operator]
                 by_lln = g
                 break
         by_drop = 0
         if _gt(lln, value) and has_base and value < baseline:  # type: ignore[arg-type,operator]
             drop = 100.0 * (baseline - value) / baseline  # type: ignore[operator]
             by_drop = 1
-            for g in (4, 3, 2):
-                if _ge(drop, t[f"drop_g{g}"]):
+            for g, key in _KEYS["drop"][:3]:
+                if _ge(drop, t[key]):
                     by_drop = g
                     break
         return max(by_lln, by_drop)
 
     if analyte == "triglycerides":
-        for g in (4, 3, 2):
-            if _gt(value, t[f"abs_g{g}"]):
+        for g, key in _KEYS["abs"][:3]:
+            if _gt(value, t[key]):
                 return g
         return 1 if _ge(value, t["abs_g1"]) else 0
 
     # blood counts (anc, platelets, hemoglobin, alc, wbc)
-    for g in (4, 3, 2):
-        key = f"abs_g{g}"
+    for g, key in _KEYS["abs"][:3]:
         if key in t and _gt(t[key], value):
             return g
     if not _ok(lln):
