@@ -10,10 +10,13 @@ hypoxia (at least 1 with fever). CTCAE organ grades never feed into it (§5.1).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.course import Course
-from core.observations import DrugClass, drugs_in
+from core.observations import OBSERVATION_KINDS, DrugClass, drugs_in
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -26,14 +29,14 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    course_index,
     daily,
     end_of_day,
     episode_key,
     evaluated_day,
-    latest_observation,
+    memo,
     met_since,
     thresholds_key,
-    treatment_days,
 )
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
@@ -120,13 +123,70 @@ class CrsDay:
         return Status.MET if self.grade >= 1 else Status.NOT_MET
 
 
-def _hypotension(course: Course, day: int, end: float,
-                 t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
-    start = float(day)
-    vp = latest_observation(course, "vasopressors", end, start)
-    vpn = latest_observation(course, "vasopressin", end, start)
-    hyp = latest_observation(course, "hypotension", end, start)
-    fl = latest_observation(course, "iv_fluids", end, start)
+class _Reading(NamedTuple):
+    """The latest observation of one kind on the evaluated day.
+
+    A light twin of common.Obs: the grade reads up to seven of these per day, and a tuple is
+    several times cheaper to make than a frozen dataclass (replay builds one per input per day).
+    """
+
+    kind: str
+    day: float
+    num: float | None
+    text: str | None
+
+    @property
+    def is_yes(self) -> bool:
+        return self.num is not None and self.num >= 1
+
+    def evidence(self, why: str) -> EvidenceItem:
+        """The same item as common.Obs.evidence."""
+        kind = OBSERVATION_KINDS.get(self.kind)
+        return EvidenceItem(why=why, analyte=self.kind, day=self.day,
+                            value=self.text if self.text is not None else self.num,
+                            unit=kind.unit if kind and self.num is not None else None)
+
+
+def _first_waiver(course: Course) -> tuple[float, str] | None:
+    """The first fever-waiving dose on or after day 0 as (day, drug), ties by drug name (found
+    once per course)."""
+
+    def find() -> tuple[float, str] | None:
+        drugs = course_index(course).drugs
+        return min(((d, drug) for drug in FEVER_WAIVER_DRUGS for d in drugs.get(drug, ())
+                    if d >= 0.0), default=None)
+
+    return memo(course, ("crs_first_waiver",), find)
+
+
+class _Day:
+    """What the grade reads on one ward day: the latest observation of each input charted
+    that day (from its start to `end`) and the first fever-waiving dose by `end`."""
+
+    __slots__ = ("obs", "day", "end", "waiver")
+
+    def __init__(self, course: Course, day: int, end: float) -> None:
+        self.obs = course_index(course).obs
+        self.day, self.end = float(day), end
+        waiver = _first_waiver(course)
+        self.waiver = waiver if waiver is not None and waiver[0] <= end else None
+
+    def latest(self, kind: str) -> _Reading | None:
+        s = self.obs.get(kind)
+        if s is None:
+            return None
+        j = bisect_right(s.days, self.end) - 1
+        if j < 0 or s.days[j] < self.day:
+            return None
+        num = s.nums[j]
+        return _Reading(kind, s.days[j], None if num != num else num, s.texts[j])
+
+
+def _hypotension(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
+    vp = today.latest("vasopressors")
+    vpn = today.latest("vasopressin")
+    hyp = today.latest("hypotension")
+    fl = today.latest("iv_fluids")
     n = vp.num if vp is not None and vp.num is not None else None
     if n is not None and n >= t["multiple_vasopressors"]:
         return 4, [vp.evidence(f"{n:g} vasopressors (excluding vasopressin): grade 4")]
@@ -148,11 +208,9 @@ def _hypotension(course: Course, day: int, end: float,
     return None, []
 
 
-def _hypoxia(course: Course, day: int, end: float,
-             t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
-    start = float(day)
-    dev = latest_observation(course, "oxygen_device", end, start)
-    flow = latest_observation(course, "oxygen_flow", end, start)
+def _hypoxia(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
+    dev = today.latest("oxygen_device")
+    flow = today.latest("oxygen_flow")
     f = flow.num if flow is not None else None
     limit = t["low_flow_max_l_min"]
     d = dev.text if dev is not None else None
@@ -180,11 +238,11 @@ def crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
 
 
 def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
-    end = min(end_of_day(day), course.as_of_day)
-    temp = latest_observation(course, "temperature", end, float(day))
-    waiver = treatment_days(course, FEVER_WAIVER_DRUGS, end, start=0.0)
-    h, h_ev = _hypotension(course, day, end, t)
-    x, x_ev = _hypoxia(course, day, end, t)
+    today = _Day(course, day, min(end_of_day(day), course.as_of_day))
+    temp = today.latest("temperature")
+    waiver = today.waiver
+    h, h_ev = _hypotension(today, t)
+    x, x_ev = _hypoxia(today, t)
     ev: list[EvidenceItem] = []
     fever = None
     if temp is not None and temp.num is not None:
@@ -192,7 +250,7 @@ def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
         op = ">=" if fever else "<"
         ev.append(temp.evidence(f"temperature {temp.num:g} °C {op} {t['fever_c']:g} °C"))
     if waiver:
-        wd, drug = waiver[0]
+        wd, drug = waiver
         ev.append(EvidenceItem(
             why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
             analyte=drug, day=wd))
@@ -218,12 +276,8 @@ PROMPT_INPUTS = {
 }
 
 
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = crs_day(course, day, t)
-    key = ("crs_grade", thresholds_key(t))
-    since = met_since(course, key, day, today.status,
-                      lambda d: crs_day(course, d, t).status)
+def _finding(course: Course, day: int, t: Thresholds, today: CrsDay,
+             since: int | None) -> Finding:
     missing, extra = list(today.missing), {}
     if today.grade is None and missing:
         end = min(end_of_day(day), course.as_of_day)
@@ -237,4 +291,54 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     )
 
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
+def evaluate(course: Course, t: Thresholds) -> Finding:
+    day = evaluated_day(course)
+    today = crs_day(course, day, t)
+    key = ("crs_grade", thresholds_key(t))
+    since = met_since(course, key, day, today.status,
+                      lambda d: crs_day(course, d, t).status)
+    return _finding(course, day, t, today, since)
+
+
+def met_since_days(course: Course, days: Sequence[int],
+                   status_of: Callable[[int], Status]) -> list[int | None]:
+    """`met_since` as of the end of each of `days` (ascending), in one walk over the course.
+
+    Shared by the replay hooks of crs, iec_hs and ferritin. `status_of(d)` is the status as
+    of the end of day d; it is called once for every day from the course's first data day to
+    the last of `days`, in order. Days before the first data day have no stretch behind them,
+    as in met_since.
+    """
+    first_day = course_index(course).first_day()
+    first = math.floor(first_day) if math.isfinite(first_day) else math.inf
+    d = first  # the next day to walk
+    run: int | None = None  # first day of the met stretch so far (None: not in one)
+    today = Status.NOT_EVALUABLE
+    out: list[int | None] = []
+    for day in days:
+        if day < first:  # before the first data day: no earlier day counts
+            out.append(day if status_of(day) is Status.MET else None)
+            continue
+        while d <= day:
+            today = status_of(d)
+            if today is Status.MET:
+                run = d if run is None else run
+            elif today is Status.NOT_MET:
+                run = None
+            d += 1
+        out.append(run if today is Status.MET else None)
+    return out
+
+
+def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+    """Findings as of the end of each of `days`, in one walk (see met_since_days).
+
+    The grade of a day reads only that day's observations, cut at the end of the day (and the
+    course's as-of instant), so the full course gives each day what its cut course would.
+    """
+    since = met_since_days(course, days, lambda d: crs_day(course, d, t).status)
+    return [_finding(course, day, t, crs_day(course, day, t), s)
+            for day, s in zip(days, since, strict=True)]
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)

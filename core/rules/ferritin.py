@@ -7,6 +7,7 @@ the dashboard's configurable engineering defaults [DESIGN], never a criterion in
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.course import Course
@@ -24,18 +25,24 @@ from core.rules.base import (
 )
 from core.rules.common import (
     Value,
-    baseline,
     configured_thresholds,
     daily,
     end_of_day,
-    episode_key,
     episodes_until,
     evaluated_day,
     lab_series,
     latest_until,
+    memo,
     met_since,
     thresholds_key,
     treatment_days,
+)
+from core.rules.iec_hs import (
+    baseline_settled_at,
+    replay_daily,
+    screen_since,
+    settled_baseline,
+    with_since,
 )
 from core.units import Evidence
 
@@ -115,11 +122,26 @@ def _nearest(vals: list[Value], target: float, tol: float) -> Value | None:
 
 
 def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetics:
-    """Ferritin kinetics of the latest value with day <= end (§11)."""
+    """Ferritin kinetics of the latest value with day <= end (§11).
+
+    They depend only on which value is the latest (and the baseline), so once the baseline is
+    settled they are cached per value: the rule and the IEC-HS screen share them, and a
+    replay computes them once per new value rather than once per day. Do not mutate.
+    """
     t = t if t is not None else configured_thresholds(course, RULE)
-    latest = latest_until(course, "ferritin", end)
-    if latest is None:
+    s = lab_series(course, "ferritin")
+    n = 0 if s is None else s.count(min(end, course.as_of_day))
+    if n == 0:
         return Kinetics(None)
+    if course.as_of_day < baseline_settled_at(course):
+        return _kinetics(course, end, t)
+    return memo(course, ("ferritin_kinetics_of", thresholds_key(t), n),
+                lambda: _kinetics(course, end, t))
+
+
+def _kinetics(course: Course, end: float, t: Thresholds) -> Kinetics:
+    latest = latest_until(course, "ferritin", end)
+    assert latest is not None
     window = t["rapid_window_hours"] / 24.0
     tol = t["match_tolerance_hours"] / 24.0
     # only the values that can matter: the last window + tolerance, and the previous one
@@ -132,7 +154,7 @@ def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetic
         i -= 1
     recent = [s.at(j) for j in range(i, n)]
     k = Kinetics(latest)
-    base = baseline(course, "ferritin")
+    base = settled_baseline(course, "ferritin")
     if base is not None and base is not latest and base.value > 0:
         k.refs["baseline"] = base
     if n > 0:
@@ -205,9 +227,11 @@ def evaluate_kinetics(course: Course, t: Thresholds) -> Finding:
     today = kinetics_day(course, day, t)
     since = met_since(course, ("ferritin_kinetics", thresholds_key(t)), day, today.status,
                       lambda d: kinetics_day(course, d, t).status)
-    return Finding(RULE.id, today.status, since_day=since, evidence=list(today.evidence),
-                   missing=list(today.missing), extra=dict(today.extra),
-                   episode_key=episode_key(since))
+    return with_since(RULE.id, today, since)
+
+
+def replay_kinetics(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+    return replay_daily(course, days, RULE.id, lambda c, d: kinetics_day(c, d, t))
 
 
 # --- therapy_response -------------------------------------------------------------------------
@@ -264,11 +288,9 @@ def active_iec_hs_onset(course: Course, day: int) -> tuple[float | None, str]:
     open_eps = [e for e in documented if e[2] is None]
     if open_eps:
         return open_eps[-1][1], "documented IEC-HS episode"
-    from core.rules import iec_hs
-
-    f = iec_hs.screen_finding(course, day)
-    if f.status is Status.MET:
-        return f.since_day, "iec_hs screen met"
+    status, since = screen_since(course, day)
+    if status is Status.MET:
+        return since, "iec_hs screen met"
     return None, ""
 
 
@@ -333,12 +355,15 @@ def evaluate_therapy_response(course: Course, t: Thresholds) -> Finding:
     today = therapy_day(course, day, t)
     since = met_since(course, ("therapy_response", thresholds_key(t)), day, today.status,
                       lambda d: therapy_day(course, d, t).status)
-    return Finding(THERAPY_RULE.id, today.status, since_day=since,
-                   evidence=list(today.evidence), missing=list(today.missing),
-                   extra=dict(today.extra), episode_key=episode_key(since))
+    return with_since(THERAPY_RULE.id, today, since)
+
+
+def replay_therapy_response(course: Course, t: Thresholds,
+                            days: Sequence[int]) -> list[Finding]:
+    return replay_daily(course, days, THERAPY_RULE.id, lambda c, d: therapy_day(c, d, t))
 
 
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(RULE, evaluate_kinetics),
-    RuleSpec(THERAPY_RULE, evaluate_therapy_response),
+    RuleSpec(RULE, evaluate_kinetics, replay_kinetics),
+    RuleSpec(THERAPY_RULE, evaluate_therapy_response, replay_therapy_response),
 )

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.course import Course
+from core.rules import crs
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -26,6 +28,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    LabSeries,
+    Value,
     baseline,
     configured_thresholds,
     course_index,
@@ -158,6 +162,21 @@ class Feature:
     missing: list[str] = field(default_factory=list)
 
 
+def baseline_settled_at(course: Course) -> float:
+    """The instant from which common.baseline can no longer change: it reads the values before
+    day 1, or before the day after the lymphodepletion start day if that is later."""
+    ld = course.patient.lymphodepletion_day
+    return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
+
+
+def settled_baseline(course: Course, analyte: str) -> Value | None:
+    """common.baseline, cached per course once the as-of instant is past every baseline draw
+    (then it is the same for the full course and every cut of it that late)."""
+    if course.as_of_day < baseline_settled_at(course):
+        return baseline(course, analyte)
+    return memo(course, ("settled_baseline", analyte), lambda: baseline(course, analyte))
+
+
 def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
     f = latest_until(course, "ferritin", end)
     if f is None:
@@ -171,7 +190,7 @@ def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
             ev.append(f.evidence(f"> {t['ferritin_x_uln']:g} x ULN ({lim:g})"))
     else:
         known = False
-    b = baseline(course, "ferritin")
+    b = settled_baseline(course, "ferritin")
     if b is None or b.value <= 0:
         known = known and met
     elif b is not f:
@@ -190,13 +209,11 @@ def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
 
 
 def _timing_feature(course: Course, day: int) -> Feature:
-    from core.rules import crs
-
     tc = configured_thresholds(course, crs.RULE)
     end = min(end_of_day(day), course.as_of_day)
     documented = [e for e in episodes_until(course, "CRS", end) if e[3] == "documented"]
-    today = crs.crs_day(course, day, tc)
     if documented:
+        today = crs.crs_day(course, day, tc)
         grade, onset, resolved, _ = documented[-1]
         if resolved is not None:
             return Feature(Status.MET, [EvidenceItem(
@@ -243,10 +260,9 @@ def _crs_summary(course: Course, day: int, tc: Thresholds) -> CrsSummary | None:
     """The computed CRS course up to `day`, built incrementally (cached per complete day):
     (last evaluable day, its grade, last day graded >= 1, start of the current graded
     stretch, worst grade of that stretch); None if no day was evaluable."""
-    from core.rules import crs
-
     idx = course_index(course)
-    first = max(0, math.floor(idx.first_day())) if math.isfinite(idx.first_day()) else day
+    first_day = memo(course, ("first_day",), idx.first_day)
+    first = max(0, math.floor(first_day)) if math.isfinite(first_day) else day
     key = ("iec_hs_crs_summary", thresholds_key(tc))
     cache = idx.memo
     d, summary = day - 1, None
@@ -276,7 +292,7 @@ def _transaminase_feature(course: Course, end: float, t: Thresholds) -> Feature:
         if v is None or v.ref_high is None:
             statuses.append(Status.NOT_EVALUABLE)
             continue
-        b = baseline(course, a)
+        b = settled_baseline(course, a)
         abnormal = b is not None and b is not v and b.ref_high is not None and (
             b.value > b.ref_high)
         if abnormal:
@@ -311,61 +327,90 @@ def _fibrinogen_feature(course: Course, end: float, t: Thresholds) -> Feature:
 
 @dataclass
 class _Grades:
-    grades: list[float]  # CTCAE grade of every value (NaN when not gradable)
+    """One lineage's values graded (CTCAE) and judged against the reference window, each on
+    first use and kept: a replay reads only the values near its screen window, each on the
+    days it is the latest."""
+
+    series: LabSeries
+    t: Thresholds  # the site's ctcae_<analyte> thresholds
+    grades: list[float | None]  # None = not graded yet; NaN = not gradable
+    # (status, evidence) of the lineage when value k - 1 is the latest, per (k, iec_hs key)
+    judged: dict[tuple, tuple[Status, EvidenceItem | None]] = field(default_factory=dict)
+
+    def graded(self, i: int, k: int) -> list[float]:
+        """The grades of values i..k-1 (NaN when not gradable)."""
+        grades = self.grades
+        if None in grades[i:k]:
+            from core.rules import ctcae
+
+            for j in range(i, k):
+                if grades[j] is None:
+                    v = self.series.at(j)
+                    g = ctcae.ctcae_grade(v.analyte, v.value, v.ref_high, v.ref_low, None,
+                                          t=self.t)
+                    grades[j] = math.nan if g is None else float(g)
+        return grades[i:k]  # type: ignore[return-value]
+
+    def judge(self, k: int, t: Thresholds) -> tuple[Status, EvidenceItem | None]:
+        """New or worsening cytopenia when value k - 1 is the latest (k >= 1)."""
+        key = (k, thresholds_key(t))
+        found = self.judged.get(key)
+        if found is None:
+            found = self.judged[key] = self._judge(k, t)
+        return found
+
+    def _judge(self, k: int, t: Thresholds) -> tuple[Status, EvidenceItem | None]:
+        s = self.series
+        lookback = t["cytopenia_lookback_days"]
+        i0 = min(k - 1, bisect.bisect_left(s.days, max(t["cytopenia_reference_day"],
+                                                       s.days[k - 1] - lookback)))
+        *window, g_now = self.graded(i0, k)
+        if math.isnan(g_now):
+            return Status.NOT_EVALUABLE, None
+        earlier = [x for x in window if x == x]  # NaN: not gradable
+        if not earlier:  # no reference yet: the expected nadir is not a new cytopenia
+            return Status.NOT_MET, None
+        best = min(earlier)
+        if g_now >= t["cytopenia_min_grade"] and g_now - best >= t["cytopenia_grade_drop"]:
+            return Status.MET, s.at(k - 1).evidence(
+                f"new or worsening cytopenia: CTCAE grade {int(g_now)}, best grade "
+                f"{int(best)} in the {lookback:g} days before")
+        return Status.NOT_MET, None
 
 
 def _grades(course: Course, analyte: str) -> _Grades:
-    """CTCAE grades of every value of `analyte` in the course index (cached)."""
-    from core.rules import ctcae
+    """The lineage's grades and judgements in the course index (cached per course)."""
     from core.rules.hlh import _ctcae_rule
 
     tc = configured_thresholds(course, _ctcae_rule(analyte))
 
     def build() -> _Grades:
         s = course_index(course).labs[analyte]
-        grades = []
-        for i in range(len(s.days)):
-            v = s.at(i)
-            g = ctcae.ctcae_grade(analyte, v.value, v.ref_high, v.ref_low, None, t=tc)
-            grades.append(math.nan if g is None else float(g))
-        return _Grades(grades)
+        return _Grades(s, tc, [None] * len(s.days))
 
     return memo(course, ("iec_hs_ctcae", analyte, thresholds_key(tc)), build)
 
 
 def _cytopenia_feature(course: Course, end: float, t: Thresholds) -> Feature:
-    ref_day = t["cytopenia_reference_day"]
     statuses, ev = [], []
+    labs = course_index(course).labs
     for a in CYTOPENIA_LINEAGES:
-        v = latest_until(course, a, end)
-        if v is None:
+        s = labs.get(a)
+        k = 0 if s is None else s.count(min(end, course.as_of_day))
+        if k == 0:
             statuses.append(Status.NOT_EVALUABLE)
             continue
-        s = course_index(course).labs[a]
-        g = _grades(course, a)
-        k = s.count(min(end, course.as_of_day))
-        g_now = g.grades[k - 1]
-        if math.isnan(g_now):
-            statuses.append(Status.NOT_EVALUABLE)
-            continue
-        i0 = bisect.bisect_left(s.days, max(ref_day, v.day - t["cytopenia_lookback_days"]))
-        earlier = [x for x in g.grades[i0:k - 1] if not math.isnan(x)]
-        if not earlier:  # no reference yet: the expected nadir is not a new cytopenia
-            statuses.append(Status.NOT_MET)
-            continue
-        best = min(earlier)
-        met = g_now >= t["cytopenia_min_grade"] and g_now - best >= t["cytopenia_grade_drop"]
-        statuses.append(Status.MET if met else Status.NOT_MET)
-        if met:
-            ev.append(v.evidence(
-                f"new or worsening cytopenia: CTCAE grade {int(g_now)}, best grade "
-                f"{int(best)} in the {t['cytopenia_lookback_days']:g} days before"))
+        status, item = _grades(course, a).judge(k, t)
+        statuses.append(status)
+        if item is not None:
+            ev.append(item)
     if Status.MET in statuses:
         return Feature(Status.MET, ev)
     if all(s is Status.NOT_MET for s in statuses):
         return Feature(Status.NOT_MET, [EvidenceItem(
             why=f"no new or worsening cytopenia (vs the best count of the "
-                f"{t['cytopenia_lookback_days']:g} days before, from day {ref_day:g})")])
+                f"{t['cytopenia_lookback_days']:g} days before, from day "
+                f"{t['cytopenia_reference_day']:g})")])
     return Feature(Status.NOT_EVALUABLE, ev, [MISSING["counts"]])
 
 
@@ -378,7 +423,6 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
     from core.rules import ferritin
 
     end = min(end_of_day(day), course.as_of_day)
-    ferr = _ferritin_feature(course, end, t)
     outside = None
     if day < t["window_start_day"]:
         outside = f"the screen runs from day {t['window_start_day']:g}"
@@ -388,6 +432,7 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
     if outside is not None:
         return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(why=outside)],
                        extra={"outside_window": True})
+    ferr = _ferritin_feature(course, end, t)
     features = {
         "ferritin": ferr,
         "timing": _timing_feature(course, day),
@@ -439,21 +484,75 @@ def screen_day(course: Course, day: int, t: Thresholds) -> Finding:
     return daily(course, ("iec_hs", thresholds_key(t)), day, lambda: _screen(course, day, t))
 
 
-def screen_finding(course: Course, day: int | None = None,
-                   t: Thresholds | None = None) -> Finding:
-    """The iec_hs finding as of the end of `day` (default: the evaluated day)."""
+def with_since(rule_id: str, today: Finding, since: int | None) -> Finding:
+    """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
+    return Finding(rule_id, today.status, since_day=since, evidence=list(today.evidence),
+                   missing=list(today.missing), extra=dict(today.extra),
+                   episode_key=episode_key(since))
+
+
+def _screen_since(course: Course, day: int | None,
+                  t: Thresholds | None) -> tuple[Finding, int | None]:
     t = t if t is not None else configured_thresholds(course, RULE)
     day = evaluated_day(course) if day is None else day
     today = screen_day(course, day, t)
-    since = met_since(course, ("iec_hs", thresholds_key(t)), day, today.status,
-                      lambda d: screen_day(course, d, t).status)
-    return Finding(RULE.id, today.status, since_day=since, evidence=list(today.evidence),
-                   missing=list(today.missing), extra=dict(today.extra),
-                   episode_key=episode_key(since))
+    return today, met_since(course, ("iec_hs", thresholds_key(t)), day, today.status,
+                            lambda d: screen_day(course, d, t).status)
+
+
+def screen_since(course: Course, day: int | None = None,
+                 t: Thresholds | None = None) -> tuple[Status, int | None]:
+    """The iec_hs status as of the end of `day` (default: the evaluated day) and the first day
+    of its met stretch (None unless met): screen_finding without building the finding."""
+    today, since = _screen_since(course, day, t)
+    return today.status, since
+
+
+def screen_finding(course: Course, day: int | None = None,
+                   t: Thresholds | None = None) -> Finding:
+    """The iec_hs finding as of the end of `day` (default: the evaluated day)."""
+    return with_since(RULE.id, *_screen_since(course, day, t))
 
 
 def evaluate(course: Course, t: Thresholds) -> Finding:
     return screen_finding(course, None, t)
 
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
+def known_at_end_of(course: Course, day: int) -> Course:
+    """The course a replay hook evaluates ward day `day` on: the full course itself where that
+    gives the same results as the course cut at the end of the day, else that cut.
+
+    The rules of this family read the course's index only up to the day's end instant, except
+    the baselines (common.baseline), which read the values before day 1 (or before the day
+    after the lymphodepletion start) up to the course's own as-of instant. Once the day's end
+    is past those, nothing differs; before it (day 0 and earlier) a lazy day view is used.
+    """
+    end = min(end_of_day(day), course.as_of_day)
+    if end == course.as_of_day or end >= baseline_settled_at(course):
+        return course
+    from core.rules.engine import day_view
+
+    view = day_view(course, end)
+    if "_cw_thresholds" in course.__dict__:
+        object.__setattr__(view, "_cw_thresholds", course.__dict__["_cw_thresholds"])
+    return view
+
+
+def replay_daily(course: Course, days: Sequence[int], rule_id: str,
+                 day_finding: Callable[[Course, int], Finding]) -> list[Finding]:
+    """A replay hook for a rule evaluated as `day_finding(course, day)` (cached per complete
+    day) plus its met stretch (met_since): each day's finding once, on the course as known at
+    its end (known_at_end_of), and the stretch carried from day to day (crs.met_since_days)."""
+
+    def today(d: int) -> Finding:
+        return day_finding(known_at_end_of(course, d), d)
+
+    since = crs.met_since_days(course, days, lambda d: today(d).status)
+    return [with_since(rule_id, today(d), s) for d, s in zip(days, since, strict=True)]
+
+
+def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+    return replay_daily(course, days, RULE.id, lambda c, d: screen_day(c, d, t))
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
