@@ -1,6 +1,6 @@
 """Benchmark (issue #7): 10,000 synthetic patients in PostgreSQL.
 
-    .venv/bin/python bench/pg_scale.py [--patients 10000] [--active 60] [--sample 500] [--runs 3]
+    .venv/bin/python bench/pg_scale.py [--patients 10000] [--active 60] [--sample 200] [--runs 3]
     CARTWATCH_BENCH_PG_URL=postgresql+psycopg://USER@HOST/DB .venv/bin/python bench/pg_scale.py
 
 Starts its own throwaway PostgreSQL server (bench/_pg.py: initdb in a temporary folder, a
@@ -10,18 +10,22 @@ database on that existing server (the role needs CREATEDB) and drops it afterwar
   load     core.db.init_db (Alembic), then COPY (psycopg) of the synthetic courses of
            bench/replay_rules.py: `--patients` in all, of whom `--active` are active in one
            ward, infused `--active-days` days ago (data up to today), and the rest discharged
-           courses of `--days` days infused at some point in the last three years; then
-           VACUUM ANALYZE. Progress goes to stderr.
+           courses of `--days` days infused at some point in the last three years; the
+           secondary indexes and foreign keys are dropped for the COPY and rebuilt after it;
+           then VACUUM ANALYZE. Progress goes to stderr.
   evaluate core.evaluation.run_evaluate for the active ward: once cold (it opens the alerts),
-           then `--runs` warm runs (best and median).
+           then `--runs` warm runs (best and median; CPU seconds of this process beside them).
+           The control, `evaluate_ward_alone`: the same ward in a database of its own on the
+           same server, measured right after, so the cost of the other patients stands apart
+           from whatever else the machine was doing.
   replay   a fixed (seeded) sample of `--sample` patients, read from PostgreSQL 100 at a time
-           the way core.backtest.backtest reads the cohort, then replayed by
-           core.backtest.backtest_courses: patient-days per second including the read, the
+           the way core.backtest.backtest reads the cohort, then replayed in this one process
+           by core.backtest.backtest_courses: patient-days per second including the read, the
            read alone and the replay alone (wall and CPU seconds).
 
-Prints one JSON line (row counts, timings, peak RSS of this process); `ok` means the warm
-evaluate met the ward target (1 s, as bench/evaluate_ward.py). The data are synthetic, not
-clinical.
+Prints one JSON line (row counts, timings, peak RSS of this process, the machine's load
+average); `ok` means the warm evaluate met the ward target (1 s, as bench/evaluate_ward.py).
+The data are synthetic, not clinical.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ WARM_TARGET_S = 1.0
 ACTIVE_WARD = "bench-active"
 INACTIVE_WARDS = 8
 LOAD_BATCH = 100  # patients per COPY transaction
+SAMPLE = 200  # patients replayed (500 took 4 minutes on a busy 2-core machine)
 # the throwaway server: fsync off (bench/_pg.py) and room for a bulk load
 SERVER_OPTIONS = ("-c max_connections=20 -c shared_buffers=512MB -c max_wal_size=4GB "
                   "-c maintenance_work_mem=256MB -c work_mem=32MB")
@@ -108,13 +113,13 @@ def _raw_rows() -> Iterator[None]:
 
 
 def cohort(plan: Plan, today: date) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(patient row, raw course rows) for every patient; the last `plan.active` are active."""
+    """(patient row, raw course rows) for every patient; the first `plan.active` are active,
+    so a plan with only those patients makes exactly the same active ward."""
     rng = random.Random(plan.seed)
     dates = random.Random(plan.seed + 1)
-    first_active = plan.patients - plan.active
     with _raw_rows():
         for i in range(plan.patients):
-            active = i >= first_active
+            active = i < plan.active
             days = plan.active_days if active else plan.days
             raw = replay_rules.synthetic_course(i, days, rng)
             infused = (today - timedelta(days=plan.active_days) if active else
@@ -183,6 +188,17 @@ def _bulk_mode(cur: psycopg.Cursor, tables: tuple[str, ...],
     times["indexes_rebuilt"] = len(indexes) + len(constraints)
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend on this machine (None when it is not local)."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def load_cohort(url: str, plan: Plan, progress: Progress | None = _stderr) -> dict[str, Any]:
     """COPY the plan's cohort into the (migrated, empty) database; returns counts and times."""
     today = datetime.now(UTC).date()
@@ -207,9 +223,12 @@ def load_cohort(url: str, plan: Plan, progress: Progress | None = _stderr) -> di
             cp.write("".join(lines))
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     times: dict[str, float] = {}
     written = 0
     with psycopg.connect(_conninfo(url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = int(cur.fetchone()[0])  # type: ignore[index]
         batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
         def flush() -> None:
@@ -255,6 +274,8 @@ def load_cohort(url: str, plan: Plan, progress: Progress | None = _stderr) -> di
             cur.execute("SELECT setval('patient_id_seq', (SELECT max(id) FROM patient))")
             conn.commit()
             copy_s = time.perf_counter() - started
+            client_cpu = time.process_time() - cpu_started
+            server_cpu = _backend_cpu(backend)
             if progress is not None:
                 progress("pg_scale: rebuilding indexes and constraints")
 
@@ -273,6 +294,10 @@ def load_cohort(url: str, plan: Plan, progress: Progress | None = _stderr) -> di
     return {"rows": counts, "rows_total": sum(counts.values()),
             "copy_seconds": round(copy_s, 1),
             "copy_rows_per_s": round(written / copy_s) if copy_s else None,
+            # CPU behind the COPY wall time: this process (generating and formatting rows)
+            # and its PostgreSQL backend (None on a server elsewhere)
+            "copy_client_cpu_seconds": round(client_cpu, 1),
+            "copy_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 1),
             "index_seconds": round(times["index_seconds"], 1),
             "indexes_rebuilt": times["indexes_rebuilt"],
             "vacuum_analyze_seconds": round(vacuum_s, 1),
@@ -285,16 +310,18 @@ def measure_evaluate(engine: Engine, settings: Settings, runs: int) -> dict[str,
     t = time.perf_counter()
     doc = run_evaluate(engine, settings)
     cold = time.perf_counter() - t
-    warm = []
+    warm, cpu = [], []
     for _ in range(runs):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         run_evaluate(engine, settings)
         warm.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     return {
         "patients": len(doc["patients"]),
         "findings": sum(len(p["findings"]) for p in doc["patients"]),
         "cold_seconds": round(cold, 3), "warm_seconds": round(min(warm), 3),
         "warm_median": round(statistics.median(warm), 3), "warm_runs": runs,
+        "warm_cpu_seconds": round(min(cpu), 3),  # this process only, not the server
         "warm_target": WARM_TARGET_S,
     }
 
@@ -342,14 +369,37 @@ def measure_replay(engine: Engine, settings: Settings, sample: int, seed: int,
     }
 
 
+def measure_ward_alone(url: str, plan: Plan, runs: int,
+                       progress: Progress | None = _stderr) -> dict[str, Any]:
+    """The control: the same active ward evaluated in a database of its own (created beside
+    `url` on the same server, dropped afterwards), so the cost of the 10,000 stands apart
+    from the machine's load at the time."""
+    if progress is not None:
+        progress("pg_scale: evaluate of the same ward alone in a database of its own")
+    alone = Plan(patients=plan.active, active=plan.active, days=plan.days,
+                 active_days=plan.active_days, seed=plan.seed)
+    try:
+        with fresh_database(url) as ward_url:
+            engine = make_engine(ward_url)
+            try:
+                init_db(engine)
+                load_cohort(ward_url, alone, progress=None)
+                return measure_evaluate(engine, Settings(database_url=ward_url), runs)
+            finally:
+                engine.dispose()
+    except Exception as exc:  # e.g. a role without CREATEDB on an existing server
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
-def run(url: str, plan: Plan, *, runs: int = 3, sample: int = 500,
+def run(url: str, plan: Plan, *, runs: int = 3, sample: int = SAMPLE,
         progress: Progress | None = _stderr) -> dict[str, Any]:
     """The whole benchmark on an empty database at `url`; returns the JSON document."""
     started = time.perf_counter()
+    load_start = [round(x, 1) for x in os.getloadavg()]  # other work on the machine
     engine = make_engine(url)
     try:
         t = time.perf_counter()
@@ -364,9 +414,12 @@ def run(url: str, plan: Plan, *, runs: int = 3, sample: int = 500,
         replay = measure_replay(engine, settings, sample, plan.seed, progress)
     finally:
         engine.dispose()
+    ward_alone = measure_ward_alone(url, plan, runs, progress) if plan.active else None
     return {
-        "plan": asdict(plan), **loaded, "migrate_seconds": round(migrate_s, 2),
-        "evaluate": evaluate, "replay": replay,
+        "plan": asdict(plan), "cores": os.cpu_count(), "load_average_at_start": load_start,
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+        **loaded, "migrate_seconds": round(migrate_s, 2),
+        "evaluate": evaluate, "evaluate_ward_alone": ward_alone, "replay": replay,
         "peak_mb_after_load": peak_load, "peak_mb": _peak_mb(),
         "seconds": round(time.perf_counter() - started, 1),
         "ok": evaluate["warm_seconds"] <= WARM_TARGET_S,
@@ -374,21 +427,30 @@ def run(url: str, plan: Plan, *, runs: int = 3, sample: int = 500,
 
 
 @contextmanager
-def database(url: str | None) -> Iterator[tuple[str, str]]:
-    """(URL of an empty database, what server it is on), removed afterwards."""
-    if url:  # an existing server: a fresh database on it, dropped afterwards
-        name = f"cartwatch_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(make_url(url).set(drivername="postgresql+psycopg"),
-                              isolation_level="AUTOCOMMIT")
+def fresh_database(url: str) -> Iterator[str]:
+    """URL of a new empty database on the server of `url`, dropped afterwards."""
+    name = f"cartwatch_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(url).set(drivername="postgresql+psycopg"),
+                          isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             yield (make_url(url).set(drivername="postgresql+psycopg", database=name)
-                   .render_as_string(hide_password=False), "existing server")
+                   .render_as_string(hide_password=False))
         finally:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[tuple[str, str]]:
+    """(URL of an empty database, what server it is on), removed afterwards."""
+    if url:  # an existing server: a fresh database on it, dropped afterwards
+        with fresh_database(url) as fresh:
+            yield fresh, "existing server"
         return
     from bench._pg import start_local_pg
 
@@ -406,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--days", type=int, default=Plan.days)
     p.add_argument("--active-days", type=int, default=Plan.active_days)
     p.add_argument("--seed", type=int, default=Plan.seed)
-    p.add_argument("--sample", type=int, default=500, help="patients replayed")
+    p.add_argument("--sample", type=int, default=SAMPLE, help="patients replayed")
     p.add_argument("--runs", type=int, default=3, help="warm evaluate runs")
     p.add_argument("--url", default=os.environ.get(URL_ENV),
                    help=f"an existing server (default ${URL_ENV}; else a throwaway one)")

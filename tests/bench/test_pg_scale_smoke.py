@@ -24,7 +24,7 @@ PLAN = pg_scale.Plan(patients=30, active=6, days=12, active_days=8, seed=3)
 
 
 def _days(i: int) -> int:
-    return PLAN.active_days if i >= PLAN.patients - PLAN.active else PLAN.days
+    return PLAN.active_days if i < PLAN.active else PLAN.days
 
 
 def test_pg_scale_toy_run_reports_every_number(pg_server):
@@ -46,6 +46,10 @@ def test_pg_scale_toy_run_reports_every_number(pg_server):
     assert ev["patients"] == PLAN.active and ev["findings"] > 0
     assert ev["cold_seconds"] > 0 and ev["warm_seconds"] > 0
     assert ev["warm_median"] >= ev["warm_seconds"]
+
+    alone = doc["evaluate_ward_alone"]  # the control: the same ward in its own database
+    assert alone["patients"] == PLAN.active and alone["findings"] == ev["findings"]
+    assert alone["cold_seconds"] > 0 and alone["warm_seconds"] > 0
 
     rp = doc["replay"]
     assert rp["patients"] == 10 and rp["patient_days"] > 0
