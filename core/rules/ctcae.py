@@ -150,7 +150,8 @@ _NEEDS_BASELINE = ("ast", "alt", "bilirubin", "creatinine", "fibrinogen")
 
 
 def _ok(x: float | None) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
+    # not None and not a float NaN (x != x only for NaN; tested first as the cheap case)
+    return x is not None and (x == x or not isinstance(x, float))
 
 
 def _gt(a: float, b: float) -> bool:
@@ -332,10 +333,6 @@ def current_day(course: Course) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _num(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
 def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
@@ -385,8 +382,8 @@ def _graded(course: Course, src: LabSeries, t: Thresholds, b: Value | None) -> _
 
     def build() -> _Graded:
         full = _full_series(course, src)
-        highs = [_num(x) for x in full.ref_high.tolist()]
-        lows = [_num(x) for x in full.ref_low.tolist()]
+        highs = [None if x != x else x for x in full.ref_high.tolist()]  # NaN -> None
+        lows = [None if x != x else x for x in full.ref_low.tolist()]
         base = b.value if b is not None else None
         base_uln = b.ref_high if b is not None else None
         base_lln = b.ref_low if b is not None else None

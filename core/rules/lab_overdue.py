@@ -33,7 +33,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import END_OF_DAY, lab_series, memo, thresholds_key
+from core.rules.common import END_OF_DAY, lab_series
 from core.rules.ctcae import current_day
 from core.units import ANALYTES, Evidence
 
@@ -144,11 +144,6 @@ def _label(analyte: str) -> str:
     return a.name if a else analyte
 
 
-def _schedule(course: Course, t: Thresholds) -> MonitoringSchedule:
-    return memo(course, ("lab_overdue_schedule", thresholds_key(t)),
-                lambda: MonitoringSchedule.from_thresholds(t))
-
-
 def _finding(sched: MonitoringSchedule, now: float,
              last_result: Callable[[str], float | None],
              reasons: Mapping[str, list[tuple[float, int, str]]]) -> Finding:
@@ -215,7 +210,8 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
         k = 0 if src is None else src.count(course.as_of_day)
         return None if k == 0 else math.floor(src.days[k - 1])  # type: ignore[union-attr]
 
-    return _finding(_schedule(course, t), current_day(course), last_result, _reasons(course))
+    return _finding(MonitoringSchedule.from_thresholds(t), current_day(course), last_result,
+                    _reasons(course))
 
 
 def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
@@ -224,7 +220,7 @@ def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
     The schedule and the recorded reasons are read once; one pointer per analyte walks its
     results as the days advance, so each day only looks at the latest result known.
     """
-    sched = _schedule(course, t)
+    sched = MonitoringSchedule.from_thresholds(t)
     reasons = _reasons(course)
     series = {a: lab_series(course, a) for a in sched.expected()}
     known = dict.fromkeys(series, 0)  # results of each analyte known so far
