@@ -147,14 +147,20 @@ class _Reading(NamedTuple):
                             unit=kind.unit if kind and self.num is not None else None)
 
 
-def _first_waiver(course: Course) -> tuple[float, str] | None:
-    """The first fever-waiving dose on or after day 0 as (day, drug), ties by drug name (found
-    once per course)."""
+def _first_waiver(course: Course) -> tuple[float, EvidenceItem] | None:
+    """The first fever-waiving dose on or after day 0 (ties by drug name): its day and the
+    evidence item every day after it shows (found once per course)."""
 
-    def find() -> tuple[float, str] | None:
+    def find() -> tuple[float, EvidenceItem] | None:
         drugs = course_index(course).drugs
-        return min(((d, drug) for drug in FEVER_WAIVER_DRUGS for d in drugs.get(drug, ())
-                    if d >= 0.0), default=None)
+        first = min(((d, drug) for drug in FEVER_WAIVER_DRUGS for d in drugs.get(drug, ())
+                     if d >= 0.0), default=None)
+        if first is None:
+            return None
+        wd, drug = first
+        return wd, EvidenceItem(
+            why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
+            analyte=drug, day=wd)
 
     return memo(course, ("crs_first_waiver",), find)
 
@@ -250,10 +256,7 @@ def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
         op = ">=" if fever else "<"
         ev.append(temp.evidence(f"temperature {temp.num:g} °C {op} {t['fever_c']:g} °C"))
     if waiver:
-        wd, drug = waiver
-        ev.append(EvidenceItem(
-            why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
-            analyte=drug, day=wd))
+        ev.append(waiver[1])
     ev += h_ev + x_ev
     known = [g for g in (h, x) if g is not None]
     m = max(known, default=0)
