@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from core.rules.base import (
     Citation,
     EvidenceItem,
     Finding,
+    Replayer,
     Rule,
     RuleSpec,
     Severity,
@@ -36,7 +39,9 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    END_OF_DAY,
     course_index,
+    lab_series,
     memo,
     observations_until,
     thresholds_key,
@@ -99,17 +104,22 @@ def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> tuple[np.nda
     return out_v, out_i
 
 
-def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[int, int | None]:
-    """(days counted, first counted day index) of the period(s) below threshold.
+def count_prefixes(states: np.ndarray, recovery_days: int, unknown: str
+                   ) -> tuple[list[int], list[int | None]]:
+    """count_days of every prefix states[:n], n = 0..len(states), in one pass.
 
-    states: BELOW / ABOVE / SUPPORTED (above, but not a recovery day) / UNKNOWN per day.
-    unknown: "above" or "below" (bounds), or "bridge" (counted only when the period goes on).
+    The machine only looks back, so a prefix's result is the running count plus the days an
+    unfinished period would add at that point (its supported days before a trailing run
+    above). A replay reads day n's count at index n instead of re-walking the window.
     """
+    as_unknown = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
+    counts: list[int] = [0]
+    firsts: list[int | None] = [None]
     count, first = 0, None
     in_period, pending, a_run = False, 0, 0
-    for d, st in enumerate(states):
+    for d, st in enumerate(states.tolist()):
         if st == UNKNOWN:
-            st = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
+            st = as_unknown
         if st == BELOW:
             if not in_period:
                 in_period = True
@@ -125,15 +135,30 @@ def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[in
                     in_period, pending, a_run = False, 0, 0
             else:
                 a_run = 0
-    if in_period:
-        count += pending - a_run  # supported days before an unfinished trailing recovery
-    return count, first
+        # supported days before an unfinished trailing recovery count in
+        counts.append(count + (pending - a_run if in_period else 0))
+        firsts.append(first)
+    return counts, firsts
+
+
+def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[int, int | None]:
+    """(days counted, first counted day index) of the period(s) below threshold.
+
+    states: BELOW / ABOVE / SUPPORTED (above, but not a recovery day) / UNKNOWN per day.
+    unknown: "above" or "below" (bounds), or "bridge" (counted only when the period goes on).
+    """
+    counts, firsts = count_prefixes(states, recovery_days, unknown)
+    return counts[-1], firsts[-1]
 
 
 def censor_day(course: Course) -> tuple[float, str | None]:
     """The first progression / next therapy / death day (inclusive) known as of now."""
+    return _censor_at(course, course.as_of_day)
+
+
+def _censor_at(course: Course, as_of: float) -> tuple[float, str | None]:
     for kind, day in course_index(course).events:
-        if day > course.as_of_day:
+        if day > as_of:
             break
         if kind in CENSOR_EVENTS:
             return float(day), kind
@@ -193,61 +218,260 @@ def _missing_days(name: str, days: list[int]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# As-of evaluation and one-pass replay
+# ---------------------------------------------------------------------------------------------
+# Each rule below is one function of (course, thresholds, cache, now, as_of) that reads
+# nothing after `as_of`. `evaluate` calls it with the course's own instant; the replay hook
+# calls it on the full course as of the end of each day, without building day views. What
+# depends only on complete days (daily grids and their counts, hit lists) is built once per
+# course from every result, kept in the rule's per-course `cache`, and read by prefix, so a
+# day costs a few lookups plus its Finding.
+
+Cache = dict[object, Any]
+AsOfEvaluator = Callable[[Course, Thresholds, Cache, float, float], Finding]
+
+
+def _cache(course: Course, t: Thresholds, rule_id: str) -> Cache:
+    """The rule's per-course cache under thresholds `t` (one memo entry, fetched once per
+    evaluation or replay, so the day loop does not hash the thresholds again)."""
+    return memo(course, ("cw_cyto", rule_id, thresholds_key(t)), dict)
+
+
+def _cached(cache: Cache, key: object, compute: Callable[[], Any]) -> Any:
+    try:
+        return cache[key]
+    except KeyError:
+        value = cache[key] = compute()
+        return value
+
+
+def _evidence(cache: Cache, s: Series, i: int, why: str) -> EvidenceItem:
+    """s.evidence(i, why), built once per course: the findings of different days share it,
+    as the copies of a cached finding do (each finding still gets its own list)."""
+    key = ("evidence", s.analyte, i, why)
+    item = cache.get(key)
+    if item is None:
+        item = cache[key] = s.evidence(i, why)
+    return item
+
+
+def _replayer(rule_id: str, as_of_evaluator: AsOfEvaluator) -> Replayer:
+    """A replay hook: `as_of_evaluator` as of the end of each day, on the full course."""
+
+    def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+        cache = _cache(course, t, rule_id)
+        out = []
+        for day in days:
+            as_of = min(day + END_OF_DAY, course.as_of_day)  # the day view's as_of_day
+            out.append(as_of_evaluator(course, t, cache, as_of, as_of))
+        return out
+
+    return replay
+
+
+def _copy(f: Finding) -> Finding:
+    """A distinct Finding equal to a cached one (callers may mutate lists and extra)."""
+    return Finding(rule=f.rule, status=f.status, since_day=f.since_day, grade=f.grade,
+                   score=f.score, evidence=list(f.evidence), missing=list(f.missing),
+                   extra=dict(f.extra), episode_key=f.episode_key)
+
+
+def _full(course: Course, analyte: str) -> Series:
+    """Every result of the analyte in the course, whatever the as-of instant."""
+    src = lab_series(course, analyte)
+    return series_of(course, analyte) if src is None else series_of_full(course, src)
+
+
+def _series_until(course: Course, analyte: str, as_of: float) -> Series:
+    """The analyte's results with day <= as_of (views into the per-course arrays)."""
+    s = _full(course, analyte)
+    k = 0 if s.src is None else s.src.count(as_of)
+    if k >= len(s):
+        return s
+    return Series(analyte, s.day[:k], s.value[:k], s.ref_low[:k], s.ref_high[:k], s.src)
+
+
+def _window_end(s: Series, last: float, as_of: float) -> int:
+    """Index after the last result of `s` with floor(day) <= last and day <= as_of."""
+    if s.src is None:
+        return 0
+    i1 = s.src.count(as_of)
+    if last < math.inf:
+        i1 = min(i1, bisect.bisect_left(s.src.days, math.floor(last) + 1.0))
+    return i1
+
+
+@dataclass(frozen=True)
+class _Window:
+    """An analyte's results from a window's first day on, with lookups built once per course:
+    the results of the window as known at any instant are s[i0:i1] (results are in time
+    order), so a day reads them with one bisection (`_window_end`)."""
+
+    s: Series  # every result of the analyte in the course
+    i0: int  # index of the first result of the window
+    hits: dict[str, list[int]]  # threshold key -> indices (>= i0) of results below it
+    lowest: list[int]  # lowest[i1]: index of the lowest of s[i0:i1] as np.argmin, -1 if none
+
+
+def _window(course: Course, t: Thresholds, cache: Cache, analyte: str, start_key: str,
+            cuts: tuple[tuple[str, bool], ...]) -> _Window:
+    """The window from day t[start_key] on, with the hits of each (threshold key, inclusive:
+    <= or <) of `cuts`, computed once per course and thresholds."""
+
+    def build() -> _Window:
+        s = _full(course, analyte)
+        i0 = 0 if s.src is None else bisect.bisect_left(s.src.days, int(t[start_key]))
+        v = s.value[i0:]
+        hits = {key: (i0 + np.flatnonzero(v <= t[key] if inclusive else v < t[key])).tolist()
+                for key, inclusive in cuts}
+        lowest, best, best_v = [-1] * (i0 + 1), -1, math.nan
+        for i, x in enumerate(v.tolist(), i0):
+            # np.argmin: the first minimum, or the first nan once there is one
+            if best < 0 or (best_v == best_v and (x != x or x < best_v)):
+                best, best_v = i, x
+            lowest.append(best)
+        return _Window(s, i0, hits, lowest)
+
+    return _cached(cache, "window", build)
+
+
+def _platelet_tx(course: Course) -> list[float]:
+    """Days of every platelet transfusion in the course (platelet_transfusion_days' sources,
+    whatever the as-of instant), sorted."""
+
+    def build() -> list[float]:
+        idx = course_index(course)
+        days = [d for d in idx.drugs.get("platelet_transfusion", ()) if d == d]
+        obs = idx.obs.get("transfusion")
+        if obs is not None:
+            days += [d for d, text in zip(obs.days, obs.texts, strict=True)
+                     if text == "platelets" and d == d]
+        return sorted(days)
+
+    return memo(course, ("cw_cyto_platelet_tx",), build)
+
+
+def _is_known_through(course: Course, analyte: str, platelets: bool, last: int,
+                      as_of: float) -> bool:
+    """Whether every result (and platelet transfusion) of days <= last is known by as_of."""
+    src = lab_series(course, analyte)
+    if src is not None and src.count(as_of) < bisect.bisect_left(src.days, last + 1.0):
+        return False
+    if platelets:
+        tx = _platelet_tx(course)
+        return bisect.bisect_right(tx, as_of) >= bisect.bisect_left(tx, last + 1.0)
+    return True
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """Daily values of a window (day `first` on) and the counting machine's result for
+    every prefix: index n of a list = the window's first n days."""
+
+    s: Series  # the results counted (for evidence: row indices are the same in any cut)
+    vals: np.ndarray  # carried-forward daily worst (nan = unknown day)
+    idx: np.ndarray  # the series row of each day's value (-1 = none)
+    counts: dict[tuple[str, str], list[int]]  # (threshold key, unknown rule) -> days counted
+    firsts: dict[tuple[str, str], list[int | None]]  # -> first counted day index
+    lowest: list[int]  # day index of the lowest value (first if tied; -1 if none)
+
+
+def _count_window(s: Series, t: Thresholds, first: int, last: int,
+                  cuts: tuple[tuple[str, bool, bool], ...], unknowns: tuple[str, ...],
+                  tx_days: np.ndarray | None) -> _Counted:
+    """Count days first..last for each (threshold key, inclusive, transfusion rule) of `cuts`
+    and each unknown-day rule; the day before `first` is read for carrying forward only."""
+    vals, idx = daily_worst(s, first - 1, last)
+    vals, idx = carry_forward(vals, idx, int(t["carry_forward_days"]))
+    vals, idx = vals[1:], idx[1:]
+    supported = None
+    if tx_days is not None:
+        supported = supported_mask(first, len(vals), tx_days, int(t["transfusion_window_days"]))
+    recovery = int(t["recovery_days"])
+    counts: dict[tuple[str, str], list[int]] = {}
+    firsts: dict[tuple[str, str], list[int | None]] = {}
+    for key, inclusive, transfusions in cuts:
+        st = states_for(vals, t[key], inclusive, supported if transfusions else None)
+        for unknown in unknowns:
+            counts[key, unknown], firsts[key, unknown] = count_prefixes(st, recovery, unknown)
+    lowest, best = [-1], -1
+    for d, v in enumerate(vals.tolist()):
+        if v == v and (best < 0 or v < vals[best]):
+            best = d
+        lowest.append(best)
+    return _Counted(s, vals, idx, counts, firsts, lowest)
+
+
+def _counted(course: Course, t: Thresholds, cache: Cache, analyte: str, platelets: bool,
+             first: int, window_last: int, last: int, as_of: float,
+             cuts: tuple[tuple[str, bool, bool], ...], unknowns: tuple[str, ...]) -> _Counted:
+    """_count_window over days first..last as known at as_of (last <= window_last).
+
+    When every result and transfusion of those days is known, the counts over the whole
+    window are built once per course from all results and read by prefix: the counting only
+    looks back, so the first n days' counts do not depend on later days.
+    """
+    if _is_known_through(course, analyte, platelets, last, as_of):
+        def build() -> _Counted:
+            s = _full(course, analyte)
+            tx = np.floor(np.asarray(_platelet_tx(course))).astype(int) if platelets else None
+            return _count_window(s, t, first, window_last, cuts, unknowns, tx)
+
+        return _cached(cache, "counted", build)
+    tx = None
+    if platelets:
+        tx_all = _platelet_tx(course)
+        tx = np.floor(np.asarray(tx_all[:bisect.bisect_right(tx_all, as_of)])).astype(int)
+    return _count_window(_series_until(course, analyte, as_of), t, first, last, cuts,
+                         unknowns, tx)
+
+
+# ---------------------------------------------------------------------------------------------
 # Early (days 0-30) counting rules, shared by icaht_early and ticaht_early
 # ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Grading:
+    """An early rule's grading table and what it counts."""
 
-def _early(
-    course: Course, t: Thresholds, rule_id: str, analyte: str,
-    rows: list[tuple[str, bool, list[tuple[str, int]]]],
-    platelets: bool,
-) -> Finding:
-    """rows: (threshold key, inclusive, [(days key, grade), ...]) of the grading table."""
+    rule_id: str
+    analyte: str
+    rows: tuple[tuple[str, bool, tuple[tuple[str, int], ...]], ...]  # (threshold key,
+    #   inclusive, ((days key, grade), ...)) per row
+    platelets: bool  # the transfusion rule applies to the deep cut
+
+    @cached_property
+    def cuts(self) -> tuple[tuple[str, bool, bool], ...]:
+        """(threshold key, inclusive, transfusion rule) per row, for _count_window."""
+        return tuple((key, inclusive, self.platelets and key == "deep_cut")
+                     for key, inclusive, _ in self.rows)
+
+
+def _early(course: Course, t: Thresholds, cache: Cache, g: _Grading, now: float,
+           as_of: float) -> Finding:
     start, window_end = 0, int(t["window_end_day"])
-    now = current_day(course)
-    cens, cens_kind = censor_day(course)
+    cens, cens_kind = _censor_at(course, as_of)
     today = math.floor(now) if math.isfinite(now) else start - 1
     end = min(window_end, today, math.floor(cens) if math.isfinite(cens) else window_end)
     if end >= today:
-        return _early_finding(course, t, rule_id, analyte, rows, platelets, end, today,
-                              cens, cens_kind)
+        return _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of)
     # The window closed before today: everything it reads is known, so the finding is the
     # same every later day (computed once per course; a copy is returned).
-    f = memo(course, ("cw_early", rule_id, thresholds_key(t), end, cens, cens_kind),
-             lambda: _early_finding(course, t, rule_id, analyte, rows, platelets, end, today,
-                                    cens, cens_kind))
-    return replace(f, evidence=list(f.evidence), missing=list(f.missing), extra=dict(f.extra))
-
-
-def _daily_grid(course: Course, s: Series, first: int, last: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """daily_worst(s, first, last), sliced from a per-course grid when every value of those
-    days is known as of now."""
-    src = s.src
-    if src is None or last < first or src.count(course.as_of_day) < bisect.bisect_left(
-            src.days, last + 1.0):
-        return daily_worst(s, first, last)
-    grid_last = max(last, 30)
-    vals, idx = memo(course, ("cw_daily_worst", src.analyte, first, grid_last),
-                     lambda: daily_worst(series_of_full(course, src), first, grid_last))
-    n = last - first + 1
-    return vals[:n].copy(), idx[:n].copy()
+    f = _cached(cache, ("closed", end, cens, cens_kind),
+                lambda: _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of))
+    return _copy(f)
 
 
 def _early_finding(
-    course: Course, t: Thresholds, rule_id: str, analyte: str,
-    rows: list[tuple[str, bool, list[tuple[str, int]]]],
-    platelets: bool, end: int, today: int, cens: float, cens_kind: str | None,
+    course: Course, t: Thresholds, cache: Cache, g: _Grading, end: int, today: int,
+    cens: float, cens_kind: str | None, as_of: float,
 ) -> Finding:
-    name = ANALYTES[analyte].name
+    rule_id, name = g.rule_id, ANALYTES[g.analyte].name
     start, window_end = 0, int(t["window_end_day"])
-    s = series_of(course, analyte)
-    vals, idx = _daily_grid(course, s, start - 1, max(end, start - 1))
-    vals, idx = carry_forward(vals, idx, int(t["carry_forward_days"]))
-    vals, idx = vals[1:], idx[1:]  # drop the day before the window (used for carrying only)
-    if end == today and len(vals) and np.isnan(vals[-1]):
-        end -= 1  # today's sample may simply not be back yet: count up to yesterday
-        vals, idx = vals[:-1], idx[:-1]
+    c = _counted(course, t, cache, g.analyte, g.platelets, start, window_end,
+                 max(end, start - 1), as_of, g.cuts, ("above", "below"))
+    if end == today and end >= start and c.vals[end - start] != c.vals[end - start]:
+        end -= 1  # today's sample may simply not be back yet (nan): count up to yesterday
     n = end - start + 1
     extra: dict[str, object] = {"window": f"days {start}-{window_end}"}
     if cens_kind is not None and cens <= window_end:
@@ -258,33 +482,28 @@ def _early_finding(
     if n <= 0:
         extra["window_opens_day"] = start
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    supported = None
-    if platelets:
-        supported = supported_mask(start, n, platelet_transfusion_days(course),
-                                   int(t["transfusion_window_days"]))
-    recovery = int(t["recovery_days"])
     lo_grade = hi_grade = 0
     first_day: int | None = None
-    for key, inclusive, grades in rows:
-        sup = supported if (platelets and key == "deep_cut") else None
-        st = states_for(vals, t[key], inclusive, sup)
-        lo, first = count_days(st, recovery, "above")
-        hi, _ = count_days(st, recovery, "below")
+    for key, _inclusive, grades in g.rows:
+        lo, first = c.counts[key, "above"][n], c.firsts[key, "above"][n]
+        hi = c.counts[key, "below"][n]
         extra[f"days_{key}"] = lo
         if hi != lo:
             extra[f"days_{key}_at_most"] = hi
         if first is not None and (first_day is None or first < first_day):
             first_day = first
-        for days_key, g in grades:
+        for days_key, grade in grades:
             if lo >= t[days_key]:
-                lo_grade = max(lo_grade, g)
+                lo_grade = max(lo_grade, grade)
             if hi >= t[days_key]:
-                hi_grade = max(hi_grade, g)
-    unknown_days = [start + d for d in np.flatnonzero(np.isnan(vals)).tolist()]
-    missing = _missing_days(name, unknown_days) if hi_grade != lo_grade else []
-    key0, incl0, _ = rows[0]
+                hi_grade = max(hi_grade, grade)
+    missing: list[str] = []
+    if hi_grade != lo_grade:
+        unknown_days = [start + d for d in np.flatnonzero(np.isnan(c.vals[:n])).tolist()]
+        missing = _missing_days(name, unknown_days)
+    key0, incl0, _ = g.rows[0]
     label = f"{name} {'<=' if incl0 else '<'} {t[key0]:g} x 10^9/L"
-    evidence = _early_evidence(s, vals, idx, start, first_day, label, name)
+    evidence = _early_evidence(cache, c, n, start, first_day, label, name)
     if hi_grade != lo_grade:
         extra["grade_at_most"] = hi_grade
         if lo_grade == 0:
@@ -301,32 +520,24 @@ def _early_finding(
                    episode_key=f"since-day-{int(since)}")
 
 
-def _early_evidence(s: Series, vals: np.ndarray, idx: np.ndarray, start: int,
-                    first_day: int | None, label: str, name: str) -> list[EvidenceItem]:
-    out: list[EvidenceItem] = []
-    if first_day is not None and idx[first_day] >= 0:
-        out.append(s.evidence(int(idx[first_day]), f"{label} from day {start + first_day}"))
-    if len(vals) and not np.all(np.isnan(vals)):
-        k = int(np.nanargmin(vals))
-        i = int(idx[k])
-        if not out or i != int(idx[first_day or 0]):
-            out.append(s.evidence(i, f"lowest {name} in the window so far"))
+def _early_evidence(cache: Cache, c: _Counted, n: int, start: int, first_day: int | None,
+                    label: str, name: str) -> list[EvidenceItem]:
+    """The first counted day's value and the lowest value of the window's first n days."""
+    s, out = c.s, []
+    if first_day is not None and c.idx[first_day] >= 0:
+        out.append(_evidence(cache, s, int(c.idx[first_day]),
+                             f"{label} from day {start + first_day}"))
+    k = c.lowest[n]
+    if k >= 0:
+        i = int(c.idx[k])
+        if not out or i != int(c.idx[first_day or 0]):
+            out.append(_evidence(cache, s, i, f"lowest {name} in the window so far"))
     return out
 
 
-def _window_values(course: Course, analyte: str, first: int, last: float
-                   ) -> tuple[Series, np.ndarray]:
-    """Indices of the analyte's results with first <= floor(day) <= last."""
-    s = series_of(course, analyte)
-    fd = np.floor(s.day)
-    return s, np.flatnonzero((fd >= first) & (fd <= last))
-
-
-def _late_window(course: Course, t: Thresholds, end_key: str | None
-                 ) -> tuple[int, float, dict[str, object]]:
+def _late_window(t: Thresholds, end_key: str | None, now: float, cens: float,
+                 cens_kind: str | None) -> tuple[int, float, dict[str, object]]:
     start = int(t["late_start_day"])
-    now = current_day(course)
-    cens, cens_kind = censor_day(course)
     end_limit = t[end_key] if end_key else math.inf
     last = min(math.floor(now) if math.isfinite(now) else -math.inf, end_limit,
                math.floor(cens) if math.isfinite(cens) else math.inf)
@@ -360,11 +571,20 @@ ICAHT_EARLY_THRESHOLDS = (
 )
 
 
+_ICAHT_EARLY = _Grading("icaht_early", "anc", (
+    ("cut", True, (("g1_days", 1), ("g2_days", 2), ("g3_days", 3), ("g4_days", 4))),
+    ("deep_cut", True, (("g3_deep_days", 3), ("g4_deep_days", 4))),
+), platelets=False)
+
+
+def _icaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
+                 as_of: float) -> Finding:
+    return _early(course, t, cache, _ICAHT_EARLY, now, as_of)
+
+
 def evaluate_icaht_early(course: Course, t: Thresholds) -> Finding:
-    return _early(course, t, "icaht_early", "anc", [
-        ("cut", True, [("g1_days", 1), ("g2_days", 2), ("g3_days", 3), ("g4_days", 4)]),
-        ("deep_cut", True, [("g3_deep_days", 3), ("g4_deep_days", 4)]),
-    ], platelets=False)
+    return _icaht_early(course, t, _cache(course, t, "icaht_early"), current_day(course),
+                        course.as_of_day)
 
 
 ICAHT_LATE_THRESHOLDS = (
@@ -377,34 +597,45 @@ ICAHT_LATE_THRESHOLDS = (
 )
 
 
+_ICAHT_LATE_CUTS = (("g1_cut", True), ("g2_cut", True), ("g3_cut", True), ("g4_cut", True))
+
+
 def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
+    return _icaht_late(course, t, _cache(course, t, "icaht_late"), current_day(course),
+                       course.as_of_day)
+
+
+def _icaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
+                as_of: float) -> Finding:
     rule_id, name = "icaht_late", ANALYTES["anc"].name
-    start, last, extra = _late_window(course, t, None)
+    start, last, extra = _late_window(t, None, now, *_censor_at(course, as_of))
     if last < start:
         extra["window_opens_day"] = start
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    s, sel = _window_values(course, "anc", start, last)
+    w = _window(course, t, cache, "anc", "late_start_day", _ICAHT_LATE_CUTS)
+    s, i0 = w.s, w.i0
+    i1 = max(i0, _window_end(s, last, as_of))
     need = int(t["min_values"])
-    v = s.value[sel]
     grade, since_i = 0, None
     for g in (1, 2, 3, 4):
-        hits = sel[v <= t[f"g{g}_cut"]]
-        if len(hits) >= need:
+        hits = w.hits[f"g{g}_cut"]
+        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
             grade = g
             if since_i is None:
-                since_i = int(hits[0])
-    extra["results_in_window"] = len(sel)
-    if grade == 0 and len(sel) < need:
+                since_i = hits[0]
+    extra["results_in_window"] = i1 - i0
+    if grade == 0 and i1 - i0 < need:
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
-                       evidence=[s.evidence(int(i), "result after day 30") for i in sel],
-                       missing=[f"{'a repeat' if len(sel) else 'an'} {name} result after "
+                       evidence=[_evidence(cache, s, i, "result after day 30")
+                                 for i in range(i0, i1)],
+                       missing=[f"{'a repeat' if i1 > i0 else 'an'} {name} result after "
                                 f"day {start - 1}"])
     if grade == 0:
         return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
-                       evidence=[s.evidence(int(sel[np.argmin(v)]), "lowest after day 30")])
+                       evidence=[_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
     cut = t[f"g{grade}_cut"]
-    hits = sel[v <= cut]
-    ev = [s.evidence(int(i), f"<= {cut:g} x 10^9/L after day 30") for i in hits[:need]]
+    ev = [_evidence(cache, s, i, f"<= {cut:g} x 10^9/L after day 30")
+          for i in w.hits[f"g{grade}_cut"][:need]]
     since = float(math.floor(s.day[since_i]))  # type: ignore[index]
     return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
                    extra=extra, episode_key=f"since-day-{int(since)}")
@@ -430,11 +661,20 @@ TICAHT_EARLY_THRESHOLDS = (
 )
 
 
+_TICAHT_EARLY = _Grading("ticaht_early", "platelets", (
+    ("cut", False, (("g1_days", 1), ("g2_days", 2))),
+    ("deep_cut", False, (("g3_deep_days", 3), ("g4_deep_days", 4))),
+), platelets=True)
+
+
+def _ticaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
+                  as_of: float) -> Finding:
+    return _early(course, t, cache, _TICAHT_EARLY, now, as_of)
+
+
 def evaluate_ticaht_early(course: Course, t: Thresholds) -> Finding:
-    return _early(course, t, "ticaht_early", "platelets", [
-        ("cut", False, [("g1_days", 1), ("g2_days", 2)]),
-        ("deep_cut", False, [("g3_deep_days", 3), ("g4_deep_days", 4)]),
-    ], platelets=True)
+    return _ticaht_early(course, t, _cache(course, t, "ticaht_early"), current_day(course),
+                         course.as_of_day)
 
 
 TICAHT_LATE_THRESHOLDS = (
@@ -454,44 +694,50 @@ TICAHT_LATE_THRESHOLDS = (
 )
 
 
+_TICAHT_LATE_CUTS = (("g1_cut", False), ("g2_cut", False), ("deep_cut", False))
+
+
 def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
+    return _ticaht_late(course, t, _cache(course, t, "ticaht_late"), current_day(course),
+                        course.as_of_day)
+
+
+def _ticaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
+                 as_of: float) -> Finding:
     rule_id, name = "ticaht_late", ANALYTES["platelets"].name
-    start, last, extra = _late_window(course, t, "late_end_day")
+    start, last, extra = _late_window(t, "late_end_day", now, *_censor_at(course, as_of))
     if last < start:
         extra["window_opens_day"] = start
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    s, sel = _window_values(course, "platelets", start, last)
+    w = _window(course, t, cache, "platelets", "late_start_day", _TICAHT_LATE_CUTS)
+    s, i0 = w.s, w.i0
+    i1 = max(i0, _window_end(s, last, as_of))
     need = int(t["min_values"])
-    v = s.value[sel]
-    extra["results_in_window"] = len(sel)
+    extra["results_in_window"] = i1 - i0
     grade, since_i = 0, None
     for g, key in ((1, "g1_cut"), (2, "g2_cut"), (3, "deep_cut")):
-        hits = sel[v < t[key]]
-        if len(hits) >= need:
+        hits = w.hits[key]
+        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
             grade = g
-            since_i = int(hits[0]) if since_i is None else since_i
+            since_i = hits[0] if since_i is None else since_i
     if grade == 3:
-        n = int(last) - start + 1
-        vals, idx = daily_worst(s, start - 1, int(last))
-        vals, _ = carry_forward(vals, idx, int(t["carry_forward_days"]))
-        sup = supported_mask(start, n, platelet_transfusion_days(course),
-                             int(t["transfusion_window_days"]))
         # sparse late sampling: unknown days between results below 20 count in ("bridge")
-        days, _ = count_days(states_for(vals[1:], t["deep_cut"], False, sup),
-                             int(t["recovery_days"]), "bridge")
+        c = _counted(course, t, cache, "platelets", True, start, int(t["late_end_day"]),
+                     int(last), as_of, (("deep_cut", False, True),), ("bridge",))
+        days = c.counts["deep_cut", "bridge"][int(last) - start + 1]
         extra["days_deep_cut"] = days
         if days >= t["g4_deep_days"]:
             grade = 4
-    if grade == 0 and len(sel) < need:
+    if grade == 0 and i1 - i0 < need:
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
-                       missing=[f"{'a repeat' if len(sel) else 'a'} {name} result after "
+                       missing=[f"{'a repeat' if i1 > i0 else 'a'} {name} result after "
                                 f"day {start - 1}"])
     if grade == 0:
         return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
-                       evidence=[s.evidence(int(sel[np.argmin(v)]), "lowest after day 30")])
+                       evidence=[_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
     key = {1: "g1_cut", 2: "g2_cut"}.get(grade, "deep_cut")
-    hits = sel[v < t[key]]
-    ev = [s.evidence(int(i), f"< {t[key]:g} x 10^9/L after day 30") for i in hits[:need]]
+    ev = [_evidence(cache, s, i, f"< {t[key]:g} x 10^9/L after day 30")
+          for i in w.hits[key][:need]]
     since = float(math.floor(s.day[since_i]))  # type: ignore[index]
     return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
                    extra=extra, episode_key=f"since-day-{int(since)}")
@@ -513,17 +759,30 @@ _LINEAGES = (("anc", "anc_below"), ("platelets", "platelets_below"),
              ("hemoglobin", "hemoglobin_below"))
 
 
+def _below_flags(course: Course, t: Thresholds, cache: Cache
+                 ) -> list[tuple[Series, list[bool]]]:
+    """Per lineage: every result, and whether each is below its cut (built once per course)."""
+    return _cached(cache, "below", lambda: [
+        (s, (s.value < t[key]).tolist())
+        for s, key in ((_full(course, analyte), key) for analyte, key in _LINEAGES)])
+
+
 def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
+    return _prolonged_cytopenia(course, t, _cache(course, t, "prolonged_cytopenia"),
+                                current_day(course), course.as_of_day)
+
+
+def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float,
+                         as_of: float) -> Finding:
     rule_id = "prolonged_cytopenia"
     landmark = int(t["landmark_day"])
-    now = current_day(course)
     extra: dict[str, object] = {"landmark_day": landmark}
     if not math.isfinite(now) or math.floor(now) <= landmark:
         extra["window_opens_day"] = landmark + 1
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
     need = int(t["min_values"])
     last = math.floor(now)
-    cens, cens_kind = censor_day(course)
+    cens, cens_kind = _censor_at(course, as_of)
     if cens_kind is not None:
         extra["censored"] = {"event": cens_kind, "day": cens}
         last = min(last, math.floor(cens))
@@ -536,26 +795,25 @@ def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
     lineages: dict[str, str] = {}
-    for analyte, key in _LINEAGES:
+    for (analyte, key), (s, below) in zip(_LINEAGES, _below_flags(course, t, cache), strict=True):
         name = ANALYTES[analyte].name
-        s, sel = _window_values(course, analyte, landmark + 1, last)
-        below = s.value[sel] < t[key]
-        run = 0
-        while run < len(sel) and below[len(sel) - 1 - run]:
+        i0 = 0 if s.src is None else bisect.bisect_left(s.src.days, landmark + 1)
+        i1 = max(i0, _window_end(s, last, as_of))
+        run = 0  # the window's trailing run of results below the cut
+        while run < i1 - i0 and below[i1 - 1 - run]:
             run += 1
         if run >= need:
-            first = int(sel[len(sel) - run])
-            met[analyte] = float(math.floor(s.day[first]))
+            met[analyte] = float(math.floor(s.day[i1 - run]))
             lineages[analyte] = "met"
-            evidence += [s.evidence(int(i), f"< {t[key]:g} {_unit(analyte)} "
-                                            f"after day {landmark}")
-                         for i in sel[len(sel) - run:]]
-        elif len(sel) and run == 0:
+            why = f"< {t[key]:g} {_unit(analyte)} after day {landmark}"
+            evidence += [_evidence(cache, s, i, why) for i in range(i1 - run, i1)]
+        elif i1 > i0 and run == 0:
             lineages[analyte] = "not_met"
-            evidence.append(s.evidence(int(sel[-1]), "latest result, not in the grade 3 range"))
+            evidence.append(_evidence(cache, s, i1 - 1,
+                                      "latest result, not in the grade 3 range"))
         else:
             lineages[analyte] = "not_evaluable"
-            what = "a repeat" if len(sel) else "a"
+            what = "a repeat" if i1 > i0 else "a"
             missing.append(f"{what} {name} result after day {landmark}")
     extra["lineages"] = lineages
     if met:
@@ -607,17 +865,24 @@ _HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemogl
 
 
 def evaluate_car_hematotox(course: Course, t: Thresholds) -> Finding:
+    return _car_hematotox_as_of(course, t, _cache(course, t, "car_hematotox"),
+                                current_day(course), course.as_of_day)
+
+
+def _car_hematotox_as_of(course: Course, t: Thresholds, cache: Cache, now: float,
+                         as_of: float) -> Finding:
     ld = course.patient.lymphodepletion_day
     cutoff = (ld if ld is not None else t["fallback_baseline_day"]) + 1  # day's start + 1
-    if course.as_of_day < cutoff:
-        return _car_hematotox(course, t, ld, cutoff)
+    if as_of < cutoff:
+        return _car_hematotox(course, t, ld, cutoff, as_of)
     # every baseline result is known: the score no longer changes (computed once per course)
-    f = memo(course, ("cw_car_hematotox", thresholds_key(t), cutoff),
-             lambda: _car_hematotox(course, t, ld, cutoff))
-    return replace(f, evidence=list(f.evidence), missing=list(f.missing), extra=dict(f.extra))
+    f = _cached(cache, ("baseline", cutoff), lambda: _car_hematotox(course, t, ld, cutoff,
+                                                                   as_of))
+    return _copy(f)
 
 
-def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float) -> Finding:
+def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float,
+                   as_of: float) -> Finding:
     rule_id = "car_hematotox"
     when = (f"before lymphodepletion (day {ld:g})" if ld is not None
             else f"on or before day {t['fallback_baseline_day']:g} (no lymphodepletion date)")
@@ -626,13 +891,14 @@ def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: floa
     missing: list[str] = []
     latest_day = -math.inf
     for analyte, _max in _HT_ITEMS:
-        s = series_of(course, analyte)
-        sel = np.flatnonzero(np.floor(s.day) < cutoff)
-        if not len(sel):
+        # results with floor(day) < cutoff, i.e. day < ceil(cutoff), known by as_of
+        s = _full(course, analyte)
+        k = _window_end(s, math.ceil(cutoff) - 1, as_of)  # floor(day) < cutoff
+        if not k:
             breakdown[analyte] = None
             missing.append(f"{ANALYTES[analyte].name} {when}")
             continue
-        i = int(sel[-1])
+        i = k - 1
         pts = _points(analyte, float(s.value[i]), t)
         breakdown[analyte] = pts
         latest_day = max(latest_day, float(s.day[i]))
@@ -690,7 +956,7 @@ RULES: tuple[RuleSpec, ...] = (
             "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
         ),
         description="Cumulative days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30.",
-    ), evaluate_icaht_early),
+    ), evaluate_icaht_early, _replayer("icaht_early", _icaht_early)),
     RuleSpec(Rule(
         id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
@@ -705,7 +971,7 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="ANC nadir after day +30 confirmed by two or more results.",
-    ), evaluate_icaht_late),
+    ), evaluate_icaht_late, _replayer("icaht_late", _icaht_late)),
     RuleSpec(Rule(
         id="ticaht_early", title="Early T-ICAHT (platelets, days 0-30)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
@@ -720,7 +986,7 @@ RULES: tuple[RuleSpec, ...] = (
             "period goes on.",
         ),
         description="Cumulative days with platelets < 50 and < 20 x 10^9/L in days 0-30.",
-    ), evaluate_ticaht_early),
+    ), evaluate_ticaht_early, _replayer("ticaht_early", _ticaht_early)),
     RuleSpec(Rule(
         id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1 (late < 50 row in Grade 2); criteria.md "
@@ -737,7 +1003,7 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="Platelet depth (and days < 20) in days 31-100.",
-    ), evaluate_ticaht_late),
+    ), evaluate_ticaht_late, _replayer("ticaht_late", _ticaht_late)),
     RuleSpec(Rule(
         id="prolonged_cytopenia", title="Prolonged grade >= 3 cytopenia past the landmark day",
         version=VERSION,
@@ -758,7 +1024,7 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
                     "after the landmark day.",
-    ), evaluate_prolonged_cytopenia),
+    ), evaluate_prolonged_cytopenia, _replayer("prolonged_cytopenia", _prolonged_cytopenia)),
     RuleSpec(Rule(
         id="car_hematotox", title="CAR-HEMATOTOX score (baseline, before lymphodepletion)",
         version=VERSION,
@@ -778,7 +1044,7 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC, Hb, platelets, CRP, ferritin before lymphodepletion; 0-7 points, "
                     "high risk >= 2.",
-    ), evaluate_car_hematotox),
+    ), evaluate_car_hematotox, _replayer("car_hematotox", _car_hematotox_as_of)),
 )
 
 EVALUATORS: dict[str, Callable[[Course, Thresholds], Finding]] = {
