@@ -7,8 +7,11 @@ birth year is stored).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+import numpy as np
 
 from core.course import Course
 from core.rules.base import (
@@ -24,6 +27,8 @@ from core.rules.base import (
 )
 from core.rules.common import (
     Obs,
+    ObsSeries,
+    course_index,
     daily,
     end_of_day,
     episode_key,
@@ -32,6 +37,7 @@ from core.rules.common import (
     met_since,
     thresholds_key,
 )
+from core.rules.hlh import day_series
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 
@@ -141,16 +147,22 @@ def _ice_grade(ice: Obs, t: Thresholds) -> tuple[int, str]:
     return 3, f"ICE {s:g} (<= {t['ice_grade2_min'] - 1:g}): grade 3"
 
 
+# The observation kinds a day's grade reads (the latest of each logged that day), in the order
+# `_grade` takes them.
+KINDS = ("ice_score", "capd_score", "unable_to_assess", "consciousness", "seizure",
+         "motor_weakness", "cerebral_edema")
+
+
 def _icans_day(course: Course, day: int, t: Thresholds) -> IcansDay:
     end, start = min(end_of_day(day), course.as_of_day), float(day)
+    today = [latest_observation(course, kind, end, start) for kind in KINDS]
+    return _grade(*today, child=_is_child(course, day, t), t=t)
 
-    def obs(kind: str) -> Obs | None:
-        return latest_observation(course, kind, end, start)
 
-    ice, capd, unable = obs("ice_score"), obs("capd_score"), obs("unable_to_assess")
-    loc, seizure = obs("consciousness"), obs("seizure")
-    motor, edema = obs("motor_weakness"), obs("cerebral_edema")
-    child = _is_child(course, day, t)
+def _grade(ice: Obs | None, capd: Obs | None, unable: Obs | None, loc: Obs | None,
+           seizure: Obs | None, motor: Obs | None, edema: Obs | None, *, child: bool | None,
+           t: Thresholds) -> IcansDay:
+    """The day's grade from the latest observation of each of KINDS that day."""
     ev: list[EvidenceItem] = []
     missing: list[str] = []
     if child is None and ice is None and capd is None:
@@ -218,6 +230,11 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     today = icans_day(course, day, t)
     since = met_since(course, ("icans_grade", thresholds_key(t)), day, today.status,
                       lambda d: icans_day(course, d, t).status)
+    return _finding(course, day, today, since, t)
+
+
+def _finding(course: Course, day: int, today: IcansDay, since: int | None,
+             t: Thresholds) -> Finding:
     missing, extra = list(today.missing), {"tool": today.tool}
     if today.grade is None and missing:
         end = min(end_of_day(day), course.as_of_day)
@@ -232,6 +249,44 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     )
 
 
+def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+    """The findings as of the end of each of `days` in one pass: each day's latest
+    observations located for all days at once, and a day's grade computed once per set of
+    observations and age group (days with nothing logged share one)."""
+    idx = course_index(course)
+    series = [idx.obs.get(kind) for kind in KINDS]
+    graded: dict[tuple, IcansDay] = {}
+
+    def results(ds: list[int], ends: list[float]) -> list[IcansDay]:
+        starts, cut = np.asarray(ds, dtype=float), np.asarray(ends, dtype=float)
+        cols = []
+        for s in series:  # position of the kind's latest observation that day, -1 if none
+            if s is None:
+                cols.append([-1] * len(ds))
+                continue
+            on = np.asarray(s.days, dtype=float)
+            j = np.searchsorted(on, cut, side="right") - 1
+            cols.append(np.where((j >= 0) & (on[np.maximum(j, 0)] >= starts), j, -1).tolist())
+        out = []
+        for d, js in zip(ds, zip(*cols, strict=True), strict=True):
+            child = _is_child(course, d, t)
+            found = graded.get((js, child))
+            if found is None:
+                today = [None if j < 0 else _observation(kind, s, j)  # type: ignore[arg-type]
+                         for kind, s, j in zip(KINDS, series, js, strict=True)]
+                found = graded[js, child] = _grade(*today, child=child, t=t)
+            out.append(found)
+        return out
+
+    return [_finding(course, day, today, since, t)
+            for day, today, since in day_series(course, days, results)]
+
+
+def _observation(kind: str, s: ObsSeries, j: int) -> Obs:
+    num = s.nums[j]
+    return Obs(kind, s.days[j], None if num != num else num, s.texts[j])
+
+
 PROMPT_INPUTS = {
     MISSING_ICE: ("ice_score", "capd_score", "unable_to_assess"),
     MISSING_CAPD: ("ice_score", "capd_score", "unable_to_assess"),
@@ -239,4 +294,4 @@ PROMPT_INPUTS = {
 }
 
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
