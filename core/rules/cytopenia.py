@@ -617,8 +617,8 @@ def _icaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
     i1 = max(i0, _window_end(s, last, as_of))
     need = int(t["min_values"])
     grade, since_i = 0, None
-    for g in (1, 2, 3, 4):
-        hits = w.hits[f"g{g}_cut"]
+    for g, (key, _inclusive) in enumerate(_ICAHT_LATE_CUTS, 1):
+        hits = w.hits[key]
         if bisect.bisect_left(hits, i1) >= need:  # hits in the window
             grade = g
             if since_i is None:
@@ -759,12 +759,31 @@ _LINEAGES = (("anc", "anc_below"), ("platelets", "platelets_below"),
              ("hemoglobin", "hemoglobin_below"))
 
 
-def _below_flags(course: Course, t: Thresholds, cache: Cache
-                 ) -> list[tuple[Series, list[bool]]]:
-    """Per lineage: every result, and whether each is below its cut (built once per course)."""
-    return _cached(cache, "below", lambda: [
-        (s, (s.value < t[key]).tolist())
-        for s, key in ((_full(course, analyte), key) for analyte, key in _LINEAGES)])
+@dataclass(frozen=True)
+class _Lineage:
+    """One lineage's results after the landmark day, built once per course: the results
+    known at any instant are s[i0:i1] (`_window_end`)."""
+
+    analyte: str
+    s: Series  # every result of the analyte in the course
+    i0: int  # index of the first result after the landmark day
+    below: list[bool]  # whether each result is below the lineage's cut
+    why: str  # evidence text of a result below the cut
+
+
+def _lineages(course: Course, t: Thresholds, cache: Cache) -> list[_Lineage]:
+    landmark = int(t["landmark_day"])
+
+    def build() -> list[_Lineage]:
+        out = []
+        for analyte, key in _LINEAGES:
+            s = _full(course, analyte)
+            i0 = 0 if s.src is None else bisect.bisect_left(s.src.days, landmark + 1)
+            out.append(_Lineage(analyte, s, i0, (s.value < t[key]).tolist(),
+                                f"< {t[key]:g} {_unit(analyte)} after day {landmark}"))
+        return out
+
+    return _cached(cache, "lineages", build)
 
 
 def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
@@ -795,18 +814,16 @@ def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
     lineages: dict[str, str] = {}
-    for (analyte, key), (s, below) in zip(_LINEAGES, _below_flags(course, t, cache), strict=True):
-        name = ANALYTES[analyte].name
-        i0 = 0 if s.src is None else bisect.bisect_left(s.src.days, landmark + 1)
+    for ln in _lineages(course, t, cache):
+        s, i0, analyte = ln.s, ln.i0, ln.analyte
         i1 = max(i0, _window_end(s, last, as_of))
         run = 0  # the window's trailing run of results below the cut
-        while run < i1 - i0 and below[i1 - 1 - run]:
+        while run < i1 - i0 and ln.below[i1 - 1 - run]:
             run += 1
         if run >= need:
             met[analyte] = float(math.floor(s.day[i1 - run]))
             lineages[analyte] = "met"
-            why = f"< {t[key]:g} {_unit(analyte)} after day {landmark}"
-            evidence += [_evidence(cache, s, i, why) for i in range(i1 - run, i1)]
+            evidence += [_evidence(cache, s, i, ln.why) for i in range(i1 - run, i1)]
         elif i1 > i0 and run == 0:
             lineages[analyte] = "not_met"
             evidence.append(_evidence(cache, s, i1 - 1,
@@ -814,7 +831,7 @@ def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float
         else:
             lineages[analyte] = "not_evaluable"
             what = "a repeat" if i1 > i0 else "a"
-            missing.append(f"{what} {name} result after day {landmark}")
+            missing.append(f"{what} {ANALYTES[analyte].name} result after day {landmark}")
     extra["lineages"] = lineages
     if met:
         since = min(met.values())
