@@ -168,7 +168,10 @@ class LabSeries:
                 a = ANALYTES[self.analyte]
                 low, high = a.ref_low, a.ref_high
             ver = self.ver[i]
-            v = Value(
+            # Value is frozen: its generated __init__ sets each field through
+            # object.__setattr__ (~4x the cost); filling the instance dict is the same object
+            v = object.__new__(Value)
+            v.__dict__.update(
                 analyte=self.analyte, day=self.days[i], value=self.vals[i],
                 qualifier=self.qual[i], ref_low=low, ref_high=high,
                 original_value=None if self.ov[i] is None else str(self.ov[i]),

@@ -216,3 +216,18 @@ def test_bench_replay_all_smoke():
     courses = replay_rules.build_courses(2, 12)
     seconds, n = replay_rules.replay_all(courses)
     assert n == 2 * 12 * len(all_specs()) and seconds > 0
+
+
+def test_indexed_values_equal_values_built_the_ordinary_way():
+    """LabSeries.at fills frozen Values directly (speed); they must be the same Values."""
+    from core.rules.common import Value, lab_series
+
+    course = make_course(labs=[("ferritin", 1.2, 500), ("ferritin", 3.5, 900)])
+    got = lab_series(course, "ferritin").at(1)
+    want = Value(analyte="ferritin", day=3.5, value=900.0, qualifier=None,
+                 ref_low=got.ref_low, ref_high=got.ref_high,
+                 original_value=got.original_value, original_unit=got.original_unit,
+                 verified=got.verified, default_range=got.default_range)
+    assert got == want and hash(got) == hash(want) and got.unit == want.unit
+    with pytest.raises(AttributeError):
+        got.value = 1.0  # type: ignore[misc]
