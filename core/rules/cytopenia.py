@@ -12,6 +12,9 @@ within `transfusion_window_days` after a platelet transfusion is never a recover
 Early grades use every day 0-30; an unknown day is bounded both ways (counted as above and
 as below): equal grades are reported as such, a lower bound >= 1 is reported as met with
 `grade_at_most`, otherwise the rule is not evaluable and lists the days to log.
+
+Replay (backtesting) runs the same as-of functions as `evaluate`, once per day on the full
+course, reading per-course tables by prefix (see "As-of evaluation and one-pass replay").
 """
 
 from __future__ import annotations
@@ -430,14 +433,15 @@ def _counted(course: Course, t: Thresholds, cache: Cache, analyte: str, platelet
 # Early (days 0-30) counting rules, shared by icaht_early and ticaht_early
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Grading:
     """An early rule's grading table and what it counts."""
 
     rule_id: str
     analyte: str
-    rows: tuple[tuple[str, bool, tuple[tuple[str, int], ...]], ...]  # (threshold key,
-    #   inclusive, ((days key, grade), ...)) per row
+    # per row: (threshold key, inclusive, ((days key, grade), ...))
+    rows: tuple[tuple[str, bool, tuple[tuple[str, int], ...]], ...]
     platelets: bool  # the transfusion rule applies to the deep cut
 
     @cached_property
