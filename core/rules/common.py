@@ -137,9 +137,14 @@ def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _obj_col(frame: pd.DataFrame, col: str) -> list:
+    """A column as a list with every missing value (None, NaN, NA) as None."""
     if col not in frame:
         return [None] * len(frame)
-    return [None if _is_missing(x) or x is pd.NA else x for x in frame[col].tolist()]
+    column = frame[col]
+    missing = column.isna().to_numpy()
+    if not missing.any():
+        return column.tolist()
+    return [None if m else x for x, m in zip(column.tolist(), missing.tolist(), strict=True)]
 
 
 class LabSeries:

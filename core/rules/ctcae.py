@@ -356,73 +356,87 @@ def _why(analyte: str, grade: int, value: float, uln: float | None, lln: float |
     return "; ".join(parts)
 
 
-@dataclass(frozen=True)
 class _Graded:
-    """Every result of one analyte in the course graded against one baseline.
+    """The results of one analyte in the course graded against one baseline, on demand.
 
-    Built once per course for each (thresholds, baseline); a finding as of any instant only
-    needs the number of results known by then (`_finding(graded, k)`).
+    Kept per course for each (thresholds, baseline). A finding as of any instant only needs
+    the number of results known by then (`_finding(graded, k)`): the grade of the latest and
+    the unbroken grade >= 1 run it ends. Grades are computed when first asked for, so a
+    single evaluation grades only the latest run, and a replay (k rising one result at a
+    time) extends the previous result's run in O(1).
     """
 
-    analyte: str
-    src: LabSeries
-    grade: list[int | None]
-    run_start: list[int]  # first index of the unbroken grade >= 1 run ending here (-1: none)
-    run_max: list[int]  # worst grade of that run up to here
-    uln: list[float | None]  # reference limits, catalogue default filled in
-    lln: list[float | None]
-    base: Value | None
-    base_evidence: EvidenceItem | None
-    findings: dict[int, Finding]  # finding with k results known, built on first use
+    __slots__ = ("analyte", "src", "t", "base", "base_uln", "base_lln", "base_value",
+                 "base_evidence", "_grade", "_run", "findings")
+
+    def __init__(self, src: LabSeries, t: Thresholds, b: Value | None) -> None:
+        self.analyte, self.src, self.t, self.base_value = src.analyte, src, t, b
+        self.base = b.value if b is not None else None
+        self.base_uln = b.ref_high if b is not None else None
+        self.base_lln = b.ref_low if b is not None else None
+        shown = b is not None and src.analyte in _NEEDS_BASELINE
+        self.base_evidence = b.evidence("baseline") if shown else None  # type: ignore[union-attr]
+        self._grade: dict[int, int | None] = {}
+        self._run: dict[int, tuple[int, int]] = {}  # i -> (first index of its run, max grade)
+        self.findings: dict[int, Finding] = {}  # finding with k results known
+
+    def limits(self, i: int) -> tuple[float | None, float | None]:
+        """(ULN, LLN) of result i: the lab's own range, else (neither recorded) the
+        catalogue default; a limit that is not there is None."""
+        hi, lo = self.src.high[i], self.src.low[i]
+        if hi != hi and lo != lo:  # both NaN
+            a = ANALYTES[self.analyte]
+            return a.ref_high, a.ref_low
+        return (None if hi != hi else hi), (None if lo != lo else lo)
+
+    def grade(self, i: int) -> int | None:
+        g = self._grade.get(i, -1)
+        if g == -1:
+            hi, lo = self.limits(i)
+            g = self._grade[i] = ctcae_grade(self.analyte, self.src.vals[i], hi, lo, self.base,
+                                             self.base_uln, self.base_lln, self.t)
+        return g
+
+    def run(self, last: int) -> tuple[int, int]:
+        """(first index, worst grade) of the unbroken grade >= 1 run ending at `last`
+        (whose grade is >= 1)."""
+        found = self._run.get(last)
+        if found is not None:
+            return found
+        prev = self._run.get(last - 1)
+        g = self.grade(last) or 0
+        if prev is not None:  # the run of the previous result, extended
+            found = (prev[0], max(prev[1], g))
+        elif last and self.grade(last - 1):  # walk back to the run's start
+            start, worst = last, g
+            while start and self.grade(start - 1):
+                start -= 1
+                worst = max(worst, self.grade(start) or 0)
+            found = (start, worst)
+        else:
+            found = (last, g)
+        self._run[last] = found
+        return found
 
 
 def _graded(course: Course, src: LabSeries, t: Thresholds, b: Value | None) -> _Graded:
     """The course's results of `src` graded against baseline `b` (memoised per course)."""
-    analyte = src.analyte
-
-    def build() -> _Graded:
-        full = _full_series(course, src)
-        highs = [None if x != x else x for x in full.ref_high.tolist()]  # NaN -> None
-        lows = [None if x != x else x for x in full.ref_low.tolist()]
-        base = b.value if b is not None else None
-        base_uln = b.ref_high if b is not None else None
-        base_lln = b.ref_low if b is not None else None
-        grade: list[int | None] = []
-        run_start: list[int] = []
-        run_max: list[int] = []
-        for i, v in enumerate(src.vals):
-            g = ctcae_grade(analyte, v, highs[i], lows[i], base, base_uln, base_lln, t)
-            grade.append(g)
-            if not g:
-                run_start.append(-1)
-                run_max.append(0)
-            elif i and grade[i - 1]:
-                run_start.append(run_start[i - 1])
-                run_max.append(max(run_max[i - 1], g))
-            else:
-                run_start.append(i)
-                run_max.append(g)
-        shown = b is not None and analyte in _NEEDS_BASELINE
-        return _Graded(analyte, src, grade, run_start, run_max, highs, lows, b,
-                       b.evidence("baseline") if shown else None, {})  # type: ignore[union-attr]
-
-    return memo(course, ("cw_ctcae_graded", analyte, thresholds_key(t),
-                         None if b is None else b.day), build)
+    return memo(course, ("cw_ctcae_graded", src.analyte, thresholds_key(t),
+                         None if b is None else b.day), lambda: _Graded(src, t, b))
 
 
 def _finding(graded: _Graded, k: int) -> Finding:
     """The finding with the first `k` results known (k >= 1)."""
     analyte, src, last = graded.analyte, graded.src, k - 1
     rule_id = f"ctcae_{analyte}"
-    g = graded.grade[last]
+    g = graded.grade(last)
     if g is None:
         need = "the reference range (ULN/LLN) of the latest result"
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, missing=[need],
                        evidence=[src.at(last).evidence("latest value; reference range needed")])
-    b = graded.base
-    base = b.value if b is not None else None
-    base_uln = b.ref_high if b is not None else None
-    why = _why(analyte, g, src.vals[last], graded.uln[last], graded.lln[last], base, base_uln)
+    b = graded.base_value
+    uln, lln = graded.limits(last)
+    why = _why(analyte, g, src.vals[last], uln, lln, graded.base, graded.base_uln)
     ev = [src.at(last).evidence(why)]
     if graded.base_evidence is not None:
         ev.append(graded.base_evidence)
@@ -433,8 +447,9 @@ def _finding(graded: _Graded, k: int) -> Finding:
         return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
                        extra=extra)
     # since: first value of the current unbroken run of grade >= 1 results
-    since = float(math.floor(src.days[graded.run_start[last]]))
-    extra["max_grade_in_run"] = graded.run_max[last]
+    start, worst = graded.run(last)
+    since = float(math.floor(src.days[start]))
+    extra["max_grade_in_run"] = worst
     return Finding(rule=rule_id, status=Status.MET, grade=g, since_day=since,
                    evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
 
