@@ -17,10 +17,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
+# init last: on a first run the admin password it prints once is then the last thing
+# above the server's address (seed-sample and evaluate create the schema themselves)
 db: setup
-	$(PY) -m core init
 	$(PY) -m core seed-sample
 	$(PY) -m core evaluate > /dev/null
+	$(PY) -m core init
 
 run: db
 	$(PY) -m dashboard --server.port $(PORT)

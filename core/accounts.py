@@ -20,7 +20,7 @@ from sqlmodel import Session
 from core import audit
 from core.db import session_scope
 from core.faults import reraise_storage_fault
-from core.models import Role, SiteSetting, User
+from core.models import AuditLog, Role, SiteSetting, User
 from core.permissions import require
 
 FIRST_ADMIN = "admin"
@@ -33,6 +33,7 @@ OUTCOMES = {
     "session_expired": "signed out after the idle time",
     "account_inactive": "signed out: the account was deactivated",
 }
+SIGN_OUTS = ("logout", "session_expired", "account_inactive")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,18 @@ def record_sign_in(engine: Engine, username: str, action: str, *,
     except DBAPIError as exc:
         reraise_storage_fault(exc)
         raise
+
+
+def signed_out_at(engine: Engine, username: str) -> datetime | None:
+    """When this user last signed out (or was signed out); a re-login cookie issued before
+    then is no longer honoured, so signing out ends every saved sign-in of theirs."""
+    with Session(engine) as s:
+        at = s.scalar(select(func.max(AuditLog.at)).where(
+            func.lower(AuditLog.actor) == username.lower(),
+            AuditLog.action.in_(SIGN_OUTS)))  # type: ignore[attr-defined]
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at
 
 
 def set_active(engine: Engine, username: str, active: bool, actor: str, *,

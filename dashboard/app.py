@@ -11,39 +11,59 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dashboard import resources  # noqa: E402
+from dashboard import auth, resources  # noqa: E402
 
 st.set_page_config(page_title="CAR-T Watch", page_icon=":material/monitor_heart:",
                    layout="wide")
 
 PAGES = Path(__file__).parent / "pages"
-# (section, file, title, icon, url path). A page is listed once its file exists, so pages
-# can land one at a time; the first listed page that exists is the default.
+# (section, file, title, icon, url path, the core.permissions action a role needs to open it).
+# A page is listed once its file exists, so pages can land one at a time.
 REGISTRY = [
-    ("Ward", "overview.py", "Ward overview", ":material/dashboard:", "overview"),
-    ("Ward", "patient.py", "Patient timeline", ":material/timeline:", "patient"),
-    ("Ward", "alerts.py", "Alert inbox", ":material/notifications:", "alerts"),
-    ("Ward", "huddle.py", "Huddle screen", ":material/tv:", "huddle"),
-    ("Data", "entry.py", "Enter data", ":material/edit_note:", "entry"),
-    ("Data", "import_data.py", "Bulk import", ":material/upload_file:", "import"),
-    ("Data", "verify.py", "Verification queue", ":material/fact_check:", "verify"),
-    ("Data", "audit.py", "Audit trail", ":material/history:", "audit"),
-    ("Rules", "rules.py", "Rules in force", ":material/rule:", "rules"),
-    ("Rules", "backtest.py", "Backtesting", ":material/query_stats:", "backtest"),
+    ("Ward", "overview.py", "Ward overview", ":material/dashboard:", "overview", "view"),
+    ("Ward", "patient.py", "Patient timeline", ":material/timeline:", "patient", "view"),
+    ("Ward", "alerts.py", "Alert inbox", ":material/notifications:", "alerts", "view"),
+    ("Ward", "huddle.py", "Huddle screen", ":material/tv:", "huddle", "view_huddle"),
+    ("Data", "entry.py", "Enter data", ":material/edit_note:", "entry", "enter_data"),
+    ("Data", "import_data.py", "Bulk import", ":material/upload_file:", "import", "enter_data"),
+    ("Data", "verify.py", "Verification queue", ":material/fact_check:", "verify",
+     "correct_data"),
+    ("Data", "audit.py", "Audit trail", ":material/history:", "audit", "view"),
+    ("Rules", "rules.py", "Rules in force", ":material/rule:", "rules", "view"),
+    ("Rules", "backtest.py", "Backtesting", ":material/query_stats:", "backtest", "view"),
+    ("Admin", "admin.py", "Users & settings", ":material/manage_accounts:", "admin",
+     "manage_users"),
 ]
-sections: dict[str, list] = {}
-for section, file, title, icon, url in REGISTRY:
-    if (PAGES / file).exists():
-        sections.setdefault(section, []).append(
-            st.Page(PAGES / file, title=title, icon=icon, url_path=url,
-                    default=not sections))
-nav = st.navigation(sections)
+REGISTRY = [r for r in REGISTRY if (PAGES / r[1]).exists()]
 
 engine = resources.get_engine()
 settings = resources.get_settings()
+
+if auth.display_allowed(settings, st.query_params.get("display")):
+    # the huddle TV: only the wall, no sign-in form, no way to other pages
+    huddle = next(r for r in REGISTRY if r[4] == "huddle")
+    st.navigation([st.Page(PAGES / huddle[1], title=huddle[2], icon=huddle[3],
+                           url_path=huddle[4], default=True)], position="hidden").run()
+    st.stop()
+
+user = auth.gate(engine, settings)
+# every page stays reachable by URL (so a bookmark survives signing in), but a page the
+# role may not open is not listed, and refuses to render below
+openable = [r for r in REGISTRY if auth.may(user, r[5])]
+default = (openable or REGISTRY)[0]
+sections: dict[str, list] = {}
+for section, file, title, icon, url, action in REGISTRY:
+    sections.setdefault(section, []).append(
+        st.Page(PAGES / file, title=title, icon=icon, url_path=url, default=file == default[1],
+                visibility="visible" if auth.may(user, action) else "hidden"))
+nav = st.navigation(sections)
+if user is None:
+    auth.sign_in_page(engine, settings)  # stops here unless the sign-in succeeds
+    st.stop()
 patients = resources.patients_frame(engine, settings.database_url)
 
-if nav.url_path == "huddle":  # wall display: no sidebar, no identifiers on screen
+needs = {title: action for _s, _f, title, _i, _u, action in REGISTRY}[nav.title]
+if nav.url_path == "huddle" and auth.may(user, needs):  # wall: no sidebar, no identifiers
     nav.run()
     st.stop()
 
@@ -71,5 +91,9 @@ with st.sidebar:
         if patients["is_synthetic"].any():
             st.caption(resources.SYNTHETIC_NOTE)
     st.caption(resources.SCREENING_NOTE)
+    st.divider()
+    auth.sidebar(engine, settings, user)
 
+if not auth.may(user, needs):
+    auth.refuse_page(user, nav.title, needs)  # reached by URL: says so and stops
 nav.run()

@@ -22,17 +22,6 @@ LAB_COLUMNS = (
 YES_NO = ("no", "yes")
 
 
-def current_user() -> str:
-    """Who is entering data (set in the page's 'Your name' box; kept for the session)."""
-    return (st.session_state.get("data_user") or "").strip()
-
-
-def user_box() -> str:
-    st.session_state.setdefault("data_user", st.session_state.get("username", ""))
-    return st.text_input("Your name (recorded with every change)", key="data_user",
-                         placeholder="e.g. nurse.kim").strip()
-
-
 def unit_options(code: str) -> list[str]:
     a = ANALYTES[code]
     opts = accepted_units(a)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pandas as pd
 import streamlit as st
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from core.config import Settings
 from core.course import Course
 from core.db import init_db, make_engine, session_scope
+from core.faults import reraise_storage_fault
 from core.loading import load_courses
 from core.models import Patient
 
@@ -93,17 +100,39 @@ def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
                              for e in history(s, alert_id)])
 
 
-def act_on_alert(engine, action: str, alert_id: int, user: str, **kw) -> None:  # noqa: ANN001, ANN003
-    """Acknowledge or snooze through core.alerts (which records who and when); clear caches."""
+def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # noqa: ANN001
+                 **kw) -> None:  # noqa: ANN003
+    """Acknowledge or snooze through core.alerts, which checks `role` and records who and
+    when; clear caches."""
     from core.alerts import acknowledge, snooze
 
     act = {"acknowledge": acknowledge, "snooze": snooze}[action]
-    with session_scope(engine) as s:
-        act(s, alert_id, user, **kw)
+    with write_session(engine) as s:
+        act(s, alert_id, user, role=role, **kw)
     alert_inbox.clear()
     ward_summary.clear()
+
+
+@contextmanager
+def write_session(engine) -> Iterator[Session]:  # noqa: ANN001
+    """A session whose transaction raises core.faults.StorageFault (the user's sentence) when
+    the storage refuses the write, COMMIT included."""
+    try:
+        with session_scope(engine) as s:
+            yield s
+    except (DBAPIError, sqlite3.OperationalError) as exc:
+        reraise_storage_fault(exc)
+        raise
 
 
 def clear_caches() -> None:
     patients_frame.clear()
     patient_course.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def cookie_key(_engine, url: str, configured: str | None) -> str:  # noqa: ANN001
+    """The sign-in cookie's signing key (core.accounts.cookie_key), read once per process."""
+    from core.accounts import cookie_key as key
+
+    return key(_engine, configured)

@@ -16,6 +16,7 @@ from core.alerts import SCREENING_NOTE, acknowledge, alert_history, patient_aler
 from core.course import Course
 from core.db import session_scope
 from core.exporting import export_patient_csv, figure_image
+from core.faults import StorageFault
 from core.figures import DEFAULT_ANALYTES, TIMELINE_ANALYTES, timeline_figure
 from core.loading import as_of_day, lab_corrections
 from core.patient_summary import (
@@ -25,9 +26,11 @@ from core.patient_summary import (
     ScoreBlock,
     handover_title,
 )
+from core.permissions import NotAllowed
 from core.rules.base import Finding
 from core.units import ANALYTES
 from dashboard import resources
+from dashboard.auth import SignedIn, may
 
 BADGES = {"severe": ":red-badge[SEVERE]", "warning": ":orange-badge[warning]",
           "info": ":blue-badge[info]"}
@@ -172,17 +175,19 @@ def _evidence_table(evidence: list[dict]) -> pd.DataFrame:
 
 
 def _act(engine, action: str, alert_id: int, **kw) -> str | None:  # noqa: ANN001, ANN003
-    """Acknowledge or snooze through core.alerts; the error sentence, or None on success."""
+    """Acknowledge or snooze through core.alerts (which checks the role); the error
+    sentence, or None on success."""
     try:
-        with session_scope(engine) as s:
+        with resources.write_session(engine) as s:
             (acknowledge if action == "acknowledge" else snooze)(s, alert_id, **kw)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, NotAllowed, StorageFault) as exc:
         return str(exc)
     return None
 
 
-def render_alerts(engine, patient_id: str, user: str) -> list:  # noqa: ANN001
-    """The patient's open alerts, evidence, what to log, and acknowledge / snooze."""
+def render_alerts(engine, patient_id: str, user: SignedIn) -> list:  # noqa: ANN001
+    """The patient's open alerts, evidence, what to log, and acknowledge / snooze (for a role
+    that may)."""
     with session_scope(engine) as s:
         alerts = patient_alerts(s, patient_id)
     if not alerts:
@@ -208,25 +213,31 @@ def render_alerts(engine, patient_id: str, user: str) -> list:  # noqa: ANN001
                     f"{i}. {t}" for i, t in enumerate(IEC_HS_TIERS, 1)),
                     icon=":material/menu_book:")
             _alert_actions(engine, a.id, user)
+    if not may(user, "acknowledge_alert"):
+        st.caption("Only a clinician or an admin can acknowledge or snooze alerts.")
     return alerts
 
 
-def _alert_actions(engine, alert_id: int, user: str) -> None:  # noqa: ANN001
+def _alert_actions(engine, alert_id: int, user: SignedIn) -> None:  # noqa: ANN001
+    who, role = user.username, user.role
     left, right = st.columns(2)
-    with left.form(f"patient_ack_form_{alert_id}", border=False):
-        note = st.text_input("Note (optional)", key=f"patient_ack_note_{alert_id}")
-        if st.form_submit_button("Acknowledge", key=f"patient_ack_{alert_id}"):
-            _done(_act(engine, "acknowledge", alert_id, user=user, note=note),
-                  f"Alert {alert_id} acknowledged by {user}.")
-    with right.form(f"patient_snooze_form_{alert_id}", border=False):
-        reason = st.text_input("Reason for snoozing (required)",
-                               key=f"patient_snooze_reason_{alert_id}")
-        hours = st.number_input("Snooze for (hours)", 1, 72, 4, step=1,
-                                key=f"patient_snooze_hours_{alert_id}")
-        if st.form_submit_button("Snooze", key=f"patient_snooze_{alert_id}"):
-            until = datetime.now(UTC) + timedelta(hours=int(hours))
-            _done(_act(engine, "snooze", alert_id, user=user, reason=reason, until=until),
-                  f"Alert {alert_id} snoozed for {int(hours)} h by {user}.")
+    if may(user, "acknowledge_alert"):
+        with left.form(f"patient_ack_form_{alert_id}", border=False):
+            note = st.text_input("Note (optional)", key=f"patient_ack_note_{alert_id}")
+            if st.form_submit_button("Acknowledge", key=f"patient_ack_{alert_id}"):
+                _done(_act(engine, "acknowledge", alert_id, user=who, note=note, role=role),
+                      f"Alert {alert_id} acknowledged by {who}.")
+    if may(user, "snooze_alert"):
+        with right.form(f"patient_snooze_form_{alert_id}", border=False):
+            reason = st.text_input("Reason for snoozing (required)",
+                                   key=f"patient_snooze_reason_{alert_id}")
+            hours = st.number_input("Snooze for (hours)", 1, 72, 4, step=1,
+                                    key=f"patient_snooze_hours_{alert_id}")
+            if st.form_submit_button("Snooze", key=f"patient_snooze_{alert_id}"):
+                until = datetime.now(UTC) + timedelta(hours=int(hours))
+                _done(_act(engine, "snooze", alert_id, user=who, reason=reason, until=until,
+                           role=role),
+                      f"Alert {alert_id} snoozed for {int(hours)} h by {who}.")
     with st.expander("History"), session_scope(engine) as s:
         events = alert_history(s, alert_id)
         st.dataframe(pd.DataFrame([{"When (UTC)": f"{e.at:%d %b %H:%M}", "Who": e.actor,

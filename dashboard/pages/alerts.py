@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.alerts import OPEN_STATES, SCREENING_NOTE
+from core.faults import StorageFault
 from core.models import utcnow
+from core.permissions import NotAllowed
 from core.ward import INBOX_STATES, short_name
-from dashboard import resources
+from dashboard import auth, resources
 
 settings = resources.get_settings()
 engine = resources.get_engine()
@@ -19,8 +21,8 @@ st.title("Alert inbox")
 st.warning(SCREENING_NOTE, icon=":material/info:")
 if flash := st.session_state.pop("alerts_flash", None):
     st.success(flash)
-who = st.session_state.get("user") or st.text_input("Your name (recorded with every action)",
-                                                     key="alerts_user")
+me = auth.current()
+who = me.username
 every = resources.patients_frame(engine, url)
 c = st.columns(4)
 states = c[0].multiselect("State", INBOX_STATES, default=[s.value for s in OPEN_STATES],
@@ -68,27 +70,38 @@ right.markdown(f"**Rule** `{a.rule_id}` · **Citation:** {a.citation}")
 right.markdown("**History**")
 right.dataframe(resources.alert_history(engine, int(chosen)), hide_index=True, width="stretch")
 
-if a.state in {s.value for s in OPEN_STATES}:
-    ack, sn = st.columns(2)
-    with ack.form("alerts_ack_form", clear_on_submit=True):
+if a.state not in {s.value for s in OPEN_STATES}:
+    st.stop()
+can_ack, can_snooze = auth.may(me, "acknowledge_alert"), auth.may(me, "snooze_alert")
+if not (can_ack or can_snooze):
+    st.caption("Only a clinician or an admin can acknowledge or snooze alerts.")
+    st.stop()
+
+
+def act(action: str, done: str, **kw) -> None:  # noqa: ANN003
+    """Acknowledge or snooze as the signed-in user; core checks the role."""
+    try:
+        resources.act_on_alert(engine, action, int(chosen), who, me.role, **kw)
+    except (ValueError, LookupError, NotAllowed, StorageFault) as err:
+        st.error(str(err))
+        return
+    st.session_state["alerts_flash"] = done
+    for key in ("alerts_ack_note", "alerts_snooze_reason"):  # a fresh form for the next one
+        st.session_state.pop(key, None)
+    st.rerun()
+
+
+ack, sn = st.columns(2)
+if can_ack:
+    with ack.form("alerts_ack_form"):
         note = st.text_area("Acknowledge: note (optional)", key="alerts_ack_note")
         if st.form_submit_button("Acknowledge", type="primary"):
-            try:
-                resources.act_on_alert(engine, "acknowledge", int(chosen), who, note=note)
-                st.session_state["alerts_flash"] = f"Alert #{chosen} acknowledged by {who}."
-                st.rerun()
-            except (ValueError, LookupError) as err:
-                st.error(str(err))
+            act("acknowledge", f"Alert #{chosen} acknowledged by {who}.", note=note)
+if can_snooze:
     with sn.form("alerts_snooze_form"):
         reason = st.text_input("Snooze: reason (required)", key="alerts_snooze_reason")
         hours = st.number_input("Snooze for (hours)", 1, 168, 4, key="alerts_snooze_hours")
         if st.form_submit_button("Snooze"):
             until = utcnow() + timedelta(hours=int(hours))
-            try:
-                resources.act_on_alert(engine, "snooze", int(chosen), who, reason=reason,
-                                       until=until)
-                st.session_state["alerts_flash"] = (
-                    f"Alert #{chosen} snoozed by {who} until {until.astimezone(tz):%d %b %H:%M}.")
-                st.rerun()
-            except (ValueError, LookupError) as err:
-                st.error(str(err))
+            act("snooze", f"Alert #{chosen} snoozed by {who} until "
+                f"{until.astimezone(tz):%d %b %H:%M}.", reason=reason, until=until)

@@ -14,11 +14,13 @@ from core.corrections import (
     recent_values,
 )
 from core.entry import ICE_ITEMS, enter_day, enter_grid, ice_score, usual_units
+from core.faults import StorageFault
 from core.models import EpisodeKind, EventKind
 from core.observations import DRUGS, MISSING_REASONS
+from core.permissions import NotAllowed
 from core.units import ANALYTES
+from dashboard import auth, resources
 from dashboard import capture as ui
-from dashboard import resources
 
 settings = resources.get_settings()
 engine = resources.get_engine()
@@ -29,7 +31,9 @@ if not pid:
     st.stop()
 st.caption(f"Patient **{pid}** (change in the sidebar). Values are checked exactly like an "
            "import; nothing is saved until every value is acceptable.")
-user = ui.user_box()
+me = auth.current()
+user, role = me.username, me.role
+episodes_allowed = auth.may(me, "document_episode")
 usual = usual_units(engine)
 ss = st.session_state
 
@@ -44,10 +48,6 @@ def _show(result) -> None:  # noqa: ANN001
 
 
 def save_day() -> None:
-    if not user:
-        ss["entry_errors"] = {"Form": ["Type your name above first."]}
-        ss["entry_result"] = None
-        return
     when = datetime.combine(ss["entry_date"], ss["entry_time"])
     labs = [(c, ss.get(f"entry_lab_{c}") or "", ss.get(f"entry_unit_{c}", usual[c]))
             for _t, codes in ui.LAB_COLUMNS for c in codes]
@@ -60,14 +60,19 @@ def save_day() -> None:
         obs.append(("ice_score", str(ice_score({k: ss.get(f"entry_ice_{k}", 0)
                                                 for k, _l, _m in ICE_ITEMS}))))
     episodes = [{"kind": ss.get("entry_ep_kind"), "grade": ss.get("entry_ep_grade"),
-                 "onset": ss.get("entry_ep_onset"), "resolved": ss.get("entry_ep_resolved")}]
+                 "onset": ss.get("entry_ep_onset"), "resolved": ss.get("entry_ep_resolved")}
+                ] if episodes_allowed else []
     treatments = [{"drug": ss.get("entry_tr_drug"), "dose": ss.get("entry_tr_dose"),
                    "dose_unit": ss.get("entry_tr_unit")}]
     events = [{"kind": ss.get("entry_ev_kind"), "note": ss.get("entry_ev_note")}]
     missing = [(a, ss.get("entry_miss_reason")) for a in ss.get("entry_miss_labs", [])]
-    _show(enter_day(engine, pid, when, labs=labs, observations=obs, episodes=episodes,
-                    treatments=treatments, events=events, missing=missing, user=user,
-                    confirm_unusual=ss.get("entry_confirm", False), tz=settings.ward_tz))
+    try:
+        _show(enter_day(engine, pid, when, labs=labs, observations=obs, episodes=episodes,
+                        treatments=treatments, events=events, missing=missing, user=user,
+                        confirm_unusual=ss.get("entry_confirm", False), tz=settings.ward_tz,
+                        role=role))
+    except (NotAllowed, StorageFault) as exc:  # the form keeps what was typed
+        ss["entry_errors"], ss["entry_result"] = {"Not saved": [str(exc)]}, None
 
 
 errors: dict[str, list[str]] = ss.get("entry_errors", {})
@@ -140,11 +145,14 @@ with day_tab:
         st.subheader("Episodes, treatments, events, missing labs")
         e1, e2, e3, e4 = st.columns(4)
         with e1:
-            st.selectbox("Episode", [k.value for k in EpisodeKind], index=None,
-                         key="entry_ep_kind", placeholder="none")
-            st.number_input("Grade", 0, 5, value=None, key="entry_ep_grade")
-            st.date_input("Onset", value=None, key="entry_ep_onset")
-            st.date_input("Resolved", value=None, key="entry_ep_resolved")
+            if episodes_allowed:
+                st.selectbox("Episode", [k.value for k in EpisodeKind], index=None,
+                             key="entry_ep_kind", placeholder="none")
+                st.number_input("Grade", 0, 5, value=None, key="entry_ep_grade")
+                st.date_input("Onset", value=None, key="entry_ep_onset")
+                st.date_input("Resolved", value=None, key="entry_ep_resolved")
+            else:
+                st.caption("CRS, ICANS and IEC-HS episodes are documented by a clinician.")
         with e2:
             st.selectbox("Treatment", list(DRUGS), index=None, key="entry_tr_drug",
                          format_func=lambda d: DRUGS[d][0], placeholder="none")
@@ -181,14 +189,16 @@ with grid_tab:
                        **{c: st.column_config.TextColumn(f"{a.name} ({units[c]})")
                           for c, a in ANALYTES.items()}})
     if st.button("Save these days", key="entry_grid_save"):
-        res = enter_grid(engine, pid, grid, units, user=user or "?", tz=settings.ward_tz,
-                         confirm_unusual=ss.get("entry_confirm", False))
-        if not user:
-            st.error("Type your name above first.")
-        elif res.ok:
+        try:
+            res = enter_grid(engine, pid, grid, units, user=user, tz=settings.ward_tz,
+                             confirm_unusual=ss.get("entry_confirm", False), role=role)
+        except (NotAllowed, StorageFault) as exc:  # the grid keeps what was typed
+            res = None
+            st.error(str(exc))
+        if res is not None and res.ok:
             resources.clear_caches()
             st.success(res.summary())
-        else:
+        elif res is not None:
             st.error(res.summary())
             st.dataframe(pd.DataFrame([{"cell": e.item, "value": e.value,
                                         "problem": e.message} for e in res.errors]),
@@ -223,15 +233,13 @@ with fix_tab:
         wrong = b2.button("Mark entered in error", key="entry_fix_eie")
         why = f"{reason}: {other}" if other else reason
         try:
-            if (save or wrong) and not user:
-                raise CorrectionRefused("Type your name above before changing a value.")
             if save:
-                correct(engine, table, rid, changes, why, user, tz=settings.ward_tz)
+                correct(engine, table, rid, changes, why, user, tz=settings.ward_tz, role=role)
                 resources.clear_caches()
                 st.success("Corrected; the old value is kept in the history.")
             if wrong:
-                mark_entered_in_error(engine, table, rid, why, user)
+                mark_entered_in_error(engine, table, rid, why, user, role=role)
                 resources.clear_caches()
                 st.success("Hidden from charts and rules; kept in the audit trail.")
-        except CorrectionRefused as exc:
+        except (CorrectionRefused, NotAllowed, StorageFault) as exc:
             st.error(str(exc))

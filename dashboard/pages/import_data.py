@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from core.faults import StorageFault
 from core.fhir import import_fhir
 from core.importing import KINDS, import_file, template_csv
-from dashboard import capture as ui
-from dashboard import resources
+from core.permissions import NotAllowed
+from dashboard import auth, resources
 
 settings = resources.get_settings()
 engine = resources.get_engine()
@@ -13,7 +14,8 @@ st.title("Bulk import")
 st.caption("CSV (one file kind per file; see the templates) or FHIR R4 JSON / ndjson. Every "
            "row is checked first; the file is written completely or not at all, and importing "
            "the same file again adds nothing.")
-user = ui.user_box()
+me = auth.current()
+user, role = me.username, me.role
 with st.expander("Templates (header rows for each CSV kind)"):
     cols = st.columns(len(KINDS))
     for col, kind in zip(cols, KINDS, strict=True):
@@ -29,26 +31,33 @@ def run(data: bytes, name: str, dry_run: bool):  # noqa: ANN201
     say = lambda f, m: bar.progress(min(1.0, f), text=m)  # noqa: E731
     if name.lower().endswith((".json", ".ndjson")):
         report = import_fhir(engine, data, name, user=user, dry_run=dry_run,
-                             tz=settings.ward_tz, confirm_unusual=confirm, progress=say)
+                             tz=settings.ward_tz, confirm_unusual=confirm, progress=say,
+                             role=role)
         bar.empty()
         return report
     report = import_file(engine, data, name, user=user, dry_run=dry_run,
-                         confirm_unusual=confirm, tz=settings.ward_tz, progress=say)
+                         confirm_unusual=confirm, tz=settings.ward_tz, progress=say, role=role)
     bar.empty()
     return report
 
 
 if upload is not None:
     data, name = upload.getvalue(), upload.name
-    preview = run(data, name, dry_run=True)
+    try:
+        preview = run(data, name, dry_run=True)
+    except (NotAllowed, StorageFault) as exc:  # e.g. an episodes file from a nurse
+        st.error(str(exc))
+        st.stop()
     st.subheader("Preview: nothing has been written yet")
     if preview.ok:
         st.success(preview.summary())
-        if not user:
-            st.warning("Type your name above to commit the import.")
-        elif preview.rows_new and st.button(f"Commit all {preview.rows_new:,} new rows",
-                                            type="primary", key="import_commit"):
-            done = run(data, name, dry_run=False)
+        if preview.rows_new and st.button(f"Commit all {preview.rows_new:,} new rows",
+                                          type="primary", key="import_commit"):
+            try:
+                done = run(data, name, dry_run=False)
+            except (NotAllowed, StorageFault) as exc:
+                st.error(str(exc))
+                st.stop()
             if done.ok:
                 resources.clear_caches()
                 st.success(done.summary())

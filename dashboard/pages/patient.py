@@ -7,7 +7,7 @@ patient's alerts (acknowledge / snooze), the scores, and the handover exports.
 import streamlit as st
 
 from core.patient_summary import header, score_blocks
-from dashboard import resources
+from dashboard import auth, resources
 from dashboard import timeline as tl
 
 settings = resources.get_settings()
@@ -24,14 +24,11 @@ if flash := st.session_state.pop("patient_flash", None):
     st.success(flash)
 day_now = tl.today_day(course, tz)
 found = tl.findings(engine, url, patient_id, tz)
-user = st.session_state.get("user") or ""
 top = st.container()  # the header, filled once the alerts are known
 chart, alerts_tab, scores_tab, export_tab = st.tabs(
     ["Timeline", "Alerts", "Scores", "Export / handover"])
 with alerts_tab:
-    if not st.session_state.get("user"):
-        user = st.text_input("Your name (recorded with every action)", key="patient_user")
-    alerts = tl.render_alerts(engine, patient_id, user)
+    alerts = tl.render_alerts(engine, patient_id, auth.current())
 with top:
     tl.render_header(course, header(found, day_now), alerts)
 with chart:

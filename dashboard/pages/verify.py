@@ -3,20 +3,17 @@
 import streamlit as st
 
 from core.corrections import verification_queue, verification_required, verify
-from core.entry import save_site_setting
-from dashboard import capture as ui
-from dashboard import resources
+from core.faults import StorageFault
+from core.permissions import NotAllowed
+from dashboard import auth, resources
 
 engine = resources.get_engine()
+me = auth.current()
 st.title("Verification queue")
 st.caption("Lab values typed in by hand (or corrected) that no second person has checked yet. "
            "You cannot verify a value you entered yourself.")
-user = ui.user_box()
-required = verification_required(engine)
-if st.toggle("This site requires second-person verification", value=required,
-             key="verify_required") != required and user:
-    save_site_setting(engine, "require_verification", not required, user)
-    st.rerun()
+st.caption("This site " + ("requires" if verification_required(engine) else "does not require")
+           + " second-person verification (an admin changes this under Users & settings).")
 only_patient = st.checkbox("Only the patient picked in the sidebar", key="verify_only_patient")
 queue = verification_queue(engine, st.session_state.get("patient_id") if only_patient else None)
 if queue.empty:
@@ -30,11 +27,12 @@ picked = st.data_editor(
                    "collected_at": st.column_config.DatetimeColumn("Drawn",
                                                                    format="YYYY-MM-DD HH:mm")})
 ids = [int(i) for i in picked.loc[picked["verify"], "id"]]
-if st.button(f"Verify {len(ids)} value(s)", disabled=not ids or not user, type="primary",
-             key="verify_go"):
-    for msg in verify(engine, ids, user):
-        st.warning(msg)
+if st.button(f"Verify {len(ids)} value(s)", disabled=not ids, type="primary", key="verify_go"):
+    try:
+        for msg in verify(engine, ids, me.username, role=me.role):
+            st.warning(msg)
+    except (NotAllowed, StorageFault) as exc:
+        st.error(str(exc))
+        st.stop()
     resources.clear_caches()
     st.rerun()
-if not user:
-    st.caption("Type your name above to verify.")

@@ -10,13 +10,14 @@ import pandas as pd
 from sqlalchemy import create_engine, select
 
 from core.models import AuditLog, LabResult, Patient
+from tests.dashboard.conftest import sign_in
 
 PID = "SYN-004"
 
 
 def open_page(app, page: str, user: str = "nurse.kim"):
     app.session_state["patient_id"] = PID
-    app.session_state["data_user"] = user
+    sign_in(app, user)
     app.switch_page(f"pages/{page}").run()
     assert not app.exception, app.exception
     return app
@@ -138,7 +139,7 @@ def test_verification_needs_another_person(app, sample_url):
     open_page(app, "entry.py")
     app.text_input(key="entry_lab_crp").input("41")
     save(app)
-    open_page(app, "verify.py", user="dr.ng")
+    open_page(app, "verify.py", user="dr.lee")
     assert not app.exception
     assert "crp" in list(app.get("arrow_data_frame")[0].value["analyte"]) if app.get(
         "arrow_data_frame") else True

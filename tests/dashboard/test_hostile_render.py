@@ -16,7 +16,8 @@ from core.db import init_db, make_engine
 from core.entry import enter_day
 from core.evaluation import run_evaluate
 from core.importing import import_file
-from tests.dashboard.conftest import APP
+from core.users import create_user
+from tests.dashboard.conftest import APP, PASSWORD, sign_in
 
 DASHBOARD = Path(APP).parent
 # every place the app writes its own HTML; each must escape user text (html.escape)
@@ -64,10 +65,12 @@ def hostile_app(tmp_path, monkeypatch) -> AppTest:  # type: ignore[no-untyped-de
                     user="<b>nurse</b>", confirm_unusual=True)
     assert res.ok, res.errors
     run_evaluate(engine, Settings(database_url=url))
+    # a user whose display name is hostile too (the sidebar shows who is signed in)
+    create_user(engine, "admin.x", "admin", PASSWORD, display_name=NOTE)
     engine.dispose()
     monkeypatch.setenv("CARTWATCH_DATABASE_URL", url)
     st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = sign_in(AppTest.from_file(APP, default_timeout=60), "admin.x", url)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -78,7 +81,7 @@ def _html_bodies(at: AppTest) -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["overview", "patient", "alerts", "huddle", "entry",
-                                  "import_data", "verify", "audit"])
+                                  "import_data", "verify", "audit", "admin"])
 def test_hostile_text_renders_inert(hostile_app: AppTest, page: str) -> None:
     at = hostile_app
     if not (DASHBOARD / "pages" / f"{page}.py").exists():

@@ -135,20 +135,18 @@ def _first_open_alert(url: str, patient_id: str) -> int:
 def test_acknowledge_from_the_page_changes_the_stored_alert(app, sample_url):
     alert_id = _first_open_alert(sample_url, "SYN-004")
     open_patient(app, "SYN-004")
-    app.text_input(key="patient_user").input("nurse.kim")
     app.text_input(key=f"patient_ack_note_{alert_id}").input("seen on round")
     app.button(key=f"patient_ack_{alert_id}").click()
     rerun(app, "SYN-004")
     a = _alert(sample_url, alert_id)
     assert a.state == AlertState.ACKNOWLEDGED
-    assert (a.acknowledged_by, a.ack_note) == ("nurse.kim", "seen on round")
+    assert (a.acknowledged_by, a.ack_note) == ("dr.lee", "seen on round")  # signed in
     assert any("acknowledged" in s.value for s in app.success)
 
 
 def test_snooze_needs_a_reason_and_then_changes_the_stored_alert(app, sample_url):
     alert_id = _first_open_alert(sample_url, "SYN-005")
     open_patient(app, "SYN-005")
-    app.text_input(key="patient_user").input("dr.lee")
     app.button(key=f"patient_snooze_{alert_id}").click()
     rerun(app, "SYN-005")
     assert any("needs a reason" in e.value for e in app.error)

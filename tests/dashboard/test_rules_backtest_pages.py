@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.conftest import APP
+from tests.dashboard.conftest import APP, sign_in
 
 DESIGN_RULE_IDS = [
     "crs_grade", "icans_grade", "iec_hs", "cartox_hlh", "hlh_2004", "hscore", "icaht_early",
@@ -55,7 +55,7 @@ def test_rules_page_shows_a_site_override_with_its_value(sample_url, tmp_path: P
     site = tmp_path / "site.toml"
     site.write_text("[thresholds.cartox_hlh]\nentry_ferritin = 7500\n")
     monkeypatch.setenv("CARTWATCH_SITE_CONFIG", str(site))
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = sign_in(AppTest.from_file(APP, default_timeout=60), "viewer.vic")
     at.run()
     at.switch_page("pages/rules.py").run()
     assert not at.exception

@@ -98,20 +98,18 @@ def test_inbox_acknowledges_with_a_note(app, sample_url):
     assert not app.exception
     assert any("not a diagnosis" in w.value for w in app.warning)
     alert_id = app.selectbox(key="alerts_selected").value
-    app.text_input(key="alerts_user").input("Nurse Ada")
     app.text_area(key="alerts_ack_note").input("team aware")
     next(b for b in app.button if b.label == "Acknowledge").click().run()
     assert not app.exception
-    row = alert_row(sample_url, alert_id)
-    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "Nurse Ada"
+    row = alert_row(sample_url, alert_id)  # the signed-in clinician, not a typed name
+    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "dr.lee"
     assert row["ack_note"] == "team aware"
-    assert any("acknowledged by Nurse Ada" in s.value for s in app.success)
+    assert any("acknowledged by dr.lee" in s.value for s in app.success)
 
 
 def test_inbox_refuses_a_snooze_without_reason_then_snoozes_with_one(app, sample_url):
     app.switch_page("pages/alerts.py").run()
     alert_id = app.selectbox(key="alerts_selected").value
-    app.text_input(key="alerts_user").input("Dr Bo")
     next(b for b in app.button if b.label == "Snooze").click().run()
     assert any("needs a reason" in e.value for e in app.error)
     assert alert_row(sample_url, alert_id)["state"] == "firing"

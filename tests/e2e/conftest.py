@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -11,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
+from core.db import make_engine
+from core.users import create_user
 from tests.conftest import free_port, missing_dependency
 from tests.sample_db import build_sample_db
 
@@ -21,8 +25,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "screenshots"
+PASSWORD = "e2e-only password"  # exists only in the temporary test database
+USERS = {"nurse.e2e": "nurse", "dr.e2e": "clinician", "admin.e2e": "admin"}
+DISPLAY_TOKEN = secrets.token_urlsafe(24)  # a fresh one per run, like a site's secret
 
 pytestmark = pytest.mark.e2e
+# a shared 2-core machine runs two servers and two browsers at once: give each check time
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +43,20 @@ def browser_type_launch_args(browser_type_launch_args):  # overrides pytest-play
 
 @pytest.fixture(scope="session")
 def e2e_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_sample_db(tmp_path_factory.mktemp("e2e") / "e2e.db")
+    url = build_sample_db(tmp_path_factory.mktemp("e2e") / "e2e.db")
+    engine = make_engine(url)
+    for username, role in USERS.items():
+        create_user(engine, username, role, PASSWORD, display_name=username.split(".")[0].title())
+    engine.dispose()
+    return url
 
 
 @pytest.fixture(scope="session")
 def app_url(e2e_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
-    env = {**os.environ, "CARTWATCH_DATABASE_URL": e2e_db}
+    env = {**os.environ, "CARTWATCH_DATABASE_URL": e2e_db,
+           "CARTWATCH_DISPLAY_TOKEN": DISPLAY_TOKEN}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dashboard", "--server.headless=true",
@@ -72,3 +87,21 @@ def shot(page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
     return path
+
+
+def log_in(page: Page, app_url: str, username: str = "dr.e2e", path: str = "/") -> None:
+    """Open `path` and sign in through the real form (the page asked for opens after it)."""
+    page.goto(f"{app_url}{path}")
+    name = page.get_by_label("User name")
+    expect(name).to_be_visible(timeout=60_000)
+    settle(page)  # the form's first run has finished
+    name.fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible(timeout=60_000)
+    settle(page)
+
+
+def settle(page: Page) -> None:
+    """Wait until the script run has finished (the status widget disappears)."""
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)

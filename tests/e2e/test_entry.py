@@ -7,7 +7,7 @@ import json
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import log_in, shot
 
 PID = "SYN-004"
 
@@ -18,13 +18,8 @@ def settle(page: Page) -> None:
 
 def test_keyboard_only_day_panel_reaches_the_timeline(page: Page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{app_url}/entry?patient={PID}")
-    name = page.get_by_label("Your name (recorded with every change)")
-    expect(name).to_be_visible(timeout=60_000)
-    settle(page)
-    name.focus()
-    page.keyboard.type("nurse.e2e")
-    page.keyboard.press("Enter")
+    log_in(page, app_url, "nurse.e2e", f"/entry?patient={PID}")  # the link survives sign-in
+    expect(page.get_by_role("heading", name="Enter data")).to_be_visible(timeout=60_000)
     settle(page)
     # start in the first field of the Inflammation column, then only Tab, typing and Enter
     page.get_by_label("Ferritin (ng/mL)").focus()
@@ -52,7 +47,7 @@ def test_keyboard_only_day_panel_reaches_the_timeline(page: Page, app_url: str) 
 
 def test_import_preview_refuses_a_bad_file_with_the_row(page: Page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{app_url}/import")
+    log_in(page, app_url, "nurse.e2e", "/import")
     upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     expect(upload).to_have_count(1, timeout=60_000)
     upload.set_input_files({"name": "labs.csv", "mimeType": "text/csv", "buffer":
@@ -66,6 +61,7 @@ def test_import_preview_refuses_a_bad_file_with_the_row(page: Page, app_url: str
 
 def test_verify_and_audit_pages_render(page: Page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
+    log_in(page, app_url, "nurse.e2e")
     for path, title in (("verify", "Verification queue"), ("audit", "Audit trail")):
         page.goto(f"{app_url}/{path}?patient={PID}")
         expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=60_000)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ROOT, shot
+from tests.e2e.conftest import DISPLAY_TOKEN, ROOT, log_in, shot
 
 ID_PATTERN = re.compile(r"SYN-\d+")
 
@@ -26,7 +26,7 @@ def wait_for_script(page: Page) -> None:
 def test_huddle_tile_changes_after_an_import_from_another_process(
         page: Page, app_url: str, e2e_db: str, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 1920, "height": 1080})
-    page.goto(f"{app_url}/huddle?interval=3&page_size=16&theme=dark")
+    page.goto(f"{app_url}/huddle?display={DISPLAY_TOKEN}&interval=3&page_size=16&theme=dark")
     tile = page.locator(".tile", has_text="4A-05")  # SYN-014's bed
     expect(tile).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stSidebar")).to_be_hidden()
@@ -51,7 +51,7 @@ def test_huddle_tile_changes_after_an_import_from_another_process(
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_huddle_bookmark_pages_eight_tiles(page: Page, app_url: str, theme: str) -> None:
     page.set_viewport_size({"width": 1920, "height": 1080})
-    page.goto(f"{app_url}/huddle?theme={theme}&page_size=8&interval=60")
+    page.goto(f"{app_url}/huddle?display={DISPLAY_TOKEN}&theme={theme}&page_size=8&interval=60")
     expect(page.locator(".tile").first).to_be_visible(timeout=60_000)
     expect(page.locator(".tile")).to_have_count(8)
     expect(page.get_by_text(re.compile(r"page 1/2 · updated \d\d:\d\d"))).to_be_visible()
@@ -61,7 +61,7 @@ def test_huddle_bookmark_pages_eight_tiles(page: Page, app_url: str, theme: str)
 
 def test_overview_and_alert_inbox_render(page: Page, app_url: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{app_url}/")  # the overview is the default page
+    log_in(page, app_url)  # the overview is the default page
     expect(page.get_by_role("heading", name="Ward overview")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
     wait_for_script(page)

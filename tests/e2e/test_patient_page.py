@@ -2,12 +2,12 @@
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import log_in, shot
 
 
 def _open(page: Page, app_url: str, patient_id: str) -> None:
     page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(f"{app_url}/patient?patient={patient_id}")
+    log_in(page, app_url, "dr.e2e", f"/patient?patient={patient_id}")
     expect(page.locator('[data-testid="stPlotlyChart"] .main-svg').first).to_be_visible(
         timeout=60_000)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)

@@ -1,0 +1,61 @@
+"""A real browser signs in through the form, sees the overview, opens the admin page, and
+signs out; a wrong password is refused. Screenshots of the sign-in and admin pages."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import PASSWORD, log_in, shot
+
+
+def settle(page: Page) -> None:
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+
+
+def test_sign_in_see_the_overview_and_sign_out(page: Page, app_url: str) -> None:
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{app_url}/")
+    expect(page.get_by_label("User name")).to_be_visible(timeout=60_000)
+    settle(page)
+    expect(page.get_by_role("heading", name="Ward overview")).to_have_count(0)
+    shot(page, "sign-in")
+
+    page.get_by_label("User name").fill("dr.e2e")
+    page.get_by_label("Password", exact=True).fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Wrong user name or password.")).to_be_visible(timeout=30_000)
+
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Ward overview")).to_be_visible(timeout=60_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Signed in as")).to_be_visible()
+    expect(sidebar.get_by_text("clinician", exact=False).first).to_be_visible()
+    expect(sidebar.get_by_text("Enter data")).to_be_visible()
+    expect(sidebar.get_by_text("Users & settings")).to_have_count(0)  # not an admin
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_label("User name")).to_be_visible()
+    page.goto(f"{app_url}/")  # a reload does not come back signed in
+    expect(page.get_by_label("User name")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("heading", name="Ward overview")).to_have_count(0)
+
+
+def test_admin_page_lists_users(page: Page, app_url: str) -> None:
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    log_in(page, app_url, "admin.e2e", "/admin")
+    expect(page.get_by_role("heading", name="Users & settings")).to_be_visible(timeout=60_000)
+    settle(page)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_role("button", name="Add user")).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.wait_for_timeout(1500)  # the grid paints on a canvas after the script finishes
+    shot(page, "admin-users")
+
+
+def test_a_nurse_opening_the_admin_page_by_url_is_refused(page: Page, app_url: str) -> None:
+    log_in(page, app_url, "nurse.e2e", "/admin")
+    expect(page.get_by_text("is not open to a nurse")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Add user")).to_have_count(0)
