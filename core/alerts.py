@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from core.faults import storage_guard
 from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
 from core.permissions import require
 from core.rules.base import Finding, RuleSpec, Severity, Status
@@ -341,6 +342,7 @@ def _require_user(user: str) -> str:
     return user.strip()
 
 
+@storage_guard()
 def acknowledge(
     session: Session, alert_id: int, user: str, note: str | None = None,
     now: datetime | None = None, *, role: str | None = None,
@@ -367,6 +369,7 @@ def acknowledge(
     return alert
 
 
+@storage_guard()
 def snooze(
     session: Session, alert_id: int, user: str, reason: str, until: datetime,
     now: datetime | None = None, *, role: str | None = None,

@@ -264,5 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.faults import StorageFault, storage_guard
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        with storage_guard():
+            return int(args.func(args))
+    except StorageFault as exc:  # read-only or full database, lost server: one sentence
+        print(str(exc), file=sys.stderr)
+        return 1

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from core import audit
 from core.db import session_scope
 from core.entry import site_setting
+from core.faults import storage_guard
 from core.importing import TABLES, Context
 from core.importing.validate import PREPARE
 from core.models import LabResult, Patient, RecordStatus
@@ -119,6 +120,7 @@ def _load(session: Session, kind: str, record_id: int) -> tuple[Any, str]:
     return row, pid
 
 
+@storage_guard()
 def correct(engine: Engine, table: str, record_id: int, changes: dict[str, object],
             reason: Reason | str, user: str, *, confirm_unusual: bool = False,
             tz: str = "UTC", now: datetime | None = None, role: str | None = None) -> int:
@@ -181,6 +183,7 @@ def correct(engine: Engine, table: str, record_id: int, changes: dict[str, objec
         return int(new.id)  # type: ignore[arg-type]
 
 
+@storage_guard()
 def mark_entered_in_error(engine: Engine, table: str, record_id: int, reason: Reason | str,
                           user: str, *, role: str | None = None) -> None:
     """Hide a row from rules and plots (status entered_in_error); it stays for the audit."""
@@ -248,6 +251,7 @@ def verification_queue(engine: Engine, patient_id: str | None = None) -> pd.Data
                                      "correction_reason"])
 
 
+@storage_guard()
 def verify(engine: Engine, lab_ids: list[int], user: str, *,
            role: str | None = None) -> list[str]:
     """Second-person verification of lab values. Returns refusals (one sentence each);

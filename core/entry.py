@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from core import audit
 from core.db import session_scope
+from core.faults import storage_guard
 from core.importing import TABLES, Context, validate_rows, write_rows
 from core.models import Patient, SiteSetting
 from core.observations import OBSERVATION_KINDS
@@ -62,6 +63,7 @@ def site_setting(engine: Engine, key: str, default: Any = None) -> Any:
         return default if row is None else row.value.get("value", default)
 
 
+@storage_guard()
 def save_site_setting(engine: Engine, key: str, value: Any, user: str, *,
                       role: str | None = None) -> None:
     """Store a site setting (audited); threshold keys need rule_thresholds, the rest
@@ -147,6 +149,7 @@ def _blank(v: object) -> bool:
     return v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() == ""
 
 
+@storage_guard()
 def enter_day(
     engine: Engine,
     patient_id: str,
@@ -229,6 +232,7 @@ def enter_day(
                  now=now, dry_run=dry_run)
 
 
+@storage_guard()
 def enter_grid(
     engine: Engine,
     patient_id: str,

@@ -1,15 +1,33 @@
 """Database faults turned into sentences for the user (read-only file, full disk, lost server).
 
-Write paths catch `sqlalchemy.exc.DBAPIError` around their transaction and call
-`write_failure` : a fault of the storage is reported ("nothing was saved"), anything else (a
-bug, a constraint) is re-raised. The transaction has rolled back either way.
+One mechanism for every write path: `storage_guard()` around the transaction (as a `with`
+block or as a decorator, `@storage_guard()`). A fault of the storage raised inside it
+(`sqlalchemy.exc.DBAPIError` or the raw `sqlite3.OperationalError` of the bulk insert) becomes
+`StorageFault`, whose message is the user's sentence ("nothing was saved"); anything else (a
+bug, a constraint, NotAllowed, a ValueError about the input) passes through unchanged. The
+guard sits outside the transaction, so the transaction has rolled back (its audit rows with
+it) before the fault reaches the caller. `write_session(engine)` is `session_scope` under the
+guard, for callers that own the transaction of a session-level write (alert acknowledge and
+snooze): a fault at COMMIT is caught there too.
+
+The import keeps reporting instead of raising: it calls `write_failure` and puts the sentence
+in its report.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.db import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
 
 READ_ONLY = ("The database cannot be written (read-only or disk full); nothing was saved. "
              "Ask the administrator to check the database file's permissions and free space.")
@@ -53,3 +71,26 @@ def reraise_storage_fault(exc: BaseException) -> None:
     message = write_failure(exc)
     if message is not None:
         raise StorageFault(message) from exc
+
+
+FAULT_TYPES = (DBAPIError, sqlite3.OperationalError)
+"""What a storage fault arrives as; `write_failure` decides which of them is one."""
+
+
+@contextmanager
+def storage_guard() -> Iterator[None]:
+    """Turn a storage fault raised in the block into `StorageFault` (chained to the original);
+    anything else is re-raised unchanged. Usable as a decorator: `@storage_guard()`."""
+    try:
+        yield
+    except FAULT_TYPES as exc:
+        reraise_storage_fault(exc)
+        raise
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """`core.db.session_scope` (commit on success, roll back on error) under `storage_guard`:
+    a storage fault anywhere in the transaction, COMMIT included, raises `StorageFault`."""
+    with storage_guard(), session_scope(engine) as session:
+        yield session

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from core import audit
 from core.db import session_scope
+from core.faults import FAULT_TYPES, write_failure
 from core.importing import (
     Context,
     ImportReport,
@@ -122,8 +123,26 @@ def import_fhir(engine: Engine, data: bytes, file_name: str = "upload.json", *,
                 now: datetime | None = None, confirm_unusual: bool = False,
                 progress: Progress | None = None, role: str | None = None) -> ImportReport:
     """Validate and (unless dry_run or any problem) write Patients and Observations.
-    `role` (None = trusted caller) needs enter_data."""
+    `role` (None = trusted caller) needs enter_data. Like `import_file`, a storage fault
+    (read-only, full, server lost) comes back as the report's one error: nothing written."""
     require(role, "enter_data")
+    started = time.perf_counter()
+    try:
+        return _import_fhir(engine, data, file_name, user=user, dry_run=dry_run, tz=tz,
+                            now=now, confirm_unusual=confirm_unusual, progress=progress)
+    except FAULT_TYPES as exc:  # read-only, disk full, server lost: rolled back
+        message = write_failure(exc)
+        if message is None:
+            raise
+        report = ImportReport(kind="fhir", file_name=file_name, dry_run=dry_run)
+        report.errors = [RowError(0, "", "", message)]
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_run: bool,
+                 tz: str, now: datetime | None, confirm_unusual: bool,
+                 progress: Progress | None) -> ImportReport:
     started = time.perf_counter()
     say = progress or (lambda _f, _m: None)
     report = ImportReport(kind="fhir", file_name=file_name, dry_run=dry_run)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from core.db import session_scope
+from core.faults import storage_guard
 from core.importing import ImportReport, import_file
 from core.models import Patient
 
@@ -20,6 +21,7 @@ def is_empty(engine: Engine) -> bool:
         return s.execute(select(func.count()).select_from(Patient)).scalar_one() == 0
 
 
+@storage_guard()
 def seed_sample(engine: Engine, sample_dir: Path, tz: str = "UTC",
                 progress=None) -> list[ImportReport]:  # type: ignore[no-untyped-def]
     """Import every sample file in order; stops at the first rejected file."""

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from core import audit
 from core.db import session_scope
+from core.faults import storage_guard
 from core.models import Role, User
 from core.permissions import require
 
@@ -25,6 +26,7 @@ def check_password(password: str, hashed: str) -> bool:
         return False
 
 
+@storage_guard()
 def create_user(engine: Engine, username: str, role: str, password: str,
                 display_name: str | None = None, actor: str = "system", *,
                 actor_role: str | None = None) -> User:

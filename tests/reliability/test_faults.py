@@ -1,26 +1,47 @@
 """Faults: a process killed mid-import, a read-only or full database, an online backup under
-writers with a restore round trip. SQLite and PostgreSQL."""
+writers with a restore round trip. SQLite and PostgreSQL.
+
+Every core write path (entry, site settings, corrections, verification, alert acknowledge and
+snooze, user creation, the imports) meets each storage fault: a read-only SQLite file or
+folder, a full disk, a read-only PostgreSQL database, revoked rights, a server lost at COMMIT
+or never reached. Each raises `StorageFault` with the user's sentence (the imports report it),
+and the whole database, audit log included, is exactly as before.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
+from core.alerts import snooze
+from core.corrections import CorrectionRefused, correct
 from core.db import init_db, is_sqlite, make_engine
+from core.entry import enter_day
+from core.faults import StorageFault, storage_guard, write_session
 from core.importing import import_file
 from core.models import AuditLog, ImportBatch, LabResult, Patient
-from tests.reliability.conftest import ROOT, finish, lab_count, spawn, url_of
-from tests.reliability.worker import NOW, lab_file
+from core.permissions import NotAllowed
+from core.users import create_user
+from tests.conftest import free_port
+from tests.reliability.conftest import NO_OVERRIDE, ROOT, finish, lab_count, spawn, url_of
+from tests.reliability.worker import NOW, import_paths, lab_file, seed_for_writes, write_paths
 
 LARGE = 50_000
 READ_ONLY = "The database cannot be written (read-only or disk full); nothing was saved"
+UNREACHABLE = "The database could not be reached"
 
 
 def _pk(engine, patient: str) -> int:  # type: ignore[no-untyped-def]
@@ -221,3 +242,278 @@ def pg_restore_target(request):  # type: ignore[no-untyped-def]
         return url
 
     return restore
+
+
+# ---------------------------------------------------------------------------- every write path
+
+def _content(engine: Engine) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+    """Every row of every table (audit log and alembic_version included), in key order."""
+    with engine.connect() as c:
+        return {t: [tuple(r) for r in c.execute(text(f'SELECT * FROM "{t}" ORDER BY 1'))]
+                for t in sorted(inspect(c).get_table_names())}
+
+
+def _counts(content: dict[str, list[tuple]]) -> dict[str, int]:  # type: ignore[type-arg]
+    return {t: len(rows) for t, rows in content.items()}
+
+
+def _assert_refused(outcomes: dict[str, dict[str, Any]], sentence: str) -> None:
+    """Each write path raised StorageFault with `sentence`; each import reported it."""
+    assert set(outcomes) == set(write_paths({})) | set(import_paths()), outcomes
+    for name, got in outcomes.items():
+        if name in import_paths():
+            assert got["raised"] is None and not got["written"], (name, got)
+            assert len(got["errors"]) == 1 and sentence in got["errors"][0], (name, got)
+        else:
+            assert got["raised"] == "StorageFault", (name, got)
+            assert sentence in got["message"] and "nothing was saved" in got["message"], \
+                (name, got)
+
+
+def _try_every_write(engine: Engine, ids: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """In this process: what each write path does on `engine` (see worker.write_all)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, write in write_paths(ids).items():
+        try:
+            out[name] = {"raised": None, "result": repr(write(engine))[:300]}
+        except Exception as exc:  # noqa: BLE001 - judged by _assert_refused
+            out[name] = {"raised": type(exc).__name__, "message": str(exc)}
+    for name, imp in import_paths().items():
+        rep = imp(engine)
+        out[name] = {"raised": None, "written": rep.written,
+                     "errors": [str(e) for e in rep.errors]}
+    return out
+
+
+def _every_write_succeeds(engine: Engine, ids: dict[str, int]) -> None:
+    """Once the fault is gone the same writes go through whole (so each one was a real change
+    that the fault refused, and nothing half-written stands in the way), each audited."""
+    before = _counts(_content(engine))
+    outcomes = _try_every_write(engine, ids)
+    for name, got in outcomes.items():
+        assert got["raised"] is None and not got.get("errors"), (name, got)
+    assert "no longer current" not in outcomes["verify"]["result"]
+    after = _counts(_content(engine))
+    # one audit row per changed row: 1 + 2 entered labs, setting, verify, correct,
+    # entered-in-error, acknowledge, snooze, user, and one per import batch
+    assert after["auditlog"] - before["auditlog"] == 3 + 1 + 3 + 2 + 1 + 2, (before, after)
+    assert after["labresult"] - before["labresult"] == 1 + 2 + 1 + 20 + 1
+
+
+def _run_worker(args: list[str], *, prefix: list[str] | None = None,
+                file_size_limit: int | None = None) -> dict:  # type: ignore[type-arg]
+    """`python -m tests.reliability.worker ARGS` as another OS process; with a file size
+    limit, every write past that many bytes fails as on a full disk (EFBIG, SIGXFSZ ignored)."""
+    def limit() -> None:
+        if file_size_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    proc = subprocess.run([*(prefix or []), sys.executable, "-m", "tests.reliability.worker",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def write_db(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """A SQLite file seeded for every write path, closed (WAL checkpointed and removed)."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = folder / "ward.db"
+    engine = make_engine(f"sqlite:///{db}")
+    init_db(engine)
+    ids = seed_for_writes(engine)
+    engine.dispose()
+    return db, ids
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_every_write_on_a_read_only_sqlite_database_is_refused_whole(
+        write_db: tuple[Path, dict[str, int]], what: str) -> None:
+    db, ids = write_db
+    url = f"sqlite:///{db}"
+    engine = make_engine(url)
+    before = _content(engine)
+    engine.dispose()
+    raw = db.read_bytes()
+    db.chmod(0o444)
+    if what == "directory":
+        db.parent.chmod(0o555)
+    try:  # another OS user, as root would write through any mode
+        outcomes = _run_worker(["write-all", url, json.dumps(ids)],
+                               prefix=NO_OVERRIDE if os.geteuid() == 0 else [])
+    finally:
+        db.parent.chmod(0o755)
+        db.chmod(0o644)
+    _assert_refused(outcomes, READ_ONLY)
+    assert db.read_bytes() == raw
+    engine = make_engine(url)
+    try:
+        _integrity(engine)
+        assert _content(engine) == before
+        _every_write_succeeds(engine, ids)
+    finally:
+        engine.dispose()
+
+
+def test_every_write_on_a_full_disk_is_refused_whole_at_commit(
+        write_db: tuple[Path, dict[str, int]]) -> None:
+    """The writer may not write one more byte to any file (its WAL frames fail at COMMIT)."""
+    db, ids = write_db
+    url = f"sqlite:///{db}"
+    engine = make_engine(url)
+    before = _content(engine)
+    raw = db.read_bytes()
+    engine.dispose()
+    hold = sqlite3.connect(db)  # keeps -wal and -shm in place (no lock): only writes fail
+    try:
+        hold.execute("SELECT count(*) FROM patient").fetchone()
+        outcomes = _run_worker(["write-all", url, json.dumps(ids)], file_size_limit=0)
+    finally:
+        hold.close()
+    _assert_refused(outcomes, READ_ONLY)
+    assert db.read_bytes() == raw
+    engine = make_engine(url)
+    try:
+        _integrity(engine)
+        assert _content(engine) == before
+        _every_write_succeeds(engine, ids)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_write_db(pg_server) -> tuple[Engine, dict[str, int]]:  # type: ignore[no-untyped-def]
+    engine = make_engine(pg_server.new_database())
+    init_db(engine)
+    ids = seed_for_writes(engine)
+    yield engine, ids
+    engine.dispose()
+
+
+@pytest.mark.parametrize("fault", ["read_only", "no_rights", "lost_at_commit", "unreachable"])
+def test_every_write_on_a_faulty_postgresql_is_refused_whole(
+        pg_write_db: tuple[Engine, dict[str, int]], pg_server, fault: str) -> None:  # type: ignore[no-untyped-def]
+    engine, ids = pg_write_db
+    name = engine.url.database
+    before = _content(engine)
+    sentence = READ_ONLY
+    if fault == "read_only":  # the DBA switched the database to read-only
+        with engine.connect() as c:
+            c.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+            c.commit()
+        faulty = make_engine(url_of(engine))
+    elif fault == "no_rights":  # an account that may read but no longer write
+        role = f"ro_{name}"
+        with engine.connect() as c:
+            c.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            c.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+            c.commit()
+        faulty = make_engine(url_of(engine).replace("//app@", f"//{role}@"))
+    elif fault == "lost_at_commit":  # the server goes away just before each COMMIT
+        sentence = UNREACHABLE
+        faulty = make_engine(url_of(engine))
+
+        @event.listens_for(faulty, "commit")
+        def _lose_server(conn) -> None:  # type: ignore[no-untyped-def]
+            pid = conn.connection.dbapi_connection.info.backend_pid
+            with engine.connect() as admin:
+                assert admin.execute(text("SELECT pg_terminate_backend(:p, 10000)"),
+                                     {"p": pid}).scalar_one()
+    else:  # nothing listens there
+        sentence = UNREACHABLE
+        faulty = make_engine(f"postgresql+psycopg://app@127.0.0.1:{free_port()}/{name}")
+    try:
+        outcomes = _try_every_write(faulty, ids)
+    finally:
+        faulty.dispose()
+        if fault == "read_only":
+            with engine.connect() as c:
+                c.execute(text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
+                c.commit()
+    _assert_refused(outcomes, sentence)
+    assert _content(engine) == before, _counts(_content(engine))
+    _every_write_succeeds(engine, ids)
+
+
+def test_refusals_that_are_not_storage_faults_are_unchanged(tmp_path: Path) -> None:
+    """NotAllowed, bad input and other database errors pass through the guard as they were,
+    even where the database cannot be reached at all."""
+    nowhere = make_engine(f"postgresql+psycopg://app@127.0.0.1:{free_port()}/none")
+    try:
+        with pytest.raises(NotAllowed):
+            enter_day(nowhere, "F1", NOW, labs=[("crp", "5", "mg/L")], user="v", role="viewer")
+        with pytest.raises(ValueError, match="at least 10 characters"):
+            create_user(nowhere, "x", "nurse", "short")
+        with pytest.raises(CorrectionRefused, match="Pick a reason"):
+            correct(nowhere, "labs", 1, {"value": "1"}, "because", "nurse-b")
+        with pytest.raises(ValueError, match="expire in the future"), write_session(nowhere) as s:
+            snooze(s, 1, "dr-c", "why", until=NOW, now=NOW)
+        with pytest.raises(StorageFault, match=UNREACHABLE):
+            create_user(nowhere, "x", "nurse", "a long password")
+    finally:
+        nowhere.dispose()
+    boom = IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: user.username"))
+    with pytest.raises(IntegrityError), storage_guard():
+        raise boom
+
+
+# ---------------------------------------------------------------------------- CLI and backup
+
+def _cli(*args: str, prefix: list[str] | None = None,
+         file_size_limit: int | None = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    def limit() -> None:
+        if file_size_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "core", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, input="a long password\n",
+                          preexec_fn=limit)
+
+
+def test_cli_on_a_read_only_database_prints_the_sentence(
+        write_db: tuple[Path, dict[str, int]]) -> None:
+    db, _ids = write_db
+    raw = db.read_bytes()
+    db.chmod(0o444)
+    db.parent.chmod(0o555)
+    try:
+        done = _cli("create-user", "night-nurse", "--role", "nurse", "--db", f"sqlite:///{db}",
+                    prefix=NO_OVERRIDE if os.geteuid() == 0 else [])
+    finally:
+        db.parent.chmod(0o755)
+        db.chmod(0o644)
+    assert done.returncode == 1, done.stderr
+    assert READ_ONLY in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert db.read_bytes() == raw
+
+
+@pytest.mark.parametrize("fault", ["read_only_folder", "full_disk"])
+def test_a_failed_backup_says_so_and_leaves_no_partial_copy(
+        write_db: tuple[Path, dict[str, int]], tmp_path: Path, fault: str) -> None:
+    db, _ids = write_db
+    url = f"sqlite:///{db}"
+    dest_dir = tmp_path / "backups"
+    dest_dir.mkdir()
+    dest = dest_dir / "ward.db"
+    dest.write_bytes(b"yesterday's backup")
+    raw = db.read_bytes()
+    if fault == "read_only_folder":
+        dest_dir.chmod(0o555)
+        try:
+            done = _cli("backup", str(dest), "--db", url,
+                        prefix=NO_OVERRIDE if os.geteuid() == 0 else [])
+        finally:
+            dest_dir.chmod(0o755)
+    else:  # room for the database's WAL index, not for a copy of the database
+        done = _cli("backup", str(dest), "--db", url, file_size_limit=64 * 1024)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "The backup could not be written to" in done.stderr, done.stderr
+    assert "no backup was made and the database is unchanged" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in dest_dir.iterdir()) == ["ward.db"]  # no .partial left
+    assert dest.read_bytes() == b"yesterday's backup"
+    assert db.read_bytes() == raw

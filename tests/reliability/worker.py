@@ -120,6 +120,116 @@ def import_once(url: str, path: str) -> dict:
             "errors": [str(e) for e in rep.errors]}
 
 
+# ---------------------------------------------------------------------------- every write path
+
+FHIR_LAB = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+    "resourceType": "Observation", "id": "fault-obs-1", "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "2276-4"}]},
+    "subject": {"identifier": {"value": "F1"}}, "effectiveDateTime": "2025-12-06T06:00:00Z",
+    "valueQuantity": {"value": 1200, "unit": "ng/mL"}}}]}
+
+
+def seed_for_writes(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Patient F1 with two hand-entered labs (by nurse-a) and one firing alert: something for
+    every write path to change. Returns the ids the write paths need."""
+    from sqlmodel import select
+
+    from core.db import session_scope
+    from core.entry import enter_day
+    from core.importing import import_file
+    from core.models import Alert, AlertState, Patient
+
+    rep = import_file(engine, b"patient_id,infusion_date,product\nF1,2025-12-01,axi-cel\n",
+                      "patients.csv", now=NOW)
+    assert rep.ok, rep.errors
+    res = enter_day(engine, "F1", datetime(2025, 12, 3, 6, 0), user="nurse-a", now=NOW,
+                    labs=[("ferritin", "900", "ng/mL"), ("crp", "20", "mg/L")])
+    assert res.ok and res.written, res.errors
+    with session_scope(engine) as s:
+        pk = s.exec(select(Patient.id).where(Patient.patient_id == "F1")).one()
+        alert = Alert(patient_pk=pk, rule_id="iec_hs", episode_key="current",
+                      severity="warning", title="IEC-HS screen", message="m",
+                      state=AlertState.FIRING, first_fired_at=NOW, fire_count=1)
+        s.add(alert)
+        s.flush()
+        alert_id = int(alert.id)  # type: ignore[arg-type]
+    lab, lab2 = sorted(res.ids["labs"])
+    return {"lab": lab, "lab2": lab2, "alert": alert_id}
+
+
+def write_paths(ids: dict[str, int]) -> dict:  # type: ignore[type-arg]
+    """name -> f(engine): every core write path, each a real change on the seeded database.
+    The alert actions run in `write_session`, as a page owning the transaction would."""
+    import pandas as pd
+
+    from core.alerts import acknowledge, snooze
+    from core.corrections import correct, mark_entered_in_error, verify
+    from core.entry import enter_day, enter_grid, save_site_setting
+    from core.faults import write_session
+    from core.users import create_user
+
+    def ack(engine):  # type: ignore[no-untyped-def]
+        with write_session(engine) as s:
+            return acknowledge(s, ids["alert"], "dr-c", note="seen", now=NOW)
+
+    def snz(engine):  # type: ignore[no-untyped-def]
+        with write_session(engine) as s:
+            return snooze(s, ids["alert"], "dr-c", "reviewed at the huddle",
+                          until=NOW + timedelta(hours=4), now=NOW)
+
+    grid = pd.DataFrame([{"date": "2025-12-05", "ferritin": "1000", "crp": "30"}])
+    return {
+        "enter_day": lambda e: enter_day(e, "F1", datetime(2025, 12, 4, 6, 0), user="nurse-b",
+                                         labs=[("ldh", "300", "U/L")], now=NOW),
+        "enter_grid": lambda e: enter_grid(e, "F1", grid, {}, user="nurse-b", now=NOW),
+        "save_site_setting": lambda e: save_site_setting(e, "require_verification", True,
+                                                         "admin"),
+        "verify": lambda e: verify(e, [ids["lab"]], "nurse-b"),
+        "correct": lambda e: correct(e, "labs", ids["lab"], {"value": "950"}, "typo",
+                                     "nurse-b", now=NOW),
+        "mark_entered_in_error": lambda e: mark_entered_in_error(e, "labs", ids["lab2"],
+                                                                 "typo", "nurse-b"),
+        "acknowledge": ack,
+        "snooze": snz,
+        "create_user": lambda e: create_user(e, "new-nurse", "nurse", "a long password"),
+    }
+
+
+def import_paths() -> dict:  # type: ignore[type-arg]
+    """name -> f(engine) -> ImportReport: the imports report a storage fault, not raise it."""
+    from core.fhir import import_fhir
+    from core.importing import import_file
+
+    return {
+        "import_file": lambda e: import_file(e, lab_file("F1", 0, 20), "f1.csv", now=NOW),
+        "import_fhir": lambda e: import_fhir(e, json.dumps(FHIR_LAB).encode(), "f1.json",
+                                             now=NOW),
+    }
+
+
+def write_all(url: str, ids_json: str) -> dict:
+    """Try every write path once; per path what happened (the exception's type and message,
+    or the import report's errors)."""
+    engine = _engine(url)
+    out: dict[str, dict] = {}  # type: ignore[type-arg]
+    for name, write in write_paths(json.loads(ids_json)).items():
+        try:
+            result = write(engine)
+            out[name] = {"raised": None, "result": repr(result)[:300]}
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which judges it
+            out[name] = {"raised": type(exc).__name__, "message": str(exc)[:500],
+                         "cause": str(exc.__cause__ or "").splitlines()[:1]}
+    for name, imp in import_paths().items():
+        try:
+            rep = imp(engine)
+            out[name] = {"raised": None, "written": rep.written,
+                         "errors": [str(e) for e in rep.errors]}
+        except Exception as exc:  # noqa: BLE001
+            out[name] = {"raised": type(exc).__name__, "message": str(exc)[:500]}
+    engine.dispose()
+    return out
+
+
 def main(argv: list[str]) -> int:
     mode, args = argv[0], argv[1:]
     if mode in ("import", "entry"):
@@ -131,6 +241,8 @@ def main(argv: list[str]) -> int:
         out = reader(args[0], args[1])
     elif mode == "import-once":
         out = import_once(args[0], args[1])
+    elif mode == "write-all":
+        out = write_all(args[0], args[1])
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out), flush=True)
