@@ -133,7 +133,10 @@ def end_of_day(day: float) -> float:
 def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
     if col not in frame:
         return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    column = frame[col]
+    if column.dtype == np.float64:  # the loaded frames' numbers: no parsing needed
+        return column.to_numpy()
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _obj_col(frame: pd.DataFrame, col: str) -> list:
