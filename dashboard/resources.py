@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pandas as pd
 import streamlit as st
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
 
 from core.config import Settings
 from core.course import Course
 from core.db import init_db, make_engine, session_scope
-from core.faults import reraise_storage_fault
+from core.faults import write_session  # re-exported: dashboard/timeline.py
 from core.loading import load_courses
 from core.models import Patient
 
@@ -111,18 +105,6 @@ def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # no
         act(s, alert_id, user, role=role, **kw)
     alert_inbox.clear()
     ward_summary.clear()
-
-
-@contextmanager
-def write_session(engine) -> Iterator[Session]:  # noqa: ANN001
-    """A session whose transaction raises core.faults.StorageFault (the user's sentence) when
-    the storage refuses the write, COMMIT included."""
-    try:
-        with session_scope(engine) as s:
-            yield s
-    except (DBAPIError, sqlite3.OperationalError) as exc:
-        reraise_storage_fault(exc)
-        raise
 
 
 def clear_caches() -> None:
