@@ -61,29 +61,29 @@ def _t(key: str, value: float, unit: str, op: str, description: str) -> Threshol
     return Threshold(key=key, value=value, unit=unit, evidence=C, description=description, op=op)
 
 
+def _ladder(prefix: str, unit: str, op: str, text: str, values: tuple[float, ...],
+            first: int = 1, first_text: str = "") -> tuple[Threshold, ...]:
+    """Rows <prefix>_g<first>, <prefix>_g<first + 1>, ... of `values`, each described as
+    "grade g <text>" (the first row as `first_text` when given)."""
+    return tuple(_t(f"{prefix}_g{g}", v, unit, op,
+                    first_text if g == first and first_text else f"grade {g} {text}")
+                 for g, v in enumerate(values, first))
+
+
 def _liver(g1_base: float, g1_base_op: str, uln: tuple[float, float, float, float],
            base: tuple[float, float, float]) -> tuple[Threshold, ...]:
     return (
-        _t("uln_g1", uln[0], "x ULN", ">", "grade 1 above this multiple of ULN (normal baseline)"),
-        _t("uln_g2", uln[1], "x ULN", ">", "grade 2 above this multiple of ULN"),
-        _t("uln_g3", uln[2], "x ULN", ">", "grade 3 above this multiple of ULN"),
-        _t("uln_g4", uln[3], "x ULN", ">", "grade 4 above this multiple of ULN"),
+        *_ladder("uln", "x ULN", ">", "above this multiple of ULN", uln,
+                 first_text="grade 1 above this multiple of ULN (normal baseline)"),
         _t("base_g1", g1_base, "x baseline", g1_base_op,
            "grade 1 from this multiple of baseline (baseline above ULN)"),
-        _t("base_g2", base[0], "x baseline", ">", "grade 2 above this multiple of baseline"),
-        _t("base_g3", base[1], "x baseline", ">", "grade 3 above this multiple of baseline"),
-        _t("base_g4", base[2], "x baseline", ">", "grade 4 above this multiple of baseline"),
+        *_ladder("base", "x baseline", ">", "above this multiple of baseline", base, first=2),
     )
 
 
-def _counts(unit: str, g2: float, g3: float, g4: float | None) -> tuple[Threshold, ...]:
-    rows = [
-        _t("abs_g2", g2, unit, "<", "grade 2 below this value (grade 1: below LLN)"),
-        _t("abs_g3", g3, unit, "<", "grade 3 below this value"),
-    ]
-    if g4 is not None:
-        rows.append(_t("abs_g4", g4, unit, "<", "grade 4 below this value"))
-    return tuple(rows)
+def _counts(unit: str, *values: float) -> tuple[Threshold, ...]:
+    return _ladder("abs", unit, "<", "below this value", values, first=2,
+                   first_text="grade 2 below this value (grade 1: below LLN)")
 
 
 CTCAE_THRESHOLDS: dict[str, tuple[Threshold, ...]] = {
@@ -91,34 +91,27 @@ CTCAE_THRESHOLDS: dict[str, tuple[Threshold, ...]] = {
     "alt": _liver(1.5, ">=", (1.0, 3.0, 5.0, 20.0), (3.0, 5.0, 20.0)),
     "bilirubin": _liver(1.0, ">", (1.0, 1.5, 3.0, 10.0), (1.5, 3.0, 10.0)),
     "creatinine": (
-        _t("uln_g1", 1.0, "x ULN", ">", "grade 1 above ULN"),
-        _t("uln_g2", 1.5, "x ULN", ">", "grade 2 above this multiple of ULN"),
-        _t("uln_g3", 3.0, "x ULN", ">", "grade 3 above this multiple of ULN"),
-        _t("uln_g4", 6.0, "x ULN", ">", "grade 4 above this multiple of ULN"),
-        _t("base_g2", 1.5, "x baseline", ">", "grade 2 above this multiple of baseline"),
-        _t("base_g3", 3.0, "x baseline", ">", "grade 3 above this multiple of baseline"),
+        *_ladder("uln", "x ULN", ">", "above this multiple of ULN", (1.0, 1.5, 3.0, 6.0),
+                 first_text="grade 1 above ULN"),
+        *_ladder("base", "x baseline", ">", "above this multiple of baseline", (1.5, 3.0),
+                 first=2),
     ),
     "fibrinogen": (
-        _t("lln_g1", 1.0, "x LLN", "<", "grade 1 below LLN"),
-        _t("lln_g2", 0.75, "x LLN", "<", "grade 2 below this multiple of LLN"),
-        _t("lln_g3", 0.5, "x LLN", "<", "grade 3 below this multiple of LLN"),
-        _t("lln_g4", 0.25, "x LLN", "<", "grade 4 below this multiple of LLN"),
+        *_ladder("lln", "x LLN", "<", "below this multiple of LLN", (1.0, 0.75, 0.5, 0.25),
+                 first_text="grade 1 below LLN"),
         _t("abs_g4", 50.0, "mg/dL", "<", "grade 4 below this absolute value"),
-        _t("drop_g2", 25.0, "% decrease", ">=",
-           "grade 2 from this decrease from baseline (value below LLN)"),
-        _t("drop_g3", 50.0, "% decrease", ">=", "grade 3 from this decrease from baseline"),
-        _t("drop_g4", 75.0, "% decrease", ">=", "grade 4 from this decrease from baseline"),
+        *_ladder("drop", "% decrease", ">=", "from this decrease from baseline",
+                 (25.0, 50.0, 75.0), first=2,
+                 first_text="grade 2 from this decrease from baseline (value below LLN)"),
     ),
     "anc": _counts("10^9/L", 1.5, 1.0, 0.5),
     "platelets": _counts("10^9/L", 75.0, 50.0, 25.0),
-    "hemoglobin": _counts("g/dL", 10.0, 8.0, None),
+    "hemoglobin": _counts("g/dL", 10.0, 8.0),
     "alc": _counts("10^9/L", 0.8, 0.5, 0.2),
     "wbc": _counts("10^9/L", 3.0, 2.0, 1.0),
     "triglycerides": (
         _t("abs_g1", 150.0, "mg/dL", ">=", "grade 1 from this value"),
-        _t("abs_g2", 300.0, "mg/dL", ">", "grade 2 above this value"),
-        _t("abs_g3", 500.0, "mg/dL", ">", "grade 3 above this value"),
-        _t("abs_g4", 1000.0, "mg/dL", ">", "grade 4 above this value"),
+        *_ladder("abs", "mg/dL", ">", "above this value", (300.0, 500.0, 1000.0), first=2),
     ),
 }
 
@@ -454,8 +447,9 @@ def _finding(graded: _Graded, k: int) -> Finding:
                    evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
 
 
-def _copy(f: Finding) -> Finding:
-    """A distinct Finding equal to `f` (callers may mutate what they are handed)."""
+def copy_finding(f: Finding) -> Finding:
+    """A distinct Finding equal to `f`, e.g. a cached one (callers may mutate its lists and
+    extra)."""
     return Finding(rule=f.rule, status=f.status, since_day=f.since_day, grade=f.grade,
                    score=f.score, evidence=list(f.evidence), missing=list(f.missing),
                    extra=dict(f.extra), episode_key=f.episode_key)
@@ -481,7 +475,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         f = graded.findings.get(k)
         if f is None:
             f = graded.findings[k] = _finding(graded, k)
-        return _copy(f)
+        return copy_finding(f)
 
     def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
         """`evaluate` as of the end of each of `days`, in one pass over the results.
@@ -507,7 +501,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
             if k == 0:
                 out.append(_no_result(analyte))
             elif k == k_was:  # no new result: the baseline cannot have moved either
-                out.append(_copy(f))  # type: ignore[arg-type]
+                out.append(copy_finding(f))  # type: ignore[arg-type]
             else:
                 if min(b_all_i, k - 1) != b_i:
                     b_i = min(b_all_i, k - 1)
