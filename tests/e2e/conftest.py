@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from core.db import make_engine
 from core.users import create_user
@@ -97,9 +97,26 @@ def log_in(page: Page, app_url: str, username: str = "dr.e2e", path: str = "/") 
     settle(page)  # the form's first run has finished
     name.fill(username)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible(timeout=60_000)
+    submit_sign_in(page, page.get_by_role("button", name="Sign out"))
     settle(page)
+
+
+def submit_sign_in(page: Page, until: Locator, tries: int = 3) -> None:
+    """Click "Sign in" until `until` shows, as a person would click again when nothing
+    happened: Streamlit drops a form submit whose run is cut short by another rerun request,
+    and on a loaded machine the cookie component's first report can land just then."""
+    button = page.get_by_role("button", name="Sign in")
+    for attempt in range(1, tries + 1):
+        button.click()
+        try:
+            expect(until).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            settle(page)
+            if attempt == tries or not button.is_visible():
+                break  # not a lost click: the sign-in is under way or the form changed
+            print(f"sign-in click {attempt} had no effect; clicking again")
+    expect(until).to_be_visible(timeout=60_000)
 
 
 def settle(page: Page) -> None:

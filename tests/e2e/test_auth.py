@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, log_in, shot
-
-
-def settle(page: Page) -> None:
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+from tests.e2e.conftest import PASSWORD, log_in, settle, shot, submit_sign_in
 
 
 def test_sign_in_see_the_overview_and_sign_out(page: Page, app_url: str) -> None:
@@ -22,12 +18,10 @@ def test_sign_in_see_the_overview_and_sign_out(page: Page, app_url: str) -> None
 
     page.get_by_label("User name").fill("dr.e2e")
     page.get_by_label("Password", exact=True).fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_text("Wrong user name or password.")).to_be_visible(timeout=30_000)
+    submit_sign_in(page, page.get_by_text("Wrong user name or password."))
 
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Ward overview")).to_be_visible(timeout=60_000)
+    submit_sign_in(page, page.get_by_role("heading", name="Ward overview"))
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Signed in as")).to_be_visible()
     expect(sidebar.get_by_text("clinician", exact=False).first).to_be_visible()
