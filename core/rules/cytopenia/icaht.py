@@ -1,0 +1,141 @@
+"""ICAHT: early and late neutropenia grades (criteria §6.1)."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from core.course import Course
+from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
+from core.rules.ctcae import current_day
+from core.rules.cytopenia.asof import (
+    Cache,
+    cached_evidence,
+    end_index,
+    replayer,
+    rule_cache,
+    window,
+)
+from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, early, late_window
+from core.rules.cytopenia.shared import VERSION, C, D, U, censor_at, th
+from core.units import ANALYTES
+
+ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
+              "10.1182/blood.2023020578")
+
+ICAHT_EARLY_THRESHOLDS = (
+    th("cut", 0.5, "10^9/L", U, "ANC at or below this counts as a neutropenic day", "<="),
+    th("deep_cut", 0.1, "10^9/L", U, "ANC at or below this counts as a profound day", "<="),
+    th("g1_days", 1, "days", U, "grade 1: days with ANC <= 0.5", ">="),
+    th("g2_days", 7, "days", U, "grade 2: days with ANC <= 0.5", ">="),
+    th("g3_days", 14, "days", U, "grade 3: days with ANC <= 0.5", ">="),
+    th("g4_days", 30, "days", U, "grade 4: days with ANC <= 0.5", ">="),
+    th("g3_deep_days", 7, "days", U,
+       "grade 3: days with ANC <= 0.1 (third-party code; 7-13 days)", ">="),
+    th("g4_deep_days", 14, "days", U, "grade 4: days with ANC <= 0.1", ">="),
+    th("window_end_day", 30, "day", C, "early ICAHT covers days 0-30", "<="),
+    th("recovery_days", 3, "days", C, "recovery = first of this many days above", ">="),
+    th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+       "<="),
+)
+
+
+_ICAHT_EARLY = EarlyGrading("icaht_early", "anc", (
+    ("cut", True, (("g1_days", 1), ("g2_days", 2), ("g3_days", 3), ("g4_days", 4))),
+    ("deep_cut", True, (("g3_deep_days", 3), ("g4_deep_days", 4))),
+), platelets=False)
+
+
+def _icaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
+                 as_of: float) -> Finding:
+    return early(course, t, cache, _ICAHT_EARLY, now, as_of)
+
+
+def evaluate_icaht_early(course: Course, t: Thresholds) -> Finding:
+    return _icaht_early(course, t, rule_cache(course, t, "icaht_early"), current_day(course),
+                        course.as_of_day)
+
+
+ICAHT_LATE_THRESHOLDS = (
+    th("late_start_day", 31, "day", C, "late ICAHT: after day +30", ">="),
+    th("g1_cut", 1.5, "10^9/L", U, "grade 1: ANC nadir at or below", "<="),
+    th("g2_cut", 1.0, "10^9/L", U, "grade 2: ANC nadir at or below", "<="),
+    th("g3_cut", 0.5, "10^9/L", U, "grade 3: ANC nadir at or below", "<="),
+    th("g4_cut", 0.1, "10^9/L", U, "grade 4: ANC nadir at or below", "<="),
+    th("min_values", 2, "results", C, "a late grade needs at least this many results", ">="),
+)
+
+
+_ICAHT_LATE_CUTS = (("g1_cut", True), ("g2_cut", True), ("g3_cut", True), ("g4_cut", True))
+
+
+def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
+    return _icaht_late(course, t, rule_cache(course, t, "icaht_late"), current_day(course),
+                       course.as_of_day)
+
+
+def _icaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
+                as_of: float) -> Finding:
+    rule_id, name = "icaht_late", ANALYTES["anc"].name
+    start, last, extra = late_window(t, None, now, *censor_at(course, as_of))
+    if last < start:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    w = window(course, t, cache, "anc", "late_start_day", _ICAHT_LATE_CUTS)
+    s, i0 = w.s, w.i0
+    i1 = max(i0, end_index(s, last, as_of))
+    need = int(t["min_values"])
+    grade, since_i = 0, None
+    for g, (key, _inclusive) in enumerate(_ICAHT_LATE_CUTS, 1):
+        hits = w.hits[key]
+        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
+            grade = g
+            if since_i is None:
+                since_i = hits[0]
+    extra["results_in_window"] = i1 - i0
+    if grade == 0 and i1 - i0 < need:
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       evidence=[cached_evidence(cache, s, i, "result after day 30")
+                                 for i in range(i0, i1)],
+                       missing=[f"{'a repeat' if i1 > i0 else 'an'} {name} result after "
+                                f"day {start - 1}"])
+    if grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
+                       evidence=[cached_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
+    cut = t[f"g{grade}_cut"]
+    ev = [cached_evidence(cache, s, i, f"<= {cut:g} x 10^9/L after day 30")
+          for i in w.hits[f"g{grade}_cut"][:need]]
+    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
+                   extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(Rule(
+        id="icaht_early", title="Early ICAHT (neutrophils, days 0-30)", version=VERSION,
+        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
+                          ICAHT_CITE[1]),
+        evidence=U, severity=Severity.WARNING, thresholds=ICAHT_EARLY_THRESHOLDS,
+        inputs=("anc",), graded=True, escalates_at_grade=3,
+        choices=EARLY_CHOICES + (
+            "ANC <= 0.1 for 7-13 days = grade 3 (third-party code row, criteria §6.1/§14 #10).",
+            "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
+        ),
+        description="Cumulative days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30.",
+    ), evaluate_icaht_early, replayer("icaht_early", _icaht_early)),
+    RuleSpec(Rule(
+        id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
+        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
+                          ICAHT_CITE[1]),
+        evidence=U, severity=Severity.WARNING, thresholds=ICAHT_LATE_THRESHOLDS,
+        inputs=("anc",), graded=True, escalates_at_grade=3,
+        choices=(
+            "Grade = deepest level reached by at least min_values (2) results after day 30 "
+            "(not necessarily consecutive); one result is not enough (not_evaluable).",
+            "No end day for late N-ICAHT (the table gives none); results after a progression, "
+            "next_therapy or death event are excluded.",
+            "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
+        ),
+        description="ANC nadir after day +30 confirmed by two or more results.",
+    ), evaluate_icaht_late, replayer("icaht_late", _icaht_late)),
+)

@@ -1,0 +1,157 @@
+"""T-ICAHT: early and late thrombocytopenia grades (criteria §6.3)."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from core.course import Course
+from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
+from core.rules.ctcae import current_day
+from core.rules.cytopenia.asof import (
+    Cache,
+    cached_evidence,
+    counted,
+    end_index,
+    replayer,
+    rule_cache,
+    window,
+)
+from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, early, late_window
+from core.rules.cytopenia.shared import VERSION, C, D, censor_at, th
+from core.units import ANALYTES
+
+TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
+
+TICAHT_EARLY_THRESHOLDS = (
+    th("cut", 50, "10^9/L", C, "platelets below this count as a day for grades 1-2", "<"),
+    th("deep_cut", 20, "10^9/L", C, "platelets below this count as a day for grades 3-4", "<"),
+    th("g1_days", 1, "days", C, "grade 1: days with platelets < 50", ">="),
+    th("g2_days", 7, "days", C, "grade 2: days with platelets < 50", ">="),
+    th("g3_deep_days", 1, "days", C, "grade 3: days with platelets < 20", ">="),
+    th("g4_deep_days", 14, "days", C, "grade 4: days with platelets < 20", ">="),
+    th("window_end_day", 30, "day", C, "early T-ICAHT covers days 0-30", "<="),
+    th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
+    th("transfusion_window_days", 7, "days", C,
+       "no recovery within this many days after a platelet transfusion", "<="),
+    th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+       "<="),
+)
+
+
+_TICAHT_EARLY = EarlyGrading("ticaht_early", "platelets", (
+    ("cut", False, (("g1_days", 1), ("g2_days", 2))),
+    ("deep_cut", False, (("g3_deep_days", 3), ("g4_deep_days", 4))),
+), platelets=True)
+
+
+def _ticaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
+                  as_of: float) -> Finding:
+    return early(course, t, cache, _TICAHT_EARLY, now, as_of)
+
+
+def evaluate_ticaht_early(course: Course, t: Thresholds) -> Finding:
+    return _ticaht_early(course, t, rule_cache(course, t, "ticaht_early"), current_day(course),
+                         course.as_of_day)
+
+
+TICAHT_LATE_THRESHOLDS = (
+    th("late_start_day", 31, "day", C, "late T-ICAHT covers days 31-100", ">="),
+    th("late_end_day", 100, "day", C, "late T-ICAHT covers days 31-100", "<="),
+    th("g1_cut", 100, "10^9/L", C, "grade 1: platelets below", "<"),
+    th("g2_cut", 50, "10^9/L", C, "grade 2: platelets below (corrected Grade 2 column)", "<"),
+    th("deep_cut", 20, "10^9/L", C, "grades 3-4: platelets below", "<"),
+    th("g3_deep_days", 1, "days", C, "grade 3: days with platelets < 20", ">="),
+    th("g4_deep_days", 14, "days", C, "grade 4: days with platelets < 20", ">="),
+    th("min_values", 2, "results", C, "a late grade needs at least this many results", ">="),
+    th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
+    th("transfusion_window_days", 7, "days", C,
+       "no recovery within this many days after a platelet transfusion", "<="),
+    th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
+       "<="),
+)
+
+
+_TICAHT_LATE_CUTS = (("g1_cut", False), ("g2_cut", False), ("deep_cut", False))
+
+
+def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
+    return _ticaht_late(course, t, rule_cache(course, t, "ticaht_late"), current_day(course),
+                        course.as_of_day)
+
+
+def _ticaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
+                 as_of: float) -> Finding:
+    rule_id, name = "ticaht_late", ANALYTES["platelets"].name
+    start, last, extra = late_window(t, "late_end_day", now, *censor_at(course, as_of))
+    if last < start:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    w = window(course, t, cache, "platelets", "late_start_day", _TICAHT_LATE_CUTS)
+    s, i0 = w.s, w.i0
+    i1 = max(i0, end_index(s, last, as_of))
+    need = int(t["min_values"])
+    extra["results_in_window"] = i1 - i0
+    grade, since_i = 0, None
+    for g, key in ((1, "g1_cut"), (2, "g2_cut"), (3, "deep_cut")):
+        hits = w.hits[key]
+        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
+            grade = g
+            since_i = hits[0] if since_i is None else since_i
+    if grade == 3:
+        # sparse late sampling: unknown days between results below 20 count in ("bridge")
+        c = counted(course, t, cache, "platelets", True, start, int(t["late_end_day"]),
+                    int(last), as_of, (("deep_cut", False, True),), ("bridge",))
+        days = c.counts["deep_cut", "bridge"][int(last) - start + 1]
+        extra["days_deep_cut"] = days
+        if days >= t["g4_deep_days"]:
+            grade = 4
+    if grade == 0 and i1 - i0 < need:
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       missing=[f"{'a repeat' if i1 > i0 else 'a'} {name} result after "
+                                f"day {start - 1}"])
+    if grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
+                       evidence=[cached_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
+    key = {1: "g1_cut", 2: "g2_cut"}.get(grade, "deep_cut")
+    ev = [cached_evidence(cache, s, i, f"< {t[key]:g} x 10^9/L after day 30")
+          for i in w.hits[key][:need]]
+    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
+                   extra=extra, episode_key=f"since-day-{int(since)}")
+
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(Rule(
+        id="ticaht_early", title="Early T-ICAHT (platelets, days 0-30)", version=VERSION,
+        citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
+        evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
+        inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        escalates_at_grade=3,
+        choices=EARLY_CHOICES + (
+            "Transfusion rule applies to the < 20 count only (recovery is defined as >= 20 "
+            "without transfusion): a day >= 20 within 7 days after a platelet transfusion "
+            "(treatment platelet_transfusion or observation transfusion=platelets, calendar "
+            "days, transfusion day included) is never a recovery day and counts when the "
+            "period goes on.",
+        ),
+        description="Cumulative days with platelets < 50 and < 20 x 10^9/L in days 0-30.",
+    ), evaluate_ticaht_early, replayer("ticaht_early", _ticaht_early)),
+    RuleSpec(Rule(
+        id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
+        citation=Citation(TICAHT_CITE[0], "Table 1 (late < 50 row in Grade 2); criteria.md "
+                          "§6.3", TICAHT_CITE[1]),
+        evidence=D, severity=Severity.WARNING, thresholds=TICAHT_LATE_THRESHOLDS,
+        inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
+        escalates_at_grade=3,
+        choices=(
+            "Each late row needs at least min_values (2) results below it (late counting rule "
+            "of §6.1, stated to mirror T-ICAHT).",
+            "Grade 4 (>= 14 days < 20): daily count with 1-day carry forward, unknown days "
+            "between results < 20 counted in (sparse late sampling), transfusion rule as early.",
+            "Late < 50 row sits in Grade 2 (corrected, criteria §6.3 note).",
+            "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
+        ),
+        description="Platelet depth (and days < 20) in days 31-100.",
+    ), evaluate_ticaht_late, replayer("ticaht_late", _ticaht_late)),
+)
