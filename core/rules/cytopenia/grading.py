@@ -1,10 +1,12 @@
 """Grading shared by the ICAHT and T-ICAHT rules: the early (days 0-30) counting rules
-and the late window.
+and the late (after day 30) depth tables.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,7 +15,15 @@ import numpy as np
 from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
 from core.rules.ctcae import copy_finding
-from core.rules.cytopenia.asof import Cache, Counted, cached, cached_evidence, counted
+from core.rules.cytopenia.asof import (
+    Cache,
+    Counted,
+    cached,
+    cached_evidence,
+    counted,
+    end_index,
+    window,
+)
 from core.rules.cytopenia.shared import censor_at
 from core.units import ANALYTES
 
@@ -143,8 +153,8 @@ def _early_evidence(cache: Cache, c: Counted, n: int, start: int, first_day: int
     return out
 
 
-def late_window(t: Thresholds, end_key: str | None, now: float, cens: float,
-                cens_kind: str | None) -> tuple[int, float, dict[str, object]]:
+def _late_window(t: Thresholds, end_key: str | None, now: float, cens: float,
+                 cens_kind: str | None) -> tuple[int, float, dict[str, object]]:
     start = int(t["late_start_day"])
     end_limit = t[end_key] if end_key else math.inf
     last = min(math.floor(now) if math.isfinite(now) else -math.inf, end_limit,
@@ -156,6 +166,61 @@ def late_window(t: Thresholds, end_key: str | None, now: float, cens: float,
     elif end_key and (not math.isfinite(now) or now < end_limit):
         extra["provisional_until_day"] = int(end_limit)
     return start, last, extra
+
+
+Deepen = Callable[[Course, Thresholds, Cache, int, float, float, dict[str, object]], int]
+
+
+@dataclass(frozen=True)
+class LateGrading:
+    """A late rule's depth table: grade g when at least min_values results of the window are
+    below row g's cut."""
+
+    rule_id: str
+    analyte: str
+    end_key: str | None  # threshold key of the window's last day (None: no end day)
+    cuts: tuple[tuple[str, bool], ...]  # per grade from 1: (threshold key, inclusive: <= or <)
+    lists_results: bool  # a not evaluable finding shows the window's results as evidence
+    # the grade past the last row's, from (course, t, cache, start, last, as_of, extra)
+    deepen: Deepen | None = None
+
+
+def late(g: LateGrading, course: Course, t: Thresholds, cache: Cache, now: float,
+         as_of: float) -> Finding:
+    rule_id, name = g.rule_id, ANALYTES[g.analyte].name
+    start, last, extra = _late_window(t, g.end_key, now, *censor_at(course, as_of))
+    if last < start:
+        extra["window_opens_day"] = start
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
+    w = window(course, t, cache, g.analyte, "late_start_day", g.cuts)
+    s, i0 = w.s, w.i0
+    i1 = max(i0, end_index(s, last, as_of))
+    need = int(t["min_values"])
+    extra["results_in_window"] = i1 - i0
+    grade, since_i = 0, None
+    for row, (key, _inclusive) in enumerate(g.cuts, 1):
+        hits = w.hits[key]
+        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
+            grade = row
+            since_i = hits[0] if since_i is None else since_i
+    if grade == len(g.cuts) and g.deepen is not None:
+        grade = g.deepen(course, t, cache, start, last, as_of, extra)
+    if grade == 0 and i1 - i0 < need:
+        article = "an" if name[0] in "AEIOU" else "a"
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       evidence=[cached_evidence(cache, s, i, "result after day 30")
+                                 for i in range(i0, i1)] if g.lists_results else [],
+                       missing=[f"{'a repeat' if i1 > i0 else article} {name} result after "
+                                f"day {start - 1}"])
+    if grade == 0:
+        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
+                       evidence=[cached_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
+    key, inclusive = g.cuts[min(grade, len(g.cuts)) - 1]
+    why = f"{'<=' if inclusive else '<'} {t[key]:g} x 10^9/L after day 30"
+    ev = [cached_evidence(cache, s, i, why) for i in w.hits[key][:need]]
+    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
+                   extra=extra, episode_key=f"since-day-{int(since)}")
 
 
 EARLY_CHOICES = (

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import bisect
-import math
-
 from core.course import Course
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
+from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Thresholds
 from core.rules.ctcae import current_day
-from core.rules.cytopenia.asof import (
-    Cache,
-    cached_evidence,
-    end_index,
-    replayer,
-    rule_cache,
-    window,
-)
-from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, early, late_window
-from core.rules.cytopenia.shared import VERSION, C, D, U, censor_at, th
-from core.units import ANALYTES
+from core.rules.cytopenia.asof import Cache, replayer, rule_cache
+from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
+from core.rules.cytopenia.shared import VERSION, C, D, U, th
 
 ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
               "10.1182/blood.2023020578")
@@ -66,7 +55,9 @@ ICAHT_LATE_THRESHOLDS = (
 )
 
 
-_ICAHT_LATE_CUTS = (("g1_cut", True), ("g2_cut", True), ("g3_cut", True), ("g4_cut", True))
+_ICAHT_LATE = LateGrading("icaht_late", "anc", end_key=None, cuts=(
+    ("g1_cut", True), ("g2_cut", True), ("g3_cut", True), ("g4_cut", True),
+), lists_results=True)
 
 
 def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
@@ -76,38 +67,7 @@ def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
 
 def _icaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
                 as_of: float) -> Finding:
-    rule_id, name = "icaht_late", ANALYTES["anc"].name
-    start, last, extra = late_window(t, None, now, *censor_at(course, as_of))
-    if last < start:
-        extra["window_opens_day"] = start
-        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    w = window(course, t, cache, "anc", "late_start_day", _ICAHT_LATE_CUTS)
-    s, i0 = w.s, w.i0
-    i1 = max(i0, end_index(s, last, as_of))
-    need = int(t["min_values"])
-    grade, since_i = 0, None
-    for g, (key, _inclusive) in enumerate(_ICAHT_LATE_CUTS, 1):
-        hits = w.hits[key]
-        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
-            grade = g
-            if since_i is None:
-                since_i = hits[0]
-    extra["results_in_window"] = i1 - i0
-    if grade == 0 and i1 - i0 < need:
-        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
-                       evidence=[cached_evidence(cache, s, i, "result after day 30")
-                                 for i in range(i0, i1)],
-                       missing=[f"{'a repeat' if i1 > i0 else 'an'} {name} result after "
-                                f"day {start - 1}"])
-    if grade == 0:
-        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
-                       evidence=[cached_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
-    cut = t[f"g{grade}_cut"]
-    ev = [cached_evidence(cache, s, i, f"<= {cut:g} x 10^9/L after day 30")
-          for i in w.hits[f"g{grade}_cut"][:need]]
-    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
-    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
-                   extra=extra, episode_key=f"since-day-{int(since)}")
+    return late(_ICAHT_LATE, course, t, cache, now, as_of)
 
 
 RULES: tuple[RuleSpec, ...] = (

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import bisect
-import math
-
 from core.course import Course
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
+from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Thresholds
 from core.rules.ctcae import current_day
-from core.rules.cytopenia.asof import (
-    Cache,
-    cached_evidence,
-    counted,
-    end_index,
-    replayer,
-    rule_cache,
-    window,
-)
-from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, early, late_window
-from core.rules.cytopenia.shared import VERSION, C, D, censor_at, th
-from core.units import ANALYTES
+from core.rules.cytopenia.asof import Cache, counted, replayer, rule_cache
+from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
+from core.rules.cytopenia.shared import VERSION, C, D, th
 
 TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
 
@@ -72,7 +60,20 @@ TICAHT_LATE_THRESHOLDS = (
 )
 
 
-_TICAHT_LATE_CUTS = (("g1_cut", False), ("g2_cut", False), ("deep_cut", False))
+def _days_below_20(course: Course, t: Thresholds, cache: Cache, start: int, last: float,
+                   as_of: float, extra: dict[str, object]) -> int:
+    """Grade 4 once g4_deep_days days are counted < 20, else 3; sparse late sampling: unknown
+    days between results below 20 count in ("bridge")."""
+    c = counted(course, t, cache, "platelets", True, start, int(t["late_end_day"]),
+                int(last), as_of, (("deep_cut", False, True),), ("bridge",))
+    days = c.counts["deep_cut", "bridge"][int(last) - start + 1]
+    extra["days_deep_cut"] = days
+    return 4 if days >= t["g4_deep_days"] else 3
+
+
+_TICAHT_LATE = LateGrading("ticaht_late", "platelets", end_key="late_end_day", cuts=(
+    ("g1_cut", False), ("g2_cut", False), ("deep_cut", False),
+), lists_results=False, deepen=_days_below_20)
 
 
 def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
@@ -82,43 +83,7 @@ def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
 
 def _ticaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
                  as_of: float) -> Finding:
-    rule_id, name = "ticaht_late", ANALYTES["platelets"].name
-    start, last, extra = late_window(t, "late_end_day", now, *censor_at(course, as_of))
-    if last < start:
-        extra["window_opens_day"] = start
-        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    w = window(course, t, cache, "platelets", "late_start_day", _TICAHT_LATE_CUTS)
-    s, i0 = w.s, w.i0
-    i1 = max(i0, end_index(s, last, as_of))
-    need = int(t["min_values"])
-    extra["results_in_window"] = i1 - i0
-    grade, since_i = 0, None
-    for g, key in ((1, "g1_cut"), (2, "g2_cut"), (3, "deep_cut")):
-        hits = w.hits[key]
-        if bisect.bisect_left(hits, i1) >= need:  # hits in the window
-            grade = g
-            since_i = hits[0] if since_i is None else since_i
-    if grade == 3:
-        # sparse late sampling: unknown days between results below 20 count in ("bridge")
-        c = counted(course, t, cache, "platelets", True, start, int(t["late_end_day"]),
-                    int(last), as_of, (("deep_cut", False, True),), ("bridge",))
-        days = c.counts["deep_cut", "bridge"][int(last) - start + 1]
-        extra["days_deep_cut"] = days
-        if days >= t["g4_deep_days"]:
-            grade = 4
-    if grade == 0 and i1 - i0 < need:
-        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
-                       missing=[f"{'a repeat' if i1 > i0 else 'a'} {name} result after "
-                                f"day {start - 1}"])
-    if grade == 0:
-        return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, extra=extra,
-                       evidence=[cached_evidence(cache, s, w.lowest[i1], "lowest after day 30")])
-    key = {1: "g1_cut", 2: "g2_cut"}.get(grade, "deep_cut")
-    ev = [cached_evidence(cache, s, i, f"< {t[key]:g} x 10^9/L after day 30")
-          for i in w.hits[key][:need]]
-    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
-    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
-                   extra=extra, episode_key=f"since-day-{int(since)}")
+    return late(_TICAHT_LATE, course, t, cache, now, as_of)
 
 
 RULES: tuple[RuleSpec, ...] = (
