@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from core.course import Course
-from core.rules.base import EvidenceItem, Finding, Replayer, Thresholds
+from core.rules.base import EvidenceItem, Finding, Replayer, Rule, RuleSpec, Thresholds
 from core.rules.common import END_OF_DAY, course_index, lab_series, memo, thresholds_key
-from core.rules.ctcae import Series, series_of, series_of_full
+from core.rules.ctcae import Series, current_day, series_of, series_of_full
 from core.rules.cytopenia.shared import (
     carry_forward,
     count_prefixes,
@@ -34,7 +34,7 @@ Cache = dict[object, Any]
 AsOfEvaluator = Callable[[Course, Thresholds, Cache, float, float], Finding]
 
 
-def rule_cache(course: Course, t: Thresholds, rule_id: str) -> Cache:
+def _rule_cache(course: Course, t: Thresholds, rule_id: str) -> Cache:
     """The rule's per-course cache under thresholds `t` (one memo entry, fetched once per
     evaluation or replay, so the day loop does not hash the thresholds again)."""
     return memo(course, ("cw_cyto", rule_id, thresholds_key(t)), dict)
@@ -58,11 +58,23 @@ def cached_evidence(cache: Cache, s: Series, i: int, why: str) -> EvidenceItem:
     return item
 
 
-def replayer(rule_id: str, as_of_evaluator: AsOfEvaluator) -> Replayer:
+def rule_spec(rule: Rule, as_of_evaluator: AsOfEvaluator) -> RuleSpec:
+    """The rule with `as_of_evaluator` as its evaluator (at the course's own instant) and as
+    its replay hook (as of the end of each day)."""
+
+    def evaluate(course: Course, t: Thresholds) -> Finding:
+        return as_of_evaluator(course, t, _rule_cache(course, t, rule.id), current_day(course),
+                               course.as_of_day)
+
+    evaluate.__name__ = f"evaluate_{rule.id}"
+    return RuleSpec(rule, evaluate, _replayer(rule.id, as_of_evaluator))
+
+
+def _replayer(rule_id: str, as_of_evaluator: AsOfEvaluator) -> Replayer:
     """A replay hook: `as_of_evaluator` as of the end of each day, on the full course."""
 
     def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-        cache = rule_cache(course, t, rule_id)
+        cache = _rule_cache(course, t, rule_id)
         out = []
         for day in days:
             as_of = min(day + END_OF_DAY, course.as_of_day)  # the day view's as_of_day
@@ -78,7 +90,7 @@ def full_series(course: Course, analyte: str) -> Series:
     return series_of(course, analyte) if src is None else series_of_full(course, src)
 
 
-def series_until(course: Course, analyte: str, as_of: float) -> Series:
+def _series_until(course: Course, analyte: str, as_of: float) -> Series:
     """The analyte's results with day <= as_of (views into the per-course arrays)."""
     s = full_series(course, analyte)
     k = 0 if s.src is None else s.src.count(as_of)
@@ -131,7 +143,7 @@ def window(course: Course, t: Thresholds, cache: Cache, analyte: str, start_key:
     return cached(cache, "window", build)
 
 
-def platelet_tx(course: Course) -> list[float]:
+def _platelet_tx(course: Course) -> list[float]:
     """Days of every platelet transfusion in the course (platelet_transfusion_days' sources,
     whatever the as-of instant), sorted."""
 
@@ -147,14 +159,14 @@ def platelet_tx(course: Course) -> list[float]:
     return memo(course, ("cw_cyto_platelet_tx",), build)
 
 
-def is_known_through(course: Course, analyte: str, platelets: bool, last: int,
-                     as_of: float) -> bool:
+def _is_known_through(course: Course, analyte: str, platelets: bool, last: int,
+                      as_of: float) -> bool:
     """Whether every result (and platelet transfusion) of days <= last is known by as_of."""
     src = lab_series(course, analyte)
     if src is not None and src.count(as_of) < bisect.bisect_left(src.days, last + 1.0):
         return False
     if platelets:
-        tx = platelet_tx(course)
+        tx = _platelet_tx(course)
         return bisect.bisect_right(tx, as_of) >= bisect.bisect_left(tx, last + 1.0)
     return True
 
@@ -172,9 +184,9 @@ class Counted:
     lowest: list[int]  # day index of the lowest value (first if tied; -1 if none)
 
 
-def count_window(s: Series, t: Thresholds, first: int, last: int,
-                 cuts: tuple[tuple[str, bool, bool], ...], unknowns: tuple[str, ...],
-                 tx_days: np.ndarray | None) -> Counted:
+def _count_window(s: Series, t: Thresholds, first: int, last: int,
+                  cuts: tuple[tuple[str, bool, bool], ...], unknowns: tuple[str, ...],
+                  tx_days: np.ndarray | None) -> Counted:
     """Count days first..last for each (threshold key, inclusive, transfusion rule) of `cuts`
     and each unknown-day rule; the day before `first` is read for carrying forward only."""
     vals, idx = daily_worst(s, first - 1, last)
@@ -201,22 +213,22 @@ def count_window(s: Series, t: Thresholds, first: int, last: int,
 def counted(course: Course, t: Thresholds, cache: Cache, analyte: str, platelets: bool,
             first: int, window_last: int, last: int, as_of: float,
             cuts: tuple[tuple[str, bool, bool], ...], unknowns: tuple[str, ...]) -> Counted:
-    """count_window over days first..last as known at as_of (last <= window_last).
+    """_count_window over days first..last as known at as_of (last <= window_last).
 
     When every result and transfusion of those days is known, the counts over the whole
     window are built once per course from all results and read by prefix: the counting only
     looks back, so the first n days' counts do not depend on later days.
     """
-    if is_known_through(course, analyte, platelets, last, as_of):
+    if _is_known_through(course, analyte, platelets, last, as_of):
         def build() -> Counted:
             s = full_series(course, analyte)
-            tx = np.floor(np.asarray(platelet_tx(course))).astype(int) if platelets else None
-            return count_window(s, t, first, window_last, cuts, unknowns, tx)
+            tx = np.floor(np.asarray(_platelet_tx(course))).astype(int) if platelets else None
+            return _count_window(s, t, first, window_last, cuts, unknowns, tx)
 
         return cached(cache, "counted", build)
     tx = None
     if platelets:
-        tx_all = platelet_tx(course)
+        tx_all = _platelet_tx(course)
         tx = np.floor(np.asarray(tx_all[:bisect.bisect_right(tx_all, as_of)])).astype(int)
-    return count_window(series_until(course, analyte, as_of), t, first, last, cuts,
-                        unknowns, tx)
+    return _count_window(_series_until(course, analyte, as_of), t, first, last, cuts,
+                         unknowns, tx)

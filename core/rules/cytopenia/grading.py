@@ -60,12 +60,12 @@ class EarlyGrading:
 
     @cached_property
     def cuts(self) -> tuple[tuple[str, bool, bool], ...]:
-        """(threshold key, inclusive, transfusion rule) per row, for count_window."""
+        """(threshold key, inclusive, transfusion rule) per row, for _count_window."""
         return tuple((key, inclusive, self.platelets and key == "deep_cut")
                      for key, inclusive, _ in self.rows)
 
 
-def early(course: Course, t: Thresholds, cache: Cache, g: EarlyGrading, now: float,
+def early(g: EarlyGrading, course: Course, t: Thresholds, cache: Cache, now: float,
           as_of: float) -> Finding:
     start, window_end = 0, int(t["window_end_day"])
     cens, cens_kind = censor_at(course, as_of)

@@ -15,8 +15,8 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.ctcae import copy_finding, current_day
-from core.rules.cytopenia.asof import Cache, cached, end_index, full_series, replayer, rule_cache
+from core.rules.ctcae import copy_finding
+from core.rules.cytopenia.asof import Cache, cached, end_index, full_series, rule_spec
 from core.rules.cytopenia.shared import C2, VERSION, D, U, th
 from core.units import ANALYTES
 
@@ -55,11 +55,6 @@ def _points(analyte: str, x: float, t: Thresholds) -> int:
 
 _HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemoglobin", 1),
                                           ("crp", 1), ("ferritin", 2))
-
-
-def evaluate_car_hematotox(course: Course, t: Thresholds) -> Finding:
-    return _car_hematotox_as_of(course, t, rule_cache(course, t, "car_hematotox"),
-                                current_day(course), course.as_of_day)
 
 
 def _car_hematotox_as_of(course: Course, t: Thresholds, cache: Cache, now: float,
@@ -119,7 +114,7 @@ def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: floa
 
 
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(Rule(
+    rule_spec(Rule(
         id="car_hematotox", title="CAR-HEMATOTOX score (baseline, before lymphodepletion)",
         version=VERSION,
         citation=Citation(HT_CITE[0], "score items and risk groups; criteria.md §7",
@@ -138,5 +133,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC, Hb, platelets, CRP, ferritin before lymphodepletion; 0-7 points, "
                     "high risk >= 2.",
-    ), evaluate_car_hematotox, replayer("car_hematotox", _car_hematotox_as_of)),
+    ), _car_hematotox_as_of),
 )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.course import Course
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Thresholds
-from core.rules.ctcae import current_day
-from core.rules.cytopenia.asof import Cache, replayer, rule_cache
+from functools import partial
+
+from core.rules.base import Citation, Rule, RuleSpec, Severity
+from core.rules.cytopenia.asof import rule_spec
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
 from core.rules.cytopenia.shared import VERSION, C, D, U, th
 
@@ -35,16 +35,6 @@ _ICAHT_EARLY = EarlyGrading("icaht_early", "anc", (
 ), platelets=False)
 
 
-def _icaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
-                 as_of: float) -> Finding:
-    return early(course, t, cache, _ICAHT_EARLY, now, as_of)
-
-
-def evaluate_icaht_early(course: Course, t: Thresholds) -> Finding:
-    return _icaht_early(course, t, rule_cache(course, t, "icaht_early"), current_day(course),
-                        course.as_of_day)
-
-
 ICAHT_LATE_THRESHOLDS = (
     th("late_start_day", 31, "day", C, "late ICAHT: after day +30", ">="),
     th("g1_cut", 1.5, "10^9/L", U, "grade 1: ANC nadir at or below", "<="),
@@ -60,18 +50,8 @@ _ICAHT_LATE = LateGrading("icaht_late", "anc", end_key=None, cuts=(
 ), lists_results=True)
 
 
-def evaluate_icaht_late(course: Course, t: Thresholds) -> Finding:
-    return _icaht_late(course, t, rule_cache(course, t, "icaht_late"), current_day(course),
-                       course.as_of_day)
-
-
-def _icaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
-                as_of: float) -> Finding:
-    return late(_ICAHT_LATE, course, t, cache, now, as_of)
-
-
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(Rule(
+    rule_spec(Rule(
         id="icaht_early", title="Early ICAHT (neutrophils, days 0-30)", version=VERSION,
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
@@ -82,8 +62,8 @@ RULES: tuple[RuleSpec, ...] = (
             "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
         ),
         description="Cumulative days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30.",
-    ), evaluate_icaht_early, replayer("icaht_early", _icaht_early)),
-    RuleSpec(Rule(
+    ), partial(early, _ICAHT_EARLY)),
+    rule_spec(Rule(
         id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
@@ -97,5 +77,5 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="ANC nadir after day +30 confirmed by two or more results.",
-    ), evaluate_icaht_late, replayer("icaht_late", _icaht_late)),
+    ), partial(late, _ICAHT_LATE)),
 )

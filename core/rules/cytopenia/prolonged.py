@@ -17,15 +17,14 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.ctcae import Series, current_day
+from core.rules.ctcae import Series
 from core.rules.cytopenia.asof import (
     Cache,
     cached,
     cached_evidence,
     end_index,
     full_series,
-    replayer,
-    rule_cache,
+    rule_spec,
 )
 from core.rules.cytopenia.shared import VERSION, C, D, censor_at, th
 from core.units import ANALYTES
@@ -72,11 +71,6 @@ def _lineages(course: Course, t: Thresholds, cache: Cache) -> list[_Lineage]:
         return out
 
     return cached(cache, "lineages", build)
-
-
-def evaluate_prolonged_cytopenia(course: Course, t: Thresholds) -> Finding:
-    return _prolonged_cytopenia(course, t, rule_cache(course, t, "prolonged_cytopenia"),
-                                current_day(course), course.as_of_day)
 
 
 def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float,
@@ -133,7 +127,7 @@ def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float
 
 
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(Rule(
+    rule_spec(Rule(
         id="prolonged_cytopenia", title="Prolonged grade >= 3 cytopenia past the landmark day",
         version=VERSION,
         citation=Citation("Dashboard rule after ICAHT/JULIET definitions",
@@ -153,5 +147,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
                     "after the landmark day.",
-    ), evaluate_prolonged_cytopenia, replayer("prolonged_cytopenia", _prolonged_cytopenia)),
+    ), _prolonged_cytopenia),
 )

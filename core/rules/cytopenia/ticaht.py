@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from core.course import Course
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Thresholds
-from core.rules.ctcae import current_day
-from core.rules.cytopenia.asof import Cache, counted, replayer, rule_cache
+from core.rules.base import Citation, Rule, RuleSpec, Severity, Thresholds
+from core.rules.cytopenia.asof import Cache, counted, rule_spec
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
 from core.rules.cytopenia.shared import VERSION, C, D, th
 
@@ -31,16 +32,6 @@ _TICAHT_EARLY = EarlyGrading("ticaht_early", "platelets", (
     ("cut", False, (("g1_days", 1), ("g2_days", 2))),
     ("deep_cut", False, (("g3_deep_days", 3), ("g4_deep_days", 4))),
 ), platelets=True)
-
-
-def _ticaht_early(course: Course, t: Thresholds, cache: Cache, now: float,
-                  as_of: float) -> Finding:
-    return early(course, t, cache, _TICAHT_EARLY, now, as_of)
-
-
-def evaluate_ticaht_early(course: Course, t: Thresholds) -> Finding:
-    return _ticaht_early(course, t, rule_cache(course, t, "ticaht_early"), current_day(course),
-                         course.as_of_day)
 
 
 TICAHT_LATE_THRESHOLDS = (
@@ -76,18 +67,8 @@ _TICAHT_LATE = LateGrading("ticaht_late", "platelets", end_key="late_end_day", c
 ), lists_results=False, deepen=_days_below_20)
 
 
-def evaluate_ticaht_late(course: Course, t: Thresholds) -> Finding:
-    return _ticaht_late(course, t, rule_cache(course, t, "ticaht_late"), current_day(course),
-                        course.as_of_day)
-
-
-def _ticaht_late(course: Course, t: Thresholds, cache: Cache, now: float,
-                 as_of: float) -> Finding:
-    return late(_TICAHT_LATE, course, t, cache, now, as_of)
-
-
 RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(Rule(
+    rule_spec(Rule(
         id="ticaht_early", title="Early T-ICAHT (platelets, days 0-30)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
@@ -101,8 +82,8 @@ RULES: tuple[RuleSpec, ...] = (
             "period goes on.",
         ),
         description="Cumulative days with platelets < 50 and < 20 x 10^9/L in days 0-30.",
-    ), evaluate_ticaht_early, replayer("ticaht_early", _ticaht_early)),
-    RuleSpec(Rule(
+    ), partial(early, _TICAHT_EARLY)),
+    rule_spec(Rule(
         id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1 (late < 50 row in Grade 2); criteria.md "
                           "§6.3", TICAHT_CITE[1]),
@@ -118,5 +99,5 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="Platelet depth (and days < 20) in days 31-100.",
-    ), evaluate_ticaht_late, replayer("ticaht_late", _ticaht_late)),
+    ), partial(late, _TICAHT_LATE)),
 )
