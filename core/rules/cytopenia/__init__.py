@@ -14,7 +14,12 @@ as below): equal grades are reported as such, a lower bound >= 1 is reported as 
 `grade_at_most`, otherwise the rule is not evaluable and lists the days to log.
 
 Replay (backtesting) runs the same as-of functions as `evaluate`, once per day on the full
-course, reading per-course tables by prefix (see "As-of evaluation and one-pass replay").
+course, reading per-course tables by prefix (asof.py).
+
+Modules: shared (declaration constants, daily grid, counting machine, censoring), asof
+(per-course cache, evaluate and replay hooks, result windows, counts by prefix), grading
+(early counting and late depth tables, shared by ICAHT and T-ICAHT), then one module per
+rule family: icaht, ticaht, prolonged, hematotox. RULES lists them in display order.
 """
 
 from __future__ import annotations

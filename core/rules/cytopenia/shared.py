@@ -25,10 +25,6 @@ def th(key: str, value: float, unit: str, ev: Evidence, description: str,
                      op=op)
 
 
-# ---------------------------------------------------------------------------------------------
-# Shared pieces: daily grid, counting machine, censoring, transfusions
-# ---------------------------------------------------------------------------------------------
-
 BELOW, ABOVE, SUPPORTED, UNKNOWN = 1, 0, 2, -1
 
 
