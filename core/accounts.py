@@ -1,5 +1,6 @@
-"""Sign-in accounts: who may sign in, the audit of sign-ins, deactivation, the first admin and
-the key that signs the dashboard's sign-in cookie.
+"""Sign-in accounts: who may sign in, the audit of sign-ins, lockout after repeated failures,
+deactivation, roles, passwords, the first admin and the key that signs the dashboard's sign-in
+cookie.
 
 Passwords are bcrypt hashes in `User.password_hash` (core.users); the dashboard checks them
 with streamlit-authenticator. Nothing here stores, returns for display or logs a password.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from core.db import session_scope
 from core.faults import reraise_storage_fault
 from core.models import AuditLog, Role, SiteSetting, User
 from core.permissions import require
+from core.users import check_new_password, check_password, hash_password
 
 FIRST_ADMIN = "admin"
 COOKIE_KEY_SETTING = "auth_cookie_key"
@@ -32,8 +34,11 @@ OUTCOMES = {
     "logout": "signed out",
     "session_expired": "signed out after the idle time",
     "account_inactive": "signed out: the account was deactivated",
+    "login_locked": "sign-in refused: too many failed sign-ins, locked for a while",
 }
 SIGN_OUTS = ("logout", "session_expired", "account_inactive")
+# a new password ends every saved sign-in of the user and reopens a locked user name
+PASSWORD_EVENTS = ("password_changed", "password_reset")
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,146 @@ def record_sign_in(engine: Engine, username: str, action: str, *,
         raise
 
 
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def _user_id(s: Session, username: str) -> int | None:
+    return s.scalars(select(User.id).where(func.lower(User.username) == username.lower())).first()
+
+
+def _password_set_at(s: Session, user_id: int | None) -> datetime | None:
+    if user_id is None:
+        return None
+    return _aware(s.scalar(select(func.max(AuditLog.at)).where(
+        AuditLog.table_name == "user", AuditLog.record_id == str(user_id),
+        AuditLog.action.in_(PASSWORD_EVENTS))))  # type: ignore[attr-defined]
+
+
 def signed_out_at(engine: Engine, username: str) -> datetime | None:
-    """When this user last signed out (or was signed out); a re-login cookie issued before
-    then is no longer honoured, so signing out ends every saved sign-in of theirs."""
+    """When this user last signed out, was signed out, or got a new password; a re-login
+    cookie issued before then is no longer honoured, so signing out (or a new password) ends
+    every saved sign-in of theirs."""
     with Session(engine) as s:
-        at = s.scalar(select(func.max(AuditLog.at)).where(
+        out = _aware(s.scalar(select(func.max(AuditLog.at)).where(
             func.lower(AuditLog.actor) == username.lower(),
-            AuditLog.action.in_(SIGN_OUTS)))  # type: ignore[attr-defined]
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at
+            AuditLog.action.in_(SIGN_OUTS))))  # type: ignore[attr-defined]
+        changed = _password_set_at(s, _user_id(s, username))
+    return max((t for t in (out, changed) if t is not None), default=None)
+
+
+def locked_until(engine: Engine, username: str, attempts: int, minutes: float,
+                 now: datetime | None = None) -> datetime | None:
+    """Until when sign-in under this name is refused, or None when it is open.
+
+    A name is locked for `minutes` after its `attempts`-th failed sign-in within `minutes`
+    with no good sign-in or new password since. It works on the name typed, known or not, so
+    the lock tells nobody whether an account exists [DESIGN, not a clinical number]."""
+    now = now or datetime.now(UTC)
+    name = (username or "").strip()[:100].lower()
+    if not name:
+        return None
+    with Session(engine) as s:
+        since = now - timedelta(minutes=minutes)
+        good = _aware(s.scalar(select(func.max(AuditLog.at)).where(
+            func.lower(AuditLog.actor) == name, AuditLog.action == "login")))
+        for t in (good, _password_set_at(s, _user_id(s, name))):
+            if t is not None and t > since:
+                since = t
+        failures = [_aware(at) for at in s.scalars(
+            select(AuditLog.at).where(func.lower(AuditLog.actor) == name,
+                                      AuditLog.action == "login_failed",
+                                      AuditLog.at > since)
+            .order_by(AuditLog.at.desc()).limit(attempts))]  # type: ignore[attr-defined]
+    if len(failures) < attempts:
+        return None
+    until = failures[0] + timedelta(minutes=minutes)  # type: ignore[operator]
+    return until if until > now else None
+
+
+def _find(s: Session, username: str) -> User:
+    user = s.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
+    if user is None:
+        raise ValueError(f"There is no user {username!r}.")
+    return user
+
+
+def change_own_password(engine: Engine, username: str, current: str, new: str, *,
+                        actor_role: str | None) -> None:
+    """A signed-in user sets a new password, giving the current one. Audited (never the
+    password); every saved sign-in of theirs ends."""
+    require(actor_role, "own_account")
+    check_new_password(new)
+    if new == current:
+        raise ValueError("the new password is the same as the current one")
+    try:
+        with session_scope(engine) as s:
+            user = _find(s, username)
+            if not user.is_active or not check_password(current, user.password_hash):
+                raise ValueError("The current password is wrong. Nothing was changed.")
+            user.password_hash = hash_password(new)
+            s.add(user)
+            audit.record(s, actor=user.username, action="password_changed", table_name="user",
+                         record_id=user.id, after={"username": user.username},
+                         reason="own password changed")
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
+
+
+def reset_password(engine: Engine, username: str, new: str, actor: str, *,
+                   actor_role: str | None) -> None:
+    """An admin sets a new password for a user (who forgot theirs, or was locked out): it
+    reopens a locked name and ends every saved sign-in of theirs. Audited."""
+    require(actor_role, "manage_users")
+    check_new_password(new)
+    try:
+        with session_scope(engine) as s:
+            user = _find(s, username)
+            user.password_hash = hash_password(new)
+            s.add(user)
+            audit.record(s, actor=actor, action="password_reset", table_name="user",
+                         record_id=user.id, after={"username": user.username},
+                         reason="password set by an admin")
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
+
+
+def _last_admin(s: Session, user: User) -> bool:
+    if Role(user.role) != Role.ADMIN or not user.is_active:
+        return False
+    admins = s.scalar(select(func.count()).select_from(User).where(
+        User.role == Role.ADMIN.value, User.is_active.is_(True)))  # type: ignore[attr-defined]
+    return (admins or 0) <= 1
+
+
+def set_role(engine: Engine, username: str, role: str, actor: str, *,
+             actor_role: str | None) -> None:
+    """Give a user another role (it applies at their next click). Audited with the old and
+    new role. An admin cannot change their own role, nor take the role of the last admin."""
+    require(actor_role, "manage_users")
+    if role not in {r.value for r in Role}:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
+    try:
+        with session_scope(engine) as s:
+            user = _find(s, username)
+            if Role(user.role).value == role:
+                return
+            if actor_role is not None and user.username.lower() == actor.lower():
+                raise ValueError("You cannot change your own role; ask another admin.")
+            if _last_admin(s, user):
+                raise ValueError("This is the last active admin; make another admin first.")
+            before = {"role": Role(user.role).value}
+            user.role = Role(role)
+            s.add(user)
+            audit.record(s, actor=actor, action="set_role", table_name="user",
+                         record_id=user.id, before=before,
+                         after={"role": role, "username": user.username},
+                         reason=f"role changed from {before['role']} to {role}")
+    except DBAPIError as exc:
+        reraise_storage_fault(exc)
+        raise
 
 
 def set_active(engine: Engine, username: str, active: bool, actor: str, *,
@@ -125,11 +260,8 @@ def set_active(engine: Engine, username: str, active: bool, actor: str, *,
                 return
             if not active and actor_role is not None and user.username.lower() == actor.lower():
                 raise ValueError("You cannot deactivate your own account.")
-            if not active and Role(user.role) == Role.ADMIN:
-                admins = s.scalar(select(func.count()).select_from(User).where(
-                    User.role == Role.ADMIN.value, User.is_active.is_(True)))  # type: ignore[attr-defined]
-                if (admins or 0) <= 1:
-                    raise ValueError("This is the last active admin; make another admin first.")
+            if not active and _last_admin(s, user):
+                raise ValueError("This is the last active admin; make another admin first.")
             before = {"is_active": user.is_active}
             user.is_active = active
             s.add(user)

@@ -179,16 +179,22 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(name: str) -> str | None:
+    """A new password from the prompt (typed twice; None if they differ) or from stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        print("passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
     from core.users import create_user
 
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
-            print("passwords differ", file=sys.stderr)
-            return 1
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+    if (password := _read_password(args.name)) is None:
+        return 1
     try:
         create_user(_engine(args), args.name, args.role, password,
                     display_name=args.display_name, actor=args.user)
@@ -196,6 +202,21 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"user {args.name} ({args.role}) created")
+    return 0
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    """The operator's way back in when every admin has forgotten their password."""
+    from core.accounts import reset_password
+
+    if (password := _read_password(args.name)) is None:
+        return 1
+    try:
+        reset_password(_engine(args), args.name, password, args.user, actor_role=None)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"new password set for {args.name}; their saved sign-ins have ended")
     return 0
 
 
@@ -260,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["display", "viewer", "nurse", "clinician", "admin"])
     s.add_argument("--display-name")
     s.set_defaults(func=cmd_create_user)
+
+    s = sub.add_parser("set-password", help="give a user a new password (prompt or stdin); "
+                                            "also reopens a name locked by failed sign-ins")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_set_password)
     return p
 
 

@@ -15,17 +15,20 @@ SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 DEFAULT_IDLE_MINUTES = 30.0
 
 
-def _minutes(text: str | None) -> float:
+DEFAULT_LOCKOUT_ATTEMPTS = 5
+DEFAULT_LOCKOUT_MINUTES = 15.0
+
+
+def _number(name: str, text: str | None, default: float, what: str) -> float:
     if not text:
-        return DEFAULT_IDLE_MINUTES
+        return default
     try:
-        minutes = float(text)
+        value = float(text)
     except ValueError:
-        minutes = -1.0
-    if not 0 < minutes < 60 * 24 * 30:
-        raise ValueError(f"CARTWATCH_IDLE_MINUTES must be a number of minutes above 0, "
-                         f"not {text!r}")
-    return minutes
+        value = -1.0
+    if not 0 < value < 60 * 24 * 30 or (what == "a whole number" and not value.is_integer()):
+        raise ValueError(f"{name} must be {what} above 0, not {text!r}")
+    return value
 
 
 def default_database_url() -> str:
@@ -47,6 +50,9 @@ class Settings:
         absent means a random key generated once and kept in the database.
     display_token: the secret in the huddle TV's URL (``CARTWATCH_DISPLAY_TOKEN``); absent
         means the display path is off.
+    lockout_attempts, lockout_minutes: after this many failed sign-ins of one user name
+        within this many minutes, that name is refused for this many minutes
+        (``CARTWATCH_LOCKOUT_ATTEMPTS``, default 5; ``CARTWATCH_LOCKOUT_MINUTES``, default 15).
     """
 
     database_url: str = field(default_factory=default_database_url)
@@ -56,6 +62,8 @@ class Settings:
     idle_minutes: float = DEFAULT_IDLE_MINUTES
     cookie_key: str | None = field(default=None, repr=False)
     display_token: str | None = field(default=None, repr=False)
+    lockout_attempts: int = DEFAULT_LOCKOUT_ATTEMPTS
+    lockout_minutes: float = DEFAULT_LOCKOUT_MINUTES
 
     @property
     def tz(self) -> ZoneInfo:
@@ -69,7 +77,14 @@ class Settings:
             "database_url": env.get("CARTWATCH_DATABASE_URL") or default_database_url(),
             "ward_tz": env.get("CARTWATCH_WARD_TZ") or "UTC",
             "site_config": Path(site) if site else None,
-            "idle_minutes": _minutes(env.get("CARTWATCH_IDLE_MINUTES")),
+            "idle_minutes": _number("CARTWATCH_IDLE_MINUTES", env.get("CARTWATCH_IDLE_MINUTES"),
+                                    DEFAULT_IDLE_MINUTES, "a number of minutes"),
+            "lockout_attempts": int(_number(
+                "CARTWATCH_LOCKOUT_ATTEMPTS", env.get("CARTWATCH_LOCKOUT_ATTEMPTS"),
+                DEFAULT_LOCKOUT_ATTEMPTS, "a whole number")),
+            "lockout_minutes": _number(
+                "CARTWATCH_LOCKOUT_MINUTES", env.get("CARTWATCH_LOCKOUT_MINUTES"),
+                DEFAULT_LOCKOUT_MINUTES, "a number of minutes"),
             "cookie_key": env.get("CARTWATCH_COOKIE_KEY") or None,
             "display_token": env.get("CARTWATCH_DISPLAY_TOKEN") or None,
         }

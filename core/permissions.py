@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "rule_thresholds": frozenset({A}),
     "view": frozenset({V, N, C, A}),
     "view_huddle": frozenset({D, V, N, C, A}),
+    "own_account": frozenset({D, V, N, C, A}),
 }
 
 DESCRIPTIONS = {
@@ -37,6 +38,7 @@ DESCRIPTIONS = {
     "rule_thresholds": "change rule thresholds",
     "view": "view patient data",
     "view_huddle": "view the huddle screen",
+    "own_account": "change their own password",
 }
 _ORDER = [r.value for r in Role]
 

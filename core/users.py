@@ -26,6 +26,14 @@ def check_password(password: str, hashed: str) -> bool:
         return False
 
 
+def check_new_password(password: str) -> None:
+    """Refuse a password that is too short or padded (the sign-in form trims what is typed)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if password != password.strip():
+        raise ValueError("the password may not start or end with a space")
+
+
 @storage_guard()
 def create_user(engine: Engine, username: str, role: str, password: str,
                 display_name: str | None = None, actor: str = "system", *,
@@ -38,10 +46,7 @@ def create_user(engine: Engine, username: str, role: str, password: str,
     username = username.strip()
     if not username or len(username) > 64:
         raise ValueError("the user name must have 1 to 64 characters")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if password != password.strip():  # the sign-in form trims what is typed
-        raise ValueError("the password may not start or end with a space")
+    check_new_password(password)
     with session_scope(engine) as s:
         # sign-in matches names case-insensitively, so "Kim" and "kim" would be one account
         if s.execute(select(User).where(func.lower(User.username) == username.lower())).first():

@@ -33,6 +33,7 @@ REGISTRY = [
     ("Rules", "backtest.py", "Backtesting", ":material/query_stats:", "backtest", "view"),
     ("Admin", "admin.py", "Users & settings", ":material/manage_accounts:", "admin",
      "manage_users"),
+    ("Account", "account.py", "My account", ":material/person:", "account", "own_account"),
 ]
 REGISTRY = [r for r in REGISTRY if (PAGES / r[1]).exists()]
 

@@ -26,6 +26,7 @@ from core.accounts import (
     Account,
     active_account,
     active_accounts,
+    locked_until,
     record_sign_in,
     signed_out_at,
 )
@@ -165,7 +166,8 @@ def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001
     names = {a.username.lower(): a.username for a in accounts}
     for typed, method, ok in attempts:  # a good sign-in under the name as stored
         _audit(engine, names.get(typed.lower().strip(), typed) if ok else typed,
-               "login" if ok else "login_failed", method)
+               "login" if ok else "login_locked" if method == "locked" else "login_failed",
+               None if method == "locked" else method)
     if ss.get("authentication_status"):
         account = next(a for a in accounts if a.username.lower() == ss["username"])
         start_session(account)
@@ -177,7 +179,12 @@ def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001
         st.success(f"Signed in as {account.name}. Opening…", icon=":material/check:")
         _open_after_sign_in()
         st.stop()
-    if any(not ok for _n, _m, ok in attempts):
+    if until := ss.pop("auth_locked_until", None):
+        local = until.astimezone(settings.tz).strftime("%H:%M")
+        st.error(f"Too many failed sign-ins under this user name. Try again after {local} "
+                 f"({settings.ward_tz}), or ask an admin to set a new password.",
+                 icon=":material/lock_clock:")
+    elif any(not ok for _n, _m, ok in attempts):
         st.error("Wrong user name or password.", icon=":material/error:")
     st.caption("No account yet? Ask the ward's admin to make one.")
     st.stop()
@@ -239,6 +246,11 @@ def _watch(engine, settings: Settings,  # noqa: ANN001
         token = kwargs.get("token")
         if token and _revoked(engine, settings, token):
             authenticator.cookie_controller.delete_cookie()
+            return None
+        if username and (until := locked_until(engine, username, settings.lockout_attempts,
+                                               settings.lockout_minutes)):
+            attempts.append((username, "locked", False))  # the password is not even checked
+            st.session_state["auth_locked_until"] = until
             return None
         if username and (username.lower().strip() not in known):
             check_password(password or "", _dummy_hash())  # as slow as a known name

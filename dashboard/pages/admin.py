@@ -1,9 +1,10 @@
-"""Users & settings (admin): the users, adding one, deactivating one, site settings."""
+"""Users & settings (admin): the users; adding one; a user's role, password and deactivation;
+site settings."""
 
 import pandas as pd
 import streamlit as st
 
-from core.accounts import list_users, set_active
+from core.accounts import list_users, reset_password, set_active, set_role
 from core.corrections import verification_required
 from core.entry import save_site_setting
 from core.faults import StorageFault
@@ -61,17 +62,39 @@ with add.form("admin_add_form", border=True):
                     f"User {username.strip()} ({role}) added. Give them the password in person.")
 
 with change.container(border=True):
-    st.markdown("**Deactivate or reactivate a user**")
+    st.markdown("**Change a user**")
     if not users.empty:
+        by_name = users.set_index("username")
         who = st.selectbox("User", list(users["username"]), key="admin_pick",
-                           format_func=lambda u: f"{u} · "
-                           + ("active" if users.set_index("username").at[u, "active"]
-                              else "deactivated"))
-        active = bool(users.set_index("username").at[who, "active"])
-        if active and st.button("Deactivate", key="admin_deactivate"):
-            attempt(lambda: set_active(engine, who, False, me.username, actor_role=me.role),
-                    f"User {who} deactivated: they can no longer sign in.")
-        if not active and st.button("Reactivate", key="admin_reactivate"):
+                           format_func=lambda u: f"{u} · {by_name.at[u, 'role']} · "
+                           + ("active" if by_name.at[u, "active"] else "deactivated"))
+        roles = [r.value for r in Role]
+        left, right = st.columns([3, 2], vertical_alignment="bottom")
+        new_role = left.selectbox("Role", roles, index=roles.index(by_name.at[who, "role"]),
+                                  key=f"admin_role_{who}")
+        if right.button("Save role", key="admin_save_role",
+                        disabled=new_role == by_name.at[who, "role"]):
+            attempt(lambda: set_role(engine, who, new_role, me.username, actor_role=me.role),
+                    f"{who} is now a {new_role}; it applies at their next click.")
+        with st.form("admin_password_form", border=False, clear_on_submit=True):
+            st.markdown(f"New password for **{who}** (they forgot theirs, or are locked out)")
+            new_pw = st.text_input(f"New password (at least {MIN_PASSWORD_LENGTH} characters)",
+                                   type="password", key="admin_reset_password")
+            new_again = st.text_input("New password again", type="password",
+                                      key="admin_reset_again")
+            if st.form_submit_button("Set password"):
+                if new_pw != new_again:
+                    st.error("The two passwords differ.")
+                else:
+                    attempt(lambda: reset_password(engine, who, new_pw, me.username,
+                                                   actor_role=me.role),
+                            f"New password set for {who}: their saved sign-ins have ended. "
+                            "Give them the password in person.")
+        if by_name.at[who, "active"]:
+            if st.button("Deactivate", key="admin_deactivate", icon=":material/person_off:"):
+                attempt(lambda: set_active(engine, who, False, me.username, actor_role=me.role),
+                        f"User {who} deactivated: they can no longer sign in.")
+        elif st.button("Reactivate", key="admin_reactivate"):
             attempt(lambda: set_active(engine, who, True, me.username, actor_role=me.role),
                     f"User {who} reactivated.")
 

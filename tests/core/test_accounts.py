@@ -4,6 +4,7 @@ key. Nothing here may ever store or record a password."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -13,11 +14,16 @@ from core.accounts import (
     COOKIE_KEY_SETTING,
     active_account,
     active_accounts,
+    change_own_password,
     cookie_key,
     create_first_admin,
     list_users,
+    locked_until,
     record_sign_in,
+    reset_password,
     set_active,
+    set_role,
+    signed_out_at,
 )
 from core.models import AuditLog
 from core.permissions import NotAllowed
@@ -99,3 +105,91 @@ def test_the_cookie_key_is_made_once_kept_and_never_audited(engine: Engine) -> N
     key = cookie_key(engine)
     assert len(key) >= 40 and cookie_key(engine) == key
     assert key not in audit_dump(engine) and COOKIE_KEY_SETTING in audit_dump(engine)
+
+
+def test_a_user_name_is_locked_after_repeated_failures_until_time_or_a_good_sign_in(
+        store: Engine) -> None:
+    engine = store
+    create_user(engine, "kim", "nurse", PW)
+    now = datetime.now(UTC)
+    for _ in range(4):
+        record_sign_in(engine, "Kim", "login_failed")
+    assert locked_until(engine, "kim", attempts=5, minutes=15) is None  # 4 of 5
+    record_sign_in(engine, "kim ", "login_failed")
+    until = locked_until(engine, "KIM", attempts=5, minutes=15)
+    assert until is not None and timedelta(minutes=14) < until - now <= timedelta(minutes=16)
+    # over when the time has passed, or a window with fewer failures
+    assert locked_until(engine, "kim", 5, 15, now=now + timedelta(minutes=16)) is None
+    assert locked_until(engine, "kim", attempts=6, minutes=15) is None
+    assert locked_until(engine, "lee", attempts=5, minutes=15) is None  # another name
+    record_sign_in(engine, "kim", "login", method="password")  # e.g. before the lock existed
+    assert locked_until(engine, "kim", attempts=5, minutes=15) is None
+
+
+def test_unknown_names_lock_like_known_ones_and_an_admins_new_password_reopens(
+        store: Engine) -> None:
+    engine = store
+    create_user(engine, "kim", "nurse", PW)
+    for name in ["ghost"] * 3 + ["kim"] * 3:
+        record_sign_in(engine, name, "login_failed")
+    assert locked_until(engine, "ghost", 3, 15) and locked_until(engine, "kim", 3, 15)
+    reset_password(engine, "kim", "another long password", "boss", actor_role="admin")
+    assert locked_until(engine, "kim", 3, 15) is None and locked_until(engine, "ghost", 3, 15)
+
+
+def test_own_password_change_needs_the_current_one_and_ends_saved_sign_ins(
+        store: Engine) -> None:
+    engine = store
+    create_user(engine, "kim", "nurse", PW)
+    before = audit_dump(engine)
+    with pytest.raises(ValueError, match="current password is wrong"):
+        change_own_password(engine, "kim", "not it at all", "a new long password",
+                            actor_role="nurse")
+    with pytest.raises(ValueError, match="at least 10"):
+        change_own_password(engine, "kim", PW, "short", actor_role="nurse")
+    with pytest.raises(ValueError, match="same as the current"):
+        change_own_password(engine, "kim", PW, PW, actor_role="nurse")
+    assert audit_dump(engine) == before  # refused: nothing written
+    assert signed_out_at(engine, "kim") is None
+    change_own_password(engine, "kim", PW, "a new long password", actor_role="nurse")
+    account = active_account(engine, "kim")
+    assert account and check_password("a new long password", account.password_hash)
+    assert not check_password(PW, account.password_hash)
+    assert signed_out_at(engine, "kim") is not None  # older re-login cookies are refused
+    with engine.connect() as c:
+        (row,) = c.execute(select(AuditLog.actor, AuditLog.action).where(
+            AuditLog.action == "password_changed")).all()
+    assert tuple(row) == ("kim", "password_changed")
+    dump = audit_dump(engine)
+    assert "a new long password" not in dump and PW not in dump
+
+
+def test_only_an_admin_sets_a_users_password_or_role_audited_with_guards(
+        store: Engine) -> None:
+    engine = store
+    create_user(engine, "boss", "admin", PW)
+    create_user(engine, "kim", "nurse", PW)
+    with pytest.raises(NotAllowed):
+        reset_password(engine, "kim", "a new long password", "dr", actor_role="clinician")
+    with pytest.raises(NotAllowed):
+        set_role(engine, "kim", "admin", "kim", actor_role="nurse")  # no self-escalation
+    with pytest.raises(ValueError, match="no user"):
+        set_role(engine, "nobody", "nurse", "boss", actor_role="admin")
+    with pytest.raises(ValueError, match="unknown role"):
+        set_role(engine, "kim", "superuser", "boss", actor_role="admin")
+    with pytest.raises(ValueError, match="your own role"):
+        set_role(engine, "boss", "viewer", "boss", actor_role="admin")
+    with pytest.raises(ValueError, match="last active admin"):
+        set_role(engine, "boss", "viewer", "operator", actor_role=None)
+    set_role(engine, "kim", "clinician", "boss", actor_role="admin")
+    assert active_account(engine, "kim").role == "clinician"  # type: ignore[union-attr]
+    reset_password(engine, "kim", "given in person 1", "boss", actor_role="admin")
+    assert check_password("given in person 1",
+                          active_account(engine, "kim").password_hash)  # type: ignore[union-attr]
+    with engine.connect() as c:
+        rows = c.execute(select(AuditLog.actor, AuditLog.action, AuditLog.before,
+                                AuditLog.after).where(
+            AuditLog.action.in_(["set_role", "password_reset"]))).all()
+    assert [(r[0], r[1]) for r in rows] == [("boss", "set_role"), ("boss", "password_reset")]
+    assert rows[0][2] == {"role": "nurse"} and rows[0][3]["role"] == "clinician"
+    assert "given in person 1" not in audit_dump(engine)

@@ -90,3 +90,28 @@ def test_init_makes_the_first_admin_and_prints_its_password_once(tmp_path):
     again = cli("--db", db, "init")
     assert again.returncode == 0 and "password" not in again.stdout.lower()
     assert "schema is up to date" in again.stdout
+
+
+def test_set_password_gives_a_locked_out_admin_a_way_back_in(tmp_path):
+    from core.accounts import active_account, locked_until, record_sign_in
+    from core.db import make_engine
+    from core.users import check_password
+
+    db = f"sqlite:///{tmp_path / 'pw.db'}"
+    assert cli("--db", db, "init").returncode == 0
+    engine = make_engine(db)
+    for _ in range(5):
+        record_sign_in(engine, "admin", "login_failed")
+    assert locked_until(engine, "admin", 5, 15)
+    assert cli("--db", db, "set-password", "nobody", stdin="a long new secret\n").returncode == 1
+    short = cli("--db", db, "set-password", "admin", stdin="short\n")
+    assert short.returncode == 1 and "at least" in short.stderr
+    done = cli("--db", db, "--user", "ops", "set-password", "admin",
+               stdin="a long new secret\n")
+    assert done.returncode == 0 and "new password set for admin" in done.stdout
+    assert check_password("a long new secret", active_account(engine, "admin").password_hash)
+    assert locked_until(engine, "admin", 5, 15) is None
+    with engine.connect() as c:
+        rows = c.exec_driver_sql("SELECT actor, action FROM auditlog "
+                                 "WHERE action = 'password_reset'").all()
+    assert [tuple(r) for r in rows] == [("ops", "password_reset")]

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from core.accounts import set_active
+from core.accounts import change_own_password, reset_password, set_active, set_role
 from core.alerts import acknowledge, snooze
 from core.corrections import correct, mark_entered_in_error, verify
 from core.db import session_scope
@@ -35,6 +35,7 @@ TABLE = {
     "rule_thresholds": {"admin"},
     "view": {"viewer", "nurse", "clinician", "admin"},
     "view_huddle": {"display", "viewer", "nurse", "clinician", "admin"},
+    "own_account": {"display", "viewer", "nurse", "clinician", "admin"},
 }
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -130,6 +131,12 @@ WRITES: list[tuple[str, str, Callable[[Engine, str, int], object]]] = [
         e, f"user{n}", "nurse", "a long password", actor_role=r)),
     ("manage_users", "set_active", lambda e, r, n: set_active(
         e, f"leaver{n}", False, "boss", actor_role=r)),
+    ("manage_users", "set_role", lambda e, r, n: set_role(
+        e, f"leaver{n}", "viewer", "boss", actor_role=r)),
+    ("manage_users", "reset_password", lambda e, r, n: reset_password(
+        e, f"leaver{n}", "a new long password", "boss", actor_role=r)),
+    ("own_account", "change_own_password", lambda e, r, n: change_own_password(
+        e, f"leaver{n}", "a long password", "a new long password", actor_role=r)),
     ("site_settings", "save_site_setting", lambda e, r, n: save_site_setting(
         e, "require_verification", True, "u", role=r)),
     ("rule_thresholds", "save_site_setting thresholds", lambda e, r, n: save_site_setting(
@@ -144,7 +151,8 @@ def _leaver(engine: Engine, n: int) -> int:
 
 SETUP: dict[str, Callable[[Engine, int], int]] = {
     "correct": _lab, "mark_entered_in_error": _lab, "verify": _lab,
-    "acknowledge": _alert, "snooze": _alert, "set_active": _leaver}
+    "acknowledge": _alert, "snooze": _alert, "set_active": _leaver, "set_role": _leaver,
+    "reset_password": _leaver, "change_own_password": _leaver}
 
 
 def _in_session(engine: Engine, fn: Callable, *args: object, **kw: object) -> object:

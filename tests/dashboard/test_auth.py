@@ -293,3 +293,75 @@ def test_a_sign_in_cookie_issued_before_a_sign_out_is_not_honoured(sample_url):
     assert _revoked(engine, settings, token)
     assert not _revoked(engine, settings, {"username": "dr.lee",
                                            "exp_date": time.time() + 1 + life})
+
+
+def test_repeated_wrong_passwords_lock_the_name_even_for_the_right_one(sample_url,
+                                                                        monkeypatch):
+    monkeypatch.setenv("CARTWATCH_LOCKOUT_ATTEMPTS", "3")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for _ in range(3):
+        submit_sign_in(at, "nurse.kim", "not the password")
+        assert any("Wrong user name or password" in e.value for e in at.error)
+    submit_sign_in(at, "nurse.kim", PASSWORD)  # right, but the name is locked
+    assert is_sign_in_form(at) and "auth_username" not in at.session_state
+    assert any("Too many failed sign-ins" in e.value and "ask an admin" in e.value
+               for e in at.error)
+    assert [r["actor"] for r in audit_rows(sample_url, "login_locked")] == ["nurse.kim"]
+    assert len(audit_rows(sample_url, "login_failed")) == 3 and not audit_rows(sample_url,
+                                                                               "login")
+    submit_sign_in(at, "dr.lee", PASSWORD)  # other names are not affected
+    assert any("Signed in as Dr.Lee" in s.value for s in at.success)
+
+
+def test_admin_changes_a_role_and_sets_a_password_the_user_then_signs_in_with(sample_url):
+    at = sign_in(AppTest.from_file(APP, default_timeout=60), "admin.amy", sample_url)
+    at.switch_page("pages/admin.py").run()
+    at.selectbox(key="admin_pick").set_value("nurse.kim").run()
+    at.selectbox(key="admin_role_nurse.kim").set_value("clinician").run()
+    at.button(key="admin_save_role").click().run()
+    assert not at.exception, at.exception
+    assert any("nurse.kim is now a clinician" in s.value for s in at.success)
+    at.text_input(key="admin_reset_password").input("set by the admin 1")
+    at.text_input(key="admin_reset_again").input("set by the admin 1")
+    next(b for b in at.button if b.label == "Set password").click().run()
+    assert any("New password set for nurse.kim" in s.value for s in at.success)
+    assert [(r["actor"], r["after"]["role"]) for r in audit_rows(sample_url, "set_role")] == [
+        ("admin.amy", "clinician")]
+    assert [r["actor"] for r in audit_rows(sample_url, "password_reset")] == ["admin.amy"]
+
+    st.cache_resource.clear()
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh.run()
+    submit_sign_in(fresh, "nurse.kim", PASSWORD)  # the old password no longer works
+    assert is_sign_in_form(fresh)
+    submit_sign_in(fresh, "nurse.kim", "set by the admin 1")
+    fresh.run()
+    assert fresh.session_state["auth_role"] == "clinician"
+
+
+def test_a_user_changes_their_own_password_on_my_account(app, sample_url):
+    app.switch_page("pages/account.py").run()
+    assert not app.exception, app.exception
+    assert "My account" in [t.value for t in app.title]
+
+    def change(current: str, new: str, again: str) -> None:
+        app.text_input(key="account_current").input(current)
+        app.text_input(key="account_new").input(new)
+        app.text_input(key="account_again").input(again)
+        next(b for b in app.button if b.label == "Change password").click().run()
+        assert not app.exception, app.exception
+
+    change("not my password", "my new password 1", "my new password 1")
+    assert any("current password is wrong" in e.value for e in app.error)
+    change(PASSWORD, "my new password 1", "my new password 2")
+    assert any("differ" in e.value for e in app.error)
+    assert not audit_rows(sample_url, "password_changed")
+    change(PASSWORD, "my new password 1", "my new password 1")
+    assert any("Password changed" in s.value for s in app.success)
+    assert [r["actor"] for r in audit_rows(sample_url, "password_changed")] == ["dr.lee"]
+    eng = make_engine(sample_url)
+    from core.accounts import active_account
+    from core.users import check_password
+    assert check_password("my new password 1", active_account(eng, "dr.lee").password_hash)

@@ -53,3 +53,12 @@ def test_a_nurse_opening_the_admin_page_by_url_is_refused(page: Page, app_url: s
     log_in(page, app_url, "nurse.e2e", "/admin")
     expect(page.get_by_text("is not open to a nurse")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Add user")).to_have_count(0)
+    # but the nurse's own account page is listed, with the password form
+    page.get_by_test_id("stSidebar").get_by_text("My account").click()
+    expect(page.get_by_role("heading", name="My account")).to_be_visible(timeout=60_000)
+    settle(page)
+    expect(page.get_by_label("Current password")).to_be_visible()
+    expect(page.get_by_role("button", name="Change password")).to_be_visible()
+    settle(page)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    shot(page, "my-account")

@@ -1,0 +1,36 @@
+"""My account: who is signed in, and changing one's own password."""
+
+import streamlit as st
+
+from core.accounts import change_own_password
+from core.faults import StorageFault
+from core.permissions import NotAllowed
+from core.users import MIN_PASSWORD_LENGTH
+from dashboard import auth, resources
+
+engine = resources.get_engine()
+me = auth.current()
+st.title("My account")
+st.markdown(f"Signed in as **{me.name}** (`{me.username}`), role **{me.role}**.")
+if flash := st.session_state.pop("account_flash", None):
+    st.success(flash)
+
+with st.form("account_password_form", clear_on_submit=True):
+    st.markdown("**Change my password**")
+    current = st.text_input("Current password", type="password", key="account_current")
+    new = st.text_input(f"New password (at least {MIN_PASSWORD_LENGTH} characters)",
+                        type="password", key="account_new")
+    again = st.text_input("New password again", type="password", key="account_again")
+    if st.form_submit_button("Change password", type="primary"):
+        if new != again:
+            st.error("The two new passwords differ. Nothing was changed.")
+        else:
+            try:
+                change_own_password(engine, me.username, current, new, actor_role=me.role)
+            except (NotAllowed, ValueError, StorageFault) as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["account_flash"] = (
+                    "Password changed. Sign-ins saved in other browsers have ended.")
+                st.rerun()
+st.caption("Forgot your password? An admin can set a new one on Users & settings.")
