@@ -144,8 +144,8 @@ def window(course: Course, t: Thresholds, cache: Cache, analyte: str, start_key:
 
 
 def _platelet_tx(course: Course) -> list[float]:
-    """Days of every platelet transfusion in the course (platelet_transfusion_days' sources,
-    whatever the as-of instant), sorted."""
+    """Days of every platelet transfusion in the course (treatments and transfusion
+    observations of platelets, whatever the as-of instant), sorted."""
 
     def build() -> list[float]:
         idx = course_index(course)

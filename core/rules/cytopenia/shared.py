@@ -10,7 +10,7 @@ import numpy as np
 
 from core.course import Course
 from core.rules.base import Threshold
-from core.rules.common import course_index, observations_until, treatment_days
+from core.rules.common import course_index
 from core.rules.ctcae import Series
 from core.units import Evidence
 
@@ -105,11 +105,6 @@ def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[in
     return counts[-1], firsts[-1]
 
 
-def censor_day(course: Course) -> tuple[float, str | None]:
-    """The first progression / next therapy / death day (inclusive) known as of now."""
-    return censor_at(course, course.as_of_day)
-
-
 def censor_at(course: Course, as_of: float) -> tuple[float, str | None]:
     for kind, day in course_index(course).events:
         if day > as_of:
@@ -117,14 +112,6 @@ def censor_at(course: Course, as_of: float) -> tuple[float, str | None]:
         if kind in CENSOR_EVENTS:
             return float(day), kind
     return math.inf, None
-
-
-def platelet_transfusion_days(course: Course) -> np.ndarray:
-    """Days (floored) of platelet transfusions from treatments and transfusion observations."""
-    days = [d for d, _ in treatment_days(course, ("platelet_transfusion",), math.inf)]
-    days += [o.day for o in observations_until(course, "transfusion", math.inf)
-             if o.text == "platelets"]
-    return np.floor(np.asarray(days, dtype=float)).astype(int)
 
 
 def supported_mask(first: int, n: int, tx_days: np.ndarray, window: int) -> np.ndarray:
