@@ -39,6 +39,7 @@ from core.models import (
     RecordStatus,
     Treatment,
 )
+from core.rules.common import attach_index, index_courses
 
 FINAL = RecordStatus.FINAL.value
 RAW_LAB_COLUMNS = [
@@ -282,6 +283,11 @@ def load_patient_courses(
             later = eps["resolved_day"] > eps["patient_pk"].map(as_of_days)
             eps.loc[later, "resolved_day"] = float("nan")
 
+    ward = {"labs": labs, "observations": obs, "episodes": eps, "treatments": trs,
+            "events": evs}
+    # the rules' column index of every course, built from the ward's frames in one pass
+    indexes = index_courses({int(p.id): _info(p) for p in patients},  # type: ignore[arg-type]
+                            ward, owner="patient_pk")
     by_pk = {
         "labs": _split(labs, LAB_COLUMNS, "day"),
         "observations": _split(obs, OBS_COLUMNS, "day"),
@@ -297,8 +303,10 @@ def load_patient_courses(
         pk = int(p.id)  # type: ignore[arg-type]
         frames = {name: parts[pk] if pk in parts else empty[name].copy(deep=False)
                   for name, parts in by_pk.items()}
-        course = Course(patient=_info(p), tz=tz, as_of_day=as_of_days.get(pk, math.inf),
+        idx = indexes[pk]
+        course = Course(patient=idx.patient, tz=tz, as_of_day=as_of_days.get(pk, math.inf),
                         **frames)  # type: ignore[arg-type]
+        attach_index(course, idx)
         out.append((pk, course))
     return out
 

@@ -210,13 +210,14 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
     evaluated on a lazy day view of the course for each day.
     """
     specs, ts = _prepare(course, specs, overrides)
-    had_index = "_cw_index" in course.__dict__
+    idx = course_index(course)
+    in_use = bool(idx.memo)
     with _gc_paused():
         try:
             return _replay(course, specs, ts, days)
         finally:
-            if not had_index:  # the per-day caches are only useful inside this replay
-                course.__dict__.pop("_cw_index", None)
+            if not in_use:  # the per-day caches are only useful inside this replay
+                idx.forget()
             course.__dict__.pop("_cw_thresholds", None)
 
 
