@@ -117,6 +117,16 @@ def run_evaluate(
     Raises RuntimeError when another evaluate holds the PostgreSQL lock, and LookupError
     for an unknown `patient_id`.
     """
+    from core.rules.engine import gc_paused
+
+    with gc_paused():
+        return _evaluate(engine, settings, as_of, patient_id, actor, specs, escalate_after)
+
+
+def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
+              patient_id: str | None, actor: str, specs: Sequence[RuleSpec] | None,
+              escalate_after: timedelta) -> dict[str, Any]:
+    """run_evaluate's work."""
     from core.rules.engine import evaluate_course
 
     started = utcnow()
