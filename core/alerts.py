@@ -177,6 +177,7 @@ def sync_alerts(
     escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
     informational: frozenset[str] = INFORMATIONAL_RULES,
     actor: str = "system",
+    alerts: Iterable[Alert] | None = None,
 ) -> SyncResult:
     """Bring one patient's alerts in line with their current findings.
 
@@ -184,16 +185,17 @@ def sync_alerts(
     an open alert whose rule is no longer met (not_met, or met under another episode) is
     resolved; a not_evaluable rule leaves its alert as it is (a missing lab is not recovery).
     Expired snoozes fire again, and severe alerts firing unacknowledged for longer than
-    `escalate_after` are escalated.
+    `escalate_after` are escalated. `alerts` are all of the patient's alerts when the caller
+    has read them already (`alerts_by_patient`); by default they are read here.
     """
     now = _aware(now) or utcnow()
     rec = _Recorder(session)
     result = SyncResult()
     findings = list(findings)
-    existing = {
-        (a.rule_id, a.episode_key): a
-        for a in session.scalars(select(Alert).where(Alert.patient_pk == patient_pk)).all()
-    }
+    if alerts is None:
+        alerts = alerts_by_patient(session, [patient_pk])[patient_pk]
+    alerts = list(alerts)
+    existing = {(a.rule_id, a.episode_key): a for a in alerts}
 
     met: dict[tuple[str, str], Finding] = {}
     for f in findings:
@@ -213,6 +215,7 @@ def sync_alerts(
                           first_fired_at=now, fire_count=1)
             _fill(alert, f, title, severity, now)
             rec(alert, "fired", actor, now, None, alert.message)
+            alerts.append(alert)
             result.fired += 1
             continue
         before = _state(alert)
@@ -260,10 +263,26 @@ def sync_alerts(
             rec(alert, "unsnoozed", actor, now, before, "snooze expired")
             result.unsnoozed += 1
 
-    session.flush()
-    result.escalated = escalate_overdue(session, now, escalate_after, patient_pk=patient_pk,
-                                        actor=actor)
+    # no flush of its own: the next query (autoflush) or the commit writes the changes of a
+    # whole ward together, in a few batched statements rather than a few per patient
+    result.escalated = _escalate(session, alerts, now, escalate_after, actor)
     return result
+
+
+_IN_CHUNK = 500  # patient keys per IN list (old SQLite builds allow 999 parameters)
+
+
+def alerts_by_patient(session: Session, patient_pks: Iterable[int]) -> dict[int, list[Alert]]:
+    """Every alert (any state) of these patients, oldest first: a ward's in one query,
+    not one query per patient."""
+    pks = list(patient_pks)
+    out: dict[int, list[Alert]] = {pk: [] for pk in pks}
+    for i in range(0, len(pks), _IN_CHUNK):
+        stmt = (select(Alert).where(Alert.patient_pk.in_(pks[i:i + _IN_CHUNK]))  # type: ignore[attr-defined]
+                .order_by(Alert.id))  # type: ignore[arg-type]
+        for alert in session.scalars(stmt):
+            out[alert.patient_pk].append(alert)
+    return out
 
 
 def firing_since(session: Session, alert: Alert) -> datetime:
@@ -291,9 +310,19 @@ def escalate_overdue(
                                Alert.severity == Severity.SEVERE.value)
     if patient_pk is not None:
         stmt = stmt.where(Alert.patient_pk == patient_pk)
+    count = _escalate(session, session.scalars(stmt).all(), now, escalate_after, actor)
+    session.flush()
+    return count
+
+
+def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
+              escalate_after: timedelta, actor: str) -> int:
+    """escalate_overdue over the given alerts (those not severe and firing are skipped)."""
     rec = _Recorder(session)
     count = 0
-    for alert in session.scalars(stmt).all():
+    for alert in sorted(alerts, key=lambda a: a.id):
+        if alert.state != AlertState.FIRING or alert.severity != Severity.SEVERE:
+            continue
         if now - firing_since(session, alert) > escalate_after:
             before = _state(alert)
             alert.state = AlertState.ESCALATED
@@ -302,7 +331,6 @@ def escalate_overdue(
             rec(alert, "escalated", actor, now, before,
                 f"severe alert unacknowledged for more than {hours:g} h")
             count += 1
-    session.flush()
     return count
 
 

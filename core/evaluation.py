@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from core.alerts import (
     DEFAULT_ESCALATE_AFTER,
     SCREENING_NOTE,
+    alerts_by_patient,
     resolve_for_inactive,
     sync_alerts,
 )
@@ -156,9 +157,10 @@ def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
         session.add(run)
         met = 0
+        alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
         for pk, course, findings in results:
             sync_alerts(session, pk, findings, by_id, as_of,
-                        escalate_after=escalate_after, actor=actor)
+                        escalate_after=escalate_after, actor=actor, alerts=alerts[pk])
             met += sum(f.status == Status.MET for f in findings)
             patients.append({
                 "patient_id": course.patient.patient_id,
