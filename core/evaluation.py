@@ -45,6 +45,11 @@ def iso_z(when: datetime) -> str:
 
 def _plain(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to null, datetimes to ISO text."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # most values of a finding: checked first, by exact type
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
