@@ -148,7 +148,8 @@ def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
         _lock(session, engine)
         ids = [patient_id] if patient_id is not None else None
         loaded = load_patient_courses(session, settings.ward_tz, ids,
-                                      active_only=patient_id is None, as_of=as_of)
+                                      active_only=patient_id is None, as_of=as_of,
+                                      with_index=True)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
         if is_sqlite(engine):
@@ -203,7 +204,7 @@ def run_replay(
     # read in one short transaction, then compute without holding any lock
     with session_scope(engine) as session:
         loaded = load_patient_courses(session, settings.ward_tz, ids, active_only=False,
-                                      as_of=as_of)
+                                      as_of=as_of, with_index=True)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
 

@@ -211,8 +211,15 @@ def load_patient_courses(
     patient_ids: list[str] | None = None,
     active_only: bool = True,
     as_of: datetime | None = None,
+    *,
+    with_index: bool = False,
 ) -> list[tuple[int, Course]]:
-    """Like `load_courses`, paired with each patient's primary key (for alert sync)."""
+    """Like `load_courses`, paired with each patient's primary key (for alert sync).
+
+    `with_index`: also give each course the rules' column index (core.rules.common), built
+    from the ward's frames at once: for callers that run the rules, cheaper than each
+    course building its own on first use.
+    """
     zone = ZoneInfo(tz)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
@@ -283,11 +290,10 @@ def load_patient_courses(
             later = eps["resolved_day"] > eps["patient_pk"].map(as_of_days)
             eps.loc[later, "resolved_day"] = float("nan")
 
-    ward = {"labs": labs, "observations": obs, "episodes": eps, "treatments": trs,
-            "events": evs}
-    # the rules' column index of every course, built from the ward's frames in one pass
-    indexes = index_courses({int(p.id): _info(p) for p in patients},  # type: ignore[arg-type]
-                            ward, owner="patient_pk")
+    infos = {int(p.id): _info(p) for p in patients}  # type: ignore[arg-type]
+    indexes = index_courses(infos, {
+        "labs": labs, "observations": obs, "episodes": eps, "treatments": trs, "events": evs,
+    }, owner="patient_pk") if with_index else {}
     by_pk = {
         "labs": _split(labs, LAB_COLUMNS, "day"),
         "observations": _split(obs, OBS_COLUMNS, "day"),
@@ -303,10 +309,10 @@ def load_patient_courses(
         pk = int(p.id)  # type: ignore[arg-type]
         frames = {name: parts[pk] if pk in parts else empty[name].copy(deep=False)
                   for name, parts in by_pk.items()}
-        idx = indexes[pk]
-        course = Course(patient=idx.patient, tz=tz, as_of_day=as_of_days.get(pk, math.inf),
+        course = Course(patient=infos[pk], tz=tz, as_of_day=as_of_days.get(pk, math.inf),
                         **frames)  # type: ignore[arg-type]
-        attach_index(course, idx)
+        if with_index:
+            attach_index(course, indexes[pk])
         out.append((pk, course))
     return out
 

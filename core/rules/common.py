@@ -139,15 +139,11 @@ def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _obj_col(frame: pd.DataFrame, col: str) -> list:
-    """A column as a list with every missing value (None, NaN, NA) as None."""
+def _obj_col(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """A column as Python objects with every missing value (None, NaN, NA) as None."""
     if col not in frame:
-        return [None] * len(frame)
-    column = frame[col]
-    missing = column.isna().to_numpy()
-    if not missing.any():
-        return column.tolist()
-    return [None if m else x for x, m in zip(column.tolist(), missing.tolist(), strict=True)]
+        return np.full(len(frame), None, dtype=object)
+    return frame[col].to_numpy(dtype=object, na_value=None)
 
 
 class LabSeries:
@@ -285,6 +281,12 @@ def _owners(frame: pd.DataFrame, owner: str | None) -> np.ndarray:
     return frame[owner].to_numpy(dtype=np.int64)
 
 
+def _factorize(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a text column (cheaper to sort than the text) and the texts."""
+    codes, uniques = pd.factorize(column)
+    return codes, [str(u) for u in uniques]
+
+
 def _runs(*keys: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of rows equal in every key (rows sorted by the keys)."""
     n = len(keys[0])
@@ -300,22 +302,20 @@ def _index_labs(out: dict[int, CourseIndex], labs: pd.DataFrame, owner: str | No
     if not len(labs):
         return
     who, days = _owners(labs, owner), _float_col(labs, "day")
-    codes = labs["analyte"].to_numpy(dtype=object).astype(str)
+    codes, names = _factorize(labs["analyte"])
     order = np.lexsort((days, codes, who))
     who, codes, days = who[order], codes[order], days[order]
     runs = _runs(who, codes)
     tops = np.fmax.reduceat(days, [s for s, _ in runs]).tolist()  # NaN-ignoring max per run
     cols = {c: _float_col(labs, c)[order].tolist() for c in ("value", "ref_low", "ref_high")}
-    rows = order.tolist()
     for c in ("qualifier", "original_value", "original_unit", "verified"):
-        col = _obj_col(labs, c)
-        cols[c] = [col[i] for i in rows]
-    day_list, who_list = days.tolist(), who.tolist()
+        cols[c] = _obj_col(labs, c)[order].tolist()
+    day_list, who_list, code_list = days.tolist(), who.tolist(), codes.tolist()
     for (s, e), top in zip(runs, tops, strict=True):
         idx = out.get(who_list[s])
         if idx is None:
             continue
-        a = str(codes[s])
+        a = names[code_list[s]]
         idx.labs[a] = LabSeries(
             a, day_list[s:e], cols["value"][s:e], cols["qualifier"][s:e],
             cols["ref_low"][s:e], cols["ref_high"][s:e], cols["original_value"][s:e],
@@ -328,20 +328,19 @@ def _index_obs(out: dict[int, CourseIndex], obs: pd.DataFrame, owner: str | None
     if not len(obs):
         return
     who, days = _owners(obs, owner), _float_col(obs, "day")
-    kinds = obs["kind"].to_numpy(dtype=object).astype(str)
-    order = np.lexsort((days, kinds, who))
-    who, kinds, days = who[order], kinds[order], days[order]
-    runs = _runs(who, kinds)
+    codes, names = _factorize(obs["kind"])
+    order = np.lexsort((days, codes, who))
+    who, codes, days = who[order], codes[order], days[order]
+    runs = _runs(who, codes)
     tops = np.fmax.reduceat(days, [s for s, _ in runs]).tolist()
     nums = _float_col(obs, "value_num")[order].tolist()
-    col = _obj_col(obs, "value_text")
-    texts = [col[i] for i in order.tolist()]
-    day_list, who_list = days.tolist(), who.tolist()
+    texts = _obj_col(obs, "value_text")[order].tolist()
+    day_list, who_list, code_list = days.tolist(), who.tolist(), codes.tolist()
     for (s, e), top in zip(runs, tops, strict=True):
         idx = out.get(who_list[s])
         if idx is None:
             continue
-        idx.obs[str(kinds[s])] = ObsSeries(day_list[s:e], nums[s:e], texts[s:e])
+        idx.obs[names[code_list[s]]] = ObsSeries(day_list[s:e], nums[s:e], texts[s:e])
         idx._saw(top)
 
 
@@ -367,8 +366,8 @@ def _index_episodes(out: dict[int, CourseIndex], ep: pd.DataFrame, owner: str | 
         return
     for k, kind, grade, onset, resolved, origin in zip(
         _owners(ep, owner).tolist(), ep["kind"].astype(str), _float_col(ep, "grade"),
-        _float_col(ep, "onset_day"), _float_col(ep, "resolved_day"), _obj_col(ep, "origin"),
-        strict=True,
+        _float_col(ep, "onset_day"), _float_col(ep, "resolved_day"),
+        _obj_col(ep, "origin").tolist(), strict=True,
     ):
         idx = out.get(k)
         if idx is not None:
