@@ -133,7 +133,7 @@ def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
               patient_id: str | None, actor: str, specs: Sequence[RuleSpec] | None,
               escalate_after: timedelta) -> dict[str, Any]:
     """run_evaluate's work."""
-    from core.rules.engine import evaluate_course
+    from core.rules.engine import evaluate_courses
 
     started = utcnow()
     as_of = as_of or started
@@ -158,8 +158,8 @@ def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
             # below is its own short write transaction. (PostgreSQL keeps one transaction,
             # whose advisory lock covers the whole run.)
             session.commit()
-        results = [(pk, course, evaluate_course(course, specs=rule_specs, overrides=overrides))
-                   for pk, course in loaded]
+        found = evaluate_courses([course for _, course in loaded], rule_specs, overrides)
+        results = [(pk, course, f) for (pk, course), f in zip(loaded, found, strict=True)]
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
         session.add(run)
         met = 0

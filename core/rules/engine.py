@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import math
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
@@ -135,7 +135,7 @@ def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:
     return finding
 
 
-def _prepare(course: Course, specs: Sequence[RuleSpec] | None,
+def _prepare(specs: Sequence[RuleSpec] | None,
              overrides: Overrides | None) -> tuple[Sequence[RuleSpec], dict[str, Thresholds]]:
     if specs is None:
         from core.rules.catalog import all_specs
@@ -153,8 +153,15 @@ def _evaluate(course: Course, specs: Sequence[RuleSpec],
 def evaluate_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                     overrides: Overrides | None = None) -> list[Finding]:
     """Every rule's finding for the course as of its `as_of_day`."""
-    specs, ts = _prepare(course, specs, overrides)
+    specs, ts = _prepare(specs, overrides)
     return _evaluate(course, specs, ts)
+
+
+def evaluate_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
+                     overrides: Overrides | None = None) -> list[list[Finding]]:
+    """evaluate_course for each course, the thresholds in force made once for all."""
+    specs, ts = _prepare(specs, overrides)
+    return [_evaluate(course, specs, ts) for course in courses]
 
 
 def replay_days(course: Course) -> range:
@@ -212,7 +219,7 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
     Rules with a `replay` hook compute their whole day series in one pass; the others are
     evaluated on a lazy day view of the course for each day.
     """
-    specs, ts = _prepare(course, specs, overrides)
+    specs, ts = _prepare(specs, overrides)
     idx = course_index(course)
     in_use = bool(idx.memo)
     with gc_paused():
