@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from core.course import Course, PatientInfo
 from core.observations import OBSERVATION_KINDS
-from core.rules.base import EvidenceItem, Rule, Status, Thresholds
+from core.rules.base import EvidenceItem, Finding, Rule, RuleSpec, Status, Thresholds
 from core.units import ANALYTES
 
 
@@ -552,6 +552,130 @@ def met_since(course: Course, key: tuple, day: int, today: Status,
 def episode_key(since_day: float | None) -> str | None:
     """Alert-episode key: stable while a condition lasts, new when it returns later."""
     return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
+
+
+def met_since_days(course: Course, days: Sequence[int],
+                   status_of: Callable[[int], Status]) -> list[int | None]:
+    """`met_since` as of the end of each of `days` (ascending), in one walk over the course.
+
+    For replay hooks (DailyRule.replay). `status_of(d)` is the status as of the end of day d;
+    it is called once for every day from the course's first data day to the last of `days`,
+    in order. Days before the first data day have no stretch behind them, as in met_since.
+    """
+    first_day = course_index(course).first_day()
+    first = math.floor(first_day) if math.isfinite(first_day) else math.inf
+    d = first  # the next day to walk
+    run: int | None = None  # first day of the met stretch so far (None: not in one)
+    today = Status.NOT_EVALUABLE
+    out: list[int | None] = []
+    for day in days:
+        if day < first:  # before the first data day: no earlier day counts
+            out.append(day if status_of(day) is Status.MET else None)
+            continue
+        while d <= day:
+            today = status_of(d)
+            if today is Status.MET:
+                run = d if run is None else run
+            elif today is Status.NOT_MET:
+                run = None
+            d += 1
+        out.append(run if today is Status.MET else None)
+    return out
+
+
+def baseline_settled_at(course: Course) -> float:
+    """The instant from which common.baseline can no longer change: it reads the values before
+    day 1, or before the day after the lymphodepletion start day if that is later."""
+    ld = course.patient.lymphodepletion_day
+    return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
+
+
+def known_at_end_of(course: Course, day: int) -> Course:
+    """The course a replay hook evaluates ward day `day` on: the full course itself where that
+    gives the same results as the course cut at the end of the day, else that cut.
+
+    Rules judged day by day read the course's index only up to the day's end instant, except
+    the baselines (common.baseline), which read the values before day 1 (or before the day
+    after the lymphodepletion start) up to the course's own as-of instant. Once the day's end
+    is past those, nothing differs; before it (day 0 and earlier) a lazy day view is used.
+    """
+    end = min(end_of_day(day), course.as_of_day)
+    if end == course.as_of_day or end >= baseline_settled_at(course):
+        return course
+    from core.rules.engine import day_view
+
+    view = day_view(course, end)
+    if "_cw_thresholds" in course.__dict__:
+        object.__setattr__(view, "_cw_thresholds", course.__dict__["_cw_thresholds"])
+    return view
+
+
+def dated(today: Finding, since: int | None) -> Finding:
+    """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
+    return Finding(today.rule, today.status, since_day=since, grade=today.grade,
+                   score=today.score, evidence=list(today.evidence), missing=list(today.missing),
+                   extra=dict(today.extra), episode_key=episode_key(since))
+
+
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> Status: ...
+
+
+R = TypeVar("R", bound=_HasStatus)
+
+
+def _dated_finding(course: Course, day: int, t: Thresholds, today: Finding,
+                   since: int | None) -> Finding:
+    return dated(today, since)
+
+
+@dataclass(frozen=True)
+class DailyRule(Generic[R]):
+    """A rule judged once per ward day, with since_day = the first day of its met stretch.
+
+    `compute(course, day, t)` is the rule's result as of the end of ward day `day` (anything
+    with a status); `day` caches it once that day is complete (`daily`, key: the rule id and
+    thresholds), so evaluate's walk back to since_day (`met_since`) and a replay compute each
+    day once. `finish(course, day, t, result, since)` makes the finding (default: a copy of
+    the day's finding with its since_day). With `cut_days` the replay computes each day on
+    the course as known at its end (`known_at_end_of`), for rules reading baselines; without,
+    on the full course, for rules whose day reads nothing after the day's end.
+    """
+
+    rule: Rule
+    compute: Callable[[Course, int, Thresholds], R]
+    finish: Callable[[Course, int, Thresholds, R, int | None], Finding] = _dated_finding
+    cut_days: bool = True
+
+    def day(self, course: Course, day: int, t: Thresholds) -> R:
+        """The result as of the end of ward day `day`, cached once that day is complete."""
+        return daily(course, (self.rule.id, thresholds_key(t)), day,
+                     lambda: self.compute(course, day, t))
+
+    def since(self, course: Course, day: int, t: Thresholds) -> tuple[R, int | None]:
+        """The result as of the end of `day` and the first day of its met stretch (None
+        unless met)."""
+        today = self.day(course, day, t)
+        return today, met_since(course, (self.rule.id, thresholds_key(t)), day, today.status,
+                                lambda d: self.day(course, d, t).status)
+
+    def evaluate(self, course: Course, t: Thresholds) -> Finding:
+        day = evaluated_day(course)
+        return self.finish(course, day, t, *self.since(course, day, t))
+
+    def replay(self, course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
+        """`evaluate` as of the end of each of `days`: each day's result once, and the met
+        stretch carried from day to day (met_since_days) instead of walked back every day."""
+        def today(d: int) -> R:
+            return self.day(known_at_end_of(course, d) if self.cut_days else course, d, t)
+
+        since = met_since_days(course, days, lambda d: today(d).status)
+        return [self.finish(course, d, t, today(d), s) for d, s in zip(days, since, strict=True)]
+
+    def spec(self) -> RuleSpec:
+        """The rule's declaration with this evaluate and replay."""
+        return RuleSpec(self.rule, self.evaluate, self.replay)
 
 
 def configured_thresholds(course: Course, rule: Rule) -> Thresholds:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,14 +28,11 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    DailyRule,
     course_index,
-    daily,
     end_of_day,
     episode_key,
-    evaluated_day,
     memo,
-    met_since,
-    thresholds_key,
 )
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
@@ -237,13 +233,8 @@ def _hypoxia(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]
     return None, []
 
 
-def crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
-    """The CRS grade as of the end of ward day `day` (cached for complete days)."""
-    return daily(course, ("crs_grade", thresholds_key(t)), day,
-                 lambda: _crs_day(course, day, t))
-
-
 def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
+    """The CRS grade as of the end of ward day `day`."""
     today = _Day(course, day, min(end_of_day(day), course.as_of_day))
     temp = today.latest("temperature")
     waiver = today.waiver
@@ -294,54 +285,10 @@ def _finding(course: Course, day: int, t: Thresholds, today: CrsDay,
     )
 
 
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = crs_day(course, day, t)
-    key = ("crs_grade", thresholds_key(t))
-    since = met_since(course, key, day, today.status,
-                      lambda d: crs_day(course, d, t).status)
-    return _finding(course, day, t, today, since)
+# A day's grade reads only that day's observations, cut at the end of the day (and the
+# course's as-of instant), so the replay runs on the full course (cut_days=False).
+CRS = DailyRule(RULE, _crs_day, _finding, cut_days=False)
+crs_day = CRS.day  # the CRS grade as of the end of a ward day (iec_hs reads it)
+evaluate = CRS.evaluate  # the rule's evaluator by name (tests call it)
 
-
-def met_since_days(course: Course, days: Sequence[int],
-                   status_of: Callable[[int], Status]) -> list[int | None]:
-    """`met_since` as of the end of each of `days` (ascending), in one walk over the course.
-
-    Shared by the replay hooks of crs, iec_hs and ferritin. `status_of(d)` is the status as
-    of the end of day d; it is called once for every day from the course's first data day to
-    the last of `days`, in order. Days before the first data day have no stretch behind them,
-    as in met_since.
-    """
-    first_day = course_index(course).first_day()
-    first = math.floor(first_day) if math.isfinite(first_day) else math.inf
-    d = first  # the next day to walk
-    run: int | None = None  # first day of the met stretch so far (None: not in one)
-    today = Status.NOT_EVALUABLE
-    out: list[int | None] = []
-    for day in days:
-        if day < first:  # before the first data day: no earlier day counts
-            out.append(day if status_of(day) is Status.MET else None)
-            continue
-        while d <= day:
-            today = status_of(d)
-            if today is Status.MET:
-                run = d if run is None else run
-            elif today is Status.NOT_MET:
-                run = None
-            d += 1
-        out.append(run if today is Status.MET else None)
-    return out
-
-
-def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    """Findings as of the end of each of `days`, in one walk (see met_since_days).
-
-    The grade of a day reads only that day's observations, cut at the end of the day (and the
-    course's as-of instant), so the full course gives each day what its cut course would.
-    """
-    since = met_since_days(course, days, lambda d: crs_day(course, d, t).status)
-    return [_finding(course, day, t, crs_day(course, day, t), s)
-            for day, s in zip(days, since, strict=True)]
-
-
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
+RULES: tuple[RuleSpec, ...] = (CRS.spec(),)

@@ -7,7 +7,6 @@ the dashboard's configurable engineering defaults [DESIGN], never a criterion in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.course import Course
@@ -24,26 +23,19 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    DailyRule,
     Value,
+    baseline_settled_at,
     configured_thresholds,
-    daily,
     end_of_day,
     episodes_until,
-    evaluated_day,
     lab_series,
     latest_until,
     memo,
-    met_since,
     thresholds_key,
     treatment_days,
 )
-from core.rules.iec_hs import (
-    baseline_settled_at,
-    replay_daily,
-    screen_since,
-    settled_baseline,
-    with_since,
-)
+from core.rules.iec_hs import screen_since, settled_baseline
 from core.units import Evidence
 
 D = Evidence.DESIGN
@@ -217,21 +209,8 @@ def _kinetics_finding(course: Course, day: int, t: Thresholds) -> Finding:
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=k.extra())
 
 
-def kinetics_day(course: Course, day: int, t: Thresholds) -> Finding:
-    return daily(course, ("ferritin_kinetics", thresholds_key(t)), day,
-                 lambda: _kinetics_finding(course, day, t))
-
-
-def evaluate_kinetics(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = kinetics_day(course, day, t)
-    since = met_since(course, ("ferritin_kinetics", thresholds_key(t)), day, today.status,
-                      lambda d: kinetics_day(course, d, t).status)
-    return with_since(RULE.id, today, since)
-
-
-def replay_kinetics(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    return replay_daily(course, days, RULE.id, lambda c, d: kinetics_day(c, d, t))
+KINETICS = DailyRule(RULE, _kinetics_finding)
+evaluate_kinetics = KINETICS.evaluate  # the rule's evaluator by name (tests call it)
 
 
 # --- therapy_response -------------------------------------------------------------------------
@@ -345,25 +324,7 @@ def _therapy_finding(course: Course, day: int, t: Thresholds) -> Finding:
                    extra={"therapy_start_day": t0, "ferritin_ratio": round(change, 3)})
 
 
-def therapy_day(course: Course, day: int, t: Thresholds) -> Finding:
-    return daily(course, ("therapy_response", thresholds_key(t)), day,
-                 lambda: _therapy_finding(course, day, t))
+THERAPY = DailyRule(THERAPY_RULE, _therapy_finding)
+evaluate_therapy_response = THERAPY.evaluate  # by name, as evaluate_kinetics
 
-
-def evaluate_therapy_response(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = therapy_day(course, day, t)
-    since = met_since(course, ("therapy_response", thresholds_key(t)), day, today.status,
-                      lambda d: therapy_day(course, d, t).status)
-    return with_since(THERAPY_RULE.id, today, since)
-
-
-def replay_therapy_response(course: Course, t: Thresholds,
-                            days: Sequence[int]) -> list[Finding]:
-    return replay_daily(course, days, THERAPY_RULE.id, lambda c, d: therapy_day(c, d, t))
-
-
-RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(RULE, evaluate_kinetics, replay_kinetics),
-    RuleSpec(THERAPY_RULE, evaluate_therapy_response, replay_therapy_response),
-)
+RULES: tuple[RuleSpec, ...] = (KINETICS.spec(), THERAPY.spec())

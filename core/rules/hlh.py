@@ -31,18 +31,16 @@ from core.rules.base import (
 )
 from core.rules.common import (
     END_OF_DAY,
+    DailyRule,
     Obs,
     ObsSeries,
     Value,
     baseline,
     configured_thresholds,
     course_index,
-    daily,
+    dated,
     end_of_day,
-    episode_key,
-    evaluated_day,
     memo,
-    met_since,
     thresholds_key,
 )
 from core.units import Evidence
@@ -231,13 +229,6 @@ def tmax_latest_day(course: Course, end: float) -> Obs | None:
     return r.day_max_temperature(r.obs_input("temperature").at(min(end, course.as_of_day)))
 
 
-def _dated(f: Finding, since: int | None) -> Finding:
-    """A fresh copy of a day's finding with its since_day (the cached one is never handed out)."""
-    return Finding(f.rule, f.status, since_day=since, grade=f.grade, score=f.score,
-                   evidence=list(f.evidence), missing=list(f.missing), extra=dict(f.extra),
-                   episode_key=episode_key(since))
-
-
 class _HasStatus(Protocol):
     @property
     def status(self) -> Status: ...
@@ -281,25 +272,17 @@ def day_series(course: Course, days: Sequence[int],
 
 def _daily_rule(rule: Rule, findings: Callable[[Course, Thresholds], _DayFindings]
                 ) -> RuleSpec:
-    """The rule's spec: evaluate (since_day by met_since) and a one-pass replay, both reading
-    the course through `findings(course, t)`."""
-    def on(course: Course, d: int, t: Thresholds) -> Finding:
-        return daily(course, (rule.id, thresholds_key(t)), d,
-                     lambda: findings(course, t).at(min(end_of_day(d), course.as_of_day)))
-
-    def evaluate(course: Course, t: Thresholds) -> Finding:
-        day = evaluated_day(course)
-        today = on(course, day, t)
-        since = met_since(course, (rule.id, thresholds_key(t)), day, today.status,
-                          lambda d: on(course, d, t).status)
-        return _dated(today, since)
+    """The rule's spec: evaluate (a DailyRule) and a one-pass replay, both reading the course
+    through `findings(course, t)`."""
+    per_day = DailyRule(rule, lambda course, d, t: findings(course, t).at(
+        min(end_of_day(d), course.as_of_day)))
 
     def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
         over = findings(course, t).over
-        return [_dated(f, since)
+        return [dated(f, since)
                 for _, f, since in day_series(course, days, lambda _, ends: over(ends))]
 
-    return RuleSpec(rule, evaluate, replay)
+    return RuleSpec(rule, per_day.evaluate, replay)
 
 
 # --- CARTOX HLH/MAS (Neelapu 2018) -------------------------------------------------------------

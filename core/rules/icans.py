@@ -26,16 +26,13 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    DailyRule,
     Obs,
     ObsSeries,
     course_index,
-    daily,
     end_of_day,
     episode_key,
-    evaluated_day,
     latest_observation,
-    met_since,
-    thresholds_key,
 )
 from core.rules.hlh import day_series
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
@@ -130,12 +127,6 @@ def _is_child(course: Course, day: int, t: Thresholds) -> bool | None:
     return when.year - by < t["ice_min_age_years"]
 
 
-def icans_day(course: Course, day: int, t: Thresholds) -> IcansDay:
-    """ICANS grade as of the end of ward day `day` (cached for complete days)."""
-    return daily(course, ("icans_grade", thresholds_key(t)), day,
-                 lambda: _icans_day(course, day, t))
-
-
 def _ice_grade(ice: Obs, t: Thresholds) -> tuple[int, str]:
     s = ice.num or 0.0
     if s >= t["ice_normal"]:
@@ -154,6 +145,7 @@ KINDS = ("ice_score", "capd_score", "unable_to_assess", "consciousness", "seizur
 
 
 def _icans_day(course: Course, day: int, t: Thresholds) -> IcansDay:
+    """The ICANS grade as of the end of ward day `day`."""
     end, start = min(end_of_day(day), course.as_of_day), float(day)
     today = [latest_observation(course, kind, end, start) for kind in KINDS]
     return _grade(*today, child=_is_child(course, day, t), t=t)
@@ -225,16 +217,8 @@ def _grade(ice: Obs | None, capd: Obs | None, unable: Obs | None, loc: Obs | Non
     return IcansDay(max(enceph, worst_other), ev, missing, tool)
 
 
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = icans_day(course, day, t)
-    since = met_since(course, ("icans_grade", thresholds_key(t)), day, today.status,
-                      lambda d: icans_day(course, d, t).status)
-    return _finding(course, day, today, since, t)
-
-
-def _finding(course: Course, day: int, today: IcansDay, since: int | None,
-             t: Thresholds) -> Finding:
+def _finding(course: Course, day: int, t: Thresholds, today: IcansDay,
+             since: int | None) -> Finding:
     missing, extra = list(today.missing), {"tool": today.tool}
     if today.grade is None and missing:
         end = min(end_of_day(day), course.as_of_day)
@@ -278,7 +262,7 @@ def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
             out.append(found)
         return out
 
-    return [_finding(course, day, today, since, t)
+    return [_finding(course, day, t, today, since)
             for day, today, since in day_series(course, days, results)]
 
 
@@ -293,5 +277,8 @@ PROMPT_INPUTS = {
     MISSING_LOC: ("consciousness",),
 }
 
+
+ICANS = DailyRule(RULE, _icans_day, _finding)  # its evaluate; the replay is the one above
+evaluate = ICANS.evaluate  # the rule's evaluator by name (tests call it)
 
 RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.course import Course
@@ -28,20 +27,19 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
+    DailyRule,
     LabSeries,
     Value,
     baseline,
+    baseline_settled_at,
     configured_thresholds,
     course_index,
-    daily,
     end_of_day,
-    episode_key,
     episodes_until,
     evaluated_day,
     latest_observation,
     latest_until,
     memo,
-    met_since,
     thresholds_key,
 )
 from core.units import Evidence
@@ -160,13 +158,6 @@ class Feature:
     status: Status
     evidence: list[EvidenceItem] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-
-
-def baseline_settled_at(course: Course) -> float:
-    """The instant from which common.baseline can no longer change: it reads the values before
-    day 1, or before the day after the lymphodepletion start day if that is later."""
-    ld = course.patient.lymphodepletion_day
-    return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
 
 
 def settled_baseline(course: Course, analyte: str) -> Value | None:
@@ -480,79 +471,18 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
 
 
-def screen_day(course: Course, day: int, t: Thresholds) -> Finding:
-    return daily(course, ("iec_hs", thresholds_key(t)), day, lambda: _screen(course, day, t))
-
-
-def with_since(rule_id: str, today: Finding, since: int | None) -> Finding:
-    """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
-    return Finding(rule_id, today.status, since_day=since, evidence=list(today.evidence),
-                   missing=list(today.missing), extra=dict(today.extra),
-                   episode_key=episode_key(since))
-
-
-def _screen_since(course: Course, day: int | None,
-                  t: Thresholds | None) -> tuple[Finding, int | None]:
-    t = t if t is not None else configured_thresholds(course, RULE)
-    day = evaluated_day(course) if day is None else day
-    today = screen_day(course, day, t)
-    return today, met_since(course, ("iec_hs", thresholds_key(t)), day, today.status,
-                            lambda d: screen_day(course, d, t).status)
+SCREEN = DailyRule(RULE, _screen)
 
 
 def screen_since(course: Course, day: int | None = None,
                  t: Thresholds | None = None) -> tuple[Status, int | None]:
     """The iec_hs status as of the end of `day` (default: the evaluated day) and the first day
-    of its met stretch (None unless met): screen_finding without building the finding."""
-    today, since = _screen_since(course, day, t)
+    of its met stretch (None unless met); `t` defaults to the thresholds in force."""
+    t = t if t is not None else configured_thresholds(course, RULE)
+    today, since = SCREEN.since(course, evaluated_day(course) if day is None else day, t)
     return today.status, since
 
 
-def screen_finding(course: Course, day: int | None = None,
-                   t: Thresholds | None = None) -> Finding:
-    """The iec_hs finding as of the end of `day` (default: the evaluated day)."""
-    return with_since(RULE.id, *_screen_since(course, day, t))
+evaluate = SCREEN.evaluate  # the rule's evaluator by name (tests call it)
 
-
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    return screen_finding(course, None, t)
-
-
-def known_at_end_of(course: Course, day: int) -> Course:
-    """The course a replay hook evaluates ward day `day` on: the full course itself where that
-    gives the same results as the course cut at the end of the day, else that cut.
-
-    The rules of this family read the course's index only up to the day's end instant, except
-    the baselines (common.baseline), which read the values before day 1 (or before the day
-    after the lymphodepletion start) up to the course's own as-of instant. Once the day's end
-    is past those, nothing differs; before it (day 0 and earlier) a lazy day view is used.
-    """
-    end = min(end_of_day(day), course.as_of_day)
-    if end == course.as_of_day or end >= baseline_settled_at(course):
-        return course
-    from core.rules.engine import day_view
-
-    view = day_view(course, end)
-    if "_cw_thresholds" in course.__dict__:
-        object.__setattr__(view, "_cw_thresholds", course.__dict__["_cw_thresholds"])
-    return view
-
-
-def replay_daily(course: Course, days: Sequence[int], rule_id: str,
-                 day_finding: Callable[[Course, int], Finding]) -> list[Finding]:
-    """A replay hook for a rule evaluated as `day_finding(course, day)` (cached per complete
-    day) plus its met stretch (met_since): each day's finding once, on the course as known at
-    its end (known_at_end_of), and the stretch carried from day to day (crs.met_since_days)."""
-
-    def today(d: int) -> Finding:
-        return day_finding(known_at_end_of(course, d), d)
-
-    since = crs.met_since_days(course, days, lambda d: today(d).status)
-    return [with_since(rule_id, today(d), s) for d, s in zip(days, since, strict=True)]
-
-
-def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    return replay_daily(course, days, RULE.id, lambda c, d: screen_day(c, d, t))
-
-
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
+RULES: tuple[RuleSpec, ...] = (SCREEN.spec(),)

@@ -6,8 +6,6 @@ iec_hs screen; for everyone else it is not met and says why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from core.course import Course
 from core.rules.base import (
     Citation,
@@ -21,15 +19,11 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
-    daily,
+    DailyRule,
     end_of_day,
-    evaluated_day,
     latest_observation,
     latest_until,
-    met_since,
-    thresholds_key,
 )
-from core.rules.iec_hs import replay_daily, with_since
 from core.units import ANALYTES, Evidence
 
 C = Evidence.C
@@ -144,25 +138,8 @@ def _day(course: Course, day: int, t: Thresholds) -> Finding:
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
 
 
-def _today(course: Course, day: int, t: Thresholds) -> Finding:
-    """_day, cached once the day is complete as of the course."""
-    return daily(course, ("supportive_thresholds", thresholds_key(t)), day,
-                 lambda: _day(course, day, t))
+# The replay cuts each day at its end (cut_days): the IEC-HS screen read here reads baselines.
+SUPPORTIVE = DailyRule(RULE, _day)
+evaluate = SUPPORTIVE.evaluate  # the rule's evaluator by name (tests call it)
 
-
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    day = evaluated_day(course)
-    today = _today(course, day, t)
-    since = met_since(course, ("supportive_thresholds", thresholds_key(t)), day, today.status,
-                      lambda d: _today(course, d, t).status)
-    return with_since(RULE.id, today, since)
-
-
-def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    """`evaluate` as of the end of each of `days`: each day's finding once, on the course as
-    known at its end (the IEC-HS screen reads baselines), and the met stretch carried from
-    day to day instead of walked back every day (iec_hs.replay_daily)."""
-    return replay_daily(course, days, RULE.id, lambda c, d: _today(c, d, t))
-
-
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
+RULES: tuple[RuleSpec, ...] = (SUPPORTIVE.spec(),)
