@@ -554,6 +554,14 @@ def episode_key(since_day: float | None) -> str | None:
     return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
 
 
+class _HasStatus(Protocol):
+    @property
+    def status(self) -> Status: ...
+
+
+R = TypeVar("R", bound=_HasStatus)  # a rule's result of one day
+
+
 def met_since_days(course: Course, days: Sequence[int],
                    status_of: Callable[[int], Status]) -> list[int | None]:
     """`met_since` as of the end of each of `days` (ascending), in one walk over the course.
@@ -581,6 +589,40 @@ def met_since_days(course: Course, days: Sequence[int],
             d += 1
         out.append(run if today is Status.MET else None)
     return out
+
+
+def day_series(course: Course, days: Sequence[int],
+               results: Callable[[list[int], list[float]], Sequence[R]]
+               ) -> list[tuple[int, R, int | None]]:
+    """(evaluated day, result, since_day) for each of `days` (ascending), in one forward pass.
+
+    What evaluate gives on the course cut at the end of each day: the evaluated day is
+    floor(min(day + END_OF_DAY, as_of_day)); `results(ds, ends)` gives the result of each
+    day of `ds` (consecutive) as of its end in `ends`; since_day follows met_since (a met
+    stretch counted from the first data day, which not-evaluable days neither start nor
+    break), carried forward instead of walked back.
+    """
+    as_of = course.as_of_day
+    wanted = [math.floor(min(d + END_OF_DAY, as_of)) for d in days]
+    if not wanted:
+        return []
+    fd = course_index(course).first_day()
+    first = math.floor(fd) if math.isfinite(fd) else None
+    lo = wanted[0] if first is None else min(first, wanted[0])
+    ds = list(range(lo, wanted[-1] + 1))
+    found = results(ds, [min(end_of_day(d), as_of) for d in ds])
+    by_day: dict[int, tuple[R, int | None]] = {}
+    run: int | None = None
+    met, not_met = Status.MET, Status.NOT_MET  # locals: enum attribute lookups cost
+    for d, result in zip(ds, found, strict=True):
+        if first is None or d < first:  # met_since looks no further back than the first day
+            run = None
+        if result.status is met:
+            run = d if run is None else run
+        elif result.status is not_met:
+            run = None
+        by_day[d] = (result, run if result.status is met else None)
+    return [(d, *by_day[d]) for d in wanted]
 
 
 def baseline_settled_at(course: Course) -> float:
@@ -615,14 +657,6 @@ def dated(today: Finding, since: int | None) -> Finding:
     return Finding(today.rule, today.status, since_day=since, grade=today.grade,
                    score=today.score, evidence=list(today.evidence), missing=list(today.missing),
                    extra=dict(today.extra), episode_key=episode_key(since))
-
-
-class _HasStatus(Protocol):
-    @property
-    def status(self) -> Status: ...
-
-
-R = TypeVar("R", bound=_HasStatus)
 
 
 def _dated_finding(course: Course, day: int, t: Thresholds, today: Finding,

@@ -13,7 +13,7 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,7 +30,6 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
-    END_OF_DAY,
     DailyRule,
     Obs,
     ObsSeries,
@@ -39,6 +38,7 @@ from core.rules.common import (
     configured_thresholds,
     course_index,
     dated,
+    day_series,
     end_of_day,
     memo,
     thresholds_key,
@@ -227,47 +227,6 @@ def tmax_latest_day(course: Course, end: float) -> Obs | None:
     """The highest temperature of the latest ward day with a temperature logged."""
     r = _Reader(course)
     return r.day_max_temperature(r.obs_input("temperature").at(min(end, course.as_of_day)))
-
-
-class _HasStatus(Protocol):
-    @property
-    def status(self) -> Status: ...
-
-
-S = TypeVar("S", bound=_HasStatus)
-
-
-def day_series(course: Course, days: Sequence[int],
-               results: Callable[[list[int], list[float]], Sequence[S]]
-               ) -> list[tuple[int, S, int | None]]:
-    """(evaluated day, result, since_day) for each of `days` (ascending), in one forward pass.
-
-    What evaluate gives on the course cut at the end of each day: the evaluated day is
-    floor(min(day + END_OF_DAY, as_of_day)); `results(ds, ends)` gives the result of each
-    day of `ds` (consecutive) as of its end in `ends`; since_day follows met_since (a met
-    stretch counted from the first data day, which not-evaluable days neither start nor
-    break), carried forward instead of walked back.
-    """
-    as_of = course.as_of_day
-    wanted = [math.floor(min(d + END_OF_DAY, as_of)) for d in days]
-    if not wanted:
-        return []
-    fd = course_index(course).first_day()
-    first = math.floor(fd) if math.isfinite(fd) else None
-    lo = wanted[0] if first is None else min(first, wanted[0])
-    ds = list(range(lo, wanted[-1] + 1))
-    found = results(ds, [min(end_of_day(d), as_of) for d in ds])
-    by_day: dict[int, tuple[S, int | None]] = {}
-    run: int | None = None
-    for d, result in zip(ds, found, strict=True):
-        if first is None or d < first:  # met_since looks no further back than the first day
-            run = None
-        if result.status is MET:
-            run = d if run is None else run
-        elif result.status is NOT_MET:
-            run = None
-        by_day[d] = (result, run if result.status is MET else None)
-    return [(d, *by_day[d]) for d in wanted]
 
 
 def _daily_rule(rule: Rule, findings: Callable[[Course, Thresholds], _DayFindings]

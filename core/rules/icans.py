@@ -30,11 +30,11 @@ from core.rules.common import (
     Obs,
     ObsSeries,
     course_index,
+    day_series,
     end_of_day,
     episode_key,
     latest_observation,
 )
-from core.rules.hlh import day_series
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 
