@@ -371,9 +371,9 @@ class _Grades:
 
 def _grades(course: Course, analyte: str) -> _Grades:
     """The lineage's grades and judgements in the course index (cached per course)."""
-    from core.rules.hlh.shared import _ctcae_rule
+    from core.rules.hlh.shared import ctcae_rule
 
-    tc = configured_thresholds(course, _ctcae_rule(analyte))
+    tc = configured_thresholds(course, ctcae_rule(analyte))
 
     def build() -> _Grades:
         s = course_index(course).labs[analyte]

@@ -1,7 +1,20 @@
-"""HLH-type criteria: CARTOX HLH/MAS (§2), HLH-2004 (§3) and the HScore (§4)."""
+"""HLH-type criteria: CARTOX HLH/MAS (§2), HLH-2004 (§3) and the HScore (§4).
+
+All three are context for clinicians in the CAR-T setting (cytopenias, fever and high ferritin
+are expected after lymphodepletion and CRS); each reports how much of it could be evaluated and
+never calls a syndrome absent because an input is missing.
+
+Modules: shared (constants, the criterion item, reading a course as of any instant and the
+spec builder daily_rule), then one module per rule: cartox, hlh2004, hscore. RULES lists them
+in display order.
+"""
 
 from __future__ import annotations
 
-from core.rules.hlh.shared import RULES, probability_from_table
+from core.rules.base import RuleSpec
+from core.rules.hlh import cartox, hlh2004, hscore
+from core.rules.hlh.hscore import probability_from_table
 
 __all__ = ["RULES", "probability_from_table"]
+
+RULES: tuple[RuleSpec, ...] = (*cartox.RULES, *hlh2004.RULES, *hscore.RULES)
