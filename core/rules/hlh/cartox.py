@@ -17,7 +17,6 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
-    Value,
     baseline,
     configured_thresholds,
     course_index,
@@ -104,17 +103,6 @@ def _worst_ctcae_table(course: Course, analyte: str, start: float = 0.0
 
     return memo(course, ("hlh_ctcae_worst", analyte, start, None if b is None else b.day,
                          thresholds_key(tc)), build)
-
-
-def worst_ctcae(course: Course, analyte: str, end: float, start: float = 0.0
-                ) -> tuple[int | None, Value | None]:
-    """Worst CTCAE grade (and its value) of `analyte` with start <= day <= end."""
-    s = course_index(course).labs.get(analyte)
-    if s is None:
-        return None, None
-    worst, grades = _worst_ctcae_table(course, analyte, start)
-    j = worst[s.count(min(end, course.as_of_day))]
-    return (None, None) if j < 0 else (int(grades[j]), s.at(j))  # type: ignore[arg-type]
 
 
 def _worst_obs_table(r: Reader, kind: str) -> list[int]:

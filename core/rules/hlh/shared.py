@@ -208,12 +208,6 @@ def _day_max(s: ObsSeries, j: int) -> int:
     return best
 
 
-def tmax_latest_day(course: Course, end: float) -> Obs | None:
-    """The highest temperature of the latest ward day with a temperature logged."""
-    r = Reader(course)
-    return r.day_max_temperature(r.obs_input("temperature").at(min(end, course.as_of_day)))
-
-
 def daily_rule(rule: Rule, findings: Callable[[Course, Thresholds], DayFindings]
                ) -> RuleSpec:
     """The rule's spec: evaluate (a DailyRule) and a one-pass replay, both reading the course
