@@ -3,6 +3,7 @@ real user per role, signed in as a clinician unless a test signs in as someone e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.accounts import active_account
 from core.db import make_engine
 from core.users import create_user
-from tests.sample_db import build_sample_db, copy_db
+from tests.sample_db import build_sample_db, copy_db, sample_clock
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PASSWORD = "test-only password 1"  # exists only in the temporary test databases
@@ -33,6 +34,13 @@ def _navigation_owns_routing(monkeypatch: pytest.MonkeyPatch) -> None:
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(autouse=True)
+def _on_the_sample_day() -> Iterator[None]:
+    """Pages show the sample as of the day it was written for (tests/sample_db.py)."""
+    with sample_clock():
+        yield
 
 
 @pytest.fixture(scope="session")
