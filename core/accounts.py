@@ -89,8 +89,7 @@ def record_sign_in(engine: Engine, username: str, action: str, *,
     name = (username or "").strip()[:100] or "(blank)"
     try:
         with session_scope(engine) as s:
-            user_id = s.scalars(select(User.id).where(
-                func.lower(User.username) == name.lower())).first()
+            user_id = _user_id(s, name)
             after: dict[str, Any] = {"outcome": OUTCOMES[action]}
             if method:
                 after["method"] = method
