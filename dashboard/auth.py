@@ -144,6 +144,9 @@ def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001
     """The sign-in form. A good sign-in starts the session and reruns; otherwise it stops."""
     ss = st.session_state
     st.title("CAR-T Watch")
+    # the notice has a fixed place, before the cookie components: a sign-out run renders one
+    # more component than the run after it, which would otherwise show the notice twice
+    notice = st.container()
     accounts = active_accounts(engine)
     authenticator = _authenticator(engine, settings, accounts)
     if pending := ss.pop("auth_pending", None):  # finish a sign-out that `gate` started
@@ -153,7 +156,7 @@ def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001
         _audit(engine, username, reason)
         ss["auth_message"] = MESSAGES[reason].format(minutes=f"{settings.idle_minutes:g}")
     if message := ss.get("auth_message"):
-        st.info(message, icon=":material/info:")
+        notice.info(message, icon=":material/info:")
     attempts = _watch(engine, settings, authenticator)
     if ss.get("authentication_status") is False:
         ss["authentication_status"] = None  # each attempt is judged on its own
