@@ -6,8 +6,10 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.engine import Engine
 
 from core.config import Settings
 from core.db import init_db, make_engine
@@ -65,6 +67,47 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(n: int) -> str:
+    return f"{n} day" if abs(n) == 1 else f"{n} days"
+
+
+def _sample_shift(args: argparse.Namespace, engine: Engine, sample_dir: Path,
+                  tz: str) -> tuple[int, str] | None:
+    """(days to shift the sample by, the line that says so); None if --today is refused."""
+    from zoneinfo import ZoneInfo
+
+    from core.seeding import latest_row, live_shift, seeded_shift
+
+    latest = latest_row(sample_dir)
+    if latest is None:
+        return 0, "no patients.csv: nothing to shift"
+    snapshot = latest.date()
+    if args.snapshot:
+        return 0, f"sample loaded as written: a snapshot of {snapshot}"
+    if args.today is not None:
+        days = (args.today - snapshot).days
+        if days > live_shift(latest, tz):
+            now = datetime.now(ZoneInfo(tz))
+            print(f"--today {args.today} would put rows in the future: the sample's latest "
+                  f"row is at {latest:%H:%M} of its day, and it is {now:%Y-%m-%d %H:%M} in "
+                  f"{tz}", file=sys.stderr)
+            return None
+        return days, f"sample shifted by {_days(days)} so that {args.today} is its day {snapshot}"
+    already = seeded_shift(engine, sample_dir)
+    if already is not None:  # --force on a database that holds the sample: keep its dates
+        day = snapshot + timedelta(days=already)
+        return already, (f"sample already in the database, shifted by {_days(already)} so that "
+                         f"{day} is its day {snapshot}; its dates are kept")
+    days = live_shift(latest, tz)
+    day = snapshot + timedelta(days=days)
+    line = f"sample shifted by {_days(days)} so that {day} is its day {snapshot}"
+    now = datetime.now(ZoneInfo(tz))
+    if day < now.date():
+        line += (f" (it is {now:%H:%M} in {tz}, before the sample's latest time of day, "
+                 f"{latest:%H:%M})")
+    return days, line
+
+
 def cmd_seed_sample(args: argparse.Namespace) -> int:
     from core.seeding import is_empty, seed_sample
 
@@ -73,13 +116,21 @@ def cmd_seed_sample(args: argparse.Namespace) -> int:
     if not is_empty(engine) and not args.force:
         print("database already has patients; sample not loaded (use --force to load it anyway)")
         return 0
-    reports = seed_sample(engine, Path(args.sample_dir or settings.sample_dir),
-                          tz=settings.ward_tz, progress=ProgressBar("seeding"))
+    sample_dir = Path(args.sample_dir or settings.sample_dir)
+    shift = _sample_shift(args, engine, sample_dir, settings.ward_tz)
+    if shift is None:
+        return 2
+    days, line = shift
+    reports = seed_sample(engine, sample_dir, tz=settings.ward_tz,
+                          progress=ProgressBar("seeding"), shift_days=days)
     for r in reports:
         print(r.summary())
         for e in r.errors:
             print(f"  {e}", file=sys.stderr)
-    return 0 if all(r.ok for r in reports) else 1
+    if not all(r.ok for r in reports):
+        return 1
+    print(line)
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -244,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("seed-sample", help="load the synthetic sample cohort")
     s.add_argument("--force", action="store_true", help="load even if patients exist")
     s.add_argument("--sample-dir")
+    when = s.add_mutually_exclusive_group()
+    when.add_argument("--snapshot", action="store_true",
+                      help="keep the sample's dates as written (default: shift the sample so "
+                           "that today is its day)")
+    when.add_argument("--today", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                      help="shift the sample so that this date is its day")
     s.set_defaults(func=cmd_seed_sample)
 
     s = sub.add_parser("import", help="import CSV or FHIR files (all rows or none)")

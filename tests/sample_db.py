@@ -10,6 +10,7 @@ show of the sample therefore run at SAMPLE_NOW, midday of that day, with the clo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 import sys
@@ -38,16 +39,23 @@ def sample_clock() -> time_machine.travel:
     return time_machine.travel(SAMPLE_NOW, tick=True)
 
 
-def build_sample_db(path: Path) -> str:
-    """Create, seed and evaluate a sample database at `path`; returns its URL."""
+def build_sample_db(path: Path, on_sample_day: bool = True) -> str:
+    """Create, seed and evaluate a sample database at `path`; returns its URL.
+
+    on_sample_day: seeded and evaluated under sample_clock(), so the sample is loaded as
+    written (its shift to "today" is 0). False: seeded as `python -m core seed-sample` does,
+    shifted so that the real today is the sample's day, and evaluated now (a live server).
+    """
     from core.evaluation import run_evaluate
-    from core.seeding import seed_sample
+    from core.seeding import latest_row, live_shift, seed_sample
 
     url = f"sqlite:///{path}"
     engine = make_engine(url)
     init_db(engine)
-    with sample_clock():  # seeded and evaluated on the sample's own day
-        reports = seed_sample(engine, SAMPLE_DIR)
+    with sample_clock() if on_sample_day else contextlib.nullcontext():
+        shift = live_shift(latest_row(SAMPLE_DIR), "UTC")  # type: ignore[arg-type]
+        assert shift == 0 or not on_sample_day, shift
+        reports = seed_sample(engine, SAMPLE_DIR, shift_days=shift)
         assert all(r.ok for r in reports), [str(e) for r in reports for e in r.errors]
         run_evaluate(engine, Settings(database_url=url))
     engine.dispose()

@@ -11,8 +11,9 @@ writes six CSVs in the import contract of design.md ("Import formats (contract)"
 patients.csv, labs.csv, observations.csv, episodes.csv, treatments.csv, events.csv.
 Times are given as `day` (decimal days after infusion), so only patients.csv depends on
 --today: each patient's infusion date is placed so that "today" is that patient's current
-course day. Nothing is dated after --today (06:00 on --today is the latest time written),
-and no lab is more than 5 days before infusion.
+course day. Nothing is dated after early morning on --today (06:00 draws and a 06:28 dose
+are the latest rows), and no lab is more than 5 days before infusion. `python -m core
+seed-sample` shifts the dates as it loads them so that the ward's today plays --today.
 
 The patient-by-patient scenarios and the alerts each one should raise are listed in
 data/sample/README.md.

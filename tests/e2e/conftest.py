@@ -43,7 +43,8 @@ def browser_type_launch_args(browser_type_launch_args):  # overrides pytest-play
 
 @pytest.fixture(scope="session")
 def e2e_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = build_sample_db(tmp_path_factory.mktemp("e2e") / "e2e.db")
+    # the server runs on the real clock: the sample is shifted so that today is its day
+    url = build_sample_db(tmp_path_factory.mktemp("e2e") / "e2e.db", on_sample_day=False)
     engine = make_engine(url)
     for username, role in USERS.items():
         create_user(engine, username, role, PASSWORD, display_name=username.split(".")[0].title())
@@ -55,8 +56,8 @@ def e2e_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 def app_url(e2e_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("e2e-log") / "streamlit.log"
-    env = {**os.environ, "CARTWATCH_DATABASE_URL": e2e_db,
-           "CARTWATCH_DISPLAY_TOKEN": DISPLAY_TOKEN}
+    env = {**os.environ, "CARTWATCH_DATABASE_URL": e2e_db, "CARTWATCH_WARD_TZ": "UTC",
+           "CARTWATCH_DISPLAY_TOKEN": DISPLAY_TOKEN}  # the zone e2e_db was seeded in
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dashboard", "--server.headless=true",
