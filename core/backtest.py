@@ -177,7 +177,7 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
     def replayed() -> Replayed:
         nonlocal patient_days
         for i, course in enumerate(courses, 1):
-            days = replay_course(course, specs, merged)
+            days = replay_course(course, specs, merged, evidence=False)
             patient_days += len(days)
             yield course.patient.patient_id, days
             if progress is not None:
@@ -220,7 +220,7 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
     def replayed() -> Replayed:
         nonlocal patient_days
         for course in courses:
-            days = replay_course(course, specs, overrides)
+            days = replay_course(course, specs, overrides, evidence=False)
             patient_days += len(days)
             yield course.patient.patient_id, days
             if each is not None:

@@ -59,7 +59,7 @@ def suggested_episodes(_engine, url: str, patient_id: str, tz: str) -> list[dict
     course = resources.patient_course(_engine, url, patient_id, tz)
     if course is None:
         return []
-    return suggest_episodes(course, replay_course(course, overrides=_overrides()))
+    return suggest_episodes(course, replay_course(course, overrides=_overrides(), evidence=False))
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=50)

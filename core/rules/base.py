@@ -120,9 +120,19 @@ class EvidenceItem:
 _EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
 
 
+# A finding's evidence, or a function that makes it (see Finding)
+EvidenceSource = list[EvidenceItem] | Callable[[], list[EvidenceItem]]
+
+
 @dataclass
 class Finding:
-    """The result of one rule for one patient as of one day (design.md JSON contract)."""
+    """The result of one rule for one patient as of one day (design.md JSON contract).
+
+    `evidence` may be given as a function that makes the list: it runs the first time the
+    evidence is read, once. A backtest reads only status, since_day and episode_key of the
+    tens of thousands of findings a replay makes, so their evidence (values, units and text)
+    is never built there; everything else reads `evidence` as a plain list.
+    """
 
     rule: str
     status: Status
@@ -146,6 +156,31 @@ class Finding:
         }
         out.update(self.extra)
         return out
+
+
+def _evidence_of(self: Finding) -> list[EvidenceItem]:
+    ev = self.__dict__["_evidence"]
+    if not isinstance(ev, list):
+        ev = self.__dict__["_evidence"] = ev()
+    return ev
+
+
+def _set_evidence(self: Finding, ev: EvidenceSource) -> None:
+    self.__dict__["_evidence"] = ev
+
+
+# the dataclass field `evidence` stores through this property, so __init__, ==, repr and
+# to_json see the list whichever way it was given
+Finding.evidence = property(_evidence_of, _set_evidence)  # type: ignore[assignment]
+
+
+def evidence_copy(f: Finding | Any) -> EvidenceSource:
+    """A copy of f's evidence list (a Finding, or any result with `.evidence`) for another
+    finding, made when that one's is read (f's own is then made, once, if it was not yet)."""
+    ev = getattr(f, "__dict__", {}).get("_evidence")
+    if ev is None or isinstance(ev, list):
+        return list(f.evidence)
+    return lambda: list(f.evidence)
 
 
 Evaluator = Callable[[Course, Thresholds], Finding]

@@ -21,7 +21,15 @@ import pandas as pd
 
 from core.course import Course, PatientInfo
 from core.observations import OBSERVATION_KINDS
-from core.rules.base import EvidenceItem, Finding, Rule, RuleSpec, Status, Thresholds
+from core.rules.base import (
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Status,
+    Thresholds,
+    evidence_copy,
+)
 from core.units import ANALYTES
 
 
@@ -655,7 +663,8 @@ def known_at_end_of(course: Course, day: int) -> Course:
 def dated(today: Finding, since: int | None) -> Finding:
     """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
     return Finding(today.rule, today.status, since_day=since, grade=today.grade,
-                   score=today.score, evidence=list(today.evidence), missing=list(today.missing),
+                   score=today.score, evidence=evidence_copy(today),
+                   missing=list(today.missing),
                    extra=dict(today.extra), episode_key=episode_key(since))
 
 

@@ -20,6 +20,7 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    evidence_copy,
 )
 from core.rules.common import (
     END_OF_DAY,
@@ -419,22 +421,17 @@ def _graded(course: Course, src: LabSeries, t: Thresholds, b: Value | None) -> _
 
 
 def _finding(graded: _Graded, k: int) -> Finding:
-    """The finding with the first `k` results known (k >= 1)."""
+    """The finding with the first `k` results known (k >= 1); its evidence is made when read."""
     analyte, src, last = graded.analyte, graded.src, k - 1
     rule_id = f"ctcae_{analyte}"
     g = graded.grade(last)
     if g is None:
         need = "the reference range (ULN/LLN) of the latest result"
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, missing=[need],
-                       evidence=[src.at(last).evidence("latest value; reference range needed")])
-    b = graded.base_value
-    uln, lln = graded.limits(last)
-    why = _why(analyte, g, src.vals[last], uln, lln, graded.base, graded.base_uln)
-    ev = [src.at(last).evidence(why)]
-    if graded.base_evidence is not None:
-        ev.append(graded.base_evidence)
+                       evidence=partial(_unranged_evidence, src, last))
+    ev = partial(_evidence, graded, last, g)
     extra: dict[str, object] = {"term": TERMS[analyte]}
-    if analyte in _NEEDS_BASELINE and b is None:
+    if analyte in _NEEDS_BASELINE and graded.base_value is None:
         extra["baseline"] = "none recorded; graded against the reference range"
     if g == 0:
         return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=ev,
@@ -447,11 +444,27 @@ def _finding(graded: _Graded, k: int) -> Finding:
                    evidence=ev, extra=extra, episode_key=f"since-day-{int(since)}")
 
 
+def _evidence(graded: _Graded, last: int, g: int) -> list[EvidenceItem]:
+    """The graded result (why: its grade and the limits and baseline it was graded against)
+    and, where the grading uses it, the baseline."""
+    uln, lln = graded.limits(last)
+    why = _why(graded.analyte, g, graded.src.vals[last], uln, lln, graded.base,
+               graded.base_uln)
+    ev = [graded.src.at(last).evidence(why)]
+    if graded.base_evidence is not None:
+        ev.append(graded.base_evidence)
+    return ev
+
+
+def _unranged_evidence(src: LabSeries, last: int) -> list[EvidenceItem]:
+    return [src.at(last).evidence("latest value; reference range needed")]
+
+
 def copy_finding(f: Finding) -> Finding:
     """A distinct Finding equal to `f`, e.g. a cached one (callers may mutate its lists and
     extra)."""
     return Finding(rule=f.rule, status=f.status, since_day=f.since_day, grade=f.grade,
-                   score=f.score, evidence=list(f.evidence), missing=list(f.missing),
+                   score=f.score, evidence=evidence_copy(f), missing=list(f.missing),
                    extra=dict(f.extra), episode_key=f.episode_key)
 
 

@@ -122,6 +122,7 @@ def thresholds_for(specs: Sequence[RuleSpec],
 def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:
     try:
         finding = spec.evaluate(course, t)
+        finding.evidence  # noqa: B018 - a lazy evidence list is made here, its errors reported
     except Exception as exc:  # one rule must never take the others down
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return Finding(
@@ -177,13 +178,17 @@ def replay_days(course: Course) -> range:
 
 
 def _replay_spec(spec: RuleSpec, course: Course, t: Thresholds,
-                 days: Sequence[int]) -> list[Finding] | None:
+                 days: Sequence[int], evidence: bool = True) -> list[Finding] | None:
     """The rule's own one-pass replay, or None when it has none or it failed (the engine
-    then evaluates day by day, which reports any error per day as a not-evaluable finding)."""
+    then evaluates day by day, which reports any error per day as a not-evaluable finding).
+    With `evidence`, every finding's evidence is made here (lazy lists included)."""
     if spec.replay is None:
         return None
     try:
         found = spec.replay(course, t, days)
+        if evidence:
+            for f in found:
+                f.evidence  # noqa: B018 - made here, so its errors take the per-day path
     except Exception:  # noqa: BLE001 - the per-day path reports the error
         return None
     if len(found) != len(days):
@@ -213,18 +218,21 @@ def gc_paused() -> Iterator[None]:
 
 def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                   overrides: Overrides | None = None,
-                  days: Sequence[int] | None = None) -> list[tuple[int, list[Finding]]]:
+                  days: Sequence[int] | None = None,
+                  evidence: bool = True) -> list[tuple[int, list[Finding]]]:
     """Findings as of the end of every day of the course (backtesting), oldest first.
 
     Rules with a `replay` hook compute their whole day series in one pass; the others are
-    evaluated on a lazy day view of the course for each day.
+    evaluated on a lazy day view of the course for each day. `evidence=False` leaves lazy
+    evidence lists unmade until read: for callers that only read status, since_day and
+    episode_key (the backtest); an error in making them then surfaces where they are read.
     """
     specs, ts = _prepare(specs, overrides)
     idx = course_index(course)
     in_use = bool(idx.memo)
     with gc_paused():
         try:
-            return _replay(course, specs, ts, days)
+            return _replay(course, specs, ts, days, evidence)
         finally:
             if not in_use:  # the per-day caches are only useful inside this replay
                 idx.forget()
@@ -232,11 +240,11 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
 
 
 def _replay(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds],
-            days: Sequence[int] | None) -> list[tuple[int, list[Finding]]]:
+            days: Sequence[int] | None, evidence: bool) -> list[tuple[int, list[Finding]]]:
     """replay_course's work: hooked rules in one pass each, the others day by day."""
     days = list(replay_days(course) if days is None else days)
     object.__setattr__(course, "_cw_thresholds", ts)
-    columns = [_replay_spec(s, course, ts[s.rule.id], days) for s in specs]
+    columns = [_replay_spec(s, course, ts[s.rule.id], days, evidence) for s in specs]
     daily_specs = [(i, s) for i, s in enumerate(specs) if columns[i] is None]
     out: list[tuple[int, list[Finding]]] = []
     for k, day in enumerate(days):

@@ -24,6 +24,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    evidence_copy,
 )
 from core.rules.common import (
     DailyRule,
@@ -228,7 +229,7 @@ def _finding(course: Course, day: int, t: Thresholds, today: IcansDay,
             extra["outside_monitoring_window"] = True
     return Finding(
         rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=list(today.evidence), missing=missing, extra=extra,
+        evidence=evidence_copy(today), missing=missing, extra=extra,
         episode_key=episode_key(since),
     )
 

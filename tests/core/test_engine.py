@@ -11,7 +11,17 @@ import pytest
 from core.config import Settings
 from core.course import make_course
 from core.rules import crs, icans, iec_hs
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Threshold
+from core.rules.base import (
+    Citation,
+    EvidenceItem,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Threshold,
+    evidence_copy,
+)
 from core.rules.catalog import all_specs
 from core.rules.common import end_of_day
 from core.rules.engine import day_view, evaluate_course, replay_course, replay_days
@@ -68,6 +78,46 @@ def test_a_rule_that_raises_does_not_stop_the_others():
     assert out[0].missing == ["rule error: ZeroDivisionError: bad day"]
     assert "ZeroDivisionError" in out[0].extra["error"]
     assert out[1].rule == "crs_grade" and out[1].status is Status.NOT_MET
+
+
+def test_a_findings_evidence_given_as_a_function_is_made_once_when_first_read():
+    made = []
+
+    def make():
+        made.append(1)
+        return [EvidenceItem(why="ferritin 900 ng/mL")]
+
+    f = Finding("r", Status.MET, evidence=make)
+    copy = Finding("r", Status.MET, evidence=evidence_copy(f))
+    assert made == []
+    assert copy.evidence == [EvidenceItem(why="ferritin 900 ng/mL")] and made == [1]
+    assert f.evidence == copy.evidence and f.evidence is not copy.evidence and made == [1]
+    assert f == Finding("r", Status.MET, evidence=[EvidenceItem(why="ferritin 900 ng/mL")])
+    assert f.to_json()["evidence"] == [{"why": "ferritin 900 ng/mL"}]
+
+
+def test_an_error_making_lazy_evidence_is_a_rule_error_in_evaluate_and_replay():
+    def lazy_boom(course, t):
+        return Finding("lazy", Status.MET, evidence=lambda: [1 / 0])
+
+    spec = _toy("lazy", lazy_boom)
+    course = course_with_crs_and_iec_hs()
+    out = evaluate_course(course, [spec])[0]
+    assert out.status is Status.NOT_EVALUABLE
+    assert out.missing == ["rule error: ZeroDivisionError: division by zero"]
+    hooked = RuleSpec(spec.rule, lazy_boom, lambda c, t, days: [lazy_boom(c, t) for _ in days])
+    days = replay_course(course, [hooked])
+    assert {fs[0].status for _, fs in days} == {Status.NOT_EVALUABLE}
+
+
+def test_a_backtest_replay_leaves_evidence_unmade_with_the_same_result():
+    course = course_with_crs_and_iec_hs()
+    lean = replay_course(course, evidence=False)
+    full = replay_course(course_with_crs_and_iec_hs())
+    unmade = [f for _, fs in lean for f in fs if callable(f.__dict__["_evidence"])]
+    assert {f.rule for f in unmade} >= {"ctcae_alt", "ctcae_fibrinogen", "ctcae_anc"}
+    assert [[f.to_json() for f in fs] for _, fs in lean] == \
+        [[f.to_json() for f in fs] for _, fs in full]
 
 
 def test_overrides_reach_the_rule_and_unknown_names_fail():
