@@ -1,4 +1,14 @@
-"""Helpers the rules share: baseline, reference limits, latest values, evidence items.
+"""Reading a course, as the rules do: lab values, baselines, observations, doses, episodes.
+
+- Value and Obs: one lab value (canonical unit, reference limits) or bedside observation,
+  each able to give its evidence item;
+- the column index of a course (CourseIndex: LabSeries and ObsSeries per analyte and kind,
+  drug days, episodes, events), built once for a ward by `index_courses` or on first use by
+  `course_index`, and read by bisection at any as-of instant (`end_of_day`, END_OF_DAY);
+- the readers over it: `lab_series`, `baseline`, `latest_until`, `latest_observation`,
+  `treatment_days`, `episodes_until`.
+The machinery of rules judged day by day (caching per day, met stretches, DailyRule) is
+core.rules.daily, which builds on this module.
 
 Conventions of criteria.md §0.2 [DESIGN]:
 - baseline = the last value on or before the lymphodepletion start day (a draw that morning
@@ -12,24 +22,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.course import Course, PatientInfo
 from core.observations import OBSERVATION_KINDS
-from core.rules.base import (
-    EvidenceItem,
-    Finding,
-    Rule,
-    RuleSpec,
-    Status,
-    Thresholds,
-    evidence_copy,
-)
+from core.rules.base import EvidenceItem
 from core.units import ANALYTES
 
 
@@ -62,40 +64,6 @@ class Value:
         )
 
 
-def _is_missing(x: object) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def to_value(row: pd.Series | dict) -> Value:
-    a = ANALYTES[row["analyte"]]
-    ref_low = None if _is_missing(row.get("ref_low")) else float(row["ref_low"])
-    ref_high = None if _is_missing(row.get("ref_high")) else float(row["ref_high"])
-    default = ref_low is None and ref_high is None
-    if default:
-        ref_low, ref_high = a.ref_low, a.ref_high
-    q = row.get("qualifier")
-    verified = row.get("verified")
-    return Value(
-        analyte=row["analyte"], day=float(row["day"]), value=float(row["value"]),
-        qualifier=None if _is_missing(q) else q, ref_low=ref_low, ref_high=ref_high,
-        original_value=None if _is_missing(row.get("original_value")) else
-        str(row["original_value"]),
-        original_unit=None if _is_missing(row.get("original_unit")) else
-        str(row["original_unit"]),
-        verified=None if _is_missing(verified) else bool(verified),
-        default_range=default,
-    )
-
-
-def values(course: Course, analyte: str) -> list[Value]:
-    """All values of an analyte in time order (up to the course's as-of instant)."""
-    return values_until(course, analyte, math.inf)
-
-
-def latest(course: Course, analyte: str) -> Value | None:
-    return latest_until(course, analyte, math.inf)
-
-
 def baseline(course: Course, analyte: str) -> Value | None:
     """Last value on or before the lymphodepletion start day, else the last value on or
     before the infusion day (day < 1) [DESIGN §0.2].
@@ -114,14 +82,6 @@ def baseline(course: Course, analyte: str) -> Value | None:
             return s.at(k - 1)
     k = min(bisect.bisect_left(s.days, 1.0), k_end)
     return s.at(k - 1) if k else None
-
-
-def uln(v: Value) -> float | None:
-    return v.ref_high
-
-
-def lln(v: Value) -> float | None:
-    return v.ref_low
 
 
 # --- Fast per-course access -------------------------------------------------------------
@@ -192,9 +152,6 @@ class LabSeries:
             )
             self._cache[i] = v
         return v
-
-    def upto(self, end: float) -> list[Value]:
-        return [self.at(i) for i in range(self.count(end))]
 
 
 class ObsSeries:
@@ -422,30 +379,12 @@ def lab_series(course: Course, analyte: str) -> LabSeries | None:
     return course_index(course).labs.get(analyte)
 
 
-def values_until(course: Course, analyte: str, end: float) -> list[Value]:
-    """Values of an analyte with day <= min(end, as_of_day), in time order."""
-    s = course_index(course).labs.get(analyte)
-    return [] if s is None else s.upto(min(end, course.as_of_day))
-
-
 def latest_until(course: Course, analyte: str, end: float) -> Value | None:
     s = course_index(course).labs.get(analyte)
     if s is None:
         return None
     k = s.count(min(end, course.as_of_day))
     return s.at(k - 1) if k else None
-
-
-def observations_until(course: Course, kind: str, end: float,
-                       start: float = -math.inf) -> list[Obs]:
-    """Observations of a kind with start <= day <= min(end, as_of_day), in time order."""
-    s = course_index(course).obs.get(kind)
-    if s is None:
-        return []
-    k = s.count(min(end, course.as_of_day))
-    i = bisect.bisect_left(s.days, start) if start > -math.inf else 0
-    return [Obs(kind, s.days[j], None if s.nums[j] != s.nums[j] else s.nums[j], s.texts[j])
-            for j in range(i, k)]
 
 
 def latest_observation(course: Course, kind: str, end: float,
@@ -487,254 +426,20 @@ def episodes_until(course: Course, kind: str, end: float) -> list[tuple[int | No
     return out
 
 
-def evaluated_day(course: Course) -> int:
-    """The ward day a finding is about: the as-of day, or the last data day if open-ended."""
-    if math.isfinite(course.as_of_day):
-        return math.floor(course.as_of_day)
-    last = course_index(course).last_day
-    return math.floor(last) if math.isfinite(last) else 0
+# Names that moved to core.rules.daily, still importable from here. Looked up on first access
+# (PEP 562) because core.rules.daily imports this module.
+_MOVED_TO_DAILY = frozenset({
+    # re-exported for core/rules/iec_hs.py until it imports from core.rules.daily
+    "DailyRule", "baseline_settled_at", "configured_thresholds", "evaluated_day",
+    # re-exported for core/rules/iec_hs.py and core/rules/ctcae.py until they import from
+    # core.rules.daily
+    "memo", "thresholds_key",
+})
 
 
-def memo(course: Course, key: tuple, compute: Callable[[], Any]) -> Any:
-    """A value cached on the course index (for per-day results of days already complete)."""
-    cache = course_index(course).memo
-    try:
-        return cache[key]
-    except KeyError:
-        value = cache[key] = compute()
-        return value
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_DAILY:
+        from core.rules import daily
 
-
-def thresholds_key(t: Mapping[str, float]) -> tuple:
-    """A hashable key for a thresholds mapping (cached on the object)."""
-    key = getattr(t, "_cw_key", None)
-    if key is None:
-        key = tuple(sorted(t.items()))
-        try:
-            object.__setattr__(t, "_cw_key", key)
-        except AttributeError:
-            pass
-    return key
-
-
-def daily(course: Course, key: tuple, day: int, compute: Callable[[], Any]) -> Any:
-    """compute() for ward day `day`, cached once that day is complete as of the course."""
-    if end_of_day(day) <= course.as_of_day:
-        return memo(course, (*key, day), compute)
-    return compute()
-
-
-def met_since(course: Course, key: tuple, day: int, today: Status,
-              status_of: Callable[[int], Status]) -> int | None:
-    """First day of the met stretch that `day` belongs to, or None if `today` is not met.
-
-    A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
-    evidence that the condition cleared); a not-met day ends it. `status_of(d)` gives the
-    status as of the end of an earlier day d and should be cached with `daily`.
-    """
-    if today is not Status.MET:
-        return None
-    idx = course_index(course)
-    first = math.floor(idx.first_day()) if math.isfinite(idx.first_day()) else day
-    cache = idx.memo
-    todo: list[int] = []
-    run: int | None = None
-    cur = day - 1
-    while cur >= first:
-        hit = cache.get((*key, "run", cur), cache)
-        if hit is not cache:
-            run = hit
-            break
-        todo.append(cur)
-        cur -= 1
-    for d in reversed(todo):
-        st = status_of(d)
-        if st is Status.MET:
-            run = d if run is None else run
-        elif st is Status.NOT_MET:
-            run = None
-        cache[(*key, "run", d)] = run
-    return day if run is None else run
-
-
-def episode_key(since_day: float | None) -> str | None:
-    """Alert-episode key: stable while a condition lasts, new when it returns later."""
-    return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
-
-
-class _HasStatus(Protocol):
-    @property
-    def status(self) -> Status: ...
-
-
-R = TypeVar("R", bound=_HasStatus)  # a rule's result of one day
-
-
-def met_since_days(course: Course, days: Sequence[int],
-                   status_of: Callable[[int], Status]) -> list[int | None]:
-    """`met_since` as of the end of each of `days` (ascending), in one walk over the course.
-
-    For replay hooks (DailyRule.replay). `status_of(d)` is the status as of the end of day d;
-    it is called once for every day from the course's first data day to the last of `days`,
-    in order. Days before the first data day have no stretch behind them, as in met_since.
-    """
-    first_day = course_index(course).first_day()
-    first = math.floor(first_day) if math.isfinite(first_day) else math.inf
-    d = first  # the next day to walk
-    run: int | None = None  # first day of the met stretch so far (None: not in one)
-    today = Status.NOT_EVALUABLE
-    out: list[int | None] = []
-    for day in days:
-        if day < first:  # before the first data day: no earlier day counts
-            out.append(day if status_of(day) is Status.MET else None)
-            continue
-        while d <= day:
-            today = status_of(d)
-            if today is Status.MET:
-                run = d if run is None else run
-            elif today is Status.NOT_MET:
-                run = None
-            d += 1
-        out.append(run if today is Status.MET else None)
-    return out
-
-
-def day_series(course: Course, days: Sequence[int],
-               results: Callable[[list[int], list[float]], Sequence[R]]
-               ) -> list[tuple[int, R, int | None]]:
-    """(evaluated day, result, since_day) for each of `days` (ascending), in one forward pass.
-
-    What evaluate gives on the course cut at the end of each day: the evaluated day is
-    floor(min(day + END_OF_DAY, as_of_day)); `results(ds, ends)` gives the result of each
-    day of `ds` (consecutive) as of its end in `ends`; since_day follows met_since (a met
-    stretch counted from the first data day, which not-evaluable days neither start nor
-    break), carried forward instead of walked back.
-    """
-    as_of = course.as_of_day
-    wanted = [math.floor(min(d + END_OF_DAY, as_of)) for d in days]
-    if not wanted:
-        return []
-    fd = course_index(course).first_day()
-    first = math.floor(fd) if math.isfinite(fd) else None
-    lo = wanted[0] if first is None else min(first, wanted[0])
-    ds = list(range(lo, wanted[-1] + 1))
-    found = results(ds, [min(end_of_day(d), as_of) for d in ds])
-    by_day: dict[int, tuple[R, int | None]] = {}
-    run: int | None = None
-    met, not_met = Status.MET, Status.NOT_MET  # locals: enum attribute lookups cost
-    for d, result in zip(ds, found, strict=True):
-        if first is None or d < first:  # met_since looks no further back than the first day
-            run = None
-        if result.status is met:
-            run = d if run is None else run
-        elif result.status is not_met:
-            run = None
-        by_day[d] = (result, run if result.status is met else None)
-    return [(d, *by_day[d]) for d in wanted]
-
-
-def baseline_settled_at(course: Course) -> float:
-    """The instant from which common.baseline can no longer change: it reads the values before
-    day 1, or before the day after the lymphodepletion start day if that is later."""
-    ld = course.patient.lymphodepletion_day
-    return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
-
-
-def known_at_end_of(course: Course, day: int) -> Course:
-    """The course a replay hook evaluates ward day `day` on: the full course itself where that
-    gives the same results as the course cut at the end of the day, else that cut.
-
-    Rules judged day by day read the course's index only up to the day's end instant, except
-    the baselines (common.baseline), which read the values before day 1 (or before the day
-    after the lymphodepletion start) up to the course's own as-of instant. Once the day's end
-    is past those, nothing differs; before it (day 0 and earlier) a lazy day view is used.
-    """
-    end = min(end_of_day(day), course.as_of_day)
-    if end == course.as_of_day or end >= baseline_settled_at(course):
-        return course
-    from core.rules.engine import day_view
-
-    view = day_view(course, end)
-    if "_cw_thresholds" in course.__dict__:
-        object.__setattr__(view, "_cw_thresholds", course.__dict__["_cw_thresholds"])
-    return view
-
-
-def dated(today: Finding, since: int | None) -> Finding:
-    """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
-    return Finding(today.rule, today.status, since_day=since, grade=today.grade,
-                   score=today.score, evidence=evidence_copy(today),
-                   missing=list(today.missing),
-                   extra=dict(today.extra), episode_key=episode_key(since))
-
-
-def _dated_finding(course: Course, day: int, t: Thresholds, today: Finding,
-                   since: int | None) -> Finding:
-    return dated(today, since)
-
-
-@dataclass(frozen=True)
-class DailyRule(Generic[R]):
-    """A rule judged once per ward day, with since_day = the first day of its met stretch.
-
-    `compute(course, day, t)` is the rule's result as of the end of ward day `day` (anything
-    with a status); `day` caches it once that day is complete (`daily`, key: the rule id and
-    thresholds), so evaluate's walk back to since_day (`met_since`) and a replay compute each
-    day once. `finish(course, day, t, result, since)` makes the finding (default: a copy of
-    the day's finding with its since_day). With `cut_days` the replay computes each day on
-    the course as known at its end (`known_at_end_of`), for rules reading baselines; without,
-    on the full course, for rules whose day reads nothing after the day's end.
-    """
-
-    rule: Rule
-    compute: Callable[[Course, int, Thresholds], R]
-    finish: Callable[[Course, int, Thresholds, R, int | None], Finding] = _dated_finding
-    cut_days: bool = True
-
-    def day(self, course: Course, day: int, t: Thresholds) -> R:
-        """The result as of the end of ward day `day`, cached once that day is complete."""
-        return daily(course, (self.rule.id, thresholds_key(t)), day,
-                     lambda: self.compute(course, day, t))
-
-    def since(self, course: Course, day: int, t: Thresholds) -> tuple[R, int | None]:
-        """The result as of the end of `day` and the first day of its met stretch (None
-        unless met)."""
-        today = self.day(course, day, t)
-        return today, met_since(course, (self.rule.id, thresholds_key(t)), day, today.status,
-                                lambda d: self.day(course, d, t).status)
-
-    def evaluate(self, course: Course, t: Thresholds) -> Finding:
-        day = evaluated_day(course)
-        return self.finish(course, day, t, *self.since(course, day, t))
-
-    def replay(self, course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-        """`evaluate` as of the end of each of `days`: each day's result once, and the met
-        stretch carried from day to day (met_since_days) instead of walked back every day."""
-        def today(d: int) -> R:
-            return self.day(known_at_end_of(course, d) if self.cut_days else course, d, t)
-
-        since = met_since_days(course, days, lambda d: today(d).status)
-        return [self.finish(course, d, t, today(d), s) for d, s in zip(days, since, strict=True)]
-
-    def spec(self) -> RuleSpec:
-        """The rule's declaration with this evaluate and replay."""
-        return RuleSpec(self.rule, self.evaluate, self.replay)
-
-
-def configured_thresholds(course: Course, rule: Rule) -> Thresholds:
-    """The thresholds the engine runs `rule` with for this course (site overrides applied),
-    or the rule's defaults outside the engine. For rules that reuse another rule's logic."""
-    ts = course.__dict__.get("_cw_thresholds")
-    found = None if ts is None else ts.get(rule.id)
-    return found if found is not None else _default_thresholds(rule)
-
-
-_DEFAULTS: dict[str, Thresholds] = {}
-
-
-def _default_thresholds(rule: Rule) -> Thresholds:
-    t = _DEFAULTS.get(rule.id)
-    if t is None or t.rule is not rule:
-        t = _DEFAULTS[rule.id] = Thresholds(rule)
-        object.__setattr__(t, "rule", rule)
-    return t
+        return getattr(daily, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

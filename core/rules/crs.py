@@ -28,13 +28,8 @@ from core.rules.base import (
     Thresholds,
     evidence_copy,
 )
-from core.rules.common import (
-    DailyRule,
-    course_index,
-    end_of_day,
-    episode_key,
-    memo,
-)
+from core.rules.common import course_index, end_of_day
+from core.rules.daily import DailyRule, episode_key, memo
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 

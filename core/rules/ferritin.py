@@ -23,17 +23,19 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
-    DailyRule,
     Value,
-    baseline_settled_at,
-    configured_thresholds,
     end_of_day,
     episodes_until,
     lab_series,
     latest_until,
+    treatment_days,
+)
+from core.rules.daily import (
+    DailyRule,
+    baseline_settled_at,
+    configured_thresholds,
     memo,
     thresholds_key,
-    treatment_days,
 )
 from core.rules.iec_hs import screen_since, settled_baseline
 from core.units import Evidence

@@ -26,16 +26,8 @@ from core.rules.base import (
     Thresholds,
     evidence_copy,
 )
-from core.rules.common import (
-    DailyRule,
-    Obs,
-    ObsSeries,
-    course_index,
-    day_series,
-    end_of_day,
-    episode_key,
-    latest_observation,
-)
+from core.rules.common import Obs, ObsSeries, course_index, end_of_day, latest_observation
+from core.rules.daily import DailyRule, day_series, episode_key
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
 

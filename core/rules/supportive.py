@@ -18,12 +18,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import (
-    DailyRule,
-    end_of_day,
-    latest_observation,
-    latest_until,
-)
+from core.rules.common import end_of_day, latest_observation, latest_until
+from core.rules.daily import DailyRule
 from core.units import ANALYTES, Evidence
 
 C = Evidence.C

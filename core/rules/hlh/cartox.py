@@ -16,13 +16,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import (
-    baseline,
-    configured_thresholds,
-    course_index,
-    memo,
-    thresholds_key,
-)
+from core.rules.common import baseline, course_index
+from core.rules.daily import configured_thresholds, memo, thresholds_key
 from core.rules.hlh.shared import (
     C2,
     MET,

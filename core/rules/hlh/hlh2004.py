@@ -17,7 +17,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import thresholds_key
+from core.rules.daily import thresholds_key
 from core.rules.hlh.shared import (
     C2,
     MET,

@@ -23,17 +23,8 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.common import (
-    DailyRule,
-    Obs,
-    ObsSeries,
-    Value,
-    course_index,
-    dated,
-    day_series,
-    end_of_day,
-    memo,
-)
+from core.rules.common import Obs, ObsSeries, Value, course_index, end_of_day
+from core.rules.daily import DailyRule, dated, day_series, memo
 from core.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
