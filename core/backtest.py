@@ -210,7 +210,7 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
                   each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Would-be alerts and patient-days of one batch of patients, read and replayed
     (`each()` is called after every patient)."""
-    from core.rules.engine import replay_course
+    from core.rules.engine import gc_paused, replay_course
 
     with session_scope(engine) as session:
         courses = load_courses(session, settings.ward_tz, list(ids), active_only=False,
@@ -226,7 +226,9 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
             if each is not None:
                 each()
 
-    return alert_episodes(replayed()), patient_days
+    with gc_paused():  # once per batch rather than per course (collections cost ~3.5 %)
+        episodes = alert_episodes(replayed())
+    return episodes, patient_days
 
 
 _WORKER: dict[str, object] = {}

@@ -24,7 +24,6 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -424,22 +423,3 @@ def episodes_until(course: Course, kind: str, end: float) -> list[tuple[int | No
         out.append((grade, onset, None if resolved != resolved or resolved > end else resolved,
                     origin))
     return out
-
-
-# Names that moved to core.rules.daily, still importable from here. Looked up on first access
-# (PEP 562) because core.rules.daily imports this module.
-_MOVED_TO_DAILY = frozenset({
-    # re-exported for core/rules/iec_hs.py until it imports from core.rules.daily
-    "DailyRule", "baseline_settled_at", "configured_thresholds", "evaluated_day",
-    # re-exported for core/rules/iec_hs.py and core/rules/ctcae.py until they import from
-    # core.rules.daily
-    "memo", "thresholds_key",
-})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_DAILY:
-        from core.rules import daily
-
-        return getattr(daily, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,9 +45,8 @@ from core.rules.common import (
     baseline,
     course_index,
     lab_series,
-    memo,
-    thresholds_key,
 )
+from core.rules.daily import memo, thresholds_key
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from core.course import Course
-from core.rules import crs
+from core.rules import crs, ctcae
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -27,18 +27,20 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.common import (
-    DailyRule,
     LabSeries,
     Value,
     baseline,
-    baseline_settled_at,
-    configured_thresholds,
     course_index,
     end_of_day,
     episodes_until,
-    evaluated_day,
     latest_observation,
     latest_until,
+)
+from core.rules.daily import (
+    DailyRule,
+    baseline_settled_at,
+    configured_thresholds,
+    evaluated_day,
     memo,
     thresholds_key,
 )
@@ -318,29 +320,20 @@ def _fibrinogen_feature(course: Course, end: float, t: Thresholds) -> Feature:
 
 @dataclass
 class _Grades:
-    """One lineage's values graded (CTCAE) and judged against the reference window, each on
-    first use and kept: a replay reads only the values near its screen window, each on the
-    days it is the latest."""
+    """One lineage's values judged against the reference window, each on first use and kept:
+    a replay reads only the values near its screen window, each on the days it is the latest.
+    The grades are the ctcae_<lineage> rule's own (no baseline for counts), graded once per
+    course for both rules."""
 
     series: LabSeries
-    t: Thresholds  # the site's ctcae_<analyte> thresholds
-    grades: list[float | None]  # None = not graded yet; NaN = not gradable
+    ctcae: ctcae._Graded  # the lineage graded with the site's ctcae_<analyte> thresholds
     # (status, evidence) of the lineage when value k - 1 is the latest, per (k, iec_hs key)
     judged: dict[tuple, tuple[Status, EvidenceItem | None]] = field(default_factory=dict)
 
     def graded(self, i: int, k: int) -> list[float]:
         """The grades of values i..k-1 (NaN when not gradable)."""
-        grades = self.grades
-        if None in grades[i:k]:
-            from core.rules import ctcae
-
-            for j in range(i, k):
-                if grades[j] is None:
-                    v = self.series.at(j)
-                    g = ctcae.ctcae_grade(v.analyte, v.value, v.ref_high, v.ref_low, None,
-                                          t=self.t)
-                    grades[j] = math.nan if g is None else float(g)
-        return grades[i:k]  # type: ignore[return-value]
+        grade = self.ctcae.grade
+        return [math.nan if (g := grade(j)) is None else float(g) for j in range(i, k)]
 
     def judge(self, k: int, t: Thresholds) -> tuple[Status, EvidenceItem | None]:
         """New or worsening cytopenia when value k - 1 is the latest (k >= 1)."""
@@ -377,7 +370,7 @@ def _grades(course: Course, analyte: str) -> _Grades:
 
     def build() -> _Grades:
         s = course_index(course).labs[analyte]
-        return _Grades(s, tc, [None] * len(s.days))
+        return _Grades(s, ctcae._graded(course, s, tc, None))
 
     return memo(course, ("iec_hs_ctcae", analyte, thresholds_key(tc)), build)
 
