@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,7 +30,7 @@ from core.alerts import INFORMATIONAL_RULES, episode_key_of, is_alertable
 from core.config import Settings
 from core.course import Course
 from core.db import session_scope
-from core.loading import load_courses
+from core.loading import load_patient_courses
 from core.models import Patient
 from core.rules.base import Finding, RuleSpec
 
@@ -160,7 +161,7 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
     `courses` may be a lazy iterable (then give `total`, the number of courses, for the
     progress callback and the share of patients flagged).
     """
-    from core.rules.engine import replay_course, thresholds_for
+    from core.rules.engine import thresholds_for
 
     if specs is None:
         from core.rules.catalog import all_specs
@@ -172,18 +173,15 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
     if total is None:
         courses = list(courses)
         total = len(courses)
-    patient_days = 0
+    done = 0
 
-    def replayed() -> Replayed:
-        nonlocal patient_days
-        for i, course in enumerate(courses, 1):
-            days = replay_course(course, specs, merged, evidence=False)
-            patient_days += len(days)
-            yield course.patient.patient_id, days
-            if progress is not None:
-                progress(i, total)
+    def each() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)  # type: ignore[arg-type]
 
-    episodes = alert_episodes(replayed())
+    episodes, patient_days = _episodes(courses, specs, merged, each)
     return BacktestResult(
         episodes=episodes, first_fire=first_fire(episodes),
         burden=burden_table(episodes, total, patient_days, specs),
@@ -204,23 +202,18 @@ def replay_workers(patients: int) -> int:
     return cores if patients >= PARALLEL_FROM else 1
 
 
-def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
-                  overrides: dict[str, dict[str, float]], as_of: datetime,
-                  specs: Sequence[RuleSpec] | None,
-                  each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Would-be alerts and patient-days of one batch of patients, read and replayed
-    (`each()` is called after every patient)."""
-    from core.rules.engine import gc_paused, replay_course
+def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
+              overrides: dict[str, dict[str, float]],
+              each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Would-be alerts and patient-days of replaying the courses (`each()` is called after
+    every course)."""
+    from core.rules.engine import gc_paused, replay_courses
 
-    with session_scope(engine) as session:
-        courses = load_courses(session, settings.ward_tz, list(ids), active_only=False,
-                               as_of=as_of)
     patient_days = 0
 
     def replayed() -> Replayed:
         nonlocal patient_days
-        for course in courses:
-            days = replay_course(course, specs, overrides, evidence=False)
+        for course, days in replay_courses(courses, specs, overrides, evidence=False):
             patient_days += len(days)
             yield course.patient.patient_id, days
             if each is not None:
@@ -229,6 +222,20 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
     with gc_paused():  # once per batch rather than per course (collections cost ~3.5 %)
         episodes = alert_episodes(replayed())
     return episodes, patient_days
+
+
+def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
+                  overrides: dict[str, dict[str, float]], as_of: datetime,
+                  specs: Sequence[RuleSpec] | None,
+                  each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Would-be alerts and patient-days of one batch of patients, read and replayed
+    (`each()` is called after every patient). The rules' column indexes of the batch are
+    built with the read, for all its courses at once."""
+    with session_scope(engine) as session:
+        courses = [c for _, c in load_patient_courses(
+            session, settings.ward_tz, list(ids), active_only=False, as_of=as_of,
+            with_index=True)]
+    return _episodes(courses, specs, overrides, each)
 
 
 _WORKER: dict[str, object] = {}
@@ -302,12 +309,20 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     )
 
 
+def _start_method() -> multiprocessing.context.BaseContext:
+    """How worker processes start: forked from a process running one thread (the command
+    line, the benchmark), so they start at once with everything imported; spawned from a
+    threaded one (the Streamlit server), where forking is unsafe."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _parallel(settings: Settings, batches: list[list[str]],
               overrides: dict[str, dict[str, float]], as_of: datetime, workers: int,
               progress: Progress | None, total: int) -> list[tuple[pd.DataFrame, int]]:
     """Each batch replayed in a worker process; results in batch order."""
-    # spawn, not fork: the caller may be a threaded server (Streamlit)
-    context = multiprocessing.get_context("spawn")
+    context = _start_method()
     results: dict[int, tuple[pd.DataFrame, int]] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(_worker_batch, settings, batch, overrides, as_of): i

@@ -228,6 +228,20 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
     episode_key (the backtest); an error in making them then surfaces where they are read.
     """
     specs, ts = _prepare(specs, overrides)
+    return _replay_one(course, specs, ts, days, evidence)
+
+
+def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
+                   overrides: Overrides | None = None, evidence: bool = True
+                   ) -> Iterator[tuple[Course, list[tuple[int, list[Finding]]]]]:
+    """(course, replay_course of it) for each course, the thresholds in force made once."""
+    specs, ts = _prepare(specs, overrides)
+    for course in courses:
+        yield course, _replay_one(course, specs, ts, None, evidence)
+
+
+def _replay_one(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds],
+                days: Sequence[int] | None, evidence: bool) -> list[tuple[int, list[Finding]]]:
     idx = course_index(course)
     in_use = bool(idx.memo)
     with gc_paused():

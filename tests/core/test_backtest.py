@@ -134,8 +134,13 @@ def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
     engine.dispose()
 
 
-def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkeypatch):
-    """Two real worker processes (spawned, each reading its own batches) = one process."""
+@pytest.mark.parametrize("threaded", [False, True], ids=["forked", "spawned"])
+def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkeypatch,
+                                                                 threaded):
+    """Two real worker processes (each reading its own batches) = one process, whether they
+    are forked (a single-threaded caller) or spawned (called from a thread, as Streamlit)."""
+    import threading
+
     import pandas as pd
 
     import core.backtest
@@ -147,8 +152,24 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
     monkeypatch.setattr(core.backtest, "BATCH", 4)  # 14 patients: 4 batches
     serial = backtest(engine, settings, workers=1)
     seen: list[tuple[int, int]] = []
-    parallel = backtest(engine, settings, workers=2,
-                        progress=lambda d, n: seen.append((d, n)))
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        out["method"] = core.backtest._start_method().get_start_method()
+        out["result"] = backtest(engine, settings, workers=2,
+                                 progress=lambda d, n: seen.append((d, n)))
+
+    if threaded:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert out["method"] == "spawn"
+    else:
+        monkeypatch.setattr(threading, "active_count", lambda: 1)  # pytest's own threads
+        run()
+        assert out["method"] == "fork"
+    parallel = out["result"]
+    assert isinstance(parallel, core.backtest.BacktestResult)
     assert seen[0] == (0, 14) and seen[-1] == (14, 14) and len(seen) == 5
     assert (parallel.patients, parallel.patient_days) == (serial.patients, serial.patient_days)
     pd.testing.assert_frame_equal(parallel.episodes, serial.episodes)
