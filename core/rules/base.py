@@ -99,7 +99,7 @@ class Thresholds(Mapping[str, float]):
         return len(self._values)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a replay makes tens of thousands
 class EvidenceItem:
     """A value that decided a rule, in canonical and original units."""
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from core.course import Course
-from core.observations import OBSERVATION_KINDS, DrugClass, drugs_in
+from core.observations import DrugClass, drugs_in
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -28,7 +27,7 @@ from core.rules.base import (
     Thresholds,
     evidence_copy,
 )
-from core.rules.common import course_index, end_of_day
+from core.rules.common import Obs, course_index, end_of_day
 from core.rules.daily import DailyRule, episode_key, memo
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.units import Evidence
@@ -115,30 +114,6 @@ class CrsDay:
         return Status.MET if self.grade >= 1 else Status.NOT_MET
 
 
-class _Reading(NamedTuple):
-    """The latest observation of one kind on the evaluated day.
-
-    A light twin of common.Obs: the grade reads up to seven of these per day, and a tuple is
-    several times cheaper to make than a frozen dataclass (replay builds one per input per day).
-    """
-
-    kind: str
-    day: float
-    num: float | None
-    text: str | None
-
-    @property
-    def is_yes(self) -> bool:
-        return self.num is not None and self.num >= 1
-
-    def evidence(self, why: str) -> EvidenceItem:
-        """The same item as common.Obs.evidence."""
-        kind = OBSERVATION_KINDS.get(self.kind)
-        return EvidenceItem(why=why, analyte=self.kind, day=self.day,
-                            value=self.text if self.text is not None else self.num,
-                            unit=kind.unit if kind and self.num is not None else None)
-
-
 def _first_waiver(course: Course) -> tuple[float, EvidenceItem] | None:
     """The first fever-waiving dose on or after day 0 (ties by drug name): its day and the
     evidence item every day after it shows (found once per course)."""
@@ -169,7 +144,7 @@ class _Day:
         waiver = _first_waiver(course)
         self.waiver = waiver if waiver is not None and waiver[0] <= end else None
 
-    def latest(self, kind: str) -> _Reading | None:
+    def latest(self, kind: str) -> Obs | None:
         s = self.obs.get(kind)
         if s is None:
             return None
@@ -177,7 +152,7 @@ class _Day:
         if j < 0 or s.days[j] < self.day:
             return None
         num = s.nums[j]
-        return _Reading(kind, s.days[j], None if num != num else num, s.texts[j])
+        return Obs(kind, s.days[j], None if num != num else num, s.texts[j])
 
 
 def _hypotension(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
