@@ -144,6 +144,19 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)  # probability, breakdown, risk group...
     episode_key: str | None = None  # distinguishes separate alert episodes of one rule
 
+    def copy(self, **changes: Any) -> Finding:
+        """A distinct finding equal to this one but for `changes` (e.g. since_day): its lists
+        and extra are copies, so a cached finding can be handed out (evidence is copied when
+        read, if it was given as a function)."""
+        f = object.__new__(Finding)  # the fields as they are, without __init__'s work
+        d = f.__dict__
+        d.update(self.__dict__)
+        d["_evidence"], d["missing"], d["extra"] = (
+            evidence_copy(self), list(self.missing), dict(self.extra))
+        for name, value in changes.items():
+            setattr(f, name, value)
+        return f
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "rule": self.rule,
@@ -178,7 +191,9 @@ def evidence_copy(f: Finding | Any) -> EvidenceSource:
     """A copy of f's evidence list (a Finding, or any result with `.evidence`) for another
     finding, made when that one's is read (f's own is then made, once, if it was not yet)."""
     ev = getattr(f, "__dict__", {}).get("_evidence")
-    if ev is None or isinstance(ev, list):
+    if isinstance(ev, list):
+        return list(ev)
+    if ev is None:  # not a Finding
         return list(f.evidence)
     return lambda: list(f.evidence)
 

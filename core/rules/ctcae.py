@@ -36,7 +36,6 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
-    evidence_copy,
 )
 from core.rules.common import (
     END_OF_DAY,
@@ -459,14 +458,6 @@ def _unranged_evidence(src: LabSeries, last: int) -> list[EvidenceItem]:
     return [src.at(last).evidence("latest value; reference range needed")]
 
 
-def copy_finding(f: Finding) -> Finding:
-    """A distinct Finding equal to `f`, e.g. a cached one (callers may mutate its lists and
-    extra)."""
-    return Finding(rule=f.rule, status=f.status, since_day=f.since_day, grade=f.grade,
-                   score=f.score, evidence=evidence_copy(f), missing=list(f.missing),
-                   extra=dict(f.extra), episode_key=f.episode_key)
-
-
 def _no_result(analyte: str) -> Finding:
     return Finding(rule=f"ctcae_{analyte}", status=Status.NOT_EVALUABLE,
                    missing=[f"a {ANALYTES[analyte].name} result"])
@@ -487,7 +478,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         f = graded.findings.get(k)
         if f is None:
             f = graded.findings[k] = _finding(graded, k)
-        return copy_finding(f)
+        return f.copy()
 
     def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
         """`evaluate` as of the end of each of `days`, in one pass over the results.
@@ -513,7 +504,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
             if k == 0:
                 out.append(_no_result(analyte))
             elif k == k_was:  # no new result: the baseline cannot have moved either
-                out.append(copy_finding(f))  # type: ignore[arg-type]
+                out.append(f.copy())  # type: ignore[arg-type]
             else:
                 if min(b_all_i, k - 1) != b_i:
                     b_i = min(b_all_i, k - 1)

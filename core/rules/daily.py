@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from core.course import Course
-from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds, evidence_copy
+from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
 from core.rules.common import END_OF_DAY, course_index, end_of_day
 
 
@@ -195,10 +195,7 @@ def known_at_end_of(course: Course, day: int) -> Course:
 
 def dated(today: Finding, since: int | None) -> Finding:
     """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
-    return Finding(today.rule, today.status, since_day=since, grade=today.grade,
-                   score=today.score, evidence=evidence_copy(today),
-                   missing=list(today.missing),
-                   extra=dict(today.extra), episode_key=episode_key(since))
+    return today.copy(since_day=since, episode_key=episode_key(since))
 
 
 def _dated_finding(course: Course, day: int, t: Thresholds, today: Finding,
@@ -243,8 +240,14 @@ class DailyRule(Generic[R]):
     def replay(self, course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
         """`evaluate` as of the end of each of `days`: each day's result once, and the met
         stretch carried from day to day (met_since_days) instead of walked back every day."""
+        results: dict[int, R] = {}  # each day's, looked up twice
+
         def today(d: int) -> R:
-            return self.day(known_at_end_of(course, d) if self.cut_days else course, d, t)
+            r = results.get(d)
+            if r is None:
+                r = results[d] = self.day(known_at_end_of(course, d) if self.cut_days
+                                          else course, d, t)
+            return r
 
         since = met_since_days(course, days, lambda d: today(d).status)
         return [self.finish(course, d, t, today(d), s) for d, s in zip(days, since, strict=True)]

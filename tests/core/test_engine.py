@@ -96,6 +96,27 @@ def test_a_findings_evidence_given_as_a_function_is_made_once_when_first_read():
     assert f.to_json()["evidence"] == [{"why": "ferritin 900 ng/mL"}]
 
 
+def test_a_finding_copy_is_distinct_and_takes_changes():
+    made = []
+
+    def make():
+        made.append(1)
+        return [EvidenceItem(why="ferritin 900 ng/mL")]
+
+    f = Finding("r", Status.MET, since_day=3.0, grade=2, missing=["log AST"],
+                extra={"x": 1}, episode_key="since-day-3", evidence=make)
+    same = f.copy()
+    later = f.copy(since_day=5, episode_key="since-day-5")
+    assert made == []  # lazy evidence stays lazy in the copies
+    assert same == f and same is not f
+    assert same.missing is not f.missing and same.extra is not f.extra
+    same.missing.append("log ALT")
+    same.extra["y"] = 2
+    assert f.missing == ["log AST"] and f.extra == {"x": 1}
+    assert (later.since_day, later.episode_key, later.grade) == (5, "since-day-5", 2)
+    assert later.evidence == f.evidence and later.evidence is not f.evidence and made == [1]
+
+
 def test_an_error_making_lazy_evidence_is_a_rule_error_in_evaluate_and_replay():
     def lazy_boom(course, t):
         return Finding("lazy", Status.MET, evidence=lambda: [1 / 0])

@@ -14,7 +14,6 @@ import numpy as np
 
 from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
-from core.rules.ctcae import copy_finding
 from core.rules.cytopenia.asof import (
     Cache,
     Counted,
@@ -77,7 +76,7 @@ def early(g: EarlyGrading, course: Course, t: Thresholds, cache: Cache, now: flo
     # same every later day (computed once per course; a copy is returned).
     f = cached(cache, ("closed", end, cens, cens_kind),
                lambda: _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of))
-    return copy_finding(f)
+    return f.copy()
 
 
 def _early_finding(

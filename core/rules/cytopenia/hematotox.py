@@ -15,7 +15,6 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.ctcae import copy_finding
 from core.rules.cytopenia.asof import Cache, cached, end_index, full_series, rule_spec
 from core.rules.cytopenia.shared import C2, VERSION, D, U, th
 from core.units import ANALYTES
@@ -66,7 +65,7 @@ def _car_hematotox_as_of(course: Course, t: Thresholds, cache: Cache, now: float
     # every baseline result is known: the score no longer changes (computed once per course)
     f = cached(cache, ("baseline", cutoff), lambda: _car_hematotox(course, t, ld, cutoff,
                                                                    as_of))
-    return copy_finding(f)
+    return f.copy()
 
 
 def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float,
