@@ -44,6 +44,7 @@ from core.rules.daily import (
     memo,
     thresholds_key,
 )
+from core.rules.hlh.shared import ctcae_rule
 from core.units import Evidence
 
 U = Evidence.UNCONFIRMED
@@ -329,11 +330,15 @@ class _Grades:
     ctcae: ctcae._Graded  # the lineage graded with the site's ctcae_<analyte> thresholds
     # (status, evidence) of the lineage when value k - 1 is the latest, per (k, iec_hs key)
     judged: dict[tuple, tuple[Status, EvidenceItem | None]] = field(default_factory=dict)
+    grades: list[float] = field(default_factory=list)  # of values 0, 1, ... (NaN: none)
 
     def graded(self, i: int, k: int) -> list[float]:
-        """The grades of values i..k-1 (NaN when not gradable)."""
-        grade = self.ctcae.grade
-        return [math.nan if (g := grade(j)) is None else float(g) for j in range(i, k)]
+        """The grades of values i..k-1 (NaN when not gradable), each graded once."""
+        g, grade = self.grades, self.ctcae.grade
+        while len(g) < k:
+            x = grade(len(g))
+            g.append(math.nan if x is None else float(x))
+        return g[i:k]
 
     def judge(self, k: int, t: Thresholds) -> tuple[Status, EvidenceItem | None]:
         """New or worsening cytopenia when value k - 1 is the latest (k >= 1)."""
@@ -364,8 +369,6 @@ class _Grades:
 
 def _grades(course: Course, analyte: str) -> _Grades:
     """The lineage's grades and judgements in the course index (cached per course)."""
-    from core.rules.hlh.shared import ctcae_rule
-
     tc = configured_thresholds(course, ctcae_rule(analyte))
 
     def build() -> _Grades:
