@@ -193,7 +193,7 @@ def run_replay(
 
     The document is run_evaluate's, each patient adding "days": [{"day": N, "findings"}].
     """
-    from core.rules.engine import evaluate_course, replay_course
+    from core.rules.engine import evaluate_course, replay_courses
 
     as_of = as_of or utcnow()
     if as_of.tzinfo is None:
@@ -209,8 +209,7 @@ def run_replay(
             raise LookupError(f"There is no patient {patient_id!r}.")
 
     patients: list[dict[str, Any]] = []
-    for _, course in loaded:
-        days = replay_course(course, specs=rule_specs, overrides=overrides)
+    for course, days in replay_courses((c for _, c in loaded), rule_specs, overrides):
         findings = evaluate_course(course, specs=rule_specs, overrides=overrides)
         patients.append({
             "patient_id": course.patient.patient_id,
