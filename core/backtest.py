@@ -41,6 +41,7 @@ Replayed = Iterable[tuple[str, Sequence[tuple[int, Sequence[Finding]]]]]
 
 BATCH = 100  # patients read from the database at a time
 PARALLEL_FROM = 2 * BATCH  # cohorts this large are replayed by several processes
+BATCHES_PER_WORKER = 8  # with several processes, smaller batches: the last ones end together
 EPISODE_COLUMNS = ["patient_id", "rule_id", "episode_key", "first_day", "last_day",
                    "met_days"]
 BURDEN_COLUMNS = ["rule_id", "title", "alerts", "per_100_patient_days", "patients_flagged",
@@ -206,9 +207,14 @@ def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
               overrides: dict[str, dict[str, float]],
               each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Would-be alerts and patient-days of replaying the courses (`each()` is called after
-    every course)."""
+    every course). Informational rules never alert, so they are not replayed."""
     from core.rules.engine import gc_paused, replay_courses
 
+    if specs is None:
+        from core.rules.catalog import all_specs
+
+        specs = all_specs()
+    specs = [s for s in specs if s.rule.id not in INFORMATIONAL_RULES]
     patient_days = 0
 
     def replayed() -> Replayed:
@@ -260,11 +266,11 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     """Replay the whole cohort in the database (every patient, any status); no writes.
 
     Thresholds in force: code defaults, then the site configuration (Settings.site_config),
-    then `overrides` (a what-if, never written anywhere). The cohort is read BATCH patients
-    at a time (reading a large cohort at once peaks at several times the memory its courses
-    keep); a large cohort is replayed by `workers` processes (default `replay_workers`),
-    each reading its own batches, with the same result as one process. `progress(done,
-    total)` is called after each batch.
+    then `overrides` (a what-if, never written anywhere). The cohort is read in batches
+    (`cohort_batches`; reading a large cohort at once peaks at several times the memory its
+    courses keep); a large cohort is replayed by `workers` processes (default
+    `replay_workers`), each reading its own batches, with the same result as one process.
+    `progress(done, total)` is called after each batch.
     """
     from core.rules.engine import thresholds_for
     from core.rules.site import site_overrides
@@ -280,8 +286,8 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     started = time.perf_counter()
     with session_scope(engine) as session:
         ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))
-    batches = [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
     workers = replay_workers(len(ids)) if workers is None else workers
+    batches = cohort_batches(ids, workers)
     if progress is not None:
         progress(0, len(ids))
     parts: list[tuple[pd.DataFrame, int]] = []
@@ -307,6 +313,16 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
         patients=len(ids), patient_days=patient_days, overrides=merged,
         seconds=time.perf_counter() - started,
     )
+
+
+def cohort_batches(ids: Sequence[str], workers: int) -> list[list[str]]:
+    """The cohort in batches of BATCH patients; with several workers, about
+    BATCHES_PER_WORKER batches each if that is smaller, so that no worker is left replaying
+    a large last batch while the others have nothing more to do."""
+    size = BATCH
+    if workers > 1:
+        size = max(1, min(BATCH, math.ceil(len(ids) / (workers * BATCHES_PER_WORKER))))
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
 def _start_method() -> multiprocessing.context.BaseContext:

@@ -134,6 +134,21 @@ def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
     engine.dispose()
 
 
+@pytest.mark.parametrize(("patients", "workers", "sizes"), [
+    (1000, 1, [100] * 10),  # one process: BATCH at a time
+    (1000, 2, [63] * 15 + [55]),  # two: about 8 batches each, so both finish close together
+    (5000, 2, [100] * 50),  # never more than BATCH
+    (3, 4, [1, 1, 1]),
+])
+def test_the_cohort_is_cut_into_batches_each_patient_once(patients, workers, sizes):
+    from core.backtest import cohort_batches
+
+    ids = [f"S{i:05d}" for i in range(patients)]
+    batches = cohort_batches(ids, workers)
+    assert [len(b) for b in batches] == sizes
+    assert [p for b in batches for p in b] == ids
+
+
 @pytest.mark.parametrize("threaded", [False, True], ids=["forked", "spawned"])
 def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkeypatch,
                                                                  threaded):
@@ -170,7 +185,9 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
         assert out["method"] == "fork"
     parallel = out["result"]
     assert isinstance(parallel, core.backtest.BacktestResult)
-    assert seen[0] == (0, 14) and seen[-1] == (14, 14) and len(seen) == 5
+    batches = core.backtest.cohort_batches([f"p{i}" for i in range(14)], 2)
+    assert [len(b) for b in batches] == [1] * 14  # 14 / (2 x 8) rounded up, at most BATCH
+    assert seen[0] == (0, 14) and seen[-1] == (14, 14) and len(seen) == 1 + len(batches)
     assert (parallel.patients, parallel.patient_days) == (serial.patients, serial.patient_days)
     pd.testing.assert_frame_equal(parallel.episodes, serial.episodes)
     pd.testing.assert_frame_equal(parallel.burden, serial.burden)
