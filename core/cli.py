@@ -108,15 +108,34 @@ def _sample_shift(args: argparse.Namespace, engine: Engine, sample_dir: Path,
     return days, line
 
 
+def _stale_sample(engine: Engine, sample_dir: Path, tz: str) -> str:
+    """A hint when the database holds the sample seeded on an earlier day: its courses have
+    moved on since (a patient on day 5 then is on day 8 three days later)."""
+    from core.seeding import latest_row, live_shift, seeded_shift
+
+    latest, already = latest_row(sample_dir), seeded_shift(engine, sample_dir)
+    if latest is None or already is None:
+        return ""
+    behind = live_shift(latest, tz) - already
+    if behind <= 0:
+        return ""
+    day = latest.date() + timedelta(days=already)
+    return (f"\nThe synthetic sample in it was seeded for {day}, {_days(behind)} ago: every "
+            f"course is {_days(behind)} further on than the sample describes. For a fresh "
+            "sample, move the database file aside (or point CARTWATCH_DATABASE_URL elsewhere) "
+            "and run again.")
+
+
 def cmd_seed_sample(args: argparse.Namespace) -> int:
     from core.seeding import is_empty, seed_sample
 
     settings = _settings(args)
     engine = _engine(args)
-    if not is_empty(engine) and not args.force:
-        print("database already has patients; sample not loaded (use --force to load it anyway)")
-        return 0
     sample_dir = Path(args.sample_dir or settings.sample_dir)
+    if not is_empty(engine) and not args.force:
+        print("database already has patients; sample not loaded (use --force to load it anyway)"
+              + _stale_sample(engine, sample_dir, settings.ward_tz))
+        return 0
     shift = _sample_shift(args, engine, sample_dir, settings.ward_tz)
     if shift is None:
         return 2

@@ -169,3 +169,25 @@ def test_seed_sample_refuses_a_today_that_puts_rows_in_the_future(tmp_path: Path
     assert run.returncode == 2
     assert "would put rows in the future" in run.stderr
     assert stored_dates(url) == {}
+
+
+def test_seed_sample_on_a_loaded_database_says_when_the_sample_has_gone_stale(
+        tmp_path: Path) -> None:
+    """`make run` on yesterday's database does not reload the sample (nothing is deleted),
+    but says the courses have moved on and how to get a fresh one."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    loaded = datetime.now(UTC).date() - timedelta(days=3)
+    assert cli("--db", url, "seed-sample", "--today", loaded.isoformat()).returncode == 0
+    behind = live_shift(latest_row(SAMPLE_DIR), "UTC") - (loaded - SNAPSHOT).days  # type: ignore[arg-type]
+    assert behind in (2, 3)  # 2 while today's clock is before the sample's latest time
+    run = cli("--db", url, "seed-sample")
+    assert run.returncode == 0, run.stderr
+    assert "sample not loaded" in run.stdout
+    assert f"seeded for {loaded}, {behind} days ago" in run.stdout
+    assert "move the database file aside" in run.stdout
+    assert stored_dates(url) == written_dates((loaded - SNAPSHOT).days)  # nothing changed
+
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert cli("--db", fresh, "seed-sample").returncode == 0
+    again = cli("--db", fresh, "seed-sample")
+    assert "sample not loaded" in again.stdout and "ago" not in again.stdout
