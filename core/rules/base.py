@@ -124,7 +124,7 @@ _EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
 EvidenceSource = list[EvidenceItem] | Callable[[], list[EvidenceItem]]
 
 
-@dataclass
+@dataclass(init=False)
 class Finding:
     """The result of one rule for one patient as of one day (design.md JSON contract).
 
@@ -132,6 +132,10 @@ class Finding:
     evidence is read, once. A backtest reads only status, since_day and episode_key of the
     tens of thousands of findings a replay makes, so their evidence (values, units and text)
     is never built there; everything else reads `evidence` as a plain list.
+
+    Findings are read-only: a rule may hand out one finding, cached, for several days and
+    evaluations (e.g. a CTCAE grade until the next result, core.rules.daily.dated for a day
+    with no met stretch to carry), so whoever needs a changed finding makes one with `copy`.
     """
 
     rule: str
@@ -144,10 +148,22 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)  # probability, breakdown, risk group...
     episode_key: str | None = None  # distinguishes separate alert episodes of one rule
 
+    def __init__(self, rule: str, status: Status, since_day: float | None = None,
+                 grade: int | None = None, score: float | None = None,
+                 evidence: EvidenceSource | None = None, missing: list[str] | None = None,
+                 extra: dict[str, Any] | None = None, episode_key: str | None = None) -> None:
+        # by hand: the generated __init__ stores evidence through the property (a call per
+        # finding, and a replay makes hundreds of thousands)
+        self.rule, self.status, self.since_day, self.grade, self.score = (
+            rule, status, since_day, grade, score)
+        self._evidence = [] if evidence is None else evidence
+        self.missing = [] if missing is None else missing
+        self.extra = {} if extra is None else extra
+        self.episode_key = episode_key
+
     def copy(self, **changes: Any) -> Finding:
-        """A distinct finding equal to this one but for `changes` (e.g. since_day): its lists
-        and extra are copies, so a cached finding can be handed out (evidence is copied when
-        read, if it was given as a function)."""
+        """A distinct finding equal to this one but for `changes` (e.g. since_day); its lists
+        and extra are copies (evidence is copied when read, if it was given as a function)."""
         f = object.__new__(Finding)  # the fields as they are, without __init__'s work
         d = f.__dict__
         d.update(self.__dict__)

@@ -474,11 +474,11 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         b = baseline(course, analyte) if needs_baseline else None
         graded = _graded(course, src, t, b)  # type: ignore[arg-type]
         # the finding depends only on the results known (their count) and the baseline:
-        # built once per course for each, a copy handed out (days without a new result)
+        # built once per course for each and handed out as it is (findings are read-only)
         f = graded.findings.get(k)
         if f is None:
             f = graded.findings[k] = _finding(graded, k)
-        return f.copy()
+        return f
 
     def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
         """`evaluate` as of the end of each of `days`, in one pass over the results.
@@ -487,7 +487,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         instant is the course's baseline if that result is known by then, else the latest
         result known (common.baseline takes the last value before a cut-off day among the
         values known), so its index is min(course baseline index, latest index). A finding
-        is built when a result arrives or the baseline moves; other days get a copy.
+        is built when a result arrives or the baseline moves; other days share it.
         """
         src = lab_series(course, analyte)
         n = 0 if src is None else src.count(course.as_of_day)
@@ -504,7 +504,7 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
             if k == 0:
                 out.append(_no_result(analyte))
             elif k == k_was:  # no new result: the baseline cannot have moved either
-                out.append(f.copy())  # type: ignore[arg-type]
+                out.append(f)  # type: ignore[arg-type]
             else:
                 if min(b_all_i, k - 1) != b_i:
                     b_i = min(b_all_i, k - 1)

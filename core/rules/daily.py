@@ -194,7 +194,10 @@ def known_at_end_of(course: Course, day: int) -> Course:
 
 
 def dated(today: Finding, since: int | None) -> Finding:
-    """A day's cached finding as a finding of its own (lists copied) with its met stretch."""
+    """A day's cached finding with its met stretch: a copy that carries it, or the finding
+    itself when there is none to carry (findings are read-only, see Finding)."""
+    if since is None and today.since_day is None and today.episode_key is None:
+        return today
     return today.copy(since_day=since, episode_key=episode_key(since))
 
 

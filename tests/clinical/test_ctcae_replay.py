@@ -125,12 +125,16 @@ def test_replay_hook_equals_evaluating_each_day(spec, course_id, days_id):
         assert _hooked(spec, course, ts, days) == _per_day(spec, course, ts, days), overrides
 
 
-def test_replay_hook_hands_out_distinct_findings():
+def test_replay_hook_hands_out_one_finding_until_the_next_result():
+    """Findings are read-only (core.rules.base.Finding): the days after a result share its
+    finding until the next result arrives, each still what evaluate gives on that day."""
     course = _fresh(COURSES["no-lymphodepletion-day"])
     ts = thresholds_for(all_specs())
     object.__setattr__(course, "_cw_thresholds", ts)
     spec = next(s for s in ctcae.RULES if s.rule.id == "ctcae_anc")
-    found = spec.replay(course, ts["ctcae_anc"], list(range(0, 7)))
-    assert len({id(f) for f in found}) == len(found)
-    assert len({id(f.evidence) for f in found}) == len(found)
-    assert len({id(f.extra) for f in found}) == len(found)
+    days = list(range(0, 7))
+    found = spec.replay(course, ts["ctcae_anc"], days)
+    assert len({id(f) for f in found[:4]}) == 4  # a new ANC on each of days 0 (-3), 1, 2, 3
+    assert {id(f) for f in found[3:]} == {id(found[3])}  # none on days 4-6 (next: 7.5)
+    assert [_key(f) for f in found] == _per_day(spec, COURSES["no-lymphodepletion-day"], ts,
+                                                days)

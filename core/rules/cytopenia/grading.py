@@ -73,10 +73,10 @@ def early(g: EarlyGrading, course: Course, t: Thresholds, cache: Cache, now: flo
     if end >= today:
         return _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of)
     # The window closed before today: everything it reads is known, so the finding is the
-    # same every later day (computed once per course; a copy is returned).
+    # same every later day (computed once per course, handed out to each: read-only).
     f = cached(cache, ("closed", end, cens, cens_kind),
                lambda: _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of))
-    return f.copy()
+    return f
 
 
 def _early_finding(

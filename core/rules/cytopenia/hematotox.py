@@ -65,7 +65,7 @@ def _car_hematotox_as_of(course: Course, t: Thresholds, cache: Cache, now: float
     # every baseline result is known: the score no longer changes (computed once per course)
     f = cached(cache, ("baseline", cutoff), lambda: _car_hematotox(course, t, ld, cutoff,
                                                                    as_of))
-    return f.copy()
+    return f
 
 
 def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float,
