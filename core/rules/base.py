@@ -162,13 +162,12 @@ class Finding:
         self.episode_key = episode_key
 
     def copy(self, **changes: Any) -> Finding:
-        """A distinct finding equal to this one but for `changes` (e.g. since_day); its lists
-        and extra are copies (evidence is copied when read, if it was given as a function)."""
+        """A distinct finding equal to this one but for `changes` (e.g. since_day), sharing
+        its evidence, missing and extra (findings are read-only; evidence given as a
+        function is made once, for both)."""
         f = object.__new__(Finding)  # the fields as they are, without __init__'s work
-        d = f.__dict__
-        d.update(self.__dict__)
-        d["_evidence"], d["missing"], d["extra"] = (
-            evidence_copy(self), list(self.missing), dict(self.extra))
+        f.__dict__.update(self.__dict__)
+        f.__dict__["_evidence"] = shared_evidence(self)
         for name, value in changes.items():
             setattr(f, name, value)
         return f
@@ -203,15 +202,16 @@ def _set_evidence(self: Finding, ev: EvidenceSource) -> None:
 Finding.evidence = property(_evidence_of, _set_evidence)  # type: ignore[assignment]
 
 
-def evidence_copy(f: Finding | Any) -> EvidenceSource:
-    """A copy of f's evidence list (a Finding, or any result with `.evidence`) for another
-    finding, made when that one's is read (f's own is then made, once, if it was not yet)."""
+def shared_evidence(f: Finding | Any) -> EvidenceSource:
+    """f's evidence (a Finding's, or that of any result with `.evidence`) for another finding:
+    the same list, read-only as findings are, or while f's is not made yet a function that
+    makes it (once, for both)."""
     ev = getattr(f, "__dict__", {}).get("_evidence")
     if isinstance(ev, list):
-        return list(ev)
+        return ev
     if ev is None:  # not a Finding
-        return list(f.evidence)
-    return lambda: list(f.evidence)
+        return f.evidence
+    return lambda: f.evidence
 
 
 Evaluator = Callable[[Course, Thresholds], Finding]

@@ -25,7 +25,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
-    evidence_copy,
+    shared_evidence,
 )
 from core.rules.common import Obs, course_index, end_of_day
 from core.rules.daily import DailyRule, episode_key, memo
@@ -251,7 +251,7 @@ def _finding(course: Course, day: int, t: Thresholds, today: CrsDay,
             extra["outside_monitoring_window"] = True
     return Finding(
         rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=evidence_copy(today), missing=missing, extra=extra,
+        evidence=shared_evidence(today), missing=missing, extra=extra,
         episode_key=episode_key(since),
     )
 

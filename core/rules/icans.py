@@ -24,7 +24,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
-    evidence_copy,
+    shared_evidence,
 )
 from core.rules.common import Obs, ObsSeries, course_index, end_of_day, latest_observation
 from core.rules.daily import DailyRule, day_series, episode_key
@@ -221,7 +221,7 @@ def _finding(course: Course, day: int, t: Thresholds, today: IcansDay,
             extra["outside_monitoring_window"] = True
     return Finding(
         rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=evidence_copy(today), missing=missing, extra=extra,
+        evidence=shared_evidence(today), missing=missing, extra=extra,
         episode_key=episode_key(since),
     )
 

@@ -20,7 +20,7 @@ from core.rules.base import (
     Severity,
     Status,
     Threshold,
-    evidence_copy,
+    shared_evidence,
 )
 from core.rules.catalog import all_specs
 from core.rules.common import end_of_day
@@ -88,15 +88,15 @@ def test_a_findings_evidence_given_as_a_function_is_made_once_when_first_read():
         return [EvidenceItem(why="ferritin 900 ng/mL")]
 
     f = Finding("r", Status.MET, evidence=make)
-    copy = Finding("r", Status.MET, evidence=evidence_copy(f))
+    copy = Finding("r", Status.MET, evidence=shared_evidence(f))
     assert made == []
     assert copy.evidence == [EvidenceItem(why="ferritin 900 ng/mL")] and made == [1]
-    assert f.evidence == copy.evidence and f.evidence is not copy.evidence and made == [1]
+    assert f.evidence is copy.evidence and made == [1]  # made once, shared (read-only)
     assert f == Finding("r", Status.MET, evidence=[EvidenceItem(why="ferritin 900 ng/mL")])
     assert f.to_json()["evidence"] == [{"why": "ferritin 900 ng/mL"}]
 
 
-def test_a_finding_copy_is_distinct_and_takes_changes():
+def test_a_finding_copy_is_distinct_takes_changes_and_shares_the_rest():
     made = []
 
     def make():
@@ -109,12 +109,12 @@ def test_a_finding_copy_is_distinct_and_takes_changes():
     later = f.copy(since_day=5, episode_key="since-day-5")
     assert made == []  # lazy evidence stays lazy in the copies
     assert same == f and same is not f
-    assert same.missing is not f.missing and same.extra is not f.extra
-    same.missing.append("log ALT")
-    same.extra["y"] = 2
-    assert f.missing == ["log AST"] and f.extra == {"x": 1}
-    assert (later.since_day, later.episode_key, later.grade) == (5, "since-day-5", 2)
-    assert later.evidence == f.evidence and later.evidence is not f.evidence and made == [1]
+    later.grade = 3  # a copy's fields are its own
+    assert (later.since_day, later.episode_key, later.grade) == (5, "since-day-5", 3)
+    assert (f.since_day, f.episode_key, f.grade) == (3.0, "since-day-3", 2)
+    # findings are read-only: the lists are shared, and lazy evidence is made once for all
+    assert same.missing is f.missing and same.extra is f.extra
+    assert later.evidence is f.evidence is same.evidence and made == [1]
 
 
 def test_an_error_making_lazy_evidence_is_a_rule_error_in_evaluate_and_replay():
