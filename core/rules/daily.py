@@ -213,7 +213,7 @@ class DailyRule(Generic[R]):
     `compute(course, day, t)` is the rule's result as of the end of ward day `day` (anything
     with a status); `day` caches it once that day is complete (`daily`, key: the rule id and
     thresholds), so evaluate's walk back to since_day (`met_since`) and a replay compute each
-    day once. `finish(course, day, t, result, since)` makes the finding (default: a copy of
+    day once. `finish(course, day, t, result, since)` makes the finding (default: `dated`,
     the day's finding with its since_day). With `cut_days` the replay computes each day on
     the course as known at its end (`known_at_end_of`), for rules reading baselines; without,
     on the full course, for rules whose day reads nothing after the day's end.

@@ -139,7 +139,8 @@ Builder = tuple[list[Input], Callable[..., Finding]]
 
 class DayFindings:
     """A rule's finding on one course as of any instant, cached by the positions its inputs
-    give (cached findings are shared: copy one before handing it out)."""
+    give (cached findings are shared, read-only: daily.dated copies one to give it a met
+    stretch)."""
 
     def __init__(self, builder: Builder) -> None:
         self.inputs, self.build = builder
