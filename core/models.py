@@ -252,6 +252,75 @@ class EvaluationRun(SQLModel, table=True):
     actor: str = Field(default="system", max_length=100)
 
 
+class EvaluationFailure(SQLModel, table=True):
+    """A write committed but bringing its patients' alerts up to date failed (or a monitor
+    cycle's evaluation did): kept until a later evaluation of those patients succeeds."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    source: str = Field(max_length=20)  # write | monitor
+    patient_pks: list = Field(default_factory=list, sa_column=Column(JSON))
+    error: str = Field(max_length=2000)
+    retried_at: datetime | None = Field(default=None, index=True)  # None = still failing
+
+
+class MonitorCycle(SQLModel, table=True):
+    """One cycle of `python -m core monitor`: the heartbeat the huddle and health check read."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    worker: str = Field(max_length=120)  # host:pid
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = Field(default=None, index=True)
+    patients: int = 0
+    delivered: int = 0
+    failed_deliveries: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt (or the end of quiet hours)
+    SENDING = "sending"  # an attempt has begun; a crash leaves it here, retried after a lease
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retries used up: shown on the huddle, overview and admin page
+    CANCELLED = "cancelled"  # the alert was acknowledged or resolved first
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one notification of one alert event to one contact point, written in the
+    transaction of the alert change. `dedupe_key` (event, contact) makes it at most one."""
+
+    __table_args__ = (UniqueConstraint("dedupe_key", name="uq_notification_dedupe"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
+    alert_event_id: int | None = Field(default=None, foreign_key="alertevent.id")
+    event: str = Field(max_length=20)  # fired | escalated | resolved | test
+    contact: str = Field(max_length=100)
+    tier: int = 1
+    severity: str = Field(max_length=10)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    status: NotificationStatus = Field(default=NotificationStatus.PENDING, sa_type=String(12),
+                                       index=True)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_by: str = Field(default="system", max_length=100)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """Every attempt to deliver a notification, kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", index=True)
+    worker: str = Field(max_length=120)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    ok: bool | None = None  # None = the worker died during the attempt
+    error: str | None = Field(default=None, max_length=1000)
+
+
 class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True, index=True)
