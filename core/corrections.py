@@ -19,7 +19,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core import audit
-from core.db import session_scope
 from core.entry import site_setting
 from core.faults import storage_guard
 from core.importing import TABLES, Context
@@ -27,6 +26,7 @@ from core.importing.validate import PREPARE
 from core.models import LabResult, Patient, RecordStatus
 from core.observations import OBSERVATION_KINDS
 from core.permissions import require
+from core.unit_of_work import write_session
 from core.units import fmt
 
 REASONS = {
@@ -137,7 +137,7 @@ def correct(engine: Engine, table: str, record_id: int, changes: dict[str, objec
         raise CorrectionRefused(f"{', '.join(sorted(bad))} cannot be corrected on {table}; "
                                 f"editable: {', '.join(EDITABLE.get(table, ()))}.")
     now = now or datetime.now(UTC)
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         old, pid = _load(session, table, record_id)
         if old.status != RecordStatus.FINAL.value:
             raise CorrectionRefused(f"This value is already {old.status}; correct the current "
@@ -189,7 +189,7 @@ def mark_entered_in_error(engine: Engine, table: str, record_id: int, reason: Re
     """Hide a row from rules and plots (status entered_in_error); it stays for the audit."""
     require(role, "correct_data")
     why = _as_reason(reason)
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         row, pid = _load(session, table, record_id)
         if row.status != RecordStatus.FINAL.value:
             raise CorrectionRefused(f"This value is already {row.status}.")
@@ -258,7 +258,7 @@ def verify(engine: Engine, lab_ids: list[int], user: str, *,
     values the user entered themselves are refused (four eyes), the rest are verified."""
     require(role, "correct_data")
     refused: list[str] = []
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         for lab_id in lab_ids:
             row = session.get(LabResult, lab_id)
             if row is None or row.status != RecordStatus.FINAL.value:

@@ -28,6 +28,7 @@ from core.importing import TABLES, Context, validate_rows, write_rows
 from core.models import Patient, SiteSetting
 from core.observations import OBSERVATION_KINDS
 from core.permissions import require
+from core.unit_of_work import write_session
 from core.units import ANALYTES
 
 CONFIRM_HINT = "tick 'These unusual values are right' and save again"
@@ -305,7 +306,7 @@ def _save(engine: Engine, patient_id: str, tables: dict[str, tuple[pd.DataFrame,
         return result
     now = now or datetime.now(UTC)
     prepared: dict[str, pd.DataFrame] = {}
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         patients = _patient_index(session)
         for kind, (frame, labels) in tables.items():
             ctx = Context(tz=tz, now=now, patients=patients, confirm_unusual=confirm_unusual,

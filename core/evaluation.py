@@ -12,13 +12,15 @@ transaction-level advisory lock, so a second concurrent evaluate refuses at once
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from core.alerts import (
     DEFAULT_ESCALATE_AFTER,
@@ -28,10 +30,14 @@ from core.alerts import (
     sync_alerts,
 )
 from core.config import Settings
+from core.course import Course
 from core.db import is_sqlite, session_scope
 from core.loading import load_patient_courses, ward_day
-from core.models import EvaluationRun, utcnow
+from core.models import AuditLog, EvaluationRun, Patient, PatientStatus, utcnow
+from core.notify import NotifyConfig, NotifyConfigError, notify_config
 from core.rules.base import Finding, RuleSpec, Status
+
+log = logging.getLogger(__name__)
 
 EVALUATE_LOCK_KEY = 0x43415254_5745  # "CARTWE": one fixed key for every evaluate job
 
@@ -93,9 +99,19 @@ def _site_overrides(settings: Settings,
     return site_overrides(settings, specs)
 
 
-def _lock(session: Any, engine: Engine) -> None:
-    if is_sqlite(engine):
-        return  # the write transaction began IMMEDIATE: writers are already serialised
+def _lock(session: Session, *, wait: bool = False) -> None:
+    """On PostgreSQL, the transaction-level advisory lock that serialises alert syncs.
+
+    A scheduled evaluate or monitor cycle tries it and refuses at once (`wait=False`); the
+    follow-up of a write waits for it (at most one ward evaluation), so the write's alerts are
+    synced after, never under, a concurrent ward evaluation. On SQLite the write transaction
+    began IMMEDIATE: writers are already serialised.
+    """
+    if is_sqlite(session.get_bind()):
+        return
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVALUATE_LOCK_KEY})
+        return
     got = session.execute(
         text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": EVALUATE_LOCK_KEY}
     ).scalar()
@@ -103,6 +119,11 @@ def _lock(session: Any, engine: Engine) -> None:
         raise RuntimeError(
             "another evaluate is running on this database; try again when it has finished"
         )
+
+
+def data_version(session: Session) -> int:
+    """The newest audit row's id: every write and every alert change appends one."""
+    return int(session.scalar(select(func.max(AuditLog.id))) or 0)
 
 
 def run_evaluate(
@@ -123,62 +144,120 @@ def run_evaluate(
     Raises RuntimeError when another evaluate holds the PostgreSQL lock, and LookupError
     for an unknown `patient_id`.
     """
-    from core.rules.engine import gc_paused
-
-    with gc_paused():
-        return _evaluate(engine, settings, as_of, patient_id, actor, specs, escalate_after)
-
-
-def _evaluate(engine: Engine, settings: Settings, as_of: datetime | None,
-              patient_id: str | None, actor: str, specs: Sequence[RuleSpec] | None,
-              escalate_after: timedelta) -> dict[str, Any]:
-    """run_evaluate's work."""
-    from core.rules.engine import evaluate_courses
-
     started = utcnow()
     as_of = as_of or started
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    rule_specs = _specs(specs)
-    by_id = {s.rule.id: s for s in rule_specs}
-    overrides = _site_overrides(settings, rule_specs)
-
-    patients: list[dict[str, Any]] = []
     with session_scope(engine) as session:
-        _lock(session, engine)
-        ids = [patient_id] if patient_id is not None else None
-        loaded = load_patient_courses(session, settings.ward_tz, ids,
-                                      active_only=patient_id is None, as_of=as_of,
-                                      with_index=True)
+        _lock(session)
+        if is_sqlite(engine):
+            # Every SQLite transaction here holds the write lock (BEGIN IMMEDIATE): read, then
+            # release it while the rules run, so nurses and pages are not kept waiting; the
+            # alert sync is its own short write transaction, and runs the rules again only if
+            # a write came in between (PostgreSQL keeps one transaction under its lock).
+            version = data_version(session)
+            ids = None if patient_id is None else [patient_id]
+            loaded = _load(session, settings, ids, as_of)
+            session.commit()
+            found = _run_rules(loaded, settings, specs)
+            if data_version(session) != version:
+                loaded = _load(session, settings, ids, as_of)
+                found = _run_rules(loaded, settings, specs)
+        else:
+            loaded = _load(session, settings, None if patient_id is None else [patient_id],
+                           as_of)
+            found = _run_rules(loaded, settings, specs)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
-        if is_sqlite(engine):
-            # Every SQLite transaction here holds the write lock (BEGIN IMMEDIATE): release it
-            # while the rules run, so nurses and pages are not kept waiting; the alert sync
-            # below is its own short write transaction. (PostgreSQL keeps one transaction,
-            # whose advisory lock covers the whole run.)
-            session.commit()
-        found = evaluate_courses([course for _, course in loaded], rule_specs, overrides)
-        results = [(pk, course, f) for (pk, course), f in zip(loaded, found, strict=True)]
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
         session.add(run)
-        met = 0
-        alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
-        for pk, course, findings in results:
-            sync_alerts(session, pk, findings, by_id, as_of,
-                        escalate_after=escalate_after, actor=actor, alerts=alerts[pk])
-            met += sum(f.status == Status.MET for f in findings)
-            patients.append({
-                "patient_id": course.patient.patient_id,
-                "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
-                "findings": [finding_json(f) for f in findings],
-            })
-        if patient_id is None:
-            resolve_for_inactive(session, [pk for pk, _ in loaded], as_of, actor=actor)
+        patients = _sync(session, settings, loaded, found, as_of, actor, specs, escalate_after,
+                         every_active=patient_id is None)
         run.patients = len(loaded)
-        run.findings = met
+        run.findings = sum(f.status == Status.MET for _, _, fs in found for f in fs)
         run.finished_at = utcnow()
     return {"as_of": iso_z(as_of), "patients": patients}
+
+
+def follow_writes(session: Session, settings: Settings, patient_pks: Collection[int],
+                  actor: str = "system", *, as_of: datetime | None = None) -> int:
+    """Bring the alerts of the patients a write touched up to date, in the write's own
+    transaction (core.unit_of_work calls it just before COMMIT). Returns how many active
+    patients were evaluated; a touched patient who is no longer active has their open
+    alerts resolved."""
+    as_of = as_of or utcnow()
+    _lock(session, wait=True)
+    loaded = [(pk, course) for pk, course in _load(session, settings, None, as_of,
+                                                   pks=sorted(patient_pks))
+              if course.patient.status == PatientStatus.ACTIVE]
+    _sync(session, settings, loaded, _run_rules(loaded, settings, None), as_of, actor, None,
+          DEFAULT_ESCALATE_AFTER, every_active=False)
+    if len(loaded) < len(patient_pks):
+        active = session.scalars(select(Patient.id).where(
+            Patient.status == PatientStatus.ACTIVE.value))
+        resolve_for_inactive(session, [pk for pk in active if pk is not None], as_of,
+                             actor=actor, notify=notifications(settings))
+    return len(loaded)
+
+
+def notifications(settings: Settings) -> NotifyConfig | None:
+    """The site's contact points. A [notify] table that cannot be used turns notifications
+    off, logged at ERROR, while alerts are still brought up to date; the monitor's cycle
+    records the same error, so its health check reports it."""
+    try:
+        return notify_config(settings)
+    except NotifyConfigError as exc:
+        log.error("notifications are off: %s", exc)
+        return None
+
+
+Loaded = list[tuple[int, Course]]
+Found = list[tuple[int, Course, list[Finding]]]
+
+
+def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: datetime,
+          *, pks: list[int] | None = None) -> Loaded:
+    """The courses to evaluate: the given study IDs or patient keys (any status), else every
+    active patient."""
+    if pks is not None:
+        ids = list(session.scalars(select(Patient.patient_id).where(
+            Patient.id.in_(pks))))  # type: ignore[union-attr]
+        if not ids:
+            return []
+    return load_patient_courses(session, settings.ward_tz, ids, active_only=ids is None,
+                                as_of=as_of, with_index=True)
+
+
+def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | None) -> Found:
+    from core.rules.engine import evaluate_courses
+
+    rule_specs = _specs(specs)
+    found = evaluate_courses([course for _, course in loaded], rule_specs,
+                             _site_overrides(settings, rule_specs))
+    return [(pk, course, f) for (pk, course), f in zip(loaded, found, strict=True)]
+
+
+def _sync(session: Session, settings: Settings, loaded: Loaded, found: Found,
+          as_of: datetime, actor: str, specs: Sequence[RuleSpec] | None,
+          escalate_after: timedelta, *, every_active: bool) -> list[dict[str, Any]]:
+    """Alerts in line with the findings (and, for a whole ward, resolved for patients no
+    longer active); the JSON document's patients."""
+    by_id = {s.rule.id: s for s in _specs(specs)}
+    notify = notifications(settings)
+    alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
+    patients: list[dict[str, Any]] = []
+    for pk, course, findings in found:
+        sync_alerts(session, pk, findings, by_id, as_of, escalate_after=escalate_after,
+                    actor=actor, alerts=alerts[pk], notify=notify)
+        patients.append({
+            "patient_id": course.patient.patient_id,
+            "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
+            "findings": [finding_json(f) for f in findings],
+        })
+    if every_active:
+        resolve_for_inactive(session, [pk for pk, _ in loaded], as_of, actor=actor,
+                             notify=notify)
+    return patients
 
 
 def run_replay(

@@ -6,9 +6,9 @@ block or as a decorator, `@storage_guard()`). A fault of the storage raised insi
 `StorageFault`, whose message is the user's sentence ("nothing was saved"); anything else (a
 bug, a constraint, NotAllowed, a ValueError about the input) passes through unchanged. The
 guard sits outside the transaction, so the transaction has rolled back (its audit rows with
-it) before the fault reaches the caller. `write_session(engine)` is `session_scope` under the
-guard, for callers that own the transaction of a session-level write (alert acknowledge and
-snooze): a fault at COMMIT is caught there too.
+it) before the fault reaches the caller. `core.unit_of_work.write_session(engine)` is the
+transaction under the guard, for callers that own the transaction of a write (alert
+acknowledge and snooze too): a fault at COMMIT is caught there as well.
 
 The import keeps reporting instead of raising: it calls `write_failure` and puts the sentence
 in its report.
@@ -19,15 +19,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError, OperationalError
-
-from core.db import session_scope
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-    from sqlmodel import Session
 
 READ_ONLY = ("The database cannot be written (read-only or disk full); nothing was saved. "
              "Ask the administrator to check the database file's permissions and free space.")
@@ -86,11 +79,3 @@ def storage_guard() -> Iterator[None]:
     except FAULT_TYPES as exc:
         reraise_storage_fault(exc)
         raise
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """`core.db.session_scope` (commit on success, roll back on error) under `storage_guard`:
-    a storage fault anywhere in the transaction, COMMIT included, raises `StorageFault`."""
-    with storage_guard(), session_scope(engine) as session:
-        yield session

@@ -30,8 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core import audit
-from core.db import session_scope
-from core.faults import FAULT_TYPES, write_failure
+from core.faults import StorageFault
 from core.importing import (
     Context,
     ImportReport,
@@ -42,6 +41,7 @@ from core.importing import (
 )
 from core.models import ImportBatch, LabResult
 from core.permissions import require
+from core.unit_of_work import write_session
 from core.units import LOINC_TO_ANALYTE
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -130,10 +130,8 @@ def import_fhir(engine: Engine, data: bytes, file_name: str = "upload.json", *,
     try:
         return _import_fhir(engine, data, file_name, user=user, dry_run=dry_run, tz=tz,
                             now=now, confirm_unusual=confirm_unusual, progress=progress)
-    except FAULT_TYPES as exc:  # read-only, disk full, server lost: rolled back
-        message = write_failure(exc)
-        if message is None:
-            raise
+    except StorageFault as exc:  # read-only, disk full, server lost: rolled back
+        message = str(exc)
         report = ImportReport(kind="fhir", file_name=file_name, dry_run=dry_run)
         report.errors = [RowError(0, "", "", message)]
         report.seconds = time.perf_counter() - started
@@ -168,7 +166,7 @@ def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_
                                    f"Only Patient and Observation resources are imported, not "
                                    f"{rtype or 'a resource without a resourceType'}."))
     now = now or datetime.now(UTC)
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         known = _patient_index(session)
         p_rows, p_idx = [], []
         for row, res in patients:

@@ -7,7 +7,6 @@ benchmark. A rejected file leaves the database exactly as it was.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +16,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from core import audit
-from core.db import session_scope
-from core.faults import write_failure
+from core.faults import StorageFault
 from core.importing.reading import KINDS, FileRejected, RowError, read_csv_bytes, template_csv
 from core.importing.validate import PREPARE, Context
 from core.models import (
@@ -34,6 +31,7 @@ from core.models import (
     PatientStatus,
 )
 from core.permissions import require
+from core.unit_of_work import touch, write_session
 
 __all__ = ["ImportReport", "RowError", "import_file", "template_csv", "KINDS", "FileRejected",
            "Context", "validate_rows", "write_rows", "TABLES"]
@@ -153,11 +151,8 @@ def import_file(
         return _import_frame(engine, report, kind, frame, data, sha, started, say,
                              user=user, dry_run=dry_run, confirm_unusual=confirm_unusual,
                              tz=tz, now=now, source=source)
-    except (DBAPIError, sqlite3.OperationalError) as exc:  # read-only, disk full, server lost
-        message = write_failure(exc)
-        if message is None:
-            raise
-        report.errors = [RowError(0, "", "", message)]
+    except StorageFault as exc:  # read-only, disk full, server lost: rolled back
+        report.errors = [RowError(0, "", "", str(exc))]
         report.written, report.batch_id, report.rows_new = False, None, 0
         report.seconds = time.perf_counter() - started
         return report
@@ -168,7 +163,7 @@ def _import_frame(engine: Engine, report: ImportReport, kind: str, frame: pd.Dat
                   dry_run: bool, confirm_unusual: bool, tz: str, now: datetime,
                   source: str) -> ImportReport:
     file_name = report.file_name
-    with session_scope(engine) as session:
+    with write_session(engine, actor=user) as session:
         ctx = Context(tz=tz, now=now, patients=_patient_index(session),
                       confirm_unusual=confirm_unusual)
         say(0.1, f"checking {len(frame):,} rows")
@@ -345,6 +340,7 @@ def write_rows(session: Session, kind: str, new: pd.DataFrame, *, batch_id: int 
         session.execute(insert(Patient), _records(frame))
         return
     model = TABLES[kind]
+    touch(session, frame["patient_pk"].unique())  # bulk rows bypass the ORM's flush
     frame["row_key"] = new["_row_key"]
     frame["content_hash"] = new["_content"]
     frame["import_batch_id"] = batch_id

@@ -165,7 +165,7 @@ def write_paths(ids: dict[str, int]) -> dict:  # type: ignore[type-arg]
     from core.alerts import acknowledge, snooze
     from core.corrections import correct, mark_entered_in_error, verify
     from core.entry import enter_day, enter_grid, save_site_setting
-    from core.faults import write_session
+    from core.unit_of_work import write_session
     from core.users import create_user
 
     def ack(engine):  # type: ignore[no-untyped-def]
