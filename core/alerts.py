@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -28,6 +28,9 @@ from core.faults import storage_guard
 from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
 from core.permissions import require
 from core.rules.base import Finding, RuleSpec, Severity, Status
+
+if TYPE_CHECKING:
+    from core.notify import NotifyConfig
 
 SCREENING_NOTE = "Screening flag for clinician review — not a diagnosis."
 DEFAULT_ESCALATE_AFTER = timedelta(hours=2)  # [DESIGN] unacknowledged severe alert -> escalated
@@ -121,10 +124,12 @@ def _state(alert: Alert) -> dict[str, Any]:
 
 
 class _Recorder:
-    """Writes the AlertEvent and AuditLog rows of each change."""
+    """Writes the AlertEvent and AuditLog rows of each change, and (given a NotifyConfig)
+    the outbox rows of the notifications it causes, all in the caller's transaction."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, notify: NotifyConfig | None = None) -> None:
         self.session = session
+        self.notify = notify if notify is not None and notify.contacts else None
         self._patient_ids: dict[int, str | None] = {}
 
     def patient_id(self, patient_pk: int) -> str | None:
@@ -140,13 +145,18 @@ class _Recorder:
         if alert.id is None:
             self.session.add(alert)
             self.session.flush()
-        self.session.add(AlertEvent(alert_id=alert.id, at=at, actor=actor, action=action,
-                                    note=note))  # type: ignore[arg-type]
+        event = AlertEvent(alert_id=alert.id, at=at, actor=actor, action=action,  # type: ignore[arg-type]
+                           note=note)
+        self.session.add(event)
         self.session.add(AuditLog(
             at=utcnow(), actor=actor, action=f"alert_{action}", table_name="alert",
             record_id=str(alert.id), patient_id=self.patient_id(alert.patient_pk),
             before=before, after=_state(alert), reason=note,
         ))
+        if self.notify is not None:
+            from core.notify import enqueue  # core.notify imports this module
+
+            enqueue(self.session, alert, event, action, self.notify)  # flushes if it writes
 
 
 def _fill(alert: Alert, finding: Finding, title: str, severity: str, now: datetime) -> None:
@@ -178,6 +188,7 @@ def sync_alerts(
     informational: frozenset[str] = INFORMATIONAL_RULES,
     actor: str = "system",
     alerts: Iterable[Alert] | None = None,
+    notify: NotifyConfig | None = None,
 ) -> SyncResult:
     """Bring one patient's alerts in line with their current findings.
 
@@ -186,10 +197,12 @@ def sync_alerts(
     resolved; a not_evaluable rule leaves its alert as it is (a missing lab is not recovery).
     Expired snoozes fire again, and severe alerts firing unacknowledged for longer than
     `escalate_after` are escalated. `alerts` are all of the patient's alerts when the caller
-    has read them already (`alerts_by_patient`); by default they are read here.
+    has read them already (`alerts_by_patient`); by default they are read here. With
+    `notify` (core.notify.notify_config), the changes that notify (fired, refired,
+    reopened, escalated, resolved) also write their outbox rows here.
     """
     now = _aware(now) or utcnow()
-    rec = _Recorder(session)
+    rec = _Recorder(session, notify)
     result = SyncResult()
     findings = list(findings)
     if alerts is None:
@@ -265,7 +278,7 @@ def sync_alerts(
 
     # no flush of its own: the next query (autoflush) or the commit writes the changes of a
     # whole ward together, in a few batched statements rather than a few per patient
-    result.escalated = _escalate(session, alerts, now, escalate_after, actor)
+    result.escalated = _escalate(session, alerts, now, escalate_after, actor, notify)
     return result
 
 
@@ -303,22 +316,24 @@ def escalate_overdue(
     *,
     patient_pk: int | None = None,
     actor: str = "system",
+    notify: NotifyConfig | None = None,
 ) -> int:
-    """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`."""
+    """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`
+    (with `notify`, the tier-2 notifications are written too)."""
     now = _aware(now) or utcnow()
     stmt = select(Alert).where(Alert.state == AlertState.FIRING.value,
                                Alert.severity == Severity.SEVERE.value)
     if patient_pk is not None:
         stmt = stmt.where(Alert.patient_pk == patient_pk)
-    count = _escalate(session, session.scalars(stmt).all(), now, escalate_after, actor)
+    count = _escalate(session, session.scalars(stmt).all(), now, escalate_after, actor, notify)
     session.flush()
     return count
 
 
 def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
-              escalate_after: timedelta, actor: str) -> int:
+              escalate_after: timedelta, actor: str, notify: NotifyConfig | None = None) -> int:
     """escalate_overdue over the given alerts (those not severe and firing are skipped)."""
-    rec = _Recorder(session)
+    rec = _Recorder(session, notify)
     count = 0
     for alert in sorted(alerts, key=lambda a: a.id):
         if alert.state != AlertState.FIRING or alert.severity != Severity.SEVERE:
@@ -336,13 +351,13 @@ def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
 
 def resolve_for_inactive(
     session: Session, active_pks: Iterable[int], now: datetime | None = None,
-    actor: str = "system",
+    actor: str = "system", *, notify: NotifyConfig | None = None,
 ) -> int:
     """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
     now = _aware(now) or utcnow()
     keep = set(active_pks)
     stmt = select(Alert).where(Alert.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
-    rec = _Recorder(session)
+    rec = _Recorder(session, notify)
     count = 0
     for alert in session.scalars(stmt).all():
         if alert.patient_pk in keep:

@@ -28,7 +28,7 @@ from typing import Any
 from core.config import Settings
 from core.rules.base import RuleSpec
 
-SECTIONS = ("thresholds", "lab_overdue")
+SECTIONS = ("thresholds", "lab_overdue", "notify")  # notify: core.notify.config
 
 
 class SiteConfigError(ValueError):
