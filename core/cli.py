@@ -290,6 +290,44 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The monitor service: a cycle every interval until SIGTERM or Ctrl-C (design.md
+    "Live monitoring"); `--once` runs one cycle and exits (cron, tests)."""
+    import logging
+    import signal
+    import threading
+
+    from core.monitor import run_cycle, run_forever, serve_health
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings(args)
+    if args.interval is not None:
+        if args.interval <= 0:
+            print("--interval must be a number of seconds above 0", file=sys.stderr)
+            return 1
+        settings = Settings.from_env(database_url=args.db, monitor_seconds=args.interval)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    if args.once:
+        report = run_cycle(engine, settings)
+        print(report.line())
+        return 1 if report.error else 0
+    server = None
+    if args.health_port is not None:
+        server = serve_health(engine, settings, args.health_host, args.health_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        run_forever(engine, settings, stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --db and --user work before or after the command (`python -m core import f --db URL`)
     common = argparse.ArgumentParser(add_help=False)
@@ -350,6 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("backup", help="consistent online copy of the database")
     s.add_argument("dest")
     s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("monitor", help="the monitor service: evaluate, notify, heartbeat, "
+                                       "every interval")
+    s.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="seconds between cycles (default CARTWATCH_MONITOR_INTERVAL or 300)")
+    s.add_argument("--once", action="store_true", help="run one cycle and exit")
+    s.add_argument("--health-host", default="127.0.0.1",
+                   help="address of the /healthz and /metrics endpoint")
+    s.add_argument("--health-port", type=int, default=None,
+                   help="port of the /healthz and /metrics endpoint (default: off)")
+    s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("create-user", help="add a user (password from prompt or stdin)")
     s.add_argument("name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,7 @@ DEFAULT_IDLE_MINUTES = 30.0
 
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_MINUTES = 15.0
+DEFAULT_MONITOR_SECONDS = 300.0
 
 
 def _number(name: str, text: str | None, default: float, what: str) -> float:
@@ -53,6 +55,10 @@ class Settings:
     lockout_attempts, lockout_minutes: after this many failed sign-ins of one user name
         within this many minutes, that name is refused for this many minutes
         (``CARTWATCH_LOCKOUT_ATTEMPTS``, default 5; ``CARTWATCH_LOCKOUT_MINUTES``, default 15).
+    monitor_seconds: the monitor's cycle interval (``CARTWATCH_MONITOR_INTERVAL``, seconds,
+        default 300); the huddle says the monitor is not running after two intervals.
+    public_url: the app's address as people reach it (``CARTWATCH_PUBLIC_URL``), for the
+        patient links in notifications; default http://localhost:8501.
     """
 
     database_url: str = field(default_factory=default_database_url)
@@ -64,6 +70,12 @@ class Settings:
     display_token: str | None = field(default=None, repr=False)
     lockout_attempts: int = DEFAULT_LOCKOUT_ATTEMPTS
     lockout_minutes: float = DEFAULT_LOCKOUT_MINUTES
+    monitor_seconds: float = DEFAULT_MONITOR_SECONDS
+    public_url: str = "http://localhost:8501"
+
+    @property
+    def monitor_interval(self) -> timedelta:
+        return timedelta(seconds=self.monitor_seconds)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -85,6 +97,10 @@ class Settings:
             "lockout_minutes": _number(
                 "CARTWATCH_LOCKOUT_MINUTES", env.get("CARTWATCH_LOCKOUT_MINUTES"),
                 DEFAULT_LOCKOUT_MINUTES, "a number of minutes"),
+            "monitor_seconds": _number(
+                "CARTWATCH_MONITOR_INTERVAL", env.get("CARTWATCH_MONITOR_INTERVAL"),
+                DEFAULT_MONITOR_SECONDS, "a number of seconds"),
+            "public_url": (env.get("CARTWATCH_PUBLIC_URL") or "http://localhost:8501").rstrip("/"),
             "cookie_key": env.get("CARTWATCH_COOKIE_KEY") or None,
             "display_token": env.get("CARTWATCH_DISPLAY_TOKEN") or None,
         }
