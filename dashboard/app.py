@@ -42,9 +42,17 @@ settings = resources.get_settings()
 
 if auth.display_allowed(settings, st.query_params.get("display")):
     # the huddle TV: only the wall, no sign-in form, no way to other pages
+    # The wall keeps its own URL (/huddle?display=...): a default page is always served at
+    # "/", so the wall as the default would leave /huddle unmatched ("Page not found" over
+    # the wall). "/?display=..." switches to the wall, keeping the query.
     huddle = next(r for r in REGISTRY if r[4] == "huddle")
-    st.navigation([st.Page(PAGES / huddle[1], title=huddle[2], icon=huddle[3],
-                           url_path=huddle[4], default=True)], position="hidden").run()
+    wall = st.Page(PAGES / huddle[1], title=huddle[2], icon=huddle[3], url_path=huddle[4])
+
+    def _to_wall() -> None:
+        st.switch_page(wall, query_params=st.query_params.to_dict())
+
+    st.navigation([st.Page(_to_wall, title=huddle[2], default=True), wall],
+                  position="hidden").run()
     st.stop()
 
 user = auth.gate(engine, settings)
@@ -75,7 +83,9 @@ with st.sidebar:
                 "synthetic sample.")
     else:
         ids = list(patients["patient_id"])
-        wanted = st.query_params.get("patient")
+        # a bookmark names the patient; a notification's link names only its alert
+        wanted = (st.query_params.get("patient")
+                  or resources.patient_for_alert(engine, st.query_params.get("alert")))
         if wanted in ids and not st.session_state.get("_patient_from_url"):
             st.session_state["patient_id"] = wanted  # a bookmarked link opens that patient
         st.session_state["_patient_from_url"] = True

@@ -9,9 +9,11 @@ from sqlalchemy import select
 from core.config import Settings
 from core.course import Course
 from core.db import init_db, make_engine, session_scope
-from core.faults import write_session  # re-exported: dashboard/timeline.py
 from core.loading import load_courses
 from core.models import Patient
+from core.monitor import MonitorStatus
+from core.monitor import monitor_status as _monitor_status
+from core.unit_of_work import write_session  # re-exported: dashboard/timeline.py
 
 SCREENING_NOTE = ("Every alert here is a screening flag for clinician review, "
                   "not a diagnosis.")
@@ -34,36 +36,64 @@ def get_engine():  # noqa: ANN201
     return _engine_for(get_settings().database_url)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def patients_frame(_engine, url: str) -> pd.DataFrame:  # noqa: ANN001
-    """Every patient (any status), sorted by study ID."""
+# --- Cached page data ------------------------------------------------------------------------
+# Several servers (and the CLI, the monitor, an import) may write to one database. A page run
+# (or a huddle tick) reads the data version once (`data_version`: two primary-key maxima) and
+# passes it to the loaders below, so any write anywhere is a cache miss on the next run of
+# every process; nothing needs clearing after a write. The ttl only bounds memory, and what a
+# loader derives from the clock (day N, hours since the last lab, "no labs today").
+
+def data_version(engine) -> tuple[int, int]:  # noqa: ANN001
+    """core.ward.data_version: read it once per page run and pass it to the loaders."""
+    from core.ward import data_version as version
+
+    with session_scope(engine) as s:
+        return version(s)
+
+
+def monitor_status(engine, settings: Settings) -> MonitorStatus:  # noqa: ANN001
+    """The monitor's heartbeat and the outbox (core.monitor.monitor_status); not cached, as a
+    monitor cycle or a delivery attempt writes no audit row."""
+    with session_scope(engine) as s:
+        return _monitor_status(s, interval=settings.monitor_interval)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
+def _patients(_engine, url: str, version: tuple[int, int]) -> pd.DataFrame:  # noqa: ANN001
     with _engine.connect() as conn:
         return pd.read_sql(select(Patient.__table__).order_by(Patient.patient_id), conn)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def patient_course(_engine, url: str, patient_id: str, tz: str) -> Course | None:  # noqa: ANN001
+def patients_frame(engine, url: str,  # noqa: ANN001
+                   version: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Every patient (any status), sorted by study ID (`version` read here when not given)."""
+    return _patients(engine, url, data_version(engine) if version is None else version)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def patient_course(_engine, url: str, version: tuple[int, int], patient_id: str,  # noqa: ANN001
+                   tz: str) -> Course | None:
     with session_scope(_engine) as s:
         courses = load_courses(s, tz, [patient_id], active_only=False)
     return courses[0] if courses else None
 
 
 # --- Ward views (issue 5: overview, huddle screen, alert inbox) ---------------------------
-# The huddle loader is keyed by a clock tick, so every screen showing the same ward and
-# interval shares one computation per interval; the ttl only bounds the cache.
+# ttl 60 s: day N, lab ages and "no labs today" follow the clock, not the data version.
 
-@st.cache_data(ttl=30, show_spinner=False, max_entries=20)
-def ward_summary(_engine, url: str, tz: str, ward: str | None = None) -> pd.DataFrame:  # noqa: ANN001
+@st.cache_data(ttl=60, show_spinner=False, max_entries=20)
+def ward_summary(_engine, url: str, version: tuple[int, int], tz: str,  # noqa: ANN001
+                 ward: str | None = None) -> pd.DataFrame:
     from core.ward import ward_summary as summarise
 
     with session_scope(_engine) as s:
         return summarise(s, tz, ward=ward)
 
 
-@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
-def huddle_snapshot(_engine, url: str, tz: str, ward: str | None, tick: int,  # noqa: ANN001
-                    stale_hours: float) -> dict:
-    """Masked tiles, freshness and the time they were computed (`tick` keys the refresh)."""
+@st.cache_data(ttl=60, show_spinner=False, max_entries=50)
+def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noqa: ANN001
+                    ward: str | None, stale_hours: float) -> dict:
+    """Masked tiles, freshness and the time they were computed."""
     from datetime import timedelta
 
     from core.models import utcnow
@@ -75,9 +105,9 @@ def huddle_snapshot(_engine, url: str, tz: str, ward: str | None, tick: int,  # 
                 "freshness": freshness(s, now, timedelta(hours=stale_hours)), "at": now}
 
 
-@st.cache_data(ttl=15, show_spinner=False, max_entries=50)
-def alert_inbox(_engine, url: str, states: tuple, patient_ids: tuple, rule_ids: tuple,  # noqa: ANN001
-                severities: tuple) -> pd.DataFrame:
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def alert_inbox(_engine, url: str, version: tuple[int, int], states: tuple,  # noqa: ANN001
+                patient_ids: tuple, rule_ids: tuple, severities: tuple) -> pd.DataFrame:
     from core.ward import InboxFilter
     from core.ward import alert_inbox as inbox
 
@@ -97,19 +127,12 @@ def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
 def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # noqa: ANN001
                  **kw) -> None:  # noqa: ANN003
     """Acknowledge or snooze through core.alerts, which checks `role` and records who and
-    when; clear caches."""
+    when (its audit row moves the data version: no cache to clear)."""
     from core.alerts import acknowledge, snooze
 
     act = {"acknowledge": acknowledge, "snooze": snooze}[action]
     with write_session(engine) as s:
         act(s, alert_id, user, role=role, **kw)
-    alert_inbox.clear()
-    ward_summary.clear()
-
-
-def clear_caches() -> None:
-    patients_frame.clear()
-    patient_course.clear()
 
 
 @st.cache_resource(show_spinner=False)
@@ -118,3 +141,13 @@ def cookie_key(_engine, url: str, configured: str | None) -> str:  # noqa: ANN00
     from core.accounts import cookie_key as key
 
     return key(_engine, configured)
+
+
+def patient_for_alert(engine, alert_id: str | None) -> str | None:  # noqa: ANN001
+    """The study ID whose alert a notification's link (`/patient?alert=ID`) names."""
+    if not alert_id:
+        return None
+    from core.notify import patient_for_link
+
+    with session_scope(engine) as s:
+        return patient_for_link(s, alert_id)

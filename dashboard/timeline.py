@@ -40,36 +40,45 @@ ANALYTE_LABELS = {code: ANALYTES[code].name for code in TIMELINE_ANALYTES}
 
 
 # --- cached loaders ---------------------------------------------------------------------------
+# Keyed by the data version the page read (dashboard/resources.py): a write by any process is
+# a miss on the next run. The ttl bounds what follows the clock (today's findings).
+
+Version = tuple[int, int]
+
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=50)
-def findings(_engine, url: str, patient_id: str, tz: str) -> list[Finding]:  # noqa: ANN001
+def findings(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
+             tz: str) -> list[Finding]:
     """Every rule's finding for the patient now (the scores panel and the header)."""
     from core.rules.engine import evaluate_course
 
-    course = resources.patient_course(_engine, url, patient_id, tz)
+    course = resources.patient_course(_engine, url, version, patient_id, tz)
     return [] if course is None else evaluate_course(course, overrides=_overrides())
 
 
 @st.cache_data(ttl=300, show_spinner=False, max_entries=50)
-def suggested_episodes(_engine, url: str, patient_id: str, tz: str) -> list[dict]:  # noqa: ANN001
+def suggested_episodes(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
+                       tz: str) -> list[dict]:
     """Episode windows suggested by a replay of the rules (documented ones win)."""
     from core.rules.engine import replay_course
     from core.rules.episodes import suggest_episodes
 
-    course = resources.patient_course(_engine, url, patient_id, tz)
+    course = resources.patient_course(_engine, url, version, patient_id, tz)
     if course is None:
         return []
     return suggest_episodes(course, replay_course(course, overrides=_overrides(), evidence=False))
 
 
-@st.cache_data(ttl=30, show_spinner=False, max_entries=50)
-def corrections(_engine, url: str, patient_id: str) -> dict[int, str]:  # noqa: ANN001
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def corrections(_engine, url: str, version: Version,  # noqa: ANN001
+                patient_id: str) -> dict[int, str]:
     with session_scope(_engine) as s:
         return lab_corrections(s, patient_id)
 
 
-@st.cache_data(ttl=30, show_spinner=False, max_entries=20)
-def patient_csv(_engine, url: str, patient_id: str, tz: str) -> str:  # noqa: ANN001
+@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
+def patient_csv(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
+                tz: str) -> str:
     return export_patient_csv(_engine, patient_id, tz)
 
 
@@ -85,12 +94,14 @@ def _overrides() -> dict | None:
 # A figure is shared read-only by every session: cache_resource skips pickling, which would
 # re-validate the whole figure (about 0.1 s) on every warm run.
 @st.cache_resource(ttl=30, show_spinner=False, max_entries=50)
-def figure(_engine, url: str, patient_id: str, tz: str, day_range: tuple[float, float],  # noqa: ANN001
-           analytes: tuple[str, ...], show_suggested: bool, today_day: float) -> go.Figure:
-    course = resources.patient_course(_engine, url, patient_id, tz)
-    suggested = suggested_episodes(_engine, url, patient_id, tz) if show_suggested else None
+def figure(_engine, url: str, version: Version, patient_id: str, tz: str,  # noqa: ANN001
+           day_range: tuple[float, float], analytes: tuple[str, ...], show_suggested: bool,
+           today_day: float) -> go.Figure:
+    course = resources.patient_course(_engine, url, version, patient_id, tz)
+    suggested = (suggested_episodes(_engine, url, version, patient_id, tz) if show_suggested
+                 else None)
     return timeline_figure(course, day_range, analytes, suggested, today_day,
-                           corrections(_engine, url, patient_id), _overrides())
+                           corrections(_engine, url, version, patient_id), _overrides())
 
 
 def today_day(course: Course, tz: str) -> float:
@@ -101,14 +112,6 @@ def today_day(course: Course, tz: str) -> float:
 def default_range(day_now: float) -> tuple[int, int]:
     """Day -7 to +30, or to today when the patient is already past day 28."""
     return (-7, 30 if day_now <= 28 else min(100, math.floor(day_now) + 2))
-
-
-def clear() -> None:
-    findings.clear()
-    suggested_episodes.clear()
-    corrections.clear()
-    figure.clear()
-    patient_csv.clear()
 
 
 # --- render helpers ---------------------------------------------------------------------------
@@ -265,11 +268,11 @@ def render_scores(blocks: list[ScoreBlock]) -> None:
                 st.markdown("**To complete it, log:** " + "; ".join(dict.fromkeys(b.missing)))
 
 
-def render_exports(engine, url: str, course: Course, tz: str, fig: go.Figure,  # noqa: ANN001
-                   found: list[Finding], alerts: list, day_now: float) -> None:
+def render_exports(engine, url: str, version: Version, course: Course, tz: str,  # noqa: ANN001
+                   fig: go.Figure, found: list[Finding], alerts: list, day_now: float) -> None:
     pid = course.patient.patient_id
     c = st.columns(3)
-    c[0].download_button("Patient data (CSV)", patient_csv(engine, url, pid, tz),
+    c[0].download_button("Patient data (CSV)", patient_csv(engine, url, version, pid, tz),
                          file_name=f"{pid}.csv", mime="text/csv", key="patient_csv")
     fmt = c[1].radio("Snapshot format", ["pdf", "png"], horizontal=True, key="patient_fmt")
     if c[1].button("Prepare handover snapshot", key="patient_snapshot"):

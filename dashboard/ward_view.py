@@ -10,12 +10,14 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 import pandas as pd
 import streamlit as st
 
+from core.monitor import MonitorStatus
 from core.units import fmt
-from core.ward import HuddleTile
+from core.ward import Freshness, HuddleTile
 
 # --- overview ------------------------------------------------------------------------------
 
@@ -106,6 +108,20 @@ def highlight_no_labs(table: pd.DataFrame):  # noqa: ANN201
     return table.style.apply(row_style, axis=1)
 
 
+@dataclass(frozen=True)
+class Notice:
+    """One problem with the system (not with a patient), for a banner.
+
+    headline: a few words a nurse reads from across the room ("MONITOR NOT RUNNING since
+    14:05"); detail: what it means and what to do.
+    """
+
+    headline: str
+    detail: str
+    where: str = ""  # the page that has more (the overview shows it; the wall has no links)
+    level: str = "warning"  # "error" when someone may not have been told of an alert
+
+
 # --- huddle --------------------------------------------------------------------------------
 
 THEMES = {
@@ -155,16 +171,28 @@ def page_css(theme: str) -> str:
 [data-testid="stMainBlockContainer"], .block-container {{
   padding: 8px 20px 0 20px !important; max-width: 100% !important;}}
 [data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] {{gap: 0 !important;}}
-.hud {{font-family: "Source Sans Pro", "Segoe UI", Arial, sans-serif; color: {t['fg']};}}
+.hud {{font-family: "Source Sans Pro", "Segoe UI", Arial, sans-serif; color: {t['fg']};
+  display: flex; flex-direction: column; height: calc(100vh - 12px);}}
 .hud-head {{display: flex; justify-content: space-between; align-items: baseline;
   font-size: 34px; font-weight: 700; margin-bottom: 6px; line-height: 1.15;}}
 .hud-head .sub {{font-size: 28px; color: {t['muted']}; font-weight: 600;}}
-.hud-banner {{background: #D7263D; color: #fff; font-size: 36px; font-weight: 800;
-  padding: 14px 22px; border-radius: 10px; margin-bottom: 12px;}}
+.hud-notice {{display: flex; align-items: baseline; column-gap: 20px; flex-wrap: wrap;
+  background: #FFC400; color: #111; border-radius: 8px; margin-bottom: 6px;
+  padding: 2px 16px 2px 34px; border: 3px solid #111; line-height: 1.15;
+  background-image: repeating-linear-gradient(135deg, #111 0 9px, #FFC400 9px 18px);
+  background-size: 20px 100%; background-repeat: no-repeat;}}
+.hud-notice .what {{font-size: 34px; font-weight: 900; white-space: nowrap;}}
+.hud-notice .why {{font-size: 23px; font-weight: 700;}}
 .hud-grid {{display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 12px;
-  height: calc(100vh - 96px);}}
+  flex: 1 1 auto; min-height: 0;}}
 .tile {{background: {t['tile']}; border: 2px solid {t['border']}; border-left-width: 14px;
-  border-radius: 12px; padding: 8px 14px; overflow: hidden; min-height: 0;}}
+  border-radius: 12px; padding: 8px 14px; overflow: hidden; min-height: 0;
+  container: tile / size;}}
+/* a short tile (more per page, or a banner above) drops whole sections from the bottom
+   instead of cutting a line in half */
+@container tile (max-height: 455px) {{.sec-changes {{display: none;}}}}
+@container tile (max-height: 365px) {{.sec-alerts {{display: none;}}}}
+@container tile (max-height: 285px) {{.labs {{display: none;}}}}
 .tile .top {{display: flex; justify-content: space-between; align-items: baseline;}}
 .tile .bed {{font-size: 44px; font-weight: 800; line-height: 1.0;}}
 .tile .who {{font-size: 34px; font-weight: 700; color: {t['muted']};}}
@@ -240,8 +268,9 @@ def tile_html(tile: HuddleTile, theme: str) -> str:
                                ("fibrinogen", "Fibrinogen", t["line2"])):
         labs += (f"<div>{label} {_value(f[key], f[f'{key}_trend'])}</div>"
                  f"<div>{sparkline(f[f'{key}_series'], colour)}</div>")
-    counts = (f'<span style="color:{SEVERITY_COLOURS["severe"]}">{f["unack_severe"]} severe</span>'
-              f' · {f["unack_warning"]} warn · {f["unack_info"]} info'
+    severe = (f'<span style="color:{SEVERITY_COLOURS["severe"]}">{f["unack_severe"]} severe</span>'
+              if f["unack_severe"] else "0 severe")  # red only when there is one
+    counts = (severe + f' · {f["unack_warning"]} warn · {f["unack_info"]} info'
               + (f' · <b>{f["escalated"]} ESCALATED</b>' if f["escalated"] else ""))
     nolabs = ('<div class="nolabs">NO LABS TODAY</div>' if f["no_labs_today"] else "")
     alerts, more_alerts = _lines(tile.alerts, "no open alerts")
@@ -251,12 +280,14 @@ def tile_html(tile: HuddleTile, theme: str) -> str:
         f'<div class="top"><span class="bed">{_esc(f["bed"])}</span>'
         f'<span class="who">{_esc(f["initials"])}</span>'
         f'<span class="day">D{f["day"]:+d}</span></div>'
-        f'<div class="status">{status}</div>{nolabs}'
+        f'<div class="status">{status}</div>'
+        # the counts before the detail: a short tile (16 a page, a banner) still shows them
+        f'<div class="counts">{counts}</div>{nolabs}'
         f'<div class="labs">{labs}</div>'
-        f'<div class="counts">{counts}</div>'
-        f'<div class="label">Top alerts{more_alerts}</div><ul class="lines">{alerts}</ul>'
-        f'<div class="label">Since yesterday{more_changes}</div>'
-        f'<ul class="lines">{changes}</ul></div>')
+        f'<div class="sec-alerts"><div class="label">Top alerts{more_alerts}</div>'
+        f'<ul class="lines">{alerts}</ul></div>'
+        f'<div class="sec-changes"><div class="label">Since yesterday{more_changes}</div>'
+        f'<ul class="lines">{changes}</ul></div></div>')
 
 
 def _lines(lines: Sequence[str], empty: str) -> tuple[str, str]:
@@ -268,28 +299,67 @@ def _lines(lines: Sequence[str], empty: str) -> tuple[str, str]:
     return items, _esc(more)
 
 
+def notices_html(notices: Sequence[Notice]) -> str:
+    """The wall's system banners: black on amber with a striped edge (a system problem, not
+    a patient's severity), the headline in words."""
+    return "".join(f'<div class="hud-notice" role="alert"><span class="what">⚠ '
+                   f'{_esc(n.headline)}</span><span class="why">{_esc(n.detail)}</span></div>'
+                   for n in notices)
+
+
 def wall_html(tiles: Sequence[HuddleTile], theme: str, header: str, sub: str,
-              banner: str | None, footer: str, page_size: int = 8) -> str:
+              notices: Sequence[Notice], footer: str, page_size: int = 8) -> str:
     rows = max(1, math.ceil(page_size / 4))
-    banner_div = f'<div class="hud-banner">⚠ {_esc(banner)}</div>' if banner else ""
     return (f'<div class="hud"><div class="hud-head"><span>{_esc(header)}</span>'
-            f'<span class="sub">{_esc(sub)}</span></div>{banner_div}'
+            f'<span class="sub">{_esc(sub)}</span></div>{notices_html(notices)}'
             f'<div class="hud-grid" style="grid-template-rows: repeat({rows}, minmax(0, 1fr))">'
             f'{"".join(tile_html(t, theme) for t in tiles)}</div>'
             f'<div class="hud-foot">{_esc(footer)}</div></div>')
 
 
-def stale_message(fresh, tz) -> str | None:  # noqa: ANN001
-    """A plain sentence when the data or the evaluation is older than the limit."""
-    if not fresh.is_stale:
-        return None
-    parts = []
-    if fresh.is_data_stale:
-        parts.append("no new labs or observations since "
-                     + (f"{fresh.newest_data_at.astimezone(tz):%a %d %b %H:%M}"
-                        if fresh.newest_data_at else "ever"))
-    if fresh.is_evaluation_stale:
-        parts.append("the rules last ran "
-                     + (f"{fresh.last_evaluation_at.astimezone(tz):%a %d %b %H:%M}"
-                        if fresh.last_evaluation_at else "never"))
-    return "DATA MAY BE OUT OF DATE: " + "; ".join(parts) + "."
+ASK_ADMIN = "Tell the CAR-T Watch administrator."
+
+
+def _when(at: datetime, now: datetime, tz: tzinfo) -> str:
+    """14:05 today (ward time), else "Tue 17 Nov 14:05"."""
+    local, today = at.astimezone(tz), now.astimezone(tz)
+    return f"{local:%H:%M}" if local.date() == today.date() else f"{local:%a %d %b %H:%M}"
+
+
+def ward_notices(monitor: MonitorStatus, tz: tzinfo, fresh: Freshness | None = None,
+                 ) -> list[Notice]:
+    """What the huddle and the overview say about the monitor, notifications and (with
+    `fresh`) the data's age; empty when all is well. Times in the ward's zone."""
+    out = []
+    not_raised = "Overdue labs and escalations are not being raised. " + ASK_ADMIN
+    if monitor.last_cycle_at is None:
+        out.append(Notice("MONITOR NOT RUNNING (never started)", not_raised))
+    elif not monitor.is_running:
+        out.append(Notice(
+            f"MONITOR NOT RUNNING since {_when(monitor.last_cycle_at, monitor.now, tz)}",
+            not_raised))
+    if monitor.failed_deliveries:
+        n = monitor.failed_deliveries
+        out.append(Notice(
+            f"{n} ALERT NOTIFICATION{'S' if n > 1 else ''} NOT DELIVERED",
+            "On-call may not have been paged: check the severe alerts. " + ASK_ADMIN,
+            where="Users & settings → Notifications", level="error"))
+    if monitor.evaluation_failures:
+        n = monitor.evaluation_failures
+        out.append(Notice(
+            "SOME ALERTS MAY BE OUT OF DATE",
+            f"The rules failed {n}× after data was saved (retrying). " + ASK_ADMIN))
+    if fresh is not None and fresh.is_data_stale:
+        since = ("ever" if fresh.newest_data_at is None
+                 else _when(fresh.newest_data_at, fresh.now, tz))
+        out.append(Notice("DATA MAY BE OUT OF DATE",
+                          f"No new labs or observations since {since}."))
+    return out
+
+
+def show_notices(notices: Sequence[Notice]) -> None:
+    """The notices as Streamlit banners (the overview)."""
+    for n in notices:
+        show = st.error if n.level == "error" else st.warning
+        where = f" ({n.where})" if n.where else ""
+        show(f"**{n.headline}**. {n.detail}{where}", icon=":material/warning:")

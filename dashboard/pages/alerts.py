@@ -23,16 +23,17 @@ if flash := st.session_state.pop("alerts_flash", None):
     st.success(flash)
 me = auth.current()
 who = me.username
-every = resources.patients_frame(engine, url)
+version = resources.data_version(engine)
+every = resources.patients_frame(engine, url, version)
 c = st.columns(4)
 states = c[0].multiselect("State", INBOX_STATES, default=[s.value for s in OPEN_STATES],
                           key="alerts_state")
 patients = c[1].multiselect("Patient", list(every["patient_id"]), key="alerts_patient")
 severities = c[2].multiselect("Severity", ["severe", "warning", "info"], key="alerts_severity")
-all_rules = resources.alert_inbox(engine, url, (), (), (), ())["rule_id"].unique()
+all_rules = resources.alert_inbox(engine, url, version, (), (), (), ())["rule_id"].unique()
 rules = c[3].multiselect("Rule", sorted(all_rules), key="alerts_rule", format_func=short_name)
-inbox = resources.alert_inbox(engine, url, tuple(states), tuple(patients), tuple(rules),
-                              tuple(severities))
+inbox = resources.alert_inbox(engine, url, version, tuple(states), tuple(patients),
+                              tuple(rules), tuple(severities))
 st.caption(f"{len(inbox)} alerts: escalated first, then most severe, then newest.")
 if inbox.empty:
     st.info("No alert matches.")

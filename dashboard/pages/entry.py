@@ -43,8 +43,6 @@ def _show(result) -> None:  # noqa: ANN001
     ss["entry_errors"] = {}
     for e in result.errors:
         ss["entry_errors"].setdefault(e.item, []).append(e.message)
-    if result.written:
-        resources.clear_caches()
 
 
 def save_day() -> None:
@@ -196,7 +194,6 @@ with grid_tab:
             res = None
             st.error(str(exc))
         if res is not None and res.ok:
-            resources.clear_caches()
             st.success(res.summary())
         elif res is not None:
             st.error(res.summary())
@@ -235,11 +232,9 @@ with fix_tab:
         try:
             if save:
                 correct(engine, table, rid, changes, why, user, tz=settings.ward_tz, role=role)
-                resources.clear_caches()
                 st.success("Corrected; the old value is kept in the history.")
             if wrong:
                 mark_entered_in_error(engine, table, rid, why, user, role=role)
-                resources.clear_caches()
                 st.success("Hidden from charts and rules; kept in the audit trail.")
         except (CorrectionRefused, NotAllowed, StorageFault) as exc:
             st.error(str(exc))

@@ -59,7 +59,6 @@ if upload is not None:
                 st.error(str(exc))
                 st.stop()
             if done.ok:
-                resources.clear_caches()
                 st.success(done.summary())
             else:
                 st.error(done.summary())

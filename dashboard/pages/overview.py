@@ -4,7 +4,13 @@ import streamlit as st
 
 from core.ward import STATUS_FILTERS, filter_summary
 from dashboard import resources
-from dashboard.ward_view import highlight_no_labs, overview_column_config, overview_table
+from dashboard.ward_view import (
+    highlight_no_labs,
+    overview_column_config,
+    overview_table,
+    show_notices,
+    ward_notices,
+)
 
 COLUMNS = ["Open", "Bed", "Day", "Concern", "CRS", "ICANS", "IEC-HS screen", "ICAHT",
            "Ferritin", "Ferritin 14 d", "Fibrinogen", "Fibrinogen 14 d", "ANC", "ANC 14 d",
@@ -12,9 +18,11 @@ COLUMNS = ["Open", "Bed", "Day", "Concern", "CRS", "ICANS", "IEC-HS screen", "IC
 
 settings = resources.get_settings()
 engine = resources.get_engine()
-summary = resources.ward_summary(engine, settings.database_url, settings.ward_tz)
+version = resources.data_version(engine)
+summary = resources.ward_summary(engine, settings.database_url, version, settings.ward_tz)
 
 st.title("Ward overview")
+show_notices(ward_notices(resources.monitor_status(engine, settings), settings.tz))
 if summary.empty:
     st.info("No active patients.")
     st.stop()

@@ -13,8 +13,9 @@ from dashboard import timeline as tl
 settings = resources.get_settings()
 engine = resources.get_engine()
 url, tz = settings.database_url, settings.ward_tz
+version = resources.data_version(engine)
 patient_id = st.session_state.get("patient_id")
-course = patient_id and resources.patient_course(engine, url, patient_id, tz)
+course = patient_id and resources.patient_course(engine, url, version, patient_id, tz)
 if not course:
     st.title("Patient timeline")
     st.info("Pick a patient in the sidebar.")
@@ -23,7 +24,7 @@ if not course:
 if flash := st.session_state.pop("patient_flash", None):
     st.success(flash)
 day_now = tl.today_day(course, tz)
-found = tl.findings(engine, url, patient_id, tz)
+found = tl.findings(engine, url, version, patient_id, tz)
 top = st.container()  # the header, filled once the alerts are known
 chart, alerts_tab, scores_tab, export_tab = st.tabs(
     ["Timeline", "Alerts", "Scores", "Export / handover"])
@@ -33,11 +34,11 @@ with top:
     tl.render_header(course, header(found, day_now), alerts)
 with chart:
     day_range, analytes, show_suggested = tl.chart_controls(day_now)
-    fig = tl.figure(engine, url, patient_id, tz, day_range, analytes, show_suggested,
-                    round(day_now, 2))
+    fig = tl.figure(engine, url, version, patient_id, tz, day_range, analytes,
+                    show_suggested, round(day_now, 2))
     st.plotly_chart(fig, key="patient_timeline", width="stretch", theme=None)
     st.caption(tl.CHART_KEY)
 with scores_tab:
     tl.render_scores(score_blocks(found))
 with export_tab:
-    tl.render_exports(engine, url, course, tz, fig, found, alerts, day_now)
+    tl.render_exports(engine, url, version, course, tz, fig, found, alerts, day_now)

@@ -34,5 +34,4 @@ if st.button(f"Verify {len(ids)} value(s)", disabled=not ids, type="primary", ke
     except (NotAllowed, StorageFault) as exc:
         st.error(str(exc))
         st.stop()
-    resources.clear_caches()
     st.rerun()
