@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.config import Settings
 from core.db import is_sqlite, session_scope
 from core.models import (
+    Alert,
+    AlertState,
     EvaluationFailure,
     MonitorCycle,
     Notification,
@@ -40,6 +42,7 @@ from core.models import (
 
 log = logging.getLogger(__name__)
 
+FAILED_TEST_SHOWN_FOR = timedelta(hours=24)
 DEFAULT_INTERVAL = timedelta(minutes=5)
 """How often the monitor runs a cycle (`monitor --interval`, CARTWATCH_MONITOR_INTERVAL)."""
 
@@ -61,7 +64,10 @@ class MonitorStatus:
 
     last_cycle_at: when the newest monitor cycle finished (None: never).
     interval: the cycle interval the status is judged against.
-    failed_deliveries: notifications whose retries are used up.
+    failed_deliveries: notifications whose retries are used up and that still matter: their
+        alert is still unacknowledged (firing or escalated: someone may not have been paged),
+        or a test sent within FAILED_TEST_SHOWN_FOR. Acknowledging the alert clears it; the
+        admin page keeps every failed delivery.
     outbox_backlog: notifications due now and not yet delivered.
     evaluation_failures: failures of evaluation not yet retried successfully.
     """
@@ -113,8 +119,13 @@ def monitor_status(session: Session, now: datetime | None = None,
                              .order_by(MonitorCycle.finished_at.desc())  # type: ignore[union-attr]
                              .limit(1)).first()
     last, error = (newest[0], newest[1]) if newest is not None else (None, None)
+    unacknowledged = select(Alert.id).where(Alert.state.in_(  # type: ignore[attr-defined]
+        [AlertState.FIRING.value, AlertState.ESCALATED.value]))
     failed = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.status == NotificationStatus.FAILED.value)) or 0
+        Notification.status == NotificationStatus.FAILED.value,
+        or_(Notification.alert_id.in_(unacknowledged),  # type: ignore[union-attr]
+            and_(Notification.alert_id.is_(None),  # type: ignore[union-attr]
+                 Notification.created_at >= now - FAILED_TEST_SHOWN_FOR)))) or 0
     backlog = session.scalar(select(func.count()).select_from(Notification).where(
         Notification.status.in_([NotificationStatus.PENDING.value,  # type: ignore[attr-defined]
                                  NotificationStatus.SENDING.value]),

@@ -178,3 +178,20 @@ def test_monitor_once_from_the_command_line_runs_one_cycle(ward: Engine) -> None
     with session_scope(ward) as s:
         assert s.scalar(select(func.count()).select_from(MonitorCycle)) == 1
         assert s.scalar(select(func.count()).select_from(Alert)) >= 1
+
+
+def test_a_failed_delivery_is_shown_until_its_alert_is_acknowledged(ward: Engine) -> None:
+    from core.models import Notification, NotificationStatus
+
+    [alert] = alerts(ward)
+    with session_scope(ward) as s:
+        for alert_id, at in ((alert.id, T0), (None, T0)):  # a page, and a test message
+            s.add(Notification(dedupe_key=f"x:{alert_id}", alert_id=alert_id, event="fired",
+                               contact="pager", severity="severe", created_at=at,
+                               next_attempt_at=at, status=NotificationStatus.FAILED))
+    with session_scope(ward) as s:
+        assert monitor_status(s, T0 + timedelta(hours=1)).failed_deliveries == 2
+        acknowledge(s, alert.id, "dr.lee", now=T0 + timedelta(hours=1))
+    with session_scope(ward) as s:
+        assert monitor_status(s, T0 + timedelta(hours=2)).failed_deliveries == 1  # the test
+        assert monitor_status(s, T0 + timedelta(hours=25)).failed_deliveries == 0
