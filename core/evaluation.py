@@ -135,21 +135,23 @@ def run_evaluate(
     *,
     specs: Sequence[RuleSpec] | None = None,
     escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+    wait_for_lock: bool = False,
 ) -> dict[str, Any]:
     """Run every rule for the active patients (or one patient), update alerts, report.
 
     `as_of` (default now) is both the data cut-off and the clock the alerts are stamped
     with; a naive time is taken as UTC. Returns the design.md JSON document:
     {"as_of": ISO-Z, "patients": [{"patient_id", "day", "findings": [...]}]}.
-    Raises RuntimeError when another evaluate holds the PostgreSQL lock, and LookupError
-    for an unknown `patient_id`.
+    Raises RuntimeError when another evaluate holds the PostgreSQL lock (unless
+    `wait_for_lock`: the monitor waits, e.g. for a write's follow-up to commit), and
+    LookupError for an unknown `patient_id`.
     """
     started = utcnow()
     as_of = as_of or started
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     with session_scope(engine) as session:
-        _lock(session)
+        _lock(session, wait=wait_for_lock)
         if is_sqlite(engine):
             # Every SQLite transaction here holds the write lock (BEGIN IMMEDIATE): read, then
             # release it while the rules run, so nurses and pages are not kept waiting; the

@@ -210,7 +210,8 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
             cycle = MonitorCycle(worker=worker, started_at=at)
             s.add(cycle)
         try:
-            doc = run_evaluate(engine, settings, as_of=now, actor="monitor")
+            doc = run_evaluate(engine, settings, as_of=now, actor="monitor",
+                               wait_for_lock=True)
             report.patients = len(doc["patients"])
             _retried(engine, at)
         except Exception as exc:  # logged and recorded; the cycle goes on to deliver

@@ -195,3 +195,26 @@ def test_a_failed_delivery_is_shown_until_its_alert_is_acknowledged(ward: Engine
     with session_scope(ward) as s:
         assert monitor_status(s, T0 + timedelta(hours=2)).failed_deliveries == 1  # the test
         assert monitor_status(s, T0 + timedelta(hours=25)).failed_deliveries == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+def test_a_cycle_waits_for_a_writes_follow_up_instead_of_failing(ward: Engine) -> None:
+    from sqlalchemy import text
+
+    from core.evaluation import EVALUATE_LOCK_KEY
+
+    reports: list = []
+    with ward.connect() as write:  # a write's transaction, its follow-up holding the lock
+        write.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVALUATE_LOCK_KEY})
+        worker = threading.Thread(target=lambda: reports.append(
+            run_cycle(ward, settings_for(ward))))
+        worker.start()
+        worker.join(1.5)
+        assert worker.is_alive()  # waiting for the lock, not refusing
+        write.commit()
+    worker.join(60)
+    [report] = reports
+    assert report.error is None and report.patients == 2
+    with session_scope(ward) as s:
+        assert s.scalar(select(func.count()).select_from(EvaluationFailure)) == 0
