@@ -66,7 +66,10 @@ RULE = Rule(
         Threshold("ferritin_x_uln", 2.0, "x ULN", U, "key feature: ferritin above this x ULN",
                   ">"),
         Threshold("ferritin_x_baseline", 2.0, "x baseline", U,
-                  "key feature: or above this x the baseline at infusion", ">"),
+                  "key feature: or above this x the baseline at infusion. The consensus is "
+                  "quoted two ways (criteria §1.2): '> 2 x baseline' (default, the stricter "
+                  "reading) and '> baseline' (NCCN CART-2); a site that follows the second "
+                  "sets [thresholds.iec_hs] ferritin_x_baseline = 1", ">"),
         Threshold("transaminase_x_uln", 5.0, "x ULN", U,
                   "AST or ALT above this x ULN (baseline normal)", ">"),
         Threshold("transaminase_x_baseline", 5.0, "x baseline", U,
@@ -93,6 +96,10 @@ RULE = Rule(
     inputs=("ferritin", "ast", "alt", "fibrinogen", "anc", "platelets", "hemoglobin",
             "CRS episodes (documented) or crs_grade observations", "hemophagocytosis"),
     choices=(
+        "Ferritin key feature, two readings of the consensus (criteria §1.2): above "
+        "ferritin_x_baseline x the baseline at infusion, 2 by default ('> 2 x baseline'); "
+        "1 reads it as '> baseline' (NCCN CART-2). The factor in force is the site's "
+        "ferritin_x_baseline in the thresholds table.",
         "Key feature uses the latest ferritin; baseline = last value on or before the "
         "lymphodepletion start day, else on or before day 0 (§0.2). 'Rapidly rising' has no "
         "published number: the ferritin_kinetics default is shown as evidence and does not "
@@ -196,7 +203,8 @@ def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
     if met:
         return Feature(Status.MET, ev)
     if not known:
-        return Feature(Status.NOT_EVALUABLE, [f.evidence("not above 2 x ULN")],
+        return Feature(Status.NOT_EVALUABLE,
+                       [f.evidence(f"not above {t['ferritin_x_uln']:g} x ULN")],
                        [MISSING["ferritin_baseline"]])
     return Feature(Status.NOT_MET, [f.evidence(
         f"<= {t['ferritin_x_uln']:g} x ULN and <= {t['ferritin_x_baseline']:g} x baseline")])

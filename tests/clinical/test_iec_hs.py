@@ -295,3 +295,37 @@ def test_documented_open_crs_that_is_still_rising_is_not_resolving():
     f = run(course)
     assert f.extra["features"]["timing"] == "not_met"
     assert f.status is Status.NOT_MET
+
+
+# criteria §1.2: the ferritin key feature against the baseline is quoted as "> 2 x baseline"
+# (default) and as "> baseline" (NCCN CART-2); the factor is the site's ferritin_x_baseline.
+# Ferritin ULN 300 in every case, so only the baseline reading decides (baseline 800).
+@pytest.mark.parametrize(("latest", "factor", "status"), [
+    pytest.param(1200, None, Status.NOT_MET, id="1.5x-baseline-default-2x-not-met"),
+    pytest.param(1600, None, Status.NOT_MET, id="exactly-2x-baseline-not-above"),
+    pytest.param(1601, None, Status.MET, id="just-above-2x-baseline-met"),
+    pytest.param(1200, 1.0, Status.MET, id="1.5x-baseline-site-reads-above-baseline-met"),
+    pytest.param(800, 1.0, Status.NOT_MET, id="equal-to-baseline-not-above"),
+    pytest.param(801, 1.0, Status.MET, id="just-above-baseline-met"),
+])
+def test_ferritin_key_feature_follows_the_sites_reading_of_the_baseline_factor(
+        latest, factor, status):
+    course = make_course(labs=[("ferritin", 0.3, 800, 30, 2000),
+                               ("ferritin", 14.33, latest, 30, 2000)])
+    t = Thresholds(iec_hs.RULE, None if factor is None else {"ferritin_x_baseline": factor})
+    feature = iec_hs._ferritin_feature(course, 14.5, t)
+    assert feature.status is status
+    if status is Status.MET:
+        k = 2 if factor is None else 1
+        assert feature.evidence[0].why == f"> {k} x baseline (800, day 0.3)"
+
+
+def test_the_rules_page_names_both_readings_of_the_ferritin_factor():
+    from core.rules.describe import catalogue_frame, thresholds_frame
+
+    row = catalogue_frame().set_index("rule_id").loc["iec_hs"]
+    assert any("'> baseline' (NCCN CART-2)" in c for c in row["choices"])
+    th = thresholds_frame({"iec_hs": {"ferritin_x_baseline": 1.0}})
+    mine = th[(th["rule_id"] == "iec_hs") & (th["key"] == "ferritin_x_baseline")].iloc[0]
+    assert mine["in_force"] == "> 1 x baseline  (site; default 2)"
+    assert mine["overridden"] and mine["provisional"]
