@@ -193,7 +193,7 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
                                                    pks=sorted(patient_pks))
               if course.patient.status == PatientStatus.ACTIVE]
     _sync(session, settings, loaded, _run_rules(loaded, settings, None), as_of, actor, None,
-          DEFAULT_ESCALATE_AFTER, every_active=False)
+          DEFAULT_ESCALATE_AFTER, every_active=False, report=False)
     if len(loaded) < len(patient_pks):
         active = session.scalars(select(Patient.id).where(
             Patient.status == PatientStatus.ACTIVE.value))
@@ -241,9 +241,10 @@ def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | N
 
 def _sync(session: Session, settings: Settings, loaded: Loaded, found: Found,
           as_of: datetime, actor: str, specs: Sequence[RuleSpec] | None,
-          escalate_after: timedelta, *, every_active: bool) -> list[dict[str, Any]]:
+          escalate_after: timedelta, *, every_active: bool,
+          report: bool = True) -> list[dict[str, Any]]:
     """Alerts in line with the findings (and, for a whole ward, resolved for patients no
-    longer active); the JSON document's patients."""
+    longer active); the JSON document's patients (none unless `report`)."""
     by_id = {s.rule.id: s for s in _specs(specs)}
     notify = notifications(settings)
     alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
@@ -251,6 +252,8 @@ def _sync(session: Session, settings: Settings, loaded: Loaded, found: Found,
     for pk, course, findings in found:
         sync_alerts(session, pk, findings, by_id, as_of, escalate_after=escalate_after,
                     actor=actor, alerts=alerts[pk], notify=notify)
+        if not report:
+            continue
         patients.append({
             "patient_id": course.patient.patient_id,
             "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
