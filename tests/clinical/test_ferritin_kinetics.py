@@ -34,8 +34,10 @@ def test_worked_example_day_12_to_14_is_a_rapid_rise():
         pytest.param([(12.3, 300), (14.3, 600)], Status.NOT_MET,
                      id="doubling-but-not-above-2x-uln"),
         pytest.param([(12.3, 301), (14.3, 602)], Status.MET, id="doubling-above-2x-uln"),
-        pytest.param([(11.0, 3000), (14.3, 9500)], Status.NOT_EVALUABLE,
-                     id="no-sample-within-48h-plus-6h"),
+        pytest.param([(11.0, 3000), (14.3, 9500)], Status.MET,
+                     id="3.2-fold-over-3.3-days-is-rapid-across-the-gap"),
+        pytest.param([(11.0, 3000), (14.3, 6000)], Status.NOT_EVALUABLE,
+                     id="no-sample-within-48h-plus-6h-and-slow-rise"),
         pytest.param([(12.1, 3000), (14.3, 9500)], Status.MET, id="sample-52h-before-in-tolerance"),
         pytest.param([(14.3, 500)], Status.NOT_MET, id="single-value-below-2x-uln"),
         pytest.param([(14.3, 5000)], Status.NOT_EVALUABLE, id="single-high-value-needs-a-pair"),
@@ -56,3 +58,132 @@ def test_fold_change_against_baseline_and_previous():
     assert f.extra["fold_change"]["baseline"] == pytest.approx(15.0)
     assert f.extra["fold_change"]["previous"] == pytest.approx(3.0)
     assert f.extra["fold_change"]["24h"] == pytest.approx(3.0)
+
+
+# --- a rise over any interval (issue 16): weekly sampling ---------------------------------------
+# ULN 300 throughout, so "> 2 x ULN" means > 600 ng/mL. Days are days after infusion.
+
+WEEKLY_RAPID = [(0.25, 450), (7.25, 52000)]  # > 100-fold in 7 days: doubling time 1.02 days
+
+
+@pytest.mark.parametrize(
+    ("labs", "status", "rapid"),
+    [
+        pytest.param([(12 + 8 / 24, 3000), (14 + 8 / 24, 9500)], Status.MET, True,
+                     id="criteria-11-worked-example-day-12-to-14"),
+        pytest.param(WEEKLY_RAPID, Status.MET, True, id="weekly-over-100-fold-in-7-days"),
+        pytest.param([(0.25, 1000), (7.25, 4000)], Status.NOT_EVALUABLE, None,
+                     id="weekly-slow-rise-cannot-exclude-a-rapid-rise"),
+        pytest.param([(0.25, 9000), (7.25, 4000)], Status.NOT_EVALUABLE, None,
+                     id="weekly-fall-cannot-exclude-a-rapid-rise"),
+        pytest.param([(13.3, 3000), (14.3, 4000)], Status.NOT_MET, False,
+                     id="24h-apart-slow-rise-not-met"),
+        # doubling time boundary over a gap: 6 days = 3 windows of 48 h, so 8-fold = 2 days
+        pytest.param([(1.0, 1000), (7.0, 8000)], Status.MET, True,
+                     id="doubling-time-exactly-2-days-over-6-days-met"),
+        pytest.param([(1.0, 1000), (7.0, 7990)], Status.NOT_EVALUABLE, None,
+                     id="doubling-time-just-over-2-days-over-6-days"),
+        # 7 days: 2 ** 3.5 = 11.314-fold is a doubling time of 2 days
+        pytest.param([(0.25, 1000), (7.25, 11320)], Status.MET, True,
+                     id="11.32-fold-in-7-days-doubling-just-under-2-days"),
+        pytest.param([(0.25, 1000), (7.25, 11300)], Status.NOT_EVALUABLE, None,
+                     id="11.30-fold-in-7-days-doubling-just-over-2-days"),
+        # the window edge: 48 h + 6 h tolerance (54 h) is still judged as a pair in the window
+        pytest.param([(12.0, 3000), (14.25, 6000)], Status.MET, True,
+                     id="2-fold-at-54h-in-window-met"),
+        pytest.param([(12.0, 3000), (14.25, 5999)], Status.NOT_MET, False,
+                     id="under-2-fold-at-54h-in-window-not-met"),
+        pytest.param([(11.99, 3000), (14.25, 6000)], Status.NOT_EVALUABLE, None,
+                     id="2-fold-just-past-54h-is-a-doubling-time-over-2-days"),
+        # the absolute condition: > 2 x ULN, however fast the rise
+        pytest.param([(0.25, 5), (7.25, 600)], Status.NOT_MET, False,
+                     id="weekly-120-fold-but-not-above-2x-uln"),
+        pytest.param([(0.25, 5), (7.25, 601)], Status.MET, True,
+                     id="weekly-120-fold-just-above-2x-uln"),
+        pytest.param([(13.3, 100), (14.3, 600)], Status.NOT_MET, False,
+                     id="6-fold-in-24h-but-not-above-2x-uln"),
+        # a daily course: values in the window decide, an older value is not used (a value
+        # falling from its peak is not "rapidly rising" because of the climb before the peak)
+        pytest.param([(10.25, 4028), (11.25, 7645), (12.25, 13124), (13.25, 12098)],
+                     Status.NOT_MET, False, id="daily-falling-after-a-climb-not-met"),
+        # the gap is measured back from the latest value to the previous one
+        pytest.param([(0.25, 450), (7.25, 52000), (14.25, 60000)], Status.NOT_EVALUABLE, None,
+                     id="weekly-plateau-after-a-rapid-week"),
+    ],
+)
+def test_rise_over_any_interval(labs, status, rapid):
+    f = run(labs)
+    assert f.status is status
+    assert f.extra["rapid_rise"] is rapid
+
+
+def test_weekly_rapid_rise_evidence_states_interval_and_doubling_time():
+    f = run(WEEKLY_RAPID)
+    whys = [e.why for e in f.evidence]
+    assert ("ferritin 450 -> 52,000 ng/mL over 7.0 days: doubling time <= 1.0 day "
+            "(rapid rise: doubling time <= 2.0 days)") in whys
+    assert "comparison value" in whys
+    assert not f.missing
+
+
+def test_weekly_slow_rise_says_a_rapid_rise_cannot_be_excluded():
+    f = run([(0.25, 1000), (7.25, 4000)])
+    whys = [e.why for e in f.evidence]
+    assert ("ferritin 1,000 -> 4,000 ng/mL over 7.0 days: average doubling time 3.5 days "
+            "(> 2.0 days); ferritin values 7.0 days apart: a rapid rise between them cannot be "
+            "excluded") in whys
+    assert f.missing == [ferritin.MISSING_PAIR]
+
+
+def test_doubling_time_limit_follows_the_window_and_fold_thresholds():
+    t = Thresholds(ferritin.RULE)
+    assert ferritin.limit_doubling_days(t) == pytest.approx(2.0)
+    # a site that wants 3-fold in 48 h: the limit is 48 h * ln 2 / ln 3 = 1.26 days
+    t3 = Thresholds(ferritin.RULE, {"rapid_fold": 3.0})
+    assert ferritin.limit_doubling_days(t3) == pytest.approx(2 * math.log(2) / math.log(3))
+    course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in WEEKLY_RAPID])
+    assert ferritin.evaluate_kinetics(course, t3).status is Status.MET  # 115-fold: 1.02 d
+    slow = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in
+                             [(0.25, 450), (7.25, 20000)]])  # 1.28 days
+    assert ferritin.evaluate_kinetics(slow, t).status is Status.MET
+    assert ferritin.evaluate_kinetics(slow, t3).status is Status.NOT_EVALUABLE
+
+
+def test_iec_hs_screen_sees_the_rapid_rise_across_a_gap():
+    course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in WEEKLY_RAPID])
+    k = ferritin.kinetics(course, 8.0, Thresholds(ferritin.RULE))
+    assert k.rapid is True and k.rapid_ref is not None and k.rapid_ref.value == 450
+
+
+WEEKLY_COURSES = {
+    "weekly-rapid-then-slow": [(-5.0, 300), (0.25, 450), (7.25, 52000), (14.25, 60000),
+                               (21.25, 20000)],
+    "weekly-slow": [(0.25, 1000), (7.25, 4000), (14.25, 9000), (21.25, 12000)],
+    "weekly-then-daily": [(0.25, 450), (7.25, 52000), (8.25, 60000), (9.25, 61000),
+                          (16.25, 200000)],
+    "below-2x-uln": [(0.25, 5), (7.25, 600), (14.25, 601)],
+}
+
+
+@pytest.mark.parametrize("labs", list(WEEKLY_COURSES.values()), ids=list(WEEKLY_COURSES))
+def test_replay_agrees_with_evaluating_each_day(labs):
+    from dataclasses import replace
+
+    from core.rules.common import END_OF_DAY
+    from core.rules.engine import day_view, replay_course, replay_days
+
+    course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
+    spec = ferritin.KINETICS.spec()
+    t = Thresholds(ferritin.RULE)
+    hooked = replay_course(course, [spec])
+    plain = replay_course(make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs]),
+                          [replace(spec, replay=None)])
+    assert [(d, [f.to_json() for f in fs]) for d, fs in hooked] == \
+           [(d, [f.to_json() for f in fs]) for d, fs in plain]
+    fresh = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
+    by_day = {d: fs[0] for d, fs in hooked}
+    assert list(by_day) == list(replay_days(fresh))
+    for day, f in by_day.items():
+        want = ferritin.evaluate_kinetics(day_view(fresh, day + END_OF_DAY), t)
+        assert (f.status, f.since_day, f.to_json()) == (want.status, want.since_day,
+                                                        want.to_json())
