@@ -42,7 +42,7 @@ from core.importing import (
 from core.models import ImportBatch, LabResult
 from core.permissions import require
 from core.unit_of_work import write_session
-from core.units import LOINC_TO_ANALYTE
+from core.units import ANALYTES, LOINC_TO_ANALYTE
 
 LOINC_SYSTEM = "http://loinc.org"
 Progress = Callable[[float, str], None]
@@ -285,6 +285,9 @@ def _renumber(errors: list[RowError], rows: list[int], paths: dict[str, str]) ->
     return out
 
 
+_MONITORED = ", ".join(a.name for a in ANALYTES.values())
+
+
 def _observation(row: int, res: dict, refs: dict[str, str],
                  errors: list[RowError]) -> dict[str, str] | None:
     """An Observation as a labs CSV row, or None with errors recorded."""
@@ -297,8 +300,7 @@ def _observation(row: int, res: dict, refs: dict[str, str],
         shown = ", ".join(loincs) or "none"
         errors.append(RowError(row, "Observation.code.coding", shown,
                                f"No LOINC code we monitor (got {shown}); the monitored "
-                               "analytes are ferritin, fibrinogen, AST, ALT, bilirubin, LDH, "
-                               "triglycerides, CRP, IL-6, creatinine and blood counts."))
+                               f"analytes are {_MONITORED}."))
     subject = res.get("subject") or {}
     pid = None
     if isinstance(subject.get("identifier"), dict):

@@ -142,6 +142,14 @@ ANALYTES: dict[str, Analyte] = {
                 {"mg/l": 1.0, "mg/lfeu": 1.0, "mg/l{feu}": 1.0, "ug/ml": 1.0, "ug/mlfeu": 1.0,
                  "ng/ml": 0.001, "ng/mlfeu": 0.001, "ug/l": 0.001, "ug/lfeu": 0.001},
                 None, 0.5, Evidence.UNCONFIRMED, _limits(200, None, 80), "coagulation"),
+        # INR (criteria §9): a ratio with no unit (UCUM `{INR}`), never derived from PT
+        # seconds, so every spelling is 1:1 and a unit in seconds is refused. A blank unit is
+        # accepted for this analyte only, as labs send a unitless ratio. Both LOINC codes are
+        # [UNCONFIRMED] (6301-6 plasma; 34714-6 point-of-care blood).
+        Analyte("inr", "INR", "ratio", (),
+                {"ratio": 1.0, "{ratio}": 1.0, "inr": 1.0, "{inr}": 1.0, "": 1.0},
+                0.8, 1.2, Evidence.UNCONFIRMED, _limits(20, None, 10, hard_low=0.5),
+                "coagulation", loinc_unconfirmed=("6301-6", "34714-6")),
     )
 }
 
@@ -187,14 +195,21 @@ def convert(value: float, analyte: str | Analyte, unit: str) -> float:
 
 
 def accepted_units(analyte: Analyte) -> list[str]:
-    """Human-readable list of accepted unit spellings."""
+    """Human-readable list of accepted unit spellings (each one a valid unit to pass back).
+
+    A blank unit (accepted for a unitless ratio such as INR) is not listed: a blank choice
+    would read as "nothing chosen" in a list of units.
+    """
     pretty = {
         "ug/l": "µg/L", "umol/l": "µmol/L", "ug/dl": "µg/dL", "ug/ml": "µg/mL",
         "10^9/l": "10^9/L", "10^3/ul": "10^3/µL", "/ul": "/µL",
         "cells/ul": "cells/µL", "k/ul": "K/µL", "ukat/l": "µkat/L",
+        "inr": "INR", "{inr}": "{INR}",
     }
     out = []
     for key in analyte.units:
+        if not key:
+            continue
         out.append(pretty.get(key, key.replace("/l", "/L").replace("/dl", "/dL")
                               .replace("/ml", "/mL").replace("ng/", "ng/")))
     return out

@@ -17,7 +17,7 @@ LAB_COLUMNS = (
     ("Blood counts", ("wbc", "anc", "alc", "hemoglobin", "platelets")),
     ("Inflammation", ("ferritin", "crp", "il6", "triglycerides", "scd25")),
     ("Liver and kidney", ("ast", "alt", "bilirubin", "ldh", "creatinine")),
-    ("Coagulation", ("fibrinogen", "ddimer")),
+    ("Coagulation", ("fibrinogen", "ddimer", "inr")),
 )
 YES_NO = ("no", "yes")
 

@@ -20,14 +20,14 @@ from core.rules.base import (
 )
 from core.rules.common import end_of_day, latest_observation, latest_until
 from core.rules.daily import DailyRule
-from core.units import ANALYTES, Evidence
+from core.units import Evidence
 
 C = Evidence.C
 
 RULE = Rule(
     id="supportive_thresholds",
     title="IEC-HS supportive-care thresholds (Hb, platelets, fibrinogen, INR)",
-    version="1.0",
+    version="1.1",
     citation=Citation(
         source="Hines et al., Transplant Cell Ther 2023;29(7):438.e1 (ASTCT IEC-HS consensus)",
         section="Table 4 (supportive care); criteria.md §1.3, §12.1",
@@ -44,8 +44,8 @@ RULE = Rule(
         Threshold("fibrinogen_min_bleeding", 150, "mg/dL", C,
                   "keep fibrinogen above (bleeding)", "<="),
         Threshold("inr_vitamin_k", 1.5, "ratio", C, "INR above: consider vitamin K", ">"),
-        Threshold("inr_ffp", 2.0, "ratio", C, "INR above: consider FFP with cryoprecipitate",
-                  ">"),
+        Threshold("inr_ffp", 2.0, "ratio", C,
+                  "INR above: consider FFP in addition to cryoprecipitate", ">"),
     ),
     inputs=("hemoglobin", "platelets", "fibrinogen", "INR", "bleeding",
             "IEC-HS episode or iec_hs screen"),
@@ -56,8 +56,10 @@ RULE = Rule(
         "says yes. 'Coagulopathy' for the platelet limit = fibrinogen below the bleeding "
         "fibrinogen limit (150 mg/dL).",
         "Fibrinogen flags when not above the limit ('keep > 100 / > 150 mg/dL').",
-        "INR is not in the analyte catalogue yet: its two limits are declared but evaluated "
-        "only once an 'inr' analyte exists (gap reported in extra).",
+        "INR flags when above 1.5 (consider vitamin K) and, above 2.0, says to consider FFP "
+        "in addition to cryoprecipitate; 1.5 and 2.0 themselves do not flag ('> 1.5', '> 2').",
+        "INR is optional: it is not a daily lab here (lab_overdue does not expect it), so a "
+        "missing INR does not make the rule not evaluable; extra['inr'] says 'not measured'.",
         "G-CSF to keep ANC >= 500/mm3 is controversial (§1.3): shown as context, never flagged.",
     ),
     description="Flags labs below the consensus supportive-care targets during IEC-HS; "
@@ -115,14 +117,20 @@ def _day(course: Course, day: int, t: Thresholds) -> Finding:
         ev.append(plt.evidence(f"< {t['platelets_min_bleeding']:g} x 10^9/L with "
                                f"{'bleeding' if bleeding else 'coagulopathy'}"))
     extra: dict = {"flags": flags}
-    if "inr" in ANALYTES:
-        inr = latest_until(course, "inr", end)
-        if inr is not None and inr.value > t["inr_vitamin_k"]:
-            flags.append("inr")
-            which = "FFP with cryoprecipitate" if inr.value > t["inr_ffp"] else "vitamin K"
-            ev.append(inr.evidence(f"INR > {t['inr_vitamin_k']:g}: consider {which}"))
+    inr = latest_until(course, "inr", end)
+    if inr is None:
+        extra["inr"] = "not measured"
+    elif inr.value > t["inr_ffp"]:
+        flags.append("inr")
+        extra["inr"] = "ffp"
+        ev.append(inr.evidence(f"> {t['inr_ffp']:g}: consider FFP in addition to "
+                               f"cryoprecipitate (and vitamin K, > {t['inr_vitamin_k']:g})"))
+    elif inr.value > t["inr_vitamin_k"]:
+        flags.append("inr")
+        extra["inr"] = "vitamin_k"
+        ev.append(inr.evidence(f"> {t['inr_vitamin_k']:g}: consider vitamin K"))
     else:
-        extra["gap"] = "INR is not in the analyte catalogue; INR limits not evaluated"
+        extra["inr"] = "within target"
     extra["context"] = ("G-CSF to keep ANC >= 500/mm3 is controversial during active "
                         "inflammation (consensus Table 4)")
     if flags:
