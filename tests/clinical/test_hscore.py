@@ -70,6 +70,103 @@ def test_hscore_bins(item, value, kind, points):
     assert _with(item, value, kind).extra["breakdown"][item] == points
 
 
+MGDL = lambda mg_dl: convert(mg_dl, "triglycerides", "mg/dL")  # noqa: E731
+
+
+# Triglycerides are binned in mmol/L (criteria §4.1): < 1.5 -> 0, 1.5-4 -> 44, > 4 -> 64,
+# from the canonical mg/dL value / 88.57, whichever unit the lab reported in.
+@pytest.mark.parametrize(
+    ("stored", "points"),
+    [
+        pytest.param(TG(1.49), 0, id="1.49-mmol-0"),
+        pytest.param(TG(1.5), 44, id="1.5-mmol-44"),
+        pytest.param(TG(4.0), 44, id="4.0-mmol-44"),
+        pytest.param(TG(4.01), 64, id="4.01-mmol-64"),
+        pytest.param(MGDL(131.97), 0, id="1.49-as-131.97-mgdl-0"),
+        pytest.param(MGDL(132.855), 44, id="1.5-as-132.855-mgdl-44"),
+        pytest.param(MGDL(354.28), 44, id="4.0-as-354.28-mgdl-44"),
+        pytest.param(MGDL(355.17), 64, id="4.01-as-355.17-mgdl-64"),
+        # whole mg/dL as labs report them, either side of each edge
+        pytest.param(MGDL(132), 0, id="132-mgdl-is-1.490-mmol-0"),
+        pytest.param(MGDL(133), 44, id="133-mgdl-is-1.502-mmol-44"),
+        pytest.param(MGDL(354), 44, id="354-mgdl-is-3.997-mmol-44"),
+        pytest.param(MGDL(355), 64, id="355-mgdl-is-4.008-mmol-64"),
+        # the rounded mg/dL edge of the §4.1 table is not used: the mmol/L table wins
+        pytest.param(MGDL(132.7), 0, id="132.7-mgdl-is-1.498-mmol-0"),
+    ],
+)
+def test_triglycerides_are_binned_in_mmol_per_litre(stored, points):
+    f = _with("triglycerides", stored)
+    assert f.extra["breakdown"]["triglycerides"] == points
+    assert [e.why for e in f.evidence if e.analyte == "triglycerides"] == [f"{points} points"]
+
+
+def test_triglyceride_edges_are_declared_in_mg_dl_from_the_mmol_table():
+    t = {x.key: x for x in SPEC.rule.thresholds}
+    assert t["tg_mid"].value == pytest.approx(132.855) and t["tg_mid"].op == ">="
+    assert t["tg_high"].value == pytest.approx(354.28) and t["tg_high"].op == ">"
+    assert hlh.hscore.tg_mmol(TG(1.49)) == 1.49
+
+
+# Temperature: the highest in the 24 h up to the as-of instant (criteria §4.1 [DESIGN]).
+# Labs and the other items at day 5.3 as in the worked example; as of day 5.5 (12:00).
+AS_OF = 5.5
+H = 1 / 24
+
+
+def temp_course(*temps):
+    obs = [x for x in EXAMPLE_OBS if x[0] != "temperature"]
+    obs += [("temperature", day, value) for day, value in temps]
+    return SPEC.evaluate(make_course(labs=EXAMPLE_LABS, observations=obs, as_of_day=AS_OF),
+                         Thresholds(SPEC.rule))
+
+
+@pytest.mark.parametrize(
+    ("temps", "points", "decided_by"),
+    [
+        pytest.param([(AS_OF - 20 * H, 39.6), (AS_OF - 2 * H, 37.2)], 49, AS_OF - 20 * H,
+                     id="max-yesterday-evening-beats-lower-latest"),
+        pytest.param([(AS_OF - 10 * H, 38.9), (AS_OF - 6 * H, 39.5), (AS_OF - 1 * H, 37.0)],
+                     49, AS_OF - 6 * H, id="max-earlier-today-beats-lower-latest"),
+        pytest.param([(AS_OF - 23 * H, 39.0), (AS_OF - 1 * H, 37.0)], 33, AS_OF - 23 * H,
+                     id="max-23h-old-counts"),
+        pytest.param([(AS_OF - 25 * H, 39.8), (AS_OF - 1 * H, 37.0)], 0, AS_OF - 1 * H,
+                     id="max-25h-old-does-not-count"),
+        pytest.param([(AS_OF - 25 * H, 39.8), (AS_OF - 3 * H, 38.5), (AS_OF - 1 * H, 38.0)],
+                     33, AS_OF - 3 * H, id="25h-old-max-out-next-highest-in"),
+        pytest.param([(AS_OF - 12 * H, 39.0), (AS_OF - 2 * H, 39.0)], 33, AS_OF - 12 * H,
+                     id="equal-highs-earliest-shown"),
+    ],
+)
+def test_temperature_is_the_highest_in_the_24_hours_before_as_of(temps, points, decided_by):
+    f = temp_course(*temps)
+    assert f.extra["breakdown"]["temperature"] == points
+    [ev] = [e for e in f.evidence if e.analyte == "temperature"]
+    assert ev.day == pytest.approx(decided_by) and ev.why == f"{points} points"
+
+
+def test_a_temperature_older_than_24_hours_is_missing_not_zero():
+    f = temp_course((AS_OF - 25 * H, 39.8))
+    assert f.extra["breakdown"]["temperature"] is None
+    assert "temperature" in f.extra["missing_items"]
+    assert f.score == 228 - 33  # the worked example without its temperature points
+    assert f.status is Status.MET  # still >= 169 without it
+
+
+def test_temperature_window_follows_the_replayed_day():
+    """Replay: each day as of its end; a 39.8 on day 4 counts on day 4, not on day 5."""
+    obs = [x for x in EXAMPLE_OBS if x[0] != "temperature"]
+    obs += [("temperature", 4.9, 39.8), ("temperature", 5.2, 37.0)]
+    labs = [(a, 4.2, v) for a, _d, v in EXAMPLE_LABS]
+    course = make_course(labs=labs, observations=obs)
+    day4, day5 = SPEC.replay(course, Thresholds(SPEC.rule), [4, 5])
+    assert day4.extra["breakdown"]["temperature"] == 49
+    assert day5.extra["breakdown"]["temperature"] == 0
+    evaluated = SPEC.evaluate(make_course(labs=labs, observations=obs, as_of_day=5.95),
+                              Thresholds(SPEC.rule))
+    assert evaluated.extra["breakdown"] == day5.extra["breakdown"]
+
+
 @pytest.mark.parametrize(
     ("hb", "wbc", "plt", "points"),
     [

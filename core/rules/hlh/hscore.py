@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
+from core.rules.common import ObsSeries
 from core.rules.daily import thresholds_key
 from core.rules.hlh.shared import (
     C2,
@@ -29,10 +31,23 @@ from core.rules.hlh.shared import (
     Cells,
     D,
     DayFindings,
+    Input,
     Reader,
     daily_rule,
     day_findings,
 )
+from core.units import ANALYTES
+
+# mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.
+TG_MG_DL_PER_MMOL = ANALYTES["triglycerides"].units["mmol/l"]
+# Converting mg/dL back to mmol/L leaves float noise (1.49 mmol/L comes back as
+# 1.4899999999999998): rounding to 6 decimals removes it and nothing a lab reports.
+_TG_MMOL_DECIMALS = 6
+
+
+def tg_mmol(mg_dl: float) -> float:
+    """Triglycerides in mmol/L (the unit HScore bins them in) from canonical mg/dL."""
+    return round(mg_dl / TG_MG_DL_PER_MMOL, _TG_MMOL_DECIMALS)
 
 # Published probability table (Fardet 2014, criteria §4.2 [C2]): score -> probability of HS.
 # <= 90 is "< 1 %" and >= 250 "> 99 %"; those ends are held flat at 1 % / 99 % for the number.
@@ -50,7 +65,7 @@ def _pts(key: str, value: float, description: str) -> Threshold:
 HSCORE = Rule(
     id="hscore",
     title="HScore (Fardet 2014): points, breakdown and probability",
-    version="1.0",
+    version="1.1",
     citation=Citation(
         source="Fardet et al., Arthritis Rheumatol 2014;66(9):2613-2620; table reproduced in "
                "Case Rep Rheumatol 2017:5304180 Table 3",
@@ -67,6 +82,9 @@ HSCORE = Rule(
         Threshold("temp_high_c", 39.4, "°C", C2, "temperature above this: 49 points", ">"),
         _pts("temp_mid_points", 33, "temperature 38.4-39.4 °C"),
         _pts("temp_high_points", 49, "temperature > 39.4 °C"),
+        Threshold("temp_window_hours", 24, "hours", D,
+                  "temperature item: the highest temperature in this many hours up to the "
+                  "as-of instant (inclusive)", "<="),
         _pts("organomegaly_one_points", 23, "hepatomegaly or splenomegaly"),
         _pts("organomegaly_both_points", 38, "hepatomegaly and splenomegaly"),
         Threshold("cyto_hemoglobin", 9.2, "g/dL", C2, "cytopenia: haemoglobin at or below",
@@ -80,9 +98,12 @@ HSCORE = Rule(
         Threshold("ferritin_high", 6000, "ng/mL", C2, "ferritin above this", ">"),
         _pts("ferritin_mid_points", 35, "ferritin 2,000-6,000 ng/mL"),
         _pts("ferritin_high_points", 50, "ferritin > 6,000 ng/mL"),
-        Threshold("tg_mid", 132.7, "mg/dL", C2, "triglycerides from this (1.5 mmol/L)", ">="),
-        Threshold("tg_high", 4.0 * 88.57, "mg/dL", C2,
-                  "triglycerides above this (4.0 mmol/L exactly, x 88.57)", ">"),
+        Threshold("tg_mid", 1.5 * TG_MG_DL_PER_MMOL, "mg/dL", C2,
+                  "triglycerides from 1.5 mmol/L (x 88.57 = 132.855 mg/dL; compared in mmol/L)",
+                  ">="),
+        Threshold("tg_high", 4.0 * TG_MG_DL_PER_MMOL, "mg/dL", C2,
+                  "triglycerides above 4.0 mmol/L (x 88.57 = 354.28 mg/dL; compared in mmol/L)",
+                  ">"),
         _pts("tg_mid_points", 44, "triglycerides 1.5-4 mmol/L"),
         _pts("tg_high_points", 64, "triglycerides > 4 mmol/L"),
         Threshold("fibrinogen", 250, "mg/dL", C2, "fibrinogen at or below (2.5 g/L)", "<="),
@@ -100,13 +121,19 @@ HSCORE = Rule(
             "platelets", "ferritin", "triglycerides", "fibrinogen", "ast", "hemophagocytosis"),
     choices=(
         "Each item uses the latest value as of the evaluated day; temperature is the highest "
-        "of the latest day with a temperature logged.",
+        "in the 24 h up to the as-of instant (criteria §4.1 [DESIGN]; a value exactly 24 h old "
+        "counts, an older one does not; equal highs: the earliest), missing when none was "
+        "logged in that window. A replayed day's as-of instant is its end.",
         "Score = points of the items known; missing items are listed and the score is a lower "
         "bound: met when it reaches the cut-off, not met only when even the missing items' "
         "maximum points could not reach it, else not evaluable (score_max in extra).",
         "Cut-off: a score of 169 or more counts as above the cut-off (above_169).",
-        "Upper triglyceride bin starts above 4.0 mmol/L converted exactly (354.28 mg/dL) so "
-        "that 4.0 mmol/L scores 44 as §4.1 tabulates; the lower bin starts at 132.7 mg/dL.",
+        "Triglycerides are binned in mmol/L as the paper does: the stored mg/dL value is "
+        "divided by 88.57 (criteria §9), rounded to 6 decimals only to drop float noise, then "
+        "< 1.5 -> 0, 1.5 to 4.0 -> 44, > 4.0 -> 64 (so 4.0 mmol/L scores 44 and the rounded "
+        "mg/dL edges of §4.1, 132.7 / 354, are not used: 132.7 mg/dL = 1.498 mmol/L scores 0, "
+        "354.3 mg/dL = 4.0002 mmol/L scores 64). The tg_mid / tg_high thresholds are declared "
+        "in canonical mg/dL (1.5 and 4.0 mmol/L x 88.57) and converted back for the comparison.",
         "Probability: linear interpolation on the published table, held at 1 % below 100 and "
         "99 % from 240 (text '< 1 %' at <= 90, '> 99 %' at >= 250); the logistic fit of §4.2 "
         "[DESIGN] is reported beside it as probability_fit.",
@@ -137,6 +164,34 @@ def probability_from_table(score: float) -> tuple[float, str]:
     return p, f"{lo * 100:.0f}–{hi * 100:.0f} %"
 
 
+class WindowMax(Input):
+    """The temperature input: as of an instant `end`, the position of the highest value
+    logged in [end - window, end] (the earliest of equal highs; a value without a number
+    counts as lowest), or -1 when none was logged in the window."""
+
+    __slots__ = ("keys", "window")
+
+    def __init__(self, s: ObsSeries | None, window_days: float) -> None:
+        super().__init__(None if s is None else s.days)
+        nums = np.asarray([] if s is None else s.nums, dtype=float)
+        self.keys = np.where(np.isnan(nums), -np.inf, nums)
+        self.window = window_days
+
+    def _best(self, lo: int, hi: int) -> int:
+        return -1 if lo >= hi else lo + int(np.argmax(self.keys[lo:hi]))
+
+    def at(self, end: float) -> int:
+        return self._best(bisect.bisect_left(self.days, end - self.window),
+                          bisect.bisect_right(self.days, end))
+
+    def over(self, ends: np.ndarray) -> list[int]:
+        days = np.asarray(self.days, dtype=float)
+        ends = np.asarray(ends, dtype=float)
+        los = np.searchsorted(days, ends - self.window, side="left").tolist()
+        his = np.searchsorted(days, ends, side="right").tolist()
+        return [self._best(lo, hi) for lo, hi in zip(los, his, strict=True)]
+
+
 # Points of one HScore item: (points or None when unknown, most points if unknown, evidence).
 _Points = tuple[float | None, float, EvidenceItem | None]
 
@@ -156,17 +211,20 @@ def _hscore_findings(course: Course, t: Thresholds) -> DayFindings:
 
 
 def _hscore_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
-    """HScore from the latest value of each input (temperature: the highest of the day of the
-    latest one). An item read from one input is built once per position of that input."""
+    """HScore from the latest value of each input (temperature: the highest in the window up
+    to the as-of instant). An item read from one input is built once per position of that
+    input."""
     imm, hemo = r.obs_input("immunosuppression"), r.obs_input("hemophagocytosis")
-    temps, organs = r.obs_input("temperature"), r.obs_input("organomegaly")
+    temps = WindowMax(r.obs.get("temperature"), t["temp_window_hours"] / 24.0)
+    organs = r.obs_input("organomegaly")
+    tg_mid, tg_high = tg_mmol(t["tg_mid"]), tg_mmol(t["tg_high"])
     labs = {a: r.lab_input(a) for a in ("hemoglobin", "wbc", "platelets", *_HSCORE_LABS)}
     inputs = [imm, temps, organs, *labs.values(), hemo]
     lab_bins: dict[str, Callable[[float], float]] = {
         "ferritin": lambda x: t["ferritin_high_points"] if x > t["ferritin_high"] else (
             t["ferritin_mid_points"] if x >= t["ferritin_mid"] else 0.0),
-        "triglycerides": lambda x: t["tg_high_points"] if x > t["tg_high"] else (
-            t["tg_mid_points"] if x >= t["tg_mid"] else 0.0),
+        "triglycerides": lambda x: t["tg_high_points"] if tg_mmol(x) > tg_high else (
+            t["tg_mid_points"] if tg_mmol(x) >= tg_mid else 0.0),
         "fibrinogen": lambda x: t["fibrinogen_points"] if x <= t["fibrinogen"] else 0.0,
         "ast": lambda x: t["ast_points"] if x >= t["ast"] else 0.0,
     }
@@ -186,7 +244,7 @@ def _hscore_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
             f"{ip:g} points" if o.is_yes else "0 points")
 
     def temperature(j: int) -> _Points:
-        temp = r.day_max_temperature(j)
+        temp = r.observation("temperature", j)  # j: the window's highest (WindowMax)
         if temp is None or temp.num is None:
             return None, t["temp_high_points"], None
         x = temp.num
