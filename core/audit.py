@@ -6,9 +6,10 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
 
-from core.models import AuditLog, utcnow
+from core.models import AuditLog, EvaluationRun, utcnow
 
 
 def snapshot(row: SQLModel | None) -> dict[str, Any] | None:
@@ -45,3 +46,19 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def data_version(session: Session) -> tuple[int, int]:
+    """A marker that changes whenever anything the ward views show may have changed.
+
+    (newest audit row id, newest evaluation run id): every write (hand entry, grid, import,
+    correction, verification, episode, acknowledge, snooze, settings) and every alert event
+    appends an audit row in its own transaction; an evaluation run (`evaluate`, a monitor
+    cycle) may also refresh an open alert's evidence or lower its grade without an event.
+    Two primary-key maxima in one statement: cheap enough to read on every page run, so a
+    cache keyed by it misses on the first run after a change made by any process.
+    """
+    row = session.execute(select(
+        select(func.max(AuditLog.id)).scalar_subquery(),
+        select(func.max(EvaluationRun.id)).scalar_subquery())).one()
+    return int(row[0] or 0), int(row[1] or 0)

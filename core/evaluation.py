@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -29,11 +29,12 @@ from core.alerts import (
     resolve_for_inactive,
     sync_alerts,
 )
+from core.audit import data_version
 from core.config import Settings
 from core.course import Course
 from core.db import is_sqlite, session_scope
 from core.loading import load_patient_courses, ward_day
-from core.models import AuditLog, EvaluationRun, Patient, PatientStatus, utcnow
+from core.models import EvaluationRun, Patient, PatientStatus, utcnow
 from core.notify import NotifyConfig, NotifyConfigError, notify_config
 from core.rules.base import Finding, RuleSpec, Status
 
@@ -119,11 +120,6 @@ def _lock(session: Session, *, wait: bool = False) -> None:
         raise RuntimeError(
             "another evaluate is running on this database; try again when it has finished"
         )
-
-
-def data_version(session: Session) -> int:
-    """The newest audit row's id: every write and every alert change appends one."""
-    return int(session.scalar(select(func.max(AuditLog.id))) or 0)
 
 
 def run_evaluate(

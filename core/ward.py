@@ -28,7 +28,6 @@ from core.models import (
     Alert,
     AlertEvent,
     AlertState,
-    AuditLog,
     EvaluationRun,
     LabResult,
     Observation,
@@ -357,22 +356,6 @@ def _parse(value: object) -> datetime | None:
     return _as_utc(value)  # type: ignore[arg-type]
 
 
-def data_version(session: Session) -> tuple[int, int]:
-    """A marker that changes whenever anything the ward views show may have changed.
-
-    (newest audit row id, newest evaluation run id): every write (hand entry, grid, import,
-    correction, verification, episode, acknowledge, snooze, settings) and every alert event
-    appends an audit row in its own transaction; an evaluation run (`evaluate`, a monitor
-    cycle) may also refresh an open alert's evidence or lower its grade without an event.
-    Two primary-key maxima in one statement: cheap enough to read on every page run, so a
-    cache keyed by it misses on the first run after a change made by any process.
-    """
-    row = session.execute(select(
-        select(func.max(AuditLog.id)).scalar_subquery(),
-        select(func.max(EvaluationRun.id)).scalar_subquery())).one()
-    return int(row[0] or 0), int(row[1] or 0)
-
-
 CHANGE_COLUMNS = ["patient_pk", "patient_id", "at", "action", "rule_id", "severity", "text"]
 
 
@@ -576,5 +559,5 @@ def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
 
 __all__ = [
     "SCREENING_NOTE", "ward_summary", "changes_since", "alert_inbox", "huddle_tiles",
-    "freshness", "InboxFilter", "HuddleTile", "Freshness", "data_version",
+    "freshness", "InboxFilter", "HuddleTile", "Freshness",
 ]

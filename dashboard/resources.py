@@ -44,8 +44,8 @@ def get_engine():  # noqa: ANN201
 # loader derives from the clock (day N, hours since the last lab, "no labs today").
 
 def data_version(engine) -> tuple[int, int]:  # noqa: ANN001
-    """core.ward.data_version: read it once per page run and pass it to the loaders."""
-    from core.ward import data_version as version
+    """core.audit.data_version: read it once per page run and pass it to the loaders."""
+    from core.audit import data_version as version
 
     with session_scope(engine) as s:
         return version(s)
