@@ -48,7 +48,9 @@ EARLY_CASES = [
     pytest.param(anc_days(range(5, 18)), {}, Status.MET, 2, {"days_cut": 13}, id="13-days-g2"),
     pytest.param(anc_days(range(5, 19)), {}, Status.MET, 3, {"days_cut": 14}, id="14-days-g3"),
     pytest.param(anc_days(range(1, 30)), {}, Status.MET, 3, {"days_cut": 29}, id="29-days-g3"),
-    pytest.param(anc_days(range(1, 31)), {}, Status.MET, 4, {"days_cut": 30}, id="30-days-g4"),
+    # grade 4 = more than 30 days (never recovered in days 0-30), criteria §6.1
+    pytest.param(anc_days(range(1, 31)), {}, Status.MET, 3, {"days_cut": 30}, id="30-days-g3"),
+    pytest.param(anc_days(range(0, 31)), {}, Status.MET, 4, {"days_cut": 31}, id="31-days-g4"),
     pytest.param(anc_days(range(2, 9), deep=range(2, 9)), {}, Status.MET, 3,
                  {"days_deep_cut": 7}, id="deep-7-days-g3-third-party-row"),
     pytest.param(anc_days(range(2, 8), deep=range(2, 8)), {}, Status.MET, 1,
@@ -75,16 +77,25 @@ EARLY_CASES = [
                  {"days_cut": 19}, id="last-followup-does-not-censor"),
     pytest.param(anc_days(range(2, 21)), {"events": [("next_therapy", 15)]}, Status.MET, 3,
                  {"days_cut": 14}, id="censored-at-next-therapy"),
-    # one missing day is carried forward
-    pytest.param(anc_days(range(2, 16), skip=[8]), {}, Status.MET, 3, {"days_cut": 14},
-                 id="one-missing-day-carried"),
-    # two missing days: the second is unknown; here it cannot change the grade
-    pytest.param(anc_days(range(2, 9), skip=[20, 21]), {}, Status.MET, 2, {"days_cut": 7},
-                 id="unknown-day-that-cannot-change-grade"),
-    # unknown days that could change the grade: lower bound reported as met
+    # a missing day between two low values is bridged
+    pytest.param(anc_days(range(2, 16), skip=[8]), {}, Status.MET, 3,
+                 {"days_cut": 14, "measured_days": 30, "window_days": 31},
+                 id="one-missing-day-bridged"),
+    pytest.param(anc_days(range(2, 9), skip=[20, 21]), {}, Status.MET, 2,
+                 {"days_cut": 7, "grade_if_unmeasured_low": 2, "grade_if_unmeasured_high": 2},
+                 id="unmeasured-days-that-cannot-change-grade"),
+    # 0.3 on day 11, 2.0 on day 15: interpolated 0.725 on day 12 is not low
     pytest.param(anc_days(range(0, 12), skip=[12, 13, 14]), {}, Status.MET, 2,
-                 {"days_cut": 13, "days_cut_at_most": 15, "grade_at_most": 3},
-                 id="missing-days-lower-bound-met"),
+                 {"days_cut": 12, "days_cut_if_unmeasured_low": 15,
+                  "grade_if_unmeasured_low": 3, "grade_if_unmeasured_high": 2},
+                 id="interpolated-gap-crossing-the-threshold"),
+    # bridge_days (7): a gap of 7 unmeasured days between two lows is bridged, 8 is not
+    pytest.param(daily("anc", {**dict.fromkeys(range(0, 11), 0.3), 18: 0.3,
+                               **dict.fromkeys(range(19, 31), 2.0)}), {}, Status.MET, 3,
+                 {"days_cut": 19}, id="gap-of-7-days-bridged"),
+    pytest.param(daily("anc", {**dict.fromkeys(range(0, 11), 0.3), 19: 0.3,
+                               **dict.fromkeys(range(20, 31), 2.0)}), {}, Status.MET, 2,
+                 {"days_cut": 12}, id="gap-of-8-days-not-bridged"),
 ]
 
 
@@ -96,12 +107,104 @@ def test_icaht_early(labs, kw, status, grade, extra):
         assert f.extra[k] == v, k
 
 
-def test_icaht_early_missing_days_not_evaluable_when_they_decide():
-    labs = anc_days([], skip=[7, 8, 9, 10])  # day 7 carried; 8-10 unknown
-    f = run("icaht_early", make_course(labs=labs))
+@pytest.mark.parametrize("skip, kw, missing", [
+    pytest.param([7, 8, 9, 10], {}, ["ANC result for days 7-10 (or record why it was not "
+                                     "drawn)"], id="inpatient-days-that-could-decide"),
+    pytest.param([20, 21, 22, 23], {}, [], id="outpatient-days-after-monitoring-phase"),
+    pytest.param([7, 8, 9, 10], {"events": [("last_followup", 6.5)]}, [],
+                 id="after-discharge-event"),
+    pytest.param([5, 6, 7, 8, 9, 10], {"events": [("last_followup", 6.5)]},
+                 ["ANC result for days 5-6 (or record why it was not drawn)"],
+                 id="before-discharge-still-asked"),
+])
+def test_icaht_early_missing_days_keep_a_grade_and_prompt_only_inpatient(skip, kw, missing):
+    f = run("icaht_early", make_course(labs=anc_days([], skip=skip), **kw))
+    assert (f.status, f.grade) == (Status.NOT_MET, 0)
+    assert f.extra["grade_if_unmeasured_low"] >= 1
+    assert f.missing == missing
+
+
+def test_icaht_early_without_any_result_is_not_evaluable():
+    f = run("icaht_early", make_course(labs=[("hemoglobin", 3, 9.0)], as_of_day=5.5))
     assert f.status is Status.NOT_EVALUABLE and f.grade is None
-    assert f.extra["grade_at_most"] == 1
-    assert f.missing == ["ANC result for days 8-10 (or record why it was not drawn)"]
+    assert f.missing == ["ANC result for days 0-4 (or record why it was not drawn)"]
+
+
+# --- sparse sampling: daily counts to day 14, then three times a week -----------------------
+
+OUTPATIENT = [16, 18, 21, 23, 25, 28, 30]
+
+
+def sparse_anc(low_daily=(), low_out=(), low=0.3, normal=2.0, out_days=OUTPATIENT):
+    return daily("anc", {d: low if d in low_daily or d in low_out else normal
+                         for d in [*range(0, 15), *out_days]})
+
+
+SPARSE_CASES = [
+    # the published-style grade 0 course: never low, 22 of 31 days measured
+    # (9 unmeasured days 15-29, each at most 2 days from the next: 15 days if all low)
+    pytest.param(sparse_anc(), {}, Status.NOT_MET, 0, 0, 3,
+                 "grade 0 · 22 of 31 days measured · at most grade 3 if the unmeasured days "
+                 "were low (ANC <= 0.5 x 10^9/L)", id="sparse-grade-0-now-evaluable"),
+    # low every measured day from day 2 to day 23, then recovered
+    pytest.param(sparse_anc(range(2, 15), [16, 18, 21, 23]), {}, Status.MET, 3, 3, 3,
+                 "grade 3 · 22 of 31 days measured", id="sparse-long-neutropenia-bridged"),
+    # low to day 14, normal from day 17 on, sampled every 2-3 days: bounds 3..4
+    pytest.param(sparse_anc(range(0, 15), out_days=[17, 19, 21, 24, 26, 28]),
+                 {"as_of_day": 40}, Status.MET, 3, 3, 4,
+                 "grade 3 · 21 of 31 days measured · at most grade 4 if the unmeasured days "
+                 "were low (ANC <= 0.5 x 10^9/L)", id="sparse-long-neutropenia-bounds"),
+    # low on every measured day 0-30: grade 4 with measured days stated
+    pytest.param(sparse_anc(range(0, 15), OUTPATIENT), {}, Status.MET, 4, 4, 4,
+                 "grade 4 · 22 of 31 days measured", id="sparse-never-recovered-g4"),
+]
+
+
+@pytest.mark.parametrize("labs, kw, status, grade, lo, hi, summary", SPARSE_CASES)
+def test_icaht_early_sparse_sampling(labs, kw, status, grade, lo, hi, summary):
+    f = run("icaht_early", make_course(labs=labs, **kw))
+    assert (f.status, f.grade) == (status, grade)
+    assert (f.extra["grade_if_unmeasured_high"], f.extra["grade_if_unmeasured_low"]) == (lo, hi)
+    assert f.extra["summary"] == summary
+    assert f.extra["window_days"] == 31 and f.missing == []
+    assert lo <= f.grade <= hi
+
+
+def test_ticaht_early_sparse_sampling_keeps_a_grade():
+    values = {d: 10.0 if 3 <= d <= 10 else 120.0 for d in range(0, 15)}
+    values.update(dict.fromkeys(OUTPATIENT, 150.0))
+    f = run("ticaht_early", make_course(labs=daily("platelets", values)))
+    assert (f.status, f.grade, f.missing) == (Status.MET, 3, [])
+    assert (f.extra["measured_days"], f.extra["window_days"]) == (22, 31)
+    assert f.extra["grade_if_unmeasured_high"] == 3
+    assert f.extra["summary"].startswith("grade 3 · 22 of 31 days measured")
+
+
+def test_profound_values_bridged_stay_within_the_bounds():
+    labs = sparse_anc(range(0, 15), OUTPATIENT, low=0.05)  # ANC <= 0.1 on every measured day
+    f = run("icaht_early", make_course(labs=labs))
+    assert f.grade == 4 and f.extra["days_deep_cut"] == 31
+    assert f.extra["grade_if_unmeasured_high"] == f.extra["grade_if_unmeasured_low"] == 4
+
+
+# site choice: two 7-day periods with a stable recovery between them
+TWO_PERIODS = anc_days([*range(2, 9), *range(20, 27)])
+
+
+@pytest.mark.parametrize("rule_id, labs, overrides, grade, days", [
+    pytest.param("icaht_early", TWO_PERIODS, {}, 3, 14, id="n-cumulative-default-g3"),
+    pytest.param("icaht_early", TWO_PERIODS, {"count_longest_run": 1}, 2, 7,
+                 id="n-longest-run-grader-g2"),
+    pytest.param("ticaht_early", None, {}, 2, 8, id="t-cumulative-default-g2"),
+    pytest.param("ticaht_early", None, {"count_longest_run": 1}, 1, 4,
+                 id="t-longest-run-grader-g1"),
+])
+def test_early_site_choice_cumulative_or_longest_run(rule_id, labs, overrides, grade, days):
+    if labs is None:  # platelets < 50 on days 3-6 and 15-18
+        labs = daily("platelets", {d: 30.0 if d in (*range(3, 7), *range(15, 19)) else 200.0
+                                   for d in range(0, 31)})
+    f = run(rule_id, make_course(labs=labs), **overrides)
+    assert (f.grade, f.extra["days_cut"]) == (grade, days)
 
 
 def test_icaht_early_reports_grade_so_far_before_day_30():
@@ -146,6 +249,12 @@ LATE_CASES = [
                  40.0, id="late-one-deep-value-is-transient"),
     pytest.param([("anc", 45, 0.8)], {}, Status.NOT_EVALUABLE, None, None,
                  id="late-one-value-not-evaluable"),
+    pytest.param([("anc", 45, 0.4), ("anc", 52, 2.0)], {}, Status.NOT_MET, 0, None,
+                 id="late-one-low-value-and-one-normal-g0"),
+    pytest.param([("anc", 45, 0.4), ("anc", 52, 0.45)], {}, Status.MET, 3, 45.0,
+                 id="late-two-low-values-g3"),
+    pytest.param([("anc", 38, 0.4), ("anc", 41, 1.6), ("anc", 45, 0.45), ("anc", 59, 1.8)],
+                 {}, Status.MET, 3, 38.0, id="late-sparse-two-low-values-apart-g3"),
     pytest.param([("anc", 30, 0.2), ("anc", 45, 0.8)], {}, Status.NOT_EVALUABLE, None, None,
                  id="late-day-30-is-early"),
     pytest.param([("anc", 45, 0.8), ("anc", 52, 0.9)], {"events": [("progression", 40)]},

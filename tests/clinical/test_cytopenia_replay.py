@@ -54,12 +54,20 @@ CASES = [
                  id="censored-early-with-lymphodepletion-date"),
     pytest.param(make_course(labs=[("anc", 2.2, 0.3), ("anc", 6.2, 0.2)]),
                  id="two-results-only"),
+    # daily to day 14, then three times a week (outpatient), a discharge event on day 16
+    pytest.param(make_course(labs=_anc([*range(0, 15), 16, 18, 21, 23, 25, 28, 30, 35, 42],
+                                       low_days=range(2, 24))
+                             + _platelets([*range(0, 15), 17, 19, 22, 24, 26, 29],
+                                          low_days=range(3, 20)),
+                             events=[("last_followup", 16.5)]),
+                 id="sparse-outpatient-counts-after-discharge"),
 ]
 
 OVERRIDES = [
     pytest.param(None, id="defaults"),
-    pytest.param({"icaht_early": {"recovery_days": 2, "carry_forward_days": 0},
-                  "ticaht_early": {"transfusion_window_days": 3, "window_end_day": 20},
+    pytest.param({"icaht_early": {"recovery_days": 2, "bridge_days": 0},
+                  "ticaht_early": {"transfusion_window_days": 3, "window_end_day": 20,
+                                   "count_longest_run": 1, "bridge_days": 3},
                   "icaht_late": {"late_start_day": 20, "min_values": 1},
                   "ticaht_late": {"late_start_day": 20, "deep_cut": 50, "g4_deep_days": 3},
                   "prolonged_cytopenia": {"landmark_day": 14, "min_values": 3},

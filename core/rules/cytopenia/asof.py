@@ -91,7 +91,7 @@ def full_series(course: Course, analyte: str) -> Series:
     return series_of(course, analyte) if src is None else series_of_full(course, src)
 
 
-def _series_until(course: Course, analyte: str, as_of: float) -> Series:
+def series_until(course: Course, analyte: str, as_of: float) -> Series:
     """The analyte's results with day <= as_of (views into the per-course arrays)."""
     s = full_series(course, analyte)
     k = 0 if s.src is None else s.src.count(as_of)
@@ -144,7 +144,7 @@ def window(course: Course, t: Thresholds, cache: Cache, analyte: str, start_key:
     return cached(cache, "window", build)
 
 
-def _platelet_tx(course: Course) -> list[float]:
+def platelet_tx(course: Course) -> list[float]:
     """Days of every platelet transfusion in the course (treatments and transfusion
     observations of platelets, whatever the as-of instant), sorted."""
 
@@ -167,7 +167,7 @@ def _is_known_through(course: Course, analyte: str, platelets: bool, last: int,
     if src is not None and src.count(as_of) < bisect.bisect_left(src.days, last + 1.0):
         return False
     if platelets:
-        tx = _platelet_tx(course)
+        tx = platelet_tx(course)
         return bisect.bisect_right(tx, as_of) >= bisect.bisect_left(tx, last + 1.0)
     return True
 
@@ -223,13 +223,13 @@ def counted(course: Course, t: Thresholds, cache: Cache, analyte: str, platelets
     if _is_known_through(course, analyte, platelets, last, as_of):
         def build() -> Counted:
             s = full_series(course, analyte)
-            tx = np.floor(np.asarray(_platelet_tx(course))).astype(int) if platelets else None
+            tx = np.floor(np.asarray(platelet_tx(course))).astype(int) if platelets else None
             return _count_window(s, t, first, window_last, cuts, unknowns, tx)
 
         return cached(cache, "counted", build)
     tx = None
     if platelets:
-        tx_all = _platelet_tx(course)
+        tx_all = platelet_tx(course)
         tx = np.floor(np.asarray(tx_all[:bisect.bisect_right(tx_all, as_of)])).astype(int)
-    return _count_window(_series_until(course, analyte, as_of), t, first, last, cuts,
+    return _count_window(series_until(course, analyte, as_of), t, first, last, cuts,
                          unknowns, tx)

@@ -8,22 +8,33 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
 from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
+from core.rules.common import course_index
+from core.rules.ctcae import Series
 from core.rules.cytopenia.asof import (
     Cache,
-    Counted,
     cached,
     cached_evidence,
-    counted,
     end_index,
+    platelet_tx,
+    series_until,
     window,
 )
-from core.rules.cytopenia.shared import censor_at
+from core.rules.cytopenia.shared import (
+    bridge,
+    censor_at,
+    count_days,
+    daily_worst,
+    states_for,
+    supported_mask,
+)
+from core.rules.daily import configured_thresholds
+from core.rules.lab_overdue import RULE as OVERDUE_RULE
+from core.rules.lab_overdue import MonitoringSchedule
 from core.units import ANALYTES
 
 
@@ -40,7 +51,7 @@ def _day_ranges(days: list[int]) -> str:
     return ", ".join(out)
 
 
-def _missing_days(name: str, days: list[int]) -> list[str]:
+def _prompt_days(name: str, days: list[int]) -> list[str]:
     if not days:
         return []
     label = "day" if len(days) == 1 else "days"
@@ -57,38 +68,61 @@ class EarlyGrading:
     rows: tuple[tuple[str, bool, tuple[tuple[str, int], ...]], ...]
     platelets: bool  # the transfusion rule applies to the deep cut
 
-    @cached_property
-    def cuts(self) -> tuple[tuple[str, bool, bool], ...]:
-        """(threshold key, inclusive, transfusion rule) per row, for _count_window."""
-        return tuple((key, inclusive, self.platelets and key == "deep_cut")
-                     for key, inclusive, _ in self.rows)
-
 
 def early(g: EarlyGrading, course: Course, t: Thresholds, cache: Cache, now: float,
           as_of: float) -> Finding:
-    start, window_end = 0, int(t["window_end_day"])
+    window_end = int(t["window_end_day"])
     cens, cens_kind = censor_at(course, as_of)
-    today = math.floor(now) if math.isfinite(now) else start - 1
+    today = math.floor(now) if math.isfinite(now) else -1
     end = min(window_end, today, math.floor(cens) if math.isfinite(cens) else window_end)
+    prompt_end = prompt_last_day(course, t, g.analyte, as_of)
     if end >= today:
-        return _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of)
+        return _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of,
+                              prompt_end)
     # The window closed before today: everything it reads is known, so the finding is the
     # same every later day (computed once per course, handed out to each: read-only).
-    f = cached(cache, ("closed", end, cens, cens_kind),
-               lambda: _early_finding(course, t, cache, g, end, today, cens, cens_kind, as_of))
-    return f
+    return cached(cache, ("closed", end, cens, cens_kind, prompt_end),
+                  lambda: _early_finding(course, t, cache, g, end, today, cens, cens_kind,
+                                         as_of, prompt_end))
+
+
+def prompt_last_day(course: Course, t: Thresholds, analyte: str, as_of: float) -> int:
+    """The last day a missing result is worth a prompt to log it (or why not): the end of
+    the inpatient monitoring phase, i.e. lab_overdue's schedule for the analyte (site
+    settings included), or the day of discharge if that comes first. The course knows a
+    discharge by its last_followup event (the importer marks the patient discharged by it)."""
+    sched = MonitoringSchedule.from_thresholds(configured_thresholds(course, OVERDUE_RULE))
+    if sched.every.get(analyte, 0) <= 0:
+        return -1
+    last = sched.last_day
+    for kind, day in course_index(course).events:
+        if day > as_of:
+            break
+        if kind == "last_followup":
+            last = min(last, math.floor(day))
+            break
+    return last
+
+
+def _grade(g: EarlyGrading, t: Thresholds, counts: dict[str, int]) -> int:
+    grade = 0
+    for key, _inclusive, grades in g.rows:
+        for days_key, row_grade in grades:
+            if counts[key] >= t[days_key]:
+                grade = max(grade, row_grade)
+    return grade
 
 
 def _early_finding(
     course: Course, t: Thresholds, cache: Cache, g: EarlyGrading, end: int, today: int,
-    cens: float, cens_kind: str | None, as_of: float,
+    cens: float, cens_kind: str | None, as_of: float, prompt_end: int,
 ) -> Finding:
     rule_id, name = g.rule_id, ANALYTES[g.analyte].name
     start, window_end = 0, int(t["window_end_day"])
-    c = counted(course, t, cache, g.analyte, g.platelets, start, window_end,
-                max(end, start - 1), as_of, g.cuts, ("above", "below"))
-    if end == today and end >= start and c.vals[end - start] != c.vals[end - start]:
-        end -= 1  # today's sample may simply not be back yet (nan): count up to yesterday
+    s = series_until(course, g.analyte, as_of)
+    raw, idx = daily_worst(s, start - 1, max(end, start - 1))
+    if end == today and end >= start and raw[-1] != raw[-1]:
+        end -= 1  # today's sample may simply not be back yet: count up to yesterday
     n = end - start + 1
     extra: dict[str, object] = {"window": f"days {start}-{window_end}"}
     if cens_kind is not None and cens <= window_end:
@@ -99,55 +133,92 @@ def _early_finding(
     if n <= 0:
         extra["window_opens_day"] = start
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    lo_grade = hi_grade = 0
-    first_day: int | None = None
-    for key, _inclusive, grades in g.rows:
-        lo, first = c.counts[key, "above"][n], c.firsts[key, "above"][n]
-        hi = c.counts[key, "below"][n]
-        extra[f"days_{key}"] = lo
-        if hi != lo:
-            extra[f"days_{key}_at_most"] = hi
-        if first is not None and (first_day is None or first < first_day):
-            first_day = first
-        for days_key, grade in grades:
-            if lo >= t[days_key]:
-                lo_grade = max(lo_grade, grade)
-            if hi >= t[days_key]:
-                hi_grade = max(hi_grade, grade)
-    missing: list[str] = []
-    if hi_grade != lo_grade:
-        unknown_days = [start + d for d in np.flatnonzero(np.isnan(c.vals[:n])).tolist()]
-        missing = _missing_days(name, unknown_days)
+    filled = bridge(raw[:n + 1], int(t["bridge_days"]))[1:]
+    raw, idx = raw[1:n + 1], idx[1:n + 1]
+    measured = ~np.isnan(raw)
+    unmeasured = [start + d for d in np.flatnonzero(~measured).tolist()]
+    asked = [d for d in unmeasured if d <= prompt_end]
+    extra["measured_days"] = int(measured.sum())
+    extra["window_days"] = n
+    if not measured.any():
+        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra,
+                       missing=_prompt_days(name, asked)
+                       or [f"an {name} result in days {start}-{end}"])
+    supported = None
+    if g.platelets:
+        tx = [d for d in platelet_tx(course) if d <= as_of]
+        supported = supported_mask(start, n, np.floor(np.asarray(tx)).astype(int),
+                                   int(t["transfusion_window_days"]))
+    recovery, longest = int(t["recovery_days"]), bool(t["count_longest_run"])
+    in_phase = np.zeros(n, dtype=bool)
+    in_phase[[d - start for d in asked]] = True
+    # "low" = at the first cut (e.g. ANC 0.5), or as deep as bridged if deeper: never above
+    # the bridged estimate, so the bounds hold the estimate between them
     key0, incl0, _ = g.rows[0]
+    low = np.fmin(filled, t[key0] if incl0 else np.nextafter(t[key0], -np.inf))
+    variants = {  # daily values: as bridged; unmeasured days high / low; same in phase only
+        "est": filled,
+        "unmeasured_high": np.where(measured, raw, np.inf),
+        "unmeasured_low": np.where(measured, raw, low),
+        "phase_high": np.where(in_phase, np.inf, filled),
+        "phase_low": np.where(in_phase, low, filled),
+    }
+    counts: dict[str, dict[str, int]] = {v: {} for v in variants}
+    first_day: int | None = None
+    for key, inclusive, _grades in g.rows:
+        tx_rule = supported if g.platelets and key == "deep_cut" else None
+        for v, vals in variants.items():
+            days, first = count_days(states_for(vals, t[key], inclusive, tx_rule), recovery,
+                                     "above", longest)
+            counts[v][key] = days
+            if v == "est" and first is not None and (first_day is None or first < first_day):
+                first_day = first
+    grade = _grade(g, t, counts["est"])
+    lo, hi = _grade(g, t, counts["unmeasured_high"]), _grade(g, t, counts["unmeasured_low"])
+    for key, _inclusive, _grades in g.rows:
+        extra[f"days_{key}"] = counts["est"][key]
+        if counts["unmeasured_low"][key] != counts["est"][key]:
+            extra[f"days_{key}_if_unmeasured_low"] = counts["unmeasured_low"][key]
+    extra["grade_if_unmeasured_low"] = hi
+    extra["grade_if_unmeasured_high"] = lo
     label = f"{name} {'<=' if incl0 else '<'} {t[key0]:g} x 10^9/L"
-    evidence = _early_evidence(cache, c, n, start, first_day, label, name)
-    if hi_grade != lo_grade:
-        extra["grade_at_most"] = hi_grade
-        if lo_grade == 0:
-            extra["grade_at_least"] = 0
-            return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, evidence=evidence,
-                           missing=missing, extra=extra)
-        extra["grade_is_lower_bound"] = True
-    if lo_grade == 0:
+    summary = f"grade {grade} · {int(measured.sum())} of {n} days measured"
+    if hi > grade:
+        summary += f" · at most grade {hi} if the unmeasured days were low ({label})"
+    if lo < grade:
+        summary += f" · grade {lo} if the unmeasured days were not low"
+    extra["summary"] = summary
+    missing: list[str] = []
+    if _grade(g, t, counts["phase_high"]) != _grade(g, t, counts["phase_low"]):
+        missing = _prompt_days(name, asked)  # inpatient days that could change the grade
+    evidence = _early_evidence(cache, s, raw, idx, t[key0], incl0, start, first_day, label,
+                               name)
+    if grade == 0:
         return Finding(rule=rule_id, status=Status.NOT_MET, grade=0, evidence=evidence,
                        missing=missing, extra=extra)
     since = float(start + (first_day or 0))
-    return Finding(rule=rule_id, status=Status.MET, grade=lo_grade, since_day=since,
+    return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since,
                    evidence=evidence, missing=missing, extra=extra,
                    episode_key=f"since-day-{int(since)}")
 
 
-def _early_evidence(cache: Cache, c: Counted, n: int, start: int, first_day: int | None,
-                    label: str, name: str) -> list[EvidenceItem]:
-    """The first counted day's value and the lowest value of the window's first n days."""
-    s, out = c.s, []
-    if first_day is not None and c.idx[first_day] >= 0:
-        out.append(cached_evidence(cache, s, int(c.idx[first_day]),
-                                   f"{label} from day {start + first_day}"))
-    k = c.lowest[n]
-    if k >= 0:
-        i = int(c.idx[k])
-        if not out or i != int(c.idx[first_day or 0]):
+def _early_evidence(cache: Cache, s: Series, raw: np.ndarray, idx: np.ndarray, cut: float,
+                    inclusive: bool, start: int, first_day: int | None, label: str,
+                    name: str) -> list[EvidenceItem]:
+    """The first measured result below the cut from the first counted day on, and the
+    lowest measured result of the window so far."""
+    out: list[EvidenceItem] = []
+    first_i = -1
+    if first_day is not None:
+        below = raw[first_day:] <= cut if inclusive else raw[first_day:] < cut
+        hits = np.flatnonzero(below)
+        if len(hits):
+            first_i = int(idx[first_day + int(hits[0])])
+            out.append(cached_evidence(cache, s, first_i,
+                                       f"{label} from day {start + first_day}"))
+    if (~np.isnan(raw)).any():
+        i = int(idx[int(np.nanargmin(raw))])
+        if i != first_i:
             out.append(cached_evidence(cache, s, i, f"lowest {name} in the window so far"))
     return out
 
@@ -223,15 +294,33 @@ def late(g: LateGrading, course: Course, t: Thresholds, cache: Cache, now: float
 
 
 EARLY_CHOICES = (
-    "Daily value = the lowest result of the calendar day.",
-    "Carry forward: a missing day takes the previous measured day's value for at most "
-    "carry_forward_days (1); a second consecutive missing day is unknown.",
-    "Unknown days are bounded both ways: same grade -> that grade; lower bound >= 1 -> met "
-    "with that grade and grade_at_most; lower bound 0 -> not_evaluable listing the days.",
+    "Daily value = the lowest result of the calendar day (public grader, Liang/Fred Hutch "
+    "automatedicahtgrading, criteria §6.1 third pass).",
+    "Gaps between values (outpatient counts 2-3 times a week): up to bridge_days (7) "
+    "unmeasured days between two results are filled by linear interpolation, and the last "
+    "result is carried up to bridge_days after it (the grader's na.approx maxgap 7, rule 2); "
+    "longer gaps stay unknown and count as not low. Only results of days up to the window's "
+    "last day are used.",
+    "Recovery = first of recovery_days (3) consecutive days above the threshold; shorter "
+    "interruptions are counted into the period (grader: exceedances joined across gaps of "
+    "<= 2 days; criteria §6.1).",
+    "Cumulative vs longest run (site setting count_longest_run): 0 (default, criteria §6.1 / "
+    "T-ICAHT footnote) counts the cumulative days of every period in the window; 1 counts "
+    "only the longest period, as the public grader does.",
+    "A grade is given whenever at least one day of the window is measured; missing days do "
+    "not make it not_evaluable. extra: measured_days of window_days, "
+    "grade_if_unmeasured_low (every unmeasured day at the first cut, e.g. ANC 0.5, or deeper "
+    "where bridged) and grade_if_unmeasured_high (every unmeasured day above it) bound it; "
+    "summary states them.",
+    "Prompts to log a missing result (or why it was not drawn) only for unmeasured days of "
+    "the inpatient monitoring phase (lab_overdue's schedule for the analyte, ended earlier "
+    "by a discharge: the last_followup event) and only when those days could change the "
+    "grade; never for outpatient days.",
     "Today without a result yet is left out of the count (results may not be back); grades "
     "before day 30 are 'so far' (extra provisional_until_day 30).",
     "Censoring: the window ends on the day of the first progression, next_therapy or death "
-    "event (that day included).",
+    "event (that day included). The grader also ends it at last follow-up and calls a "
+    "never-recovered period from days 0-3 grade 4 at an early death; neither is done here.",
     "A trailing run above threshold shorter than recovery_days at the end of the window is "
     "not counted (recovery not yet shown to fail).",
     "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",

@@ -18,14 +18,20 @@ ICAHT_EARLY_THRESHOLDS = (
     th("g1_days", 1, "days", U, "grade 1: days with ANC <= 0.5", ">="),
     th("g2_days", 7, "days", U, "grade 2: days with ANC <= 0.5", ">="),
     th("g3_days", 14, "days", U, "grade 3: days with ANC <= 0.5", ">="),
-    th("g4_days", 30, "days", U, "grade 4: days with ANC <= 0.5", ">="),
+    th("g4_days", 31, "days", U,
+       "grade 4: days with ANC <= 0.5; 31 = more than 30, never recovered in days 0-30 "
+       "(criteria §6.1; the public grader codes 30 days as grade 3)", ">="),
     th("g3_deep_days", 7, "days", U,
        "grade 3: days with ANC <= 0.1 (third-party code; 7-13 days)", ">="),
     th("g4_deep_days", 14, "days", U, "grade 4: days with ANC <= 0.1", ">="),
     th("window_end_day", 30, "day", C, "early ICAHT covers days 0-30", "<="),
     th("recovery_days", 3, "days", C, "recovery = first of this many days above", ">="),
-    th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
-       "<="),
+    th("bridge_days", 7, "days", D,
+       "gaps of up to this many unmeasured days are bridged (interpolated; last value carried)"
+       " [public grader's maxgap]", "<="),
+    th("count_longest_run", 0, "count", C,
+       "0 = cumulative days of every period (criteria §6.1, T-ICAHT footnote [C]); 1 = the "
+       "longest period only (public grader)", "<="),
 )
 
 
@@ -59,9 +65,11 @@ RULES: tuple[RuleSpec, ...] = (
         inputs=("anc",), graded=True, escalates_at_grade=3,
         choices=EARLY_CHOICES + (
             "ANC <= 0.1 for 7-13 days = grade 3 (third-party code row, criteria §6.1/§14 #10).",
-            "Grade 3 = 14-29 days <= 0.5, grade 4 = >= 30 days (window has 31 days).",
+            "Grade 3 = 14-30 days <= 0.5, grade 4 = > 30 days, i.e. all 31 days of the "
+            "window (criteria §6.1 and the public grader; g4_days = 30 is the older reading).",
         ),
-        description="Cumulative days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30.",
+        description="Days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30 (cumulative by "
+                    "default), graded on the values there are, with the measured days stated.",
     ), partial(early, _ICAHT_EARLY)),
     rule_spec(Rule(
         id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
@@ -71,7 +79,11 @@ RULES: tuple[RuleSpec, ...] = (
         inputs=("anc",), graded=True, escalates_at_grade=3,
         choices=(
             "Grade = deepest level reached by at least min_values (2) results after day 30 "
-            "(not necessarily consecutive); one result is not enough (not_evaluable).",
+            "(not necessarily consecutive; criteria §6.1 '>= 2 measurements'): one low value "
+            "grades only as deep as the second-lowest result; a single result is not enough "
+            "(not_evaluable). The public grader instead grades the nadir when the second-"
+            "lowest value is <= 1.5 (and a lone value by itself); min_values = 1 is the "
+            "nearest site setting.",
             "No end day for late N-ICAHT (the table gives none); results after a progression, "
             "next_therapy or death event are excluded.",
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",

@@ -58,27 +58,31 @@ def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> tuple[np.nda
     return out_v, out_i
 
 
-def count_prefixes(states: np.ndarray, recovery_days: int, unknown: str
-                   ) -> tuple[list[int], list[int | None]]:
+def count_prefixes(states: np.ndarray, recovery_days: int, unknown: str,
+                   longest: bool = False) -> tuple[list[int], list[int | None]]:
     """count_days of every prefix states[:n], n = 0..len(states), in one pass.
 
     The machine only looks back, so a prefix's result is the running count plus the days an
     unfinished period would add at that point (its supported days before a trailing run
     above). A replay reads day n's count at index n instead of re-walking the window.
+    longest: the longest single period (interruptions shorter than recovery_days counted
+    in) instead of the cumulative days of every period.
     """
     as_unknown = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
     counts: list[int] = [0]
     firsts: list[int | None] = [None]
     count, first = 0, None
+    period, best = 0, 0  # days of the current period so far; longest finished period
     in_period, pending, a_run = False, 0, 0
     for d, st in enumerate(states.tolist()):
         if st == UNKNOWN:
             st = as_unknown
         if st == BELOW:
             if not in_period:
-                in_period = True
+                in_period, period = True, 0
                 first = d if first is None else first
             count += pending + 1
+            period += pending + 1
             pending, a_run = 0, 0
         elif in_period:
             pending += 1
@@ -86,22 +90,46 @@ def count_prefixes(states: np.ndarray, recovery_days: int, unknown: str
                 a_run += 1
                 if a_run >= recovery_days:
                     count += pending - a_run
+                    best = max(best, period + pending - a_run)
                     in_period, pending, a_run = False, 0, 0
             else:
                 a_run = 0
         # supported days before an unfinished trailing recovery count in
-        counts.append(count + (pending - a_run if in_period else 0))
+        open_days = pending - a_run if in_period else 0
+        if longest:
+            counts.append(max(best, period + open_days if in_period else 0))
+        else:
+            counts.append(count + open_days)
         firsts.append(first)
     return counts, firsts
 
 
-def count_days(states: np.ndarray, recovery_days: int, unknown: str) -> tuple[int, int | None]:
+def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
+    """Daily values with gaps of at most `limit` unmeasured days filled: linearly between
+    two measured days, with the nearest measured value before the first or after the last
+    (the public grader's convention, criteria §6.1). Longer gaps stay nan (unknown)."""
+    out = vals.copy()
+    known = np.flatnonzero(~np.isnan(vals))
+    if len(known) == 0 or limit <= 0:
+        return out
+    for a, b in zip(known[:-1].tolist(), known[1:].tolist(), strict=True):
+        if 1 < b - a <= limit + 1:
+            out[a + 1:b] = np.interp(np.arange(a + 1, b), [a, b], [vals[a], vals[b]])
+    f, last = int(known[0]), int(known[-1])
+    out[max(0, f - limit):f] = vals[f]
+    out[last + 1:last + 1 + limit] = vals[last]
+    return out
+
+
+def count_days(states: np.ndarray, recovery_days: int, unknown: str,
+               longest: bool = False) -> tuple[int, int | None]:
     """(days counted, first counted day index) of the period(s) below threshold.
 
     states: BELOW / ABOVE / SUPPORTED (above, but not a recovery day) / UNKNOWN per day.
     unknown: "above" or "below" (bounds), or "bridge" (counted only when the period goes on).
+    longest: the longest period's days instead of every period's (see count_prefixes).
     """
-    counts, firsts = count_prefixes(states, recovery_days, unknown)
+    counts, firsts = count_prefixes(states, recovery_days, unknown, longest)
     return counts[-1], firsts[-1]
 
 

@@ -23,8 +23,12 @@ TICAHT_EARLY_THRESHOLDS = (
     th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
     th("transfusion_window_days", 7, "days", C,
        "no recovery within this many days after a platelet transfusion", "<="),
-    th("carry_forward_days", 1, "days", D, "a missing day takes the last value this long",
-       "<="),
+    th("bridge_days", 7, "days", D,
+       "gaps of up to this many unmeasured days are bridged (interpolated; last value carried)"
+       " [public grader's maxgap]", "<="),
+    th("count_longest_run", 0, "count", C,
+       "0 = cumulative days of every period (criteria §6.1, T-ICAHT footnote [C]); 1 = the "
+       "longest period only (public grader)", "<="),
 )
 
 
@@ -81,7 +85,8 @@ RULES: tuple[RuleSpec, ...] = (
             "days, transfusion day included) is never a recovery day and counts when the "
             "period goes on.",
         ),
-        description="Cumulative days with platelets < 50 and < 20 x 10^9/L in days 0-30.",
+        description="Days with platelets < 50 and < 20 x 10^9/L in days 0-30 (cumulative by "
+                    "default), graded on the values there are, with the measured days stated.",
     ), partial(early, _TICAHT_EARLY)),
     rule_spec(Rule(
         id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
