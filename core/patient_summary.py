@@ -172,7 +172,9 @@ def score_blocks(findings: Iterable[Finding]) -> list[ScoreBlock]:
             state = _grade(x)
             if x.extra.get("window_opens_day") is not None and x.status == Status.NOT_EVALUABLE:
                 state = f"window opens day {x.extra['window_opens_day']}"
-            detail = "; ".join(e.why for e in x.evidence[:2])
+            # the early grades say how much was measured and what the unmeasured days allow
+            said = [x.extra["summary"]] if x.extra.get("summary") else []
+            detail = "; ".join(said + [e.why for e in x.evidence[:2]])
             block.rows.append((label, state, detail))
             block.missing += list(x.missing)
         out.append(block)
