@@ -7,7 +7,7 @@ from functools import partial
 from core.rules.base import Citation, Rule, RuleSpec, Severity
 from core.rules.cytopenia.asof import rule_spec
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
-from core.rules.cytopenia.shared import VERSION, C, D, U, th
+from core.rules.cytopenia.shared import GAP_THRESHOLDS, VERSION, C, U, th
 
 ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
               "10.1182/blood.2023020578")
@@ -26,12 +26,7 @@ ICAHT_EARLY_THRESHOLDS = (
     th("g4_deep_days", 14, "days", U, "grade 4: days with ANC <= 0.1", ">="),
     th("window_end_day", 30, "day", C, "early ICAHT covers days 0-30", "<="),
     th("recovery_days", 3, "days", C, "recovery = first of this many days above", ">="),
-    th("bridge_days", 7, "days", D,
-       "gaps of up to this many unmeasured days are bridged (interpolated; last value carried)"
-       " [public grader's maxgap]", "<="),
-    th("count_longest_run", 0, "count", C,
-       "0 = cumulative days of every period (criteria §6.1, T-ICAHT footnote [C]); 1 = the "
-       "longest period only (public grader)", "<="),
+    *GAP_THRESHOLDS,
 )
 
 

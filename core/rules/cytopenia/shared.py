@@ -25,6 +25,17 @@ def th(key: str, value: float, unit: str, ev: Evidence, description: str,
                      op=op)
 
 
+GAP_THRESHOLDS: tuple[Threshold, ...] = (
+    th("bridge_days", 7, "days", D,
+       "gaps of up to this many unmeasured days are bridged (interpolated; last value carried)"
+       " [public grader's maxgap]", "<="),
+    th("count_longest_run", 0, "count", C,
+       "0 = cumulative days of every period (criteria §6.1, T-ICAHT footnote [C]); 1 = the "
+       "longest period only (public grader)", "<="),
+)
+"""How the early ICAHT rules (neutrophil and platelet) read sparse counts: one declaration."""
+
+
 BELOW, ABOVE, SUPPORTED, UNKNOWN = 1, 0, 2, -1
 
 

@@ -8,7 +8,7 @@ from core.course import Course
 from core.rules.base import Citation, Rule, RuleSpec, Severity, Thresholds
 from core.rules.cytopenia.asof import Cache, counted, rule_spec
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
-from core.rules.cytopenia.shared import VERSION, C, D, th
+from core.rules.cytopenia.shared import GAP_THRESHOLDS, VERSION, C, D, th
 
 TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
 
@@ -23,12 +23,7 @@ TICAHT_EARLY_THRESHOLDS = (
     th("recovery_days", 3, "days", C, "recovery = first of this many days >= 20", ">="),
     th("transfusion_window_days", 7, "days", C,
        "no recovery within this many days after a platelet transfusion", "<="),
-    th("bridge_days", 7, "days", D,
-       "gaps of up to this many unmeasured days are bridged (interpolated; last value carried)"
-       " [public grader's maxgap]", "<="),
-    th("count_longest_run", 0, "count", C,
-       "0 = cumulative days of every period (criteria §6.1, T-ICAHT footnote [C]); 1 = the "
-       "longest period only (public grader)", "<="),
+    *GAP_THRESHOLDS,
 )
 
 
