@@ -42,6 +42,18 @@ OBSERVATION_KINDS: dict[str, ObservationKind] = {
         ObservationKind("temperature", "Temperature", ValueType.NUMBER, "°C", 25, 45,
                         needed_by="CRS grade, HLH-2004, HScore"),
         ObservationKind("hypotension", "Hypotension", ValueType.YESNO, needed_by="CRS grade"),
+        # vital signs as an EHR sends them (FHIR vital-signs, HL7 OBX): recorded and shown;
+        # hypotension and hypoxia stay a clinician's reading (criteria §5.1 gives no cut-off)
+        ObservationKind("heart_rate", "Heart rate", ValueType.NUMBER, "/min", 10, 300,
+                        needed_by="shown beside CRS"),
+        ObservationKind("respiratory_rate", "Respiratory rate", ValueType.NUMBER, "/min", 0,
+                        100, needed_by="shown beside CRS"),
+        ObservationKind("systolic_bp", "Systolic blood pressure", ValueType.NUMBER, "mmHg", 20,
+                        300, needed_by="shown beside CRS (hypotension)"),
+        ObservationKind("diastolic_bp", "Diastolic blood pressure", ValueType.NUMBER, "mmHg",
+                        10, 250, needed_by="shown beside CRS (hypotension)"),
+        ObservationKind("spo2", "Oxygen saturation (SpO2)", ValueType.NUMBER, "%", 20, 100,
+                        needed_by="shown beside CRS (hypoxia)"),
         ObservationKind("iv_fluids", "IV fluid bolus for hypotension", ValueType.YESNO,
                         needed_by="CRS grade"),
         ObservationKind("vasopressors", "Vasopressors (number, excluding vasopressin)",
