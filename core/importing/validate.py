@@ -23,10 +23,12 @@ from core.units import (
     accepted_units,
     conversion_factor,
     normalise_unit,
+    ucum_factor,
 )
 
 MAX_DAYS_BEFORE_INFUSION = 60  # design rule of issue 2: labs older than this are refused
 FUTURE_TOLERANCE = timedelta(minutes=5)
+_OR_UCUM = ", or another UCUM unit of the same kind"
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
@@ -187,7 +189,8 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     ctx.add(frame, codes.notna() & factor.isna(), "unit",
             lambda r: f"{r['unit']!r} is not a unit accepted for "
                       f"{ANALYTES[codes[r.name]].name} (accepted: "
-                      f"{', '.join(accepted_units(ANALYTES[codes[r.name]]))}).")
+                      f"{', '.join(accepted_units(ANALYTES[codes[r.name]]))}"
+                      f"{_OR_UCUM if ucum_factor(*[ANALYTES[codes[r.name]].ucum] * 2) else ''}).")
     canonical = value * factor
     ok = codes.notna() & canonical.notna()
     _limits(frame, ctx, codes, value, canonical, ok)

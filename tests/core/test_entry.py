@@ -80,7 +80,7 @@ BAD_ENTRIES = [
                  "tick 'These unusual values are right'", True, id="past-soft-limit"),
     pytest.param({"labs": [("crp", "five", "mg/L")]}, "CRP", "must be a number", False,
                  id="not-a-number"),
-    pytest.param({"labs": [("crp", "5", "mg/mL")]}, "CRP", "not a unit accepted", False,
+    pytest.param({"labs": [("crp", "5", "mmol/L")]}, "CRP", "not a unit accepted", False,
                  id="wrong-unit"),
     pytest.param({"observations": [("temperature", "101")]}, "Temperature",
                  "outside the possible range", False, id="temperature-in-fahrenheit"),

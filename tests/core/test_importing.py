@@ -58,7 +58,7 @@ BAD_FILES = [
                  "No patient with study ID 'P404'", id="unknown-patient"),
     pytest.param(labs("P001,1,ferritine,800,ng/mL"), None, 2, "analyte", "Unknown analyte",
                  id="unknown-analyte"),
-    pytest.param(labs("P001,1,crp,5,mg/mL"), None, 2, "unit", "not a unit accepted for CRP",
+    pytest.param(labs("P001,1,crp,5,mmol/L"), None, 2, "unit", "not a unit accepted for CRP",
                  id="unit-not-accepted"),
     pytest.param(labs("P001,1,anc,0.5,g/L"), None, 2, "unit", "not a unit accepted for ANC",
                  id="count-in-mass-unit"),
