@@ -1,5 +1,5 @@
 """Users & settings (admin): the users; adding one; a user's role, password and deactivation;
-site settings; notifications (contact points, delivery log, tests)."""
+site settings; the code map; notifications (contact points, delivery log, tests)."""
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +11,7 @@ from core.faults import StorageFault
 from core.models import Role
 from core.permissions import NotAllowed
 from core.users import MIN_PASSWORD_LENGTH, create_user
-from dashboard import auth, notify_admin, resources
+from dashboard import auth, codemap_admin, notify_admin, resources
 
 engine = resources.get_engine()
 me = auth.current()
@@ -107,6 +107,9 @@ if st.toggle("Hand-entered lab values need a second person's check (verification
             "Verification setting saved.")
 st.caption("Rule thresholds are set per site in the file named by CARTWATCH_SITE_CONFIG; "
            "the Rules in force page shows what runs.")
+
+st.divider()
+codemap_admin.section(engine, me)
 
 st.divider()
 notify_admin.section(engine, resources.get_settings(), me)
