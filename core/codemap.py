@@ -86,6 +86,16 @@ class CodeMap:
                 return Target(CodeTarget.OBSERVATION, VITAL_SIGN_LOINC[code])
         return None
 
+    def local_codes(self, system: str = ANY_SYSTEM) -> dict[str, dict[str, str]]:
+        """{target kind: {code: target}} of the entries for `system` and for any system: what
+        a CSV column (no coding system) reads through core.importing's Context."""
+        out: dict[str, dict[str, str]] = {}
+        for (entry_system, code), e in sorted(self._entries.items(),
+                                              key=lambda item: item[0][0] != ANY_SYSTEM):
+            if entry_system in (system, ANY_SYSTEM):
+                out.setdefault(str(e.target_kind), {})[code] = e.target
+        return out
+
     def resolve_any(self, codings: Iterable[tuple[str | None, str | None]]) -> Target | None:
         """The first of several codings (FHIR CodeableConcept, HL7 CWE triplets) we know."""
         for system, code in codings:

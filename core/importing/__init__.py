@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core import audit
+from core.codemap import CodeMap
 from core.faults import StorageFault
 from core.importing.reading import KINDS, FileRejected, RowError, read_csv_bytes, template_csv
 from core.importing.validate import PREPARE, Context
@@ -165,7 +166,8 @@ def _import_frame(engine: Engine, report: ImportReport, kind: str, frame: pd.Dat
     file_name = report.file_name
     with write_session(engine, actor=user) as session:
         ctx = Context(tz=tz, now=now, patients=_patient_index(session),
-                      confirm_unusual=confirm_unusual)
+                      confirm_unusual=confirm_unusual,
+                      local_codes=CodeMap.load(session).local_codes())
         say(0.1, f"checking {len(frame):,} rows")
         prepared = validate_rows(session, kind, frame, ctx)
         if ctx.errors:

@@ -42,6 +42,13 @@ class Context:
     errors: list[RowError] = field(default_factory=list)
     # what the message for an unconfirmed soft-limit value tells the user to do
     confirm_hint: str = "import again with 'confirm unusual values' (--confirm-unusual)"
+    # the site code map's entries for any system (core.codemap.CodeMap.local_codes): a
+    # local code in a CSV's analyte, kind or drug column -> analyte, observation kind, drug
+    local_codes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def local(self, target_kind: str, raw: pd.Series) -> pd.Series:
+        """The site map's reading of raw codes (NaN where the map has none)."""
+        return raw.map(self.local_codes.get(target_kind, {}))
 
     def add(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, column: str,
             message: Callable[[pd.Series], str] | str, value_col: str | None = None) -> None:
@@ -159,9 +166,11 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     # analyte: short code or LOINC
     raw_analyte = frame["analyte"]
     codes = raw_analyte.str.lower().map(lambda a: a if a in ANALYTES else None)
-    codes = codes.fillna(raw_analyte.map(LOINC_TO_ANALYTE))
+    codes = codes.fillna(raw_analyte.map(LOINC_TO_ANALYTE)).fillna(ctx.local("analyte",
+                                                                              raw_analyte))
     ctx.add(frame, codes.isna(), "analyte",
-            "Unknown analyte. Use one of " + ", ".join(ANALYTES) + ", or its LOINC code.")
+            "Unknown analyte. Use one of " + ", ".join(ANALYTES) + ", its LOINC code, or a "
+            "local code an admin mapped (Users & settings, Code map).")
     loinc = _col(frame, "loinc")
     loinc_code = loinc.map(LOINC_TO_ANALYTE)
     ctx.add(frame, ~_blank(loinc) & codes.notna() & loinc_code.notna() & (loinc_code != codes),
@@ -286,6 +295,8 @@ def prepare_observations(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     pk, infusion = _patients(frame, ctx)
     times = parse_times(frame, ctx, "observed_at", "day", infusion)
     kinds = frame["kind"].str.lower().str.replace(" ", "_", regex=False)
+    kinds = kinds.where(kinds.isin(list(OBSERVATION_KINDS)),
+                        ctx.local("observation", frame["kind"]).fillna(kinds))
     ctx.add(frame, ~kinds.isin(list(OBSERVATION_KINDS)), "kind",
             "Unknown observation kind. Use one of " + ", ".join(OBSERVATION_KINDS) + ".")
     nums, texts = [], []
@@ -344,7 +355,7 @@ def prepare_treatments(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
 
     pk, infusion = _patients(frame, ctx)
     times = parse_times(frame, ctx, "given_at", "day", infusion)
-    drugs = frame["drug"].map(resolve_drug)
+    drugs = frame["drug"].map(resolve_drug).fillna(ctx.local("drug", frame["drug"]))
     ctx.add(frame, drugs.isna(), "drug",
             "Unknown drug. Use one of " + ", ".join(DRUGS) + ".")
     dose = _number(frame, ctx, "dose", "The dose")

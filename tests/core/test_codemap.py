@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
 from core import codemap
 from core.models import AuditLog, CodeMapEntry, CodeTarget
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("system", "code", "expected"), [
@@ -70,3 +74,27 @@ def test_csv_all_or_nothing(engine) -> None:  # type: ignore[no-untyped-def]
     m = codemap.load(engine)
     assert m.resolve("EHR", "TOCI").code == "tocilizumab"  # type: ignore[union-attr]
     assert m.resolve("anything", "HR").kind is CodeTarget.OBSERVATION  # type: ignore[union-attr]
+
+
+def test_a_csv_with_local_codes_imports_once_they_are_mapped(store) -> None:  # type: ignore[no-untyped-def]
+    from core.importing import import_file
+    from core.models import LabResult, Observation, Treatment
+
+    import_file(store, b"patient_id,infusion_date,product\nP900,2026-11-20,axi-cel\n",
+                now=NOW)
+    labs = b"patient_id,day,analyte,value,unit\nP900,1,FERR,900,ug/L\n"
+    obs = b"patient_id,day,kind,value\nP900,1,TEMPC,38.9\n"
+    drugs = b"patient_id,day,drug\nP900,1,TCZ-8\n"
+    refused = import_file(store, labs, now=NOW)
+    assert not refused.written and "a local code an admin mapped" in refused.errors[0].message
+    codemap.import_csv(store, b"system,code,target_kind,target\n*,FERR,analyte,ferritin\n"
+                       b"*,TEMPC,observation,temperature\n*,TCZ-8,drug,tocilizumab\n",
+                       user="admin", reason="ward codes")
+    for data in (labs, obs, drugs):
+        report = import_file(store, data, now=NOW)
+        assert report.written, [str(e) for e in report.errors]
+    with Session(store) as s:
+        assert [(r.analyte, r.value) for r in s.execute(select(LabResult)).scalars()] == [
+            ("ferritin", 900.0)]
+        assert [r.kind for r in s.execute(select(Observation)).scalars()] == ["temperature"]
+        assert [r.drug for r in s.execute(select(Treatment)).scalars()] == ["tocilizumab"]
