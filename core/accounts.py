@@ -2,13 +2,20 @@
 deactivation, roles, passwords, the first admin and the key that signs the dashboard's sign-in
 cookie.
 
-Passwords are bcrypt hashes in `User.password_hash` (core.users); the dashboard checks them
-with streamlit-authenticator. Nothing here stores, returns for display or logs a password.
+Passwords are bcrypt hashes in `User.password_hash` (core.users), checked here
+(`password_sign_in`, with the lockout and the audit); a user who signs in through the site's
+identity provider (core.identity) has an unusable marker instead. The dashboard's re-login
+cookie holds a signed token (core.users.issue_token) that `token_account` honours only while
+the account is active and the user has not signed out since. Nothing here stores, returns for
+display or logs a password.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,11 +27,18 @@ from sqlmodel import Session
 
 from core import audit
 from core.db import session_scope
-from core.faults import reraise_storage_fault
+from core.faults import StorageFault, reraise_storage_fault
 from core.models import AuditLog, Role, SiteSetting, User
 from core.permissions import require
-from core.users import check_new_password, check_password, hash_password
+from core.users import (
+    check_new_password,
+    check_password,
+    hash_password,
+    is_external,
+    read_token,
+)
 
+log = logging.getLogger(__name__)
 FIRST_ADMIN = "admin"
 COOKIE_KEY_SETTING = "auth_cookie_key"
 # what the audit log records for each sign-in event (AuditLog.action, table "user")
@@ -35,8 +49,10 @@ OUTCOMES = {
     "session_expired": "signed out after the idle time",
     "account_inactive": "signed out: the account was deactivated",
     "login_locked": "sign-in refused: too many failed sign-ins, locked for a while",
+    "login_refused": "sign-in through the identity provider refused",
+    "token_expired": "signed out: the sign-in from the identity provider expired",
 }
-SIGN_OUTS = ("logout", "session_expired", "account_inactive")
+SIGN_OUTS = ("logout", "session_expired", "account_inactive", "token_expired")
 # a new password ends every saved sign-in of the user and reopens a locked user name
 PASSWORD_EVENTS = ("password_changed", "password_reset")
 
@@ -49,6 +65,11 @@ class Account:
     name: str
     role: str
     password_hash: str = field(repr=False)
+
+    @property
+    def external(self) -> bool:
+        """Signs in through the identity provider (no password here)."""
+        return is_external(self.password_hash)
 
 
 def _account(user: User) -> Account:
@@ -81,25 +102,97 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
 
 
 def record_sign_in(engine: Engine, username: str, action: str, *,
-                   method: str | None = None) -> None:
+                   method: str | None = None, detail: dict[str, Any] | None = None) -> None:
     """Append a sign-in event (see OUTCOMES) to the audit log. `username` is what was typed
-    (a failed sign-in may name nobody); the password is never passed here."""
-    if action not in OUTCOMES:
-        raise ValueError(f"unknown sign-in event {action!r}; known: {', '.join(OUTCOMES)}")
-    name = (username or "").strip()[:100] or "(blank)"
+    (a failed sign-in may name nobody); the password is never passed here. `method`: how
+    (password, cookie, oidc); `detail`: more for the record (e.g. why a sign-in was refused)."""
     try:
         with session_scope(engine) as s:
-            user_id = _user_id(s, name)
-            after: dict[str, Any] = {"outcome": OUTCOMES[action]}
-            if method:
-                after["method"] = method
-            if action == "login_failed":
-                after["known_user"] = user_id is not None
-            audit.record(s, actor=name, action=action, table_name="user", record_id=user_id,
-                         after=after, reason=OUTCOMES[action])
+            audit_sign_in(s, username, action, method=method, detail=detail)
     except DBAPIError as exc:
         reraise_storage_fault(exc)
         raise
+
+
+def audit_sign_in(s: Session, username: str, action: str, *, method: str | None = None,
+                  detail: dict[str, Any] | None = None) -> None:
+    """record_sign_in inside the caller's transaction."""
+    if action not in OUTCOMES:
+        raise ValueError(f"unknown sign-in event {action!r}; known: {', '.join(OUTCOMES)}")
+    name = (username or "").strip()[:100] or "(blank)"
+    user_id = _user_id(s, name)
+    after: dict[str, Any] = {"outcome": OUTCOMES[action]}
+    if method:
+        after["method"] = method
+    if action == "login_failed":
+        after["known_user"] = user_id is not None
+    after.update(detail or {})
+    audit.record(s, actor=name, action=action, table_name="user", record_id=user_id,
+                 after=after, reason=str((detail or {}).get("why") or OUTCOMES[action])[:1000])
+
+
+@dataclass(frozen=True)
+class PasswordSignIn:
+    """What the sign-in form gets back: the account, or why not (`locked_until` set when the
+    name is locked; otherwise a wrong user name or password)."""
+
+    account: Account | None
+    locked_until: datetime | None = None
+    audit_error: str | None = None  # the database could not record it (read-only): why
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("not a password of anyone")
+
+
+def password_sign_in(engine: Engine, typed: str, password: str, *, attempts: int,
+                     minutes: float) -> PasswordSignIn:
+    """Check a local sign-in: refused at once while the name is locked (the password is not
+    even checked), else the bcrypt check (as slow for an unknown name as for a known one).
+    Audited either way, under the name as stored when it is good, as typed when not; on a
+    database that cannot be written (read-only) the outcome stands and `audit_error` says so,
+    as reading still works there."""
+    name = (typed or "").strip()
+    if until := locked_until(engine, name, attempts, minutes):
+        return PasswordSignIn(None, until, _try_record(engine, name, "login_locked", None))
+    account = active_account(engine, name) if name else None
+    if account is None:
+        check_password(password or "", _dummy_hash())
+        ok = False
+    else:
+        ok = check_password(password or "", account.password_hash)
+    error = _try_record(engine, account.username if ok and account else name or typed,
+                        "login" if ok else "login_failed", "password")
+    return PasswordSignIn(account if ok else None, None, error)
+
+
+def _try_record(engine: Engine, username: str, action: str, method: str | None) -> str | None:
+    try:
+        record_sign_in(engine, username, action, method=method)
+    except StorageFault as exc:
+        log.warning("sign-in event %s of %s not audited: %s", action, username, exc)
+        return str(exc)
+    return None
+
+
+def token_account(engine: Engine, key: str, token: str | None,
+                  now: float | None = None) -> Account | None:
+    """The active local account a re-login cookie's token (core.users.issue_token) stands
+    for, or None: forged, expired, issued before the user's last sign-out or new password,
+    or the account is gone, deactivated or signs in through the identity provider."""
+    now = time.time() if now is None else now
+    read = read_token(key, token or "", now)
+    if read is None:
+        return None
+    username, issued = read
+    account = active_account(engine, username)
+    if account is None or account.external:
+        return None
+    out = signed_out_at(engine, username)
+    if out is not None and issued <= out.timestamp():
+        return None
+    return account
 
 
 def _aware(at: datetime | None) -> datetime | None:
@@ -177,6 +270,9 @@ def change_own_password(engine: Engine, username: str, current: str, new: str, *
     try:
         with session_scope(engine) as s:
             user = _find(s, username)
+            if is_external(user.password_hash):
+                raise ValueError("You sign in through your organisation's account; change "
+                                 "your password there. Nothing was changed.")
             if not user.is_active or not check_password(current, user.password_hash):
                 raise ValueError("The current password is wrong. Nothing was changed.")
             user.password_hash = hash_password(new)
@@ -198,6 +294,9 @@ def reset_password(engine: Engine, username: str, new: str, actor: str, *,
     try:
         with session_scope(engine) as s:
             user = _find(s, username)
+            if is_external(user.password_hash):
+                raise ValueError(f"{user.username} signs in through the identity provider and "
+                                 "has no password here; their password is set there.")
             user.password_hash = hash_password(new)
             s.add(user)
             audit.record(s, actor=actor, action="password_reset", table_name="user",

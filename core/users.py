@@ -1,6 +1,18 @@
-"""Users and password hashes (bcrypt). Roles are checked in core for every write."""
+"""Users, password hashes (bcrypt) and signed sign-in tokens. Roles are checked in core for
+every write.
+
+A user who signs in through the site's identity provider (core.identity) has no password
+here: their `password_hash` is an unusable marker (`EXTERNAL_PREFIX` + the issuer), which no
+password ever matches, so the local sign-in form can never open their account.
+"""
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
 
 import bcrypt
 from sqlalchemy import func, select
@@ -13,6 +25,17 @@ from core.models import Role, User
 from core.permissions import require
 
 MIN_PASSWORD_LENGTH = 10
+EXTERNAL_PREFIX = "!sso:"  # password_hash of a single sign-on user: never a bcrypt hash
+_TOKEN_CONTEXT = b"cartwatch-sign-in-token:"
+
+
+def external_marker(issuer: str) -> str:
+    """The password_hash of a user who signs in through the identity provider `issuer`."""
+    return (EXTERNAL_PREFIX + (issuer or "identity provider"))[:200]
+
+
+def is_external(password_hash: str) -> bool:
+    return password_hash.startswith(EXTERNAL_PREFIX)
 
 
 def hash_password(password: str) -> str:
@@ -20,10 +43,50 @@ def hash_password(password: str) -> str:
 
 
 def check_password(password: str, hashed: str) -> bool:
+    if is_external(hashed):  # a single sign-on user has no password here
+        return False
     try:
         return bcrypt.checkpw(password.encode(), hashed.encode())
     except ValueError:
         return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue_token(key: str, username: str, lifetime_seconds: float,
+                now: float | None = None) -> str:
+    """A sign-in token for the browser's re-login cookie: the user name, when it was issued
+    and when it ends, signed with `key` (HMAC-SHA256). core.accounts.token_account checks it
+    against the user's sign-outs, so it is also revocable."""
+    now = time.time() if now is None else now
+    body = _b64(json.dumps({"u": username, "iat": now, "exp": now + lifetime_seconds},
+                           separators=(",", ":")).encode())
+    mac = hmac.new(key.encode(), _TOKEN_CONTEXT + body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def read_token(key: str, token: str, now: float | None = None) -> tuple[str, float] | None:
+    """(user name, issued at) of a well-signed, unexpired token from `issue_token`, else
+    None (a forged, altered, malformed or expired token)."""
+    now = time.time() if now is None else now
+    body, _, mac = (token or "").partition(".")
+    if not body or not mac:
+        return None
+    want = hmac.new(key.encode(), _TOKEN_CONTEXT + body.encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(want, _unb64(mac)):
+            return None
+        data = json.loads(_unb64(body))
+        username, issued, ends = str(data["u"]), float(data["iat"]), float(data["exp"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (username, issued) if ends > now else None
 
 
 def check_new_password(password: str) -> None:

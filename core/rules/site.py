@@ -28,7 +28,8 @@ from typing import Any
 from core.config import Settings
 from core.rules.base import RuleSpec
 
-SECTIONS = ("thresholds", "lab_overdue", "notify")  # notify: core.notify.config
+SECTIONS = ("thresholds", "lab_overdue", "notify", "oidc", "fhir", "hl7")
+# notify: core.notify.config; oidc: core.identity; fhir: core.fhirsync; hl7: core.hl7
 
 
 class SiteConfigError(ValueError):

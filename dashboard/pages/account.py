@@ -12,6 +12,11 @@ engine = resources.get_engine()
 me = auth.current()
 st.title("My account")
 st.markdown(f"Signed in as **{me.name}** (`{me.username}`), role **{me.role}**.")
+if me.kind == "oidc":  # single sign-on: no password here
+    st.info("You sign in through your organisation's account. Your password, and the groups "
+            "that decide your role here, are managed there; ask its IT to change them.",
+            icon=":material/badge:")
+    st.stop()
 if flash := st.session_state.pop("account_flash", None):
     st.success(flash)
 

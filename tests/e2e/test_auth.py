@@ -1,5 +1,6 @@
-"""A real browser signs in through the form, sees the overview, opens the admin page, and
-signs out; a wrong password is refused. Screenshots of the sign-in and admin pages."""
+"""A real browser signs in through the form (Enter submits), sees the overview, opens the admin
+page, and signs out; a wrong password is refused; the re-login cookie opens a new tab signed
+in until the user signs out. Screenshots of the sign-in and admin pages."""
 
 from __future__ import annotations
 
@@ -20,19 +21,28 @@ def test_sign_in_see_the_overview_and_sign_out(page: Page, app_url: str) -> None
     page.get_by_label("Password", exact=True).fill("not the password")
     submit_sign_in(page, page.get_by_text("Wrong user name or password."))
 
+    settle(page)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    submit_sign_in(page, page.get_by_role("heading", name="Ward overview"))
+    page.get_by_label("Password", exact=True).press("Enter")  # the keyboard alone signs in
+    expect(page.get_by_role("heading", name="Ward overview")).to_be_visible(timeout=60_000)
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Signed in as")).to_be_visible()
     expect(sidebar.get_by_text("clinician", exact=False).first).to_be_visible()
     expect(sidebar.get_by_text("Enter data")).to_be_visible()
     expect(sidebar.get_by_text("Users & settings")).to_have_count(0)  # not an admin
     expect(page.get_by_test_id("stException")).to_have_count(0)
+    settle(page)
+
+    tab = page.context.new_page()  # the re-login cookie: a new tab opens signed in
+    tab.goto(f"{app_url}/alerts")
+    expect(tab.get_by_role("heading", name="Alert inbox")).to_be_visible(timeout=60_000)
+    expect(tab.get_by_test_id("stSidebar").get_by_text("dr.e2e · clinician")).to_be_visible()
+    tab.close()
 
     page.get_by_role("button", name="Sign out").click()
     notice = page.get_by_text("You are signed out.")
     expect(notice.first).to_be_visible(timeout=30_000)
-    counts = []  # the cookie components' reruns must not show the notice twice, even briefly
+    counts = []  # the sign-out notice shows once, never twice, even briefly
     for _ in range(60):
         counts.append(notice.count())
         page.wait_for_timeout(25)
