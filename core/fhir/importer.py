@@ -1,0 +1,198 @@
+"""`import_fhir`: one FHIR file, validated whole, then written in one transaction or not at
+all (core.unit_of_work.write_session: the touched patients' alerts follow in it)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from core import audit
+from core.codemap import CodeMap
+from core.faults import StorageFault
+from core.fhir import status
+from core.fhir.classify import sort_entries
+from core.fhir.options import Options
+from core.fhir.patients import COLUMNS as PATIENT_COLUMNS
+from core.fhir.patients import PATIENT_PATHS, patient_rows
+from core.fhir.plan import KindPlan, ctx_factory, plan_kind
+from core.fhir.read import Entry, latest_versions, patient_refs, read_entries
+from core.fhir.report import FhirReport
+from core.fhir.vasopressors import derived_rows
+from core.importing import (
+    Context,
+    ImportReport,
+    RowError,
+    _patient_index,  # the import's own patient lookup
+    validate_rows,
+    write_rows,
+)
+from core.models import ImportBatch
+from core.permissions import require
+from core.unit_of_work import write_session
+
+Progress = Callable[[float, str], None]
+KINDS = ("labs", "observations", "treatments")
+OLDER = "an older version of a resource later in the same file"
+
+
+def import_fhir(engine: Engine, data: bytes, file_name: str = "upload.json", *,
+                user: str = "system", dry_run: bool = False, tz: str = "UTC",
+                now: datetime | None = None, confirm_unusual: bool = False,
+                progress: Progress | None = None, role: str | None = None,
+                subjects: Mapping[str, str] | None = None) -> ImportReport:
+    """Validate and (unless dry_run or any problem) write what a FHIR file holds (see
+    core.fhir). Returns a FhirReport (an ImportReport with `skipped`, `superseded` and
+    `retracted`). `role` (None = trusted caller) needs enter_data. Like `import_file`, a
+    storage fault (read-only, full, server lost) comes back as the report's one error.
+    `subjects`: more subject references -> study ID / MRN, for resources whose Patient is
+    not in the file (e.g. {"Patient/123": "SYN-001"} from a FHIR server); the file's own
+    Patients win."""
+    require(role, "enter_data")
+    started = time.perf_counter()
+    try:
+        return _import_fhir(engine, data, file_name, user=user, dry_run=dry_run, tz=tz,
+                            now=now, confirm_unusual=confirm_unusual, progress=progress,
+                            subjects=subjects)
+    except StorageFault as exc:  # read-only, disk full, server lost: rolled back
+        report = FhirReport(kind="fhir", file_name=file_name, dry_run=dry_run)
+        report.errors = [RowError(0, "", "", str(exc))]
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_run: bool,
+                 tz: str, now: datetime | None, confirm_unusual: bool,
+                 progress: Progress | None,
+                 subjects: Mapping[str, str] | None = None) -> FhirReport:
+    started = time.perf_counter()
+    say = progress or (lambda _f, _m: None)
+    report = FhirReport(kind="fhir", file_name=file_name, dry_run=dry_run)
+    errors: list[RowError] = []
+    say(0.0, "reading file")
+    entries = read_entries(data, errors)
+    report.rows_in_file = len(entries)
+    entries, older = latest_versions(entries)
+    if older:
+        report.skip(OLDER, len(older))
+    now = now or datetime.now(UTC)
+    with write_session(engine, actor=user) as session:
+        options = Options.load(session)
+        known = _patient_index(session)
+        refs = {**(subjects or {}), **patient_refs(entries)}
+        found = sort_entries(entries, codes=CodeMap.load(session), options=options,
+                             refs=refs, tz=tz, errors=errors, report=report)
+        say(0.1, f"checking {len(entries):,} resources")
+        p_rows, p_entries, registered = patient_rows(found.patients, known, found.products,
+                                                     options, tz, errors)
+        ctx_p = Context(tz=tz, now=now, patients=known, confirm_unusual=confirm_unusual)
+        p_frame = pd.DataFrame(p_rows, columns=PATIENT_COLUMNS, dtype=str)
+        prepared_p = validate_rows(session, "patients", p_frame, ctx_p) if p_rows else None
+        errors += _patient_errors(ctx_p.errors, p_entries)
+        # new patients count as known (placeholder keys) while their rows are checked
+        pending = {r["patient_id"]: (-1 - i, pd.Timestamp(r["infusion_date"]).date())
+                   for i, r in enumerate(p_rows) if r["patient_id"] not in known
+                   and not pd.isna(pd.to_datetime(r["infusion_date"], errors="coerce"))}
+        make_ctx = ctx_factory(tz, now, {**pending, **known}, confirm_unusual)
+        mapped = found.mapped + derived_rows(found.vaso, now)
+        plans = [plan_kind(session, kind, [m for m in mapped if m.kind == kind], make_ctx,
+                           errors, file_name) for kind in KINDS]
+        retractions, already_retracted = _retractions(session, found.retract, report)
+        if errors:
+            report.errors = sorted(errors, key=lambda e: (e.row, e.column))
+            return _rolled_back(session, report, started)
+        new_p = (prepared_p[~prepared_p["_present"]] if prepared_p is not None
+                 else pd.DataFrame())
+        report.superseded = sum(len(p.changes) for p in plans)
+        report.retracted = len(retractions)
+        report.rows_new = len(new_p) + sum(p.new_rows for p in plans) + len(retractions)
+        report.rows_already_present = (registered + len(p_rows) - len(new_p)
+                                       + sum(p.present for p in plans) + already_retracted)
+        if dry_run or report.rows_new == 0:
+            say(1.0, "done")
+            return _rolled_back(session, report, started)
+        sha = hashlib.sha256(data).hexdigest()
+        batch = ImportBatch(kind="fhir", file_name=file_name[:255], file_sha256=sha,
+                            rows_in_file=report.rows_in_file, rows_written=report.rows_new,
+                            rows_already_present=report.rows_already_present,
+                            imported_by=user)
+        session.add(batch)
+        session.flush()
+        if len(new_p):
+            write_rows(session, "patients", new_p, batch_id=batch.id, user=user, source="fhir")
+        _write(session, plans, retractions, batch_id=batch.id, user=user, say=say)
+        audit.record(session, actor=user, action="import", table_name="fhir",
+                     record_id=batch.id, after={"file": file_name, "sha256": sha,
+                                                "rows_written": report.rows_new,
+                                                "superseded": report.superseded,
+                                                "retracted": report.retracted,
+                                                "skipped": dict(report.skipped)},
+                     reason=f"FHIR import of {file_name}")
+        report.batch_id = batch.id
+    report.written = True
+    report.seconds = time.perf_counter() - started
+    say(1.0, "done")
+    return report
+
+
+def _rolled_back(session: Session, report: FhirReport, started: float) -> FhirReport:
+    session.rollback()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _patient_errors(errors: list[RowError], entries: list[Entry]) -> list[RowError]:
+    out = []
+    for e in errors:
+        i = e.row - 2
+        row = entries[i].row if 0 <= i < len(entries) else 0
+        out.append(RowError(row, PATIENT_PATHS.get(e.column, e.column), e.value, e.message))
+    return out
+
+
+def _retractions(session: Session, entries: list[Entry],
+                 report: FhirReport) -> tuple[list[tuple[str, Any, str]], int]:
+    """(kind, row, reason) to mark entered_in_error, and how many were retracted already."""
+    out: dict[tuple[str, int], tuple[str, Any, str]] = {}
+    already = 0
+    for e in entries:
+        rows = status.retract_targets(session, e.rtype, e.rid) if e.rid else []
+        final = [(kind, row) for kind, row in rows if row.status == status.FINAL]
+        for kind, row in final:
+            out.setdefault((kind, row.id), (kind, row, status.retract_reason(e.label)))
+        if rows and not final:
+            already += 1
+        elif not rows:
+            report.skip(f"{e.rtype}: entered-in-error, never imported")
+    return list(out.values()), already
+
+
+def _write(session: Session, plans: list[KindPlan], retractions: list[tuple[str, Any, str]],
+           *, batch_id: int | None, user: str, say: Progress) -> None:
+    pks = _patient_index(session)
+    for plan in plans:
+        for frame, records in plan.inserts:
+            frame = frame.copy()
+            frame["patient_pk"] = [pks[r.values["patient_id"]][0] for r in records]
+            write_rows(session, plan.kind, frame, batch_id=batch_id, user=user, source="fhir",
+                       progress=say)
+        for change in plan.changes:
+            pid = change.record.values["patient_id"]
+            fields = {k: v for k, v in change.fields.items() if k != "source_record_id"}
+            fields["patient_pk"] = pks[pid][0]
+            old = status.load(session, plan.kind, change.old)
+            status.supersede(session, plan.kind, old, fields, reason=change.reason,
+                             user=user, batch_id=batch_id, source_id=change.record.source_id,
+                             patient_id=pid)
+    patient_of = {pk: pid for pid, (pk, _inf) in pks.items()}
+    for kind, row, reason in retractions:
+        if row.status != status.FINAL:
+            continue  # a recomputed vasopressor count superseded it in this same file
+        status.retract(session, kind, row, reason=reason, user=user,
+                       patient_id=patient_of.get(row.patient_pk, ""))
