@@ -328,6 +328,43 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fhir_sync(args: argparse.Namespace) -> int:
+    """Pull from the site's FHIR server ([fhir] in the site TOML) every monitor interval
+    until SIGTERM or Ctrl-C; `--once` runs one pass and prints its summary."""
+    import logging
+    import signal
+    import threading
+
+    from core.fhirsync import FhirConfigError, fhir_config, run_forever, sync_once
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings(args)
+    try:
+        config = fhir_config(settings)
+    except FhirConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if config is None:
+        print("no FHIR server configured: add a [fhir] table with base_url to the site TOML "
+              "(CARTWATCH_SITE_CONFIG)", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    try:
+        if args.once:
+            report = sync_once(engine, settings, config)
+            print("\n".join(report.lines()))
+            return 1 if report.error else 0
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        run_forever(engine, settings, config, stop)
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --db and --user work before or after the command (`python -m core import f --db URL`)
     common = argparse.ArgumentParser(add_help=False)
@@ -399,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--health-port", type=int, default=None,
                    help="port of the /healthz and /metrics endpoint (default: off)")
     s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("fhir-sync", help="pull new labs, vitals and drug administrations from "
+                                         "the site's FHIR server ([fhir] in the site TOML)")
+    s.add_argument("--once", action="store_true", help="one pass, print a summary, exit")
+    s.set_defaults(func=cmd_fhir_sync)
 
     s = sub.add_parser("create-user", help="add a user (password from prompt or stdin)")
     s.add_argument("name")

@@ -183,7 +183,8 @@ def _cycle_lock(engine: Engine) -> Iterator[bool]:
 
 def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *,
               worker: str | None = None) -> CycleReport:
-    """One cycle: evaluate every active patient, deliver due notifications, heartbeat.
+    """One cycle: a fhir-sync pass when the site TOML names a FHIR server, evaluate every
+    active patient, deliver due notifications, heartbeat.
 
     A monitor skips the cycle when another holds the PostgreSQL lock, or finished a cycle
     less than half an interval ago (monitors on two hosts share the work, never double it).
@@ -209,6 +210,7 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
                 return report
             cycle = MonitorCycle(worker=worker, started_at=at)
             s.add(cycle)
+        report.error = _fhir_sync(engine, settings)
         try:
             doc = run_evaluate(engine, settings, as_of=now, actor="monitor",
                                wait_for_lock=True)
@@ -216,9 +218,10 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
             _retried(engine, at)
         except Exception as exc:  # logged and recorded; the cycle goes on to deliver
             log.error("monitor evaluation failed", exc_info=exc)
-            report.error = f"{type(exc).__name__}: {exc}"[:2000]
+            failure = f"{type(exc).__name__}: {exc}"[:2000]
+            report.error = (report.error + "; " if report.error else "") + failure
             with session_scope(engine) as s:
-                s.add(EvaluationFailure(source="monitor", error=report.error))
+                s.add(EvaluationFailure(source="monitor", error=failure))
         try:
             config = notify_config(settings)
         except NotifyConfigError as exc:  # alerts were still synced, without notifications
@@ -237,6 +240,22 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
             row.patients, row.delivered = report.patients, report.delivered
             row.failed_deliveries, row.error = report.failed_deliveries, report.error
     return report
+
+
+def _fhir_sync(engine: Engine, settings: Settings) -> str | None:
+    """One fhir-sync pass when the site TOML names a FHIR server ([fhir] base_url); its
+    error (a refused page, an HTTP failure, a bad [fhir] table) for the cycle's error."""
+    from core.fhirsync import FhirConfigError, sync_configured
+
+    try:
+        sync = sync_configured(engine, settings)
+    except FhirConfigError as exc:
+        log.error("fhir-sync is off: %s", exc)
+        return f"fhir-sync: {exc}"[:1000]
+    except Exception as exc:  # the database went away, ...: logged, the cycle goes on
+        log.error("fhir-sync pass failed", exc_info=exc)
+        return f"fhir-sync: {type(exc).__name__}: {exc}"[:1000]
+    return None if sync is None or sync.error is None else f"fhir-sync: {sync.error}"[:1000]
 
 
 def _parse(value: object) -> datetime | None:
