@@ -328,6 +328,27 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_listen_hl7(args: argparse.Namespace) -> int:
+    """The HL7 v2 listener over MLLP until SIGTERM or Ctrl-C (design.md "Command line")."""
+    import logging
+
+    from core.hl7.listener import run
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    try:
+        run(engine, settings, args.host, args.port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def cmd_fhir_sync(args: argparse.Namespace) -> int:
     """Pull from the site's FHIR server ([fhir] in the site TOML) every monitor interval
     until SIGTERM or Ctrl-C; `--once` runs one pass and prints its summary."""
@@ -436,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--health-port", type=int, default=None,
                    help="port of the /healthz and /metrics endpoint (default: off)")
     s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("listen-hl7", help="HL7 v2 listener over MLLP: ORU^R01 results, ADT "
+                                          "admit/transfer/discharge")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=2575, help="TCP port (default 2575)")
+    s.set_defaults(func=cmd_listen_hl7)
 
     s = sub.add_parser("fhir-sync", help="pull new labs, vitals and drug administrations from "
                                          "the site's FHIR server ([fhir] in the site TOML)")

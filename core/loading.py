@@ -1,6 +1,7 @@
 """Build `Course` frames from the database: one query per table for every patient at once.
 
-Only `final` rows are read (superseded and entered-in-error rows never reach a rule). Times
+Only `final` rows are read (superseded and entered-in-error rows never reach a rule), and
+preliminary lab results only where the site setting `inbound.rules_use_preliminary` is on. Times
 come back as UTC; `day` is fractional days since local midnight of the infusion date in the
 ward's zone, exactly as `core.course.days_of` computes it, but vectorised over all patients.
 """
@@ -37,11 +38,13 @@ from core.models import (
     Patient,
     PatientStatus,
     RecordStatus,
+    SiteSetting,
     Treatment,
 )
 from core.rules.common import attach_index, index_courses
 
 FINAL = RecordStatus.FINAL.value
+PRELIMINARY_SETTING = "inbound.rules_use_preliminary"
 RAW_LAB_COLUMNS = [
     "patient_pk", "lab_id", "analyte", "collected_at", "value", "unit", "qualifier", "ref_low",
     "ref_high", "original_value", "original_unit", "verified_at",
@@ -140,7 +143,23 @@ def _final_rows(
     return stmt
 
 
-def _read_labs(session: Session, pks: Select | None, until: datetime | None) -> pd.DataFrame:
+def _setting_on(value: object) -> bool:
+    if isinstance(value, str):  # a JSON value read without its column type
+        import json
+
+        value = json.loads(value)
+    return isinstance(value, dict) and value.get("value") is True
+
+
+def use_preliminary(session: Session) -> bool:
+    """Whether the rules read preliminary lab results (HL7 OBX-11 P, FHIR preliminary): the
+    site setting `inbound.rules_use_preliminary`, off unless an admin turns it on."""
+    row = session.get(SiteSetting, PRELIMINARY_SETTING)
+    return row is not None and _setting_on(row.value)
+
+
+def _read_labs(session: Session, pks: Select | None, until: datetime | None,
+               preliminary: bool | None = None) -> pd.DataFrame:
     L = LabResult
     stmt = _final_rows(
         session, L,
@@ -148,6 +167,8 @@ def _read_labs(session: Session, pks: Select | None, until: datetime | None) -> 
          L.qualifier, L.ref_low, L.ref_high, L.original_value, L.original_unit, L.verified_at],
         pks, L.collected_at, until,
     )
+    if not (use_preliminary(session) if preliminary is None else preliminary):
+        stmt = stmt.where(L.preliminary.is_(False))  # type: ignore[attr-defined]
     frame = _read(session, stmt, RAW_LAB_COLUMNS)
     if len(frame):
         frame["collected_at"] = _utc(frame["collected_at"])
@@ -236,13 +257,19 @@ def load_patient_courses(
     zone = ZoneInfo(tz)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    patients = list(session.scalars(_patient_select(patient_ids, active_only)).all())
-    if not patients:
+    # the site's preliminary-results setting rides along with the patients (no extra query)
+    setting = select(SiteSetting.value).where(
+        SiteSetting.key == PRELIMINARY_SETTING).scalar_subquery()
+    rows = session.execute(_patient_select(patient_ids, active_only).add_columns(
+        setting.label("rules_use_preliminary"))).all()
+    if not rows:
         return []
+    patients = [row[0] for row in rows]
+    preliminary = _setting_on(rows[0][1])
     pks = _pk_subquery(patient_ids, active_only)
     starts = _day_starts(patients, zone)
 
-    labs = _read_labs(session, pks, as_of)
+    labs = _read_labs(session, pks, as_of, preliminary)
     if len(labs):
         labs["day"] = _days(labs, "collected_at", starts)
         labs["verified"] = labs["verified_at"].notna()

@@ -28,6 +28,7 @@ REGISTRY = [
     ("Data", "import_data.py", "Bulk import", ":material/upload_file:", "import", "enter_data"),
     ("Data", "verify.py", "Verification queue", ":material/fact_check:", "verify",
      "correct_data"),
+    ("Data", "held.py", "Held messages", ":material/inbox:", "held", "correct_data"),
     ("Data", "audit.py", "Audit trail", ":material/history:", "audit", "view"),
     ("Rules", "rules.py", "Rules in force", ":material/rule:", "rules", "view"),
     ("Rules", "backtest.py", "Backtesting", ":material/query_stats:", "backtest", "view"),

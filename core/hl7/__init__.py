@@ -1,0 +1,9 @@
+"""HL7 v2 over MLLP (issue 14): ORU^R01 results and ADT^A01/A02/A03, one message one
+transaction, acknowledged AA / AE / AR; unknown patients and codes wait in a held queue.
+
+- `parse`: HL7 text -> plain records (python-hl7 parses);
+- `results`: a parsed message applied to the clinical tables (the import's validation);
+- `receive`: one message -> one transaction -> the ACK;
+- `listener`: the asyncio MLLP server (`python -m core listen-hl7`);
+- `held`: the held queue (list, match patient, release, dismiss).
+"""

@@ -1,0 +1,187 @@
+"""The MLLP listener over real sockets on 127.0.0.1 (python-hl7's asyncio client), against
+`core.hl7.listener.ListenerThread` on a SQLite file, and `python -m core listen-hl7` as a
+real process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import hl7
+import pytest
+from hl7.mllp import open_hl7_connection
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from core.config import Settings
+from core.db import init_db, make_engine
+from core.hl7.listener import ListenerThread
+from core.importing import import_file
+from core.models import Alert, InboundMessage, LabResult
+from tests.conftest import free_port
+from tests.core.test_hl7_receive import FER, oru
+
+ROOT = Path(__file__).resolve().parents[2]
+SENDERS, PER_SENDER = 4, 100  # 4 x 250: bench/hl7_feed.py --senders 4 --messages 250
+INFUSED = date.today() - timedelta(days=5)
+
+
+@pytest.fixture
+def ward_file(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ward.db'}")
+    init_db(engine)
+    rows = "".join(f"SYN-{i:03d},{INFUSED},axi-cel,4A-{i:02d}\n" for i in range(1, 5))
+    assert import_file(engine, f"patient_id,infusion_date,product,bed\n{rows}".encode(),
+                       "patients.csv").ok
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def listener(ward_file: Engine) -> Iterator[ListenerThread]:
+    settings = Settings(database_url=ward_file.url.render_as_string(hide_password=False))
+    with ListenerThread(ward_file, settings) as running:
+        yield running
+
+
+async def _send_all(port: int, messages: list[str]) -> list[str]:
+    """Send messages one after another on one connection; the MSA-1 code of each ACK."""
+    reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
+    codes = []
+    try:
+        for message in messages:
+            writer.writemessage(hl7.parse(message))
+            await writer.drain()
+            ack = await asyncio.wait_for(reader.readmessage(), 60)
+            codes.append(str(ack.segment("MSA")(1)))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return codes
+
+
+def send(port: int, *messages: str) -> list[str]:
+    return asyncio.run(_send_all(port, list(messages)))
+
+
+def rows(engine: Engine, model: type = LabResult) -> int:
+    with Session(engine) as s:
+        return int(s.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_an_oru_over_mllp_gets_aa_and_its_rows_and_alert_are_there(
+        listener: ListenerThread, ward_file: Engine) -> None:
+    assert send(listener.port, oru("L1")) == ["AA"]
+    assert rows(ward_file) == 2
+    with Session(ward_file) as s:  # evaluated before the ACK went out
+        assert s.execute(select(Alert).where(Alert.rule_id == "ctcae_platelets",
+                                             Alert.grade == 4)).first() is not None
+    assert send(listener.port, oru("L1")) == ["AA"]  # resend
+    assert rows(ward_file) == 2
+
+
+def test_a_connections_messages_are_applied_in_order(listener: ListenerThread,
+                                                     ward_file: Engine) -> None:
+    when = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y%m%d%H%M%S+0000")
+    fixed = ("2276-4", "Ferritin", "LN", "NM", "1500", "ug/L", "", "", "C")
+    gone = ("2276-4", "Ferritin", "LN", "NM", "", "", "", "", "D")
+    assert send(listener.port, oru("O1", [FER], when=when), oru("O2", [fixed], when=when),
+                oru("O3", [gone], when=when)) == ["AA", "AA", "AA"]
+    with Session(ward_file) as s:
+        states = [(r.value, r.status) for r in s.execute(select(LabResult).order_by(
+            LabResult.id)).scalars()]
+    assert states == [(900.0, "superseded"), (1500.0, "entered_in_error")]
+
+
+def test_a_malformed_message_over_mllp_gets_ae(listener: ListenerThread,
+                                               ward_file: Engine) -> None:
+    bad = oru("L2", [("2276-4", "Ferritin", "LN", "NM", "abc", "ug/L", "", "")])
+    assert send(listener.port, bad, oru("L3")) == ["AE", "AA"]  # the connection goes on
+    assert rows(ward_file) == 2
+
+
+def test_four_senders_at_once_lose_nothing(listener: ListenerThread, ward_file: Engine) -> None:
+    base = datetime.now(UTC) - timedelta(hours=1)
+
+    def batch(sender: int) -> list[str]:
+        out = []
+        for i in range(PER_SENDER):
+            when = (base - timedelta(minutes=i)).strftime("%Y%m%d%H%M%S+0000")
+            plt = ("777-3", "Platelets", "LN", "NM", str(100 + i % 50), "10*9/L", "", "")
+            out.append(oru(f"S{sender}-{i}", [plt, FER], patient=f"SYN-{sender:03d}",
+                           when=when))
+        return out
+
+    async def everyone() -> list[list[str]]:
+        return await asyncio.gather(*(_send_all(listener.port, batch(s))
+                                      for s in range(1, SENDERS + 1)))
+
+    started = time.perf_counter()
+    results = asyncio.run(everyone())
+    seconds = time.perf_counter() - started
+    assert all(codes == ["AA"] * PER_SENDER for codes in results)
+    assert rows(ward_file) == SENDERS * PER_SENDER * 2
+    with Session(ward_file) as s:
+        stored = s.execute(select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.status == "stored")).scalar_one()
+    assert stored == SENDERS * PER_SENDER
+    print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s")
+
+
+def _frame(message: str) -> bytes:
+    return b"\x0b" + message.encode() + b"\x1c\x0d"
+
+
+def test_a_sender_cut_off_mid_message_leaves_nothing_and_its_retry_lands_once(
+        listener: ListenerThread, ward_file: Engine) -> None:
+    framed = _frame(oru("K1"))
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(framed[: len(framed) // 2])
+    time.sleep(0.3)
+    assert rows(ward_file) == rows(ward_file, InboundMessage) == 0
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as sock:
+        sock.sendall(framed)
+        ack = b""
+        while not ack.endswith(b"\x1c\x0d"):
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed before the ACK"
+            ack += chunk
+    assert b"MSA|AA|K1" in ack
+    assert send(listener.port, oru("K1")) == ["AA"]
+    assert rows(ward_file) == 2 and rows(ward_file, InboundMessage) == 1
+
+
+def test_the_command_line_listener_acks_and_stops_on_sigterm(ward_file: Engine) -> None:
+    port = free_port()
+    env = {**os.environ, "CARTWATCH_DATABASE_URL":
+           ward_file.url.render_as_string(hide_password=False), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "core", "listen-hl7", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "listen-hl7 did not start"
+                time.sleep(0.2)
+        assert send(port, oru("CLI1")) == ["AA"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"HL7 listener on 127.0.0.1:{port}" in err
+    assert "stopped" in err
+    assert rows(ward_file) == 2
