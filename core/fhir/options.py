@@ -29,7 +29,7 @@ PRODUCT_CODES = "fhir.car_t_product_codes"
 EXTRA_DRUGS = "fhir.extra_drugs"
 
 
-def _strings(value: Any) -> tuple[str, ...]:
+def as_strings(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, list | tuple):
@@ -50,7 +50,7 @@ class Options:
             return default if row is None else row.value.get("value", default)
 
         extra = set()
-        for name in _strings(get(EXTRA_DRUGS, [])):
+        for name in as_strings(get(EXTRA_DRUGS, [])):
             drug = resolve_drug(name)
             if drug is None:
                 log.warning("site setting %s: %r is not a drug CAR-T Watch records; ignored",
@@ -58,5 +58,5 @@ class Options:
             else:
                 extra.add(drug)
         return cls(day0_from_administration=bool(get(DAY0, False)),
-                   product_codes=_strings(get(PRODUCT_CODES, [])),
+                   product_codes=as_strings(get(PRODUCT_CODES, [])),
                    recorded=RECORDED | frozenset(extra))

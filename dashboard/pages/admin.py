@@ -1,5 +1,5 @@
 """Users & settings (admin): the users; adding one; a user's role, password and deactivation;
-site settings; the code map; notifications (contact points, delivery log, tests)."""
+site settings; the code map and interfaces; notifications (contact points, delivery log, tests)."""
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +11,7 @@ from core.faults import StorageFault
 from core.models import Role
 from core.permissions import NotAllowed
 from core.users import MIN_PASSWORD_LENGTH, create_user
-from dashboard import auth, codemap_admin, notify_admin, resources
+from dashboard import auth, codemap_admin, interfaces_admin, notify_admin, resources
 
 engine = resources.get_engine()
 me = auth.current()
@@ -110,6 +110,7 @@ st.caption("Rule thresholds are set per site in the file named by CARTWATCH_SITE
 
 st.divider()
 codemap_admin.section(engine, me)
+interfaces_admin.section(engine, me)
 
 st.divider()
 notify_admin.section(engine, resources.get_settings(), me)
