@@ -1,5 +1,6 @@
-"""`make run` (issue 13 §2): one command starts the app and the monitor beside it, and Ctrl-C
-stops both with no process left behind."""
+"""`make run` (issue 13 §2, issue 14): one command starts the app, the monitor and the HL7
+listener beside it, a lab result sent over MLLP is acknowledged and stored, and Ctrl-C stops
+all three with no process left behind."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hl7.client import MLLPClient
 from sqlalchemy import func, select
 
 from core.db import make_engine, session_scope
-from core.models import MonitorCycle
+from core.models import LabResult, MonitorCycle
 from tests.conftest import ROOT, free_port
+from tests.core.test_hl7_receive import FER, ack_fields, oru, stamp
 
 
 def _group(pgid: int) -> set[int]:
@@ -31,15 +34,16 @@ def _group(pgid: int) -> set[int]:
     return pids
 
 
-def test_make_run_starts_app_and_monitor_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+def test_make_run_starts_app_monitor_and_listener_and_ctrl_c_stops_all(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'run.db'}"
-    port = free_port()
+    port, hl7_port = free_port(), free_port()
     env = {**os.environ, "CARTWATCH_DATABASE_URL": url, "MAKEFLAGS": ""}
     log = tmp_path / "make.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(["make", "--no-print-directory", "run", f"PORT={port}",
-                                 "MONITOR_INTERVAL=2"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                 "MONITOR_INTERVAL=2", f"HL7_PORT={hl7_port}"], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     engine = make_engine(url)
     try:
         deadline = time.monotonic() + 180
@@ -55,8 +59,14 @@ def test_make_run_starts_app_and_monitor_and_ctrl_c_stops_both(tmp_path: Path) -
                 pass
             time.sleep(0.5)
         assert healthy and cycles >= 2, log.read_text()
+        with MLLPClient("127.0.0.1", hl7_port) as client:  # the lab's feed
+            ack = client.send_message(oru("RUN1", [FER], when=stamp(1))).decode()
+        assert ack_fields(ack)["code"] == "AA", ack
+        with session_scope(engine) as s:
+            assert s.scalar(select(func.count()).select_from(LabResult).where(
+                LabResult.source == "hl7")) == 1
         members = _group(proc.pid)
-        assert len(members) >= 3, members  # make, its shell, the monitor, the app
+        assert len(members) >= 4, members  # make, its shell, the monitor, listener, app
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
         proc.wait(timeout=60)
         deadline = time.monotonic() + 30
