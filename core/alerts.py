@@ -19,11 +19,12 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from core.db import table_of
 from core.faults import storage_guard
 from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
 from core.permissions import require
@@ -58,6 +59,10 @@ class SyncResult:
     escalated: int = 0
 
 
+@overload
+def _aware(when: datetime) -> datetime: ...
+@overload
+def _aware(when: None) -> None: ...
 def _aware(when: datetime | None) -> datetime | None:
     # SQLite may hand back naive UTC; everything here compares aware instants.
     if when is None or when.tzinfo is not None:
@@ -158,13 +163,14 @@ class _Recorder:
             return
         if any(alert.id is None for alert, *_ in changes):
             self.session.flush()
-        events = [{"alert_id": alert.id, "at": at, "actor": actor, "action": action,
-                   "note": note} for alert, action, actor, at, _b, _a, note in changes]
-        table = AlertEvent.__table__  # Core, not the ORM's bulk path: no objects to build
-        ids = self.session.execute(table.insert().returning(  # type: ignore[attr-defined]
-            table.c.id, sort_by_parameter_order=True), events).scalars().all()  # type: ignore[attr-defined]
+        events: list[dict[str, Any]] = [
+            {"alert_id": alert.id, "at": at, "actor": actor, "action": action, "note": note}
+            for alert, action, actor, at, _b, _a, note in changes]
+        table = table_of(AlertEvent)  # Core, not the ORM's bulk path: no objects to build
+        ids = self.session.execute(table.insert().returning(
+            table.c.id, sort_by_parameter_order=True), events).scalars().all()
         stamp = utcnow()
-        self.session.execute(AuditLog.__table__.insert(), [{  # type: ignore[attr-defined]
+        self.session.execute(table_of(AuditLog).insert(), [{
             "at": stamp, "actor": actor, "action": f"alert_{action}", "table_name": "alert",
             "record_id": str(alert.id), "patient_id": self.patient_id(alert.patient_pk),
             "before": before, "after": after, "reason": note,
@@ -311,8 +317,8 @@ def alerts_by_patient(session: Session, patient_pks: Iterable[int]) -> dict[int,
     pks = list(patient_pks)
     out: dict[int, list[Alert]] = {pk: [] for pk in pks}
     for i in range(0, len(pks), _IN_CHUNK):
-        stmt = (select(Alert).where(Alert.patient_pk.in_(pks[i:i + _IN_CHUNK]))  # type: ignore[attr-defined]
-                .order_by(Alert.id))  # type: ignore[arg-type]
+        stmt = (select(Alert).where(col(Alert.patient_pk).in_(pks[i:i + _IN_CHUNK]))
+                .order_by(col(Alert.id)))
         for alert in session.scalars(stmt):
             out[alert.patient_pk].append(alert)
     return out
@@ -320,13 +326,14 @@ def alerts_by_patient(session: Session, patient_pks: Iterable[int]) -> dict[int,
 
 def firing_since(session: Session, alert: Alert) -> datetime:
     """When the alert's current firing spell began (fired, refired, unsnoozed, reopened)."""
+    E = AlertEvent
     at = session.scalars(
-        select(AlertEvent.at)
-        .where(AlertEvent.alert_id == alert.id, AlertEvent.action.in_(_FIRING_ENTRY))  # type: ignore[attr-defined]
-        .order_by(AlertEvent.at.desc(), AlertEvent.id.desc())  # type: ignore[attr-defined,union-attr]
+        select(col(E.at))
+        .where(col(E.alert_id) == alert.id, col(E.action).in_(_FIRING_ENTRY))
+        .order_by(col(E.at).desc(), col(E.id).desc())
         .limit(1)
     ).first()
-    return _aware(at) or _aware(alert.first_fired_at)  # type: ignore[return-value]
+    return _aware(at) or _aware(alert.first_fired_at)
 
 
 def escalate_overdue(
@@ -341,13 +348,18 @@ def escalate_overdue(
     """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`
     (with `notify`, the tier-2 notifications are written too)."""
     now = _aware(now) or utcnow()
-    stmt = select(Alert).where(Alert.state == AlertState.FIRING.value,
-                               Alert.severity == Severity.SEVERE.value)
+    stmt = select(Alert).where(col(Alert.state) == AlertState.FIRING.value,
+                               col(Alert.severity) == Severity.SEVERE.value)
     if patient_pk is not None:
-        stmt = stmt.where(Alert.patient_pk == patient_pk)
+        stmt = stmt.where(col(Alert.patient_pk) == patient_pk)
     count = _escalate(session, session.scalars(stmt).all(), now, escalate_after, actor, notify)
     session.flush()
     return count
+
+
+def _alert_pk(alert: Alert) -> int:
+    assert alert.id is not None  # stored, or flushed by _Recorder.write before escalation
+    return alert.id
 
 
 def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
@@ -355,7 +367,7 @@ def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
     """escalate_overdue over the given alerts (those not severe and firing are skipped)."""
     rec = _Recorder(session, notify)
     count = 0
-    for alert in sorted(alerts, key=lambda a: a.id):
+    for alert in sorted(alerts, key=_alert_pk):
         if alert.state != AlertState.FIRING or alert.severity != Severity.SEVERE:
             continue
         if now - firing_since(session, alert) > escalate_after:
@@ -377,7 +389,7 @@ def resolve_for_inactive(
     """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
     now = _aware(now) or utcnow()
     keep = set(active_pks)
-    stmt = select(Alert).where(Alert.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+    stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
     rec = _Recorder(session, notify)
     count = 0
     for alert in session.scalars(stmt).all():
@@ -474,17 +486,17 @@ def alert_history(session: Session, alert_id: int) -> list[AlertEvent]:
     """Every event of the alert, oldest first."""
     _get(session, alert_id)
     return list(session.scalars(
-        select(AlertEvent).where(AlertEvent.alert_id == alert_id)
-        .order_by(AlertEvent.at, AlertEvent.id)  # type: ignore[arg-type]
+        select(AlertEvent).where(col(AlertEvent.alert_id) == alert_id)
+        .order_by(col(AlertEvent.at), col(AlertEvent.id))
     ))
 
 
 def patient_alerts(session: Session, patient_id: str, *, open_only: bool = True) -> list[Alert]:
     """A patient's alerts (open ones by default): most severe first, then newest."""
-    stmt = select(Alert).join(Patient, Patient.id == Alert.patient_pk).where(
-        Patient.patient_id == patient_id)
+    stmt = select(Alert).join(Patient, col(Patient.id) == col(Alert.patient_pk)).where(
+        col(Patient.patient_id) == patient_id)
     if open_only:
-        stmt = stmt.where(Alert.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
     alerts = list(session.scalars(stmt).all())
     alerts.sort(key=lambda a: (-_RANK.get(a.severity, 0), -(a.since_day or 0), a.id or 0))
     for a in alerts:

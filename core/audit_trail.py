@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from core.exporting import neutralise
 from core.models import AuditLog
@@ -22,18 +23,21 @@ def audit_log(engine: Engine, *, actor: str | None = None, table: str | None = N
               end: date | None = None, limit: int = 5_000) -> pd.DataFrame:
     """Audit rows, newest first; `start`/`end` are inclusive UTC dates."""
     A = AuditLog
-    stmt = select(A.id, A.at, A.actor, A.action, A.table_name, A.record_id, A.patient_id,
-                  A.reason, A.before, A.after).order_by(A.at.desc(), A.id.desc()).limit(limit)  # type: ignore[attr-defined]
+    stmt = (select(col(A.id), col(A.at), col(A.actor), col(A.action), col(A.table_name),
+                   col(A.record_id), col(A.patient_id), col(A.reason), col(A.before),
+                   col(A.after))
+            .order_by(col(A.at).desc(), col(A.id).desc()).limit(limit))
     if actor:
-        stmt = stmt.where(A.actor == actor)
+        stmt = stmt.where(col(A.actor) == actor)
     if table:
-        stmt = stmt.where(A.table_name == table)
+        stmt = stmt.where(col(A.table_name) == table)
     if patient_id:
-        stmt = stmt.where(A.patient_id == patient_id)
+        stmt = stmt.where(col(A.patient_id) == patient_id)
     if start:
-        stmt = stmt.where(A.at >= datetime.combine(start, time(), tzinfo=UTC))
+        stmt = stmt.where(col(A.at) >= datetime.combine(start, time(), tzinfo=UTC))
     if end:
-        stmt = stmt.where(A.at < datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC))
+        stmt = stmt.where(
+            col(A.at) < datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC))
     with engine.connect() as c:
         return pd.DataFrame(c.execute(stmt).all(), columns=COLUMNS)
 
@@ -52,9 +56,9 @@ def changes(before: dict | None, after: dict | None) -> str:
 def audit_csv(frame: pd.DataFrame) -> str:
     """CSV of audit rows with spreadsheet formula prefixes neutralised."""
     out = frame.copy()
-    for col in ("before", "after"):
-        if col in out.columns:
-            out[col] = out[col].map(lambda v: "" if v is None else json.dumps(v, default=str))
+    for name in ("before", "after"):
+        if name in out.columns:
+            out[name] = out[name].map(lambda v: "" if v is None else json.dumps(v, default=str))
     out = out.map(neutralise)
     buf = io.StringIO()
     out.to_csv(buf, index=False)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from core.alerts import INFORMATIONAL_RULES, episode_key_of, is_alertable
 from core.config import Settings
@@ -180,7 +181,7 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, total)  # type: ignore[arg-type]
+            progress(done, total)
 
     episodes, patient_days = _episodes(courses, specs, merged, each)
     return BacktestResult(
@@ -244,7 +245,7 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
     return _episodes(courses, specs, overrides, each)
 
 
-_WORKER: dict[str, object] = {}
+_WORKER: dict[str, Engine] = {}
 
 
 def _worker_batch(settings: Settings, ids: Sequence[str],
@@ -256,7 +257,7 @@ def _worker_batch(settings: Settings, ids: Sequence[str],
     engine = _WORKER.get(settings.database_url)
     if engine is None:
         engine = _WORKER[settings.database_url] = make_engine(settings.database_url)
-    return _replay_batch(engine, settings, ids, overrides, as_of, None)  # type: ignore[arg-type]
+    return _replay_batch(engine, settings, ids, overrides, as_of, None)
 
 
 def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = None,
@@ -285,7 +286,8 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     thresholds_for(specs, merged)  # an unknown rule or key fails before any work is done
     started = time.perf_counter()
     with session_scope(engine) as session:
-        ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))
+        ids = list(session.scalars(select(col(Patient.patient_id))
+                                   .order_by(col(Patient.patient_id))))
     workers = replay_workers(len(ids)) if workers is None else workers
     batches = cohort_batches(ids, workers)
     if progress is not None:

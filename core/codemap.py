@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.models import CodeMapEntry, CodeTarget
@@ -64,7 +64,7 @@ class CodeMap:
     @classmethod
     def load(cls, session: Session) -> CodeMap:
         rows = session.execute(select(CodeMapEntry).where(
-            CodeMapEntry.active.is_(True))).scalars()  # type: ignore[attr-defined]
+            col(CodeMapEntry.active).is_(True))).scalars()
         return cls(rows)
 
     def __len__(self) -> int:
@@ -146,8 +146,8 @@ def check_entry(target_kind: str, target: str, unit: str | None) -> tuple[CodeTa
 def _put(session: Session, *, system: str, code: str, kind: CodeTarget, target: str,
          unit: str | None, display: str | None, user: str, reason: str) -> CodeMapEntry:
     old = session.execute(select(CodeMapEntry).where(
-        CodeMapEntry.system == system, CodeMapEntry.code == code,
-        CodeMapEntry.active.is_(True))).scalars().first()  # type: ignore[attr-defined]
+        col(CodeMapEntry.system) == system, col(CodeMapEntry.code) == code,
+        col(CodeMapEntry.active).is_(True))).scalars().first()
     before = audit.snapshot(old)
     if old is not None:
         old.active = False
@@ -177,7 +177,8 @@ def map_code(engine: Engine, *, system: str, code: str, target_kind: str, target
         entry = _put(session, system=system.strip() or ANY_SYSTEM, code=code.strip(), kind=kind,
                      target=key, unit=(unit or "").strip() or None, display=display,
                      user=user, reason=reason)
-        return int(entry.id)  # type: ignore[arg-type]
+        assert entry.id is not None  # given by the flush in _put
+        return int(entry.id)
 
 
 def unmap(engine: Engine, entry_id: int, *, user: str, reason: str,
@@ -241,8 +242,8 @@ def import_csv(engine: Engine, data: bytes, *, user: str, reason: str,
 
 def entries(engine: Engine, *, include_inactive: bool = False) -> list[CodeMapEntry]:
     with Session(engine) as session:
-        query = select(CodeMapEntry).order_by(CodeMapEntry.system, CodeMapEntry.code,
-                                              CodeMapEntry.id)
+        query = select(CodeMapEntry).order_by(col(CodeMapEntry.system), col(CodeMapEntry.code),
+                                              col(CodeMapEntry.id))
         if not include_inactive:
-            query = query.where(CodeMapEntry.active.is_(True))  # type: ignore[attr-defined]
+            query = query.where(col(CodeMapEntry.active).is_(True))
         return list(session.execute(query).scalars())

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.entry import site_setting
@@ -116,8 +116,9 @@ def _load(session: Session, kind: str, record_id: int) -> tuple[Any, str]:
     row = session.get(TABLES[kind], record_id)
     if row is None:
         raise CorrectionRefused(f"No {kind} record {record_id}.")
-    pid = session.get(Patient, row.patient_pk).patient_id  # type: ignore[union-attr]
-    return row, pid
+    patient = session.get(Patient, row.patient_pk)
+    assert patient is not None  # patient_pk is a foreign key
+    return row, patient.patient_id
 
 
 @storage_guard()
@@ -180,7 +181,7 @@ def correct(engine: Engine, table: str, record_id: int, changes: dict[str, objec
         audit.record(session, actor=user, action="correct", table_name=table,
                      record_id=new.id, patient_id=pid, before=before,
                      after=audit.snapshot(new), reason=why)
-        return int(new.id)  # type: ignore[arg-type]
+        return int(new.id)
 
 
 @storage_guard()
@@ -218,7 +219,7 @@ def history(engine: Engine, table: str, record_id: int) -> list[dict[str, Any]]:
             chain.insert(0, prev)
         while True:
             nxt = s.execute(select(model).where(
-                model.supersedes_id == chain[-1].id)).scalars().first()  # type: ignore[attr-defined]
+                model.supersedes_id == chain[-1].id)).scalars().first()
             if nxt is None:
                 break
             chain.append(nxt)
@@ -234,15 +235,16 @@ def verification_required(engine: Engine) -> bool:
 def verification_queue(engine: Engine, patient_id: str | None = None) -> pd.DataFrame:
     """Hand-entered or corrected lab values (final, not yet verified), oldest first."""
     L = LabResult
-    stmt = (select(L.id, Patient.patient_id, L.analyte, L.collected_at, L.original_value,
-                   L.original_unit, L.value, L.unit, L.confirmed_unusual, L.entered_by,
-                   L.entered_at, L.correction_reason)
-            .join(Patient, Patient.id == L.patient_pk)
-            .where(L.status == RecordStatus.FINAL.value, L.verified_at.is_(None),  # type: ignore[union-attr]
-                   L.source == "manual")
-            .order_by(L.entered_at, L.id))
+    stmt = (select(col(L.id), col(Patient.patient_id), col(L.analyte), col(L.collected_at),
+                   col(L.original_value), col(L.original_unit), col(L.value), col(L.unit),
+                   col(L.confirmed_unusual), col(L.entered_by), col(L.entered_at),
+                   col(L.correction_reason))
+            .join(Patient, col(Patient.id) == col(L.patient_pk))
+            .where(col(L.status) == RecordStatus.FINAL.value, col(L.verified_at).is_(None),
+                   col(L.source) == "manual")
+            .order_by(col(L.entered_at), col(L.id)))
     if patient_id:
-        stmt = stmt.where(Patient.patient_id == patient_id)
+        stmt = stmt.where(col(Patient.patient_id) == patient_id)
     with engine.connect() as c:
         return pd.DataFrame(c.execute(stmt).all(),
                             columns=["id", "patient_id", "analyte", "collected_at",
@@ -274,9 +276,10 @@ def verify(engine: Engine, lab_ids: list[int], user: str, *,
             row.verified_by, row.verified_at = user, datetime.now(UTC)
             session.add(row)
             session.flush()
-            pid = session.get(Patient, row.patient_pk).patient_id  # type: ignore[union-attr]
+            patient = session.get(Patient, row.patient_pk)
+            assert patient is not None  # patient_pk is a foreign key
             audit.record(session, actor=user, action="verify", table_name="labs",
-                         record_id=row.id, patient_id=pid, before=before,
+                         record_id=row.id, patient_id=patient.patient_id, before=before,
                          after=audit.snapshot(row), reason="second-person verification")
     return refused
 
@@ -289,15 +292,19 @@ def recent_values(engine: Engine, patient_id: str, limit: int = 200) -> pd.DataF
     L, Ob = LabResult, Observation
     with engine.connect() as c:
         labs = c.execute(
-            select(L.id, L.collected_at, L.analyte, L.original_value, L.original_unit)
-            .join(Patient, Patient.id == L.patient_pk)
-            .where(Patient.patient_id == patient_id, L.status == RecordStatus.FINAL.value)
-            .order_by(L.collected_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            select(col(L.id), col(L.collected_at), col(L.analyte), col(L.original_value),
+                   col(L.original_unit))
+            .join(Patient, col(Patient.id) == col(L.patient_pk))
+            .where(col(Patient.patient_id) == patient_id,
+                   col(L.status) == RecordStatus.FINAL.value)
+            .order_by(col(L.collected_at).desc()).limit(limit)).all()
         obs = c.execute(
-            select(Ob.id, Ob.observed_at, Ob.kind, Ob.value_num, Ob.value_text, Ob.unit)
-            .join(Patient, Patient.id == Ob.patient_pk)
-            .where(Patient.patient_id == patient_id, Ob.status == RecordStatus.FINAL.value)
-            .order_by(Ob.observed_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            select(col(Ob.id), col(Ob.observed_at), col(Ob.kind), col(Ob.value_num),
+                   col(Ob.value_text), col(Ob.unit))
+            .join(Patient, col(Patient.id) == col(Ob.patient_pk))
+            .where(col(Patient.patient_id) == patient_id,
+                   col(Ob.status) == RecordStatus.FINAL.value)
+            .order_by(col(Ob.observed_at).desc()).limit(limit)).all()
     from core.units import ANALYTES
 
     rows = [{"table": "labs", "id": i, "when": t, "item": ANALYTES[a].name if a in ANALYTES

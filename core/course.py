@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -120,7 +121,7 @@ def make_course(
     events: list[tuple] | None = None,
     missing: list[tuple] | None = None,
     as_of_day: float = math.inf,
-    **patient: object,
+    **patient: Any,
 ) -> Course:
     """A course from short tuples, for tests and examples.
 
@@ -133,7 +134,7 @@ def make_course(
     from core.units import ANALYTES
 
     info = PatientInfo(patient_id=str(patient.pop("patient_id", "T1")),
-                       infusion_date=infusion_date, **patient)  # type: ignore[arg-type]
+                       infusion_date=infusion_date, **patient)
     tz = ZoneInfo("UTC")
     lab_rows = []
     for i, row in enumerate(labs or []):

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.db import session_scope
@@ -141,7 +141,13 @@ def _iso(t: datetime | date) -> str:
     return t.isoformat() if isinstance(t, datetime) else t.isoformat()
 
 
-def _frame(rows: list[dict[str, str]], columns: Sequence[str]) -> pd.DataFrame:
+def _form_time(v: object) -> str:
+    """A form's date or date-time value (the date widgets give `date`/`datetime`) as text."""
+    assert isinstance(v, date), v  # a datetime is a date
+    return _iso(v)
+
+
+def _frame(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(columns), dtype=object).fillna("")
     return frame.astype(str).apply(lambda s: s.str.strip())
 
@@ -200,8 +206,8 @@ def enter_day(
     if eps:
         tables["episodes"] = (_frame([{
             "patient_id": patient_id, "kind": e["kind"], "grade": e.get("grade", ""),
-            "onset": _iso(e["onset"]) if not _blank(e.get("onset")) else "",  # type: ignore[arg-type]
-            "resolved": _iso(e["resolved"]) if not _blank(e.get("resolved")) else "",  # type: ignore[arg-type]
+            "onset": _form_time(e["onset"]) if not _blank(e.get("onset")) else "",
+            "resolved": _form_time(e["resolved"]) if not _blank(e.get("resolved")) else "",
             "note": e.get("note") or ""} for e in eps],
             ["patient_id", "kind", "grade", "onset", "resolved", "note"]),
             [f"{e['kind']} episode" for e in eps])
@@ -209,7 +215,7 @@ def enter_day(
     if trs:
         tables["treatments"] = (_frame([{
             "patient_id": patient_id, "drug": t["drug"],
-            "given_at": _iso(t["given_at"]) if not _blank(t.get("given_at")) else stamp,  # type: ignore[arg-type]
+            "given_at": _form_time(t["given_at"]) if not _blank(t.get("given_at")) else stamp,
             "dose": "" if _blank(t.get("dose")) else t["dose"],
             "dose_unit": t.get("dose_unit") or "", "route": t.get("route") or ""} for t in trs],
             ["patient_id", "drug", "given_at", "dose", "dose_unit", "route"]),
@@ -218,7 +224,7 @@ def enter_day(
     if evs:
         tables["events"] = (_frame([{
             "patient_id": patient_id, "kind": e["kind"],
-            "at": _iso(e["at"]) if not _blank(e.get("at")) else stamp,  # type: ignore[arg-type]
+            "at": _form_time(e["at"]) if not _blank(e.get("at")) else stamp,
             "note": e.get("note") or ""} for e in evs], ["patient_id", "kind", "at", "note"]),
             [str(e["kind"]) for e in evs])
     gaps = [(a, r) for a, r in missing if not _blank(a) and not _blank(r)]
@@ -261,7 +267,7 @@ def enter_grid(
                              "value": "", "unit": ""})
                 labels.append("a row without a date")
             continue
-        day = pd.Timestamp(d).date()  # type: ignore[arg-type]
+        day = pd.Timestamp(d).date()
         stamp = datetime.combine(day, at).isoformat()
         for code in ANALYTES:
             v = rec.get(code)
@@ -286,8 +292,8 @@ def _analyte_label(code: str) -> str:
 def _day_after_infusion(engine: Engine, patient_id: str, when: datetime,
                         tz: str) -> int | None:
     with Session(engine) as s:
-        inf = s.execute(select(Patient.infusion_date).where(
-            Patient.patient_id == patient_id)).scalar_one_or_none()
+        inf = s.execute(select(col(Patient.infusion_date)).where(
+            col(Patient.patient_id) == patient_id)).scalar_one_or_none()
     if inf is None:
         return None
     local = when.astimezone(ZoneInfo(tz)).date() if when.tzinfo else when.date()
@@ -333,7 +339,7 @@ def _save(engine: Engine, patient_id: str, tables: dict[str, tuple[pd.DataFrame,
             model = TABLES[kind]
             keys = list(new["_row_key"])
             rows = session.execute(select(model).where(
-                model.row_key.in_(keys))).scalars().all()  # type: ignore[attr-defined]
+                model.row_key.in_(keys))).scalars().all()
             result.ids[kind] = [r.id for r in rows]
             for r in rows:
                 audit.record(session, actor=user, action="insert", table_name=kind,

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.alerts import (
     DEFAULT_ESCALATE_AFTER,
@@ -191,8 +191,8 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
     _sync(session, settings, loaded, _run_rules(loaded, settings, None), as_of, actor, None,
           DEFAULT_ESCALATE_AFTER, every_active=False, report=False)
     if len(loaded) < len(patient_pks):
-        active = session.scalars(select(Patient.id).where(
-            Patient.status == PatientStatus.ACTIVE.value))
+        active = session.scalars(select(col(Patient.id)).where(
+            col(Patient.status) == PatientStatus.ACTIVE.value))
         resolve_for_inactive(session, [pk for pk in active if pk is not None], as_of,
                              actor=actor, notify=notifications(settings))
     return len(loaded)
@@ -218,8 +218,8 @@ def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: da
     """The courses to evaluate: the given study IDs or patient keys (any status), else every
     active patient."""
     if pks is not None:
-        ids = list(session.scalars(select(Patient.patient_id).where(
-            Patient.id.in_(pks))))  # type: ignore[union-attr]
+        ids = list(session.scalars(select(col(Patient.patient_id)).where(
+            col(Patient.id).in_(pks))))
         if not ids:
             return []
     return load_patient_courses(session, settings.ward_tz, ids, active_only=ids is None,

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from core.db import session_scope
 from core.loading import load_courses
@@ -87,8 +88,8 @@ def _scrub(text: str | None, patient_id: str) -> str:
     return out.replace(patient_id, "[id]") if patient_id else out
 
 
-def _day(v: object) -> float | None:
-    return None if v is None or pd.isna(v) else round(float(v), 3)  # type: ignore[arg-type]
+def _day(v: float | None) -> float | None:
+    return None if v is None or pd.isna(v) else round(float(v), 3)
 
 
 def registry_extract(engine: Engine, site_secret: str | None, tz: str = "UTC") -> pd.DataFrame:
@@ -104,7 +105,7 @@ def registry_extract(engine: Engine, site_secret: str | None, tz: str = "UTC") -
             "nothing was exported.")
     with session_scope(engine) as s:
         courses = load_courses(s, tz, active_only=False)
-        disease = dict(s.execute(select(Patient.patient_id, Patient.disease)).all())
+        disease = dict(s.execute(select(col(Patient.patient_id), col(Patient.disease))).all())
     rows: list[dict[str, object]] = []
     for course in courses:
         p = course.patient

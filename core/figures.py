@@ -250,10 +250,10 @@ def episode_rows(course: Course, suggested: Sequence[Mapping] | None = None) -> 
     return rows
 
 
-def _grade_text(grade: object) -> str:
+def _grade_text(grade: float | None) -> str:
     if grade is None or (isinstance(grade, float) and math.isnan(grade)):
         return ""  # a screen without a grade (IEC-HS suggested by its rule)
-    return f"grade {int(grade)}"  # type: ignore[call-overload]
+    return f"grade {int(grade)}"
 
 
 def treatment_rows(course: Course) -> pd.DataFrame:
@@ -278,7 +278,8 @@ def _panels_for(course: Course, analytes: set[str]) -> list[Panel]:
     return out
 
 
-def _axis_id(n: int) -> str:
+def _axis_id(n: int | None) -> str:
+    assert n is not None  # a panel's second y axis exists when it has a secondary analyte
     return "" if n == 1 else str(n)
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from core.db import session_scope
 from core.faults import storage_guard
@@ -53,10 +54,10 @@ def latest_row(sample_dir: Path) -> datetime | None:
             continue
         for row in _rows(path):
             start = infusion.get(row.get("patient_id", ""))
-            for col in DAY_COLUMNS:
-                if start is None or not row.get(col):
+            for name in DAY_COLUMNS:
+                if start is None or not row.get(name):
                     continue
-                when = datetime.combine(start, time(0)) + timedelta(days=float(row[col]))
+                when = datetime.combine(start, time(0)) + timedelta(days=float(row[name]))
                 latest = when if latest is None or when > latest else latest
     return latest
 
@@ -76,8 +77,8 @@ def seeded_shift(engine: Engine, sample_dir: Path) -> int | None:
         return None
     written = {r["patient_id"]: date.fromisoformat(r["infusion_date"]) for r in _rows(path)}
     with session_scope(engine) as s:
-        stored = s.execute(select(Patient.patient_id, Patient.infusion_date).where(
-            Patient.source == "sample", Patient.patient_id.in_(list(written)))).first()
+        stored = s.execute(select(col(Patient.patient_id), col(Patient.infusion_date)).where(
+            col(Patient.source) == "sample", col(Patient.patient_id).in_(list(written)))).first()
     return None if stored is None else (stored[1] - written[stored[0]]).days
 
 
@@ -88,9 +89,9 @@ def shifted_patients(data: bytes, days: int) -> bytes:
     writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [], lineterminator="\n")
     writer.writeheader()
     for row in reader:
-        for col in DATE_COLUMNS:
-            if row.get(col):
-                row[col] = (date.fromisoformat(row[col]) + timedelta(days=days)).isoformat()
+        for name in DATE_COLUMNS:
+            if row.get(name):
+                row[name] = (date.fromisoformat(row[name]) + timedelta(days=days)).isoformat()
         writer.writerow(row)
     return out.getvalue().encode("utf-8")
 
@@ -120,5 +121,6 @@ def seed_sample(engine: Engine, sample_dir: Path, tz: str = "UTC",
         if not report.ok:
             break
     with session_scope(engine) as s:
-        s.execute(update(Patient).where(Patient.source == "sample").values(is_synthetic=True))
+        s.execute(update(Patient).where(col(Patient.source) == "sample")
+                  .values(is_synthetic=True))
     return reports

@@ -16,14 +16,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import overload
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.alerts import OPEN_STATES, SCREENING_NOTE
 from core.course import day_of
+from core.db import table_of
 from core.models import (
     Alert,
     AlertEvent,
@@ -88,6 +90,10 @@ def _aware(col: pd.Series) -> pd.Series:
     return pd.to_datetime(col, utc=True, format="ISO8601")
 
 
+@overload
+def _as_utc(when: datetime) -> datetime: ...
+@overload
+def _as_utc(when: None) -> None: ...
 def _as_utc(when: datetime | None) -> datetime | None:
     if when is None:
         return None
@@ -95,21 +101,22 @@ def _as_utc(when: datetime | None) -> datetime | None:
 
 
 def _active_patients(session: Session, ward: str | None) -> pd.DataFrame:
-    stmt = select(Patient.id, Patient.patient_id, Patient.initials, Patient.bed, Patient.ward,
-                  Patient.product, Patient.infusion_date).where(
-        Patient.status == PatientStatus.ACTIVE.value)
+    P = Patient
+    stmt = select(col(P.id), col(P.patient_id), col(P.initials), col(P.bed), col(P.ward),
+                  col(P.product), col(P.infusion_date)).where(
+        col(P.status) == PatientStatus.ACTIVE.value)
     if ward:
-        stmt = stmt.where(Patient.ward == ward)
+        stmt = stmt.where(col(P.ward) == ward)
     return pd.read_sql(stmt, session.connection())
 
 
 def _labs(session: Session, pks: list[int], analytes: Sequence[str],
           now: datetime) -> pd.DataFrame:
     L = LabResult
-    stmt = (select(L.patient_pk, L.analyte, L.collected_at, L.value)
-            .where(L.status == FINAL, L.patient_pk.in_(pks),  # type: ignore[attr-defined]
-                   L.analyte.in_(analytes), L.collected_at <= now)  # type: ignore[attr-defined]
-            .order_by(L.patient_pk, L.analyte, L.collected_at))
+    stmt = (select(col(L.patient_pk), col(L.analyte), col(L.collected_at), col(L.value))
+            .where(col(L.status) == FINAL, col(L.patient_pk).in_(pks),
+                   col(L.analyte).in_(analytes), col(L.collected_at) <= now)
+            .order_by(col(L.patient_pk), col(L.analyte), col(L.collected_at)))
     frame = pd.read_sql(stmt, session.connection())
     if len(frame):
         frame["collected_at"] = _aware(frame["collected_at"])
@@ -118,10 +125,10 @@ def _labs(session: Session, pks: list[int], analytes: Sequence[str],
 
 def _newest_lab(session: Session, pks: list[int], now: datetime) -> dict[int, pd.Timestamp]:
     L = LabResult
-    stmt = (select(L.patient_pk, func.max(L.collected_at).label("newest"))
-            .where(L.status == FINAL, L.patient_pk.in_(pks),  # type: ignore[attr-defined]
-                   L.collected_at <= now)
-            .group_by(L.patient_pk))
+    stmt = (select(col(L.patient_pk), func.max(col(L.collected_at)).label("newest"))
+            .where(col(L.status) == FINAL, col(L.patient_pk).in_(pks),
+                   col(L.collected_at) <= now)
+            .group_by(col(L.patient_pk)))
     frame = pd.read_sql(stmt, session.connection())
     if frame.empty:
         return {}
@@ -131,10 +138,11 @@ def _newest_lab(session: Session, pks: list[int], now: datetime) -> dict[int, pd
 
 def _open_alerts(session: Session, pks: list[int]) -> pd.DataFrame:
     A = Alert
-    stmt = select(A.id, A.patient_pk, A.rule_id, A.severity, A.state, A.grade, A.score,
-                  A.since_day, A.title, A.first_fired_at, A.last_seen_at).where(
-        A.patient_pk.in_(pks),  # type: ignore[attr-defined]
-        A.state.in_([s.value for s in OPEN_STATES]))  # type: ignore[attr-defined]
+    stmt = select(col(A.id), col(A.patient_pk), col(A.rule_id), col(A.severity), col(A.state),
+                  col(A.grade), col(A.score), col(A.since_day), col(A.title),
+                  col(A.first_fired_at), col(A.last_seen_at)).where(
+        col(A.patient_pk).in_(pks),
+        col(A.state).in_([s.value for s in OPEN_STATES]))
     return pd.read_sql(stmt, session.connection())
 
 
@@ -266,8 +274,8 @@ def ward_summary(session: Session, tz: str, now: datetime | None = None,
                                        row["no_labs_today"])
         rows.append(row)
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    for col in ("crs_grade", "icans_grade", "icaht_grade", "ticaht_grade"):
-        out[col] = out[col].astype("Int64")
+    for column in ("crs_grade", "icans_grade", "icaht_grade", "ticaht_grade"):
+        out[column] = out[column].astype("Int64")
     return sort_by_concern(out)
 
 
@@ -336,24 +344,23 @@ def freshness(session: Session, now: datetime | None = None,
               limit: timedelta = DEFAULT_STALE_AFTER) -> Freshness:
     """The newest lab or observation of an active patient, and the last finished evaluation."""
     now = _as_utc(now) or utcnow()
-    active = select(Patient.id).where(Patient.status == PatientStatus.ACTIVE.value)
-    lab = session.scalar(select(func.max(LabResult.collected_at)).where(
-        LabResult.status == FINAL, LabResult.collected_at <= now,
-        LabResult.patient_pk.in_(active)))  # type: ignore[attr-defined]
-    obs = session.scalar(select(func.max(Observation.observed_at)).where(
-        Observation.status == FINAL, Observation.observed_at <= now,
-        Observation.patient_pk.in_(active)))  # type: ignore[attr-defined]
-    run = session.scalar(select(func.max(EvaluationRun.finished_at)))
+    active = select(col(Patient.id)).where(col(Patient.status) == PatientStatus.ACTIVE.value)
+    L, Ob = LabResult, Observation
+    lab = session.scalar(select(func.max(col(L.collected_at))).where(
+        col(L.status) == FINAL, col(L.collected_at) <= now, col(L.patient_pk).in_(active)))
+    obs = session.scalar(select(func.max(col(Ob.observed_at))).where(
+        col(Ob.status) == FINAL, col(Ob.observed_at) <= now, col(Ob.patient_pk).in_(active)))
+    run = session.scalar(select(func.max(col(EvaluationRun.finished_at))))
     times = [t for t in (_parse(lab), _parse(obs)) if t is not None]
     return Freshness(max(times) if times else None, _parse(run), now, limit)
 
 
-def _parse(value: object) -> datetime | None:
+def _parse(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return _as_utc(value)  # type: ignore[arg-type]
+    return _as_utc(value)
 
 
 CHANGE_COLUMNS = ["patient_pk", "patient_id", "at", "action", "rule_id", "severity", "text"]
@@ -366,16 +373,17 @@ def changes_since(session: Session, since: datetime, now: datetime | None = None
     Newest first; `text` is one line without patient identifiers, e.g. "New: CRS grade 2".
     """
     now = _as_utc(now) or utcnow()
-    since = _as_utc(since)  # type: ignore[assignment]
+    since = _as_utc(since)
     E, A = AlertEvent, Alert
-    stmt = (select(A.patient_pk, Patient.patient_id, E.at, E.action, A.rule_id, A.severity,
-                   A.grade)
-            .join(A, A.id == E.alert_id).join(Patient, Patient.id == A.patient_pk)
-            .where(E.at > since, E.at <= now,
-                   E.action.in_(list(CHANGE_VERBS)))  # type: ignore[attr-defined]
-            .order_by(E.at.desc(), E.id.desc()))  # type: ignore[attr-defined,union-attr]
+    stmt = (select(col(A.patient_pk), col(Patient.patient_id), col(E.at), col(E.action),
+                   col(A.rule_id), col(A.severity), col(A.grade))
+            .join(A, col(A.id) == col(E.alert_id))
+            .join(Patient, col(Patient.id) == col(A.patient_pk))
+            .where(col(E.at) > since, col(E.at) <= now,
+                   col(E.action).in_(list(CHANGE_VERBS)))
+            .order_by(col(E.at).desc(), col(E.id).desc()))
     if patient_pks is not None:
-        stmt = stmt.where(A.patient_pk.in_(list(patient_pks)))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(A.patient_pk).in_(list(patient_pks)))
     frame = pd.read_sql(stmt, session.connection())
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in CHANGE_COLUMNS})
@@ -468,24 +476,24 @@ def alert_inbox(session: Session, filters: InboxFilter | None = None) -> pd.Data
     """Alerts matching `filters`: escalated first, then most severe, then newest (INBOX_COLUMNS)."""
     f = filters or InboxFilter()
     A = Alert
-    cols = [c for c in A.__table__.columns if c.key != "patient_pk"]  # type: ignore[attr-defined]
-    stmt = select(*cols, Patient.patient_id, Patient.bed).join(Patient,
-                                                               Patient.id == A.patient_pk)
+    cols = [c for c in table_of(A).columns if c.key != "patient_pk"]
+    stmt = select(*cols, col(Patient.patient_id), col(Patient.bed)).join(
+        Patient, col(Patient.id) == col(A.patient_pk))
     if f.states:
-        stmt = stmt.where(A.state.in_(list(f.states)))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(A.state).in_(list(f.states)))
     if f.patient_ids:
-        stmt = stmt.where(Patient.patient_id.in_(list(f.patient_ids)))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Patient.patient_id).in_(list(f.patient_ids)))
     if f.rule_ids:
-        stmt = stmt.where(A.rule_id.in_(list(f.rule_ids)))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(A.rule_id).in_(list(f.rule_ids)))
     if f.severities:
-        stmt = stmt.where(A.severity.in_(list(f.severities)))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(A.severity).in_(list(f.severities)))
     frame = pd.DataFrame([dict(r._mapping) for r in session.execute(stmt).all()])
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in INBOX_COLUMNS})
     frame["bed"] = frame["bed"].fillna("")
-    for col in ("first_fired_at", "last_seen_at", "acknowledged_at", "snoozed_until",
-                "resolved_at", "escalated_at"):
-        frame[col] = _aware(frame[col])
+    for column in ("first_fired_at", "last_seen_at", "acknowledged_at", "snoozed_until",
+                   "resolved_at", "escalated_at"):
+        frame[column] = _aware(frame[column])
     frame["citation"] = [citation_text(r) for r in frame["rule_id"]]
     frame["_esc"] = frame["state"] == AlertState.ESCALATED.value
     frame["_open"] = frame["state"].isin([s.value for s in OPEN_STATES])
@@ -541,7 +549,7 @@ def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
     pks = [int(pk) for pk in summary["patient_pk"]]
     alerts = top_alerts(session, pks, limit=2)
     changes = changes_since(session, now - since, now, pks)
-    every_id = list(session.scalars(select(Patient.patient_id)))
+    every_id = list(session.scalars(select(col(Patient.patient_id))))
     changes_by = _records_by_pk(changes)
     tiles = []
     for row in summary.to_dict("records"):

@@ -10,16 +10,18 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.codemap import CodeMap
+from core.db import table_of
 from core.faults import StorageFault
 from core.importing.reading import KINDS, FileRejected, RowError, read_csv_bytes, template_csv
 from core.importing.validate import PREPARE, Context
@@ -37,8 +39,9 @@ from core.unit_of_work import touch, write_session
 __all__ = ["ImportReport", "RowError", "import_file", "template_csv", "KINDS", "FileRejected",
            "Context", "validate_rows", "write_rows", "TABLES"]
 
-# every table a file kind writes to (clinical tables plus explained gaps)
-TABLES = {**CLINICAL_TABLES, "missing": MissingLab}
+# every table a file kind writes to (clinical tables plus explained gaps); typed loosely:
+# the tables share columns (patient_pk, status, row_key, ...) but no declared base
+TABLES: dict[str, type[Any]] = {**CLINICAL_TABLES, "missing": MissingLab}
 
 Progress = Callable[[float, str], None]
 MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml server.maxUploadSize (MB)
@@ -82,16 +85,21 @@ def _hash(prefix: str, s: pd.Series) -> pd.Series:
                      dtype=object)
 
 
-def _patient_index(session: Session) -> dict[str, tuple[int, object]]:
-    rows = session.execute(select(Patient.patient_id, Patient.id, Patient.infusion_date)).all()
-    return {pid: (pk, inf) for pid, pk, inf in rows}
+def _patient_index(session: Session) -> dict[str, tuple[int, date]]:
+    P = Patient
+    rows = session.execute(select(col(P.patient_id), col(P.id), col(P.infusion_date))).all()
+    out: dict[str, tuple[int, date]] = {}
+    for pid, pk, inf in rows:
+        assert pk is not None  # a stored row's primary key
+        out[pid] = (pk, inf)
+    return out
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
     """Frame -> list of dicts with Python datetimes and None for missing values."""
     columns: list[list] = []
-    for col in frame.columns:
-        s = frame[col]
+    for name in frame.columns:
+        s = frame[name]
         missing = s.isna().to_numpy()
         if isinstance(s.dtype, pd.DatetimeTZDtype):
             values = list(s.dt.to_pydatetime())
@@ -222,23 +230,23 @@ def _check_lengths(kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
     """Text longer than its column is refused with a sentence (PostgreSQL would otherwise
     fail the whole transaction with 'value too long'; SQLite would store it silently)."""
     model = Patient if kind == "patients" else TABLES[kind]
-    for name, column in model.__table__.columns.items():  # type: ignore[attr-defined]
+    for name, column in table_of(model).columns.items():
         limit = getattr(column.type, "length", None)
         if not limit or name not in prepared.columns:
             continue
-        col = prepared[name]
-        if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        cells = prepared[name]
+        if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
             continue
         try:
-            sizes = col.str.len().fillna(0)
+            sizes = cells.str.len().fillna(0)
         except AttributeError:  # not a column of text
-            sizes = col.map(lambda v: len(v) if isinstance(v, str) else 0)
+            sizes = cells.map(lambda v: len(v) if isinstance(v, str) else 0)
         for idx in sizes[sizes > limit].index:
             if any(e.row == int(idx) + 2 and e.column == name for e in ctx.errors):
                 continue  # already refused with the kind's own sentence
             text = str(prepared.at[idx, name])
             ctx.errors.append(RowError(
-                int(idx) + 2, name, text[:30] + "…",  # type: ignore[call-overload]
+                int(idx) + 2, name, text[:30] + "…",
                 f"The {name.replace('_', ' ')} is too long: {sizes[idx]:,} characters, "
                 f"at most {limit:,}. Shorten it; nothing was saved."))
 
@@ -246,8 +254,8 @@ def _check_lengths(kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
 def _check_existing(session: Session, kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
     """Mark rows already stored; a stored row with other values for the same key is an error."""
     if kind == "patients":
-        existing = {p.patient_id: p for p in session.exec(  # type: ignore[call-overload]
-            select(Patient).where(Patient.patient_id.in_(list(prepared["patient_id"])))
+        existing = {p.patient_id: p for p in session.execute(
+            select(Patient).where(col(Patient.patient_id).in_(list(prepared["patient_id"])))
         ).scalars()}
         present = []
         for idx, row in prepared.iterrows():
@@ -299,7 +307,7 @@ def _sqlite_column(s: pd.Series) -> list:
         values = s.astype(int).tolist()
     else:
         values = s.astype(object).tolist()
-    out = []
+    out: list[object] = []
     for v, m in zip(values, missing, strict=True):
         if m:
             out.append(None)
@@ -324,7 +332,8 @@ def _sqlite_insert(session: Session, table: str, frame: pd.DataFrame) -> None:
     sql = (f'INSERT INTO "{table}" ({", ".join(names)}) '
            f'VALUES ({", ".join("?" * len(names))})')
     raw = session.connection().connection.driver_connection
-    raw.executemany(sql, rows)  # type: ignore[union-attr]
+    assert raw is not None  # the session's connection is open
+    raw.executemany(sql, rows)
 
 
 def write_rows(session: Session, kind: str, new: pd.DataFrame, *, batch_id: int | None,
@@ -355,11 +364,11 @@ def write_rows(session: Session, kind: str, new: pd.DataFrame, *, batch_id: int 
     for start in range(0, total, _CHUNK):
         part = frame.iloc[start:start + _CHUNK]
         if sqlite:
-            _sqlite_insert(session, model.__table__.name, part)  # type: ignore[attr-defined]
+            _sqlite_insert(session, table_of(model).name, part)
         else:
             # a Core executemany on the table: the ORM's per-row bookkeeping costs more
             # than the insert itself at 100,000 rows
-            session.execute(model.__table__.insert(), _records(part))  # type: ignore[attr-defined]
+            session.execute(table_of(model).insert(), _records(part))
         say(0.3 + 0.7 * min(1.0, (start + len(part)) / total),
             f"writing rows {start + len(part):,} of {total:,}")
     if kind == "events":
@@ -372,5 +381,5 @@ def _apply_event_status(session: Session, new: pd.DataFrame) -> None:
                          (EventKind.DEATH, PatientStatus.DECEASED)):
         pks = [int(p) for p in new.loc[new["kind"] == kind.value, "patient_pk"].unique()]
         if pks:
-            session.execute(update(Patient).where(Patient.id.in_(pks)).values(
+            session.execute(update(Patient).where(col(Patient.id).in_(pks)).values(
                 status=status.value))

@@ -296,7 +296,7 @@ def prepare_observations(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     times = parse_times(frame, ctx, "observed_at", "day", infusion)
     kinds = frame["kind"].str.lower().str.replace(" ", "_", regex=False)
     kinds = kinds.where(kinds.isin(list(OBSERVATION_KINDS)),
-                        ctx.local("observation", frame["kind"]).fillna(kinds))
+                        ctx.local("observation", frame["kind"]).astype(object).fillna(kinds))
     ctx.add(frame, ~kinds.isin(list(OBSERVATION_KINDS)), "kind",
             "Unknown observation kind. Use one of " + ", ".join(OBSERVATION_KINDS) + ".")
     nums, texts = [], []

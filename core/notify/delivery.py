@@ -26,7 +26,7 @@ from uuid import uuid4
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.config import Settings
@@ -92,10 +92,10 @@ def _stopped_by(session: Session, n: Notification) -> str | None:
         return None
     ev = session.scalars(
         select(AlertEvent).where(
-            AlertEvent.alert_id == n.alert_id,
-            AlertEvent.id > n.alert_event_id,  # type: ignore[operator]
-            AlertEvent.action.in_(STOPPING_ACTIONS))  # type: ignore[attr-defined]
-        .order_by(AlertEvent.id).limit(1)  # type: ignore[arg-type]
+            col(AlertEvent.alert_id) == n.alert_id,
+            col(AlertEvent.id) > n.alert_event_id,
+            col(AlertEvent.action).in_(STOPPING_ACTIONS))
+        .order_by(col(AlertEvent.id)).limit(1)
     ).first()
     if ev is None:
         return None
@@ -111,21 +111,21 @@ def _claim(engine: Engine, config: NotifyConfig, now: datetime, worker: str,
     """
     with session_scope(engine) as s:
         stmt = (select(Notification)
-                .where(Notification.status.in_(_DUE),  # type: ignore[attr-defined]
-                       Notification.next_attempt_at <= now)
-                .order_by(Notification.next_attempt_at, Notification.id)  # type: ignore[arg-type]
+                .where(col(Notification.status).in_(_DUE),
+                       col(Notification.next_attempt_at) <= now)
+                .order_by(col(Notification.next_attempt_at), col(Notification.id))
                 .limit(1)
                 .with_for_update(skip_locked=True))
         if only_id is not None:
-            stmt = stmt.where(Notification.id == only_id)
+            stmt = stmt.where(col(Notification.id) == only_id)
         n = s.scalars(stmt).first()
         if n is None:
             return None
         label = f"notification {n.id} ({n.event}, alert {n.alert_id}) to {n.contact!r}"
         if n.status == NotificationStatus.SENDING:
             for a in s.scalars(select(DeliveryAttempt).where(
-                    DeliveryAttempt.notification_id == n.id,
-                    DeliveryAttempt.finished_at.is_(None))):  # type: ignore[union-attr]
+                    col(DeliveryAttempt.notification_id) == n.id,
+                    col(DeliveryAttempt.finished_at).is_(None))):
                 a.error = ("no outcome recorded: the worker stopped during the attempt "
                            "(lease expired)")
             log.warning("%s: attempt %d by a worker that stopped has no outcome (lease "
@@ -151,14 +151,15 @@ def _claim(engine: Engine, config: NotifyConfig, now: datetime, worker: str,
             log.info("%s: quiet hours, deferred to %s", label, iso_z(until))
             return "deferred"
         assert contact is not None
+        assert n.id is not None  # read from the database
         n.status = NotificationStatus.SENDING
         n.attempts += 1
         n.next_attempt_at = now + config.lease
-        attempt = DeliveryAttempt(notification_id=n.id, worker=worker[:120],  # type: ignore[arg-type]
-                                  started_at=now)
+        attempt = DeliveryAttempt(notification_id=n.id, worker=worker[:120], started_at=now)
         s.add(attempt)
         s.flush()
-        return _Claim(int(n.id), int(attempt.id), n.attempts, contact,  # type: ignore[arg-type]
+        assert attempt.id is not None  # given by the flush
+        return _Claim(int(n.id), int(attempt.id), n.attempts, contact,
                       dict(n.payload or {}), n.severity, n.event)
 
 
@@ -186,6 +187,7 @@ def send(contact: Contact, payload: Mapping[str, Any], notification_id: int, *,
     json.dumps(payload), so the same json.dumps here is the body that is signed.
     """
     import apprise
+    from apprise.plugins.custom_json import NotifyJSON
     from standardwebhooks.webhooks import Webhook
 
     env = os.environ if environ is None else environ
@@ -196,6 +198,7 @@ def send(contact: Contact, payload: Mapping[str, Any], notification_id: int, *,
     title, message = str(doc.pop("title", "")).strip(), str(doc.pop("message", "")).rstrip()
     doc["notification_id"] = notification_id
     if contact.is_webhook:
+        assert isinstance(plugin, NotifyJSON)  # Apprise's plugin for json:// and jsons://
         secret = env.get(contact.secret_env or "")
         if not secret:
             return False, (f"the environment variable {contact.secret_env} (the webhook "
@@ -293,7 +296,7 @@ def deliver_pending(engine: Engine, settings: Settings, now: datetime | None = N
     """
     config = notify_config(settings) if config is None else config
     fixed = None if now is None else _aware(now)
-    clock = (lambda: fixed) if fixed is not None else utcnow  # type: ignore[return-value]
+    clock = (lambda: fixed) if fixed is not None else utcnow
     return _deliver(engine, config, clock, worker, limit=limit, environ=environ)
 
 
@@ -332,6 +335,7 @@ def send_test(engine: Engine, settings: Settings, contact_name: str, actor: str,
         audit.record(s, actor=actor.strip(), action="notify_test", table_name="notification",
                      record_id=row.id, after={"contact": contact.name, "kind": contact.scheme},
                      reason="test notification sent from the admin page")
-        nid = int(row.id)  # type: ignore[arg-type]
+        assert row.id is not None  # given by the flush
+        nid = int(row.id)
     _deliver(engine, config, utcnow, worker, only_id=nid, environ=environ)
     return nid

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.alerts import SCREENING_NOTE
 from core.loading import ward_day
@@ -67,8 +67,9 @@ def patient_for_link(session: Session, alert: str | int | None) -> str | None:
         alert_id = int(str(alert))
     except ValueError:
         return None
-    return session.scalars(select(Patient.patient_id).join(Alert, Alert.patient_pk == Patient.id)
-                           .where(Alert.id == alert_id)).first()
+    return session.scalars(select(col(Patient.patient_id))
+                           .join(Alert, col(Alert.patient_pk) == col(Patient.id))
+                           .where(col(Alert.id) == alert_id)).first()
 
 
 def _text(doc: dict[str, Any], details: str | None) -> tuple[str, str]:
@@ -139,15 +140,16 @@ def payload_for_test(config: NotifyConfig, contact: str, actor: str,
 def _contacts_told(session: Session, alert_id: int, before_event: int) -> set[str]:
     """Contacts told of this alert's current spell (since its last resolution): they are
     the ones to hear that it resolved."""
-    last_resolved = (select(func.coalesce(func.max(AlertEvent.id), 0))
-                     .where(AlertEvent.alert_id == alert_id, AlertEvent.action == "resolved",
-                            AlertEvent.id < before_event)  # type: ignore[operator]
+    E, N = AlertEvent, Notification
+    last_resolved = (select(func.coalesce(func.max(col(E.id)), 0))
+                     .where(col(E.alert_id) == alert_id, col(E.action) == "resolved",
+                            col(E.id) < before_event)
                      .scalar_subquery())
-    stmt = select(Notification.contact).where(
-        Notification.alert_id == alert_id,
-        Notification.event.in_(("fired", "escalated")),  # type: ignore[attr-defined]
-        Notification.status.in_(_NOTIFIED),  # type: ignore[attr-defined]
-        Notification.alert_event_id > last_resolved)  # type: ignore[operator]
+    stmt = select(col(N.contact)).where(
+        col(N.alert_id) == alert_id,
+        col(N.event).in_(("fired", "escalated")),
+        col(N.status).in_(_NOTIFIED),
+        col(N.alert_event_id) > last_resolved)
     return set(session.scalars(stmt))
 
 
@@ -169,7 +171,8 @@ def enqueue(session: Session, alert: Alert, event_row: AlertEvent, action: str,
             return []
         if event_row.id is None:
             session.flush()
-        told = _contacts_told(session, alert.id, int(event_row.id))  # type: ignore[arg-type]
+        assert event_row.id is not None  # given by the flush
+        told = _contacts_told(session, alert.id, int(event_row.id))
         targets = [c for c in config.contacts if c.name in told]
     else:
         targets = [c for c in config.contacts
@@ -230,8 +233,8 @@ def _attempts(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]
     if not ids:
         return out
     stmt = (select(DeliveryAttempt)
-            .where(DeliveryAttempt.notification_id.in_(ids))  # type: ignore[attr-defined]
-            .order_by(DeliveryAttempt.id))  # type: ignore[arg-type]
+            .where(col(DeliveryAttempt.notification_id).in_(ids))
+            .order_by(col(DeliveryAttempt.id)))
     for a in session.scalars(stmt):
         out[a.notification_id].append({
             "worker": a.worker, "started_at": a.started_at, "finished_at": a.finished_at,
@@ -241,27 +244,27 @@ def _attempts(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]
 
 def _rows(session: Session, stmt: Any) -> list[dict[str, Any]]:
     notes = list(session.scalars(stmt))
-    attempts = _attempts(session, [int(n.id) for n in notes])  # type: ignore[arg-type]
+    attempts = _attempts(session, [int(n.id) for n in notes])
     return [{
         "id": n.id, "created_at": n.created_at, "event": n.event, "contact": n.contact,
         "tier": n.tier, "severity": n.severity, "rule": (n.payload or {}).get("rule"),
         "bed": (n.payload or {}).get("bed"), "status": str(n.status), "attempts": n.attempts,
         "next_attempt_at": n.next_attempt_at, "delivered_at": n.delivered_at,
         "last_error": n.last_error, "created_by": n.created_by,
-        "attempt_log": attempts[int(n.id)],  # type: ignore[arg-type]
+        "attempt_log": attempts[int(n.id)],
     } for n in notes]
 
 
 def delivery_log(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     """The latest `limit` notifications, newest first, each with every delivery attempt."""
     return _rows(session, select(Notification)
-                 .order_by(Notification.id.desc())  # type: ignore[union-attr]
+                 .order_by(col(Notification.id).desc())
                  .limit(limit))
 
 
 def failed_deliveries(session: Session, limit: int = 200) -> list[dict[str, Any]]:
     """Notifications whose retries are used up, newest first, with their attempts."""
     return _rows(session, select(Notification)
-                 .where(Notification.status == NotificationStatus.FAILED.value)
-                 .order_by(Notification.id.desc())  # type: ignore[union-attr]
+                 .where(col(Notification.status) == NotificationStatus.FAILED.value)
+                 .order_by(col(Notification.id).desc())
                  .limit(limit))

@@ -7,7 +7,7 @@ the only code that runs them; pages and the CLI read `Rule` rows to show what ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -92,7 +92,7 @@ class Thresholds(Mapping[str, float]):
     def __getitem__(self, key: str) -> float:
         return self._values[key]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def __len__(self) -> int:

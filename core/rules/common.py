@@ -133,7 +133,8 @@ class LabSeries:
     def at(self, i: int) -> Value:
         v = self._cache[i]
         if v is None:
-            low, high = self.low[i], self.high[i]
+            low: float | None = self.low[i]
+            high: float | None = self.high[i]
             low = None if low != low else low  # NaN -> None
             high = None if high != high else high
             default = low is None and high is None

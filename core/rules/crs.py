@@ -155,6 +155,11 @@ class _Day:
         return Obs(kind, s.days[j], None if num != num else num, s.texts[j])
 
 
+def _evidence(o: Obs | None, text: str) -> EvidenceItem:
+    assert o is not None  # the branch that calls this read a value of `o`
+    return o.evidence(text)
+
+
 def _hypotension(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
     vp = today.latest("vasopressors")
     vpn = today.latest("vasopressin")
@@ -162,22 +167,22 @@ def _hypotension(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceI
     fl = today.latest("iv_fluids")
     n = vp.num if vp is not None and vp.num is not None else None
     if n is not None and n >= t["multiple_vasopressors"]:
-        return 4, [vp.evidence(f"{n:g} vasopressors (excluding vasopressin): grade 4")]
+        return 4, [_evidence(vp, f"{n:g} vasopressors (excluding vasopressin): grade 4")]
     if (n is not None and n >= 1) or (vpn is not None and vpn.is_yes):
         ev = []
         if n is not None and n >= 1:
-            ev.append(vp.evidence("one vasopressor: grade 3"))
+            ev.append(_evidence(vp, "one vasopressor: grade 3"))
         if vpn is not None and vpn.is_yes:
             ev.append(vpn.evidence("vasopressin (with or without one vasopressor): grade 3"))
         return 3, ev
     if (hyp is not None and hyp.is_yes) or (fl is not None and fl.is_yes):
         src = hyp if hyp is not None and hyp.is_yes else fl
-        return 2, [src.evidence("hypotension not requiring vasopressors: grade 2")]
+        return 2, [_evidence(src, "hypotension not requiring vasopressors: grade 2")]
     if (hyp is not None and not hyp.is_yes) or (
         n == 0 and fl is not None and not fl.is_yes
     ):
         src = hyp if hyp is not None else vp
-        return 0, [src.evidence("no hypotension")]
+        return 0, [_evidence(src, "no hypotension")]
     return None, []
 
 
@@ -188,19 +193,19 @@ def _hypoxia(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]
     limit = t["low_flow_max_l_min"]
     d = dev.text if dev is not None else None
     if d in POSITIVE_PRESSURE:
-        return 4, [dev.evidence("positive-pressure ventilation: grade 4")]
+        return 4, [_evidence(dev, "positive-pressure ventilation: grade 4")]
     if d in HIGH_FLOW_DEVICES:
-        return 3, [dev.evidence(f"{d.replace('_', ' ')}: grade 3")]
+        return 3, [_evidence(dev, f"{d.replace('_', ' ')}: grade 3")]
     if d in LOW_FLOW_DEVICES or (d is None and f is not None):
         if f is not None and f > limit:
-            return 3, [flow.evidence(f"oxygen {f:g} L/min > {limit:g} L/min (high-flow): "
-                                     "grade 3")]
+            return 3, [_evidence(flow, f"oxygen {f:g} L/min > {limit:g} L/min (high-flow): "
+                                       "grade 3")]
         if d is None and f is not None and f <= 0:
-            return 0, [flow.evidence("no supplemental oxygen")]
+            return 0, [_evidence(flow, "no supplemental oxygen")]
         src = dev if dev is not None else flow
-        return 2, [src.evidence(f"low-flow oxygen (<= {limit:g} L/min) or blow-by: grade 2")]
+        return 2, [_evidence(src, f"low-flow oxygen (<= {limit:g} L/min) or blow-by: grade 2")]
     if d == "none":
-        return 0, [dev.evidence("room air")]
+        return 0, [_evidence(dev, "room air")]
     return None, []
 
 

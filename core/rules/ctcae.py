@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,10 @@ import pandas as pd
 from core.course import Course
 from core.rules.base import (
     Citation,
+    Evaluator,
     EvidenceItem,
     Finding,
+    Replayer,
     Rule,
     RuleSpec,
     Severity,
@@ -142,7 +145,7 @@ _NEEDS_BASELINE = ("ast", "alt", "bilirubin", "creatinine", "fibrinogen")
 # ---------------------------------------------------------------------------------------------
 
 
-def _ok(x: float | None) -> bool:
+def _ok(x: float | None) -> TypeGuard[float]:
     # not None and not a float NaN (x != x only for NaN; tested first as the cheap case)
     return x is not None and (x == x or not isinstance(x, float))
 
@@ -196,20 +199,17 @@ def ctcae_grade(
     t = DEFAULTS[analyte] if t is None else t
     b_uln = uln if baseline_uln is None else baseline_uln
     del baseline_lln  # part of the contract; §8 bases fibrinogen clauses on the value's LLN
-    has_base = _ok(baseline) and baseline is not None and baseline > 0
+    base = baseline if _ok(baseline) and baseline > 0 else None  # None: no usable baseline
 
     if analyte in _RISE:
-        if has_base and _ok(b_uln) and baseline > b_uln:  # type: ignore[operator]
-            return _above(value, baseline, t, "base",  # type: ignore[arg-type]
-                          g1_inclusive=analyte != "bilirubin")
-        if not _ok(uln):
-            return None
-        return _above(value, uln, t, "uln")  # type: ignore[arg-type]
+        if base is not None and _ok(b_uln) and base > b_uln:
+            return _above(value, base, t, "base", g1_inclusive=analyte != "bilirubin")
+        return _above(value, uln, t, "uln") if _ok(uln) else None
 
     if analyte == "creatinine":
-        by_uln = _above(value, uln, t, "uln") if _ok(uln) else None  # type: ignore[arg-type]
-        by_base = (_above(value, baseline, t, "base", grades=(3, 2))  # type: ignore[arg-type]
-                   if has_base else None)
+        by_uln = _above(value, uln, t, "uln") if _ok(uln) else None
+        by_base = (_above(value, base, t, "base", grades=(3, 2))
+                   if base is not None else None)
         if by_uln is None:
             # Without ULN only baseline grades 2-3 are knowable; below them it is unknown.
             return by_base if by_base else None
@@ -222,12 +222,12 @@ def ctcae_grade(
             return None
         by_lln = 0
         for g, key in _KEYS["lln"]:
-            if _gt(t[key] * lln, value):  # type: ignore[operator]
+            if _gt(t[key] * lln, value):
                 by_lln = g
                 break
         by_drop = 0
-        if _gt(lln, value) and has_base and value < baseline:  # type: ignore[arg-type,operator]
-            drop = 100.0 * (baseline - value) / baseline  # type: ignore[operator]
+        if _gt(lln, value) and base is not None and value < base:
+            drop = 100.0 * (base - value) / base
             by_drop = 1
             for g, key in _KEYS["drop"][:3]:
                 if _ge(drop, t[key]):
@@ -247,7 +247,7 @@ def ctcae_grade(
             return g
     if not _ok(lln):
         return None
-    return 1 if _gt(lln, value) else 0  # type: ignore[arg-type]
+    return 1 if _gt(lln, value) else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +368,7 @@ class _Graded:
         self.base_uln = b.ref_high if b is not None else None
         self.base_lln = b.ref_low if b is not None else None
         shown = b is not None and src.analyte in _NEEDS_BASELINE
-        self.base_evidence = b.evidence("baseline") if shown else None  # type: ignore[union-attr]
+        self.base_evidence = b.evidence("baseline") if shown and b is not None else None
         self._grade: dict[int, int | None] = {}
         self._run: dict[int, tuple[int, int]] = {}  # i -> (first index of its run, max grade)
         self.findings: dict[int, Finding] = {}  # finding with k results known
@@ -463,16 +463,16 @@ def _no_result(analyte: str) -> Finding:
                    missing=[f"a {ANALYTES[analyte].name} result"])
 
 
-def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
+def _evaluator(analyte: str) -> tuple[Evaluator, Replayer]:
     needs_baseline = analyte in _NEEDS_BASELINE
 
     def evaluate(course: Course, t: Thresholds) -> Finding:
         src = lab_series(course, analyte)
         k = 0 if src is None else src.count(course.as_of_day)
-        if k == 0:
+        if src is None or k == 0:
             return _no_result(analyte)
         b = baseline(course, analyte) if needs_baseline else None
-        graded = _graded(course, src, t, b)  # type: ignore[arg-type]
+        graded = _graded(course, src, t, b)
         # the finding depends only on the results known (their count) and the baseline:
         # built once per course for each and handed out as it is (findings are read-only)
         f = graded.findings.get(k)
@@ -490,7 +490,9 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         is built when a result arrives or the baseline moves; other days share it.
         """
         src = lab_series(course, analyte)
-        n = 0 if src is None else src.count(course.as_of_day)
+        if src is None:  # no result on any day
+            return [_no_result(analyte) for _ in days]
+        n = src.count(course.as_of_day)
         b_all = baseline(course, analyte) if needs_baseline and n else None
         b_all_i = -1 if b_all is None else bisect.bisect_right(src.days, b_all.day) - 1
         out: list[Finding] = []
@@ -499,18 +501,20 @@ def _evaluator(analyte: str):  # type: ignore[no-untyped-def]
         for day in days:
             end = day + END_OF_DAY
             k_was = k
-            while k < n and src.days[k] <= end:  # type: ignore[union-attr]
+            while k < n and src.days[k] <= end:
                 k += 1
             if k == 0:
                 out.append(_no_result(analyte))
             elif k == k_was:  # no new result: the baseline cannot have moved either
-                out.append(f)  # type: ignore[arg-type]
+                assert f is not None  # built when the first result arrived
+                out.append(f)
             else:
                 if min(b_all_i, k - 1) != b_i:
                     b_i = min(b_all_i, k - 1)
-                    b = src.at(b_i) if b_i >= 0 else None  # type: ignore[union-attr]
-                    graded = _graded(course, src, t, b)  # type: ignore[arg-type]
-                f = _finding(graded, k)  # type: ignore[arg-type]
+                    b = src.at(b_i) if b_i >= 0 else None
+                    graded = _graded(course, src, t, b)
+                assert graded is not None  # b_i starts as None, so the first result grades
+                f = _finding(graded, k)
                 out.append(f)
         return out
 

@@ -112,7 +112,9 @@ def met_since_days(course: Course, days: Sequence[int],
     in order. Days before the first data day have no stretch behind them, as in met_since.
     """
     first_day = course_index(course).first_day()
-    first = math.floor(first_day) if math.isfinite(first_day) else math.inf
+    if not math.isfinite(first_day):  # no data day: every day is before the first one
+        return [day if status_of(day) is Status.MET else None for day in days]
+    first = math.floor(first_day)
     d = first  # the next day to walk
     run: int | None = None  # first day of the met stretch so far (None: not in one)
     today = Status.NOT_EVALUABLE
@@ -201,8 +203,9 @@ def dated(today: Finding, since: int | None) -> Finding:
     return today.copy(since_day=since, episode_key=episode_key(since))
 
 
-def _dated_finding(course: Course, day: int, t: Thresholds, today: Finding,
+def _dated_finding(course: Course, day: int, t: Thresholds, today: _HasStatus,
                    since: int | None) -> Finding:
+    assert isinstance(today, Finding)  # the default `finish` is for rules whose day is one
     return dated(today, since)
 
 
@@ -268,12 +271,11 @@ def configured_thresholds(course: Course, rule: Rule) -> Thresholds:
     return found if found is not None else _default_thresholds(rule)
 
 
-_DEFAULTS: dict[str, Thresholds] = {}
+_DEFAULTS: dict[str, tuple[Rule, Thresholds]] = {}
 
 
 def _default_thresholds(rule: Rule) -> Thresholds:
-    t = _DEFAULTS.get(rule.id)
-    if t is None or t.rule is not rule:
-        t = _DEFAULTS[rule.id] = Thresholds(rule)
-        object.__setattr__(t, "rule", rule)
-    return t
+    cached = _DEFAULTS.get(rule.id)
+    if cached is None or cached[0] is not rule:
+        cached = _DEFAULTS[rule.id] = (rule, Thresholds(rule))
+    return cached[1]

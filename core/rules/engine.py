@@ -17,6 +17,7 @@ import math
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import pandas as pd
 
@@ -56,12 +57,12 @@ FRAMES = ("labs", "observations", "episodes", "treatments", "events", "missing")
 class DayView(Course):
     """A course as known at `as_of_day`: full frames kept, cut lazily on first access."""
 
-    labs = _cut("labs")  # type: ignore[assignment]
-    observations = _cut("observations")  # type: ignore[assignment]
-    episodes = _cut("episodes")  # type: ignore[assignment]
-    treatments = _cut("treatments")  # type: ignore[assignment]
-    events = _cut("events")  # type: ignore[assignment]
-    missing = _cut("missing")  # type: ignore[assignment]
+    labs = _cut("labs")
+    observations = _cut("observations")
+    episodes = _cut("episodes")
+    treatments = _cut("treatments")
+    events = _cut("events")
+    missing = _cut("missing")
 
 
 def _full(course: Course, name: str) -> pd.DataFrame:
@@ -97,6 +98,12 @@ class FastThresholds(dict):
 Thresholds.register(FastThresholds)
 
 
+def _fast(t: Thresholds) -> Thresholds:
+    """`t` as a FastThresholds, typed as the Thresholds it is registered as (type checkers
+    do not follow ABCMeta.register)."""
+    return cast(Thresholds, FastThresholds(t))
+
+
 def thresholds_for(specs: Sequence[RuleSpec],
                    overrides: Overrides | None = None) -> dict[str, Thresholds]:
     """Each rule's thresholds in force (defaults with site overrides).
@@ -105,8 +112,7 @@ def thresholds_for(specs: Sequence[RuleSpec],
     another's logic, e.g. iec_hs reading the CRS course, then sees the site's values).
     """
     overrides = overrides or {}
-    ts = {s.rule.id: FastThresholds(Thresholds(s.rule, overrides.get(s.rule.id)))
-          for s in specs}
+    ts = {s.rule.id: _fast(Thresholds(s.rule, overrides.get(s.rule.id))) for s in specs}
     rest = set(overrides) - set(ts)
     if rest:
         from core.rules.catalog import all_specs
@@ -115,7 +121,7 @@ def thresholds_for(specs: Sequence[RuleSpec],
         unknown = sorted(rest - set(known))
         if unknown:
             raise KeyError(f"site overrides name unknown rule(s): {unknown}")
-        ts.update({r: FastThresholds(Thresholds(known[r], overrides[r])) for r in rest})
+        ts.update({r: _fast(Thresholds(known[r], overrides[r])) for r in rest})
     return ts
 
 
@@ -268,5 +274,5 @@ def _replay(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds]
             object.__setattr__(view, "_cw_thresholds", ts)
             for i, s in daily_specs:
                 row[i] = _run(s, view, ts[s.rule.id])
-        out.append((day, row))  # type: ignore[arg-type]
+        out.append((day, cast("list[Finding]", row)))  # every None was filled just above
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -212,7 +213,8 @@ def _grade(ice: Obs | None, capd: Obs | None, unable: Obs | None, loc: Obs | Non
 
 def _finding(course: Course, day: int, t: Thresholds, today: IcansDay,
              since: int | None) -> Finding:
-    missing, extra = list(today.missing), {"tool": today.tool}
+    missing = list(today.missing)
+    extra: dict[str, Any] = {"tool": today.tool}
     if today.grade is None and missing:
         end = min(end_of_day(day), course.as_of_day)
         missing = current_prompts(course, day, end, missing, PROMPT_INPUTS, t[GAP_KEY])
@@ -249,7 +251,7 @@ def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
             child = _is_child(course, d, t)
             found = graded.get((js, child))
             if found is None:
-                today = [None if j < 0 else _observation(kind, s, j)  # type: ignore[arg-type]
+                today = [None if j < 0 or s is None else _observation(kind, s, j)
                          for kind, s, j in zip(KINDS, series, js, strict=True)]
                 found = graded[js, child] = _grade(*today, child=child, t=t)
             out.append(found)

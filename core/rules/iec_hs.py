@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.course import Course
 from core.rules import crs, ctcae
@@ -298,6 +299,7 @@ def _transaminase_feature(course: Course, end: float, t: Thresholds) -> Feature:
         abnormal = b is not None and b is not v and b.ref_high is not None and (
             b.value > b.ref_high)
         if abnormal:
+            assert b is not None  # part of `abnormal`
             lim, why = t["transaminase_x_baseline"] * b.value, (
                 f"{v.value / b.value:.1f} x baseline ({b.value:g}, abnormal)")
             k = t["transaminase_x_baseline"]
@@ -462,7 +464,7 @@ def _screen(course: Course, day: int, t: Thresholds) -> Finding:
                                 else "no haemophagocytosis on marrow/tissue"))
     else:
         missing.append(MISSING["hemophagocytosis"])
-    extra = {
+    extra: dict[str, Any] = {
         "features": {k: str(f.status) for k, f in features.items()},
         "features_met": [k for k, f in features.items() if f.status is Status.MET],
         "rapid_rise": kin.rapid,

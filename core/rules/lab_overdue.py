@@ -208,7 +208,7 @@ def evaluate(course: Course, t: Thresholds) -> Finding:
     def last_result(analyte: str) -> float | None:
         src = lab_series(course, analyte)
         k = 0 if src is None else src.count(course.as_of_day)
-        return None if k == 0 else math.floor(src.days[k - 1])  # type: ignore[union-attr]
+        return None if src is None or k == 0 else math.floor(src.days[k - 1])
 
     return _finding(MonitoringSchedule.from_thresholds(t), current_day(course), last_result,
                     _reasons(course))

@@ -40,9 +40,11 @@ from core.units import ANALYTES
 
 def _day_ranges(days: list[int]) -> str:
     """'3, 5-7, 12' from sorted day numbers."""
-    out, start, prev = [], None, None
-    for d in days + [None]:  # type: ignore[list-item]
-        if start is not None and (d is None or d != prev + 1):
+    out: list[str] = []
+    start: int | None = None
+    prev: int | None = None
+    for d in [*days, None]:
+        if start is not None and prev is not None and (d is None or d != prev + 1):
             out.append(f"{start}" if start == prev else f"{start}-{prev}")
             start = None
         if d is not None and start is None:
@@ -288,7 +290,7 @@ def late(g: LateGrading, course: Course, t: Thresholds, cache: Cache, now: float
     key, inclusive = g.cuts[min(grade, len(g.cuts)) - 1]
     why = f"{'<=' if inclusive else '<'} {t[key]:g} x 10^9/L after day 30"
     ev = [cached_evidence(cache, s, i, why) for i in w.hits[key][:need]]
-    since = float(math.floor(s.day[since_i]))  # type: ignore[index]
+    since = float(math.floor(s.day[since_i]))
     return Finding(rule=rule_id, status=Status.MET, grade=grade, since_day=since, evidence=ev,
                    extra=extra, episode_key=f"since-day-{int(since)}")
 

@@ -284,9 +284,10 @@ def _hscore_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
             if low is None:
                 n_unknown += 1
                 continue
+            assert e is not None  # a known count comes with its evidence
             n_low += low
             ev.append(e)
-        return n_low, n_unknown, ev  # type: ignore[return-value]
+        return n_low, n_unknown, ev
 
     def lab_points(a: str) -> Cells[_Points]:
         s, bins, most = r.labs.get(a), lab_bins[a], lab_most[a]

@@ -165,7 +165,8 @@ class DayFindings:
         for key in zip(*cols, strict=True):
             if key != last_key:
                 last_key, last = key, self._get(key)
-            out.append(last)  # type: ignore[arg-type]
+            assert last is not None  # set at the first key (last_key starts as None)
+            out.append(last)
         return out
 
 
