@@ -48,6 +48,8 @@ def overview_table(summary: pd.DataFrame) -> pd.DataFrame:
         "Product": summary["product"],
         "Day": summary["day"].map(lambda d: f"D{d:+d}"),
         "Concern": summary["concern"],
+        "Level": [severity_label(r) for r in summary[
+            ["escalated", "unack_severe", "unack_warning", "unack_info"]].to_dict("records")],
         "CRS": summary["crs_grade"].map(_grade),
         "ICANS": summary["icans_grade"].map(_grade),
         "IEC-HS screen": [
@@ -79,6 +81,9 @@ def overview_column_config(max_concern: float) -> dict:
             "Concern", min_value=0, max_value=max(max_concern, 1.0), format="%.0f", width=90,
             help="Sort order only (escalations, unacknowledged severity, syndromes, no labs "
                  "today); not a clinical score"),
+        "Level": cc.TextColumn(
+            "Level", width=128, help="Worst unacknowledged alert: ▲ severe (or escalated), "
+            "◆ warning, ● info, ○ all seen (nothing unacknowledged)"),
         "Severe": cc.NumberColumn("Sev", help="Unacknowledged severe alerts", width=44),
         "Warning": cc.NumberColumn("Warn", help="Unacknowledged warnings", width=48),
         "Info": cc.NumberColumn("Info", help="Unacknowledged informational alerts", width=44),
@@ -131,6 +136,32 @@ THEMES = {
               "line": "#0B5CAD", "line2": "#B45309", "border": "#CBD5E1"},
 }
 SEVERITY_COLOURS = {"severe": "#D7263D", "warning": "#E8A317", "info": "#5B8DEF", "none": "#3BA55C"}
+# Colour is never the only signal: each level also has a shape, a word and (on the wall) a
+# border pattern. (symbol, word, CSS border style of the tile's left edge)
+SEVERITY_SIGNS = {
+    "severe": ("▲", "SEVERE", "double"),
+    "warning": ("◆", "WARNING", "dashed"),
+    "info": ("●", "INFO", "dotted"),
+    "none": ("○", "ALL SEEN", "solid"),  # nothing unacknowledged
+}
+
+
+def severity_level(f: Mapping) -> str:
+    """The worst unacknowledged alert of a patient (an escalation counts as severe):
+    "severe", "warning", "info" or "none"."""
+    if f["escalated"] or f["unack_severe"]:
+        return "severe"
+    if f["unack_warning"]:
+        return "warning"
+    return "info" if f["unack_info"] else "none"
+
+
+def severity_label(f: Mapping) -> str:
+    """The level as a shape and a word: "▲ SEVERE" (or "▲ ESCALATED"), "◆ WARNING",
+    "● INFO", "○ ALL SEEN"."""
+    level = severity_level(f)
+    symbol, word, _ = SEVERITY_SIGNS[level]
+    return f"{symbol} {'ESCALATED' if f['escalated'] else word}"
 
 
 @dataclass(frozen=True)
@@ -193,7 +224,15 @@ def page_css(theme: str) -> str:
 @container tile (max-height: 455px) {{.sec-changes {{display: none;}}}}
 @container tile (max-height: 365px) {{.sec-alerts {{display: none;}}}}
 @container tile (max-height: 285px) {{.labs {{display: none;}}}}
-.tile .top {{display: flex; justify-content: space-between; align-items: baseline;}}
+.tile .top {{display: flex; justify-content: space-between; align-items: baseline;
+  column-gap: 8px; flex-wrap: wrap;}}
+.tile .top > span {{white-space: nowrap;}}
+.tile .sev {{font-size: 20px; font-weight: 800; border-radius: 6px; padding: 0 7px;
+  white-space: nowrap; align-self: center; border: 2px solid transparent;}}
+.tile .sev-severe {{background: {SEVERITY_COLOURS['severe']}; color: #fff;}}
+.tile .sev-warning {{background: {SEVERITY_COLOURS['warning']}; color: #111;}}
+.tile .sev-info {{background: {SEVERITY_COLOURS['info']}; color: #111;}}
+.tile .sev-none {{color: {t['muted']}; border-color: {t['border']}; font-weight: 700;}}
 .tile .bed {{font-size: 44px; font-weight: 800; line-height: 1.0;}}
 .tile .who {{font-size: 34px; font-weight: 700; color: {t['muted']};}}
 .tile .day {{font-size: 34px; font-weight: 800;}}
@@ -233,11 +272,7 @@ def sparkline(values: Sequence[float], colour: str, width: int = 190, height: in
 
 
 def _tile_colour(f: Mapping) -> str:
-    if f["escalated"] or f["unack_severe"]:
-        return SEVERITY_COLOURS["severe"]
-    if f["unack_warning"]:
-        return SEVERITY_COLOURS["warning"]
-    return SEVERITY_COLOURS["info"] if f["unack_info"] else SEVERITY_COLOURS["none"]
+    return SEVERITY_COLOURS[severity_level(f)]
 
 
 def _chip(label: str, grade: object, *, met: bool = False) -> str:
@@ -273,11 +308,14 @@ def tile_html(tile: HuddleTile, theme: str) -> str:
     counts = (severe + f' · {f["unack_warning"]} warn · {f["unack_info"]} info'
               + (f' · <b>{f["escalated"]} ESCALATED</b>' if f["escalated"] else ""))
     nolabs = ('<div class="nolabs">NO LABS TODAY</div>' if f["no_labs_today"] else "")
+    level = severity_level(f)
     alerts, more_alerts = _lines(tile.alerts, "no open alerts")
     changes, more_changes = _lines(tile.changes, "no change")
     return (
-        f'<div class="tile" style="border-left-color:{_tile_colour(f)}">'
+        f'<div class="tile" data-level="{level}" style="border-left-color:{_tile_colour(f)};'
+        f'border-left-style:{SEVERITY_SIGNS[level][2]}">'
         f'<div class="top"><span class="bed">{_esc(f["bed"])}</span>'
+        f'<span class="sev sev-{level}">{_esc(severity_label(f))}</span>'
         f'<span class="who">{_esc(f["initials"])}</span>'
         f'<span class="day">D{f["day"]:+d}</span></div>'
         f'<div class="status">{status}</div>'

@@ -73,6 +73,30 @@ def save_day() -> None:
         ss["entry_errors"], ss["entry_result"] = {"Not saved": [str(exc)]}, None
 
 
+def fix_value(action: str, table: str, rid: int) -> None:
+    """Correct the picked value, or mark it entered in error (a button's callback, so the page
+    then draws the list, the history and the message as they are after the change)."""
+    other = ss.get("entry_fix_other") or ""
+    why = f"{ss['entry_fix_reason']}: {other}" if other else ss["entry_fix_reason"]
+    changes = {k: ss[f"entry_fix_{k}"] for k in ("value", "unit") if ss.get(f"entry_fix_{k}")}
+    try:
+        if action == "correct":
+            new_id = correct(engine, table, rid, changes, why, user, tz=settings.ward_tz,
+                             role=role)
+            ss["entry_fix_flash"] = ("success", "Corrected; the old value is kept in the history.")
+            ss["entry_fix_show"] = (table, new_id)  # the corrected row, with its history
+        else:
+            mark_entered_in_error(engine, table, rid, why, user, role=role)
+            ss["entry_fix_flash"] = ("success",
+                                     "Hidden from charts and rules; kept in the audit trail.")
+            ss.pop("entry_fix_pick", None)
+    except (CorrectionRefused, NotAllowed, StorageFault) as exc:  # the fields keep their text
+        ss["entry_fix_flash"] = ("error", str(exc))
+        return
+    for k in ("value", "unit", "other"):
+        ss[f"entry_fix_{k}"] = ""
+
+
 errors: dict[str, list[str]] = ss.get("entry_errors", {})
 day_tab, grid_tab, fix_tab = st.tabs(["Day panel", "Back-fill several days", "Correct a value"])
 
@@ -95,7 +119,7 @@ with day_tab:
         c1.date_input("Date", value=date.today(), key="entry_date", format="YYYY-MM-DD")
         c2.time_input("Time drawn / observed", value=datetime.now().time().replace(
             second=0, microsecond=0), key="entry_time", step=timedelta(minutes=5))
-        st.subheader("Labs")
+        st.subheader("Labs", anchor=False)
         for col, (title, codes) in zip(st.columns(len(ui.LAB_COLUMNS)), ui.LAB_COLUMNS,
                                        strict=True):
             with col:
@@ -104,7 +128,7 @@ with day_tab:
                     unit = ss.get(f"entry_unit_{code}", usual[code])
                     st.text_input(f"{ANALYTES[code].name} ({unit})", key=f"entry_lab_{code}")
                     ui.field_errors(errors, ANALYTES[code].name)
-        st.subheader("Bedside observations")
+        st.subheader("Bedside observations", anchor=False)
         o1, o2, o3, o4 = st.columns(4)
         with o1:
             st.number_input(ui.obs_label("temperature"), 25.0, 45.0, value=None, step=0.1,
@@ -140,7 +164,7 @@ with day_tab:
                     ic[i % 4].checkbox(label, key=f"entry_ice_{key}")
                 else:
                     ic[i % 4].number_input(label, 0, most, 0, key=f"entry_ice_{key}")
-        st.subheader("Episodes, treatments, events, missing labs")
+        st.subheader("Episodes, treatments, events, missing labs", anchor=False)
         e1, e2, e3, e4 = st.columns(4)
         with e1:
             if episodes_allowed:
@@ -201,11 +225,18 @@ with grid_tab:
                                         "problem": e.message} for e in res.errors]),
                          hide_index=True)
 
+
 with fix_tab:
     values = recent_values(engine, pid)
     if values.empty:
         st.info("No values stored for this patient yet.")
     else:
+        if shown := ss.pop("entry_fix_show", None):
+            hit = values.index[(values["table"] == shown[0]) & (values["id"] == shown[1])]
+            if len(hit):
+                ss["entry_fix_pick"] = hit[0]
+        if ss.get("entry_fix_pick") not in values.index:
+            ss.pop("entry_fix_pick", None)
         pick = st.selectbox(
             "Value", values.index, key="entry_fix_pick",
             format_func=lambda i: f"{values.at[i, 'when']:%Y-%m-%d %H:%M} · "
@@ -217,24 +248,14 @@ with fix_tab:
                  *(["original_value", "original_unit"] if table == "labs"
                    else ["value_num", "value_text"])]], hide_index=True)
         f1, f2, f3 = st.columns(3)
-        new_value = f1.text_input("Corrected value", key="entry_fix_value")
-        new_unit = f2.text_input("Unit (labs; empty = unchanged)", key="entry_fix_unit")
-        reason = f3.selectbox("Reason", list(REASONS), format_func=REASONS.get,
-                              key="entry_fix_reason")
-        other = st.text_input("Explain (required for 'other')", key="entry_fix_other")
+        f1.text_input("Corrected value", key="entry_fix_value")
+        f2.text_input("Unit (labs; empty = unchanged)", key="entry_fix_unit")
+        f3.selectbox("Reason", list(REASONS), format_func=REASONS.get, key="entry_fix_reason")
+        st.text_input("Explain (required for 'other')", key="entry_fix_other")
         b1, b2 = st.columns(2)
-        changes = {"value": new_value} if new_value else {}
-        if new_unit:
-            changes["unit"] = new_unit
-        save = b1.button("Save correction", key="entry_fix_save", type="primary")
-        wrong = b2.button("Mark entered in error", key="entry_fix_eie")
-        why = f"{reason}: {other}" if other else reason
-        try:
-            if save:
-                correct(engine, table, rid, changes, why, user, tz=settings.ward_tz, role=role)
-                st.success("Corrected; the old value is kept in the history.")
-            if wrong:
-                mark_entered_in_error(engine, table, rid, why, user, role=role)
-                st.success("Hidden from charts and rules; kept in the audit trail.")
-        except (CorrectionRefused, NotAllowed, StorageFault) as exc:
-            st.error(str(exc))
+        b1.button("Save correction", key="entry_fix_save", type="primary", on_click=fix_value,
+                  args=("correct", table, rid))
+        b2.button("Mark entered in error", key="entry_fix_eie", on_click=fix_value,
+                  args=("entered_in_error", table, rid))
+        if flash := ss.pop("entry_fix_flash", None):
+            (st.success if flash[0] == "success" else st.error)(flash[1])

@@ -12,7 +12,7 @@ from dashboard.ward_view import (
     ward_notices,
 )
 
-COLUMNS = ["Open", "Bed", "Day", "Concern", "CRS", "ICANS", "IEC-HS screen", "ICAHT",
+COLUMNS = ["Open", "Bed", "Day", "Concern", "Level", "CRS", "ICANS", "IEC-HS screen", "ICAHT",
            "Ferritin", "Ferritin 14 d", "Fibrinogen", "Fibrinogen 14 d", "ANC", "ANC 14 d",
            "Platelets", "Platelets 14 d", "Severe", "Warning", "Info", "Newest lab", "Product"]
 

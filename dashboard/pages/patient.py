@@ -36,7 +36,13 @@ with chart:
     day_range, analytes, show_suggested = tl.chart_controls(day_now)
     fig = tl.figure(engine, url, version, patient_id, tz, day_range, analytes,
                     show_suggested, round(day_now, 2))
-    st.plotly_chart(fig, key="patient_timeline", width="stretch", theme=None)
+    summary = tl.chart_summary(course, day_range, analytes, day_now)
+    st.plotly_chart(fig, key="patient_timeline", width="stretch", theme=None, alt=summary)
+    st.caption(summary)  # the chart's description, and where its text alternative is
+    tl.render_values_table(
+        course, day_range, analytes,
+        tl.suggested_episodes(engine, url, version, patient_id, tz) if show_suggested else None,
+        tl.corrections(engine, url, version, patient_id), tl.overrides())
     st.caption(tl.CHART_KEY)
 with scores_tab:
     tl.render_scores(score_blocks(found))

@@ -119,6 +119,29 @@ def test_a_correction_with_a_reason_shows_in_the_history(app, sample_url):
     assert list(hist["status"]) == ["superseded", "final"]
 
 
+def test_a_refused_correction_keeps_the_typed_value_and_says_why(app, sample_url):
+    open_page(app, "entry.py")
+    app.text_input(key="entry_lab_crp").input("41")
+    save(app)
+    app.session_state["patient_id"] = PID
+    app.run()
+    app.text_input(key="entry_fix_value").input("14")
+    app.selectbox(key="entry_fix_reason").set_value("other")  # needs an explanation
+    app.session_state["patient_id"] = PID
+    app.button(key="entry_fix_save").click().run()
+    assert not app.exception
+    assert any("Explain the reason" in e.value for e in app.error), [e.value for e in app.error]
+    assert app.text_input(key="entry_fix_value").value == "14"  # nothing typed is lost
+    assert [(r.status, r.value) for r in labs_of(sample_url, "crp")] == [("final", 41)]
+    app.text_input(key="entry_fix_other").input("read from the wrong tube")
+    app.session_state["patient_id"] = PID
+    app.button(key="entry_fix_eie").click().run()
+    assert any("Hidden from charts and rules" in s.value for s in app.success)
+    row = labs_of(sample_url, "crp")[0]
+    assert (row.status, row.correction_reason) == ("entered_in_error",
+                                                   "other: read from the wrong tube")
+    assert app.text_input(key="entry_fix_value").value == ""  # the form is ready for the next
+
 def test_import_preview_then_commit(app, sample_url, tmp_path):
     open_page(app, "import_data.py")
     data = f"patient_id,day,analyte,value,unit\n{PID},1.9,ferritin,4321,ng/mL\n".encode()

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from core.exporting import figure_image
 from core.figures import THRESHOLD_LINES, timeline_figure
 from core.models import Alert, AlertState, Patient
 from core.rules.catalog import spec_by_id
+from core.units import fmt
 from tests.conftest import missing_dependency
 
 SAMPLE_IDS = list(pd.read_csv(SAMPLE_DIR / "patients.csv")["patient_id"])
@@ -183,3 +185,58 @@ def test_figure_image_refuses_unknown_formats():
 
     with pytest.raises(ValueError, match="png or pdf"):
         figure_image(timeline_figure(make_course()), "svg")
+
+
+def test_the_chart_has_a_description_and_its_values_table_right_below(app, sample_url):
+    open_patient(app, "SYN-004")
+    chart = app.get("plotly_chart")[0]
+    assert chart.proto.alt.startswith("Timeline chart of Ferritin, Fibrinogen")
+    assert "Values as a table" in chart.proto.alt
+    documented = len(EPISODES[EPISODES["patient_id"] == "SYN-004"])
+    assert f" {documented} documented CRS, ICANS or IEC-HS windows" in chart.proto.alt
+    assert any(c.value == chart.proto.alt for c in app.caption)  # the same, visible
+    expander = next(e for e in app.expander if e.label == "Values as a table")
+    table, context = (t.value for t in expander.table)
+    assert {"Date", "Ferritin (ng/mL)", "Fibrinogen (mg/dL)"} <= set(table.columns)
+    assert list(context.columns) == ["Date", "Windows", "Treatments"]
+    # every ferritin result the chart draws is in the table, formatted as on the chart
+    spec = figure(app)
+    trace = next(t for t in spec["data"] if t.get("name") == "Ferritin"
+                 and (t.get("meta") or {}).get("role") == "values")
+    shown = " ".join(table["Ferritin (ng/mL)"])
+    for y in trace["y"]:
+        assert fmt(y) in shown, fmt(y)
+    assert any("IEC-HS grade 3" in w for w in context["Windows"])
+    assert any("Anakinra" in t for t in context["Treatments"])
+    assert set(context.index) < set(table.index)  # only the days with a window or a dose
+    lines = " ".join(m.value for m in expander.markdown)
+    assert "Threshold lines on the chart" in lines and "provisional" in lines
+
+
+def test_values_table_spells_out_what_the_markers_show():
+    from core.course import make_course
+    from dashboard.timeline import CORRECTED_MARK, UNVERIFIED_MARK, values_table
+
+    course = make_course(
+        date(2026, 1, 1), labs=[("ferritin", 1.2, 500), ("ferritin", 1.8, 700),
+                                ("ferritin", 3, 100000, None, None, ">"), ("fibrinogen", 2, 90),
+                                ("ferritin", 40, 1)],
+        episodes=[("CRS", 2, 1, 3)], treatments=[("anakinra", 2.1, 100, "mg"),
+                                                 ("anakinra", 2.6, 100, "mg")])
+    course.labs.loc[course.labs["day"] == 1.8, "verified"] = False
+    corrected = {int(course.labs.loc[course.labs["day"] == 2.0, "lab_id"].iloc[0]): "typo"}
+    table = values_table(course, (-7, 30), ("ferritin", "fibrinogen", "ast"),
+                         [{"kind": "ICANS", "grade": 1, "onset_day": 2.5,
+                           "resolved_day": 4.0}], corrected)
+    assert list(table.index) == ["+1", "+2", "+3"]  # day 40 is outside the days shown
+    assert list(table.columns) == ["Date", "Ferritin (ng/mL)", "Fibrinogen (mg/dL)",
+                                   "Windows", "Treatments"]  # no AST result: no column
+    assert table.at["+1", "Date"] == "Fri\u00a002\u00a0Jan"
+    assert table.at["+1", "Ferritin (ng/mL)"] == f"500 · 700\u00a0{UNVERIFIED_MARK}"
+    assert table.at["+2", "Fibrinogen (mg/dL)"] == f"90\u00a0{CORRECTED_MARK}"
+    assert table.at["+3", "Ferritin (ng/mL)"] == ">100,000"
+    assert table.at["+1", "Windows"] == "CRS grade 2"
+    assert table.at["+2", "Windows"] == "CRS grade 2; ICANS grade 1 (suggested)"
+    assert table.at["+3", "Windows"] == "ICANS grade 1 (suggested)"
+    assert table.at["+2", "Treatments"] == "Anakinra 100 mg ×2"
+    assert values_table(course, (50, 60), ("ferritin",)).empty

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from sqlalchemy import create_engine, text
 
 from core.config import SAMPLE_DIR
@@ -133,3 +134,66 @@ def test_inbox_filters_by_rule_and_shows_history(app, sample_url):
     assert set(app.dataframe[0].value["Patient"]) == expected
     shown = all_output(app)
     assert "Rejeski" in shown and "fired" in shown
+
+
+LEVEL_CASES = [  # (escalated, severe, warning, info) -> level, words, border pattern
+    ((1, 1, 0, 0), "severe", "▲ ESCALATED", "double"),
+    ((0, 2, 3, 1), "severe", "▲ SEVERE", "double"),
+    ((0, 0, 3, 1), "warning", "◆ WARNING", "dashed"),
+    ((0, 0, 0, 1), "info", "● INFO", "dotted"),
+    ((0, 0, 0, 0), "none", "○ ALL SEEN", "solid"),
+]
+
+
+@pytest.mark.parametrize(("counts", "level", "words", "border"), LEVEL_CASES)
+def test_tile_severity_is_a_word_a_shape_and_a_border_pattern_not_only_a_colour(
+        counts, level, words, border):
+    from core.ward import HuddleTile
+    from dashboard.ward_view import SEVERITY_COLOURS, severity_label, severity_level, tile_html
+
+    escalated, severe, warning, info = counts
+    fields = {"bed": "4A-01", "initials": "AB", "day": 5, "crs_grade": None,
+              "icans_grade": None, "iec_hs": None, "hlh": None, "icaht_grade": None,
+              "ferritin": 900.0, "ferritin_trend": "↑", "ferritin_series": [1.0, 2.0],
+              "fibrinogen": 300.0, "fibrinogen_trend": "↓", "fibrinogen_series": [2.0, 1.0],
+              "unack_severe": severe, "unack_warning": warning, "unack_info": info,
+              "escalated": escalated, "no_labs_today": False}
+    assert severity_level(fields) == level and severity_label(fields) == words
+    html = tile_html(HuddleTile(fields=fields, alerts=[], changes=[]), "dark")
+    assert f'data-level="{level}"' in html
+    assert f'<span class="sev sev-{level}">{words}</span>' in html
+    assert f"border-left-color:{SEVERITY_COLOURS[level]};border-left-style:{border}" in html
+
+
+def test_each_severity_level_has_its_own_symbol_word_and_border():
+    from dashboard.ward_view import SEVERITY_COLOURS, SEVERITY_SIGNS
+
+    assert set(SEVERITY_SIGNS) == set(SEVERITY_COLOURS)
+    for part in range(3):  # symbol, word, border style: all distinct across levels
+        values = [sign[part] for sign in SEVERITY_SIGNS.values()]
+        assert len(set(values)) == len(values), values
+
+
+def test_huddle_tiles_show_the_severity_in_words(app, sample_url):
+    app.query_params["page_size"] = "24"
+    app.switch_page("pages/huddle.py").run()
+    shown = all_output(app)
+    summary = concern_order(sample_url)
+    severe = int(((summary["unack_severe"] > 0) | (summary["escalated"] > 0)).sum())
+    assert severe > 0 and shown.count("▲ SEVERE") + shown.count("▲ ESCALATED") == severe
+    assert shown.count('class=\\"sev sev-') == len(summary)
+
+
+def test_overview_level_column_says_the_level_beside_the_concern_bar(app, sample_url):
+    from dashboard.ward_view import severity_label
+
+    app.switch_page("pages/overview.py").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    summary = concern_order(sample_url)
+    expected = {f"/patient?patient={r['patient_id']}": severity_label(r)
+                for r in summary.to_dict("records")}
+    assert dict(zip(table["Open"], table["Level"], strict=True)) == expected
+    assert {"▲ SEVERE", "◆ WARNING"} <= set(table["Level"])
+    order = list(app.dataframe[0].proto.column_order)
+    assert order.index("Level") == order.index("Concern") + 1

@@ -105,7 +105,7 @@ def log_in(page: Page, app_url: str, username: str = "dr.e2e", path: str = "/") 
 def submit_sign_in(page: Page, until: Locator, tries: int = 3) -> None:
     """Click "Sign in" until `until` shows, as a person would click again when nothing
     happened: Streamlit drops a form submit whose run is cut short by another rerun request,
-    and on a loaded machine the cookie component's first report can land just then."""
+    which on a loaded machine can land just then."""
     button = page.get_by_role("button", name="Sign in")
     for attempt in range(1, tries + 1):
         button.click()

@@ -62,9 +62,9 @@ def blocking_violations(page: Page, where: str) -> list[str]:
     """Run axe on `page`'s document; one line per serious or critical violation."""
     settle(page)
     expect(page.get_by_test_id("stException")).to_have_count(0)
-    # The top document only: the app's iframes are Streamlit component frames (the sign-in
-    # cookie component, zero height, no content), which reload and detach while a page
-    # reruns, so axe's cross-frame messages time out on a busy machine (seen in CI).
+    # The top document only: the app's iframes are Streamlit's own frames (st.html with
+    # script: the re-login cookie, zero height, no content), which reload and detach while a
+    # page reruns, so axe's cross-frame messages time out on a busy machine (seen in CI).
     if not page.evaluate("typeof axe !== 'undefined'"):  # kept across page switches
         page.evaluate(AXE_SCRIPT)
     options = {"runOnly": {"type": "tag", "values": TAGS}, "resultTypes": ["violations"],

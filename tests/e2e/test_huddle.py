@@ -56,6 +56,17 @@ def test_huddle_bookmark_pages_eight_tiles(page: Page, app_url: str, theme: str)
     expect(page.locator(".tile")).to_have_count(8)
     expect(page.get_by_text(re.compile(r"page 1/2 · updated \d\d:\d\d"))).to_be_visible()
     assert not ID_PATTERN.search(page.locator("body").inner_text())
+    # colour is not the only signal: every tile names its level with a shape and a word,
+    # and the left edge's pattern differs by level
+    badges = page.locator(".tile .sev")
+    expect(badges).to_have_count(8)
+    words = re.compile(r"^(▲ (SEVERE|ESCALATED)|◆ WARNING|● INFO|○ ALL SEEN)$")
+    for badge in badges.all():
+        expect(badge).to_be_visible()
+        expect(badge).to_have_text(words)
+    first = page.locator(".tile").first
+    assert first.get_attribute("data-level") == "severe"  # sorted by concern
+    assert first.evaluate("t => getComputedStyle(t).borderLeftStyle") == "double"
     shot(page, f"huddle-{theme}-1920")
 
 
