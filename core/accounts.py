@@ -18,12 +18,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.db import session_scope
@@ -80,16 +80,16 @@ def _account(user: User) -> Account:
 def active_accounts(engine: Engine) -> list[Account]:
     """Every active user, by user name."""
     with Session(engine) as s:
-        users = s.scalars(select(User).where(User.is_active.is_(True))  # type: ignore[attr-defined]
-                          .order_by(User.username)).all()
+        users = s.scalars(select(User).where(col(User.is_active).is_(True))
+                          .order_by(col(User.username))).all()
         return [_account(u) for u in users]
 
 
 def active_account(engine: Engine, username: str) -> Account | None:
     """The active user with this name (case-insensitive), or None."""
     with Session(engine) as s:
-        user = s.scalars(select(User).where(func.lower(User.username) == username.lower(),
-                                            User.is_active.is_(True))).first()  # type: ignore[attr-defined]
+        user = s.scalars(select(User).where(func.lower(col(User.username)) == username.lower(),
+                                            col(User.is_active).is_(True))).first()
         return None if user is None else _account(user)
 
 
@@ -98,7 +98,7 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as s:
         return [{"username": u.username, "name": u.display_name, "role": str(Role(u.role).value),
                  "active": u.is_active, "created_at": u.created_at}
-                for u in s.scalars(select(User).order_by(User.username)).all()]
+                for u in s.scalars(select(User).order_by(col(User.username))).all()]
 
 
 def record_sign_in(engine: Engine, username: str, action: str, *,
@@ -195,20 +195,25 @@ def token_account(engine: Engine, key: str, token: str | None,
     return account
 
 
+@overload
+def _aware(at: datetime) -> datetime: ...
+@overload
+def _aware(at: datetime | None) -> datetime | None: ...
 def _aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def _user_id(s: Session, username: str) -> int | None:
-    return s.scalars(select(User.id).where(func.lower(User.username) == username.lower())).first()
+    return s.scalars(select(col(User.id)).where(
+        func.lower(col(User.username)) == username.lower())).first()
 
 
 def _password_set_at(s: Session, user_id: int | None) -> datetime | None:
     if user_id is None:
         return None
-    return _aware(s.scalar(select(func.max(AuditLog.at)).where(
-        AuditLog.table_name == "user", AuditLog.record_id == str(user_id),
-        AuditLog.action.in_(PASSWORD_EVENTS))))  # type: ignore[attr-defined]
+    return _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+        col(AuditLog.table_name) == "user", col(AuditLog.record_id) == str(user_id),
+        col(AuditLog.action).in_(PASSWORD_EVENTS))))
 
 
 def signed_out_at(engine: Engine, username: str) -> datetime | None:
@@ -216,9 +221,9 @@ def signed_out_at(engine: Engine, username: str) -> datetime | None:
     cookie issued before then is no longer honoured, so signing out (or a new password) ends
     every saved sign-in of theirs."""
     with Session(engine) as s:
-        out = _aware(s.scalar(select(func.max(AuditLog.at)).where(
-            func.lower(AuditLog.actor) == username.lower(),
-            AuditLog.action.in_(SIGN_OUTS))))  # type: ignore[attr-defined]
+        out = _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+            func.lower(col(AuditLog.actor)) == username.lower(),
+            col(AuditLog.action).in_(SIGN_OUTS))))
         changed = _password_set_at(s, _user_id(s, username))
     return max((t for t in (out, changed) if t is not None), default=None)
 
@@ -236,24 +241,25 @@ def locked_until(engine: Engine, username: str, attempts: int, minutes: float,
         return None
     with Session(engine) as s:
         since = now - timedelta(minutes=minutes)
-        good = _aware(s.scalar(select(func.max(AuditLog.at)).where(
-            func.lower(AuditLog.actor) == name, AuditLog.action == "login")))
+        good = _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+            func.lower(col(AuditLog.actor)) == name, col(AuditLog.action) == "login")))
         for t in (good, _password_set_at(s, _user_id(s, name))):
             if t is not None and t > since:
                 since = t
         failures = [_aware(at) for at in s.scalars(
-            select(AuditLog.at).where(func.lower(AuditLog.actor) == name,
-                                      AuditLog.action == "login_failed",
-                                      AuditLog.at > since)
-            .order_by(AuditLog.at.desc()).limit(attempts))]  # type: ignore[attr-defined]
+            select(col(AuditLog.at)).where(func.lower(col(AuditLog.actor)) == name,
+                                           col(AuditLog.action) == "login_failed",
+                                           col(AuditLog.at) > since)
+            .order_by(col(AuditLog.at).desc()).limit(attempts))]
     if len(failures) < attempts:
         return None
-    until = failures[0] + timedelta(minutes=minutes)  # type: ignore[operator]
+    until = failures[0] + timedelta(minutes=minutes)
     return until if until > now else None
 
 
 def _find(s: Session, username: str) -> User:
-    user = s.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
+    user = s.scalars(select(User).where(
+        func.lower(col(User.username)) == username.lower())).first()
     if user is None:
         raise ValueError(f"There is no user {username!r}.")
     return user
@@ -311,7 +317,7 @@ def _last_admin(s: Session, user: User) -> bool:
     if Role(user.role) != Role.ADMIN or not user.is_active:
         return False
     admins = s.scalar(select(func.count()).select_from(User).where(
-        User.role == Role.ADMIN.value, User.is_active.is_(True)))  # type: ignore[attr-defined]
+        col(User.role) == Role.ADMIN.value, col(User.is_active).is_(True)))
     return (admins or 0) <= 1
 
 
@@ -351,7 +357,7 @@ def set_active(engine: Engine, username: str, active: bool, actor: str, *,
     require(actor_role, "manage_users")
     try:
         with session_scope(engine) as s:
-            user = s.scalars(select(User).where(User.username == username)).first()
+            user = s.scalars(select(User).where(col(User.username) == username)).first()
             if user is None:
                 raise ValueError(f"There is no user {username!r}.")
             if user.is_active == active:

@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(database_url=args.db)
 
 
-def _engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _engine(args: argparse.Namespace) -> Engine:
     engine = make_engine(_settings(args).database_url)
     init_db(engine)
     return engine
@@ -400,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     class _Sub:
         @staticmethod
-        def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
-            return subparsers.add_parser(name, parents=[common], **kw)  # type: ignore[arg-type]
+        def add_parser(name: str, *, help: str) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], help=help)
 
     sub = _Sub()
 

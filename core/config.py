@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
         site = env.get("CARTWATCH_SITE_CONFIG")
-        values: dict[str, object] = {
+        values: dict[str, Any] = {  # one value per field, each of its field's type
             "database_url": env.get("CARTWATCH_DATABASE_URL") or default_database_url(),
             "ward_tz": env.get("CARTWATCH_WARD_TZ") or "UTC",
             "site_config": Path(site) if site else None,
@@ -105,4 +106,4 @@ class Settings:
             "display_token": env.get("CARTWATCH_DISPLAY_TOKEN") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)

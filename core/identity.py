@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.accounts import Account, audit_sign_in
@@ -252,7 +252,7 @@ def _admit(engine: Engine, config: OidcConfig, username: str, role: str, name: s
     ask = f"ask {config.contact}"
     with session_scope(engine) as s:
         user = s.scalars(select(User).where(
-            func.lower(User.username) == username.lower())).first()
+            func.lower(col(User.username)) == username.lower())).first()
         why = None
         if user is not None and not is_external(user.password_hash):
             why = (f"The user name {user.username} belongs to a local account here, so it "

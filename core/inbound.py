@@ -19,14 +19,14 @@ def summary(engine: Engine, *, hours: int = 24,
     since = (now or datetime.now(UTC)) - timedelta(hours=hours)
     with Session(engine) as s:
         recent = s.execute(
-            select(InboundMessage.channel, InboundMessage.status, func.count(),
-                   func.max(InboundMessage.received_at))
+            select(col(InboundMessage.channel), col(InboundMessage.status), func.count(),
+                   func.max(col(InboundMessage.received_at)))
             .where(col(InboundMessage.received_at) >= since)
-            .group_by(InboundMessage.channel, InboundMessage.status)).all()
-        held = dict(s.execute(
-            select(InboundMessage.channel, func.count())
+            .group_by(col(InboundMessage.channel), col(InboundMessage.status))).all()
+        held = {str(channel): int(count) for channel, count in s.execute(
+            select(col(InboundMessage.channel), func.count())
             .where(col(InboundMessage.status) == MessageStatus.HELD.value)
-            .group_by(InboundMessage.channel)).tuples().all())
+            .group_by(col(InboundMessage.channel))).all()}
     rows: dict[str, dict[str, object]] = {}
     for channel, status, count, newest in recent:
         row = rows.setdefault(channel, {"channel": channel, "newest": None,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, String, select, type_coerce
+from sqlalchemy.orm import Mapped
 from sqlalchemy.sql import Select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.course import (
     EPISODE_COLUMNS,
@@ -54,9 +56,9 @@ RAW_LAB_COLUMNS = [
 def _patient_select(patient_ids: list[str] | None, active_only: bool) -> Select:
     stmt = select(Patient)
     if patient_ids is not None:
-        stmt = stmt.where(Patient.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Patient.patient_id).in_(patient_ids))
     if active_only:
-        stmt = stmt.where(Patient.status == PatientStatus.ACTIVE.value)
+        stmt = stmt.where(col(Patient.status) == PatientStatus.ACTIVE.value)
     return stmt
 
 
@@ -64,11 +66,11 @@ def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | N
     """The patients' primary keys as a subquery, or None for every patient."""
     if patient_ids is None and not active_only:
         return None
-    stmt = select(Patient.id)
+    stmt = select(col(Patient.id))
     if patient_ids is not None:
-        stmt = stmt.where(Patient.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(Patient.patient_id).in_(patient_ids))
     if active_only:
-        stmt = stmt.where(Patient.status == PatientStatus.ACTIVE.value)
+        stmt = stmt.where(col(Patient.status) == PatientStatus.ACTIVE.value)
     return stmt
 
 
@@ -92,7 +94,7 @@ def _read(session: Session, stmt: Select, columns: list[str]) -> pd.DataFrame:
     result = session.connection().execute(stmt)
     try:
         names = list(result.keys())
-        rows = result.cursor.fetchall()  # type: ignore[attr-defined]
+        rows = result.cursor.fetchall()
     finally:
         result.close()
     if not rows:
@@ -111,35 +113,44 @@ def _is_time(col: object) -> bool:
     return isinstance(impl, DateTime) or isinstance(kind, DateTime)
 
 
-def _raw_times(cols: list, sqlite: bool) -> list:
+def _raw_times(cols: list[Any], sqlite: bool) -> list[Any]:
     """Time columns without SQLModel's per-row UTC processor: `_utc` parses them in bulk.
 
     That processor costs more than the query itself on large reads; SQLite stores naive
     UTC text and PostgreSQL returns aware datetimes, both of which `_utc` understands.
     """
     out = []
-    for col in cols:
-        if _is_time(col):
-            col = type_coerce(col, String() if sqlite else DateTime(timezone=True)).label(col.key)
-        out.append(col)
+    for c in cols:
+        if _is_time(c):
+            c = type_coerce(c, String() if sqlite else DateTime(timezone=True)).label(c.key)
+        out.append(c)
     return out
+
+
+class _ClinicalTable(Protocol):
+    """A clinical table model: one patient's rows with a record status."""
+
+    patient_pk: int
+    status: RecordStatus
 
 
 def _final_rows(
     session: Session,
-    model: type,
-    cols: list,
+    model: type[_ClinicalTable],
+    cols: list[Any],
     pks: Select | None,
-    time_col: object | None = None,
+    time_col: Mapped[datetime] | None = None,
     until: datetime | None = None,
 ) -> Select:
+    """`cols` are model attributes (or labels of them): SQLModel declares a table class's
+    attributes as their value types, so a mixed list of them has no finer static type."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    stmt = select(model.patient_pk, *_raw_times(cols, sqlite))
-    stmt = stmt.where(model.status == FINAL)  # type: ignore[attr-defined]
+    stmt = select(col(model.patient_pk), *_raw_times(cols, sqlite))
+    stmt = stmt.where(col(model.status) == FINAL)
     if pks is not None:
-        stmt = stmt.where(model.patient_pk.in_(pks))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(model.patient_pk).in_(pks))
     if time_col is not None and until is not None:
-        stmt = stmt.where(time_col <= until)  # type: ignore[operator]
+        stmt = stmt.where(time_col <= until)
     return stmt
 
 
@@ -163,12 +174,12 @@ def _read_labs(session: Session, pks: Select | None, until: datetime | None,
     L = LabResult
     stmt = _final_rows(
         session, L,
-        [L.id.label("lab_id"), L.analyte, L.collected_at, L.value, L.unit,  # type: ignore[union-attr]
+        [col(L.id).label("lab_id"), L.analyte, L.collected_at, L.value, L.unit,
          L.qualifier, L.ref_low, L.ref_high, L.original_value, L.original_unit, L.verified_at],
-        pks, L.collected_at, until,
+        pks, col(L.collected_at), until,
     )
     if not (use_preliminary(session) if preliminary is None else preliminary):
-        stmt = stmt.where(L.preliminary.is_(False))  # type: ignore[attr-defined]
+        stmt = stmt.where(col(L.preliminary).is_(False))
     frame = _read(session, stmt, RAW_LAB_COLUMNS)
     if len(frame):
         frame["collected_at"] = _utc(frame["collected_at"])
@@ -187,11 +198,16 @@ def read_lab_frame(
     return _read_labs(session, _pk_subquery(patient_ids, active_only=False), until)
 
 
+def _pk(p: Patient) -> int:
+    assert p.id is not None  # read from the database: the primary key is set
+    return p.id
+
+
 def _day_starts(patients: list[Patient], tz: ZoneInfo) -> dict[int, pd.Timestamp]:
     """UTC instant of local midnight of each patient's infusion date (day 0.0)."""
     return {
-        p.id: pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=tz).tz_convert(UTC)
-        for p in patients  # type: ignore[misc]
+        _pk(p): pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=tz).tz_convert(UTC)
+        for p in patients
     }
 
 
@@ -258,13 +274,13 @@ def load_patient_courses(
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     # the site's preliminary-results setting rides along with the patients (no extra query)
-    setting = select(SiteSetting.value).where(
-        SiteSetting.key == PRELIMINARY_SETTING).scalar_subquery()
+    setting = select(col(SiteSetting.value)).where(
+        col(SiteSetting.key) == PRELIMINARY_SETTING).scalar_subquery()
     rows = session.execute(_patient_select(patient_ids, active_only).add_columns(
         setting.label("rules_use_preliminary"))).all()
     if not rows:
         return []
-    patients = [row[0] for row in rows]
+    patients: list[Patient] = [row[0] for row in rows]
     preliminary = _setting_on(rows[0][1])
     pks = _pk_subquery(patient_ids, active_only)
     starts = _day_starts(patients, zone)
@@ -281,7 +297,7 @@ def load_patient_courses(
     Ob = Observation
     obs = _read(session, _final_rows(
         session, Ob, [Ob.kind, Ob.observed_at, Ob.value_num, Ob.value_text, Ob.unit],
-        pks, Ob.observed_at, as_of), ["patient_pk", *OBS_COLUMNS])
+        pks, col(Ob.observed_at), as_of), ["patient_pk", *OBS_COLUMNS])
     if len(obs):
         obs["observed_at"] = _utc(obs["observed_at"])
         obs["day"] = _days(obs, "observed_at", starts)
@@ -290,7 +306,7 @@ def load_patient_courses(
     E = Episode
     eps = _read(session, _final_rows(
         session, E, [E.kind, E.grade, E.onset, E.resolved, E.origin],
-        pks, E.onset, as_of), ["patient_pk", *EPISODE_COLUMNS])
+        pks, col(E.onset), as_of), ["patient_pk", *EPISODE_COLUMNS])
     if len(eps):
         eps["onset_day"] = _days(eps, "onset", starts)
         resolved = eps[["patient_pk", "resolved"]].dropna()
@@ -301,13 +317,13 @@ def load_patient_courses(
     T = Treatment
     trs = _read(session, _final_rows(
         session, T, [T.drug, T.given_at, T.dose, T.dose_unit, T.route],
-        pks, T.given_at, as_of), ["patient_pk", *TREATMENT_COLUMNS])
+        pks, col(T.given_at), as_of), ["patient_pk", *TREATMENT_COLUMNS])
     if len(trs):
         trs["day"] = _days(trs, "given_at", starts)
         trs["dose"] = _to_nan(trs["dose"])
 
     C = CourseEvent
-    evs = _read(session, _final_rows(session, C, [C.kind, C.at], pks, C.at, as_of),
+    evs = _read(session, _final_rows(session, C, [C.kind, C.at], pks, col(C.at), as_of),
                 ["patient_pk", *EVENT_COLUMNS])
     if len(evs):
         evs["day"] = _days(evs, "at", starts)
@@ -322,15 +338,14 @@ def load_patient_courses(
     if as_of is not None:
         # The queries already stop at `as_of`; what is left of Course.until is per-patient:
         # missing-data reasons are dated by day, and an episode resolved later is still open.
-        as_of_days = {int(p.id): as_of_day(as_of, p.infusion_date, tz)  # type: ignore[arg-type]
-                      for p in patients}
+        as_of_days = {_pk(p): as_of_day(as_of, p.infusion_date, tz) for p in patients}
         if len(mis):
             mis = mis[mis["day"] <= mis["patient_pk"].map(as_of_days)]
         if len(eps):
             later = eps["resolved_day"] > eps["patient_pk"].map(as_of_days)
             eps.loc[later, "resolved_day"] = float("nan")
 
-    infos = {int(p.id): _info(p) for p in patients}  # type: ignore[arg-type]
+    infos = {_pk(p): _info(p) for p in patients}
     indexes = index_courses(infos, {
         "labs": labs, "observations": obs, "episodes": eps, "treatments": trs, "events": evs,
     }, owner="patient_pk") if with_index else {}
@@ -346,11 +361,11 @@ def load_patient_courses(
     empty = {name: _empty_frame(columns) for name, columns in FRAME_COLUMNS.items()}
     out: list[tuple[int, Course]] = []
     for p in sorted(patients, key=lambda p: p.patient_id):
-        pk = int(p.id)  # type: ignore[arg-type]
+        pk = _pk(p)
         frames = {name: parts[pk] if pk in parts else empty[name].copy(deep=False)
                   for name, parts in by_pk.items()}
         course = Course(patient=infos[pk], tz=tz, as_of_day=as_of_days.get(pk, math.inf),
-                        **frames)  # type: ignore[arg-type]
+                        **frames)
         if with_index:
             attach_index(course, indexes[pk])
         out.append((pk, course))
@@ -390,8 +405,8 @@ def ward_day(as_of: datetime, infusion_date: date, tz: str) -> int:
 def lab_corrections(session: Session, patient_id: str) -> dict[int, str]:
     """lab_id -> correction reason, for the patient's final labs that replaced an earlier row."""
     L = LabResult
-    stmt = (select(L.id, L.correction_reason)
-            .join(Patient, Patient.id == L.patient_pk)
-            .where(Patient.patient_id == patient_id, L.status == FINAL,
-                   L.supersedes_id.is_not(None)))  # type: ignore[union-attr]
+    stmt = (select(col(L.id), col(L.correction_reason))
+            .join(Patient, col(Patient.id) == col(L.patient_pk))
+            .where(col(Patient.patient_id) == patient_id, col(L.status) == FINAL,
+                   col(L.supersedes_id).is_not(None)))
     return {int(i): (reason or "corrected") for i, reason in session.execute(stmt).all()}

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.config import Settings
 from core.db import is_sqlite, session_scope
@@ -114,24 +114,24 @@ def monitor_status(session: Session, now: datetime | None = None,
                    interval: timedelta = DEFAULT_INTERVAL) -> MonitorStatus:
     """The monitor's heartbeat and the outbox's state, in four small queries."""
     now = _aware(now) or utcnow()
-    newest = session.execute(select(MonitorCycle.finished_at, MonitorCycle.error)
-                             .where(MonitorCycle.finished_at.is_not(None))  # type: ignore[union-attr]
-                             .order_by(MonitorCycle.finished_at.desc())  # type: ignore[union-attr]
+    newest = session.execute(select(col(MonitorCycle.finished_at), col(MonitorCycle.error))
+                             .where(col(MonitorCycle.finished_at).is_not(None))
+                             .order_by(col(MonitorCycle.finished_at).desc())
                              .limit(1)).first()
     last, error = (newest[0], newest[1]) if newest is not None else (None, None)
-    unacknowledged = select(Alert.id).where(Alert.state.in_(  # type: ignore[attr-defined]
+    unacknowledged = select(col(Alert.id)).where(col(Alert.state).in_(
         [AlertState.FIRING.value, AlertState.ESCALATED.value]))
     failed = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.status == NotificationStatus.FAILED.value,
-        or_(Notification.alert_id.in_(unacknowledged),  # type: ignore[union-attr]
-            and_(Notification.alert_id.is_(None),  # type: ignore[union-attr]
-                 Notification.created_at >= now - FAILED_TEST_SHOWN_FOR)))) or 0
+        col(Notification.status) == NotificationStatus.FAILED.value,
+        or_(col(Notification.alert_id).in_(unacknowledged),
+            and_(col(Notification.alert_id).is_(None),
+                 col(Notification.created_at) >= now - FAILED_TEST_SHOWN_FOR)))) or 0
     backlog = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.status.in_([NotificationStatus.PENDING.value,  # type: ignore[attr-defined]
-                                 NotificationStatus.SENDING.value]),
-        Notification.next_attempt_at <= now)) or 0
+        col(Notification.status).in_([NotificationStatus.PENDING.value,
+                                      NotificationStatus.SENDING.value]),
+        col(Notification.next_attempt_at) <= now)) or 0
     failing = session.scalar(select(func.count()).select_from(EvaluationFailure).where(
-        EvaluationFailure.retried_at.is_(None))) or 0  # type: ignore[union-attr]
+        col(EvaluationFailure.retried_at).is_(None))) or 0
     if isinstance(last, str):
         last = datetime.fromisoformat(last)
     return MonitorStatus(_aware(last), now, interval, int(failed), int(backlog), int(failing),
@@ -203,8 +203,8 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
             return report
         at = _aware(now) or utcnow()
         with session_scope(engine) as s:
-            last = _aware(_parse(s.scalar(select(func.max(MonitorCycle.finished_at)).where(
-                MonitorCycle.worker != worker))))
+            last = _aware(_parse(s.scalar(select(func.max(col(MonitorCycle.finished_at))).where(
+                col(MonitorCycle.worker) != worker))))
             if last is not None and at - last < settings.monitor_interval / 2:
                 report.skipped = f"another monitor finished a cycle at {last:%H:%M:%S}"
                 return report
@@ -261,14 +261,15 @@ def _fhir_sync(engine: Engine, settings: Settings) -> str | None:
 def _parse(value: object) -> datetime | None:
     if isinstance(value, str):
         return datetime.fromisoformat(value)
-    return value  # type: ignore[return-value]
+    assert value is None or isinstance(value, datetime), value  # a DateTime column's value
+    return value
 
 
 def _retried(engine: Engine, at: datetime) -> None:
     """Every active patient was just evaluated: earlier failures are retried."""
     with session_scope(engine) as s:
         s.execute(update(EvaluationFailure).where(
-            EvaluationFailure.retried_at.is_(None)).values(retried_at=at))  # type: ignore[union-attr]
+            col(EvaluationFailure.retried_at).is_(None)).values(retried_at=at))
 
 
 def run_forever(engine: Engine, settings: Settings, stop: threading.Event, *,
@@ -340,7 +341,7 @@ def health_app(engine: Engine, settings: Settings) -> Callable[..., Iterable[byt
     from prometheus_client import CollectorRegistry, make_wsgi_app
 
     registry = CollectorRegistry()
-    registry.register(_StatusCollector(engine, settings))  # type: ignore[arg-type]
+    registry.register(_StatusCollector(engine, settings))
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -17,6 +17,7 @@ import time
 import bcrypt
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from core import audit
 from core.db import session_scope
@@ -112,7 +113,8 @@ def create_user(engine: Engine, username: str, role: str, password: str,
     check_new_password(password)
     with session_scope(engine) as s:
         # sign-in matches names case-insensitively, so "Kim" and "kim" would be one account
-        if s.execute(select(User).where(func.lower(User.username) == username.lower())).first():
+        if s.execute(select(User).where(
+                func.lower(col(User.username)) == username.lower())).first():
             raise ValueError(f"user {username!r} already exists")
         user = User(username=username, display_name=display_name or username, role=Role(role),
                     password_hash=hash_password(password))

@@ -54,12 +54,12 @@ def patient_rows(patients: list[Entry], known: dict[str, Any],
                 registered += 1
                 continue
             given = sorted((g for g in products.get(pid, []) if g.start is not None),
-                           key=lambda g: g.start)  # type: ignore[arg-type, return-value]
+                           key=_start)
             if not given or not options.day0_from_administration:
                 errors.append(_no_day0(entry, pid, given, tz))
                 continue
             first = given[0]
-            infusion = first.start.astimezone(ZoneInfo(tz)).date().isoformat()  # type: ignore[union-attr]
+            infusion = _start(first).astimezone(ZoneInfo(tz)).date().isoformat()
             product = product or first.product
         rows.append({"patient_id": pid, "infusion_date": str(infusion)[:10],
                      "product": str(product or "not stated"),
@@ -69,6 +69,12 @@ def patient_rows(patients: list[Entry], known: dict[str, Any],
     return rows, where, registered
 
 
+def _start(given: ProductGiven) -> datetime:
+    """The start of an administration known to have one (`given` lists only those)."""
+    assert given.start is not None
+    return given.start
+
+
 def _ext_date(res: dict[str, Any]) -> Any:
     return ext(res, "infusion-date", "infusionDate")
 
@@ -76,7 +82,7 @@ def _ext_date(res: dict[str, Any]) -> Any:
 def _no_day0(entry: Entry, pid: str, given: list[ProductGiven], tz: str) -> RowError:
     if given:
         first = given[0]
-        day = first.start.astimezone(ZoneInfo(tz)).date()  # type: ignore[union-attr]
+        day = _start(first).astimezone(ZoneInfo(tz)).date()
         why = (f"The file has an administration of {first.product} ({first.entry.label}, "
                f"{day}), "
                f"but taking day 0 from it is off: an admin can turn on the site setting "

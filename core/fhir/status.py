@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 from core import audit
 from core.models import LabResult, Observation, RecordStatus, Treatment
@@ -117,14 +117,14 @@ def retract_targets(session: Session, rtype: str, rid: str) -> list[tuple[str, A
                     model.source_record_id.startswith(f"{rid}#", autoescape=True)),
                 model.source.in_(_SOURCES)).order_by(model.id)).scalars()]
     elif rtype == "MedicationAdministration":
-        T: Any = Treatment
-        Ob: Any = Observation
+        T, Ob = Treatment, Observation
         found += [("treatments", r) for r in session.execute(select(T).where(
-            T.source_record_id == rid, T.source.in_(_SOURCES)).order_by(T.id)).scalars()]
+            col(T.source_record_id) == rid, col(T.source).in_(_SOURCES))
+            .order_by(col(T.id))).scalars()]
         derived = session.execute(select(Ob).where(
-            Ob.kind.in_(("vasopressors", "vasopressin")), Ob.source == "fhir",
-            Ob.note.contains(f"(MedicationAdministration/{rid})", autoescape=True))
-            .order_by(Ob.id)).scalars()
+            col(Ob.kind).in_(("vasopressors", "vasopressin")), col(Ob.source) == "fhir",
+            col(Ob.note).contains(f"(MedicationAdministration/{rid})", autoescape=True))
+            .order_by(col(Ob.id))).scalars()
         found += [("observations", r) for r in derived]
     return found
 

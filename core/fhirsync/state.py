@@ -41,7 +41,7 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def patients_in_scope(engine: Engine) -> list[str]:
     """CAR-T Watch IDs of the active registered patients."""
     with session_scope(engine) as s:
-        return sorted(s.scalars(select(Patient.patient_id).where(
+        return sorted(s.scalars(select(col(Patient.patient_id)).where(
             col(Patient.status) == PatientStatus.ACTIVE)))
 
 

@@ -201,12 +201,17 @@ def _batches(marks: dict[str, datetime | None], size: int) -> list[tuple[list[st
     the rest by watermark, each batch searched from its oldest watermark (the import takes
     what a newer patient already has as already present)."""
     fresh = sorted(p for p, w in marks.items() if w is None)
-    known = sorted((p for p, w in marks.items() if w is not None),
-                   key=lambda p: (marks[p], p))
+    dated = {p: w for p, w in marks.items() if w is not None}
+    known = sorted(dated, key=lambda p: (dated[p], p))
     out: list[tuple[list[str], datetime | None]] = [(c, None) for c in chunks(fresh, size)]
     for chunk in chunks(known, size):
-        out.append((chunk, min(marks[p] for p in chunk)))  # type: ignore[type-var]
+        out.append((chunk, min(dated[p] for p in chunk)))
     return out
+
+
+def _older(mark: datetime | None, new: datetime) -> bool:
+    """Whether a watermark (None: never synced) is before `new`."""
+    return mark is None or mark < new
 
 
 def _for_import(resources: list[dict[str, Any]], refs: dict[str, str], system: str | None,
@@ -241,13 +246,14 @@ def _sync_type(engine: Engine, settings: Settings, config: FhirConfig, client: F
         ids = sorted(i for p in pids for i in by_pid[p])
         batch = hashlib.sha256(",".join(ids).encode()).hexdigest()[:8]
         window = f"gt{_instant(since)}" if since else "all"
-        params: dict[str, str] | None = {"patient": ",".join(_escape(i) for i in ids),
-                                         "_sort": "_lastUpdated",
-                                         "_count": str(config.page_size)}
+        first: dict[str, str] = {"patient": ",".join(_escape(i) for i in ids),
+                                 "_sort": "_lastUpdated",
+                                 "_count": str(config.page_size)}
         if rtype == "Observation":
-            params["category"] = ",".join(OBSERVATION_CATEGORIES)  # type: ignore[index]
+            first["category"] = ",".join(OBSERVATION_CATEGORIES)
         if since is not None:
-            params["_lastUpdated"] = f"gt{_instant(since)}"  # type: ignore[index]
+            first["_lastUpdated"] = f"gt{_instant(since)}"
+        params: dict[str, str] | None = first  # the next links carry their own
         url: str | None = f"{base}/{rtype}"
         page = 0
         while url:
@@ -303,7 +309,7 @@ def _sync_type(engine: Engine, settings: Settings, config: FhirConfig, client: F
             mark = stamps[-1] if url is None else (stamps[-2] if len(stamps) > 1 else None)
             new_marks = ({} if mark is None else
                          {watermark_key(base, rtype, p): mark for p in pids
-                          if marks[p] is None or marks[p] < mark})  # type: ignore[operator]
+                          if _older(marks[p], mark)})
             keep_page(engine, control_id=control_id, base=base, raw=response.text,
                       status=MessageStatus.STORED, reason=None, rows=written, patient_id=one,
                       marks=new_marks,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.config import Settings
@@ -45,10 +45,11 @@ def held_messages(engine: Engine, *, include_handled: bool = False) -> pd.DataFr
                        if include_handled else [])
     M = InboundMessage
     with Session(engine) as s:
-        rows = s.execute(select(M.id, M.received_at, M.message_type, M.sender, M.control_id,  # type: ignore[call-overload]
-                                M.patient_id, M.reason, M.raw, M.status, M.handled_by)
-                         .where(M.channel == CHANNEL, M.status.in_(wanted))  # type: ignore[attr-defined]
-                         .order_by(M.received_at, M.id)).all()
+        rows = s.execute(select(col(M.id), col(M.received_at), col(M.message_type),
+                                col(M.sender), col(M.control_id), col(M.patient_id),
+                                col(M.reason), col(M.raw), col(M.status), col(M.handled_by))
+                         .where(col(M.channel) == CHANNEL, col(M.status).in_(wanted))
+                         .order_by(col(M.received_at), col(M.id))).all()
     return pd.DataFrame(rows, columns=[*COLUMNS, "status", "handled_by"])
 
 
@@ -64,8 +65,8 @@ def _held(session: Session, message_id: int) -> InboundMessage:
 def _unknown_ids(session: Session, row: InboundMessage, settings: Settings) -> list[str]:
     parsed = parse(row.raw, tz=settings.ward_tz,
                    id_type=setting(session, ID_TYPE_SETTING) or None)
-    known = set(session.execute(select(Patient.patient_id).where(  # type: ignore[call-overload]
-        Patient.patient_id.in_(parsed.patient_ids))).scalars())  # type: ignore[attr-defined]
+    known = set(session.execute(select(col(Patient.patient_id)).where(
+        col(Patient.patient_id).in_(parsed.patient_ids))).scalars())
     return [pid for pid in parsed.patient_ids if pid not in known]
 
 
@@ -78,8 +79,8 @@ def match_patient(engine: Engine, message_id: int, patient_id: str, *, user: str
     settings = settings or Settings.from_env()
     with write_session(engine, settings=settings, actor=user) as session:
         row = _held(session, message_id)
-        if session.execute(select(Patient.id).where(  # type: ignore[call-overload]
-                Patient.patient_id == patient_id)).first() is None:
+        if session.execute(select(col(Patient.id)).where(
+                col(Patient.patient_id) == patient_id)).first() is None:
             raise HeldRefused(f"No registered patient {patient_id!r}; register the patient "
                               "first.")
         try:
@@ -112,8 +113,8 @@ def release(engine: Engine, message_id: int, *, user: str, role: str | None = No
         row = _held(session, message_id)
         matched: dict[str, str] = {}
         try:
-            if row.patient_id and session.execute(select(Patient.id).where(  # type: ignore[call-overload]
-                    Patient.patient_id == row.patient_id)).first() is not None:
+            if row.patient_id and session.execute(select(col(Patient.id)).where(
+                    col(Patient.patient_id) == row.patient_id)).first() is not None:
                 matched = {pid: row.patient_id for pid in _unknown_ids(session, row, settings)}
             status, reason, rows, patient_id = process(session, row.raw, settings,
                                                        actor=user, matched=matched)

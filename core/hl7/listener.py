@@ -22,7 +22,7 @@ from core.db import is_sqlite
 from core.hl7.receive import Reply, receive
 
 try:  # python-hl7 >= 0.4
-    from hl7.mllp import InvalidBlockError, start_hl7_server
+    from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
 except ImportError as exc:  # pragma: no cover - a broken install says so at start
     raise ImportError("the hl7 package (python-hl7) is needed for listen-hl7") from exc
 
@@ -52,12 +52,13 @@ class Listener:
         self.workers = 1 if is_sqlite(engine) else workers
         self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hl7")
         self.handler = handler or receive
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await start_hl7_server(self._client, self.host, self.port,
-                                              limit=MAX_MESSAGE_BYTES)
-        self.port = self._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server: asyncio.Server = await start_hl7_server(self._client, self.host, self.port,
+                                                        limit=MAX_MESSAGE_BYTES)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         log.info("HL7 listener on %s:%d (MLLP), %d database worker(s)", self.host, self.port,
                  self.workers)
 
@@ -69,14 +70,14 @@ class Listener:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         log.info("HL7 listener on %s:%d stopped", self.host, self.port)
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _client(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         log.info("HL7 connection from %s", peer)
         loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
-                    block = await reader.readblock()  # type: ignore[attr-defined]
+                    block = await reader.readblock()
                 except asyncio.IncompleteReadError as exc:
                     if exc.partial.strip():
                         log.warning("HL7 connection from %s closed in the middle of a message "
@@ -92,7 +93,7 @@ class Listener:
                 raw = _decode(block)
                 reply = await loop.run_in_executor(self.executor, self.handler, self.engine,
                                                    raw, self.settings)
-                writer.writeblock(reply.ack.encode("utf-8"))  # type: ignore[attr-defined]
+                writer.writeblock(reply.ack.encode("utf-8"))
                 await writer.drain()
         except ConnectionError as exc:
             log.warning("HL7 connection from %s lost: %s", peer, exc)

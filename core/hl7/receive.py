@@ -24,7 +24,7 @@ import hl7
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.config import Settings
@@ -180,8 +180,8 @@ def _receive(engine: Engine, raw: str, message: hl7.Message, head: Header,
 
 def _inbound(session: Session, control_id: str) -> InboundMessage | None:
     return session.execute(select(InboundMessage).where(
-        InboundMessage.channel == CHANNEL,  # type: ignore[arg-type]
-        InboundMessage.control_id == control_id)).scalars().first()  # type: ignore[arg-type]
+        col(InboundMessage.channel) == CHANNEL,
+        col(InboundMessage.control_id) == control_id)).scalars().first()
 
 
 def _refuse(engine: Engine, raw: str, message: hl7.Message | None, head: Header | None,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.codemap import LOINC_SYSTEMS, CodeMap, Target
@@ -316,7 +316,9 @@ def _plain(row: pd.Series) -> dict[str, Any]:
 
 
 def _pid(session: Session, patient_pk: int) -> str:
-    return session.get(Patient, patient_pk).patient_id  # type: ignore[union-attr]
+    patient = session.get(Patient, patient_pk)
+    assert patient is not None, patient_pk  # a clinical row's patient_pk is a foreign key
+    return patient.patient_id
 
 
 def _supersede(session: Session, model: Any, name: str, old: Any, row: pd.Series,
@@ -365,7 +367,7 @@ def _finalise(session: Session, row: LabResult, why: str, actor: str) -> None:
 def _adt(session: Session, parsed: Parsed, adt: AdtEvent, patient_id: str, actor: str,
          out: Applied) -> None:
     patient = session.execute(select(Patient).where(
-        Patient.patient_id == patient_id)).scalars().one()  # type: ignore[arg-type]
+        col(Patient.patient_id) == patient_id)).scalars().one()
     before = audit.snapshot(patient)
     if adt.event in ("A01", "A02") and adt.bed:
         patient.bed = adt.bed
