@@ -410,3 +410,22 @@ def lab_corrections(session: Session, patient_id: str) -> dict[int, str]:
             .where(col(Patient.patient_id) == patient_id, col(L.status) == FINAL,
                    col(L.supersedes_id).is_not(None)))
     return {int(i): (reason or "corrected") for i, reason in session.execute(stmt).all()}
+
+
+def preliminary_labs(session: Session, patient_id: str) -> tuple[pd.DataFrame, bool]:
+    """The patient's preliminary lab results still waiting for the final value (newest
+    first), and whether the rules read them (`inbound.rules_use_preliminary`). Shown on the
+    patient page either way: a value that arrived is never out of sight."""
+    L = LabResult
+    stmt = (select(col(L.analyte), col(L.collected_at), col(L.value), col(L.unit),
+                   col(L.qualifier), col(L.source))
+            .join(Patient, col(Patient.id) == col(L.patient_pk))
+            .where(col(Patient.patient_id) == patient_id, col(L.status) == FINAL,
+                   col(L.preliminary).is_(True))
+            .order_by(col(L.collected_at).desc()))
+    frame = pd.DataFrame(session.execute(stmt).all(),
+                         columns=["analyte", "collected_at", "value", "unit", "qualifier",
+                                  "source"])
+    if len(frame):
+        frame["collected_at"] = _utc(frame["collected_at"])
+    return frame, use_preliminary(session)

@@ -9,6 +9,7 @@ import math
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -27,7 +28,7 @@ from core.figures import (
     timeline_figure,
     treatment_rows,
 )
-from core.loading import as_of_day, lab_corrections
+from core.loading import as_of_day, lab_corrections, preliminary_labs
 from core.patient_summary import (
     IEC_HS_TIERS,
     TIERS_NOTE,
@@ -83,6 +84,30 @@ def corrections(_engine, url: str, version: Version,  # noqa: ANN001
                 patient_id: str) -> dict[int, str]:
     with session_scope(_engine) as s:
         return lab_corrections(s, patient_id)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=50)
+def preliminary(_engine, url: str, version: Version,  # noqa: ANN001
+                patient_id: str) -> tuple[pd.DataFrame, bool]:
+    with session_scope(_engine) as s:
+        return preliminary_labs(s, patient_id)
+
+
+def render_preliminary(frame: pd.DataFrame, rules_read_them: bool, tz: str) -> None:
+    """Preliminary results (HL7 OBX-11 P, FHIR preliminary) waiting for the final value."""
+    if frame.empty:
+        return
+    zone = ZoneInfo(tz)
+    rows = [{"Result": ANALYTES[r.analyte].name if r.analyte in ANALYTES else r.analyte,
+             "Value": f"{r.qualifier or ''}{fmt(r.value)} {r.unit}",
+             "Taken": f"{r.collected_at.tz_convert(zone):%a %d %b %H:%M}",
+             "From": {"hl7": "lab feed", "fhir": "EHR"}.get(r.source, r.source)}
+            for r in frame.itertuples()]
+    read = ("The rules read them (site setting)." if rules_read_them else
+            "They are not on the chart and no rule reads them until the final value arrives.")
+    with st.container(border=True):
+        st.markdown(f"**Preliminary results: {len(rows)}** (not final). {read}")
+        st.table(pd.DataFrame(rows).set_index("Result"))
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=20)

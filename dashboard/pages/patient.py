@@ -33,6 +33,7 @@ with alerts_tab:
 with top:
     tl.render_header(course, header(found, day_now), alerts)
 with chart:
+    tl.render_preliminary(*tl.preliminary(engine, url, version, patient_id), tz)
     day_range, analytes, show_suggested = tl.chart_controls(day_now)
     fig = tl.figure(engine, url, version, patient_id, tz, day_range, analytes,
                     show_suggested, round(day_now, 2))
