@@ -35,7 +35,7 @@ from core.units import ANALYTES  # noqa: E402
 TYPICAL = {"ferritin": 600, "fibrinogen": 320, "ast": 30, "alt": 35, "bilirubin": 0.7,
            "ldh": 220, "triglycerides": 140, "crp": 20, "il6": 10, "scd25": 1500,
            "creatinine": 0.9, "wbc": 5, "anc": 3, "alc": 1, "hemoglobin": 11, "platelets": 180,
-           "ddimer": 0.8}
+           "ddimer": 0.8, "inr": 1.1}
 
 
 def build(path: Path, days: int, seed: int = 1) -> tuple[str, str, int]:
@@ -81,11 +81,11 @@ def build(path: Path, days: int, seed: int = 1) -> tuple[str, str, int]:
     return url, "BENCH-001", n
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--runs", type=int, default=7)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         url, pid, n_labs = build(Path(tmp) / "bench.db", args.days)
@@ -93,7 +93,19 @@ def main() -> None:
         os.environ["CARTWATCH_DATABASE_URL"] = url
         from streamlit.testing.v1 import AppTest
 
+        from core.accounts import active_account
+        from core.db import make_engine
+        from core.users import create_user
+        from dashboard.auth import session_values
+
+        engine = make_engine(url)  # a clinician signed in, as the page needs a user
+        create_user(engine, "bench.dr", "clinician", "bench-only password")
+        account = active_account(engine, "bench.dr")
+        engine.dispose()
+        assert account is not None
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+        for key, value in session_values(account).items():
+            at.session_state[key] = value
         at.run()
         at.session_state["patient_id"] = pid
         t = time.perf_counter()

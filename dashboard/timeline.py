@@ -222,33 +222,40 @@ def values_table(course: Course, day_range: tuple[float, float], analytes: tuple
     labs = _in_range(course.labs, day_range)
     labs = labs[labs["analyte"].isin(analytes)] if len(labs) else labs
     given = _in_range(treatment_rows(course), day_range)
-    days = sorted({math.floor(d) for d in [*labs["day"], *given["day"]]})
+    lab_day = [math.floor(d) for d in labs["day"]]
+    give_day = [math.floor(d) for d in given["day"]]
+    days = sorted({*lab_day, *give_day})
+    if not days:
+        return pd.DataFrame()
     codes = [a for a in TIMELINE_ANALYTES if a in set(labs["analyte"])]
+    # every result's cell text in one pass, then one group-and-pivot (day x analyte), the
+    # results of a day in time order
+    cells = [f"{q if isinstance(q, str) else ''}{fmt(v)}"
+             + (f"\u00a0{CORRECTED_MARK}" if int(lab_id) in corrected else "")
+             + ("" if verified else f"\u00a0{UNVERIFIED_MARK}")
+             for q, v, lab_id, verified in zip(labs["qualifier"], labs["value"],
+                                               labs["lab_id"], labs["verified"], strict=True)]
+    by_day = (labs.assign(_day=lab_day, _cell=cells).sort_values("day", kind="stable")
+              .groupby(["_day", "analyte"], sort=False)["_cell"].agg(" · ".join)
+              .unstack("analyte") if len(labs) else pd.DataFrame())
+    table = by_day.reindex(index=days, columns=codes).fillna("")
+    table.columns = [f"{ANALYTES[c].name} ({ANALYTES[c].unit})" for c in codes]
     windows = episode_rows(course, suggested)
-    rows = []
-    for d in days:
-        when = course.patient.infusion_date + timedelta(days=d)
-        row = {"Day": f"{d:+d}", "Date": f"{when:%a %d %b}".replace(" ", "\u00a0")}
-        today = labs[(labs["day"] >= d) & (labs["day"] < d + 1)].sort_values("day")
-        for code in codes:
-            cells = []
-            for r in today[today["analyte"] == code].itertuples():
-                q = r.qualifier if isinstance(r.qualifier, str) else ""
-                cells.append(f"{q}{fmt(r.value)}"
-                             + (f"\u00a0{CORRECTED_MARK}" if int(r.lab_id) in corrected
-                                else "")
-                             + ("" if r.verified else f"\u00a0{UNVERIFIED_MARK}"))
-            row[f"{ANALYTES[code].name} ({ANALYTES[code].unit})"] = " · ".join(cells)
-        row["Windows"] = "; ".join(_window_text(ep) for ep in windows
-                                   if ep["onset_day"] < d + 1 and ep["end_day"] > d)
-        on_day = given[(given["day"] >= d) & (given["day"] < d + 1)]
-        doses = Counter(f"{t.name}" + ("" if pd.isna(t.dose) else f" {fmt(t.dose)}")
-                        + (f" {t.dose_unit}" if isinstance(t.dose_unit, str) else "")
-                        for t in on_day.itertuples())
-        row["Treatments"] = "; ".join(f"{dose} ×{n}" if n > 1 else dose
-                                      for dose, n in doses.items())
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("Day") if rows else pd.DataFrame()
+    doses: dict[int, Counter[str]] = {}
+    for d, t in zip(give_day, given.itertuples(), strict=True):
+        doses.setdefault(d, Counter())[
+            f"{t.name}" + ("" if pd.isna(t.dose) else f" {fmt(t.dose)}")
+            + (f" {t.dose_unit}" if isinstance(t.dose_unit, str) else "")] += 1
+    table.insert(0, "Date", [f"{course.patient.infusion_date + timedelta(days=d):%a %d %b}"
+                             .replace(" ", "\u00a0") for d in days])
+    table["Windows"] = ["; ".join(_window_text(ep) for ep in windows
+                                  if ep["onset_day"] < d + 1 and ep["end_day"] > d)
+                        for d in days]
+    table["Treatments"] = ["; ".join(f"{dose} ×{n}" if n > 1 else dose
+                                     for dose, n in doses.get(d, Counter()).items())
+                           for d in days]
+    table.index = pd.Index([f"{d:+d}" for d in days], name="Day")
+    return table
 
 
 def chart_summary(course: Course, day_range: tuple[float, float], analytes: tuple[str, ...],
