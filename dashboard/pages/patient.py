@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.patient_summary import header, score_blocks
 from dashboard import auth, resources
+from dashboard import chart_text
 from dashboard import timeline as tl
 
 settings = resources.get_settings()
@@ -37,10 +38,10 @@ with chart:
     day_range, analytes, show_suggested = tl.chart_controls(day_now)
     fig = tl.figure(engine, url, version, patient_id, tz, day_range, analytes,
                     show_suggested, round(day_now, 2))
-    summary = tl.chart_summary(course, day_range, analytes, day_now)
+    summary = chart_text.chart_summary(course, day_range, analytes, day_now)
     st.plotly_chart(fig, key="patient_timeline", width="stretch", theme=None, alt=summary)
     st.caption(summary)  # the chart's description, and where its text alternative is
-    tl.render_values_table(
+    chart_text.render_values_table(
         course, day_range, analytes,
         tl.suggested_episodes(engine, url, version, patient_id, tz) if show_suggested else None,
         tl.corrections(engine, url, version, patient_id), tl.overrides())

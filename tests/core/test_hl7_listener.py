@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import hl7
 import pytest
@@ -29,6 +31,8 @@ from core.importing import import_file
 from core.models import Alert, InboundMessage, LabResult
 from tests.conftest import free_port
 from tests.core.test_hl7_receive import FER, oru
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDERS, PER_SENDER = 4, 100  # 4 x 250: bench/hl7_feed.py --senders 4 --messages 250
@@ -69,8 +73,15 @@ async def _send_all(port: int, messages: list[str]) -> list[str]:
     return codes
 
 
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: a test worker that drove the browser before has
+    Playwright's event loop running in its main thread, where asyncio.run is refused."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def send(port: int, *messages: str) -> list[str]:
-    return asyncio.run(_send_all(port, list(messages)))
+    return run_async(_send_all(port, list(messages)))
 
 
 def rows(engine: Engine, model: type = LabResult) -> int:
@@ -126,7 +137,7 @@ def test_four_senders_at_once_lose_nothing(listener: ListenerThread, ward_file: 
                                       for s in range(1, SENDERS + 1)))
 
     started = time.perf_counter()
-    results = asyncio.run(everyone())
+    results = run_async(everyone())
     seconds = time.perf_counter() - started
     assert all(codes == ["AA"] * PER_SENDER for codes in results)
     assert rows(ward_file) == SENDERS * PER_SENDER * 2

@@ -22,7 +22,7 @@ from tests.dashboard.conftest import APP, PASSWORD, sign_in
 DASHBOARD = Path(APP).parent
 # every place the app writes its own HTML; each must escape user text (html.escape)
 ALLOWED_HTML = {("pages/huddle.py", "page_css"), ("pages/huddle.py", "wall_html"),
-                ("timeline.py", "TABLE_CSS"),  # a constant style block, no user text
+                ("chart_text.py", "TABLE_CSS"),  # a constant style block, no user text
                 ("auth/local.py", None)}  # the re-login cookie: a base64url token, JSON-quoted
 
 BED = "<script>1</script>"

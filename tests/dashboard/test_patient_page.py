@@ -215,7 +215,7 @@ def test_the_chart_has_a_description_and_its_values_table_right_below(app, sampl
 
 def test_values_table_spells_out_what_the_markers_show():
     from core.course import make_course
-    from dashboard.timeline import CORRECTED_MARK, UNVERIFIED_MARK, values_table
+    from dashboard.chart_text import CORRECTED_MARK, UNVERIFIED_MARK, values_table
 
     course = make_course(
         date(2026, 1, 1), labs=[("ferritin", 1.2, 500), ("ferritin", 1.8, 700),
