@@ -7,8 +7,7 @@ patient's alerts (acknowledge / snooze), the scores, and the handover exports.
 import streamlit as st
 
 from core.patient_summary import header, score_blocks
-from dashboard import auth, resources
-from dashboard import chart_text
+from dashboard import auth, chart_text, resources
 from dashboard import timeline as tl
 
 settings = resources.get_settings()
