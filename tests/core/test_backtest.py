@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -153,8 +154,14 @@ def test_the_cohort_is_cut_into_batches_each_patient_once(patients, workers, siz
 def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkeypatch,
                                                                  threaded):
     """Two real worker processes (each reading its own batches) = one process, whether they
-    are forked (a single-threaded caller) or spawned (called from a thread, as Streamlit)."""
+    are forked (a single-threaded caller) or spawned (called from a thread, as Streamlit).
+
+    Streamlit runs dashboard/app.py as the module __main__, and a spawned worker imports the
+    parent's __main__ before its work: the app must not run there (it did, and the pool
+    broke). pytest's own __main__ is replaced by that, whichever script ran last."""
+    import sys
     import threading
+    import types
 
     import pandas as pd
 
@@ -171,10 +178,16 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
 
     def run() -> None:
         out["method"] = core.backtest._start_method().get_start_method()
-        out["result"] = backtest(engine, settings, workers=2,
-                                 progress=lambda d, n: seen.append((d, n)))
+        try:
+            out["result"] = backtest(engine, settings, workers=2,
+                                     progress=lambda d, n: seen.append((d, n)))
+        except Exception as error:  # the thread's error, for the assertion below
+            out["result"] = error
 
     if threaded:
+        main = types.ModuleType("__main__")
+        main.__file__ = str(Path(core.backtest.__file__).parents[1] / "dashboard" / "app.py")
+        monkeypatch.setitem(sys.modules, "__main__", main)
         thread = threading.Thread(target=run)
         thread.start()
         thread.join()
