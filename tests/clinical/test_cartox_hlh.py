@@ -34,34 +34,34 @@ def test_worked_example_day_7_creatinine_grade_3_meets_criteria():
     assert any("creatinine CTCAE grade 3" in e.why for e in f.evidence)
 
 
-@pytest.mark.parametrize(
-    ("labs", "obs", "status"),
-    [
-        pytest.param([("ferritin", 4.3, 10_000), ("ast", 6.3, 250, 10, 40),
-                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_MET,
-                     id="ferritin-at-10000-entry-not-met"),
-        pytest.param([("ferritin", 4.3, 10_001), ("ast", 6.3, 250, 10, 40),
-                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.MET,
-                     id="ferritin-10001-entry-met"),
-        pytest.param([("ferritin", 6.3, 50_000), ("ast", 6.3, 250, 10, 40),
-                      ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_EVALUABLE,
-                     id="ferritin-only-after-day-5-entry-not-evaluable"),
-        pytest.param([("ferritin", 5.9, 12_000), ("ast", 6.3, 250, 10, 40)],
-                     [("pulmonary_edema", 6.5, 3)], Status.MET,
-                     id="late-day-5-ferritin-and-pulmonary-oedema-grade-3"),
-        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 250, 10, 40)],
-                     [("pulmonary_edema", 6.5, 2), ("hemophagocytosis", 6.5, 0)],
-                     Status.NOT_EVALUABLE, id="oedema-grade-2-kidney-unknown"),
-        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
-                      ("creatinine", 6.3, 1.0, 0.6, 1.2)],
-                     [("pulmonary_edema", 6.5, 0), ("hemophagocytosis", 6.5, 0)],
-                     Status.NOT_MET, id="all-items-evaluated-none-met"),
-        pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
-                      ("creatinine", 6.3, 1.0, 0.6, 1.2)],
-                     [("oliguria", 6.5, 3), ("hemophagocytosis", 7.5, 1)],
-                     Status.MET, id="oliguria-grade-3-and-hemophagocytosis"),
-    ],
-)
+CARTOX_CASES = [
+    pytest.param([("ferritin", 4.3, 10_000), ("ast", 6.3, 250, 10, 40),
+                  ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_MET,
+                 id="ferritin-at-10000-entry-not-met"),
+    pytest.param([("ferritin", 4.3, 10_001), ("ast", 6.3, 250, 10, 40),
+                  ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.MET,
+                 id="ferritin-10001-entry-met"),
+    pytest.param([("ferritin", 6.3, 50_000), ("ast", 6.3, 250, 10, 40),
+                  ("creatinine", 7.3, 4.0, 0.6, 1.2)], None, Status.NOT_EVALUABLE,
+                 id="ferritin-only-after-day-5-entry-not-evaluable"),
+    pytest.param([("ferritin", 5.9, 12_000), ("ast", 6.3, 250, 10, 40)],
+                 [("pulmonary_edema", 6.5, 3)], Status.MET,
+                 id="late-day-5-ferritin-and-pulmonary-oedema-grade-3"),
+    pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 250, 10, 40)],
+                 [("pulmonary_edema", 6.5, 2), ("hemophagocytosis", 6.5, 0)],
+                 Status.NOT_EVALUABLE, id="oedema-grade-2-kidney-unknown"),
+    pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
+                  ("creatinine", 6.3, 1.0, 0.6, 1.2)],
+                 [("pulmonary_edema", 6.5, 0), ("hemophagocytosis", 6.5, 0)],
+                 Status.NOT_MET, id="all-items-evaluated-none-met"),
+    pytest.param([("ferritin", 4.3, 12_000), ("ast", 6.3, 190, 10, 40),
+                  ("creatinine", 6.3, 1.0, 0.6, 1.2)],
+                 [("oliguria", 6.5, 3), ("hemophagocytosis", 7.5, 1)],
+                 Status.MET, id="oliguria-grade-3-and-hemophagocytosis"),
+]
+
+
+@pytest.mark.parametrize(("labs", "obs", "status"), CARTOX_CASES)
 def test_cartox_cases(labs, obs, status):
     assert run(labs, obs).status is status
 

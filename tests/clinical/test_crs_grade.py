@@ -17,65 +17,65 @@ def grade(obs, treatments=None, **kw):
 ROOM_AIR = [("hypotension", 3.2, 0), ("oxygen_device", 3.2, "none")]
 
 
-@pytest.mark.parametrize(
-    ("obs", "treatments", "expected"),
-    [
-        # §5.1 unit tests
-        pytest.param([("temperature", 3.3, 38.6), *ROOM_AIR], None, 1,
-                     id="38.6-no-pressor-no-o2-grade-1"),
-        pytest.param([("temperature", 3.3, 38.6), ("iv_fluids", 3.3, 1),
-                      ("hypotension", 3.3, 1), ("oxygen_device", 3.3, "low_flow_nc"),
-                      ("oxygen_flow", 3.3, 4)], None, 2, id="38.6-fluids-4l-grade-2"),
-        pytest.param([("temperature", 3.3, 38.6), ("vasopressors", 3.3, 1),
-                      ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 4)], None, 3,
-                     id="38.6-norepinephrine-4l-grade-3"),
-        pytest.param([("temperature", 3.3, 37.2), ("vasopressors", 3.3, 1),
-                      ("vasopressin", 3.3, 1), ("oxygen_device", 3.3, "none")],
-                     [("tocilizumab", 2.5)], 3, id="37.2-after-toci-norepi-vasopressin-grade-3"),
-        pytest.param([("temperature", 3.3, 37.2), ("vasopressors", 3.3, 2),
-                      ("oxygen_device", 3.3, "bipap")],
-                     [("tocilizumab", 2.5)], 4, id="37.2-after-toci-two-pressors-bipap-grade-4"),
-        pytest.param([("temperature", 3.3, 37.5), *ROOM_AIR], None, 0,
-                     id="37.5-no-therapy-no-crs"),
-        # fever boundary (>= 38.0)
-        pytest.param([("temperature", 3.3, 38.0), *ROOM_AIR], None, 1, id="fever-at-38.0"),
-        pytest.param([("temperature", 3.3, 37.9), *ROOM_AIR], None, 0, id="no-fever-at-37.9"),
-        # oxygen flow boundary (<= 6 L/min low-flow)
-        pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
-                      ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 6)], None, 2,
-                     id="low-flow-at-6-grade-2"),
-        pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
-                      ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 6.5)], None,
-                     3, id="flow-above-6-grade-3"),
-        pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
-                      ("oxygen_device", 3.3, "high_flow_nc")], None, 3, id="hfnc-grade-3"),
-        pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
-                      ("oxygen_device", 3.3, "blow_by")], None, 2, id="blow-by-grade-2"),
-        pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
-                      ("oxygen_device", 3.3, "ventilator")], None, 4, id="ventilator-grade-4"),
-        # more severe of hypotension and hypoxia (§5.1: T 39, one pressor, 2 L/min -> 3)
-        pytest.param([("temperature", 3.3, 39.0), ("vasopressors", 3.3, 1),
-                      ("oxygen_flow", 3.3, 2)], None, 3, id="more-severe-domain-wins"),
-        # vasopressin alone counts as one vasopressor
-        pytest.param([("temperature", 3.3, 38.5), ("vasopressin", 3.3, 1),
-                      ("oxygen_device", 3.3, "none")], None, 3, id="vasopressin-alone-grade-3"),
-        # fever waived after an antipyretic too (broader ASTCT form, §5.1 [C2])
-        pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
-                      ("oxygen_device", 3.3, "none")], [("paracetamol", 3.0)], 2,
-                     id="antipyretic-waives-fever"),
-        pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
-                      ("oxygen_device", 3.3, "none")], [("dexamethasone", 3.0)], 2,
-                     id="steroid-waives-fever"),
-        pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
-                      ("oxygen_device", 3.3, "none")], None, 0,
-                     id="no-fever-no-waiver-hypotension-not-crs"),
-        pytest.param([("temperature", 3.3, 37.0), *ROOM_AIR], [("tocilizumab", 2.0)], 0,
-                     id="after-toci-no-hypotension-no-hypoxia-grade-0"),
-        # latest observation of the day decides
-        pytest.param([("temperature", 3.2, 39.0), ("temperature", 3.8, 37.1), *ROOM_AIR],
-                     None, 0, id="latest-temperature-of-day-decides"),
-    ],
-)
+CRS_CASES = [
+    # §5.1 unit tests
+    pytest.param([("temperature", 3.3, 38.6), *ROOM_AIR], None, 1,
+                 id="38.6-no-pressor-no-o2-grade-1"),
+    pytest.param([("temperature", 3.3, 38.6), ("iv_fluids", 3.3, 1),
+                  ("hypotension", 3.3, 1), ("oxygen_device", 3.3, "low_flow_nc"),
+                  ("oxygen_flow", 3.3, 4)], None, 2, id="38.6-fluids-4l-grade-2"),
+    pytest.param([("temperature", 3.3, 38.6), ("vasopressors", 3.3, 1),
+                  ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 4)], None, 3,
+                 id="38.6-norepinephrine-4l-grade-3"),
+    pytest.param([("temperature", 3.3, 37.2), ("vasopressors", 3.3, 1),
+                  ("vasopressin", 3.3, 1), ("oxygen_device", 3.3, "none")],
+                 [("tocilizumab", 2.5)], 3, id="37.2-after-toci-norepi-vasopressin-grade-3"),
+    pytest.param([("temperature", 3.3, 37.2), ("vasopressors", 3.3, 2),
+                  ("oxygen_device", 3.3, "bipap")],
+                 [("tocilizumab", 2.5)], 4, id="37.2-after-toci-two-pressors-bipap-grade-4"),
+    pytest.param([("temperature", 3.3, 37.5), *ROOM_AIR], None, 0,
+                 id="37.5-no-therapy-no-crs"),
+    # fever boundary (>= 38.0)
+    pytest.param([("temperature", 3.3, 38.0), *ROOM_AIR], None, 1, id="fever-at-38.0"),
+    pytest.param([("temperature", 3.3, 37.9), *ROOM_AIR], None, 0, id="no-fever-at-37.9"),
+    # oxygen flow boundary (<= 6 L/min low-flow)
+    pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
+                  ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 6)], None, 2,
+                 id="low-flow-at-6-grade-2"),
+    pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
+                  ("oxygen_device", 3.3, "low_flow_nc"), ("oxygen_flow", 3.3, 6.5)], None,
+                 3, id="flow-above-6-grade-3"),
+    pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
+                  ("oxygen_device", 3.3, "high_flow_nc")], None, 3, id="hfnc-grade-3"),
+    pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
+                  ("oxygen_device", 3.3, "blow_by")], None, 2, id="blow-by-grade-2"),
+    pytest.param([("temperature", 3.3, 38.5), ("hypotension", 3.3, 0),
+                  ("oxygen_device", 3.3, "ventilator")], None, 4, id="ventilator-grade-4"),
+    # more severe of hypotension and hypoxia (§5.1: T 39, one pressor, 2 L/min -> 3)
+    pytest.param([("temperature", 3.3, 39.0), ("vasopressors", 3.3, 1),
+                  ("oxygen_flow", 3.3, 2)], None, 3, id="more-severe-domain-wins"),
+    # vasopressin alone counts as one vasopressor
+    pytest.param([("temperature", 3.3, 38.5), ("vasopressin", 3.3, 1),
+                  ("oxygen_device", 3.3, "none")], None, 3, id="vasopressin-alone-grade-3"),
+    # fever waived after an antipyretic too (broader ASTCT form, §5.1 [C2])
+    pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
+                  ("oxygen_device", 3.3, "none")], [("paracetamol", 3.0)], 2,
+                 id="antipyretic-waives-fever"),
+    pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
+                  ("oxygen_device", 3.3, "none")], [("dexamethasone", 3.0)], 2,
+                 id="steroid-waives-fever"),
+    pytest.param([("temperature", 3.3, 37.0), ("hypotension", 3.3, 1),
+                  ("oxygen_device", 3.3, "none")], None, 0,
+                 id="no-fever-no-waiver-hypotension-not-crs"),
+    pytest.param([("temperature", 3.3, 37.0), *ROOM_AIR], [("tocilizumab", 2.0)], 0,
+                 id="after-toci-no-hypotension-no-hypoxia-grade-0"),
+    # latest observation of the day decides
+    pytest.param([("temperature", 3.2, 39.0), ("temperature", 3.8, 37.1), *ROOM_AIR],
+                 None, 0, id="latest-temperature-of-day-decides"),
+]
+
+
+@pytest.mark.parametrize(("obs", "treatments", "expected"), CRS_CASES)
 def test_crs_grade(obs, treatments, expected):
     f = grade(obs, treatments)
     assert f.grade == expected

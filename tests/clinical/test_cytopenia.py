@@ -414,13 +414,16 @@ def baseline_labs(items, day=-5):
     return [(a, day, v) for a, v in items.items()]
 
 
-@pytest.mark.parametrize("items, score, risk, status", [
+HEMATOTOX_EXAMPLES = [
     pytest.param(EXAMPLE_1, 4, "high", Status.MET, id="s7-example-1-score-4-high"),
     pytest.param(EXAMPLE_2, 0, "low", Status.NOT_MET, id="s7-example-2-score-0-low"),
     pytest.param({**EXAMPLE_2, "ferritin": 650}, 1, "low", Status.NOT_MET,
                  id="score-1-low"),
     pytest.param({**EXAMPLE_2, "ferritin": 2000}, 2, "high", Status.MET, id="score-2-high"),
-])
+]
+
+
+@pytest.mark.parametrize("items, score, risk, status", HEMATOTOX_EXAMPLES)
 def test_car_hematotox_examples(items, score, risk, status):
     f = run("car_hematotox", make_course(labs=baseline_labs(items)))
     assert (f.score, f.extra["risk_group"], f.status) == (score, risk, status)

@@ -26,24 +26,24 @@ def test_worked_example_day_12_to_14_is_a_rapid_rise():
     assert any("3.17-fold" in e.why and e.value == 9500 for e in f.evidence)
 
 
-@pytest.mark.parametrize(
-    ("labs", "status"),
-    [
-        pytest.param([(12.3, 3000), (14.3, 6000)], Status.MET, id="2.0-fold-in-48h-met"),
-        pytest.param([(12.3, 3000), (14.3, 5999)], Status.NOT_MET, id="just-under-2-fold"),
-        pytest.param([(12.3, 300), (14.3, 600)], Status.NOT_MET,
-                     id="doubling-but-not-above-2x-uln"),
-        pytest.param([(12.3, 301), (14.3, 602)], Status.MET, id="doubling-above-2x-uln"),
-        pytest.param([(11.0, 3000), (14.3, 9500)], Status.MET,
-                     id="3.2-fold-over-3.3-days-is-rapid-across-the-gap"),
-        pytest.param([(11.0, 3000), (14.3, 6000)], Status.NOT_EVALUABLE,
-                     id="no-sample-within-48h-plus-6h-and-slow-rise"),
-        pytest.param([(12.1, 3000), (14.3, 9500)], Status.MET, id="sample-52h-before-in-tolerance"),
-        pytest.param([(14.3, 500)], Status.NOT_MET, id="single-value-below-2x-uln"),
-        pytest.param([(14.3, 5000)], Status.NOT_EVALUABLE, id="single-high-value-needs-a-pair"),
-        pytest.param([], Status.NOT_EVALUABLE, id="no-ferritin"),
-    ],
-)
+RAPID_RISE_CASES = [
+    pytest.param([(12.3, 3000), (14.3, 6000)], Status.MET, id="2.0-fold-in-48h-met"),
+    pytest.param([(12.3, 3000), (14.3, 5999)], Status.NOT_MET, id="just-under-2-fold"),
+    pytest.param([(12.3, 300), (14.3, 600)], Status.NOT_MET,
+                 id="doubling-but-not-above-2x-uln"),
+    pytest.param([(12.3, 301), (14.3, 602)], Status.MET, id="doubling-above-2x-uln"),
+    pytest.param([(11.0, 3000), (14.3, 9500)], Status.MET,
+                 id="3.2-fold-over-3.3-days-is-rapid-across-the-gap"),
+    pytest.param([(11.0, 3000), (14.3, 6000)], Status.NOT_EVALUABLE,
+                 id="no-sample-within-48h-plus-6h-and-slow-rise"),
+    pytest.param([(12.1, 3000), (14.3, 9500)], Status.MET, id="sample-52h-before-in-tolerance"),
+    pytest.param([(14.3, 500)], Status.NOT_MET, id="single-value-below-2x-uln"),
+    pytest.param([(14.3, 5000)], Status.NOT_EVALUABLE, id="single-high-value-needs-a-pair"),
+    pytest.param([], Status.NOT_EVALUABLE, id="no-ferritin"),
+]
+
+
+@pytest.mark.parametrize(("labs", "status"), RAPID_RISE_CASES)
 def test_rapid_rise_flag(labs, status):
     assert run(labs).status is status
 

@@ -195,21 +195,26 @@ def test_probability_from_published_table(score, text, p):
     assert shown == text and prob == pytest.approx(p, abs=1e-3)
 
 
-def test_cutoff_169_inclusive_both_sides():
-    # 168 vs 169 from the example: drop immunosuppression (-18) and AST (-19) -> 191 ...
-    base = run()
-    assert base.score - 19 - 18 - 30 + 0 == 161
-    f_low = run(obs=[("immunosuppression", 5.3, 0), ("temperature", 5.3, 39.0),
-                     ("organomegaly", 5.3, "none"), ("hemophagocytosis", 5.3, 0)],
-                labs=[x for x in EXAMPLE_LABS if x[0] not in ("ast", "fibrinogen")]
-                + [("ast", 5.3, 20), ("fibrinogen", 5.3, 300)])
-    assert f_low.score == 161 and f_low.status is Status.NOT_MET
-    t = Thresholds(SPEC.rule, {"cutoff": 161})
-    f_at = SPEC.evaluate(make_course(labs=[x for x in EXAMPLE_LABS if x[0] not in (
-        "ast", "fibrinogen")] + [("ast", 5.3, 20), ("fibrinogen", 5.3, 300)], observations=[
-        ("immunosuppression", 5.3, 0), ("temperature", 5.3, 39.0), ("organomegaly", 5.3, "none"),
-        ("hemophagocytosis", 5.3, 0)]), t)
-    assert f_at.status is Status.MET and f_at.extra["above_169"] is True
+# The example less immunosuppression (-18), AST (-19) and fibrinogen (-30): 161 points
+LOW_LABS = ([x for x in EXAMPLE_LABS if x[0] not in ("ast", "fibrinogen")]
+            + [("ast", 5.3, 20), ("fibrinogen", 5.3, 300)])
+LOW_OBS = [("immunosuppression", 5.3, 0), ("temperature", 5.3, 39.0),
+           ("organomegaly", 5.3, "none"), ("hemophagocytosis", 5.3, 0)]
+# The rule's outcome: met at or above the cutoff (169 by default, inclusive).
+OUTCOME_CASES = [
+    pytest.param(EXAMPLE_LABS, EXAMPLE_OBS, {}, 228, "met", id="worked-example-228"),
+    pytest.param(LOW_LABS, LOW_OBS, {}, 161, "not_met", id="161-below-169"),
+    pytest.param(LOW_LABS, LOW_OBS, {"cutoff": 161}, 161, "met",
+                 id="161-at-a-site-cutoff-of-161-inclusive"),
+]
+
+
+@pytest.mark.parametrize(("labs", "obs", "overrides", "score", "status"), OUTCOME_CASES)
+def test_hscore_outcome(labs, obs, overrides, score, status):
+    f = SPEC.evaluate(make_course(labs=labs, observations=obs),
+                      Thresholds(SPEC.rule, overrides))
+    assert (f.score, f.status) == (score, Status(status))
+    assert f.extra["above_169"] is (status == "met")
 
 
 def test_missing_items_make_it_not_evaluable_not_not_met():

@@ -17,60 +17,60 @@ def grade(obs, patient=ADULT, **kw):
     return icans.evaluate(course, Thresholds(icans.RULE))
 
 
-@pytest.mark.parametrize(
-    ("obs", "patient", "expected"),
-    [
-        # §5.3 worked example: ICE 7, awakens spontaneously, no seizure -> 1
-        pytest.param([("ice_score", 7), ("consciousness", "spontaneous")], ADULT, 1,
-                     id="worked-example-ice-7-grade-1"),
-        pytest.param([("ice_score", 7), ("consciousness", "spontaneous"),
-                      ("seizure", "rapidly_resolving")], ADULT, 3,
-                     id="worked-example-plus-seizure-grade-3"),
-        # ICE boundaries 10 / 9 / 7 / 6 / 3 / 2 / 0
-        pytest.param([("ice_score", 10), ("consciousness", "spontaneous")], ADULT, 0,
-                     id="ice-10-normal"),
-        pytest.param([("ice_score", 9), ("consciousness", "spontaneous")], ADULT, 1, id="ice-9"),
-        pytest.param([("ice_score", 6), ("consciousness", "spontaneous")], ADULT, 2, id="ice-6"),
-        pytest.param([("ice_score", 3), ("consciousness", "spontaneous")], ADULT, 2, id="ice-3"),
-        pytest.param([("ice_score", 2), ("consciousness", "spontaneous")], ADULT, 3, id="ice-2"),
-        pytest.param([("ice_score", 0), ("consciousness", "voice")], ADULT, 3,
-                     id="ice-0-awake-global-aphasia-grade-3"),
-        pytest.param([("unable_to_assess", 1), ("consciousness", "unarousable")], ADULT, 4,
-                     id="ice-0-unarousable-grade-4"),
-        pytest.param([("unable_to_assess", 1), ("consciousness", "voice")], ADULT, 3,
-                     id="unable-to-do-ice-while-awake-grade-3"),
-        # consciousness domain
-        pytest.param([("ice_score", 10), ("consciousness", "voice")], ADULT, 2,
-                     id="awakens-to-voice-grade-2"),
-        pytest.param([("ice_score", 8), ("consciousness", "tactile")], ADULT, 3,
-                     id="awakens-to-touch-grade-3"),
-        # other domains
-        pytest.param([("ice_score", 10), ("seizure", "prolonged_or_repetitive")], ADULT, 4,
-                     id="prolonged-seizure-grade-4"),
-        pytest.param([("ice_score", 10), ("motor_weakness", 1)], ADULT, 4,
-                     id="motor-weakness-grade-4"),
-        pytest.param([("ice_score", 10), ("cerebral_edema", "focal")], ADULT, 3,
-                     id="focal-oedema-grade-3"),
-        pytest.param([("ice_score", 10), ("cerebral_edema", "diffuse")], ADULT, 4,
-                     id="diffuse-oedema-grade-4"),
-        pytest.param([("ice_score", 10), ("seizure", "none"), ("motor_weakness", 0)], ADULT, 0,
-                     id="events-recorded-absent-grade-0"),
-        # §5.4 CAPD for children under 12
-        pytest.param([("capd_score", 5), ("consciousness", "spontaneous")], CHILD, 1,
-                     id="capd-5-spontaneous-grade-1"),
-        pytest.param([("capd_score", 8), ("consciousness", "voice")], CHILD, 2,
-                     id="capd-8-voice-grade-2"),
-        pytest.param([("capd_score", 9), ("consciousness", "spontaneous")], CHILD, 3,
-                     id="capd-9-grade-3"),
-        pytest.param([("capd_score", 0), ("consciousness", "spontaneous")], CHILD, 0,
-                     id="capd-0-grade-0"),
-        pytest.param([("capd_score", 4), ("consciousness", "tactile")], CHILD, 3,
-                     id="capd-tactile-grade-3"),
-        pytest.param([("unable_to_assess", 1)], CHILD, 4, id="unable-to-do-capd-grade-4"),
-        pytest.param([("capd_score", 3), ("consciousness", "spontaneous"),
-                      ("motor_weakness", 1)], CHILD, 4, id="capd-with-motor-weakness-grade-4"),
-    ],
-)
+ICANS_CASES = [
+    # §5.3 worked example: ICE 7, awakens spontaneously, no seizure -> 1
+    pytest.param([("ice_score", 7), ("consciousness", "spontaneous")], ADULT, 1,
+                 id="worked-example-ice-7-grade-1"),
+    pytest.param([("ice_score", 7), ("consciousness", "spontaneous"),
+                  ("seizure", "rapidly_resolving")], ADULT, 3,
+                 id="worked-example-plus-seizure-grade-3"),
+    # ICE boundaries 10 / 9 / 7 / 6 / 3 / 2 / 0
+    pytest.param([("ice_score", 10), ("consciousness", "spontaneous")], ADULT, 0,
+                 id="ice-10-normal"),
+    pytest.param([("ice_score", 9), ("consciousness", "spontaneous")], ADULT, 1, id="ice-9"),
+    pytest.param([("ice_score", 6), ("consciousness", "spontaneous")], ADULT, 2, id="ice-6"),
+    pytest.param([("ice_score", 3), ("consciousness", "spontaneous")], ADULT, 2, id="ice-3"),
+    pytest.param([("ice_score", 2), ("consciousness", "spontaneous")], ADULT, 3, id="ice-2"),
+    pytest.param([("ice_score", 0), ("consciousness", "voice")], ADULT, 3,
+                 id="ice-0-awake-global-aphasia-grade-3"),
+    pytest.param([("unable_to_assess", 1), ("consciousness", "unarousable")], ADULT, 4,
+                 id="ice-0-unarousable-grade-4"),
+    pytest.param([("unable_to_assess", 1), ("consciousness", "voice")], ADULT, 3,
+                 id="unable-to-do-ice-while-awake-grade-3"),
+    # consciousness domain
+    pytest.param([("ice_score", 10), ("consciousness", "voice")], ADULT, 2,
+                 id="awakens-to-voice-grade-2"),
+    pytest.param([("ice_score", 8), ("consciousness", "tactile")], ADULT, 3,
+                 id="awakens-to-touch-grade-3"),
+    # other domains
+    pytest.param([("ice_score", 10), ("seizure", "prolonged_or_repetitive")], ADULT, 4,
+                 id="prolonged-seizure-grade-4"),
+    pytest.param([("ice_score", 10), ("motor_weakness", 1)], ADULT, 4,
+                 id="motor-weakness-grade-4"),
+    pytest.param([("ice_score", 10), ("cerebral_edema", "focal")], ADULT, 3,
+                 id="focal-oedema-grade-3"),
+    pytest.param([("ice_score", 10), ("cerebral_edema", "diffuse")], ADULT, 4,
+                 id="diffuse-oedema-grade-4"),
+    pytest.param([("ice_score", 10), ("seizure", "none"), ("motor_weakness", 0)], ADULT, 0,
+                 id="events-recorded-absent-grade-0"),
+    # §5.4 CAPD for children under 12
+    pytest.param([("capd_score", 5), ("consciousness", "spontaneous")], CHILD, 1,
+                 id="capd-5-spontaneous-grade-1"),
+    pytest.param([("capd_score", 8), ("consciousness", "voice")], CHILD, 2,
+                 id="capd-8-voice-grade-2"),
+    pytest.param([("capd_score", 9), ("consciousness", "spontaneous")], CHILD, 3,
+                 id="capd-9-grade-3"),
+    pytest.param([("capd_score", 0), ("consciousness", "spontaneous")], CHILD, 0,
+                 id="capd-0-grade-0"),
+    pytest.param([("capd_score", 4), ("consciousness", "tactile")], CHILD, 3,
+                 id="capd-tactile-grade-3"),
+    pytest.param([("unable_to_assess", 1)], CHILD, 4, id="unable-to-do-capd-grade-4"),
+    pytest.param([("capd_score", 3), ("consciousness", "spontaneous"),
+                  ("motor_weakness", 1)], CHILD, 4, id="capd-with-motor-weakness-grade-4"),
+]
+
+
+@pytest.mark.parametrize(("obs", "patient", "expected"), ICANS_CASES)
 def test_icans_grade(obs, patient, expected):
     f = grade(obs, patient)
     assert f.grade == expected

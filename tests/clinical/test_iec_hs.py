@@ -66,57 +66,57 @@ def test_treatment_tiers_are_context_marked_unconfirmed():
                                                        ferritin_12=None)).extra
 
 
-@pytest.mark.parametrize(
-    ("changes", "status", "feature", "feature_status"),
-    [
-        # ferritin key feature: > 2 x ULN (600) or > 2 x baseline
-        pytest.param({"ferritin_14": ferritin(14.33, 600), "ferritin_base": ferritin(0.3, 300),
-                      "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
-                     id="ferritin-at-2x-uln-and-2x-baseline-not-met"),
-        pytest.param({"ferritin_14": ferritin(14.33, 601), "ferritin_base": ferritin(0.3, 300),
-                      "ferritin_12": None}, Status.MET, "ferritin", "met",
-                     id="ferritin-just-above-2x-uln-met"),
-        pytest.param({"ferritin_14": ferritin(14.33, 450), "ferritin_base": ferritin(0.3, 200),
-                      "ferritin_12": None}, Status.MET, "ferritin", "met",
-                     id="ferritin-above-2x-baseline-below-2x-uln-met"),
-        pytest.param({"ferritin_14": ferritin(14.33, 400), "ferritin_base": ferritin(0.3, 200),
-                      "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
-                     id="ferritin-at-2x-baseline-not-met"),
-        pytest.param({"ferritin_14": ferritin(14.33, 500), "ferritin_base": None,
-                      "ferritin_12": None}, Status.NOT_EVALUABLE, "ferritin", "not_evaluable",
-                     id="ferritin-normal-no-baseline-not-evaluable"),
-        # transaminases: > 5 x ULN (baseline normal), > 5 x baseline (abnormal)
-        pytest.param({"alt_14": ("alt", 14.33, 200, 7, 40), "fibrinogen_14": None,
-                      "anc_14": None}, Status.NOT_EVALUABLE, "transaminase", "not_evaluable",
-                     id="alt-at-5x-uln-ast-missing-not-evaluable"),
-        pytest.param({"alt_14": ("alt", 14.33, 201, 7, 40), "fibrinogen_14": None,
-                      "anc_14": None}, Status.MET, "transaminase", "met",
-                     id="alt-just-above-5x-uln-met"),
-        pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 480, 7, 40),
-                      "fibrinogen_14": None, "anc_14": None}, Status.NOT_EVALUABLE,
-                     "transaminase", "not_evaluable", id="abnormal-baseline-uses-5x-baseline"),
-        pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 501, 7, 40),
-                      "fibrinogen_14": None, "anc_14": None}, Status.MET, "transaminase", "met",
-                     id="abnormal-baseline-above-5x-baseline-met"),
-        # fibrinogen: < 150 mg/dL or < LLN
-        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 150, 100, 400), "alt_14": None,
-                      "anc_14": None}, Status.NOT_EVALUABLE, "fibrinogen", "not_met",
-                     id="fibrinogen-150-lln-100-not-met"),
-        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 149, 100, 400), "alt_14": None,
-                      "anc_14": None}, Status.MET, "fibrinogen", "met",
-                     id="fibrinogen-149-met"),
-        pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 180, 200, 400), "alt_14": None,
-                      "anc_14": None}, Status.MET, "fibrinogen", "met",
-                     id="fibrinogen-below-lln-met"),
-        # new cytopenia (CTCAE grade worse than the best since day 0)
-        pytest.param({"alt_14": None, "fibrinogen_14": None, "anc_14": ("anc", 14.33, 1.1)},
-                     Status.NOT_EVALUABLE, "cytopenia", "not_evaluable",
-                     id="anc-same-grade-others-missing-not-evaluable"),
-        # timing vs CRS
-        pytest.param({"episodes": [("CRS", 2, 2, None)]}, Status.NOT_EVALUABLE, "timing",
-                     "not_evaluable", id="documented-crs-open-no-vitals-not-evaluable"),
-    ],
-)
+FEATURE_CASES = [
+    # ferritin key feature: > 2 x ULN (600) or > 2 x baseline
+    pytest.param({"ferritin_14": ferritin(14.33, 600), "ferritin_base": ferritin(0.3, 300),
+                  "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
+                 id="ferritin-at-2x-uln-and-2x-baseline-not-met"),
+    pytest.param({"ferritin_14": ferritin(14.33, 601), "ferritin_base": ferritin(0.3, 300),
+                  "ferritin_12": None}, Status.MET, "ferritin", "met",
+                 id="ferritin-just-above-2x-uln-met"),
+    pytest.param({"ferritin_14": ferritin(14.33, 450), "ferritin_base": ferritin(0.3, 200),
+                  "ferritin_12": None}, Status.MET, "ferritin", "met",
+                 id="ferritin-above-2x-baseline-below-2x-uln-met"),
+    pytest.param({"ferritin_14": ferritin(14.33, 400), "ferritin_base": ferritin(0.3, 200),
+                  "ferritin_12": None}, Status.NOT_MET, "ferritin", "not_met",
+                 id="ferritin-at-2x-baseline-not-met"),
+    pytest.param({"ferritin_14": ferritin(14.33, 500), "ferritin_base": None,
+                  "ferritin_12": None}, Status.NOT_EVALUABLE, "ferritin", "not_evaluable",
+                 id="ferritin-normal-no-baseline-not-evaluable"),
+    # transaminases: > 5 x ULN (baseline normal), > 5 x baseline (abnormal)
+    pytest.param({"alt_14": ("alt", 14.33, 200, 7, 40), "fibrinogen_14": None,
+                  "anc_14": None}, Status.NOT_EVALUABLE, "transaminase", "not_evaluable",
+                 id="alt-at-5x-uln-ast-missing-not-evaluable"),
+    pytest.param({"alt_14": ("alt", 14.33, 201, 7, 40), "fibrinogen_14": None,
+                  "anc_14": None}, Status.MET, "transaminase", "met",
+                 id="alt-just-above-5x-uln-met"),
+    pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 480, 7, 40),
+                  "fibrinogen_14": None, "anc_14": None}, Status.NOT_EVALUABLE,
+                 "transaminase", "not_evaluable", id="abnormal-baseline-uses-5x-baseline"),
+    pytest.param({"alt_base": ("alt", 0.3, 100, 7, 40), "alt_14": ("alt", 14.33, 501, 7, 40),
+                  "fibrinogen_14": None, "anc_14": None}, Status.MET, "transaminase", "met",
+                 id="abnormal-baseline-above-5x-baseline-met"),
+    # fibrinogen: < 150 mg/dL or < LLN
+    pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 150, 100, 400), "alt_14": None,
+                  "anc_14": None}, Status.NOT_EVALUABLE, "fibrinogen", "not_met",
+                 id="fibrinogen-150-lln-100-not-met"),
+    pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 149, 100, 400), "alt_14": None,
+                  "anc_14": None}, Status.MET, "fibrinogen", "met",
+                 id="fibrinogen-149-met"),
+    pytest.param({"fibrinogen_14": ("fibrinogen", 14.33, 180, 200, 400), "alt_14": None,
+                  "anc_14": None}, Status.MET, "fibrinogen", "met",
+                 id="fibrinogen-below-lln-met"),
+    # new cytopenia (CTCAE grade worse than the best since day 0)
+    pytest.param({"alt_14": None, "fibrinogen_14": None, "anc_14": ("anc", 14.33, 1.1)},
+                 Status.NOT_EVALUABLE, "cytopenia", "not_evaluable",
+                 id="anc-same-grade-others-missing-not-evaluable"),
+    # timing vs CRS
+    pytest.param({"episodes": [("CRS", 2, 2, None)]}, Status.NOT_EVALUABLE, "timing",
+                 "not_evaluable", id="documented-crs-open-no-vitals-not-evaluable"),
+]
+
+
+@pytest.mark.parametrize(("changes", "status", "feature", "feature_status"), FEATURE_CASES)
 def test_iec_hs_features(changes, status, feature, feature_status):
     f = run(worked_example(**changes))
     assert f.extra.get("features", {}).get(feature) == feature_status

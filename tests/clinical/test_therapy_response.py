@@ -16,20 +16,20 @@ def run(ferritins, treatments=(("anakinra", 10.5),), episodes=(("IEC-HS", None, 
     return ferritin.evaluate_therapy_response(course, Thresholds(ferritin.THERAPY_RULE))
 
 
-@pytest.mark.parametrize(
-    ("ferritins", "status"),
-    [
-        pytest.param([(10.3, 20000), (12.6, 21000)], Status.MET, id="rising-at-48h-met"),
-        pytest.param([(10.3, 20000), (12.6, 20000)], Status.MET, id="unchanged-at-48h-met"),
-        pytest.param([(10.3, 20000), (12.6, 19000)], Status.NOT_MET, id="falling-at-48h"),
-        pytest.param([(10.3, 20000), (11.9, 25000)], Status.NOT_MET, id="before-48h-not-due"),
-        pytest.param([(10.3, 20000), (17.6, 10001)], Status.MET,
-                     id="day-7-fall-under-50-percent-met"),
-        pytest.param([(10.3, 20000), (17.6, 10000)], Status.NOT_MET,
-                     id="day-7-fall-of-50-percent"),
-        pytest.param([(12.6, 20000)], Status.NOT_EVALUABLE, id="no-ferritin-before-therapy"),
-    ],
-)
+THERAPY_CASES = [
+    pytest.param([(10.3, 20000), (12.6, 21000)], Status.MET, id="rising-at-48h-met"),
+    pytest.param([(10.3, 20000), (12.6, 20000)], Status.MET, id="unchanged-at-48h-met"),
+    pytest.param([(10.3, 20000), (12.6, 19000)], Status.NOT_MET, id="falling-at-48h"),
+    pytest.param([(10.3, 20000), (11.9, 25000)], Status.NOT_MET, id="before-48h-not-due"),
+    pytest.param([(10.3, 20000), (17.6, 10001)], Status.MET,
+                 id="day-7-fall-under-50-percent-met"),
+    pytest.param([(10.3, 20000), (17.6, 10000)], Status.NOT_MET,
+                 id="day-7-fall-of-50-percent"),
+    pytest.param([(12.6, 20000)], Status.NOT_EVALUABLE, id="no-ferritin-before-therapy"),
+]
+
+
+@pytest.mark.parametrize(("ferritins", "status"), THERAPY_CASES)
 def test_therapy_response(ferritins, status):
     assert run(ferritins).status is status
 
