@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -107,3 +109,26 @@ class Settings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def site_section(data: Mapping[str, Any] | str, name: str, keys: Collection[str], *,
+                 source: str, error: type[ValueError]) -> dict[str, Any] | None:
+    """The [name] table of a site TOML (the whole document, as text or parsed), or None when
+    the document has none. Raises `error` naming the file when the text is not TOML, [name]
+    is not a table, or it has a key outside `keys` (the sections' own parsers: notify,
+    oidc, fhir)."""
+    if isinstance(data, str):
+        try:
+            data = tomllib.loads(data)
+        except tomllib.TOMLDecodeError as exc:
+            raise error(f"{source}: not valid TOML: {exc}") from None
+    table = data.get(name)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise error(f"{source}: [{name}] must be a table")
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise error(f"{source}: [{name}] has unknown key(s) {unknown}; it takes "
+                    f"{', '.join(sorted(keys))}")
+    return table

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +38,7 @@ from sqlmodel import Session, col
 
 from core import audit
 from core.accounts import Account, audit_sign_in
+from core.config import site_section
 from core.db import session_scope
 from core.faults import reraise_storage_fault
 from core.models import Role, User
@@ -81,20 +81,9 @@ def parse_oidc_config(data: Mapping[str, Any] | str,
                       source: str = "<string>") -> OidcConfig | None:
     """The [oidc] table of a site TOML (the whole document, as text or parsed), or None when
     there is none (single sign-on off). Raises OidcConfigError naming the file and key."""
-    if isinstance(data, str):
-        try:
-            data = tomllib.loads(data)
-        except tomllib.TOMLDecodeError as exc:
-            raise OidcConfigError(f"{source}: not valid TOML: {exc}") from None
-    table = data.get("oidc")
+    table = site_section(data, "oidc", _KEYS, source=source, error=OidcConfigError)
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise OidcConfigError(f"{source}: [oidc] must be a table")
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise OidcConfigError(f"{source}: [oidc] has unknown key(s) {unknown}; it takes "
-                              f"{', '.join(sorted(_KEYS))}")
     texts: dict[str, str] = {}
     for key in ("label", "provider", "contact"):
         value = table.get(key)

@@ -24,12 +24,11 @@ Like [notify], a typo is an error naming the file and the key, never a silent de
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings
+from core.config import Settings, site_section
 
 AUTH_MODES = ("none", "bearer", "smart")
 RESOURCE_TYPES = ("Observation", "MedicationAdministration")
@@ -97,20 +96,9 @@ def parse_fhir_config(data: dict[str, Any] | str, *, source: str = "<string>",
     """The [fhir] part of a site TOML (the whole document, as text or parsed); None when there
     is no [fhir] table or it has no base_url (no server: fhir-sync has nothing to do).
     A relative private_key_file is read relative to `base_dir` (the TOML's folder)."""
-    if isinstance(data, str):
-        try:
-            data = tomllib.loads(data)
-        except tomllib.TOMLDecodeError as exc:
-            raise FhirConfigError(f"{source}: not valid TOML: {exc}") from None
-    table = data.get("fhir")
+    table = site_section(data, "fhir", _KEYS, source=source, error=FhirConfigError)
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise FhirConfigError(f"{source}: [fhir] must be a table")
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise FhirConfigError(f"{source}: [fhir] unknown key(s) {unknown}; [fhir] takes "
-                              f"{', '.join(sorted(_KEYS))}")
     base_url = _text(table, "base_url", source)
     if base_url is None:
         return None

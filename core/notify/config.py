@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import tomllib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config import Settings
+from core.config import Settings, site_section
 
 SEVERITIES = ("info", "warning", "severe")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -292,21 +291,10 @@ def parse_notify_config(data: dict[str, Any] | str, *, source: str = "<string>",
     `known_rules`: rule ids a contact's `rules` may name (None: not checked).
     Raises NotifyConfigError (a ValueError) naming the file, the contact and the field.
     """
-    if isinstance(data, str):
-        try:
-            data = tomllib.loads(data)
-        except tomllib.TOMLDecodeError as exc:
-            raise NotifyConfigError(f"{source}: not valid TOML: {exc}") from None
     base = NotifyConfig(ward_tz=ward_tz, public_url=public_url.rstrip("/"), source=source)
-    table = data.get("notify")
+    table = site_section(data, "notify", _NOTIFY_KEYS, source=source, error=NotifyConfigError)
     if table is None:
         return base
-    if not isinstance(table, dict):
-        raise _fail(source, "[notify]", "must be a table")
-    unknown = sorted(set(table) - _NOTIFY_KEYS)
-    if unknown:
-        raise _fail(source, "[notify]", f"unknown key(s) {unknown}; [notify] takes "
-                                        f"{', '.join(sorted(_NOTIFY_KEYS))}")
     raw_contacts = table.get("contact", [])
     if not isinstance(raw_contacts, list):
         raise _fail(source, "[notify] contact", "write each contact as [[notify.contact]]")
