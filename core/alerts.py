@@ -29,15 +29,12 @@ from core.faults import storage_guard
 from core.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
 from core.permissions import require
 from core.rules.base import Finding, RuleSpec, Severity, Status
+from core.rules.catalog import informational_ids
+from core.screening import SCREENING_NOTE
 
 if TYPE_CHECKING:
-    from core.notify import NotifyConfig
-
-SCREENING_NOTE = "Screening flag for clinician review — not a diagnosis."
+    from core.notify.config import NotifyConfig
 DEFAULT_ESCALATE_AFTER = timedelta(hours=2)  # [DESIGN] unacknowledged severe alert -> escalated
-INFORMATIONAL_RULES: frozenset[str] = frozenset({"car_hematotox"})
-"""Rules whose findings inform the patient page but never raise an alert [DESIGN]:
-CAR-HEMATOTOX is a risk stratification computed once from baseline labs, not an event."""
 
 OPEN_STATES = frozenset({
     AlertState.FIRING, AlertState.ACKNOWLEDGED, AlertState.SNOOZED, AlertState.ESCALATED,
@@ -94,9 +91,10 @@ def severity_of(finding: Finding, spec: RuleSpec | None) -> str:
     return spec.rule.severity.value
 
 
-def is_alertable(finding: Finding, informational: frozenset[str] = INFORMATIONAL_RULES) -> bool:
-    """A met finding of a rule that is not purely informational."""
-    return finding.status == Status.MET and finding.rule not in informational
+def is_alertable(finding: Finding) -> bool:
+    """A met finding of a rule that is not purely informational (Rule.informational [DESIGN]:
+    its findings inform the patient page but never raise an alert)."""
+    return finding.status == Status.MET and finding.rule not in informational_ids()
 
 
 def _fmt(x: float) -> str:
@@ -176,7 +174,7 @@ class _Recorder:
             "before": before, "after": after, "reason": note,
         } for alert, action, actor, _at, before, after, note in changes])
         if self.notify is not None:
-            from core.notify import enqueue  # core.notify imports this module
+            from core.notify.outbox import enqueue  # the outbox reads alerts' rows
 
             for (alert, action, *_), event_id, row in zip(changes, ids, events, strict=True):
                 enqueue(self.session, alert, AlertEvent(id=event_id, **row), action,
@@ -209,7 +207,6 @@ def sync_alerts(
     now: datetime | None = None,
     *,
     escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
-    informational: frozenset[str] = INFORMATIONAL_RULES,
     actor: str = "system",
     alerts: Iterable[Alert] | None = None,
     notify: NotifyConfig | None = None,
@@ -236,7 +233,7 @@ def sync_alerts(
 
     met: dict[tuple[str, str], Finding] = {}
     for f in findings:
-        if is_alertable(f, informational):
+        if is_alertable(f):
             met.setdefault((f.rule, episode_key_of(f)), f)
     met_rules = {rule for rule, _ in met}
     unknown_rules = {f.rule for f in findings if f.status == Status.NOT_EVALUABLE} - met_rules

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from core.alerts import INFORMATIONAL_RULES, episode_key_of, is_alertable
+from core.alerts import episode_key_of, is_alertable
 from core.config import Settings
 from core.course import Course
 from core.db import session_scope
@@ -80,14 +80,13 @@ def per_100(count: int, patient_days: int) -> float:
     return 100.0 * count / patient_days if patient_days else math.nan
 
 
-def alert_episodes(replayed: Replayed,
-                   informational: frozenset[str] = INFORMATIONAL_RULES) -> pd.DataFrame:
+def alert_episodes(replayed: Replayed) -> pd.DataFrame:
     """Would-be alerts of a replay: one row per (patient, rule, episode key)."""
     seen: dict[tuple[str, str, str], list] = {}
     for patient_id, days in replayed:
         for day, findings in days:
             for f in findings:
-                if not is_alertable(f, informational):
+                if not is_alertable(f):
                     continue
                 key = (patient_id, f.rule, episode_key_of(f))
                 row = seen.get(key)
@@ -112,8 +111,7 @@ def first_fire(episodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def burden_table(episodes: pd.DataFrame, patients: int, patient_days: int,
-                 specs: Sequence[RuleSpec] | None = None,
-                 informational: frozenset[str] = INFORMATIONAL_RULES) -> pd.DataFrame:
+                 specs: Sequence[RuleSpec] | None = None) -> pd.DataFrame:
     """Alert burden per rule: alerts, alerts per 100 patient-days, patients flagged.
 
     Every alerting rule of `specs` (default: the catalogue) has a row, zero when it never
@@ -123,7 +121,7 @@ def burden_table(episodes: pd.DataFrame, patients: int, patient_days: int,
         from core.rules.catalog import all_specs
 
         specs = all_specs()
-    titles = {s.rule.id: s.rule.title for s in specs if s.rule.id not in informational}
+    titles = {s.rule.id: s.rule.title for s in specs if not s.rule.informational}
     for rule_id in episodes["rule_id"].unique():
         titles.setdefault(rule_id, rule_id)
     firsts = first_fire(episodes)
@@ -215,7 +213,7 @@ def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
         from core.rules.catalog import all_specs
 
         specs = all_specs()
-    specs = [s for s in specs if s.rule.id not in INFORMATIONAL_RULES]
+    specs = [s for s in specs if not s.rule.informational]
     patient_days = 0
 
     def replayed() -> Replayed:

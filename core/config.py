@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,11 @@ class Settings:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def worker_name() -> str:
+    """host:pid, naming this process in MonitorCycle and DeliveryAttempt rows."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
 
 
 def site_section(data: Mapping[str, Any] | str, name: str, keys: Collection[str], *,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +26,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from core.config import Settings
+from core.config import Settings, worker_name
 from core.db import is_sqlite, session_scope
 from core.models import (
     Alert,
@@ -45,11 +43,6 @@ log = logging.getLogger(__name__)
 FAILED_TEST_SHOWN_FOR = timedelta(hours=24)
 DEFAULT_INTERVAL = timedelta(minutes=5)
 """How often the monitor runs a cycle (`monitor --interval`, CARTWATCH_MONITOR_INTERVAL)."""
-
-
-def worker_name() -> str:
-    """host:pid, naming the process in MonitorCycle and DeliveryAttempt rows."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:120]
 
 
 def _aware(when: datetime | None) -> datetime | None:

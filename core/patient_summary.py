@@ -16,8 +16,6 @@ from core.course import Course
 from core.rules.base import Finding, Status
 from core.units import ANALYTES
 
-SCORE_RULES = ("iec_hs", "hscore", "hlh_2004", "cartox_hlh", "icaht_early", "icaht_late",
-               "ticaht_early", "ticaht_late", "car_hematotox")
 IEC_HS_FEATURES = {  # feature key in iec_hs extra -> (label, evidence analytes)
     "ferritin": ("Ferritin above 2 × ULN or 2 × baseline", ("ferritin",)),
     "timing": ("Onset as CRS resolves or after it", ("CRS",)),

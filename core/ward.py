@@ -38,6 +38,7 @@ from core.models import (
     RecordStatus,
     utcnow,
 )
+from core.rules.catalog import all_specs, rules_by_id, syndrome_ids
 
 WATCHED = ("ferritin", "fibrinogen", "anc", "platelets")
 SPARK_DAYS = 14  # days of history in a sparkline
@@ -50,24 +51,6 @@ CONCERN_WEIGHTS = {
     "acknowledged_factor": 0.25, "syndrome_grade": 15.0, "syndrome_met": 40.0,
     "no_labs_today": 10.0,
 }
-GRADED_SYNDROMES = ("crs_grade", "icans_grade")
-MET_SYNDROMES = ("iec_hs", "cartox_hlh", "therapy_response")
-# [DESIGN] the huddle lists these before lab grades: they are what the team discusses
-SYNDROME_RULES = frozenset({*GRADED_SYNDROMES, *MET_SYNDROMES, "hlh_2004", "hscore",
-                            "ferritin_kinetics", "supportive_thresholds"})
-SHORT_NAMES = {
-    "crs_grade": "CRS", "icans_grade": "ICANS", "iec_hs": "IEC-HS screen",
-    "cartox_hlh": "HLH/MAS", "hlh_2004": "HLH-2004", "hscore": "HScore",
-    "ferritin_kinetics": "Ferritin kinetics", "therapy_response": "No response to therapy",
-    "supportive_thresholds": "Supportive-care thresholds", "icaht_early": "Early ICAHT",
-    "icaht_late": "Late ICAHT", "ticaht_early": "Early T-ICAHT", "ticaht_late": "Late T-ICAHT",
-    "prolonged_cytopenia": "Prolonged cytopenia", "car_hematotox": "CAR-HEMATOTOX",
-    "lab_overdue": "Lab overdue",
-}
-ANALYTE_LABELS = {"ferritin": "Ferritin", "fibrinogen": "Fibrinogen", "anc": "ANC",
-                  "platelets": "Platelets", "hemoglobin": "Hb", "wbc": "WBC", "alc": "ALC",
-                  "ast": "AST", "alt": "ALT", "bilirubin": "Bilirubin", "ldh": "LDH",
-                  "crp": "CRP", "creatinine": "Creatinine", "triglycerides": "TG"}
 CHANGE_VERBS = {
     "fired": "New", "refired": "Back", "reopened": "Worse", "worsened": "Worse",
     "escalated": "Escalated", "resolved": "Resolved", "acknowledged": "Acknowledged",
@@ -77,13 +60,10 @@ FINAL = RecordStatus.FINAL.value
 
 
 def short_name(rule_id: str) -> str:
-    """A rule's name short enough for one line of a wall display."""
-    if rule_id in SHORT_NAMES:
-        return SHORT_NAMES[rule_id]
-    if rule_id.startswith("ctcae_"):
-        code = rule_id.removeprefix("ctcae_")
-        return f"CTCAE {ANALYTE_LABELS.get(code, code)}"
-    return rule_id
+    """A rule's name short enough for one line of a wall display (Rule.short_name; the id
+    of a rule no longer in the catalogue)."""
+    rule = rules_by_id().get(rule_id)
+    return rule.short_name if rule is not None and rule.short_name else rule_id
 
 
 def _aware(col: pd.Series) -> pd.Series:
@@ -228,6 +208,7 @@ def ward_summary(session: Session, tz: str, now: datetime | None = None,
     alerts_by = _records_by_pk(alerts)
 
     rows = []
+    met_syndromes = syndrome_ids("met")  # an open alert of one weighs the concern score
     for p in patients.to_dict("records"):
         pk = int(p["id"])
         a = alerts_by.get(pk, [])
@@ -269,7 +250,7 @@ def ward_summary(session: Session, tz: str, now: datetime | None = None,
         row["lab_age_h"] = (None if newest_at is None
                             else (pd.Timestamp(now) - newest_at).total_seconds() / 3600)
         row["no_labs_today"] = newest_at is None or newest_at < today_start
-        met = len(rule_ids & set(MET_SYNDROMES))
+        met = len(rule_ids & met_syndromes)
         row["concern"] = concern_score(counts, [row["crs_grade"], row["icans_grade"]], met,
                                        row["no_labs_today"])
         rows.append(row)
@@ -403,8 +384,10 @@ def change_lines(changes: pd.DataFrame, patient_pk: int, limit: int = 3) -> list
 
 
 def _change_lines(rows: list[dict], limit: int) -> list[str]:
+    syndromes = syndrome_ids()  # [DESIGN] listed before lab grades: what the team discusses
+
     def rank(r: dict) -> tuple:
-        return (r["action"] == "escalated", r["rule_id"] in SYNDROME_RULES,
+        return (r["action"] == "escalated", r["rule_id"] in syndromes,
                 SEVERITY_RANK.get(r["severity"], 0), r["at"])
 
     lines = list(dict.fromkeys(r["text"] for r in sorted(rows, key=rank, reverse=True)))
@@ -413,9 +396,11 @@ def _change_lines(rows: list[dict], limit: int) -> list[str]:
 
 
 def _alert_lines(rows: list[dict], limit: int) -> list[str]:
+    syndromes = syndrome_ids()
+
     def rank(r: dict) -> tuple:
         grade = r["grade"] if r["grade"] is not None and r["grade"] == r["grade"] else 0
-        return (r["state"] in UNACKNOWLEDGED, r["rule_id"] in SYNDROME_RULES,
+        return (r["state"] in UNACKNOWLEDGED, r["rule_id"] in syndromes,
                 SEVERITY_RANK.get(r["severity"], 0), grade)
 
     lines = []
@@ -463,8 +448,6 @@ INBOX_COLUMNS = [
 
 def citation_text(rule_id: str) -> str:
     """The rule's citation as one line (source, section, DOI)."""
-    from core.rules.catalog import all_specs
-
     for spec in all_specs():
         if spec.rule.id == rule_id:
             c = spec.rule.citation

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from core import audit
-from core.config import Settings
+from core.config import Settings, worker_name
 from core.db import session_scope
 from core.models import (
     AlertEvent,
@@ -41,7 +41,6 @@ from core.models import (
 from core.notify.config import Contact, NotifyConfig, apprise_messages, notify_config
 from core.notify.outbox import iso_z, payload_for_test
 from core.permissions import require
-from core.unit_of_work import write_session
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +291,7 @@ def deliver_pending(engine: Engine, settings: Settings, now: datetime | None = N
     is a DeliveryAttempt row. A fired/escalated row whose alert was acknowledged, resolved or
     snoozed meanwhile is cancelled instead, with the reason. `now` fixes the clock (tests);
     by default the real clock is read at each step. `worker` names this process
-    (core.monitor.worker_name()). `limit` bounds the rows handled in one run.
+    (core.config.worker_name()). `limit` bounds the rows handled in one run.
     """
     config = notify_config(settings) if config is None else config
     fixed = None if now is None else _aware(now)
@@ -320,11 +319,9 @@ def send_test(engine: Engine, settings: Settings, contact_name: str, actor: str,
         raise ValueError(f"There is no contact point named {contact_name!r} "
                          f"(configured: {names}).")
     if worker is None:
-        from core.monitor import worker_name
-
         worker = worker_name()
     now = utcnow()
-    with write_session(engine) as s:
+    with session_scope(engine) as s:
         row = Notification(
             dedupe_key=f"test:{uuid4().hex}", event="test", contact=contact.name,
             tier=contact.tier, severity="info",

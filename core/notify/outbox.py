@@ -19,7 +19,6 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from core.alerts import SCREENING_NOTE
 from core.loading import ward_day
 from core.models import (
     Alert,
@@ -30,6 +29,7 @@ from core.models import (
     Patient,
 )
 from core.notify.config import NotifyConfig
+from core.screening import SCREENING_NOTE
 
 FIRING_ACTIONS = ("fired", "refired", "reopened")
 EVENT_OF_ACTION = {**{a: "fired" for a in FIRING_ACTIONS}, "escalated": "escalated",

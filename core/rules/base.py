@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from core.course import Course
 from core.units import Evidence
@@ -26,6 +26,13 @@ class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     SEVERE = "severe"
+
+
+# How the ward weighs a syndrome rule [DESIGN]; the huddle lists every syndrome's alerts and
+# changes before lab grades, as they are what the team discusses. "graded": its grade is a
+# column of the ward list and weighs the concern score; "met": being met (an open alert)
+# weighs the concern score; "listed": listed first in the huddle only.
+Syndrome = Literal["graded", "met", "listed"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,15 @@ class Rule:
     # A met finding of this grade or more raises a severe alert (graded rules); None = the
     # alert keeps `severity` whatever the grade [DESIGN alarm policy, see core/alerts.py].
     escalates_at_grade: int | None = None
+    # The rule's name on one line of a wall display (ward, huddle, inbox), e.g. "CTCAE ANC".
+    short_name: str = ""
+    # A syndrome the ward huddle lists before lab grades (see Syndrome); None = not one.
+    syndrome: Syndrome | None = None
+    # Findings inform the patient page but never raise an alert [DESIGN] (core/alerts.py).
+    informational: bool = False
+    # The episode kind (core.models.EpisodeKind value, e.g. "CRS") its met stretches suggest
+    # on the timeline (core/rules/episodes.py); None = it suggests no episodes.
+    episode_kind: str | None = None
 
     @property
     def is_provisional(self) -> bool:

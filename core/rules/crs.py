@@ -54,6 +54,7 @@ RULE = Rule(
     severity=Severity.WARNING,
     graded=True,
     escalates_at_grade=3,
+    short_name="CRS", syndrome="graded", episode_kind="CRS",
     thresholds=(
         Threshold("fever_c", 38.0, "°C", Evidence.C2, "fever: temperature at or above", ">="),
         Threshold("low_flow_max_l_min", 6.0, "L/min", Evidence.C2,

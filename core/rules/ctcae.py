@@ -540,6 +540,12 @@ def _severity(analyte: str) -> tuple[Severity, int | None, str]:
         "(life-threatening). Grade 3 counts and labs are common after CAR-T and stay warnings.")
 
 
+# the analyte as the ward's one-line short name says it ("CTCAE Hb")
+SHORT_LABELS = {"ast": "AST", "alt": "ALT", "bilirubin": "Bilirubin", "creatinine": "Creatinine",
+                "fibrinogen": "Fibrinogen", "anc": "ANC", "platelets": "Platelets",
+                "hemoglobin": "Hb", "alc": "ALC", "wbc": "WBC", "triglycerides": "TG"}
+
+
 def _rule(analyte: str) -> Rule:
     severity, escalates, policy = _severity(analyte)
     return Rule(
@@ -550,6 +556,7 @@ def _rule(analyte: str) -> Rule:
         evidence=C,
         severity=severity,
         escalates_at_grade=escalates,
+        short_name=f"CTCAE {SHORT_LABELS[analyte]}",
         thresholds=CTCAE_THRESHOLDS[analyte],
         inputs=(analyte,),
         graded=True,

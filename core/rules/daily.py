@@ -4,7 +4,8 @@ A rule judged once per ward day (DailyRule) computes its result as of the end of
 the result of a complete day is cached on the course index (memo, daily) so that evaluate's
 walk back to the first day of the met stretch (met_since) and a replay (met_since_days,
 day_series, known_at_end_of) compute each day once. Also here: the thresholds a rule runs
-with (configured_thresholds) and the alert-episode key of a met stretch (episode_key).
+with (configured_thresholds), the alert-episode key of a met stretch (episode_key), and the
+course as known at a day's end that a replay hands each day (DayView, day_view).
 Reading a course (values, baselines, the column index) is core.rules.common.
 """
 
@@ -15,9 +16,66 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import pandas as pd
+
 from core.course import Course
 from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
-from core.rules.common import END_OF_DAY, course_index, end_of_day
+from core.rules.common import END_OF_DAY, Value, baseline, course_index, end_of_day
+
+
+def _cut(name: str) -> property:
+    full, cut = f"_full_{name}", f"_cut_{name}"
+
+    def get(self: DayView) -> pd.DataFrame:
+        d = self.__dict__
+        if cut not in d:
+            frame, end = d[full], self.as_of_day
+            if name == "episodes":
+                frame = frame[frame["onset_day"] <= end].copy()
+                if len(frame):
+                    frame.loc[frame["resolved_day"] > end, "resolved_day"] = float("nan")
+            elif len(frame):
+                frame = frame[frame["day"] <= end]
+            d[cut] = frame
+        return d[cut]
+
+    def set_(self: DayView, frame: pd.DataFrame) -> None:
+        self.__dict__[full] = frame
+        self.__dict__.pop(cut, None)
+
+    return property(get, set_)
+
+
+FRAMES = ("labs", "observations", "episodes", "treatments", "events", "missing")
+
+
+class DayView(Course):
+    """A course as known at `as_of_day`: full frames kept, cut lazily on first access."""
+
+    labs = _cut("labs")
+    observations = _cut("observations")
+    episodes = _cut("episodes")
+    treatments = _cut("treatments")
+    events = _cut("events")
+    missing = _cut("missing")
+
+
+def _full(course: Course, name: str) -> pd.DataFrame:
+    if isinstance(course, DayView):
+        return course.__dict__[f"_full_{name}"]
+    return getattr(course, name)
+
+
+def day_view(course: Course, as_of_day: float) -> DayView:
+    """`course` as of `as_of_day`, sharing the full course's index (no frame filtering)."""
+    view = DayView(
+        patient=course.patient,
+        **{name: _full(course, name) for name in FRAMES},
+        as_of_day=min(as_of_day, course.as_of_day),
+        tz=course.tz,
+    )
+    object.__setattr__(view, "_cw_index", course_index(course))
+    return view
 
 
 def evaluated_day(course: Course) -> int:
@@ -175,6 +233,14 @@ def baseline_settled_at(course: Course) -> float:
     return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
 
 
+def settled_baseline(course: Course, analyte: str) -> Value | None:
+    """common.baseline, cached per course once the as-of instant is past every baseline draw
+    (then it is the same for the full course and every cut of it that late)."""
+    if course.as_of_day < baseline_settled_at(course):
+        return baseline(course, analyte)
+    return memo(course, ("settled_baseline", analyte), lambda: baseline(course, analyte))
+
+
 def known_at_end_of(course: Course, day: int) -> Course:
     """The course a replay hook evaluates ward day `day` on: the full course itself where that
     gives the same results as the course cut at the end of the day, else that cut.
@@ -187,8 +253,6 @@ def known_at_end_of(course: Course, day: int) -> Course:
     end = min(end_of_day(day), course.as_of_day)
     if end == course.as_of_day or end >= baseline_settled_at(course):
         return course
-    from core.rules.engine import day_view
-
     view = day_view(course, end)
     if "_cw_thresholds" in course.__dict__:
         object.__setattr__(view, "_cw_thresholds", course.__dict__["_cw_thresholds"])

@@ -19,68 +19,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import cast
 
-import pandas as pd
-
 from core.course import Course
 from core.rules.base import Finding, RuleSpec, Status, Thresholds
 from core.rules.common import END_OF_DAY, course_index
+from core.rules.daily import day_view
 
 Overrides = Mapping[str, Mapping[str, float]]
-
-
-def _cut(name: str) -> property:
-    full, cut = f"_full_{name}", f"_cut_{name}"
-
-    def get(self: DayView) -> pd.DataFrame:
-        d = self.__dict__
-        if cut not in d:
-            frame, end = d[full], self.as_of_day
-            if name == "episodes":
-                frame = frame[frame["onset_day"] <= end].copy()
-                if len(frame):
-                    frame.loc[frame["resolved_day"] > end, "resolved_day"] = float("nan")
-            elif len(frame):
-                frame = frame[frame["day"] <= end]
-            d[cut] = frame
-        return d[cut]
-
-    def set_(self: DayView, frame: pd.DataFrame) -> None:
-        self.__dict__[full] = frame
-        self.__dict__.pop(cut, None)
-
-    return property(get, set_)
-
-
-FRAMES = ("labs", "observations", "episodes", "treatments", "events", "missing")
-
-
-class DayView(Course):
-    """A course as known at `as_of_day`: full frames kept, cut lazily on first access."""
-
-    labs = _cut("labs")
-    observations = _cut("observations")
-    episodes = _cut("episodes")
-    treatments = _cut("treatments")
-    events = _cut("events")
-    missing = _cut("missing")
-
-
-def _full(course: Course, name: str) -> pd.DataFrame:
-    if isinstance(course, DayView):
-        return course.__dict__[f"_full_{name}"]
-    return getattr(course, name)
-
-
-def day_view(course: Course, as_of_day: float) -> DayView:
-    """`course` as of `as_of_day`, sharing the full course's index (no frame filtering)."""
-    view = DayView(
-        patient=course.patient,
-        **{name: _full(course, name) for name in FRAMES},
-        as_of_day=min(as_of_day, course.as_of_day),
-        tz=course.tz,
-    )
-    object.__setattr__(view, "_cw_index", course_index(course))
-    return view
 
 
 class FastThresholds(dict):

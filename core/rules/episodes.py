@@ -13,9 +13,8 @@ from collections.abc import Sequence
 
 from core.course import Course
 from core.rules.base import Finding, Status
+from core.rules.catalog import episode_kinds
 from core.rules.common import course_index
-
-EPISODE_RULES = {"crs_grade": "CRS", "icans_grade": "ICANS", "iec_hs": "IEC-HS"}
 
 
 def _overlaps(a0: float, a1: float | None, b0: float, b1: float | None) -> bool:
@@ -27,11 +26,12 @@ def _overlaps(a0: float, a1: float | None, b0: float, b1: float | None) -> bool:
 def suggest_episodes(course: Course,
                      findings_by_day: Sequence[tuple[int, Sequence[Finding]]]) -> list[dict]:
     """Suggested episode windows {kind, grade, onset_day, resolved_day, origin, rule}."""
+    kinds = episode_kinds()  # Rule.episode_kind: CRS, ICANS, IEC-HS
     open_: dict[str, dict] = {}
     out: list[dict] = []
     for day, findings in sorted(findings_by_day, key=lambda x: x[0]):
         for f in findings:
-            kind = EPISODE_RULES.get(f.rule)
+            kind = kinds.get(f.rule)
             if kind is None:
                 continue
             cur = open_.get(f.rule)

@@ -46,6 +46,7 @@ RULE = Rule(
     severity=Severity.WARNING,
     graded=True,
     escalates_at_grade=3,
+    short_name="ICANS", syndrome="graded", episode_kind="ICANS",
     thresholds=(
         Threshold("ice_min_age_years", 12, "years", Evidence.C2,
                   "ICE score from this age; CAPD below it", ">="),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.course import Course
-from core.rules import crs, ctcae
+from core.rules import crs, ctcae, ferritin
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -29,8 +29,6 @@ from core.rules.base import (
 )
 from core.rules.common import (
     LabSeries,
-    Value,
-    baseline,
     course_index,
     end_of_day,
     episodes_until,
@@ -39,10 +37,10 @@ from core.rules.common import (
 )
 from core.rules.daily import (
     DailyRule,
-    baseline_settled_at,
     configured_thresholds,
     evaluated_day,
     memo,
+    settled_baseline,
     thresholds_key,
 )
 from core.rules.hlh.shared import ctcae_rule
@@ -63,6 +61,7 @@ RULE = Rule(
     ),
     evidence=U,
     severity=Severity.SEVERE,
+    short_name="IEC-HS screen", syndrome="met", episode_kind="IEC-HS",
     thresholds=(
         Threshold("ferritin_x_uln", 2.0, "x ULN", U, "key feature: ferritin above this x ULN",
                   ">"),
@@ -169,14 +168,6 @@ class Feature:
     status: Status
     evidence: list[EvidenceItem] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-
-
-def settled_baseline(course: Course, analyte: str) -> Value | None:
-    """common.baseline, cached per course once the as-of instant is past every baseline draw
-    (then it is the same for the full course and every cut of it that late)."""
-    if course.as_of_day < baseline_settled_at(course):
-        return baseline(course, analyte)
-    return memo(course, ("settled_baseline", analyte), lambda: baseline(course, analyte))
 
 
 def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
@@ -417,8 +408,6 @@ def _above_uln(course: Course, end: float, t: Thresholds) -> bool:
 
 
 def _screen(course: Course, day: int, t: Thresholds) -> Finding:
-    from core.rules import ferritin
-
     end = min(end_of_day(day), course.as_of_day)
     outside = None
     if day < t["window_start_day"]:

@@ -250,6 +250,7 @@ RULE = Rule(
                       "design.md rule table; criteria.md §1.2 (Table 4 monitoring), §12.1"),
     evidence=Evidence.DESIGN,
     severity=Severity.INFO,
+    short_name="Lab overdue",
     thresholds=THRESHOLDS,
     inputs=DEFAULT_DAILY,
     choices=(

@@ -35,6 +35,7 @@ RULE = Rule(
     ),
     evidence=C,
     severity=Severity.WARNING,
+    short_name="Supportive-care thresholds", syndrome="listed",
     thresholds=(
         Threshold("hemoglobin_min", 7.0, "g/dL", C, "keep haemoglobin at or above", "<"),
         Threshold("platelets_min_bleeding", 50, "10^9/L", C,
@@ -74,7 +75,7 @@ MISSING = {
 
 
 def _active(course: Course, day: int) -> tuple[bool, str]:
-    from core.rules.ferritin import active_iec_hs_onset
+    from core.rules.therapy_response import active_iec_hs_onset
 
     onset, source = active_iec_hs_onset(course, day)
     return onset is not None, f"{source} since day {int(onset)}" if onset is not None else ""

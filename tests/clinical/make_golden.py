@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from core.alerts import INFORMATIONAL_RULES, severity_of  # noqa: E402
+from core.alerts import severity_of  # noqa: E402
 from core.config import SAMPLE_DIR, Settings  # noqa: E402
 from core.db import init_db, make_engine  # noqa: E402
 from core.evaluation import run_evaluate, run_replay  # noqa: E402
@@ -70,7 +70,7 @@ def alert_rows(evaluated: dict) -> list[dict[str, str]]:
             if f["status"] != Status.MET.value:
                 continue
             finding = Finding(rule=f["rule"], status=Status.MET, grade=f["grade"])
-            alerting = f["rule"] not in INFORMATIONAL_RULES
+            alerting = not spec_by_id(f["rule"]).rule.informational
             rows.append({
                 "patient_id": p["patient_id"], "rule": f["rule"], "status": f["status"],
                 "grade": _num(f["grade"]), "score": _num(f["score"]),

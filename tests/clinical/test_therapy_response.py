@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.course import make_course
-from core.rules import ferritin
+from core.rules import therapy_response
 from core.rules.base import Status, Thresholds
 
 
@@ -13,7 +13,8 @@ def run(ferritins, treatments=(("anakinra", 10.5),), episodes=(("IEC-HS", None, 
         extra_labs=(), **kw):
     course = make_course(labs=[("ferritin", d, v) for d, v in ferritins] + list(extra_labs),
                          treatments=list(treatments), episodes=list(episodes), **kw)
-    return ferritin.evaluate_therapy_response(course, Thresholds(ferritin.THERAPY_RULE))
+    rule = therapy_response.THERAPY_RULE
+    return therapy_response.evaluate_therapy_response(course, Thresholds(rule))
 
 
 THERAPY_CASES = [

@@ -120,6 +120,8 @@ RULES: tuple[RuleSpec, ...] = (
                           HT_CITE[1]),
         evidence=U, severity=Severity.INFO, thresholds=HEMATOTOX_THRESHOLDS,
         inputs=("platelets", "anc", "hemoglobin", "crp", "ferritin"), scored=True,
+        # [DESIGN] never alerts: a risk stratification from baseline labs, not an event
+        short_name="CAR-HEMATOTOX", informational=True,
         choices=(
             "Boundary values (175, 1.2, 9.0, 3.0 mg/dL, 650, 2,000) take the higher-point "
             "side (criteria §7); platelets exactly 75 = 1 point (table 75-175).",

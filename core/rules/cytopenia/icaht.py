@@ -57,7 +57,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_EARLY_THRESHOLDS,
-        inputs=("anc",), graded=True, escalates_at_grade=3,
+        inputs=("anc",), graded=True, escalates_at_grade=3, short_name="Early ICAHT",
         choices=EARLY_CHOICES + (
             "ANC <= 0.1 for 7-13 days = grade 3 (third-party code row, criteria §6.1/§14 #10).",
             "Grade 3 = 14-30 days <= 0.5, grade 4 = > 30 days, i.e. all 31 days of the "
@@ -71,7 +71,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_LATE_THRESHOLDS,
-        inputs=("anc",), graded=True, escalates_at_grade=3,
+        inputs=("anc",), graded=True, escalates_at_grade=3, short_name="Late ICAHT",
         choices=(
             "Grade = deepest level reached by at least min_values (2) results after day 30 "
             "(not necessarily consecutive; criteria §6.1 '>= 2 measurements'): one low value "

@@ -133,7 +133,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation("Dashboard rule after ICAHT/JULIET definitions",
                           "criteria.md §6.2 (recommended dashboard rule) and §8"),
         evidence=D, severity=Severity.WARNING, thresholds=PROLONGED_THRESHOLDS,
-        inputs=("anc", "platelets", "hemoglobin"),
+        inputs=("anc", "platelets", "hemoglobin"), short_name="Prolonged cytopenia",
         choices=(
             "Default landmark day 30 (ICAHT split); 28 for tisa-cel style reporting via "
             "site config.",

@@ -72,7 +72,7 @@ RULES: tuple[RuleSpec, ...] = (
         citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
         inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
-        escalates_at_grade=3,
+        escalates_at_grade=3, short_name="Early T-ICAHT",
         choices=EARLY_CHOICES + (
             "Transfusion rule applies to the < 20 count only (recovery is defined as >= 20 "
             "without transfusion): a day >= 20 within 7 days after a platelet transfusion "
@@ -89,7 +89,7 @@ RULES: tuple[RuleSpec, ...] = (
                           "§6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_LATE_THRESHOLDS,
         inputs=("platelets", "platelet_transfusion", "transfusion"), graded=True,
-        escalates_at_grade=3,
+        escalates_at_grade=3, short_name="Late T-ICAHT",
         choices=(
             "Each late row needs at least min_values (2) results below it (late counting rule "
             "of §6.1, stated to mirror T-ICAHT).",

@@ -47,6 +47,7 @@ CARTOX = Rule(
     ),
     evidence=U,
     severity=Severity.SEVERE,
+    short_name="HLH/MAS", syndrome="met",
     thresholds=(
         Threshold("entry_ferritin", 10_000, "ng/mL", C2,
                   "entry: peak ferritin during the CRS phase above", ">"),

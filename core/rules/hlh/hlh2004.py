@@ -46,6 +46,7 @@ HLH2004 = Rule(
     ),
     evidence=C2,
     severity=Severity.INFO,
+    short_name="HLH-2004", syndrome="listed",
     thresholds=(
         Threshold("fever_c", 38.5, "°C", C2, "fever at or above", ">="),
         Threshold("hemoglobin", 9.0, "g/dL", C2, "cytopenia: haemoglobin below", "<"),

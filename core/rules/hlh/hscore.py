@@ -75,6 +75,7 @@ HSCORE = Rule(
     evidence=D,  # points, bins and cut-off are [C2]; the logistic fit (probability_fit) is ours
     severity=Severity.INFO,
     scored=True,
+    short_name="HScore", syndrome="listed",
     thresholds=(
         _pts("immunosuppression_points", 18, "known underlying immunosuppression"),
         Threshold("temp_mid_c", 38.4, "°C", C2, "temperature from this (inclusive): 33 points",
