@@ -23,8 +23,25 @@ KIND_LABELS = {"analyte": "Lab analyte", "observation": "Bedside observation",
                "drug": "Drug (treatment)"}
 
 
-def _label(kind: str, target: str) -> str:
+def label(kind: str, target: str) -> str:
+    """How a map target reads on a page: "Bedside observation: Temperature"."""
     return f"{KIND_LABELS.get(kind, kind)}: {TARGETS.get(kind, {}).get(target, target)}"
+
+
+def target_inputs(left, right, key: str) -> tuple[str, str, str | None]:  # noqa: ANN001
+    """The kind, target and unit of a mapping (the same choices wherever a code is mapped:
+    this section and the Held messages page); returns (kind, target, unit or None). Not in
+    an st.form: the "Which" choices follow the kind chosen. Keys: {key}_kind,
+    {key}_target_{kind}, {key}_unit. core.codemap.map_code checks what is saved."""
+    kind = left.selectbox("Maps to a", list(TARGETS), format_func=KIND_LABELS.get,
+                          key=f"{key}_kind")
+    choices = TARGETS[kind]
+    target = right.selectbox("Which", list(choices), format_func=choices.get,
+                             key=f"{key}_target_{kind}")
+    unit = left.text_input("Unit the system sends (optional)", key=f"{key}_unit",
+                           help="Only when its own unit spelling is missing or local; "
+                                "any UCUM unit is understood without it")
+    return kind, target, unit.strip() or None
 
 
 def _attempt(action, done: str) -> None:  # noqa: ANN001
@@ -38,9 +55,9 @@ def _attempt(action, done: str) -> None:  # noqa: ANN001
 
 
 def built_in_frame() -> pd.DataFrame:
-    rows = [{"LOINC": code, "Maps to": _label("analyte", analyte)}
+    rows = [{"LOINC": code, "Maps to": label("analyte", analyte)}
             for code, analyte in sorted(LOINC_TO_ANALYTE.items())]
-    rows += [{"LOINC": code, "Maps to": _label("observation", kind)}
+    rows += [{"LOINC": code, "Maps to": label("observation", kind)}
              for code, kind in sorted(codemap.VITAL_SIGN_LOINC.items())]
     return pd.DataFrame(rows)
 
@@ -56,7 +73,7 @@ def section(engine, me) -> None:  # noqa: ANN001
     if entries:
         st.dataframe(pd.DataFrame([{
             "#": e.id, "System": e.system, "Code": e.code, "Description": e.display or "",
-            "Maps to": _label(e.target_kind, e.target), "Unit sent": e.unit or "",
+            "Maps to": label(e.target_kind, e.target), "Unit sent": e.unit or "",
             "By": e.created_by, "Since (UTC)": f"{pd.Timestamp(e.created_at):%Y-%m-%d %H:%M}",
         } for e in entries]), hide_index=True, width="stretch", key="codemap_table")
     else:
@@ -72,23 +89,16 @@ def section(engine, me) -> None:  # noqa: ANN001
                                  help="The coding system (HL7 OBX-3.3, FHIR coding.system) "
                                       "or * for any system")
         code = right.text_input("Local code", key="codemap_code", placeholder="e.g. FERR")
-        kind = left.selectbox("Maps to a", list(TARGETS), format_func=KIND_LABELS.get,
-                              key="codemap_kind")
-        choices = TARGETS[kind]
-        target = right.selectbox("Which", list(choices), format_func=choices.get,
-                                 key=f"codemap_target_{kind}")
-        unit = left.text_input("Unit the system sends (optional)", key="codemap_unit",
-                               help="Only when its own unit spelling is missing or local; "
-                                    "any UCUM unit is understood without it")
+        kind, target, unit = target_inputs(left, right, "codemap")
         display = right.text_input("Description (optional)", key="codemap_display")
         reason = st.text_input("Reason (goes to the audit trail)", key="codemap_reason",
                                placeholder="e.g. lab code list 2026-11")
         if st.button("Save mapping", type="primary", key="codemap_save"):
             _attempt(lambda: codemap.map_code(
                 engine, system=system or codemap.ANY_SYSTEM, code=code, target_kind=kind,
-                target=target, unit=unit or None, display=display or None,
+                target=target, unit=unit, display=display or None,
                 user=me.username, reason=reason, role=me.role),
-                f"{system or codemap.ANY_SYSTEM} {code} now maps to {_label(kind, target)}. "
+                f"{system or codemap.ANY_SYSTEM} {code} now maps to {label(kind, target)}. "
                 "Held messages with this code can be released.")
     with load.container(border=True):
         st.markdown("**Load a map from CSV**")
@@ -108,7 +118,7 @@ def section(engine, me) -> None:  # noqa: ANN001
             gone = st.selectbox(
                 "Mapping", ids, key="codemap_remove_pick",
                 format_func=lambda i: f"#{i} {by_id[i].system} {by_id[i].code} → "
-                                      f"{_label(by_id[i].target_kind, by_id[i].target)}")
+                                      f"{label(by_id[i].target_kind, by_id[i].target)}")
             why = st.text_input("Reason for removing", key="codemap_remove_reason")
             if st.button("Remove mapping", key="codemap_remove"):
                 _attempt(lambda: codemap.unmap(engine, int(gone), user=me.username, reason=why,

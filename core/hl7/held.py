@@ -12,6 +12,7 @@ onto the matched patient.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -20,11 +21,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from core import audit
+from core.codemap import ANY_SYSTEM, CodeMap, Target
 from core.config import Settings
 from core.faults import storage_guard
 from core.hl7.parse import Problem, parse
 from core.hl7.receive import CHANNEL, ID_TYPE_SETTING, process, setting
-from core.models import InboundMessage, MessageStatus, Patient
+from core.hl7.results import target_of
+from core.models import CodeTarget, InboundMessage, MessageStatus, Patient
 from core.permissions import require
 from core.unit_of_work import write_session
 
@@ -163,9 +166,25 @@ def dismiss(engine: Engine, message_id: int, *, user: str, reason: str,
     log.info("HL7 held message %s dismissed by %s: %s", message_id, user, reason.strip())
 
 
-def held_codes(engine: Engine, message_id: int,
-               settings: Settings | None = None) -> list[tuple[str, str, str]]:
-    """(system, code, text) of each OBX of a held message, for mapping on the page."""
+@dataclass(frozen=True)
+class HeldCode:
+    """One OBX-3 of a held message: what to map (system, code, text) and what it maps to
+    now (None: nothing yet; a drug target keeps an ORU held, core.hl7.results)."""
+
+    system: str
+    code: str
+    text: str
+    target: Target | None
+
+    @property
+    def placeable(self) -> bool:
+        return self.target is not None and self.target.kind is not CodeTarget.DRUG
+
+
+def held_code_targets(engine: Engine, message_id: int,
+                      settings: Settings | None = None) -> list[HeldCode]:
+    """Each distinct OBX code of a held message with its current target (the same lookup
+    release uses: core.hl7.results.target_of), for the mapping form on the page."""
     settings = settings or Settings.from_env()
     with Session(engine) as session:
         row = session.get(InboundMessage, message_id)
@@ -176,9 +195,17 @@ def held_codes(engine: Engine, message_id: int,
         except Problem as exc:
             log.warning("held message %s cannot be read: %s", message_id, exc)
             return []
-    out = []
+        codes = CodeMap.load(session)
+    out: dict[tuple[str, str, str], HeldCode] = {}
     for r in parsed.results:
         system, code = r.codings[0]
         text = r.code_text.split("^")[1] if r.code_text.count("^") >= 1 else ""
-        out.append((system or "*", code, text))
-    return list(dict.fromkeys(out))
+        key = (system or ANY_SYSTEM, code, text)
+        out.setdefault(key, HeldCode(*key, target=target_of(codes, parsed, r)))
+    return list(out.values())
+
+
+def held_codes(engine: Engine, message_id: int,
+               settings: Settings | None = None) -> list[tuple[str, str, str]]:
+    """(system, code, text) of each OBX of a held message, for mapping on the page."""
+    return [(c.system, c.code, c.text) for c in held_code_targets(engine, message_id, settings)]

@@ -132,18 +132,31 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
     return out
 
 
+def target_of(codes: CodeMap, parsed: Parsed, result: Result) -> Target | None:
+    """What an OBX-3 means here: its codings through the site code map (for their own
+    system, then under the sending application's name), then LOINC; None when unknown."""
+    app = parsed.header.sending_app
+    return codes.resolve_any([*result.codings, *((app, c) for _s, c in result.codings)])
+
+
 def _targets(parsed: Parsed, codes: CodeMap) -> dict[int, Target]:
     found: dict[int, Target] = {}
     for result in parsed.results:
         if result.status == SKIP:
             continue
-        app = parsed.header.sending_app
-        target = codes.resolve_any([*result.codings, *((app, c) for _s, c in result.codings)])
+        target = target_of(codes, parsed, result)
         if target is None or target.kind is CodeTarget.DRUG:
-            why = ("maps to a drug, not a result" if target is not None else
-                   "is neither in the site code map nor a LOINC code CAR-T Watch monitors")
-            raise Hold(f"Held: OBX #{result.seq} code {result.code_text!r} {why}. An admin "
-                       "maps the code, then release.", result.patient.patient_id)
+            # a result message does not record a drug given (that is FHIR
+            # MedicationAdministration or a treatments CSV): an OBX coded as a drug is more
+            # likely a drug level, so it is not guessed into a treatment
+            why = ("maps to a drug (a treatment), which a result message (ORU) does not "
+                   "record. An admin maps the code to a lab analyte or a bedside observation "
+                   "instead, then release; or dismiss the message with a reason"
+                   if target is not None else
+                   "is neither in the site code map nor a LOINC code CAR-T Watch monitors. "
+                   "An admin maps the code, then release")
+            raise Hold(f"Held: OBX #{result.seq} code {result.code_text!r} {why}.",
+                       result.patient.patient_id)
         found[result.seq] = target
     return found
 

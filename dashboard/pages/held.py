@@ -5,10 +5,17 @@ import streamlit as st
 
 from core.codemap import CodeMapRefused, map_code
 from core.faults import StorageFault
-from core.hl7.held import HeldRefused, dismiss, held_codes, held_messages, match_patient, release
+from core.hl7.held import (
+    HeldRefused,
+    dismiss,
+    held_code_targets,
+    held_messages,
+    match_patient,
+    release,
+)
+from core.models import CodeTarget
 from core.permissions import NotAllowed, allowed
-from core.units import ANALYTES
-from dashboard import auth, resources
+from dashboard import auth, codemap_admin, resources
 
 engine = resources.get_engine()
 settings = resources.get_settings()
@@ -31,13 +38,13 @@ with st.expander("Raw message", expanded=True):
     st.code(row["raw"].replace("\r", "\n"), language=None)
 
 
-def act(what, *args, **kwargs) -> None:  # noqa: ANN001
+def act(what, *args, done: str | None = None, **kwargs) -> None:  # noqa: ANN001
     try:
         said = what(engine, *args, **kwargs)
     except (HeldRefused, CodeMapRefused, NotAllowed, StorageFault) as exc:
         st.error(str(exc))
         return
-    st.session_state["held_done"] = said if isinstance(said, str) else "Done."
+    st.session_state["held_done"] = done or (said if isinstance(said, str) else "Done.")
     st.rerun()
 
 
@@ -57,17 +64,31 @@ with c1.form("held_match_form"):
         act(match_patient, picked, who, user=me.username, reason=why, role=me.role,
             settings=settings)
 if allowed(me.role, "site_settings"):
-    codes = held_codes(engine, picked, settings)
-    with c2.form("held_map_form"):
+    codes = held_code_targets(engine, picked, settings)
+    with c2.container(border=True):
         st.markdown("**Map a code** (admin)")
-        code = st.selectbox("Code", codes, format_func=lambda c: f"{c[1]} {c[2]} ({c[0]})",
-                            key="held_map_code")
-        target = st.selectbox("Analyte", list(ANALYTES), key="held_map_target",
-                              format_func=lambda a: ANALYTES[a].name)
-        why_map = st.text_input("Why", key="held_map_reason")
-        if st.form_submit_button("Map code") and code is not None:
-            act(map_code, system=code[0], code=code[1], target_kind="analyte", target=target,
-                user=me.username, reason=why_map, display=code[2] or None, role=me.role)
+        st.caption("The same choices as Users & settings → Code map; the mapping serves every "
+                   "later message with this code too.")
+        first = next((i for i, c in enumerate(codes) if not c.placeable), 0)
+        code = st.selectbox(
+            "Code", codes, index=first if codes else None, key="held_map_code",
+            format_func=lambda c: f"{c.code} {c.text} ({c.system}) · " + (
+                "not mapped" if c.target is None else
+                f"now {codemap_admin.label(c.target.kind.value, c.target.code)}"))
+        left, right = st.columns(2)
+        kind, target, unit = codemap_admin.target_inputs(left, right, "held_map")
+        if kind == CodeTarget.DRUG.value:
+            st.info("A drug mapping serves FHIR medication records and treatment CSVs. A "
+                    "laboratory result message (HL7 ORU) with this code stays held: map a "
+                    "result code to a lab analyte or a bedside observation.")
+        why_map = st.text_input("Why (goes to the audit trail)", key="held_map_reason")
+        if st.button("Map code", key="held_map_save") and code is not None:
+            act(map_code, system=code.system, code=code.code, target_kind=kind, target=target,
+                unit=unit, user=me.username, reason=why_map, display=code.text or None,
+                role=me.role,
+                done=f"{code.system} {code.code} now maps to "
+                     f"{codemap_admin.label(kind, target)}. Release the message to store "
+                     "its values.")
 else:
     c2.info("An admin maps an unknown code (here or under Users & settings).")
 b1, b2 = st.columns(2)

@@ -4,20 +4,32 @@ Runs on SQLite and PostgreSQL (`store`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core import cli
 from core.codemap import map_code
-from core.hl7.held import HeldRefused, dismiss, held_codes, held_messages, match_patient, release
-from core.models import Alert, AuditLog, InboundMessage, LabResult
+from core.hl7.held import (
+    HeldRefused,
+    dismiss,
+    held_code_targets,
+    held_codes,
+    held_messages,
+    match_patient,
+    release,
+)
+from core.models import Alert, AuditLog, InboundMessage, LabResult, Observation, Treatment
 from core.permissions import NotAllowed
 from tests.core.test_hl7_receive import FER, PLT, count, inbound, labs, send, settings_of
 from tests.core.test_hl7_receive import oru as build_oru
 from tests.core.test_hl7_receive import ward as ward  # noqa: F401 - the fixture
 
 LOCAL_FER = ("FERR", "Ferritin serum", "L", "NM", "900", "ug/L", "30-400", "H")
+LOCAL_TEMP = ("TEMPX", "Temp local", "L", "NM", "39.2", "Cel", "", "H")
 
 
 def held_id(engine: Engine, control: str) -> int:
@@ -99,3 +111,81 @@ def test_a_dismissed_message_is_kept_with_who_and_why(ward: Engine) -> None:  # 
     assert audit_actions(ward)[-1] == ("hl7_dismiss", "nurse.kim", "not a CAR-T patient")
     assert send(ward, build_oru("U3", [FER], patient="MRN-55502"))["code"] == "AA"
     assert inbound(ward, "U3").status == "dismissed"
+
+
+def crs(engine: Engine, capsys: pytest.CaptureFixture[str]) -> dict:
+    """SYN-001's crs_grade finding from `python -m core evaluate --json` (in process)."""
+    capsys.readouterr()
+    url = engine.url.render_as_string(hide_password=False)
+    assert cli.main(["--db", url, "evaluate", "--json", "--patient", "SYN-001"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (finding,) = [f for f in doc["patients"][0]["findings"] if f["rule"] == "crs_grade"]
+    return finding
+
+
+def map_audits(engine: Engine) -> list[tuple[str, str | None, dict | None]]:
+    with Session(engine) as s:
+        return [(a.actor, a.reason, a.after) for a in s.execute(select(AuditLog).where(
+            AuditLog.action == "map_code").order_by(AuditLog.id)).scalars()]
+
+
+def test_a_local_vital_sign_code_mapped_to_an_observation_becomes_one_and_grades_crs(
+        ward: Engine, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    assert send(ward, build_oru("U4", [LOCAL_TEMP, PLT]))["code"] == "AA"
+    mid = held_id(ward, "U4")
+    assert "TEMPX" in inbound(ward, "U4").reason
+    before = {(c.code, c.target.code if c.target else None, c.placeable)
+              for c in held_code_targets(ward, mid, settings_of(ward))}
+    assert before == {("TEMPX", None, False), ("777-3", "platelets", True)}
+    assert crs(ward, capsys)["status"] != "met"  # no temperature stored yet
+
+    map_code(ward, system="L", code="TEMPX", target_kind="observation", target="temperature",
+             user="admin.amy", reason="ward monitor's local temperature code",
+             display="Temp local", role="admin")
+    (temp,) = [c for c in held_code_targets(ward, mid, settings_of(ward))
+               if c.code == "TEMPX"]
+    assert temp.target is not None and (temp.target.kind.value, temp.target.code,
+                                        temp.placeable) == ("observation", "temperature", True)
+    said = release(ward, mid, user="nurse.kim", role="nurse", settings=settings_of(ward))
+    assert "2 change(s) written" in said
+    with Session(ward) as s:
+        rows = list(s.execute(select(Observation).where(Observation.kind == "temperature"))
+                    .scalars())
+    assert [(r.value_num, r.unit, r.source, r.source_record_id, r.entered_by) for r in rows] == [
+        (39.2, "°C", "hl7", "U4/OBX1", "nurse.kim")]
+    assert count(ward, LabResult) == 1  # the platelets of the same message, nothing dropped
+    msg = inbound(ward, "U4")
+    assert (msg.status, msg.rows_written) == ("released", 2)
+
+    finding = crs(ward, capsys)
+    assert (finding["status"], finding["grade"]) == ("met", 1), finding
+    assert any("39.2" in e["why"] for e in finding["evidence"]), finding["evidence"]
+    assert [(actor, why) for actor, why, _after in map_audits(ward)] == [
+        ("admin.amy", "ward monitor's local temperature code")]
+    assert [a[:2] for a in audit_actions(ward)] == [("hl7_release", "nurse.kim")]
+
+
+def test_a_code_mapped_to_a_drug_stays_held_until_mapped_to_a_result(ward: Engine) -> None:  # noqa: F811
+    """A result message records no drug given: an OBX mapped to a drug keeps the message
+    held with a sentence saying what to do; nothing is written; a remap then releases it."""
+    assert send(ward, build_oru("U5", [LOCAL_TEMP]))["code"] == "AA"
+    mid = held_id(ward, "U5")
+    map_code(ward, system="L", code="TEMPX", target_kind="drug", target="tocilizumab",
+             user="admin.amy", reason="mistaken mapping", role="admin")
+    (code,) = held_code_targets(ward, mid, settings_of(ward))
+    assert code.target is not None and code.target.kind.value == "drug"
+    assert not code.placeable
+    with pytest.raises(HeldRefused, match="maps to a drug .* lab analyte or a bedside "
+                                          "observation"):
+        release(ward, mid, user="nurse.kim", role="nurse", settings=settings_of(ward))
+    assert (count(ward, Observation), count(ward, Treatment), count(ward, LabResult)) == (0, 0, 0)
+    assert inbound(ward, "U5").status == "held"
+
+    map_code(ward, system="L", code="TEMPX", target_kind="observation", target="temperature",
+             user="admin.amy", reason="it is the ward monitor's temperature", role="admin")
+    release(ward, mid, user="nurse.kim", role="nurse", settings=settings_of(ward))
+    assert count(ward, Observation, kind="temperature") == 1 and count(ward, Treatment) == 0
+    audits = map_audits(ward)  # the replaced entry is kept: its replacement's audit says so
+    assert [why for _actor, why, _after in audits] == [
+        "mistaken mapping", "it is the ward monitor's temperature"]
+    assert audits[1][2]["target"] == "temperature"
