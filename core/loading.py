@@ -43,7 +43,7 @@ from core.models import (
     SiteSetting,
     Treatment,
 )
-from core.rules.common import attach_index, index_courses
+from core.rules.reading import attach_index, index_courses
 
 FINAL = RecordStatus.FINAL.value
 PRELIMINARY_SETTING = "inbound.rules_use_preliminary"
@@ -266,7 +266,7 @@ def load_patient_courses(
 ) -> list[tuple[int, Course]]:
     """Like `load_courses`, paired with each patient's primary key (for alert sync).
 
-    `with_index`: also give each course the rules' column index (core.rules.common), built
+    `with_index`: also give each course the rules' column index (core.rules.reading), built
     from the ward's frames at once: for callers that run the rules, cheaper than each
     course building its own on first use.
     """

@@ -150,7 +150,7 @@ class Finding:
     is never built there; everything else reads `evidence` as a plain list.
 
     Findings are read-only: a rule may hand out one finding, cached, for several days and
-    evaluations (e.g. a CTCAE grade until the next result, core.rules.daily.dated for a day
+    evaluations (e.g. a CTCAE grade until the next result, core.rules.stretches.dated for a day
     with no met stretch to carry), so whoever needs a changed finding makes one with `copy`.
     """
 

@@ -27,9 +27,9 @@ from core.rules.base import (
     Thresholds,
     shared_evidence,
 )
-from core.rules.common import Obs, course_index, end_of_day
-from core.rules.daily import DailyRule, episode_key, memo
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
+from core.rules.reading import Obs, course_index, end_of_day
+from core.rules.stretches import DailyRule, episode_key, memo
 from core.units import Evidence
 
 FEVER_WAIVER_DRUGS = tuple(sorted(

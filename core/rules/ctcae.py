@@ -40,7 +40,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import (
+from core.rules.reading import (
     END_OF_DAY,
     LabSeries,
     Value,
@@ -48,7 +48,7 @@ from core.rules.common import (
     course_index,
     lab_series,
 )
-from core.rules.daily import memo, thresholds_key
+from core.rules.stretches import memo, thresholds_key
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -485,7 +485,7 @@ def _evaluator(analyte: str) -> tuple[Evaluator, Replayer]:
 
         A pointer walks the results as the days advance. The baseline as of an earlier
         instant is the course's baseline if that result is known by then, else the latest
-        result known (common.baseline takes the last value before a cut-off day among the
+        result known (reading.baseline takes the last value before a cut-off day among the
         values known), so its index is min(course baseline index, latest index). A finding
         is built when a result arrives or the baseline moves; other days share it.
         """

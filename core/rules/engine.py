@@ -4,10 +4,10 @@ The engine is the only code that interprets rule rows. One rule raising never st
 others: its finding comes back not evaluable, naming the error.
 
 Replay evaluates as of the end of every ward day. It does not re-filter the frames per day:
-it builds the course's column index once (core.rules.common.CourseIndex) and hands each day a
-`DayView`, a Course whose frames are cut lazily at the as-of instant, sharing that index. Rules
-that read through the common helpers never touch pandas in the loop; rules that read the frames
-directly still see exactly the rows known that day.
+it builds the course's column index once (core.rules.reading.CourseIndex) and hands each day a
+`DayView` (core.rules.stretches), a Course whose frames are cut lazily at the as-of instant,
+sharing that index. Rules that read through core.rules.reading never touch pandas in the loop;
+rules that read the frames directly still see exactly the rows known that day.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import cast
 
 from core.course import Course
 from core.rules.base import Finding, RuleSpec, Status, Thresholds
-from core.rules.common import END_OF_DAY, course_index
-from core.rules.daily import day_view
+from core.rules.reading import END_OF_DAY, course_index
+from core.rules.stretches import day_view
 
 Overrides = Mapping[str, Mapping[str, float]]
 

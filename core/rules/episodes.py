@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from core.course import Course
 from core.rules.base import Finding, Status
 from core.rules.catalog import episode_kinds
-from core.rules.common import course_index
+from core.rules.reading import course_index
 
 
 def _overlaps(a0: float, a1: float | None, b0: float, b1: float | None) -> bool:

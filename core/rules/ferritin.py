@@ -21,13 +21,13 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import (
+from core.rules.reading import (
     Value,
     end_of_day,
     lab_series,
     latest_until,
 )
-from core.rules.daily import (
+from core.rules.stretches import (
     DailyRule,
     baseline_settled_at,
     configured_thresholds,

@@ -27,9 +27,9 @@ from core.rules.base import (
     Thresholds,
     shared_evidence,
 )
-from core.rules.common import Obs, ObsSeries, course_index, end_of_day, latest_observation
-from core.rules.daily import DailyRule, day_series, episode_key
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
+from core.rules.reading import Obs, ObsSeries, course_index, end_of_day, latest_observation
+from core.rules.stretches import DailyRule, day_series, episode_key
 from core.units import Evidence
 
 RULE = Rule(

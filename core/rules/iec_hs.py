@@ -27,7 +27,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import (
+from core.rules.hlh.criteria import ctcae_rule
+from core.rules.reading import (
     LabSeries,
     course_index,
     end_of_day,
@@ -35,7 +36,7 @@ from core.rules.common import (
     latest_observation,
     latest_until,
 )
-from core.rules.daily import (
+from core.rules.stretches import (
     DailyRule,
     configured_thresholds,
     evaluated_day,
@@ -43,7 +44,6 @@ from core.rules.daily import (
     settled_baseline,
     thresholds_key,
 )
-from core.rules.hlh.shared import ctcae_rule
 from core.units import Evidence
 
 U = Evidence.UNCONFIRMED

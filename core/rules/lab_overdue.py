@@ -33,8 +33,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import END_OF_DAY, lab_series
 from core.rules.ctcae import current_day
+from core.rules.reading import END_OF_DAY, lab_series
 from core.units import ANALYTES, Evidence
 
 VERSION = "1.0"

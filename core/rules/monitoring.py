@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from core.course import Course
 from core.rules.base import Evidence, Threshold
-from core.rules.common import latest_observation
+from core.rules.reading import latest_observation
 
 GAP_KEY = "monitoring_gap_days"
 

@@ -18,8 +18,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import end_of_day, latest_observation, latest_until
-from core.rules.daily import DailyRule
+from core.rules.reading import end_of_day, latest_observation, latest_until
+from core.rules.stretches import DailyRule
 from core.units import Evidence
 
 C = Evidence.C

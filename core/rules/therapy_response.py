@@ -21,9 +21,9 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import end_of_day, episodes_until, latest_until, treatment_days
-from core.rules.daily import DailyRule
 from core.rules.iec_hs import screen_since
+from core.rules.reading import end_of_day, episodes_until, latest_until, treatment_days
+from core.rules.stretches import DailyRule
 from core.units import Evidence
 
 D = Evidence.DESIGN

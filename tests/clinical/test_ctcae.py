@@ -291,7 +291,7 @@ def test_baseline_is_the_draw_on_the_lymphodepletion_start_day():
     chemotherapy, so it is the baseline (not the day-0 value)."""
     from datetime import date
 
-    from core.rules.common import baseline
+    from core.rules.reading import baseline
 
     labs = [("ast", -4.75, 100, 10, 40), ("ast", 0.25, 30, 10, 40), ("ast", 6.25, 250, 10, 40)]
     c = make_course(labs=labs, infusion_date=date(2026, 1, 6),

@@ -169,8 +169,8 @@ WEEKLY_COURSES = {
 def test_replay_agrees_with_evaluating_each_day(labs):
     from dataclasses import replace
 
-    from core.rules.common import END_OF_DAY
     from core.rules.engine import day_view, replay_course, replay_days
+    from core.rules.reading import END_OF_DAY
 
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
     spec = ferritin.KINETICS.spec()

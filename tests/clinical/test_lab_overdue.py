@@ -6,7 +6,6 @@ import pytest
 
 from core.course import make_course
 from core.rules.base import Status, Thresholds
-from core.rules.common import END_OF_DAY
 from core.rules.lab_overdue import (
     DEFAULT_DAILY,
     RULE,
@@ -14,6 +13,7 @@ from core.rules.lab_overdue import (
     MonitoringSchedule,
     evaluate,
 )
+from core.rules.reading import END_OF_DAY
 
 
 def full_panel(days, skip=()):

@@ -23,9 +23,9 @@ from core.rules.base import (
     shared_evidence,
 )
 from core.rules.catalog import all_specs
-from core.rules.common import end_of_day
 from core.rules.engine import day_view, evaluate_course, replay_course, replay_days
 from core.rules.episodes import suggest_episodes
+from core.rules.reading import end_of_day
 from core.rules.site import (
     SiteConfigError,
     load_overrides,
@@ -291,7 +291,7 @@ def test_bench_replay_all_smoke():
 
 def test_indexed_values_equal_values_built_the_ordinary_way():
     """LabSeries.at fills frozen Values directly (speed); they must be the same Values."""
-    from core.rules.common import Value, lab_series
+    from core.rules.reading import Value, lab_series
 
     course = make_course(labs=[("ferritin", 1.2, 500), ("ferritin", 3.5, 900)])
     got = lab_series(course, "ferritin").at(1)

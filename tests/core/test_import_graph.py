@@ -117,3 +117,10 @@ def test_the_check_finds_a_cycle_through_a_function_and_a_package(tmp_path):
                                   "    from core.a import f\n")
     # a -> core.sub (the package runs first) -> core.sub.c -> a; typed.py's import never runs
     assert import_cycles(pkg) == [["core.a", "core.sub", "core.sub.c"]]
+
+
+def test_no_module_is_named_common_shared_daily_or_asof():
+    """A module is named for what it holds (issue 15), not for who uses it or when."""
+    vague = {"common", "shared", "daily", "asof", "utils", "helpers", "misc"}
+    named = [name for name in _modules(CORE) if name.rpartition(".")[2] in vague]
+    assert named == []

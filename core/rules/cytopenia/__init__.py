@@ -18,11 +18,11 @@ Late T-ICAHT grade 4 still counts daily with `carry_forward_days` and bridges un
 between results below 20.
 
 Replay (backtesting) runs the same as-of functions as `evaluate`, once per day on the full
-course (asof.py). An early window is recounted each day while open (bridging reads the next
+course (replay.py). An early window is recounted each day while open (bridging reads the next
 result, so a prefix of the whole course's count is not the count as known then) and
 computed once when closed; late rules read per-course tables by prefix.
 
-Modules: shared (declaration constants, daily grid, counting machine, censoring), asof
+Modules: counting (declaration constants, daily grid, counting machine, censoring), replay
 (per-course cache, evaluate and replay hooks, result windows, counts by prefix), grading
 (early counting and late depth tables, shared by ICAHT and T-ICAHT), then one module per
 rule family: icaht, ticaht, prolonged, hematotox. RULES lists them in display order.
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from core.course import Course
 from core.rules.base import Finding, RuleSpec, Thresholds
 from core.rules.cytopenia import hematotox, icaht, prolonged, ticaht
-from core.rules.cytopenia.shared import ABOVE, BELOW, SUPPORTED, UNKNOWN, count_days
+from core.rules.cytopenia.counting import ABOVE, BELOW, SUPPORTED, UNKNOWN, count_days
 
 __all__ = ["ABOVE", "BELOW", "EVALUATORS", "RULES", "SUPPORTED", "UNKNOWN", "count_days"]
 

@@ -13,9 +13,16 @@ import numpy as np
 
 from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
-from core.rules.common import course_index
 from core.rules.ctcae import Series
-from core.rules.cytopenia.asof import (
+from core.rules.cytopenia.counting import (
+    bridge,
+    censor_at,
+    count_days,
+    daily_worst,
+    states_for,
+    supported_mask,
+)
+from core.rules.cytopenia.replay import (
     Cache,
     cached,
     cached_evidence,
@@ -24,17 +31,10 @@ from core.rules.cytopenia.asof import (
     series_until,
     window,
 )
-from core.rules.cytopenia.shared import (
-    bridge,
-    censor_at,
-    count_days,
-    daily_worst,
-    states_for,
-    supported_mask,
-)
-from core.rules.daily import configured_thresholds
 from core.rules.lab_overdue import RULE as OVERDUE_RULE
 from core.rules.lab_overdue import MonitoringSchedule
+from core.rules.reading import course_index
+from core.rules.stretches import configured_thresholds
 from core.units import ANALYTES
 
 

@@ -15,8 +15,8 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.cytopenia.asof import Cache, cached, end_index, full_series, rule_spec
-from core.rules.cytopenia.shared import C2, VERSION, D, U, th
+from core.rules.cytopenia.counting import C2, VERSION, D, U, th
+from core.rules.cytopenia.replay import Cache, cached, end_index, full_series, rule_spec
 from core.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import partial
 
 from core.rules.base import Citation, Rule, RuleSpec, Severity
-from core.rules.cytopenia.asof import rule_spec
+from core.rules.cytopenia.counting import GAP_THRESHOLDS, VERSION, C, U, th
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
-from core.rules.cytopenia.shared import GAP_THRESHOLDS, VERSION, C, U, th
+from core.rules.cytopenia.replay import rule_spec
 
 ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
               "10.1182/blood.2023020578")

@@ -18,7 +18,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.ctcae import Series
-from core.rules.cytopenia.asof import (
+from core.rules.cytopenia.counting import VERSION, C, D, censor_at, th
+from core.rules.cytopenia.replay import (
     Cache,
     cached,
     cached_evidence,
@@ -26,7 +27,6 @@ from core.rules.cytopenia.asof import (
     full_series,
     rule_spec,
 )
-from core.rules.cytopenia.shared import VERSION, C, D, censor_at, th
 from core.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (

@@ -4,7 +4,7 @@ All three are context for clinicians in the CAR-T setting (cytopenias, fever and
 are expected after lymphodepletion and CRS); each reports how much of it could be evaluated and
 never calls a syndrome absent because an input is missing.
 
-Modules: shared (constants, the criterion item, reading a course as of any instant and the
+Modules: criteria (constants, the criterion item, reading a course as of any instant and the
 spec builder daily_rule), then one module per rule: cartox, hlh2004, hscore. RULES lists them
 in display order.
 """

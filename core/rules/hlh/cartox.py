@@ -16,9 +16,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import baseline, course_index
-from core.rules.daily import configured_thresholds, memo, thresholds_key
-from core.rules.hlh.shared import (
+from core.rules.hlh.criteria import (
     C2,
     MET,
     NE,
@@ -34,6 +32,8 @@ from core.rules.hlh.shared import (
     day_findings,
     running_max,
 )
+from core.rules.reading import baseline, course_index
+from core.rules.stretches import configured_thresholds, memo, thresholds_key
 
 CARTOX = Rule(
     id="cartox_hlh",

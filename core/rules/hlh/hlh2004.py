@@ -17,8 +17,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.daily import thresholds_key
-from core.rules.hlh.shared import (
+from core.rules.hlh.criteria import (
     C2,
     MET,
     NE,
@@ -33,6 +32,7 @@ from core.rules.hlh.shared import (
     daily_rule,
     day_findings,
 )
+from core.rules.stretches import thresholds_key
 
 HLH2004 = Rule(
     id="hlh_2004",

@@ -20,9 +20,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.common import ObsSeries
-from core.rules.daily import thresholds_key
-from core.rules.hlh.shared import (
+from core.rules.hlh.criteria import (
     C2,
     MET,
     NE,
@@ -36,6 +34,8 @@ from core.rules.hlh.shared import (
     daily_rule,
     day_findings,
 )
+from core.rules.reading import ObsSeries
+from core.rules.stretches import thresholds_key
 from core.units import ANALYTES
 
 # mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.

@@ -10,8 +10,8 @@ import numpy as np
 
 from core.course import Course
 from core.rules.base import Threshold
-from core.rules.common import course_index
 from core.rules.ctcae import Series
+from core.rules.reading import course_index
 from core.units import Evidence
 
 VERSION = "1.0"

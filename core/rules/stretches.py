@@ -6,7 +6,7 @@ walk back to the first day of the met stretch (met_since) and a replay (met_sinc
 day_series, known_at_end_of) compute each day once. Also here: the thresholds a rule runs
 with (configured_thresholds), the alert-episode key of a met stretch (episode_key), and the
 course as known at a day's end that a replay hands each day (DayView, day_view).
-Reading a course (values, baselines, the column index) is core.rules.common.
+Reading a course (values, baselines, the column index) is core.rules.reading.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 
 from core.course import Course
 from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
-from core.rules.common import END_OF_DAY, Value, baseline, course_index, end_of_day
+from core.rules.reading import END_OF_DAY, Value, baseline, course_index, end_of_day
 
 
 def _cut(name: str) -> property:
@@ -227,14 +227,14 @@ def day_series(course: Course, days: Sequence[int],
 
 
 def baseline_settled_at(course: Course) -> float:
-    """The instant from which common.baseline can no longer change: it reads the values before
+    """The instant from which reading.baseline can no longer change: it reads the values before
     day 1, or before the day after the lymphodepletion start day if that is later."""
     ld = course.patient.lymphodepletion_day
     return 1.0 if ld is None else max(1.0, math.floor(ld) + 1.0)
 
 
 def settled_baseline(course: Course, analyte: str) -> Value | None:
-    """common.baseline, cached per course once the as-of instant is past every baseline draw
+    """reading.baseline, cached per course once the as-of instant is past every baseline draw
     (then it is the same for the full course and every cut of it that late)."""
     if course.as_of_day < baseline_settled_at(course):
         return baseline(course, analyte)
@@ -246,7 +246,7 @@ def known_at_end_of(course: Course, day: int) -> Course:
     gives the same results as the course cut at the end of the day, else that cut.
 
     Rules judged day by day read the course's index only up to the day's end instant, except
-    the baselines (common.baseline), which read the values before day 1 (or before the day
+    the baselines (reading.baseline), which read the values before day 1 (or before the day
     after the lymphodepletion start) up to the course's own as-of instant. Once the day's end
     is past those, nothing differs; before it (day 0 and earlier) a lazy day view is used.
     """

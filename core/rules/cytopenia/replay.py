@@ -20,16 +20,16 @@ import numpy as np
 
 from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Replayer, Rule, RuleSpec, Thresholds
-from core.rules.common import END_OF_DAY, course_index, lab_series
 from core.rules.ctcae import Series, current_day, series_of, series_of_full
-from core.rules.cytopenia.shared import (
+from core.rules.cytopenia.counting import (
     carry_forward,
     count_prefixes,
     daily_worst,
     states_for,
     supported_mask,
 )
-from core.rules.daily import memo, thresholds_key
+from core.rules.reading import END_OF_DAY, course_index, lab_series
+from core.rules.stretches import memo, thresholds_key
 
 Cache = dict[object, Any]
 AsOfEvaluator = Callable[[Course, Thresholds, Cache, float, float], Finding]

@@ -8,7 +8,7 @@
 - the readers over it: `lab_series`, `baseline`, `latest_until`, `latest_observation`,
   `treatment_days`, `episodes_until`.
 The machinery of rules judged day by day (caching per day, met stretches, DailyRule) is
-core.rules.daily, which builds on this module.
+core.rules.stretches, which builds on this module.
 
 Conventions of criteria.md §0.2 [DESIGN]:
 - baseline = the last value on or before the lymphodepletion start day (a draw that morning

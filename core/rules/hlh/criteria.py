@@ -23,8 +23,8 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.common import Obs, ObsSeries, Value, course_index, end_of_day
-from core.rules.daily import DailyRule, dated, day_series, memo
+from core.rules.reading import Obs, ObsSeries, Value, course_index, end_of_day
+from core.rules.stretches import DailyRule, dated, day_series, memo
 from core.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
@@ -139,7 +139,7 @@ Builder = tuple[list[Input], Callable[..., Finding]]
 
 class DayFindings:
     """A rule's finding on one course as of any instant, cached by the positions its inputs
-    give (cached findings are shared, read-only: daily.dated copies one to give it a met
+    give (cached findings are shared, read-only: stretches.dated copies one to give it a met
     stretch)."""
 
     def __init__(self, builder: Builder) -> None:
