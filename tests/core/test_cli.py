@@ -1,19 +1,21 @@
-"""`python -m core` as a user runs it: real processes on a real SQLite file."""
+"""`python -m core` as a user runs it, on a real SQLite file: in this process
+(tests/cli_runner.py), and once as a real process through the `python -m core` entry point."""
 
 import json
+import logging
+import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
 
+from tests.cli_runner import ROOT, run_cli
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+cli = run_cli
 
 
 def test_import_reports_each_problem_on_stderr_and_exits_1(tmp_path):
+    """The one real process: `python -m core`'s exit status and stderr as a shell sees them."""
     db = f"sqlite:///{tmp_path / 'c.db'}"
     patients = tmp_path / "patients.csv"
     patients.write_text("patient_id,infusion_date,product\nP1,2026-11-01,axi-cel\n")
@@ -21,7 +23,9 @@ def test_import_reports_each_problem_on_stderr_and_exits_1(tmp_path):
     bad.write_text("patient_id,day,analyte,value,unit\nP1,1,ferritin,abc,ng/mL\n"
                    "P2,1,ferritin,5,ng/mL\n")
     assert cli("--db", db, "import", str(patients)).returncode == 0
-    run = cli("import", str(bad), "--db", db, "--user", "nurse.kim")
+    run = subprocess.run([sys.executable, "-m", "core", "import", str(bad), "--db", db,
+                          "--user", "nurse.kim"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 1
     lines = [ln for ln in run.stderr.splitlines() if ln.startswith("labs.csv: row")]
     assert len(lines) == 2
@@ -115,3 +119,29 @@ def test_set_password_gives_a_locked_out_admin_a_way_back_in(tmp_path):
         rows = c.exec_driver_sql("SELECT actor, action FROM auditlog "
                                  "WHERE action = 'password_reset'").all()
     assert [tuple(r) for r in rows] == [("ops", "password_reset")]
+
+
+@pytest.mark.parametrize("args, code, stream, said", [
+    pytest.param(["frobnicate"], 2, "stderr", "invalid choice: 'frobnicate'", id="no-command"),
+    pytest.param(["import"], 2, "stderr", "the following arguments are required: files",
+                 id="missing-argument"),
+    pytest.param(["--help"], 0, "stdout", "usage: python -m core", id="help"),
+])
+def test_argument_errors_exit_as_the_process_would(args, code, stream, said):
+    run = cli(*args)
+    assert run.returncode == code and said in getattr(run, stream)
+
+
+def test_an_in_process_run_leaves_logging_and_the_environment_as_they_were(tmp_path):
+    """A service's logging.basicConfig writes to the run's stderr and is undone after."""
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    before = dict(os.environ)
+    for _ in range(2):
+        run = cli("--db", db, "monitor", "--once",
+                  env={"CARTWATCH_WARD_TZ": "Europe/Berlin", "CARTWATCH_SITE_SECRET": None})
+        assert run.returncode == 0, run.stderr
+        assert "monitor cycle done" in run.stdout
+        assert (root.handlers, root.level) == (handlers, level)
+        assert dict(os.environ) == before

@@ -4,8 +4,6 @@ one monitor works per cycle, and the hospital's monitoring can poll its health."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -21,7 +19,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.models import Alert, AlertState, EvaluationFailure, MonitorCycle
 from core.monitor import health, monitor_status, run_cycle, serve_health
-from tests.conftest import ROOT
+from tests.cli_runner import run_cli
 from tests.core.test_importing import PATIENTS
 from tests.core.test_importing import run as csv_run
 from tests.core.test_live import LOW_PLATELETS, alerts
@@ -171,8 +169,7 @@ def test_the_health_endpoint_says_what_the_hospitals_monitoring_needs(ward: Engi
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_monitor_once_from_the_command_line_runs_one_cycle(ward: Engine) -> None:
     url = ward.url.render_as_string(hide_password=False)
-    out = subprocess.run([sys.executable, "-m", "core", "monitor", "--once", "--db", url],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = run_cli("monitor", "--once", "--db", url)
     assert out.returncode == 0, out.stderr
     assert "monitor cycle done patients=2" in out.stdout
     with session_scope(ward) as s:

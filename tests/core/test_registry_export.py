@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -26,8 +22,8 @@ from core.exporting import (
 from core.importing import import_file
 from core.models import LabResult, Patient, RecordStatus
 from core.seeding import seed_sample
+from tests.cli_runner import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-site-secret-of-32-characters!!"
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -89,17 +85,14 @@ def test_refused_without_a_site_secret(store, secret) -> None:  # type: ignore[n
 def test_cli_export_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     out = tmp_path / "registry.csv"
-    env = {k: v for k, v in os.environ.items() if k != "CARTWATCH_SITE_SECRET"}
-    subprocess.run([sys.executable, "-m", "core", "seed-sample", "--db", url], cwd=ROOT,
-                   env=env, check=True, capture_output=True)
-    refused = subprocess.run([sys.executable, "-m", "core", "export", "registry", "--out",
-                              str(out), "--db", url], cwd=ROOT, env=env, capture_output=True,
-                             text=True)
+    no_secret = {"CARTWATCH_SITE_SECRET": None}
+    seeded = run_cli("seed-sample", "--db", url, env=no_secret)
+    assert seeded.returncode == 0, seeded.stderr
+    refused = run_cli("export", "registry", "--out", out, "--db", url, env=no_secret)
     assert refused.returncode == 2 and "CARTWATCH_SITE_SECRET" in refused.stderr
     assert not out.exists()
-    done = subprocess.run([sys.executable, "-m", "core", "export", "registry", "--out",
-                           str(out), "--db", url], cwd=ROOT, capture_output=True, text=True,
-                          env={**env, "CARTWATCH_SITE_SECRET": SECRET})
+    done = run_cli("export", "registry", "--out", out, "--db", url,
+                   env={"CARTWATCH_SITE_SECRET": SECRET})
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "SYN-" not in text and not DATE.findall(text)

@@ -4,9 +4,6 @@ the sample's day (core/seeding.py); real SQLite files, the real import and evalu
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +18,9 @@ from core.db import init_db, make_engine, session_scope
 from core.evaluation import run_evaluate
 from core.models import Patient
 from core.seeding import latest_row, live_shift, seed_sample
+from tests.cli_runner import CliRun, run_cli
 from tests.sample_db import SAMPLE_NOW
 
-ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = SAMPLE_NOW.date()  # data/sample/generate.py's DEFAULT_TODAY
 with (SAMPLE_DIR / "patients.csv").open(encoding="utf-8") as _fh:
     WRITTEN = {r["patient_id"]: r for r in csv.DictReader(_fh)}
@@ -123,10 +120,8 @@ def test_a_shifted_seed_raises_the_same_findings_as_the_snapshot_on_its_day(
     assert any(f[1] == "met" for fs in findings(later).values() for f in fs)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CARTWATCH_WARD_TZ": "UTC"}
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+def cli(*args: str) -> CliRun:
+    return run_cli(*args, env={"CARTWATCH_WARD_TZ": "UTC"})
 
 
 @pytest.mark.parametrize("options, shift, said", [
