@@ -171,6 +171,22 @@ class Treatment(_Provenance, table=True):
     route: str | None = Field(default=None, max_length=20)
 
 
+class VasopressorAdministration(_Provenance, table=True):
+    """A vasopressor (or vasopressin) administration from the EHR's record (FHIR
+    MedicationAdministration; source_record_id = its resource id): what the `vasopressors`
+    and `vasopressin` observations are derived from (core.fhir.vasopressors), kept so that a
+    later file or sync page counts the drugs already running. Not read by the rules."""
+
+    __table_args__ = (Index("ix_vasopressoradministration_patient_time", "patient_pk",
+                            "started_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(foreign_key="patient.id")
+    drug: str = Field(max_length=40)  # norepinephrine, ..., "vasopressin", or "code X"
+    started_at: datetime
+    ended_at: datetime | None = None
+    admin_status: str = Field(max_length=20)  # FHIR status: completed | in-progress
+
+
 class CourseEvent(_Provenance, table=True):
     __table_args__ = (UniqueConstraint("row_key", name="uq_courseevent_row_key"),)
     id: int | None = Field(default=None, primary_key=True)

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core import audit
 from core.codemap import CodeMap
@@ -21,10 +22,10 @@ from core.fhir.classify import sort_entries
 from core.fhir.options import Options
 from core.fhir.patients import COLUMNS as PATIENT_COLUMNS
 from core.fhir.patients import PATIENT_PATHS, patient_rows
-from core.fhir.plan import KindPlan, ctx_factory, plan_kind
+from core.fhir.plan import Change, KindPlan, ctx_factory, plan_kind
 from core.fhir.read import Entry, latest_versions, patient_refs, read_entries
 from core.fhir.report import FhirReport
-from core.fhir.vasopressors import derived_rows
+from core.fhir.vasopressors import VASO_KINDS, StoredPlan, plan_stored, write_stored
 from core.importing import (
     Context,
     ImportReport,
@@ -33,7 +34,7 @@ from core.importing import (
     validate_rows,
     write_rows,
 )
-from core.models import ImportBatch
+from core.models import ImportBatch, Observation
 from core.permissions import require
 from core.unit_of_work import write_session
 
@@ -100,10 +101,17 @@ def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_
                    for i, r in enumerate(p_rows) if r["patient_id"] not in known
                    and not pd.isna(pd.to_datetime(r["infusion_date"], errors="coerce"))}
         make_ctx = ctx_factory(tz, now, {**pending, **known}, confirm_unusual)
-        mapped = found.mapped + derived_rows(found.vaso, now)
+        # the vasopressor counts: this file's administrations with those stored before
+        vaso = plan_stored(session, found.vaso, [e for e in found.retract
+                                                 if e.rtype == "MedicationAdministration"],
+                           known, now, file_name)
+        mapped = found.mapped + vaso.derived
         plans = [plan_kind(session, kind, [m for m in mapped if m.kind == kind], make_ctx,
                            errors, file_name) for kind in KINDS]
-        retractions, already_retracted = _retractions(session, found.retract, report)
+        retractions, already_retracted = _retractions(session, found.retract, report,
+                                                      vaso.retracted_ids)
+        retractions = _reconcile(plans, retractions + vaso.vanished, vaso, known, file_name)
+        _revive(session, plans, vaso, known, file_name)
         if errors:
             report.errors = sorted(errors, key=lambda e: (e.row, e.column))
             return _rolled_back(session, report, started)
@@ -114,7 +122,7 @@ def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_
         report.rows_new = len(new_p) + sum(p.new_rows for p in plans) + len(retractions)
         report.rows_already_present = (registered + len(p_rows) - len(new_p)
                                        + sum(p.present for p in plans) + already_retracted)
-        if dry_run or report.rows_new == 0:
+        if dry_run or (report.rows_new == 0 and not vaso.writes):
             say(1.0, "done")
             return _rolled_back(session, report, started)
         sha = hashlib.sha256(data).hexdigest()
@@ -126,13 +134,17 @@ def _import_fhir(engine: Engine, data: bytes, file_name: str, *, user: str, dry_
         session.flush()
         if len(new_p):
             write_rows(session, "patients", new_p, batch_id=batch.id, user=user, source="fhir")
-        _write(session, plans, retractions, batch_id=batch.id, user=user, say=say)
+        _write(session, plans, retractions, vaso, batch_id=batch.id, user=user, say=say)
         audit.record(session, actor=user, action="import", table_name="fhir",
                      record_id=batch.id, after={"file": file_name, "sha256": sha,
                                                 "rows_written": report.rows_new,
                                                 "superseded": report.superseded,
                                                 "retracted": report.retracted,
-                                                "skipped": dict(report.skipped)},
+                                                "skipped": dict(report.skipped),
+                                                "vasopressor_administrations": {
+                                                    "new": len(vaso.inserts),
+                                                    "changed": len(vaso.changes),
+                                                    "retracted": len(vaso.retracts)}},
                      reason=f"FHIR import of {file_name}")
         report.batch_id = batch.id
     report.written = True
@@ -156,9 +168,10 @@ def _patient_errors(errors: list[RowError], entries: list[Entry]) -> list[RowErr
     return out
 
 
-def _retractions(session: Session, entries: list[Entry],
-                 report: FhirReport) -> tuple[list[tuple[str, Any, str]], int]:
-    """(kind, row, reason) to mark entered_in_error, and how many were retracted already."""
+def _retractions(session: Session, entries: list[Entry], report: FhirReport,
+                 stored_ids: set[str]) -> tuple[list[tuple[str, Any, str]], int]:
+    """(kind, row, reason) to mark entered_in_error, and how many were retracted already
+    (`stored_ids`: vasopressor administrations whose stored row this file retracts)."""
     out: dict[tuple[str, int], tuple[str, Any, str]] = {}
     already = 0
     for e in entries:
@@ -168,14 +181,88 @@ def _retractions(session: Session, entries: list[Entry],
             out.setdefault((kind, row.id), (kind, row, status.retract_reason(e.label)))
         if rows and not final:
             already += 1
-        elif not rows:
+        elif not rows and e.rid not in stored_ids:
             report.skip(f"{e.rtype}: entered-in-error, never imported")
     return list(out.values()), already
 
 
+def _reconcile(plans: list[KindPlan], retractions: list[tuple[str, Any, str]],
+               vaso: StoredPlan, known: Mapping[str, tuple[int, Any]],
+               file_name: str) -> list[tuple[str, Any, str]]:
+    """A derived vasopressor count that names a retracted administration but is still
+    defined at its time (another drug starts or stops then) is not retracted: the file
+    recomputed it, so it supersedes it (already planned when the count changed; re-noted
+    here when only the drugs it names did). Each row is retracted once."""
+    obs = next(p for p in plans if p.kind == "observations")
+    superseded = {c.old.id for c in obs.changes}
+    given = {(known[m.values["patient_id"]][0], m.values["kind"], m.values["observed_at"]): m
+             for m in vaso.derived if m.values["patient_id"] in known}
+    out: list[tuple[str, Any, str]] = []
+    seen: set[tuple[str, int]] = set()
+    for kind, row, reason in retractions:
+        if (kind, row.id) in seen:
+            continue
+        seen.add((kind, row.id))
+        if kind == "observations" and row.kind in VASO_KINDS:
+            if row.id in superseded:
+                continue
+            at = row.observed_at
+            at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+            m = given.get((row.patient_pk, row.kind, at.isoformat()))
+            if m is not None:
+                fields = {"kind": row.kind, "observed_at": at, "value_num": row.value_num,
+                          "value_text": row.value_text, "unit": row.unit,
+                          "note": m.values["note"]}
+                obs.changes.append(Change(m, row, fields, (
+                    f"recomputed from the EHR's administration record in {file_name} "
+                    f"({reason})")))
+                obs.present -= 1  # the plan had found it unchanged
+                continue
+        out.append((kind, row, reason))
+    return out
+
+
+def _revive(session: Session, plans: list[KindPlan], vaso: StoredPlan,
+            known: Mapping[str, tuple[int, Any]], file_name: str) -> None:
+    """A count recomputed at a time whose stored row was retracted (its administration
+    moved away, then back) and found "already present" by value: a new version of it."""
+    obs = next(p for p in plans if p.kind == "observations")
+    planned = {id(c.record) for c in obs.changes} | {
+        id(r) for _frame, records in obs.inserts for r in records}
+    wanted = {(known[m.values["patient_id"]][0], m.values["kind"], m.values["observed_at"]): m
+              for m in vaso.derived if id(m) not in planned and m.values["patient_id"] in known}
+    if not wanted:
+        return
+    Ob = Observation
+    latest: dict[tuple[int, str, str], Any] = {}
+    for row in session.execute(select(Ob).where(
+            col(Ob.patient_pk).in_(sorted({k[0] for k in wanted})),
+            col(Ob.kind).in_(VASO_KINDS)).order_by(col(Ob.id))).scalars():
+        at = row.observed_at
+        key = (row.patient_pk, row.kind,
+               (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat())
+        kept = latest.get(key)
+        if key in wanted and (kept is None or kept.status != status.FINAL):
+            latest[key] = row  # the final row, else the newest
+    for key, row in latest.items():
+        if row.status == status.FINAL:
+            continue
+        m = wanted[key]
+        value = m.values["value"]
+        number = {"yes": 1.0, "no": 0.0}.get(value)
+        fields = {"kind": row.kind, "observed_at": row.observed_at,
+                  "value_num": float(value) if number is None else number,
+                  "value_text": None, "unit": row.unit, "note": m.values["note"]}
+        obs.changes.append(Change(m, row, fields, (
+            f"recomputed from the EHR's administration record in {file_name} "
+            f"(FHIR {m.entry.label})")))
+        obs.present -= 1
+
+
 def _write(session: Session, plans: list[KindPlan], retractions: list[tuple[str, Any, str]],
-           *, batch_id: int | None, user: str, say: Progress) -> None:
+           vaso: StoredPlan, *, batch_id: int | None, user: str, say: Progress) -> None:
     pks = _patient_index(session)
+    write_stored(session, vaso, pks, batch_id=batch_id, user=user)
     for plan in plans:
         for frame, records in plan.inserts:
             frame = frame.copy()

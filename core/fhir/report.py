@@ -37,7 +37,8 @@ class FhirReport(ImportReport):
                          f"{verb + ' ' if verb else ''}supersede an earlier value")
         if self.retracted:
             parts.append(f"{verb + ' retract' if verb else 'retracted'} {self.retracted} "
-                         "value(s) marked entered-in-error in the source EHR")
+                         "value(s) (entered-in-error in the source EHR, or a vasopressor "
+                         "count no longer defined)")
         if self.skipped:
             reasons = "; ".join(f"{n} {why}" for why, n in sorted(
                 self.skipped.items(), key=lambda kv: (-kv[1], kv[0])))

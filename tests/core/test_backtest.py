@@ -186,7 +186,7 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
 
     if threaded:
         main = types.ModuleType("__main__")
-        main.__file__ = str(Path(core.backtest.__file__).parents[1] / "dashboard" / "app.py")
+        main.__file__ = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
         monkeypatch.setitem(sys.modules, "__main__", main)
         thread = threading.Thread(target=run)
         thread.start()

@@ -73,7 +73,7 @@ def test_entered_in_error_retracts_the_row_we_imported_with_the_reason_audited(
     rid = resource["id"]
     report = run(ward, later(resource), user="interface")
     assert report.ok and report.written and report.retracted == 1, report
-    assert "retracted 1 value(s) marked entered-in-error" in report.summary()
+    assert "retracted 1 value(s) (entered-in-error in the source EHR" in report.summary()
     stored = rows(ward, model, col, model.status, model.correction_reason)
     (hit,) = [r for r in stored if r[0] == rid]
     label = f"{resource['resourceType']}/{rid}"
