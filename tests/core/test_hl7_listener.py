@@ -35,7 +35,7 @@ from tests.core.test_hl7_receive import FER, oru
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
-SENDERS, PER_SENDER = 4, 100  # 4 x 250: bench/hl7_feed.py --senders 4 --messages 250
+SENDERS, PER_SENDER = 4, 250  # the 4 x 250 (bench/hl7_feed.py --messages 250 times it)
 INFUSED = date.today() - timedelta(days=5)
 
 
