@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -206,14 +207,14 @@ def _symbols(s: pd.DataFrame, corrected: Mapping[int, str]) -> list[str]:
 
 def _band(s: pd.DataFrame, code: str, colour: str) -> dict | None:
     """The results' own reference ranges as one closed band following the results."""
-    r = s[["day", "ref_low", "ref_high"]].copy()
-    r["ref_low"] = pd.to_numeric(r["ref_low"], errors="coerce").fillna(0.0)
-    r["ref_high"] = pd.to_numeric(r["ref_high"], errors="coerce")
-    r = r.dropna(subset=["ref_high"])
-    if r.empty:
+    high = pd.to_numeric(s["ref_high"], errors="coerce").to_numpy(dtype=float)
+    keep = ~np.isnan(high)  # plain arrays: a frame copy per analyte cost ~10 ms
+    if not keep.any():
         return None
-    xs = list(r["day"]) + list(r["day"])[::-1]
-    ys = list(r["ref_high"]) + list(r["ref_low"])[::-1]
+    low = pd.to_numeric(s["ref_low"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    days = s["day"].to_numpy(dtype=float)[keep]
+    xs = days.tolist() + days[::-1].tolist()
+    ys = high[keep].tolist() + low[keep][::-1].tolist()
     return {"type": "scatter", "x": xs, "y": ys, "fill": "toself",
             "fillcolor": _rgba(colour, 0.10), "line": {"width": 0}, "mode": "lines",
             "hoverinfo": "skip", "name": f"{ANALYTES[code].name} reference range",
@@ -319,8 +320,13 @@ def timeline_figure(
     top_px, bottom_px = 130 if title is None else 230, 60
     height = top_px + bottom_px + panel_px * len(panels) + strip_px + gap_px * len(panels)
     plot_px = height - top_px - bottom_px
+    # Margins are set here, not grown by plotly ("autoexpand"): a legend or a drug name that
+    # pushed a margin made plotly draw the whole figure a second time (half the browser's
+    # drawing time). The left margin fits the longest drug name of the treatment strip.
+    left_px = max(70, 14 + math.ceil(6.2 * max((len(d) for d in drugs), default=0)))
     layout: dict = {
-        "height": height, "margin": {"l": 70, "r": 250, "t": top_px, "b": bottom_px},
+        "height": height, "margin": {"l": left_px, "r": 260, "t": top_px, "b": bottom_px,
+                                     "autoexpand": False},
         "hovermode": "closest", "plot_bgcolor": "white", "paper_bgcolor": "white",
         "font": {"size": 13, "family": "Arial, sans-serif"}, "shapes": [], "annotations": [],
     }
@@ -411,13 +417,13 @@ def timeline_figure(
                           "textposition": "end" if j % 2 == 0 else "start",
                           "yanchor": "bottom",
                           "font": {"size": 11, "color": THRESHOLD_COLOUR}}})
-            # an invisible point on the line keeps it inside the autoscaled range
-            data.append({"type": "scatter", "x": [day_range[0]], "y": [line.y],
-                         "mode": "markers", "marker": {"opacity": 0}, "hoverinfo": "skip",
-                         "showlegend": False, "xaxis": f"x{_axis_id(r)}", "yaxis": yref,
-                         "meta": {"role": "threshold-anchor"}})
+        # every axis range is set here and holds the panel's threshold lines (an invisible
+        # point per line, as before, was a trace each for the browser to draw)
         if p.log:
             layout[f"yaxis{_axis_id(y1)}"]["type"] = "log"
+            span = _log_span(by_analyte, p.analytes, chosen, panel_lines)
+            if span:  # one tick per power of ten, as autorange drew them
+                layout[f"yaxis{_axis_id(y1)}"].update({"range": list(span), "dtick": 1})
         else:
             for axis, codes in ((y1, [a for a in p.analytes if a != p.secondary]),
                                 (y2, [p.secondary] if p.secondary else [])):
@@ -446,9 +452,15 @@ def timeline_figure(
             "meta": {"drug": str(t["drug"].iloc[0]), "role": "treatment"}})
     strip_axis = layout[f"yaxis{_axis_id(y1)}"]
     strip_axis.update({"type": "category", "categoryorder": "array",
-                       "categoryarray": drugs[::-1], "automargin": True})
+                       "categoryarray": drugs[::-1]})
     if not drugs:
-        strip_axis.update({"showticklabels": False, "range": [0, 1]})
+        strip_axis.update({"type": "linear", "showticklabels": False, "range": [0, 1]})
+        # plotly leaves out a subplot no trace uses, with its day axis and title, and then
+        # placed the note below on the first panel: an invisible point keeps the strip
+        data.append({"type": "scatter", "x": [day_range[0]], "y": [0.5], "mode": "markers",
+                     "marker": {"opacity": 0}, "hoverinfo": "skip", "showlegend": False,
+                     "xaxis": f"x{_axis_id(r)}", "yaxis": f"y{_axis_id(y1)}",
+                     "meta": {"role": "empty-strip"}})
         layout["annotations"].append({
             "text": "no treatments recorded", "showarrow": False, "x": 0.5, "y": 0.5,
             "xref": f"x{_axis_id(r)} domain", "yref": f"y{_axis_id(y1)} domain",
@@ -484,6 +496,24 @@ def _top(by_analyte: Mapping[str, pd.DataFrame], codes: Sequence[str], chosen: s
     tops += [ln.y for ln in lines if ln.analyte in codes]
     tops = [t for t in tops if math.isfinite(t) and t > 0]
     return max(tops) if tops else None
+
+
+def _log_span(by_analyte: Mapping[str, pd.DataFrame], codes: Sequence[str], chosen: set[str],
+              lines: Sequence[ThresholdLine]) -> tuple[float, float] | None:
+    """A log axis range (log10 units) holding the values, their reference ranges and the
+    threshold lines, with a margin below and room above for a line's label."""
+    seen: list[float] = [ln.y for ln in lines if ln.analyte in codes]
+    for c in codes:
+        s = by_analyte.get(c)
+        if c in chosen and s is not None and len(s):
+            for col in ("value", "ref_low", "ref_high"):
+                seen += pd.to_numeric(s[col], errors="coerce").dropna().tolist()
+    logs = [math.log10(v) for v in seen if math.isfinite(v) and v > 0]
+    if not logs:
+        return None
+    lo, hi = min(logs), max(logs)
+    # more room on top: a threshold line there keeps its label above it inside the panel
+    return lo - max(0.05 * (hi - lo), 0.1), hi + max(0.1 * (hi - lo), 0.3)
 
 
 def _dtick(span: float) -> float:

@@ -17,6 +17,7 @@ from core.figures import TIMELINE_ANALYTES, episode_rows, threshold_lines, treat
 from core.units import ANALYTES, fmt
 
 TABLE_LABEL = "Values as a table"
+TABLE_STATE = "patient_values_table"  # session_state key: True while the expander is open
 UNVERIFIED_MARK, CORRECTED_MARK = "○", "◆"  # the chart's hollow marker and diamond
 TABLE_KEY = (f"{UNVERIFIED_MARK} not yet verified · {CORRECTED_MARK} corrected · \\> or \\< "
              "censored (above or below the lab's range) · values in the units shown")
@@ -98,8 +99,16 @@ def chart_summary(course: Course, day_range: tuple[float, float], analytes: tupl
 def render_values_table(course: Course, day_range: tuple[float, float],
                         analytes: tuple[str, ...], suggested: list[dict] | None,
                         corrected: dict[int, str], overrides: dict | None) -> None:
-    """The chart as text, in an expander right below it (its summary is a keyboard stop)."""
-    with st.expander(TABLE_LABEL, icon=":material/table:", key="patient_values_table"):
+    """The chart as text, in an expander right below it (its summary is a keyboard stop).
+
+    Built when it is opened (the expander reruns the page then), not on every view: a
+    folded table of a few hundred cells, each drawn as Markdown, cost the browser about a
+    third of a second per patient. Opened once, it stays open from patient to patient."""
+    box = st.expander(TABLE_LABEL, icon=":material/table:", key=TABLE_STATE, on_change="rerun")
+    with box:
+        if not box.open:
+            st.caption("The values load when this opens.")
+            return
         table = values_table(course, day_range, analytes, suggested, corrected)
         lines = threshold_lines(course, analytes, overrides)
         if lines:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -103,12 +104,6 @@ def render_preliminary(frame: pd.DataFrame, rules_read_them: bool, tz: str) -> N
     with st.container(border=True):
         st.markdown(f"**Preliminary results: {len(rows)}** (not final). {read}")
         st.table(pd.DataFrame(rows).set_index("Result"))
-
-
-@st.cache_data(ttl=600, show_spinner=False, max_entries=20)
-def patient_csv(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
-                tz: str) -> str:
-    return export_patient_csv(_engine, patient_id, tz)
 
 
 def overrides() -> dict | None:
@@ -270,8 +265,15 @@ def _alert_actions(engine, alert_id: int, user: SignedIn) -> None:  # noqa: ANN0
                 _done(_act(engine, "snooze", alert_id, user=who, reason=reason, until=until,
                            role=role),
                       f"Alert {alert_id} snoozed for {int(hours)} h by {who}.")
-    with st.expander("History"), session_scope(engine) as s:
-        events = alert_history(s, alert_id)
+    # read and drawn when opened (the expander reruns the page then), not on every view of
+    # the page: that was a query and a data grid per alert, in a tab not even shown
+    box = st.expander("History", key=f"patient_alert_history_{alert_id}", on_change="rerun")
+    with box:
+        if not box.open:
+            st.caption("Who acknowledged or snoozed it, and when: shown when this opens.")
+            return
+        with session_scope(engine) as s:
+            events = alert_history(s, alert_id)
         st.dataframe(pd.DataFrame([{"When (UTC)": f"{e.at:%d %b %H:%M}", "Who": e.actor,
                                     "What": e.action, "Note": e.note} for e in events]),
                      hide_index=True, width="stretch")
@@ -301,8 +303,11 @@ def render_exports(engine, url: str, version: Version, course: Course, tz: str, 
                    fig: go.Figure, found: list[Finding], alerts: list, day_now: float) -> None:
     pid = course.patient.patient_id
     c = st.columns(3)
-    c[0].download_button("Patient data (CSV)", patient_csv(engine, url, version, pid, tz),
-                         file_name=f"{pid}.csv", mime="text/csv", key="patient_csv")
+    # the CSV is written when the button is clicked (on Streamlit's own thread, no rerun),
+    # not on every view of the page: it read the whole course again (~0.2 s a first view)
+    c[0].download_button("Patient data (CSV)", partial(export_patient_csv, engine, pid, tz),
+                         file_name=f"{pid}.csv", mime="text/csv", key="patient_csv",
+                         on_click="ignore")
     fmt = c[1].radio("Snapshot format", ["pdf", "png"], horizontal=True, key="patient_fmt")
     if c[1].button("Prepare handover snapshot", key="patient_snapshot"):
         snap = go.Figure(fig)

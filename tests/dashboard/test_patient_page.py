@@ -188,6 +188,7 @@ def test_figure_image_refuses_unknown_formats():
 
 
 def test_the_chart_has_a_description_and_its_values_table_right_below(app, sample_url):
+    app.session_state["patient_values_table"] = True  # opened: the table is built on opening
     open_patient(app, "SYN-004")
     chart = app.get("plotly_chart")[0]
     assert chart.proto.alt.startswith("Timeline chart of Ferritin, Fibrinogen")
