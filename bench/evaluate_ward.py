@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.replay_rules import build_courses  # noqa: E402
 from bench.replay_vs_read import write_db  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.evaluation import run_evaluate  # noqa: E402
+from core.monitoring.evaluation import run_evaluate  # noqa: E402
+from core.store.db import make_engine  # noqa: E402
 
 WARM_TARGET_S = 1.0
 

@@ -324,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from joserfc.jwk import RSAKey
 
+    from core.capture.fhirsync import FhirConfig, sync_once
+    from core.capture.importing import import_file
     from core.config import Settings
-    from core.db import init_db, make_engine
-    from core.fhirsync import FhirConfig, sync_once
-    from core.importing import import_file
+    from core.store.db import init_db, make_engine
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=60)

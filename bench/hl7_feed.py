@@ -4,7 +4,7 @@
                                        [--senders 4] [--obx 5] [--messages N]
 
 A synthetic ward (bench/replay_rules.py courses) in a fresh SQLite file; the listener
-(core.hl7.listener) on a free port of 127.0.0.1; `--senders` connections each send ORU^R01
+(core.capture.hl7.listener) on a free port of 127.0.0.1; `--senders` connections each send ORU^R01
 messages of `--obx` results (LOINC-coded labs for a random patient) one after another, each
 as soon as the previous one is acknowledged, for `--seconds`. Every message is one
 transaction that also brings the patient's alerts up to date before the ACK.
@@ -37,12 +37,12 @@ from sqlmodel import Session  # noqa: E402
 
 from bench.replay_rules import build_courses  # noqa: E402
 from bench.replay_vs_read import write_db  # noqa: E402
+from core.capture.hl7.listener import ListenerThread  # noqa: E402
+from core.capture.hl7.receive import receive  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.evaluation import run_evaluate  # noqa: E402
-from core.hl7.listener import ListenerThread  # noqa: E402
-from core.hl7.receive import receive  # noqa: E402
-from core.models import InboundMessage, Patient  # noqa: E402
+from core.monitoring.evaluation import run_evaluate  # noqa: E402
+from core.store.db import make_engine  # noqa: E402
+from core.store.models import InboundMessage, Patient  # noqa: E402
 
 RATE_TARGET = 100.0  # messages per second
 P95_TARGET_S = 0.2

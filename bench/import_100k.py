@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.db import init_db, make_engine  # noqa: E402
-from core.importing import import_file  # noqa: E402
+from core.capture.importing import import_file  # noqa: E402
+from core.store.db import init_db, make_engine  # noqa: E402
 
 TYPICAL = {"ferritin": ("ng/mL", 600), "fibrinogen": ("g/L", 3.2), "ast": ("U/L", 30),
            "alt": ("U/L", 35), "bilirubin": ("µmol/L", 12), "ldh": ("U/L", 220),

@@ -10,7 +10,7 @@ On a fresh SQLite file holding a synthetic ward (bench/replay_rules.py courses):
 - monitor_cycle: CPU seconds (process_time) of one warm `run_cycle` for the ward (evaluate
   every active patient, deliver nothing, heartbeat). Target <= 1 s CPU (median of --cycles).
 - import_follow: a 100,000-row lab import for 60 patients; the evaluation it triggers is
-  timed from core.unit_of_work's debug log line, and set against the rest of the import in
+  timed from core.store.unit_of_work's debug log line, and set against the rest of the import in
   the same call. Target: the evaluation adds <= 15 % to the import.
 Prints one JSON line. The data are synthetic, not clinical.
 """
@@ -38,13 +38,13 @@ from sqlalchemy import select  # noqa: E402
 from bench.import_100k import TYPICAL  # noqa: E402
 from bench.replay_rules import build_courses  # noqa: E402
 from bench.replay_vs_read import write_db  # noqa: E402
+from core.capture.entry import enter_day  # noqa: E402
+from core.capture.importing import import_file  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import init_db, make_engine, session_scope  # noqa: E402
-from core.entry import enter_day  # noqa: E402
-from core.evaluation import run_evaluate  # noqa: E402
-from core.importing import import_file  # noqa: E402
-from core.models import Alert, Patient  # noqa: E402
-from core.monitor import run_cycle  # noqa: E402
+from core.monitoring.evaluation import run_evaluate  # noqa: E402
+from core.monitoring.monitor import run_cycle  # noqa: E402
+from core.store.db import init_db, make_engine, session_scope  # noqa: E402
+from core.store.models import Alert, Patient  # noqa: E402
 
 P95_TARGET_S = 0.5
 CYCLE_CPU_TARGET_S = 1.0
@@ -52,7 +52,7 @@ FOLLOW_SHARE_TARGET = 0.15
 
 
 class _FollowTimes(logging.Handler):
-    """Collects the seconds of core.unit_of_work's "evaluated ... after a write" lines."""
+    """Collects the seconds of core.store.unit_of_work's "evaluated ... after a write" lines."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     rng = random.Random(7)
     follow = _FollowTimes()
-    logger = logging.getLogger("core.unit_of_work")
+    logger = logging.getLogger("core.store.unit_of_work")
     logger.addHandler(follow)
     logger.setLevel(logging.DEBUG)
 

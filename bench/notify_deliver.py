@@ -26,13 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._receivers import HttpReceiver  # noqa: E402
-from core.alerts import sync_alerts  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import init_db, make_engine, session_scope  # noqa: E402
-from core.models import Patient  # noqa: E402
-from core.notify import deliver_pending, parse_notify_config  # noqa: E402
+from core.monitoring.alerts import sync_alerts  # noqa: E402
+from core.monitoring.notify import deliver_pending, parse_notify_config  # noqa: E402
 from core.rules.base import Finding, Status  # noqa: E402
 from core.rules.catalog import all_specs  # noqa: E402
+from core.store.db import init_db, make_engine, session_scope  # noqa: E402
+from core.store.models import Patient  # noqa: E402
 
 TARGET_S = 5.0
 SECRET = "whsec_" + base64.b64encode(b"benchmark secret, not a real one").decode()

@@ -7,20 +7,21 @@ Starts its own throwaway PostgreSQL server (bench/_pg.py: initdb in a temporary 
 free loopback port, fsync off), or, with CARTWATCH_BENCH_PG_URL (or --url), creates a fresh
 database on that existing server (the role needs CREATEDB) and drops it afterwards. Then:
 
-  load     core.db.init_db (Alembic), then COPY (psycopg) of the synthetic courses of
+  load     core.store.db.init_db (Alembic), then COPY (psycopg) of the synthetic courses of
            bench/replay_rules.py: `--patients` in all, of whom `--active` are active in one
            ward, infused `--active-days` days ago (data up to today), and the rest discharged
            courses of `--days` days infused at some point in the last three years; the
            secondary indexes and foreign keys are dropped for the COPY and rebuilt after it;
            then VACUUM ANALYZE. Progress goes to stderr.
-  evaluate core.evaluation.run_evaluate for the active ward: once cold (it opens the alerts),
+  evaluate core.monitoring.evaluation.run_evaluate for the active ward: once cold (it opens the
+  alerts),
            then `--runs` warm runs (best and median; CPU seconds of this process beside them).
            The control, `evaluate_ward_alone`: the same ward in a database of its own on the
            same server, measured right after, so the cost of the other patients stands apart
            from whatever else the machine was doing.
   replay   a fixed (seeded) sample of `--sample` patients, read from PostgreSQL 100 at a time
-           the way core.backtest.backtest reads the cohort, then replayed in this one process
-           by core.backtest.backtest_courses: patient-days per second including the read, the
+           the way core.rules.backtest.backtest reads the cohort, then replayed in this one process
+           by core.rules.backtest.backtest_courses: patient-days per second including the read, the
            read alone and the replay alone (wall and CPU seconds).
 
 Prints one JSON line (row counts, timings, peak RSS of this process, the machine's load
@@ -53,13 +54,13 @@ from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
 from bench import replay_rules  # noqa: E402
-from core.backtest import BATCH, backtest_courses  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import init_db, make_engine, session_scope  # noqa: E402
-from core.evaluation import run_evaluate  # noqa: E402
-from core.loading import load_courses  # noqa: E402
-from core.models import Patient  # noqa: E402
-from core.units import ANALYTES  # noqa: E402
+from core.monitoring.evaluation import run_evaluate  # noqa: E402
+from core.rules.backtest import BATCH, backtest_courses  # noqa: E402
+from core.store.db import init_db, make_engine, session_scope  # noqa: E402
+from core.store.loading import load_courses  # noqa: E402
+from core.store.models import Patient  # noqa: E402
+from core.vocabulary.units import ANALYTES  # noqa: E402
 
 URL_ENV = "CARTWATCH_BENCH_PG_URL"
 WARM_TARGET_S = 1.0
@@ -328,8 +329,8 @@ def measure_evaluate(engine: Engine, settings: Settings, runs: int) -> dict[str,
 
 def measure_replay(engine: Engine, settings: Settings, sample: int, seed: int,
                    progress: Progress | None = _stderr) -> dict[str, Any]:
-    """Read a seeded sample of patients (BATCH at a time, like core.backtest.backtest) and
-    replay every rule over them with core.backtest.backtest_courses."""
+    """Read a seeded sample of patients (BATCH at a time, like core.rules.backtest.backtest) and
+    replay every rule over them with core.rules.backtest.backtest_courses."""
     as_of = datetime.now(UTC)
     with session_scope(engine) as session:
         ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))

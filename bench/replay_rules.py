@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.course import Course, make_course  # noqa: E402
 from core.rules.base import RuleSpec  # noqa: E402
 from core.rules.catalog import all_specs  # noqa: E402
 from core.rules.engine import replay_course  # noqa: E402
+from core.vocabulary.course import Course, make_course  # noqa: E402
 
 DAILY_LABS = {  # analyte: (typical value, daily log-sd)
     "ferritin": (600.0, 0.25), "fibrinogen": (320.0, 0.12), "ast": (30.0, 0.2),

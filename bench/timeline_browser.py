@@ -103,8 +103,8 @@ def _median(xs: Iterable[float]) -> float | None:
 
 
 def build_db(tmp: Path) -> str:
-    from core.db import make_engine
-    from core.users import create_user
+    from core.access.users import create_user
+    from core.store.db import make_engine
     from tests.sample_db import build_sample_db
 
     url = build_sample_db(tmp / "bench.db", on_sample_day=False)
@@ -140,8 +140,8 @@ def start_server(url: str, log: Path) -> tuple[subprocess.Popen, str]:
 def patient_ids(url: str) -> list[str]:
     from sqlmodel import select
 
-    from core.db import make_engine, session_scope
-    from core.models import Patient
+    from core.store.db import make_engine, session_scope
+    from core.store.models import Patient
 
     engine = make_engine(url)
     with session_scope(engine) as s:

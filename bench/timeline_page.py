@@ -3,7 +3,8 @@
     .venv/bin/python bench/timeline_page.py [--days 120] [--runs 7]
 
 Builds a temporary SQLite database with one synthetic patient (every analyte of
-core.units.ANALYTES drawn daily from day -7, observations, treatments and a CRS episode; not
+core.vocabulary.units.ANALYTES drawn daily from day -7, observations, treatments and a CRS episode;
+not
 clinical data), evaluates it, then times AppTest runs of the page. The first run is cold
 (course load, findings, replay for suggested windows, figure); the rest are warm (caches hit),
 and their median is the number that matters (target: <= 0.5 s). Prints one JSON line.
@@ -27,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.config import Settings  # noqa: E402
-from core.course import at_day  # noqa: E402
-from core.db import init_db, make_engine, session_scope  # noqa: E402
-from core.models import Episode, LabResult, Observation, Patient, Treatment  # noqa: E402
-from core.units import ANALYTES  # noqa: E402
+from core.store.db import init_db, make_engine, session_scope  # noqa: E402
+from core.store.models import Episode, LabResult, Observation, Patient, Treatment  # noqa: E402
+from core.vocabulary.course import at_day  # noqa: E402
+from core.vocabulary.units import ANALYTES  # noqa: E402
 
 TYPICAL = {"ferritin": 600, "fibrinogen": 320, "ast": 30, "alt": 35, "bilirubin": 0.7,
            "ldh": 220, "triglycerides": 140, "crp": 20, "il6": 10, "scd25": 1500,
@@ -74,7 +75,7 @@ def build(path: Path, days: int, seed: int = 1) -> tuple[str, str, int]:
         for d in (3.3, 4.1):
             s.add(Treatment(patient_pk=p.id, drug="tocilizumab", given_at=at_day(d, infusion, tz),
                             dose=8, dose_unit="mg/kg", route="IV"))
-    from core.evaluation import run_evaluate
+    from core.monitoring.evaluation import run_evaluate
 
     run_evaluate(engine, Settings(database_url=url))
     engine.dispose()
@@ -93,9 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CARTWATCH_DATABASE_URL"] = url
         from streamlit.testing.v1 import AppTest
 
-        from core.accounts import active_account
-        from core.db import make_engine
-        from core.users import create_user
+        from core.access.accounts import active_account
+        from core.access.users import create_user
+        from core.store.db import make_engine
         from dashboard.auth import session_values
 
         engine = make_engine(url)  # a clinician signed in, as the page needs a user

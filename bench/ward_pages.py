@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.config import Settings  # noqa: E402
-from core.db import init_db, make_engine, session_scope  # noqa: E402
-from core.models import LabResult, Patient  # noqa: E402
+from core.store.db import init_db, make_engine, session_scope  # noqa: E402
+from core.store.models import LabResult, Patient  # noqa: E402
 
 LABS = {"ferritin": (600.0, "ng/mL"), "fibrinogen": (320.0, "mg/dL"), "ast": (30.0, "U/L"),
         "alt": (35.0, "U/L"), "bilirubin": (0.7, "mg/dL"), "creatinine": (0.9, "mg/dL"),
@@ -37,7 +37,7 @@ BUDGET_S = 0.5
 
 def build(path: Path, patients: int, days: int, seed: int = 1) -> tuple[str, float]:
     """A synthetic ward of `patients` active patients; returns (url, seconds to evaluate)."""
-    from core.evaluation import run_evaluate
+    from core.monitoring.evaluation import run_evaluate
 
     rng = random.Random(seed)
     url = f"sqlite:///{path}"
@@ -92,7 +92,7 @@ def script_times(url: str, page: str, runs: int = 5) -> dict:
 
 
 def core_time(url: str) -> float:
-    from core.ward import huddle_tiles, ward_summary
+    from core.views.ward import huddle_tiles, ward_summary
 
     engine = make_engine(url)
     with session_scope(engine) as s:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from core.cli_services import add_service_commands
 from core.config import Settings
-from core.db import init_db, make_engine
+from core.store.db import init_db, make_engine
 
 
 class ProgressBar:
@@ -51,7 +51,7 @@ def _engine(args: argparse.Namespace) -> Engine:
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or migrate the schema; on a database with no user, create "admin" with a random
     password and print it once."""
-    from core.accounts import FIRST_ADMIN, create_first_admin
+    from core.access.accounts import FIRST_ADMIN, create_first_admin
 
     settings = _settings(args)
     engine = make_engine(settings.database_url)
@@ -77,7 +77,7 @@ def _sample_shift(args: argparse.Namespace, engine: Engine, sample_dir: Path,
     """(days to shift the sample by, the line that says so); None if --today is refused."""
     from zoneinfo import ZoneInfo
 
-    from core.seeding import latest_row, live_shift, seeded_shift
+    from core.capture.seeding import latest_row, live_shift, seeded_shift
 
     latest = latest_row(sample_dir)
     if latest is None:
@@ -112,7 +112,7 @@ def _sample_shift(args: argparse.Namespace, engine: Engine, sample_dir: Path,
 def _stale_sample(engine: Engine, sample_dir: Path, tz: str) -> str:
     """A hint when the database holds the sample seeded on an earlier day: its courses have
     moved on since (a patient on day 5 then is on day 8 three days later)."""
-    from core.seeding import latest_row, live_shift, seeded_shift
+    from core.capture.seeding import latest_row, live_shift, seeded_shift
 
     latest, already = latest_row(sample_dir), seeded_shift(engine, sample_dir)
     if latest is None or already is None:
@@ -128,7 +128,7 @@ def _stale_sample(engine: Engine, sample_dir: Path, tz: str) -> str:
 
 
 def cmd_seed_sample(args: argparse.Namespace) -> int:
-    from core.seeding import is_empty, seed_sample
+    from core.capture.seeding import is_empty, seed_sample
 
     settings = _settings(args)
     engine = _engine(args)
@@ -154,7 +154,7 @@ def cmd_seed_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from core.importing import import_file
+    from core.capture.importing import import_file
 
     settings = _settings(args)
     engine = _engine(args)
@@ -166,7 +166,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             status = 1
             continue
         if path.suffix.lower() in (".json", ".ndjson"):
-            from core.fhir import import_fhir
+            from core.capture.fhir import import_fhir
 
             report = import_fhir(engine, path.read_bytes(), path.name, user=args.user,
                                  dry_run=args.dry_run, tz=settings.ward_tz,
@@ -194,7 +194,7 @@ def _as_of(text: str | None) -> datetime | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation import run_evaluate, text_report
+    from core.monitoring.evaluation import run_evaluate, text_report
 
     doc = run_evaluate(_engine(args), _settings(args), as_of=_as_of(args.as_of),
                        patient_id=args.patient, actor=args.user)
@@ -203,7 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from core.evaluation import run_replay, text_report
+    from core.monitoring.evaluation import run_replay, text_report
 
     doc = run_replay(_engine(args), _settings(args), patient_id=args.patient)
     print(json.dumps(doc, indent=1, default=str) if args.json else text_report(doc))
@@ -213,14 +213,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """`export patient --patient ID --out X.csv|X.png|X.pdf` (format from the suffix);
     `export registry --out X.csv` (de-identified, keyed by CARTWATCH_SITE_SECRET)."""
-    from core.exporting import export_patient
+    from core.views.exporting import export_patient
 
     engine = _engine(args)
     out = Path(args.out)
     if args.what == "registry":
         import os
 
-        from core.exporting import SITE_SECRET_ENV, RegistryRefused, registry_csv
+        from core.views.exporting import SITE_SECRET_ENV, RegistryRefused, registry_csv
 
         try:
             text = registry_csv(engine, os.environ.get(SITE_SECRET_ENV),
@@ -243,7 +243,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from core.backup import backup
+    from core.store.backup import backup
 
     dest = backup(_engine(args), Path(args.dest))
     print(f"backup written to {dest}")
@@ -262,7 +262,7 @@ def _read_password(name: str) -> str | None:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
-    from core.users import create_user
+    from core.access.users import create_user
 
     if (password := _read_password(args.name)) is None:
         return 1
@@ -278,7 +278,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 def cmd_set_password(args: argparse.Namespace) -> int:
     """The operator's way back in when every admin has forgotten their password."""
-    from core.accounts import reset_password
+    from core.access.accounts import reset_password
 
     if (password := _read_password(args.name)) is None:
         return 1
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.faults import StorageFault, storage_guard
+    from core.store.faults import StorageFault, storage_guard
 
     args = build_parser().parse_args(argv)
     try:

@@ -12,7 +12,7 @@ import threading
 from typing import Protocol
 
 from core.config import Settings
-from core.db import init_db, make_engine
+from core.store.db import init_db, make_engine
 
 
 class _Commands(Protocol):
@@ -34,7 +34,7 @@ def _stop_on_signals() -> threading.Event:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """The monitor service: a cycle every interval until SIGTERM or Ctrl-C (design.md
     "Live monitoring"); `--once` runs one cycle and exits (cron, tests)."""
-    from core.monitor import run_cycle, run_forever, serve_health
+    from core.monitoring.monitor import run_cycle, run_forever, serve_health
 
     _log_to_stderr()
     settings = Settings.from_env(database_url=args.db)
@@ -63,7 +63,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_listen_hl7(args: argparse.Namespace) -> int:
     """The HL7 v2 listener over MLLP until SIGTERM or Ctrl-C (design.md "Command line")."""
-    from core.hl7.listener import run
+    from core.capture.hl7.listener import run
 
     _log_to_stderr()
     settings = Settings.from_env(database_url=args.db)
@@ -82,7 +82,7 @@ def cmd_listen_hl7(args: argparse.Namespace) -> int:
 def cmd_fhir_sync(args: argparse.Namespace) -> int:
     """Pull from the site's FHIR server ([fhir] in the site TOML) every monitor interval
     until SIGTERM or Ctrl-C; `--once` runs one pass and prints its summary."""
-    from core.fhirsync import FhirConfigError, fhir_config, run_forever, sync_once
+    from core.capture.fhirsync import FhirConfigError, fhir_config, run_forever, sync_once
 
     _log_to_stderr()
     settings = Settings.from_env(database_url=args.db)

@@ -14,7 +14,8 @@ if str(ROOT) not in sys.path:
 from dashboard import auth, resources  # noqa: E402
 
 PAGES = Path(__file__).parent / "pages"
-# (section, file, title, icon, url path, the core.permissions action a role needs to open it).
+# (section, file, title, icon, url path, the core.access.permissions action a role needs to open
+# it).
 # A page is listed once its file exists, so pages can land one at a time.
 REGISTRY = [
     ("Ward", "overview.py", "Ward overview", ":material/dashboard:", "overview", "view"),

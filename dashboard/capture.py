@@ -1,15 +1,15 @@
 """Render helpers for the data-capture pages (entry form sections, error captions).
 
-Only widgets and formatting: every check and every write is in core (core.entry,
-core.corrections, core.importing, core.fhir).
+Only widgets and formatting: every check and every write is in core (core.capture.entry,
+core.capture.corrections, core.capture.importing, core.capture.fhir).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.observations import OBSERVATION_KINDS
-from core.units import ANALYTES, accepted_units
+from core.vocabulary.observations import OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES, accepted_units
 
 # the entry form's lab columns, in the order a lab report lists them (tab order: down a
 # column, then the next column)

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from core.course import Course
-from core.figures import TIMELINE_ANALYTES, episode_rows, threshold_lines, treatment_rows
-from core.units import ANALYTES, fmt
+from core.views.figures import TIMELINE_ANALYTES, episode_rows, threshold_lines, treatment_rows
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES, fmt
 
 TABLE_LABEL = "Values as a table"
 TABLE_STATE = "patient_values_table"  # session_state key: True while the expander is open

@@ -1,18 +1,18 @@
 """The Code map section of Users & settings (admin): the site's local lab and EHR codes mapped
 to what CAR-T Watch monitors, one at a time or from a CSV, each change with a reason. The
-same map serves CSV, HL7 v2 and FHIR; everything here goes through core.codemap."""
+same map serves CSV, HL7 v2 and FHIR; everything here goes through core.capture.codemap."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import codemap
-from core.faults import StorageFault
-from core.models import CodeTarget
-from core.observations import DRUGS, OBSERVATION_KINDS
-from core.permissions import NotAllowed
-from core.units import ANALYTES, LOINC_TO_ANALYTE
+from core.access.permissions import NotAllowed
+from core.capture import codemap
+from core.store.faults import StorageFault
+from core.store.models import CodeTarget
+from core.vocabulary.observations import DRUGS, OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES, LOINC_TO_ANALYTE
 
 TARGETS: dict[str, dict[str, str]] = {
     CodeTarget.ANALYTE.value: {code: a.name for code, a in ANALYTES.items()},
@@ -32,7 +32,7 @@ def target_inputs(left, right, key: str) -> tuple[str, str, str | None]:  # noqa
     """The kind, target and unit of a mapping (the same choices wherever a code is mapped:
     this section and the Held messages page); returns (kind, target, unit or None). Not in
     an st.form: the "Which" choices follow the kind chosen. Keys: {key}_kind,
-    {key}_target_{kind}, {key}_unit. core.codemap.map_code checks what is saved."""
+    {key}_target_{kind}, {key}_unit. core.capture.codemap.map_code checks what is saved."""
     kind = left.selectbox("Maps to a", list(TARGETS), format_func=KIND_LABELS.get,
                           key=f"{key}_kind")
     choices = TARGETS[kind]

@@ -1,21 +1,21 @@
 """The Interfaces section of Users & settings (admin): what the laboratory feed (HL7) and the
 EHR (FHIR) sent in the last day, and the site settings that decide how their results are
-read. Settings go through core.entry.save_site_setting (audited)."""
+read. Settings go through core.capture.entry.save_site_setting (audited)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import inbound
-from core.entry import save_site_setting, site_setting
-from core.faults import StorageFault
-from core.fhir import options as fhir_options
-from core.fhir.drugs import RECORDED
-from core.hl7.receive import ID_TYPE_SETTING
-from core.loading import PRELIMINARY_SETTING
-from core.observations import DRUGS
-from core.permissions import NotAllowed
+from core.access.permissions import NotAllowed
+from core.capture import inbound
+from core.capture.entry import save_site_setting, site_setting
+from core.capture.fhir import options as fhir_options
+from core.capture.fhir.drugs import RECORDED
+from core.capture.hl7.receive import ID_TYPE_SETTING
+from core.store.faults import StorageFault
+from core.store.loading import PRELIMINARY_SETTING
+from core.vocabulary.observations import DRUGS
 
 CHANNELS = {"hl7": "Laboratory feed (HL7 v2)", "fhir": "EHR (FHIR sync)"}
 

@@ -1,7 +1,7 @@
 """The Notifications section of Users & settings (admin): the contact points and policies
 in force, quiet hours, failed deliveries, the delivery log with every attempt, and a test
 message per contact. Kept out of pages/admin.py so the page stays a description of the
-screen; everything here reads through core.notify."""
+screen; everything here reads through core.monitoring.notify."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from urllib.parse import unquote
 import pandas as pd
 import streamlit as st
 
-from core.alerts import SCREENING_NOTE
+from core.access.permissions import NotAllowed
 from core.config import Settings
-from core.db import session_scope
-from core.faults import StorageFault
-from core.models import Notification
-from core.notify import contact_rows, delivery_log, failed_deliveries, notify_config, send_test
-from core.permissions import NotAllowed
+from core.monitoring.alerts import SCREENING_NOTE
+from core.monitoring.notify import (
+    contact_rows,
+    delivery_log,
+    failed_deliveries,
+    notify_config,
+    send_test,
+)
+from core.store.db import session_scope
+from core.store.faults import StorageFault
+from core.store.models import Notification
 
 NOTE = (f"{SCREENING_NOTE} Every notification says so. It carries bed, initials, rule, "
         "severity, grade, day after infusion and a link to the patient page: never a name, "

@@ -7,13 +7,13 @@ import streamlit as st
 from sqlalchemy import select
 
 from core.config import Settings
-from core.course import Course
-from core.db import init_db, make_engine, session_scope
-from core.loading import load_courses
-from core.models import Patient
-from core.monitor import MonitorStatus
-from core.monitor import monitor_status as _monitor_status
-from core.unit_of_work import write_session  # re-exported: dashboard/timeline.py
+from core.monitoring.monitor import MonitorStatus
+from core.monitoring.monitor import monitor_status as _monitor_status
+from core.store.db import init_db, make_engine, session_scope
+from core.store.loading import load_courses
+from core.store.models import Patient
+from core.store.unit_of_work import write_session  # re-exported: dashboard/timeline.py
+from core.vocabulary.course import Course
 
 SCREENING_NOTE = ("Every alert here is a screening flag for clinician review, "
                   "not a diagnosis.")
@@ -44,15 +44,16 @@ def get_engine():  # noqa: ANN201
 # loader derives from the clock (day N, hours since the last lab, "no labs today").
 
 def data_version(engine) -> tuple[int, int]:  # noqa: ANN001
-    """core.audit.data_version: read it once per page run and pass it to the loaders."""
-    from core.audit import data_version as version
+    """core.store.audit.data_version: read it once per page run and pass it to the loaders."""
+    from core.store.audit import data_version as version
 
     with session_scope(engine) as s:
         return version(s)
 
 
 def monitor_status(engine, settings: Settings) -> MonitorStatus:  # noqa: ANN001
-    """The monitor's heartbeat and the outbox (core.monitor.monitor_status); not cached, as a
+    """The monitor's heartbeat and the outbox (core.monitoring.monitor.monitor_status); not cached,
+    as a
     monitor cycle or a delivery attempt writes no audit row."""
     with session_scope(engine) as s:
         return _monitor_status(s, interval=settings.monitor_interval)
@@ -84,7 +85,7 @@ def patient_course(_engine, url: str, version: tuple[int, int], patient_id: str,
 @st.cache_data(ttl=60, show_spinner=False, max_entries=20)
 def ward_summary(_engine, url: str, version: tuple[int, int], tz: str,  # noqa: ANN001
                  ward: str | None = None) -> pd.DataFrame:
-    from core.ward import ward_summary as summarise
+    from core.views.ward import ward_summary as summarise
 
     with session_scope(_engine) as s:
         return summarise(s, tz, ward=ward)
@@ -96,8 +97,8 @@ def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noq
     """Masked tiles, freshness and the time they were computed."""
     from datetime import timedelta
 
-    from core.models import utcnow
-    from core.ward import freshness, huddle_tiles
+    from core.store.models import utcnow
+    from core.views.ward import freshness, huddle_tiles
 
     now = utcnow()
     with session_scope(_engine) as s:
@@ -108,8 +109,8 @@ def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noq
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def alert_inbox(_engine, url: str, version: tuple[int, int], states: tuple,  # noqa: ANN001
                 patient_ids: tuple, rule_ids: tuple, severities: tuple) -> pd.DataFrame:
-    from core.ward import InboxFilter
-    from core.ward import alert_inbox as inbox
+    from core.views.ward import InboxFilter
+    from core.views.ward import alert_inbox as inbox
 
     with session_scope(_engine) as s:
         return inbox(s, InboxFilter(states, patient_ids, rule_ids, severities))
@@ -117,7 +118,7 @@ def alert_inbox(_engine, url: str, version: tuple[int, int], states: tuple,  # n
 
 def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
     """Every event of one alert, oldest first (not cached: it must show the last action)."""
-    from core.alerts import alert_history as history
+    from core.monitoring.alerts import alert_history as history
 
     with session_scope(engine) as s:
         return pd.DataFrame([{"at": e.at, "who": e.actor, "action": e.action, "note": e.note}
@@ -126,9 +127,9 @@ def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
 
 def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # noqa: ANN001
                  **kw) -> None:  # noqa: ANN003
-    """Acknowledge or snooze through core.alerts, which checks `role` and records who and
+    """Acknowledge or snooze through core.monitoring.alerts, which checks `role` and records who and
     when (its audit row moves the data version: no cache to clear)."""
-    from core.alerts import acknowledge, snooze
+    from core.monitoring.alerts import acknowledge, snooze
 
     act = {"acknowledge": acknowledge, "snooze": snooze}[action]
     with write_session(engine) as s:
@@ -137,8 +138,8 @@ def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # no
 
 @st.cache_resource(show_spinner=False)
 def cookie_key(_engine, url: str, configured: str | None) -> str:  # noqa: ANN001
-    """The sign-in cookie's signing key (core.accounts.cookie_key), read once per process."""
-    from core.accounts import cookie_key as key
+    """The sign-in cookie's signing key (core.access.accounts.cookie_key), read once per process."""
+    from core.access.accounts import cookie_key as key
 
     return key(_engine, configured)
 
@@ -147,7 +148,7 @@ def patient_for_alert(engine, alert_id: str | None) -> str | None:  # noqa: ANN0
     """The study ID whose alert a notification's link (`/patient?alert=ID`) names."""
     if not alert_id:
         return None
-    from core.notify import patient_for_link
+    from core.monitoring.notify import patient_for_link
 
     with session_scope(engine) as s:
         return patient_for_link(s, alert_id)

@@ -1,6 +1,6 @@
 """Patient timeline screen: cached loaders and render helpers (the page stays a description).
 
-The figure itself is built in core/figures.py, so the CLI export draws the same chart.
+The figure itself is built in core/views/figures.py, so the CLI export draws the same chart.
 """
 
 from __future__ import annotations
@@ -14,27 +14,33 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.alerts import SCREENING_NOTE, acknowledge, alert_history, patient_alerts, snooze
-from core.course import Course
-from core.db import session_scope
-from core.exporting import export_patient_csv, figure_image
-from core.faults import StorageFault
-from core.figures import (
+from core.access.permissions import NotAllowed
+from core.monitoring.alerts import (
+    SCREENING_NOTE,
+    acknowledge,
+    alert_history,
+    patient_alerts,
+    snooze,
+)
+from core.rules.base import Finding
+from core.store.db import session_scope
+from core.store.faults import StorageFault
+from core.store.loading import as_of_day, lab_corrections, preliminary_labs
+from core.views.exporting import export_patient_csv, figure_image
+from core.views.figures import (
     DEFAULT_ANALYTES,
     TIMELINE_ANALYTES,
     timeline_figure,
 )
-from core.loading import as_of_day, lab_corrections, preliminary_labs
-from core.patient_summary import (
+from core.views.patient_summary import (
     IEC_HS_TIERS,
     TIERS_NOTE,
     Header,
     ScoreBlock,
     handover_title,
 )
-from core.permissions import NotAllowed
-from core.rules.base import Finding
-from core.units import ANALYTES, fmt
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES, fmt
 from dashboard import resources
 from dashboard.auth import SignedIn, may
 
@@ -202,7 +208,7 @@ def _evidence_table(evidence: list[dict]) -> pd.DataFrame:
 
 
 def _act(engine, action: str, alert_id: int, **kw) -> str | None:  # noqa: ANN001, ANN003
-    """Acknowledge or snooze through core.alerts (which checks the role); the error
+    """Acknowledge or snooze through core.monitoring.alerts (which checks the role); the error
     sentence, or None on success."""
     try:
         with resources.write_session(engine) as s:

@@ -1,6 +1,6 @@
 """Display helpers for the ward pages: the overview table and the huddle wall's HTML.
 
-Formatting only: every value shown comes from core.ward. The huddle HTML is built from
+Formatting only: every value shown comes from core.views.ward. The huddle HTML is built from
 `HuddleTile`s, which carry bed, initials, day and clinical state but never an identifier.
 """
 
@@ -15,9 +15,9 @@ from datetime import datetime, tzinfo
 import pandas as pd
 import streamlit as st
 
-from core.monitor import MonitorStatus
-from core.units import fmt
-from core.ward import Freshness, HuddleTile
+from core.monitoring.monitor import MonitorStatus
+from core.views.ward import Freshness, HuddleTile
+from core.vocabulary.units import fmt
 
 # --- overview ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from bench._pg import free_port as free_port  # re-exported: tests/e2e/conftest.py
 from bench._pg import have_postgres, start_local_pg
-from core.db import init_db, make_engine
+from core.store.db import init_db, make_engine
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from pathlib import Path
 import time_machine
 
 from core.config import SAMPLE_DIR, Settings
-from core.db import init_db, make_engine
+from core.store.db import init_db, make_engine
 
 
 def _sample_today():  # noqa: ANN202 - the --today data/sample/ was written for
@@ -46,8 +46,8 @@ def build_sample_db(path: Path, on_sample_day: bool = True) -> str:
     written (its shift to "today" is 0). False: seeded as `python -m core seed-sample` does,
     shifted so that the real today is the sample's day, and evaluated now (a live server).
     """
-    from core.evaluation import run_evaluate
-    from core.seeding import latest_row, live_shift, seed_sample
+    from core.capture.seeding import latest_row, live_shift, seed_sample
+    from core.monitoring.evaluation import run_evaluate
 
     url = f"sqlite:///{path}"
     engine = make_engine(url)

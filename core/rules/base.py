@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal
 
-from core.course import Course
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 
 class Status(StrEnum):
@@ -48,7 +48,8 @@ class Threshold:
 
     key: str
     value: float
-    unit: str  # canonical unit from core/units.py, or "x ULN", "days", "points", "fold", ...
+    # canonical unit from core/vocabulary/units.py, or "x ULN", "days", "points", "fold", ...
+    unit: str
     evidence: Evidence
     description: str
     op: str = ""  # ">", ">=", "<", "<=" where a comparison direction applies
@@ -76,15 +77,17 @@ class Rule:
     choices: tuple[str, ...] = ()  # open choices criteria.md left to us, and what we chose
     description: str = ""
     # A met finding of this grade or more raises a severe alert (graded rules); None = the
-    # alert keeps `severity` whatever the grade [DESIGN alarm policy, see core/alerts.py].
+    # alert keeps `severity` whatever the grade [DESIGN alarm policy, see
+    # core/monitoring/alerts.py].
     escalates_at_grade: int | None = None
     # The rule's name on one line of a wall display (ward, huddle, inbox), e.g. "CTCAE ANC".
     short_name: str = ""
     # A syndrome the ward huddle lists before lab grades (see Syndrome); None = not one.
     syndrome: Syndrome | None = None
-    # Findings inform the patient page but never raise an alert [DESIGN] (core/alerts.py).
+    # Findings inform the patient page but never raise an alert [DESIGN]
+    # (core/monitoring/alerts.py).
     informational: bool = False
-    # The episode kind (core.models.EpisodeKind value, e.g. "CRS") its met stretches suggest
+    # The episode kind (core.store.models.EpisodeKind value, e.g. "CRS") its met stretches suggest
     # on the timeline (core/rules/episodes.py); None = it suggests no episodes.
     episode_kind: str | None = None
 

@@ -13,8 +13,6 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from core.course import Course
-from core.observations import DrugClass, drugs_in
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -30,7 +28,9 @@ from core.rules.base import (
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.rules.reading import Obs, course_index, end_of_day
 from core.rules.stretches import DailyRule, episode_key, memo
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.observations import DrugClass, drugs_in
+from core.vocabulary.units import Evidence
 
 FEVER_WAIVER_DRUGS = tuple(sorted(
     drugs_in(DrugClass.ANTIPYRETIC) | drugs_in(DrugClass.ANTI_CYTOKINE)

@@ -26,7 +26,6 @@ from typing import TypeGuard
 import numpy as np
 import pandas as pd
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     Evaluator,
@@ -49,7 +48,8 @@ from core.rules.reading import (
     lab_series,
 )
 from core.rules.stretches import memo, thresholds_key
-from core.units import ANALYTES, Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"
 CITATION_SOURCE = "NCI CTCAE v5.0 (27 Nov 2017), logic as pharmaverse admiral"
@@ -187,7 +187,7 @@ def ctcae_grade(
 ) -> int | None:
     """CTCAE v5.0 grade (0-4; anaemia 0-3) of one lab value, or None when not gradable.
 
-    Parameters are in the analyte's canonical unit (core/units.py). `baseline_uln` /
+    Parameters are in the analyte's canonical unit (core/vocabulary/units.py). `baseline_uln` /
     `baseline_lln` are the reference limits of the baseline sample (default: `uln` / `lln`).
     `t` overrides the threshold values (keys as in CTCAE_THRESHOLDS[analyte]).
     A baseline that is unknown is treated as normal (the "x ULN" columns apply).

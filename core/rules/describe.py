@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from core.observations import OBSERVATION_KINDS
 from core.rules.base import Rule, RuleSpec, Thresholds
-from core.units import ANALYTES
+from core.vocabulary.observations import OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES
 
 Overrides = Mapping[str, Mapping[str, float]]
 

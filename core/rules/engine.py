@@ -19,10 +19,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import cast
 
-from core.course import Course
 from core.rules.base import Finding, RuleSpec, Status, Thresholds
 from core.rules.reading import END_OF_DAY, course_index
 from core.rules.stretches import day_view
+from core.vocabulary.course import Course
 
 Overrides = Mapping[str, Mapping[str, float]]
 

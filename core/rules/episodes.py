@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from core.course import Course
 from core.rules.base import Finding, Status
 from core.rules.catalog import episode_kinds
 from core.rules.reading import course_index
+from core.vocabulary.course import Course
 
 
 def _overlaps(a0: float, a1: float | None, b0: float, b1: float | None) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -35,7 +34,8 @@ from core.rules.stretches import (
     settled_baseline,
     thresholds_key,
 )
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 D = Evidence.DESIGN
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -30,7 +29,8 @@ from core.rules.base import (
 from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
 from core.rules.reading import Obs, ObsSeries, course_index, end_of_day, latest_observation
 from core.rules.stretches import DailyRule, day_series, episode_key
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 RULE = Rule(
     id="icans_grade",

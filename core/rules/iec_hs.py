@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.course import Course
 from core.rules import crs, ctcae, ferritin
 from core.rules.base import (
     Citation,
@@ -44,7 +43,8 @@ from core.rules.stretches import (
     settled_baseline,
     thresholds_key,
 )
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 U = Evidence.UNCONFIRMED
 D = Evidence.DESIGN

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -35,7 +34,8 @@ from core.rules.base import (
 )
 from core.rules.ctcae import current_day
 from core.rules.reading import END_OF_DAY, lab_series
-from core.units import ANALYTES, Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"
 RULE_ID = "lab_overdue"

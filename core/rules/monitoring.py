@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from core.course import Course
 from core.rules.base import Evidence, Threshold
 from core.rules.reading import latest_observation
+from core.vocabulary.course import Course
 
 GAP_KEY = "monitoring_gap_days"
 

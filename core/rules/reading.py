@@ -15,7 +15,7 @@ Conventions of criteria.md §0.2 [DESIGN]:
   precedes the chemotherapy); if there is none, the last value on or before the infusion day
   (day < 1);
 - ULN/LLN come from the lab result's own reference range; without one the catalogue default
-  (core/units.py) is used and the evidence says "default reference range used".
+  (core/vocabulary/units.py) is used and the evidence says "default reference range used".
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.course import Course, PatientInfo
-from core.observations import OBSERVATION_KINDS
 from core.rules.base import EvidenceItem
-from core.units import ANALYTES
+from core.vocabulary.course import Course, PatientInfo
+from core.vocabulary.observations import OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from core.config import Settings
 from core.rules.base import RuleSpec
 
 SECTIONS = ("thresholds", "lab_overdue", "notify", "oidc", "fhir", "hl7")
-# notify: core.notify.config; oidc: core.identity; fhir: core.fhirsync; hl7: core.hl7
+# notify: core.monitoring.notify.config; oidc: core.access.identity; fhir: core.capture.fhirsync;
+# hl7: core.capture.hl7
 
 
 class SiteConfigError(ValueError):

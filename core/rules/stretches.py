@@ -18,9 +18,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pandas as pd
 
-from core.course import Course
 from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
 from core.rules.reading import END_OF_DAY, Value, baseline, course_index, end_of_day
+from core.vocabulary.course import Course
 
 
 def _cut(name: str) -> property:

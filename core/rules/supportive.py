@@ -6,7 +6,6 @@ iec_hs screen; for everyone else it is not met and says why.
 
 from __future__ import annotations
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -20,7 +19,8 @@ from core.rules.base import (
 )
 from core.rules.reading import end_of_day, latest_observation, latest_until
 from core.rules.stretches import DailyRule
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 C = Evidence.C
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-from core.course import Course
-from core.observations import DrugClass, drugs_in
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -24,7 +22,9 @@ from core.rules.base import (
 from core.rules.iec_hs import screen_since
 from core.rules.reading import end_of_day, episodes_until, latest_until, treatment_days
 from core.rules.stretches import DailyRule
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.observations import DrugClass, drugs_in
+from core.vocabulary.units import Evidence
 
 D = Evidence.DESIGN
 

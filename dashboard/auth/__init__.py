@@ -1,5 +1,6 @@
 """Sign-in for the dashboard: single sign-on through the site's identity provider (Streamlit's
-st.login, see dashboard.auth.oidc), a plain local form over core.accounts (dashboard.auth.local),
+st.login, see dashboard.auth.oidc), a plain local form over core.access.accounts
+(dashboard.auth.local),
 idle and token expiry, the huddle TV's display token, and who is signed in.
 
 A signed-in session holds, in st.session_state (server side; a browser cannot set it):
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.accounts import Account, active_account, record_sign_in
+from core.access.accounts import Account, active_account, record_sign_in
+from core.access.permissions import PERMISSIONS
 from core.config import Settings
-from core.faults import StorageFault
-from core.models import Role
-from core.permissions import PERMISSIONS
+from core.store.faults import StorageFault
+from core.store.models import Role
 from dashboard.auth import local, oidc
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _resume(engine, settings: Settings) -> SignedIn | None:  # noqa: ANN001
     ss = st.session_state
     config, _problem = oidc.site(settings)
     if config is not None and (claims := oidc.claims()) is not None:
-        from core import identity
+        from core.access import identity
 
         if identity.expired(claims):  # a saved provider sign-in that has run out
             username = identity.username_for(config, claims) or str(claims.get("sub"))

@@ -1,10 +1,10 @@
-"""Local sign-in: a plain form over core.accounts (bcrypt, lockout, audit), and the re-login
+"""Local sign-in: a plain form over core.access.accounts (bcrypt, lockout, audit), and the re-login
 cookie that keeps a browser signed in across reloads and tabs for the idle time.
 
 The cookie holds a token signed with the cookie key (CARTWATCH_COOKIE_KEY, or a random key
-kept in the database): user name, issued at, ends at (core.users.issue_token). It is honoured
+kept in the database): user name, issued at, ends at (core.access.users.issue_token). It is honoured
 only while the account is active and the user has not signed out, been signed out or had a
-new password since it was issued (core.accounts.token_account), so signing out anywhere ends
+new password since it was issued (core.access.accounts.token_account), so signing out anywhere ends
 it. It is renewed while the user is active and lasts the idle time. It is written by the page
 (Streamlit sets no cookie of an app's own), so it cannot be HttpOnly: serve over HTTPS.
 """
@@ -19,10 +19,10 @@ import time
 
 import streamlit as st
 
-from core.accounts import Account, password_sign_in, record_sign_in, token_account
+from core.access.accounts import Account, password_sign_in, record_sign_in, token_account
+from core.access.users import issue_token
 from core.config import Settings
-from core.faults import StorageFault
-from core.users import issue_token
+from core.store.faults import StorageFault
 from dashboard import resources
 
 log = logging.getLogger(__name__)

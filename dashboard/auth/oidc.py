@@ -1,10 +1,10 @@
 """Single sign-on through Streamlit's st.login (OpenID Connect, Authlib).
 
 Two places configure it: the site TOML's [oidc] table (label, claims, group -> role mapping;
-core.identity) and Streamlit's `[auth]` secrets in .streamlit/secrets.toml (redirect_uri,
+core.access.identity) and Streamlit's `[auth]` secrets in .streamlit/secrets.toml (redirect_uri,
 cookie_secret, client_id, client_secret, server_metadata_url; or a named `[auth.<provider>]`).
 Both are needed; with either missing, only the local form is offered. The ID token's claims
-(st.user) decide the user and role at each sign-in (core.identity.sign_in_external).
+(st.user) decide the user and role at each sign-in (core.access.identity.sign_in_external).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 import streamlit as st
 
-from core.accounts import record_sign_in
+from core.access.accounts import record_sign_in
+from core.access.identity import OidcConfig, OidcConfigError, load_oidc_config, username_for
 from core.config import Settings
-from core.faults import StorageFault
-from core.identity import OidcConfig, OidcConfigError, load_oidc_config, username_for
+from core.store.faults import StorageFault
 
 log = logging.getLogger(__name__)
 SHARED_SECRETS = ("redirect_uri", "cookie_secret")

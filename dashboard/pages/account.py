@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.accounts import change_own_password
-from core.faults import StorageFault
-from core.permissions import NotAllowed
-from core.users import MIN_PASSWORD_LENGTH
+from core.access.accounts import change_own_password
+from core.access.permissions import NotAllowed
+from core.access.users import MIN_PASSWORD_LENGTH
+from core.store.faults import StorageFault
 from dashboard import auth, resources
 
 engine = resources.get_engine()

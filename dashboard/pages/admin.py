@@ -4,13 +4,13 @@ site settings; the code map and interfaces; notifications (contact points, deliv
 import pandas as pd
 import streamlit as st
 
-from core.accounts import list_users, reset_password, set_active, set_role
-from core.corrections import verification_required
-from core.entry import save_site_setting
-from core.faults import StorageFault
-from core.models import Role
-from core.permissions import NotAllowed
-from core.users import MIN_PASSWORD_LENGTH, create_user
+from core.access.accounts import list_users, reset_password, set_active, set_role
+from core.access.permissions import NotAllowed
+from core.access.users import MIN_PASSWORD_LENGTH, create_user
+from core.capture.corrections import verification_required
+from core.capture.entry import save_site_setting
+from core.store.faults import StorageFault
+from core.store.models import Role
 from dashboard import auth, codemap_admin, interfaces_admin, notify_admin, resources
 
 engine = resources.get_engine()

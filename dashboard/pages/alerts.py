@@ -5,11 +5,11 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from core.alerts import OPEN_STATES, SCREENING_NOTE
-from core.faults import StorageFault
-from core.models import utcnow
-from core.permissions import NotAllowed
-from core.ward import INBOX_STATES, short_name
+from core.access.permissions import NotAllowed
+from core.monitoring.alerts import OPEN_STATES, SCREENING_NOTE
+from core.store.faults import StorageFault
+from core.store.models import utcnow
+from core.views.ward import INBOX_STATES, short_name
 from dashboard import auth, resources
 
 settings = resources.get_settings()

@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from core.audit_trail import audit_csv, audit_log, changes
+from core.store.audit_trail import audit_csv, audit_log, changes
 from dashboard import resources
 
 engine = resources.get_engine()

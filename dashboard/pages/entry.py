@@ -5,7 +5,8 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from core.corrections import (
+from core.access.permissions import NotAllowed
+from core.capture.corrections import (
     REASONS,
     CorrectionRefused,
     correct,
@@ -13,12 +14,11 @@ from core.corrections import (
     mark_entered_in_error,
     recent_values,
 )
-from core.entry import ICE_ITEMS, enter_day, enter_grid, ice_score, usual_units
-from core.faults import StorageFault
-from core.models import EpisodeKind, EventKind
-from core.observations import DRUGS, MISSING_REASONS
-from core.permissions import NotAllowed
-from core.units import ANALYTES
+from core.capture.entry import ICE_ITEMS, enter_day, enter_grid, ice_score, usual_units
+from core.store.faults import StorageFault
+from core.store.models import EpisodeKind, EventKind
+from core.vocabulary.observations import DRUGS, MISSING_REASONS
+from core.vocabulary.units import ANALYTES
 from dashboard import auth, resources
 from dashboard import capture as ui
 

@@ -3,9 +3,9 @@ to match (nurse) or map (admin), then release; or dismiss with a reason."""
 
 import streamlit as st
 
-from core.codemap import CodeMapRefused, map_code
-from core.faults import StorageFault
-from core.hl7.held import (
+from core.access.permissions import NotAllowed, allowed
+from core.capture.codemap import CodeMapRefused, map_code
+from core.capture.hl7.held import (
     HeldRefused,
     dismiss,
     held_code_targets,
@@ -13,8 +13,8 @@ from core.hl7.held import (
     match_patient,
     release,
 )
-from core.models import CodeTarget
-from core.permissions import NotAllowed, allowed
+from core.store.faults import StorageFault
+from core.store.models import CodeTarget
 from dashboard import auth, codemap_admin, resources
 
 engine = resources.get_engine()

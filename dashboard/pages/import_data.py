@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.faults import StorageFault
-from core.fhir import import_fhir
-from core.importing import KINDS, import_file, template_csv
-from core.permissions import NotAllowed
+from core.access.permissions import NotAllowed
+from core.capture.fhir import import_fhir
+from core.capture.importing import KINDS, import_file, template_csv
+from core.store.faults import StorageFault
 from dashboard import auth, resources
 
 settings = resources.get_settings()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.ward import STATUS_FILTERS, filter_summary
+from core.views.ward import STATUS_FILTERS, filter_summary
 from dashboard import resources
 from dashboard.ward_view import (
     highlight_no_labs,

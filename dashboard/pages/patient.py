@@ -6,7 +6,7 @@ patient's alerts (acknowledge / snooze), the scores, and the handover exports.
 
 import streamlit as st
 
-from core.patient_summary import header, score_blocks
+from core.views.patient_summary import header, score_blocks
 from dashboard import auth, chart_text, resources
 from dashboard import timeline as tl
 

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.corrections import verification_queue, verification_required, verify
-from core.faults import StorageFault
-from core.permissions import NotAllowed
+from core.access.permissions import NotAllowed
+from core.capture.corrections import verification_queue, verification_required, verify
+from core.store.faults import StorageFault
 from dashboard import auth, resources
 
 engine = resources.get_engine()

@@ -40,7 +40,7 @@ OBS_WATCH_DAYS = 30  # daily neuro / oxygen / pressor charting from day 0 to thi
 
 HERE = Path(__file__).resolve().parent
 
-# Canonical units (core/units.py) and the typical adult ranges of criteria §9.
+# Canonical units (core/vocabulary/units.py) and the typical adult ranges of criteria §9.
 UNITS = {
     "ferritin": "ng/mL", "fibrinogen": "mg/dL", "ast": "U/L", "alt": "U/L",
     "bilirubin": "mg/dL", "ldh": "U/L", "triglycerides": "mg/dL", "crp": "mg/L",

@@ -15,8 +15,8 @@ import pytest
 
 from bench import pg_scale
 from bench.replay_rules import DAILY_LABS, synthetic_course
-from core.db import make_engine, session_scope
-from core.loading import load_courses
+from core.store.db import make_engine, session_scope
+from core.store.loading import load_courses
 
 pytestmark = pytest.mark.postgres
 
@@ -66,7 +66,7 @@ def test_pg_scale_courses_read_back_equal_the_generated_ones(pg_server):
     url = pg_server.new_database()
     engine = make_engine(url)
     try:
-        from core.db import init_db
+        from core.store.db import init_db
 
         init_db(engine)
         pg_scale.load_cohort(url, PLAN, progress=None)

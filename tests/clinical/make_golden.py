@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from core.alerts import severity_of  # noqa: E402
+from core.capture.seeding import seed_sample  # noqa: E402
 from core.config import SAMPLE_DIR, Settings  # noqa: E402
-from core.db import init_db, make_engine  # noqa: E402
-from core.evaluation import run_evaluate, run_replay  # noqa: E402
+from core.monitoring.alerts import severity_of  # noqa: E402
+from core.monitoring.evaluation import run_evaluate, run_replay  # noqa: E402
 from core.rules.base import Finding, Status  # noqa: E402
 from core.rules.catalog import spec_by_id  # noqa: E402
-from core.seeding import seed_sample  # noqa: E402
+from core.store.db import init_db, make_engine  # noqa: E402
 
 AS_OF = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)  # every sample row lies before it
 HERE = Path(__file__).resolve().parent

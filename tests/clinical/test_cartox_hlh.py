@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import hlh
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 SPEC = next(s for s in hlh.RULES if s.rule.id == "cartox_hlh")
 DAY4 = [("ferritin", 4.3, 15_000), ("ast", 6.3, 250, 10, 40),

@@ -11,10 +11,10 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from core.observations import OBSERVATION_KINDS
 from core.rules.base import Status
 from core.rules.catalog import all_rules, all_specs
-from core.units import ANALYTES, Evidence
+from core.vocabulary.observations import OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES, Evidence
 
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN_MD = ROOT.parent / "shared" / "design.md"
@@ -262,7 +262,8 @@ def test_rule_gaps_reads_only_the_rules_own_rows_of_a_shared_table():
         "ctcae_alc: no non-firing case in fake.CASES"]
 
 
-# Alarm policy [DESIGN] (core/alerts.severity_of): (severity, escalates_at_grade) per rule.
+# Alarm policy [DESIGN] (core.monitoring.alerts.severity_of): (severity, escalates_at_grade) per
+# rule.
 ALARM_POLICY = {
     "crs_grade": ("warning", 3), "icans_grade": ("warning", 3),
     "icaht_early": ("warning", 3), "icaht_late": ("warning", 3),

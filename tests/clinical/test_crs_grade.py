@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import crs
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 
 def grade(obs, treatments=None, **kw):

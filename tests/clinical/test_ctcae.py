@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from core.course import make_course
 from core.rules.base import Status, Thresholds
 from core.rules.ctcae import CTCAE_THRESHOLDS, RULES, ctcae_grade
+from core.vocabulary.course import make_course
 
 BY_ID = {spec.rule.id: spec for spec in RULES}
 

@@ -11,11 +11,11 @@ from datetime import date
 
 import pytest
 
-from core.course import Course, make_course
 from core.rules import ctcae, lab_overdue, supportive
 from core.rules.catalog import all_specs
 from core.rules.engine import _run, day_view, replay_days, thresholds_for
 from core.rules.reading import END_OF_DAY
+from core.vocabulary.course import Course, make_course
 
 SPECS = [*ctcae.RULES, *lab_overdue.RULES, *supportive.RULES]
 HOOKED = [s for s in SPECS if s.replay is not None]

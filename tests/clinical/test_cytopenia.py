@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from core.course import make_course
 from core.rules.base import Status, Thresholds
 from core.rules.cytopenia import RULES, count_days
+from core.vocabulary.course import make_course
 
 BY_ID = {spec.rule.id: spec for spec in RULES}
 INFUSION = date(2026, 1, 1)

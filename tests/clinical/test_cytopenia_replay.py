@@ -10,11 +10,11 @@ from datetime import date
 
 import pytest
 
-from core.course import Course, make_course
 from core.rules.catalog import all_specs
 from core.rules.cytopenia import RULES
 from core.rules.engine import _run, replay_days, thresholds_for
 from core.rules.reading import END_OF_DAY
+from core.vocabulary.course import Course, make_course
 
 LATE = 1 - 5e-7  # a result after the END_OF_DAY instant, still on the same calendar day
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from core.course import make_course
 from core.rules import ferritin
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 
 def run(labs, **kw):

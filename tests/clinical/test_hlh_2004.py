@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import hlh
 from core.rules.base import Status, Thresholds
-from core.units import convert
+from core.vocabulary.course import make_course
+from core.vocabulary.units import convert
 
 SPEC = next(s for s in hlh.RULES if s.rule.id == "hlh_2004")
 TG_3_2 = convert(3.2, "triglycerides", "mmol/L")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import hlh
 from core.rules.base import Status, Thresholds
-from core.units import convert
+from core.vocabulary.course import make_course
+from core.vocabulary.units import convert
 
 SPEC = next(s for s in hlh.RULES if s.rule.id == "hscore")
 TG = lambda mmol: convert(mmol, "triglycerides", "mmol/L")  # noqa: E731

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import icans
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 ADULT = {"birth_year": 1970}
 CHILD = {"birth_year": 2019}  # 7 years old in 2026

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import iec_hs
 from core.rules.base import Status, Thresholds
-from core.units import convert
+from core.vocabulary.course import make_course
+from core.vocabulary.units import convert
 
 FERR = ("ferritin", 30, 300)  # ref range -> ULN 300 as in §1.6
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules.base import Status, Thresholds
 from core.rules.lab_overdue import (
     DEFAULT_DAILY,
@@ -14,6 +13,7 @@ from core.rules.lab_overdue import (
     evaluate,
 )
 from core.rules.reading import END_OF_DAY
+from core.vocabulary.course import make_course
 
 
 def full_panel(days, skip=()):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import supportive
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 ACTIVE = [("IEC-HS", None, 12, None)]
 NORMAL = [("hemoglobin", 14.3, 9.0), ("platelets", 14.3, 120), ("fibrinogen", 14.3, 250)]

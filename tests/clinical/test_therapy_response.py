@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.course import make_course
 from core.rules import therapy_response
 from core.rules.base import Status, Thresholds
+from core.vocabulary.course import make_course
 
 
 def run(ferritins, treatments=(("anakinra", 10.5),), episodes=(("IEC-HS", None, 10, None),),

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from core.db import init_db, make_engine, session_scope
+from core.store.db import init_db, make_engine, session_scope
 
 
 @pytest.fixture

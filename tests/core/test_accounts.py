@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from core.accounts import (
+from core.access.accounts import (
     COOKIE_KEY_SETTING,
     active_account,
     active_accounts,
@@ -25,9 +25,9 @@ from core.accounts import (
     set_role,
     signed_out_at,
 )
-from core.models import AuditLog
-from core.permissions import NotAllowed
-from core.users import check_password, create_user
+from core.access.permissions import NotAllowed
+from core.access.users import check_password, create_user
+from core.store.models import AuditLog
 
 PW = "a long enough password"
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from core.alerts import (
+from core.monitoring.alerts import (
     SCREENING_NOTE,
     acknowledge,
     alert_history,
@@ -15,8 +15,6 @@ from core.alerts import (
     snooze,
     sync_alerts,
 )
-from core.db import session_scope
-from core.models import Alert, AlertEvent, AuditLog, Patient
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -26,7 +24,9 @@ from core.rules.base import (
     Severity,
     Status,
 )
-from core.units import Evidence
+from core.store.db import session_scope
+from core.store.models import Alert, AlertEvent, AuditLog, Patient
+from core.vocabulary.units import Evidence
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -126,7 +126,7 @@ def test_severity_is_the_rules_raised_to_severe_from_its_escalation_grade(
 
 
 def test_catalogue_alarm_policy_for_ctcae_lymphopenia_and_counts() -> None:
-    from core.alerts import severity_of
+    from core.monitoring.alerts import severity_of
     from core.rules.catalog import spec_by_id
 
     alc, anc = spec_by_id("ctcae_alc"), spec_by_id("ctcae_anc")

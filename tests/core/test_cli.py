@@ -74,9 +74,9 @@ def test_create_user_reads_the_password_from_stdin_and_refuses_short_ones(tmp_pa
 
 
 def test_init_makes_the_first_admin_and_prints_its_password_once(tmp_path):
-    from core.accounts import active_account
-    from core.db import make_engine
-    from core.users import check_password
+    from core.access.accounts import active_account
+    from core.access.users import check_password
+    from core.store.db import make_engine
 
     db = f"sqlite:///{tmp_path / 'first.db'}"
     first = cli("--db", db, "init")
@@ -97,9 +97,9 @@ def test_init_makes_the_first_admin_and_prints_its_password_once(tmp_path):
 
 
 def test_set_password_gives_a_locked_out_admin_a_way_back_in(tmp_path):
-    from core.accounts import active_account, locked_until, record_sign_in
-    from core.db import make_engine
-    from core.users import check_password
+    from core.access.accounts import active_account, locked_until, record_sign_in
+    from core.access.users import check_password
+    from core.store.db import make_engine
 
     db = f"sqlite:///{tmp_path / 'pw.db'}"
     assert cli("--db", db, "init").returncode == 0

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from core import codemap
-from core.models import AuditLog, CodeMapEntry, CodeTarget
+from core.capture import codemap
+from core.store.models import AuditLog, CodeMapEntry, CodeTarget
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -77,8 +77,8 @@ def test_csv_all_or_nothing(engine) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_a_csv_with_local_codes_imports_once_they_are_mapped(store) -> None:  # type: ignore[no-untyped-def]
-    from core.importing import import_file
-    from core.models import LabResult, Observation, Treatment
+    from core.capture.importing import import_file
+    from core.store.models import LabResult, Observation, Treatment
 
     import_file(store, b"patient_id,infusion_date,product\nP900,2026-11-20,axi-cel\n",
                 now=NOW)

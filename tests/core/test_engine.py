@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.course import make_course
 from core.rules import crs, icans, iec_hs
 from core.rules.base import (
     Citation,
@@ -33,7 +32,8 @@ from core.rules.site import (
     parse_site_config,
     site_overrides,
 )
-from core.units import Evidence
+from core.vocabulary.course import make_course
+from core.vocabulary.units import Evidence
 
 
 def course_with_crs_and_iec_hs(**kw):

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from core.audit_trail import audit_csv, audit_log
-from core.corrections import (
+from core.capture.corrections import (
     CorrectionRefused,
     correct,
     history,
@@ -17,10 +16,11 @@ from core.corrections import (
     verification_queue,
     verify,
 )
-from core.db import session_scope
-from core.entry import enter_day, enter_grid, ice_score, save_site_setting, usual_units
-from core.loading import load_courses
-from core.models import LabResult, MissingLab, Observation
+from core.capture.entry import enter_day, enter_grid, ice_score, save_site_setting, usual_units
+from core.store.audit_trail import audit_csv, audit_log
+from core.store.db import session_scope
+from core.store.loading import load_courses
+from core.store.models import LabResult, MissingLab, Observation
 from tests.core.test_importing import NOW, run, snapshot
 
 WHEN = datetime(2026, 11, 14, 8, 0)  # day 4 of P001, ward time

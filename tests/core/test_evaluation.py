@@ -10,17 +10,15 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from core.alerts import SCREENING_NOTE
 from core.config import Settings
-from core.db import init_db, make_engine, session_scope
-from core.evaluation import (
+from core.monitoring.alerts import SCREENING_NOTE
+from core.monitoring.evaluation import (
     EVALUATE_LOCK_KEY,
     iso_z,
     run_evaluate,
     run_replay,
     text_report,
 )
-from core.models import Alert, AlertEvent, AuditLog, EvaluationRun, LabResult, Observation, Patient
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -31,7 +29,17 @@ from core.rules.base import (
     Status,
     Threshold,
 )
-from core.units import Evidence
+from core.store.db import init_db, make_engine, session_scope
+from core.store.models import (
+    Alert,
+    AlertEvent,
+    AuditLog,
+    EvaluationRun,
+    LabResult,
+    Observation,
+    Patient,
+)
+from core.vocabulary.units import Evidence
 
 INFUSION = date(2026, 3, 1)
 TZ = "Europe/Berlin"

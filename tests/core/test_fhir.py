@@ -11,8 +11,8 @@ import json
 import pytest
 from sqlalchemy import select
 
-from core.fhir import import_fhir
-from core.models import LabResult, Patient
+from core.capture.fhir import import_fhir
+from core.store.models import LabResult, Patient
 from tests.core.test_importing import NOW, snapshot
 
 EXT = "http://cartwatch.example/fhir/StructureDefinition/"

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from core.codemap import CodeMap, map_code
-from core.entry import save_site_setting
-from core.fhir import DAY0, EXTRA_DRUGS, PRODUCT_CODES
-from core.fhir.drugs import Medication, identify
-from core.fhir.read import Entry
-from core.fhir.vasopressors import VasoAdmin, derived_rows
-from core.models import CodeMapEntry, CodeTarget, Observation, Patient, Treatment
+from core.capture.codemap import CodeMap, map_code
+from core.capture.entry import save_site_setting
+from core.capture.fhir import DAY0, EXTRA_DRUGS, PRODUCT_CODES
+from core.capture.fhir.drugs import Medication, identify
+from core.capture.fhir.read import Entry
+from core.capture.fhir.vasopressors import VasoAdmin, derived_rows
+from core.store.models import CodeMapEntry, CodeTarget, Observation, Patient, Treatment
 from tests.core.test_fhir import bundle, med, patient, run, vital
 
 NO_MAP = CodeMap([])

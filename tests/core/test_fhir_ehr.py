@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from core import cli
-from core.models import LabResult, Observation, Treatment
+from core.store.models import LabResult, Observation, Treatment
 from tests.core.test_fhir import bundle, med, obs, patient, run, vital
 from tests.core.test_importing import snapshot
 
@@ -142,7 +142,7 @@ def test_a_blood_pressure_panel_gives_both_pressures(engine):
 
 
 def test_the_site_code_map_serves_local_lab_and_bedside_codes(engine):
-    from core.codemap import map_code
+    from core.capture.codemap import map_code
 
     map_code(engine, system="urn:local:lab", code="FERR", target_kind="analyte",
              target="ferritin", unit="ng/mL", user="admin", reason="our ferritin code")

@@ -9,8 +9,8 @@ import json
 import pytest
 from sqlalchemy import select
 
-from core.db import init_db, make_engine
-from core.models import AuditLog, LabResult, Observation, RecordStatus, Treatment
+from core.store.db import init_db, make_engine
+from core.store.models import AuditLog, LabResult, Observation, RecordStatus, Treatment
 from tests.core.test_fhir import bundle, med, obs, patient, run, vital
 from tests.core.test_importing import snapshot
 

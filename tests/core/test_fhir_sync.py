@@ -23,9 +23,7 @@ from bench.fhir_sync import (
     observation,
     patients_csv,
 )
-from core.config import Settings
-from core.db import session_scope
-from core.fhirsync import (
+from core.capture.fhirsync import (
     FhirClient,
     FhirConfig,
     FhirConfigError,
@@ -33,8 +31,10 @@ from core.fhirsync import (
     parse_fhir_config,
     sync_once,
 )
-from core.importing import import_file
-from core.models import InboundMessage, LabResult, Observation, SyncWatermark, Treatment
+from core.capture.importing import import_file
+from core.config import Settings
+from core.store.db import session_scope
+from core.store.models import InboundMessage, LabResult, Observation, SyncWatermark, Treatment
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 DAY0 = TODAY - timedelta(days=6)
@@ -322,7 +322,7 @@ def test_a_server_error_names_the_url_and_status(engine, server, key_file) -> No
 
 
 def test_a_next_link_to_another_host_is_not_followed() -> None:
-    from core.fhirsync.sync import _next_link
+    from core.capture.fhirsync.sync import _next_link
 
     page = {"link": [{"relation": "next", "url": "https://evil.example/fhir/Observation?p=2"}]}
     with pytest.raises(FhirError, match="leaves https://ehr.example/fhir"):
@@ -377,7 +377,7 @@ def _site(tmp_path: Path, server: FhirStandIn) -> Path:
 
 
 def test_the_monitor_runs_a_pass_per_cycle_and_shows_its_error(engine, tmp_path) -> None:
-    from core.monitor import run_cycle
+    from core.monitoring.monitor import run_cycle
 
     register(engine, "SYN-101")
     with FhirStandIn() as srv:  # auth none

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from core.fhir import import_fhir
-from core.models import AuditLog, Observation, VasopressorAdministration
+from core.capture.fhir import import_fhir
+from core.store.models import AuditLog, Observation, VasopressorAdministration
 from tests.core.test_fhir import bundle, med, patient, vital
 from tests.core.test_fhir_ehr import crs
 from tests.core.test_importing import NOW, snapshot

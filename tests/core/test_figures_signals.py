@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from core.course import make_course
-from core.figures import STYLE, THRESHOLD_LINES, threshold_lines, timeline_figure
+from core.views.figures import STYLE, THRESHOLD_LINES, threshold_lines, timeline_figure
+from core.vocabulary.course import make_course
 
 LABS = [("ferritin", 1, 500), ("ferritin", 2, 12000), ("fibrinogen", 1, 300),
         ("fibrinogen", 2, 120), ("ast", 1, 30), ("ast", 2, 250), ("alt", 1, 40),

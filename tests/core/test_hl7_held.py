@@ -1,4 +1,4 @@
-"""The held queue (core.hl7.held): an unknown code or patient waits, a person maps or
+"""The held queue (core.capture.hl7.held): an unknown code or patient waits, a person maps or
 matches, then releases it through the same path; dismissals keep the message with a reason.
 Runs on SQLite and PostgreSQL (`store`)."""
 
@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core import cli
-from core.codemap import map_code
-from core.hl7.held import (
+from core.access.permissions import NotAllowed
+from core.capture.codemap import map_code
+from core.capture.hl7.held import (
     HeldRefused,
     dismiss,
     held_code_targets,
@@ -22,8 +23,7 @@ from core.hl7.held import (
     match_patient,
     release,
 )
-from core.models import Alert, AuditLog, InboundMessage, LabResult, Observation, Treatment
-from core.permissions import NotAllowed
+from core.store.models import Alert, AuditLog, InboundMessage, LabResult, Observation, Treatment
 from tests.core.test_hl7_receive import FER, PLT, count, inbound, labs, send, settings_of
 from tests.core.test_hl7_receive import oru as build_oru
 from tests.core.test_hl7_receive import ward as ward  # noqa: F401 - the fixture
@@ -87,7 +87,7 @@ def test_an_unknown_patient_is_released_after_a_nurse_matches_it(ward: Engine) -
     release(ward, mid, user="nurse.kim", role="nurse", settings=settings_of(ward))
     (row,) = labs(ward, "ferritin")
     with Session(ward) as s:
-        from core.models import Patient
+        from core.store.models import Patient
 
         assert s.get(Patient, row.patient_pk).patient_id == "SYN-002"  # type: ignore[union-attr]
     assert inbound(ward, "U2").status == "released"

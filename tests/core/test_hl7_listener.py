@@ -1,5 +1,5 @@
 """The MLLP listener over real sockets on 127.0.0.1 (python-hl7's asyncio client), against
-`core.hl7.listener.ListenerThread` on a SQLite file, and `python -m core listen-hl7` as a
+`core.capture.hl7.listener.ListenerThread` on a SQLite file, and `python -m core listen-hl7` as a
 real process."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.capture.hl7.listener import ListenerThread
+from core.capture.importing import import_file
 from core.config import Settings
-from core.db import init_db, make_engine
-from core.hl7.listener import ListenerThread
-from core.importing import import_file
-from core.models import Alert, InboundMessage, LabResult
+from core.store.db import init_db, make_engine
+from core.store.models import Alert, InboundMessage, LabResult
 from tests.conftest import free_port
 from tests.core.test_hl7_receive import FER, oru
 

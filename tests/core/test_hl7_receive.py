@@ -1,4 +1,4 @@
-"""HL7 v2 receiving (core.hl7.receive): one message, one transaction, one ACK, on SQLite and
+"""HL7 v2 receiving (core.capture.hl7.receive): one message, one transaction, one ACK, on SQLite and
 PostgreSQL (`store`). Messages are built here with realistic segments for synthetic
 patients only; the listener over a real socket is tested in test_hl7_listener.py."""
 
@@ -12,11 +12,11 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.capture.hl7.receive import receive
+from core.capture.importing import import_file
 from core.config import Settings
-from core.db import is_sqlite, make_engine
-from core.hl7.receive import receive
-from core.importing import import_file
-from core.models import (
+from core.store.db import is_sqlite, make_engine
+from core.store.models import (
     Alert,
     AuditLog,
     InboundMessage,
@@ -256,7 +256,7 @@ def test_a_time_without_an_offset_is_ward_time(ward: Engine, monkeypatch) -> Non
 
 
 def test_the_site_identifier_type_picks_the_pid_3_repetition(ward: Engine) -> None:
-    from core.entry import save_site_setting
+    from core.capture.entry import save_site_setting
 
     save_site_setting(ward, "hl7.patient_identifier_type", "PI", "admin.amy")
     pid3 = "900123^^^SYNHOSP^MR~SYN-002^^^CART^PI"
@@ -265,8 +265,8 @@ def test_the_site_identifier_type_picks_the_pid_3_repetition(ward: Engine) -> No
 
 
 def test_preliminary_results_are_stored_marked_and_kept_from_the_rules(ward: Engine) -> None:
-    from core.entry import save_site_setting
-    from core.loading import load_courses
+    from core.capture.entry import save_site_setting
+    from core.store.loading import load_courses
 
     when = stamp(6)
     assert send(ward, oru("P1", [PLT], status="P", when=when))["code"] == "AA"
@@ -284,7 +284,7 @@ def test_preliminary_results_are_stored_marked_and_kept_from_the_rules(ward: Eng
     assert platelets_the_rules_read() == [] and platelet_alerts() == 0
     save_site_setting(ward, "inbound.rules_use_preliminary", True, "admin.amy")
     assert platelets_the_rules_read() == [8.0]
-    from core.evaluation import run_evaluate
+    from core.monitoring.evaluation import run_evaluate
 
     run_evaluate(ward, settings_of(ward))
     assert platelet_alerts() == 1

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from core.entry import enter_day
-from core.importing import MAX_UPLOAD_BYTES, TABLES, import_file
-from core.models import AuditLog, CourseEvent, Episode, Patient
+from core.capture.entry import enter_day
+from core.capture.importing import MAX_UPLOAD_BYTES, TABLES, import_file
+from core.store.models import AuditLog, CourseEvent, Episode, Patient
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -119,7 +119,7 @@ def test_text_longer_than_its_column_is_refused_with_the_limit(ward, kind: str,
 
 
 def test_entry_notes_and_correction_reasons_keep_hostile_text(ward) -> None:  # type: ignore[no-untyped-def]
-    from core.corrections import correct
+    from core.capture.corrections import correct
 
     note = "<script>alert('x')</script> =1+1 '; DROP TABLE episode; -- 😀"
     res = enter_day(ward, "P1", datetime(2026, 11, 3, 8), labs=[("crp", "12", "mg/L")],
@@ -133,7 +133,7 @@ def test_entry_notes_and_correction_reasons_keep_hostile_text(ward) -> None:  # 
     with ward.connect() as c:
         assert c.execute(select(Episode.note)).scalar_one() == note
         assert c.execute(select(CourseEvent.note)).scalar_one() == "@" + note
-        from core.models import LabResult
+        from core.store.models import LabResult
 
         row = c.execute(select(LabResult.correction_reason, LabResult.entered_by)
                         .where(LabResult.id == new_id)).one()
@@ -179,8 +179,8 @@ def _cells_are_inert(text: str) -> int:
 
 
 def test_csv_exports_neutralise_formula_injection(store) -> None:  # type: ignore[no-untyped-def]
-    from core.audit_trail import audit_csv, audit_log
-    from core.exporting import export_patient_csv
+    from core.store.audit_trail import audit_csv, audit_log
+    from core.views.exporting import export_patient_csv
 
     pid = '=HYPERLINK("http://evil.example","x")'
     patients = _csv([{**BASE["patients"], "patient_id": pid, "disease": "@SUM(A1)"}])

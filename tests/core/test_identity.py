@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from core.accounts import (
+from core.access.accounts import (
     active_account,
     change_own_password,
     password_sign_in,
     reset_password,
     set_active,
 )
-from core.identity import (
+from core.access.identity import (
     OidcConfig,
     OidcConfigError,
     expired,
@@ -26,8 +26,8 @@ from core.identity import (
     sign_in_external,
     username_for,
 )
-from core.models import AuditLog, User
-from core.users import check_password, create_user, is_external
+from core.access.users import check_password, create_user, is_external
+from core.store.models import AuditLog, User
 
 SITE = """
 [oidc]

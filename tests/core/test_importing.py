@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import MetaData, select, text
 
-from core.importing import import_file
-from core.models import LabResult, Patient
+from core.capture.importing import import_file
+from core.store.models import LabResult, Patient
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

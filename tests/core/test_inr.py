@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.fhir import import_fhir
-from core.importing import import_file
-from core.models import LabResult
-from core.units import (
+from core.capture.fhir import import_fhir
+from core.capture.importing import import_file
+from core.store.models import LabResult
+from core.vocabulary.units import (
     ANALYTES,
     LOINC_TO_ANALYTE,
     Evidence,

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.capture.corrections import correct, mark_entered_in_error, verify
+from core.capture.entry import enter_day, enter_grid
 from core.config import Settings
-from core.corrections import correct, mark_entered_in_error, verify
-from core.db import session_scope
-from core.entry import enter_day, enter_grid
-from core.models import (
+from core.monitoring.monitor import run_cycle
+from core.store.db import session_scope
+from core.store.models import (
     Alert,
     AlertState,
     EvaluationFailure,
@@ -25,7 +26,6 @@ from core.models import (
     Patient,
     PatientStatus,
 )
-from core.monitor import run_cycle
 from tests.core.test_fhir import bundle, obs
 from tests.core.test_fhir import patient as fhir_patient
 from tests.core.test_fhir import run as fhir_run
@@ -166,14 +166,14 @@ def test_a_death_recorded_resolves_the_patients_open_alerts(ward: Engine) -> Non
 
 def test_a_failing_evaluation_keeps_the_data_and_the_monitor_retries_it(
         ward: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import core.evaluation
+    import core.monitoring.evaluation
 
     def broken(*_a: object, **_k: object) -> None:
         raise ZeroDivisionError("a rule met odd data")
 
-    real = core.evaluation._run_rules
-    monkeypatch.setattr(core.evaluation, "_run_rules", broken)
-    with caplog.at_level(logging.ERROR, logger="core.unit_of_work"):
+    real = core.monitoring.evaluation._run_rules
+    monkeypatch.setattr(core.monitoring.evaluation, "_run_rules", broken)
+    with caplog.at_level(logging.ERROR, logger="core.store.unit_of_work"):
         report = csv_run(ward, LOW_PLATELETS, user="nurse.kim")
     assert report.ok and report.written  # the data is saved
     assert lab_id(ward, "platelets") > 0 and alerts(ward) == []
@@ -183,7 +183,7 @@ def test_a_failing_evaluation_keeps_the_data_and_the_monitor_retries_it(
     assert failure.source == "write" and "ZeroDivisionError" in failure.error
     assert failure.retried_at is None
 
-    monkeypatch.setattr(core.evaluation, "_run_rules", real)
+    monkeypatch.setattr(core.monitoring.evaluation, "_run_rules", real)
     cycle = run_cycle(ward, Settings.from_env(database_url=str(ward.url)))
     assert cycle.error is None and cycle.patients == 2
     assert alerts(ward)[0].state == AlertState.FIRING

@@ -9,18 +9,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from core.course import (
-    EPISODE_COLUMNS,
-    EVENT_COLUMNS,
-    LAB_COLUMNS,
-    MISSING_COLUMNS,
-    OBS_COLUMNS,
-    TREATMENT_COLUMNS,
-    days_of,
-)
-from core.db import session_scope
-from core.loading import load_courses, read_lab_frame
-from core.models import (
+from core.store.db import session_scope
+from core.store.loading import load_courses, read_lab_frame
+from core.store.models import (
     CourseEvent,
     Episode,
     LabResult,
@@ -29,6 +20,15 @@ from core.models import (
     Patient,
     RecordStatus,
     Treatment,
+)
+from core.vocabulary.course import (
+    EPISODE_COLUMNS,
+    EVENT_COLUMNS,
+    LAB_COLUMNS,
+    MISSING_COLUMNS,
+    OBS_COLUMNS,
+    TREATMENT_COLUMNS,
+    days_of,
 )
 
 TZ = "Europe/Berlin"

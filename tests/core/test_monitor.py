@@ -14,11 +14,11 @@ import time_machine
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from core.alerts import DEFAULT_ESCALATE_AFTER, acknowledge, snooze
 from core.config import Settings
-from core.db import session_scope
-from core.models import Alert, AlertState, EvaluationFailure, MonitorCycle
-from core.monitor import health, monitor_status, run_cycle, serve_health
+from core.monitoring.alerts import DEFAULT_ESCALATE_AFTER, acknowledge, snooze
+from core.monitoring.monitor import health, monitor_status, run_cycle, serve_health
+from core.store.db import session_scope
+from core.store.models import Alert, AlertState, EvaluationFailure, MonitorCycle
 from tests.cli_runner import run_cli
 from tests.core.test_importing import PATIENTS
 from tests.core.test_importing import run as csv_run
@@ -178,7 +178,7 @@ def test_monitor_once_from_the_command_line_runs_one_cycle(ward: Engine) -> None
 
 
 def test_a_failed_delivery_is_shown_until_its_alert_is_acknowledged(ward: Engine) -> None:
-    from core.models import Notification, NotificationStatus
+    from core.store.models import Notification, NotificationStatus
 
     [alert] = alerts(ward)
     with session_scope(ward) as s:
@@ -199,7 +199,7 @@ def test_a_failed_delivery_is_shown_until_its_alert_is_acknowledged(ward: Engine
 def test_a_cycle_waits_for_a_writes_follow_up_instead_of_failing(ward: Engine) -> None:
     from sqlalchemy import text
 
-    from core.evaluation import EVALUATE_LOCK_KEY
+    from core.monitoring.evaluation import EVALUATE_LOCK_KEY
 
     reports: list = []
     with ward.connect() as write:  # a write's transaction, its follow-up holding the lock

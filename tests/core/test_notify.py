@@ -1,6 +1,6 @@
 """Notifications that leave the app (issue 13 §3), end to end against real receivers.
 
-Alerts are driven through core.alerts as evaluation drives them (sync_alerts,
+Alerts are driven through core.monitoring.alerts as evaluation drives them (sync_alerts,
 escalate_overdue, acknowledge) with a NotifyConfig; deliver_pending then sends through
 Apprise to a real HTTP receiver (http.server, verifying each Standard Webhooks signature) and
 a real SMTP server (aiosmtpd), both on 127.0.0.1. Receivers count raw requests, so a double
@@ -24,25 +24,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bench._receivers import HttpReceiver, SmtpReceiver
-from core.alerts import (
+from core.config import Settings
+from core.monitoring.alerts import (
     DEFAULT_ESCALATE_AFTER,
     SCREENING_NOTE,
     acknowledge,
     escalate_overdue,
     sync_alerts,
 )
-from core.config import Settings
-from core.db import make_engine, session_scope
-from core.models import (
-    Alert,
-    AlertEvent,
-    AuditLog,
-    DeliveryAttempt,
-    Notification,
-    Patient,
-)
-from core.monitor import monitor_status
-from core.notify import (
+from core.monitoring.monitor import monitor_status
+from core.monitoring.notify import (
     NotifyConfig,
     NotifyConfigError,
     contact_rows,
@@ -66,7 +57,16 @@ from core.rules.base import (
     Status,
 )
 from core.rules.catalog import all_specs
-from core.units import Evidence
+from core.store.db import make_engine, session_scope
+from core.store.models import (
+    Alert,
+    AlertEvent,
+    AuditLog,
+    DeliveryAttempt,
+    Notification,
+    Patient,
+)
+from core.vocabulary.units import Evidence
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 SECRET = "whsec_" + base64.b64encode(b"cartwatch test secret, 32 bytes!").decode()
@@ -526,7 +526,7 @@ secret_env = "{SECRET_ENV}"
 """)
         ward = ward_of(config)
         ward.sync([met("iec_hs")], T0)
-        caplog.set_level(logging.WARNING, logger="core.notify")
+        caplog.set_level(logging.WARNING, logger="core.monitoring.notify")
         at = T0
         schedule = []
         for step in (0, 59, 60, 179, 180, 600, 36_000):
@@ -544,7 +544,7 @@ secret_env = "{SECRET_ENV}"
     assert [(a.ok, a.started_at.replace(tzinfo=UTC) - at) for a in attempts] == [
         (False, timedelta(0)), (False, timedelta(seconds=60)), (False, timedelta(seconds=180))]
     assert all("500" in str(a.error) and a.finished_at is not None for a in attempts)
-    lines = [r for r in caplog.records if r.name == "core.notify.delivery"
+    lines = [r for r in caplog.records if r.name == "core.monitoring.notify.delivery"
              and f"notification {n.id} " in r.getMessage()]
     assert [r.levelname for r in lines] == ["WARNING", "WARNING", "ERROR"]
     with session_scope(ward.engine) as s:
@@ -745,7 +745,7 @@ secret_env = "{SECRET_ENV}"
 
 def test_send_test_refuses_a_non_admin_and_an_unknown_contact(
         ward_of, receivers) -> None:  # type: ignore[no-untyped-def]
-    from core.permissions import NotAllowed
+    from core.access.permissions import NotAllowed
 
     config = config_of(toml_of(receivers, None))
     ward = ward_of(config)
@@ -764,7 +764,7 @@ def test_evaluate_with_a_notify_table_in_the_site_file_enqueues_and_delivers(
     """The whole path as the monitor runs it: the site file holds thresholds and [notify];
     evaluate fires lab_overdue for a patient without labs and writes the outbox row in the
     same transaction; deliver_pending sends it. (core/rules/site.py must accept [notify].)"""
-    from core.evaluation import run_evaluate
+    from core.monitoring.evaluation import run_evaluate
 
     with HttpReceiver(SECRET) as pager:
         site = tmp_path / "site.toml"

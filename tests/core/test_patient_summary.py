@@ -1,10 +1,10 @@
-"""The patient page's score panel (core.patient_summary) shows what the rules say."""
+"""The patient page's score panel (core.views.patient_summary) shows what the rules say."""
 
 from __future__ import annotations
 
-from core.course import make_course
-from core.patient_summary import score_blocks
 from core.rules.engine import evaluate_course
+from core.views.patient_summary import score_blocks
+from core.vocabulary.course import make_course
 
 
 def test_the_icaht_rows_say_how_much_of_the_window_was_measured() -> None:

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from core.accounts import change_own_password, reset_password, set_active, set_role
-from core.alerts import acknowledge, snooze
-from core.corrections import correct, mark_entered_in_error, verify
-from core.db import session_scope
-from core.entry import enter_day, enter_grid, save_site_setting
-from core.fhir import import_fhir
-from core.importing import import_file
-from core.models import Alert, AuditLog, LabResult, Patient
-from core.permissions import PERMISSIONS, NotAllowed, allowed, require
-from core.users import create_user
+from core.access.accounts import change_own_password, reset_password, set_active, set_role
+from core.access.permissions import PERMISSIONS, NotAllowed, allowed, require
+from core.access.users import create_user
+from core.capture.corrections import correct, mark_entered_in_error, verify
+from core.capture.entry import enter_day, enter_grid, save_site_setting
+from core.capture.fhir import import_fhir
+from core.capture.importing import import_file
+from core.monitoring.alerts import acknowledge, snooze
+from core.store.db import session_scope
+from core.store.models import Alert, AuditLog, LabResult, Patient
 
 ROLES = ["display", "viewer", "nurse", "clinician", "admin"]
 # the design's table, written out again here so a change to PERMISSIONS must be deliberate

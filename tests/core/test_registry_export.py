@@ -10,8 +10,11 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from core.capture.importing import import_file
+from core.capture.seeding import seed_sample
 from core.config import SAMPLE_DIR
-from core.exporting import (
+from core.store.models import LabResult, Patient, RecordStatus
+from core.views.exporting import (
     REGISTRY_COLUMNS,
     RegistryRefused,
     age_band,
@@ -19,9 +22,6 @@ from core.exporting import (
     registry_extract,
     subject_key,
 )
-from core.importing import import_file
-from core.models import LabResult, Patient, RecordStatus
-from core.seeding import seed_sample
 from tests.cli_runner import run_cli
 
 SECRET = "a-site-secret-of-32-characters!!"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from core.course import Course, make_course
-from core.db import make_engine, session_scope
-from core.loading import load_courses
 from core.rules.catalog import all_specs
 from core.rules.engine import _run, day_view, replay_course, replay_days, thresholds_for
 from core.rules.reading import END_OF_DAY
+from core.store.db import make_engine, session_scope
+from core.store.loading import load_courses
+from core.vocabulary.course import Course, make_course
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKED = [s for s in all_specs() if s.replay is not None]

@@ -1,7 +1,8 @@
 """Facts about a rule (short name, syndrome, informational, episode kind) are declared on its
 `Rule` row, and the ward, alerts, backtest and episode views read them from the catalogue.
 
-The table is what the ward, core/alerts.py and core/rules/episodes.py held in their own lists
+The table is what the ward, core/monitoring/alerts.py and core/rules/episodes.py held in their own
+lists
 before the facts moved onto the rules (issue 15): the same strings, sets and kinds.
 """
 
@@ -9,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.alerts import is_alertable
-from core.backtest import alert_episodes, burden_table
-from core.models import EpisodeKind
+from core.monitoring.alerts import is_alertable
+from core.rules.backtest import alert_episodes, burden_table
 from core.rules.base import Finding, Status
 from core.rules.catalog import (
     all_rules,
@@ -21,7 +21,8 @@ from core.rules.catalog import (
     rules_by_id,
     syndrome_ids,
 )
-from core.ward import short_name
+from core.store.models import EpisodeKind
+from core.views.ward import short_name
 
 # rule id -> (short name, syndrome kind, informational, episode kind)
 FACTS: dict[str, tuple[str, str | None, bool, str | None]] = {

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.observations import DRUGS, OBSERVATION_KINDS, parse_observation_value
-from core.units import ANALYTES, check_plausibility, conversion_factor, convert
+from core.vocabulary.observations import DRUGS, OBSERVATION_KINDS, parse_observation_value
+from core.vocabulary.units import ANALYTES, check_plausibility, conversion_factor, convert
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"

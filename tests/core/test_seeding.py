@@ -1,5 +1,5 @@
 """Seeding the sample on a later day: patients.csv's dates move by whole days so that today is
-the sample's day (core/seeding.py); real SQLite files, the real import and evaluate."""
+the sample's day (core/capture/seeding.py); real SQLite files, the real import and evaluate."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from core.capture.seeding import latest_row, live_shift, seed_sample
 from core.config import SAMPLE_DIR, Settings
-from core.db import init_db, make_engine, session_scope
-from core.evaluation import run_evaluate
-from core.models import Patient
-from core.seeding import latest_row, live_shift, seed_sample
+from core.monitoring.evaluation import run_evaluate
+from core.store.db import init_db, make_engine, session_scope
+from core.store.models import Patient
 from tests.cli_runner import CliRun, run_cli
 from tests.sample_db import SAMPLE_NOW
 

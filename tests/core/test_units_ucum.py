@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.units import ANALYTES, accepted_units, conversion_factor, ucum_factor
+from core.vocabulary.units import ANALYTES, accepted_units, conversion_factor, ucum_factor
 
-# (analyte, spelling, factor): the entries core/units.py listed by hand before UCUM, now
+# (analyte, spelling, factor): the entries core/vocabulary/units.py listed by hand before UCUM, now
 # converted by UCUM (the molar factors of criteria §9 and lab shorthand stay in the table)
 FORMERLY_HAND_WRITTEN = [
     ('ferritin', 'ng/ml', 1.0),

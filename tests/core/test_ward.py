@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from core.alerts import acknowledge, snooze, sync_alerts
-from core.db import session_scope
-from core.models import Alert, EvaluationRun, LabResult, Patient, PatientStatus
+from core.monitoring.alerts import acknowledge, snooze, sync_alerts
 from core.rules.base import EvidenceItem, Finding, Status
 from core.rules.catalog import all_specs
-from core.ward import (
+from core.store.db import session_scope
+from core.store.models import Alert, EvaluationRun, LabResult, Patient, PatientStatus
+from core.views.ward import (
     InboxFilter,
     alert_inbox,
     changes_since,

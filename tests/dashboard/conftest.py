@@ -11,9 +11,9 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core.accounts import active_account
-from core.db import make_engine
-from core.users import create_user
+from core.access.accounts import active_account
+from core.access.users import create_user
+from core.store.db import make_engine
 from tests.sample_db import build_sample_db, copy_db, sample_clock
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")

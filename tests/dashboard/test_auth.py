@@ -16,9 +16,9 @@ import streamlit as st
 from sqlalchemy import create_engine, select, text
 from streamlit.testing.v1 import AppTest
 
-from core.db import make_engine, session_scope
-from core.models import Alert, AlertState, AuditLog, User
-from core.permissions import NotAllowed
+from core.access.permissions import NotAllowed
+from core.store.db import make_engine, session_scope
+from core.store.models import Alert, AlertState, AuditLog, User
 from dashboard import resources
 from tests.dashboard.conftest import APP, PASSWORD, sign_in
 from tests.dashboard.test_ward_pages import all_output
@@ -267,7 +267,7 @@ def test_admin_adds_and_deactivates_a_user_audited_and_they_cannot_sign_in(sampl
 
 
 def test_a_deactivated_user_is_signed_out_at_the_next_click(app, sample_url):
-    from core.accounts import set_active
+    from core.access.accounts import set_active
 
     set_active(make_engine(sample_url), "dr.lee", False, "admin.amy", actor_role="admin")
     app.run()
@@ -284,8 +284,8 @@ def test_an_admin_cannot_deactivate_themselves(sample_url):
 
 
 def test_a_sign_in_cookie_issued_before_a_sign_out_is_not_honoured(sample_url):
-    from core.accounts import record_sign_in, token_account
-    from core.users import issue_token
+    from core.access.accounts import record_sign_in, token_account
+    from core.access.users import issue_token
 
     engine, key = make_engine(sample_url), "a key for this test only"
     token = issue_token(key, "dr.lee", 30 * 60)
@@ -369,6 +369,6 @@ def test_a_user_changes_their_own_password_on_my_account(app, sample_url):
     assert any("Password changed" in s.value for s in app.success)
     assert [r["actor"] for r in audit_rows(sample_url, "password_changed")] == ["dr.lee"]
     eng = make_engine(sample_url)
-    from core.accounts import active_account
-    from core.users import check_password
+    from core.access.accounts import active_account
+    from core.access.users import check_password
     assert check_password("my new password 1", active_account(eng, "dr.lee").password_hash)

@@ -12,8 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.db import make_engine
-from core.users import is_external
+from core.access.users import is_external
+from core.store.db import make_engine
 from tests.dashboard.conftest import APP
 from tests.dashboard.test_auth import audit_rows, is_sign_in_form
 
@@ -90,7 +90,7 @@ def test_a_clinician_identity_lands_as_clinician_with_an_external_user_row(oidc_
     assert (login["actor"], login["after"]["method"]) == ("kim.clin", "oidc")
     (made,) = [r for r in audit_rows(oidc_url, "create_user") if r["actor"] == "kim.clin"]
     assert made["after"] == {"username": "kim.clin", "role": "clinician", "sign_in": "oidc"}
-    from core.accounts import active_account
+    from core.access.accounts import active_account
     assert is_external(active_account(make_engine(oidc_url), "kim.clin").password_hash)
 
 

@@ -6,8 +6,8 @@ from sqlalchemy import create_engine, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from core import codemap
-from core.models import AuditLog
+from core.capture import codemap
+from core.store.models import AuditLog
 from tests.dashboard.conftest import APP, sign_in
 
 

@@ -9,7 +9,7 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import create_engine, select
 
-from core.models import AuditLog, LabResult, Patient
+from core.store.models import AuditLog, LabResult, Patient
 from tests.dashboard.conftest import sign_in
 
 PID = "SYN-004"
@@ -146,7 +146,7 @@ def test_import_preview_then_commit(app, sample_url, tmp_path):
     open_page(app, "import_data.py")
     data = f"patient_id,day,analyte,value,unit\n{PID},1.9,ferritin,4321,ng/mL\n".encode()
     # AppTest has no file_uploader driver: feed the same bytes through the page's path
-    from core.importing import import_file
+    from core.capture.importing import import_file
     from tests.core.test_importing import snapshot
 
     eng = create_engine(sample_url)

@@ -1,4 +1,4 @@
-"""AppTest: the Held messages page. Messages arrive through core.hl7.receive (the listener's
+"""AppTest: the Held messages page. Messages arrive through core.capture.hl7.receive (the listener's
 own path) on a copy of the sample database; a nurse matches and releases, an admin maps a
 code, a message is dismissed with a reason."""
 
@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, select
 
+from core.capture.hl7.receive import receive
 from core.config import Settings
-from core.hl7.receive import receive
-from core.models import AuditLog, CodeMapEntry, InboundMessage, LabResult, Observation, Patient
+from core.store.models import (
+    AuditLog,
+    CodeMapEntry,
+    InboundMessage,
+    LabResult,
+    Observation,
+    Patient,
+)
 from dashboard.codemap_admin import TARGETS
 from tests.core.test_hl7_receive import FER, oru
 from tests.dashboard.conftest import sign_in

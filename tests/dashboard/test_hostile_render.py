@@ -11,12 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.access.users import create_user
+from core.capture.entry import enter_day
+from core.capture.importing import import_file
 from core.config import Settings
-from core.db import init_db, make_engine
-from core.entry import enter_day
-from core.evaluation import run_evaluate
-from core.importing import import_file
-from core.users import create_user
+from core.monitoring.evaluation import run_evaluate
+from core.store.db import init_db, make_engine
 from tests.dashboard.conftest import APP, PASSWORD, sign_in
 
 DASHBOARD = Path(APP).parent
@@ -96,4 +96,4 @@ def test_hostile_text_renders_inert(hostile_app: AppTest, page: str) -> None:
     if page == "huddle":
         shown = "".join(_html_bodies(at))
         assert "&lt;script&gt;1&lt;/script&gt;" in shown  # the bed, escaped
-        assert 'class="who">IXI<' in shown  # initials: letters only (core.ward)
+        assert 'class="who">IXI<' in shown  # initials: letters only (core.views.ward)

@@ -7,9 +7,9 @@ from sqlalchemy import create_engine, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from core.entry import site_setting
-from core.loading import PRELIMINARY_SETTING
-from core.models import AuditLog
+from core.capture.entry import site_setting
+from core.store.loading import PRELIMINARY_SETTING
+from core.store.models import AuditLog
 from tests.dashboard.conftest import APP, sign_in
 from tests.dashboard.test_held_page import FER, arrive, oru
 

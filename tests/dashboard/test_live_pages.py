@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session
 
-from core.db import make_engine
-from core.importing import import_file
-from core.models import MonitorCycle, Notification, NotificationStatus, utcnow
-from core.monitor import MonitorStatus
+from core.capture.importing import import_file
+from core.monitoring.monitor import MonitorStatus
+from core.store.db import make_engine
+from core.store.models import MonitorCycle, Notification, NotificationStatus, utcnow
 from dashboard.ward_view import ward_notices
 from tests.dashboard.test_ward_pages import all_output
 

@@ -9,12 +9,12 @@ import pytest
 from sqlmodel import select
 
 from core.config import SAMPLE_DIR
-from core.db import make_engine, session_scope
-from core.exporting import figure_image
-from core.figures import THRESHOLD_LINES, timeline_figure
-from core.models import Alert, AlertState, Patient
 from core.rules.catalog import spec_by_id
-from core.units import fmt
+from core.store.db import make_engine, session_scope
+from core.store.models import Alert, AlertState, Patient
+from core.views.exporting import figure_image
+from core.views.figures import THRESHOLD_LINES, timeline_figure
+from core.vocabulary.units import fmt
 from tests.conftest import missing_dependency
 
 SAMPLE_IDS = list(pd.read_csv(SAMPLE_DIR / "patients.csv")["patient_id"])
@@ -174,14 +174,14 @@ def test_scores_panel_lists_every_score_with_prompts(app):
 def test_snapshot_export_is_a_valid_file(sample_url, fmt, magic):
     if shutil.which("chromium") is None:
         missing_dependency("Debian's chromium (kaleido draws the snapshot with it)")
-    from core.exporting import patient_snapshot
+    from core.views.exporting import patient_snapshot
 
     data = patient_snapshot(make_engine(sample_url), "SYN-004", "UTC", fmt)
     assert data.startswith(magic) and len(data) > 10_000
 
 
 def test_figure_image_refuses_unknown_formats():
-    from core.course import make_course
+    from core.vocabulary.course import make_course
 
     with pytest.raises(ValueError, match="png or pdf"):
         figure_image(timeline_figure(make_course()), "svg")
@@ -215,7 +215,7 @@ def test_the_chart_has_a_description_and_its_values_table_right_below(app, sampl
 
 
 def test_values_table_spells_out_what_the_markers_show():
-    from core.course import make_course
+    from core.vocabulary.course import make_course
     from dashboard.chart_text import CORRECTED_MARK, UNVERIFIED_MARK, values_table
 
     course = make_course(

@@ -28,8 +28,8 @@ def all_output(at) -> str:
 
 def concern_order(url: str) -> pd.DataFrame:
     """The ward in concern order as core computes it (the page must show the same order)."""
-    from core.db import make_engine, session_scope
-    from core.ward import ward_summary
+    from core.store.db import make_engine, session_scope
+    from core.views.ward import ward_summary
 
     with session_scope(make_engine(url)) as s:
         return ward_summary(s, "UTC")
@@ -123,7 +123,7 @@ def test_inbox_refuses_a_snooze_without_reason_then_snoozes_with_one(app, sample
 
 def test_inbox_filters_by_rule_and_shows_history(app, sample_url):
     app.switch_page("pages/alerts.py").run()
-    from core.ward import short_name
+    from core.views.ward import short_name
 
     with create_engine(sample_url).connect() as c:
         expected = {r[0] for r in c.execute(text(
@@ -148,7 +148,7 @@ LEVEL_CASES = [  # (escalated, severe, warning, info) -> level, words, border pa
 @pytest.mark.parametrize(("counts", "level", "words", "border"), LEVEL_CASES)
 def test_tile_severity_is_a_word_a_shape_and_a_border_pattern_not_only_a_colour(
         counts, level, words, border):
-    from core.ward import HuddleTile
+    from core.views.ward import HuddleTile
     from dashboard.ward_view import SEVERITY_COLOURS, severity_label, severity_level, tile_html
 
     escalated, severe, warning, info = counts

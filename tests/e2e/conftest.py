@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from core.db import make_engine
-from core.users import create_user
+from core.access.users import create_user
+from core.store.db import make_engine
 from tests.conftest import free_port, missing_dependency
 from tests.sample_db import build_sample_db
 

@@ -11,9 +11,9 @@ import pytest
 from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Page, expect
 
-from core.db import make_engine
-from core.permissions import allowed
-from core.users import create_user
+from core.access.permissions import allowed
+from core.access.users import create_user
+from core.store.db import make_engine
 from tests.e2e.conftest import DISPLAY_TOKEN, PASSWORD, ROOT, USERS, log_in, settle
 
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]

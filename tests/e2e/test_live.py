@@ -17,8 +17,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import update
 from sqlmodel import Session
 
-from core.db import make_engine
-from core.models import MonitorCycle, Notification, NotificationStatus, utcnow
+from core.store.db import make_engine
+from core.store.models import MonitorCycle, Notification, NotificationStatus, utcnow
 from tests.e2e.conftest import DISPLAY_TOKEN, ROOT, log_in, settle, shot
 
 INTERVAL = 5  # seconds between the wall's refreshes (the URL's interval)

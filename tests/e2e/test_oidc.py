@@ -24,8 +24,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, select
 
-from core.models import AuditLog, User
-from core.users import is_external
+from core.access.users import is_external
+from core.store.models import AuditLog, User
 from tests.conftest import free_port
 from tests.e2e.conftest import ROOT, settle, shot
 from tests.e2e.test_accessibility import blocking_violations

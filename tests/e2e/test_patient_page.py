@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from core.units import fmt
+from core.vocabulary.units import fmt
 from tests.e2e.conftest import log_in, shot
 from tests.e2e.test_accessibility import blocking_violations
 from tests.e2e.test_keyboard import tab_to

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from core.importing import import_file
-from core.models import LabResult
+from core.capture.importing import import_file
+from core.store.models import LabResult
 from tests.reliability.worker import NOW
 
 ROOT = Path(__file__).resolve().parents[2]

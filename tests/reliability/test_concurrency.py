@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import func, select
 
-from core.models import AuditLog, ImportBatch
+from core.store.models import AuditLog, ImportBatch
 from tests.reliability.conftest import finish, lab_count, spawn, url_of
 
 FILES, ROWS = 6, 8  # per import writer: 6 files of 8 lab rows

@@ -26,16 +26,16 @@ from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.alerts import snooze
-from core.corrections import CorrectionRefused, correct
-from core.db import init_db, is_sqlite, make_engine
-from core.entry import enter_day
-from core.faults import StorageFault, storage_guard
-from core.importing import import_file
-from core.models import AuditLog, ImportBatch, LabResult, Patient
-from core.permissions import NotAllowed
-from core.unit_of_work import write_session
-from core.users import create_user
+from core.access.permissions import NotAllowed
+from core.access.users import create_user
+from core.capture.corrections import CorrectionRefused, correct
+from core.capture.entry import enter_day
+from core.capture.importing import import_file
+from core.monitoring.alerts import snooze
+from core.store.db import init_db, is_sqlite, make_engine
+from core.store.faults import StorageFault, storage_guard
+from core.store.models import AuditLog, ImportBatch, LabResult, Patient
+from core.store.unit_of_work import write_session
 from tests.conftest import free_port
 from tests.reliability.conftest import NO_OVERRIDE, ROOT, finish, lab_count, spawn, url_of
 from tests.reliability.worker import NOW, import_paths, lab_file, seed_for_writes, write_paths
@@ -304,7 +304,7 @@ def _every_write_succeeds(engine: Engine, ids: dict[str, int]) -> None:
     after = _counts(content)
     # one audit row per changed row: 1 + 2 entered labs, setting, verify, correct,
     # entered-in-error, acknowledge, snooze, user, and one per import batch; besides them,
-    # the alert changes that the writes' own evaluation made (core.unit_of_work)
+    # the alert changes that the writes' own evaluation made (core.store.unit_of_work)
     followed = sum(row[3] in _SYNC_ACTIONS for row in content["auditlog"][before["auditlog"]:])
     assert after["auditlog"] - before["auditlog"] - followed == 3 + 1 + 3 + 2 + 1 + 2, (
         before, after)

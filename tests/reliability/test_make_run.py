@@ -14,8 +14,8 @@ from pathlib import Path
 from hl7.client import MLLPClient
 from sqlalchemy import func, select
 
-from core.db import make_engine, session_scope
-from core.models import LabResult, MonitorCycle
+from core.store.db import make_engine, session_scope
+from core.store.models import LabResult, MonitorCycle
 from tests.conftest import ROOT, free_port
 from tests.core.test_hl7_receive import FER, ack_fields, oru, stamp
 

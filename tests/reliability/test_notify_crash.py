@@ -23,13 +23,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bench._receivers import HttpReceiver
-from core.alerts import sync_alerts
 from core.config import Settings
-from core.db import session_scope
-from core.models import DeliveryAttempt, Notification, Patient, utcnow
-from core.notify import deliver_pending, parse_notify_config, webhook_id
+from core.monitoring.alerts import sync_alerts
+from core.monitoring.notify import deliver_pending, parse_notify_config, webhook_id
 from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status
-from core.units import Evidence
+from core.store.db import session_scope
+from core.store.models import DeliveryAttempt, Notification, Patient, utcnow
+from core.vocabulary.units import Evidence
 from tests.reliability.conftest import ROOT, url_of
 
 SECRET = "whsec_" + base64.b64encode(b"crash test secret of 32 bytes..!").decode()

@@ -30,17 +30,17 @@ def lab_file(patient: str, start: int, rows: int) -> bytes:
 
 
 def _engine(url: str):  # type: ignore[no-untyped-def]
-    from core.db import make_engine
+    from core.store.db import make_engine
 
     return make_engine(url)
 
 
 def writer(url: str, patient: str, files: int, rows: int, mode: str,
            stop: str | None = None) -> dict:
-    """Import `files` small files (or enter them through core.entry when mode == 'entry');
+    """Import `files` small files (or enter them through core.capture.entry when mode == 'entry');
     with `stop`, end early once that file exists."""
-    from core.entry import enter_day
-    from core.importing import import_file
+    from core.capture.entry import enter_day
+    from core.capture.importing import import_file
 
     engine = _engine(url)
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def importer(url: str, patient: str, rows: int, ready: str | None = None,
              hold: float = 0.0) -> dict:
     """One large import; with `ready`, touch that file once the first chunk is written
     (inside the open transaction) and hold there for `hold` seconds."""
-    from core.importing import import_file
+    from core.capture.importing import import_file
 
     engine = _engine(url)
     signalled = False
@@ -93,9 +93,9 @@ def importer(url: str, patient: str, rows: int, ready: str | None = None,
 
 def reader(url: str, stop: str) -> dict:
     """Loop over the ward summary and every course until the stop file appears."""
-    from core.db import session_scope
-    from core.loading import load_courses
-    from core.ward import ward_summary
+    from core.store.db import session_scope
+    from core.store.loading import load_courses
+    from core.views.ward import ward_summary
 
     engine = _engine(url)
     loops = 0
@@ -112,7 +112,7 @@ def reader(url: str, stop: str) -> dict:
 
 def import_once(url: str, path: str) -> dict:
     """Import one file and return the report (used as another OS user for read-only files)."""
-    from core.importing import import_file
+    from core.capture.importing import import_file
 
     engine = _engine(url)
     rep = import_file(engine, Path(path).read_bytes(), Path(path).name, user="ro", now=NOW)
@@ -134,10 +134,10 @@ def seed_for_writes(engine) -> dict[str, int]:  # type: ignore[no-untyped-def]
     every write path to change. Returns the ids the write paths need."""
     from sqlmodel import select
 
-    from core.db import session_scope
-    from core.entry import enter_day
-    from core.importing import import_file
-    from core.models import Alert, AlertState, Patient
+    from core.capture.entry import enter_day
+    from core.capture.importing import import_file
+    from core.store.db import session_scope
+    from core.store.models import Alert, AlertState, Patient
 
     rep = import_file(engine, b"patient_id,infusion_date,product\nF1,2025-12-01,axi-cel\n",
                       "patients.csv", now=NOW)
@@ -162,11 +162,11 @@ def write_paths(ids: dict[str, int]) -> dict:  # type: ignore[type-arg]
     The alert actions run in `write_session`, as a page owning the transaction would."""
     import pandas as pd
 
-    from core.alerts import acknowledge, snooze
-    from core.corrections import correct, mark_entered_in_error, verify
-    from core.entry import enter_day, enter_grid, save_site_setting
-    from core.unit_of_work import write_session
-    from core.users import create_user
+    from core.access.users import create_user
+    from core.capture.corrections import correct, mark_entered_in_error, verify
+    from core.capture.entry import enter_day, enter_grid, save_site_setting
+    from core.monitoring.alerts import acknowledge, snooze
+    from core.store.unit_of_work import write_session
 
     def ack(engine):  # type: ignore[no-untyped-def]
         with write_session(engine) as s:
@@ -197,8 +197,8 @@ def write_paths(ids: dict[str, int]) -> dict:  # type: ignore[type-arg]
 
 def import_paths() -> dict:  # type: ignore[type-arg]
     """name -> f(engine) -> ImportReport: the imports report a storage fault, not raise it."""
-    from core.fhir import import_fhir
-    from core.importing import import_file
+    from core.capture.fhir import import_fhir
+    from core.capture.importing import import_file
 
     return {
         "import_file": lambda e: import_file(e, lab_file("F1", 0, 20), "f1.csv", now=NOW),

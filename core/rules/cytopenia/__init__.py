@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.course import Course
 from core.rules.base import Finding, RuleSpec, Thresholds
 from core.rules.cytopenia import hematotox, icaht, prolonged, ticaht
 from core.rules.cytopenia.counting import ABOVE, BELOW, SUPPORTED, UNKNOWN, count_days
+from core.vocabulary.course import Course
 
 __all__ = ["ABOVE", "BELOW", "EVALUATORS", "RULES", "SUPPORTED", "UNKNOWN", "count_days"]
 

@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import Threshold
 from core.rules.ctcae import Series
 from core.rules.reading import course_index
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 VERSION = "1.0"
 C, C2, U, D = Evidence.C, Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN

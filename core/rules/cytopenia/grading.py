@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
 from core.rules.ctcae import Series
 from core.rules.cytopenia.counting import (
@@ -35,7 +34,8 @@ from core.rules.lab_overdue import RULE as OVERDUE_RULE
 from core.rules.lab_overdue import MonitoringSchedule
 from core.rules.reading import course_index
 from core.rules.stretches import configured_thresholds
-from core.units import ANALYTES
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES
 
 
 def _day_ranges(days: list[int]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -17,7 +16,8 @@ from core.rules.base import (
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
 from core.rules.cytopenia.replay import Cache, cached, end_index, full_series, rule_spec
-from core.units import ANALYTES
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
            "10.1182/blood.2020010543")

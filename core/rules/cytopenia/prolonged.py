@@ -6,7 +6,6 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -27,7 +26,8 @@ from core.rules.cytopenia.replay import (
     full_series,
     rule_spec,
 )
-from core.units import ANALYTES
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (
     th("landmark_day", 30, "day", D,

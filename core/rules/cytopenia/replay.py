@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import EvidenceItem, Finding, Replayer, Rule, RuleSpec, Thresholds
 from core.rules.ctcae import Series, current_day, series_of, series_of_full
 from core.rules.cytopenia.counting import (
@@ -30,6 +29,7 @@ from core.rules.cytopenia.counting import (
 )
 from core.rules.reading import END_OF_DAY, course_index, lab_series
 from core.rules.stretches import memo, thresholds_key
+from core.vocabulary.course import Course
 
 Cache = dict[object, Any]
 AsOfEvaluator = Callable[[Course, Thresholds, Cache, float, float], Finding]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from core.course import Course
 from core.rules.base import Citation, Rule, RuleSpec, Severity, Thresholds
 from core.rules.cytopenia.counting import GAP_THRESHOLDS, VERSION, C, D, th
 from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
 from core.rules.cytopenia.replay import Cache, counted, rule_spec
+from core.vocabulary.course import Course
 
 TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
 

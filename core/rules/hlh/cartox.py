@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -34,6 +33,7 @@ from core.rules.hlh.criteria import (
 )
 from core.rules.reading import baseline, course_index
 from core.rules.stretches import configured_thresholds, memo, thresholds_key
+from core.vocabulary.course import Course
 
 CARTOX = Rule(
     id="cartox_hlh",

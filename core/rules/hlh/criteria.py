@@ -14,7 +14,6 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import (
     EvidenceItem,
     Finding,
@@ -25,7 +24,8 @@ from core.rules.base import (
 )
 from core.rules.reading import Obs, ObsSeries, Value, course_index, end_of_day
 from core.rules.stretches import DailyRule, dated, day_series, memo
-from core.units import Evidence
+from core.vocabulary.course import Course
+from core.vocabulary.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
 MET, NOT_MET, NE = Status.MET, Status.NOT_MET, Status.NOT_EVALUABLE

@@ -5,7 +5,6 @@ from __future__ import annotations
 import operator
 from dataclasses import replace
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -33,6 +32,7 @@ from core.rules.hlh.criteria import (
     day_findings,
 )
 from core.rules.stretches import thresholds_key
+from core.vocabulary.course import Course
 
 HLH2004 = Rule(
     id="hlh_2004",

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.course import Course
 from core.rules.base import (
     Citation,
     EvidenceItem,
@@ -36,7 +35,8 @@ from core.rules.hlh.criteria import (
 )
 from core.rules.reading import ObsSeries
 from core.rules.stretches import thresholds_key
-from core.units import ANALYTES
+from core.vocabulary.course import Course
+from core.vocabulary.units import ANALYTES
 
 # mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.
 TG_MG_DL_PER_MMOL = ANALYTES["triglycerides"].units["mmol/l"]

@@ -1,0 +1,2 @@
+"""Who may do what: local accounts, users, single sign-on and role permissions.
+"""

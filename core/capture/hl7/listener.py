@@ -1,0 +1,188 @@
+"""The MLLP listener: python-hl7's asyncio server, the database work off the event loop.
+
+Each connection is read one framed message at a time (python-hl7's MLLP stream reader); the
+message is processed in a worker thread (`core.capture.hl7.receive.receive`: one transaction) and
+its
+ACK written before the next message of that connection is read, so a sender's messages are
+applied in the order sent while other connections go on at the same time. A connection that
+closes in the middle of a message leaves nothing: only a complete frame is ever processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+
+from core.capture.hl7.receive import Reply, receive
+from core.config import Settings
+from core.store.db import is_sqlite
+
+try:  # python-hl7 >= 0.4
+    from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
+except ImportError as exc:  # pragma: no cover - a broken install says so at start
+    raise ImportError("the hl7 package (python-hl7) is needed for listen-hl7") from exc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 2575
+MAX_MESSAGE_BYTES = 4 * 2**20
+
+
+def _decode(block: bytes) -> str:
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError:
+        return block.decode("latin-1")  # HL7's traditional 8-bit default
+
+
+class Listener:
+    """An MLLP server bound to (host, port); `port` 0 picks a free one (see `.port`)."""
+
+    def __init__(self, engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
+                 port: int = DEFAULT_PORT, workers: int = 4,
+                 handler: Callable[[Engine, str, Settings], Reply] | None = None) -> None:
+        self.engine, self.settings, self.host, self.port = engine, settings, host, port
+        # SQLite has one writer at a time and its busy wait is not fair (a waiting writer can
+        # starve for seconds while others take turns): its messages queue here, first come
+        # first served, for one database thread. PostgreSQL takes `workers` at once.
+        self.workers = 1 if is_sqlite(engine) else workers
+        self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hl7")
+        self.handler = handler or receive
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        server: asyncio.Server = await start_hl7_server(self._client, self.host, self.port,
+                                                        limit=MAX_MESSAGE_BYTES)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        log.info("HL7 listener on %s:%d (MLLP), %d database worker(s)", self.host, self.port,
+                 self.workers)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        # messages in flight finish their transaction (and may still send their ACK)
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        log.info("HL7 listener on %s:%d stopped", self.host, self.port)
+
+    async def _client(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        log.info("HL7 connection from %s", peer)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    block = await reader.readblock()
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial.strip():
+                        log.warning("HL7 connection from %s closed in the middle of a message "
+                                    "(%d bytes discarded; nothing stored)", peer,
+                                    len(exc.partial))
+                    break
+                except InvalidBlockError as exc:
+                    log.warning("HL7 from %s: not an MLLP frame, skipped (%s)", peer, exc)
+                    continue
+                except ValueError as exc:  # longer than MAX_MESSAGE_BYTES
+                    log.warning("HL7 from %s: message too long, skipped (%s)", peer, exc)
+                    continue
+                raw = _decode(block)
+                reply = await loop.run_in_executor(self.executor, self.handler, self.engine,
+                                                   raw, self.settings)
+                writer.writeblock(reply.ack.encode("utf-8"))
+                await writer.drain()
+        except ConnectionError as exc:
+            log.warning("HL7 connection from %s lost: %s", peer, exc)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError as exc:
+                log.info("HL7 connection from %s closed uncleanly: %s", peer, exc)
+            log.info("HL7 connection from %s closed", peer)
+
+
+async def serve(engine: Engine, settings: Settings, host: str, port: int,
+                stop: asyncio.Event, started: Callable[[Listener], None] | None = None,
+                workers: int = 4) -> None:
+    """Run a listener until `stop` is set."""
+    listener = Listener(engine, settings, host, port, workers=workers)
+    await listener.start()
+    if started is not None:
+        started(listener)
+    try:
+        await stop.wait()
+    finally:
+        await listener.close()
+
+
+class ListenerThread:
+    """A listener on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
+                 port: int = 0, workers: int = 4) -> None:
+        self.engine, self.settings, self.host, self.port = engine, settings, host, port
+        self.workers = workers
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hl7-listener", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def up(listener: Listener) -> None:
+                self.port = listener.port
+                self._ready.set()
+
+            await serve(self.engine, self.settings, self.host, self.port, self._stop, up,
+                        self.workers)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            log.exception("HL7 listener thread failed")
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> ListenerThread:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the HL7 listener did not start within 30 s")
+        if self._error is not None:
+            raise RuntimeError(f"the HL7 listener did not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def __enter__(self) -> ListenerThread:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def run(engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT, workers: int = 4) -> None:
+    """Serve until SIGTERM or SIGINT (the command line's `listen-hl7`), then close cleanly."""
+    import signal
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(engine, settings, host, port, stop, workers=workers)
+
+    asyncio.run(main())

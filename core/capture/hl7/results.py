@@ -1,0 +1,409 @@
+"""A parsed HL7 message applied to the clinical tables, inside the caller's transaction.
+
+Values pass through the import's own validation (`core.capture.importing.validate.PREPARE`: units,
+plausibility, times) and new rows through its write path (`core.capture.importing.write_rows`), so a
+value arriving by HL7 is held to the same rules as one in a CSV file. What is HL7's own:
+- the patient (PID-3) and the code (OBX-3, through the site code map, then LOINC) must be
+  known, else `Hold` is raised before anything is written;
+- OBX-11: F/P insert (P marked preliminary); a final after a preliminary finalises it (same
+  value) or supersedes it; C supersedes the earlier value of the same patient, item and time
+  with a reason (or, for a value never received, stores it new and says so); D/W mark the
+  earlier value entered in error;
+- values past a soft plausibility limit are taken as confirmed (the laboratory has released
+  them: there is nobody at the sending end to confirm); impossible values are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from core.capture.codemap import LOINC_SYSTEMS, CodeMap, Target
+from core.capture.hl7.parse import (
+    CORRECTION,
+    DATA_TYPE_ERROR,
+    DELETE,
+    FINAL,
+    PRELIMINARY,
+    SKIP,
+    AdtEvent,
+    Parsed,
+    Problem,
+    Result,
+)
+from core.capture.importing import Context, _check_lengths, _hash, _patient_index, write_rows
+from core.capture.importing.validate import PREPARE
+from core.store import audit
+from core.store.models import (
+    CodeTarget,
+    LabResult,
+    Observation,
+    Patient,
+    PatientStatus,
+    RecordStatus,
+)
+from core.vocabulary.observations import OBSERVATION_KINDS
+
+log = logging.getLogger(__name__)
+
+SOURCE = "hl7"
+DUPLICATE_KEY = "205"  # HL7 table 0357
+# import column -> OBX field, for pointing an AE at the field the import's check refused
+FIELD_OF = {"value": 5, "qualifier": 5, "unit": 6, "ref_low": 7, "ref_high": 7,
+            "collected_at": 14, "observed_at": 14, "analyte": 3, "loinc": 3, "kind": 3,
+            "note": 8, "patient_id": 3}
+# the spellings an EHR sends for the bedside observations' units (UCUM first)
+OBSERVATION_UNITS = {
+    "°C": {"cel", "°c", "degc", "c", "deg c"},
+    "/min": {"/min", "{beats}/min", "{breaths}/min", "bpm", "beats/min", "breaths/min", "min-1"},
+    "mmHg": {"mm[hg]", "mmhg", "mm hg"},
+    "%": {"%", "percent"},
+    "L/min": {"l/min", "l/mn"},
+}
+
+
+class Hold(Exception):  # noqa: N818 - a decision, not an error
+    """The message cannot be placed yet (unknown patient or code); it waits for a person."""
+
+    def __init__(self, reason: str, patient_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason, self.patient_id = reason, patient_id
+
+
+@dataclass
+class Applied:
+    rows_written: int = 0
+    notes: list[str] = field(default_factory=list)
+    patient_id: str | None = None
+
+    def summary(self) -> str:
+        head = f"{self.rows_written} change(s) written"
+        return "; ".join([head, *self.notes])[:2000]
+
+
+def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
+          matched: dict[str, str] | None = None) -> Applied:
+    """Write what the message says; raise Hold (nothing written) or Problem (the caller
+    rolls back). `matched`: PID-3 value -> registered patient, set by a person."""
+    patients = _patient_index(session)
+    matched = matched or {}
+
+    def resolve(pid: str) -> str:
+        return pid if pid in patients else matched.get(pid, pid)
+
+    unknown = [pid for pid in parsed.patient_ids if resolve(pid) not in patients]
+    if unknown:
+        ref = (parsed.adt.patient if parsed.adt else next(
+            r.patient for r in parsed.results if r.patient.patient_id == unknown[0]))
+        sent = ", ".join(ref.all_ids)
+        what = (f"no registered patient with PID-3 {unknown[0]!r}" if unknown[0]
+                else "no PID-3 identifier of the site's identifier type")
+        raise Hold(f"Held: {what} (PID-3 sent: {sent}). Match it to a registered patient, "
+                   "then release.", unknown[0] or (ref.all_ids[0] if ref.all_ids else None))
+    out = Applied(notes=list(parsed.notes),
+                  patient_id=resolve(parsed.patient_ids[0]) if parsed.patient_ids else None)
+    if parsed.adt is not None:
+        _adt(session, parsed, parsed.adt, resolve(parsed.adt.patient.patient_id), actor, out)
+        return out
+    if not parsed.results:
+        return out
+    codes = CodeMap.load(session)
+    targets = _targets(parsed, codes)
+    rows: dict[CodeTarget, list[tuple[Result, Target]]] = {CodeTarget.ANALYTE: [],
+                                                            CodeTarget.OBSERVATION: []}
+    for result in parsed.results:
+        if result.status == SKIP:
+            out.notes.append(f"OBX #{result.seq} ({result.code_text}) has status "
+                             f"{result.status_code}: no value to store")
+            continue
+        target = targets[result.seq]
+        rows[target.kind].append((result, target))
+    now = datetime.now(UTC)
+    for kind, items in rows.items():
+        if items:
+            _results(session, parsed, kind, items, patients, resolve, tz, now, actor, out)
+    return out
+
+
+def target_of(codes: CodeMap, parsed: Parsed, result: Result) -> Target | None:
+    """What an OBX-3 means here: its codings through the site code map (for their own
+    system, then under the sending application's name), then LOINC; None when unknown."""
+    app = parsed.header.sending_app
+    return codes.resolve_any([*result.codings, *((app, c) for _s, c in result.codings)])
+
+
+def _targets(parsed: Parsed, codes: CodeMap) -> dict[int, Target]:
+    found: dict[int, Target] = {}
+    for result in parsed.results:
+        if result.status == SKIP:
+            continue
+        target = target_of(codes, parsed, result)
+        if target is None or target.kind is CodeTarget.DRUG:
+            # a result message does not record a drug given (that is FHIR
+            # MedicationAdministration or a treatments CSV): an OBX coded as a drug is more
+            # likely a drug level, so it is not guessed into a treatment
+            why = ("maps to a drug (a treatment), which a result message (ORU) does not "
+                   "record. An admin maps the code to a lab analyte or a bedside observation "
+                   "instead, then release; or dismiss the message with a reason"
+                   if target is not None else
+                   "is neither in the site code map nor a LOINC code CAR-T Watch monitors. "
+                   "An admin maps the code, then release")
+            raise Hold(f"Held: OBX #{result.seq} code {result.code_text!r} {why}.",
+                       result.patient.patient_id)
+        found[result.seq] = target
+    return found
+
+
+def _obs_unit(result: Result, kind: str) -> str:
+    spec = OBSERVATION_KINDS[kind]
+    if not result.unit or spec.unit is None:
+        return spec.unit or result.unit
+    if result.unit == spec.unit or result.unit.strip().lower() in OBSERVATION_UNITS.get(
+            spec.unit, set()):
+        return spec.unit
+    raise Problem("OBX", result.seq, 6, DATA_TYPE_ERROR,
+                  f"unit {result.unit!r} is not accepted for {spec.label} (expected "
+                  f"{spec.unit})")
+
+
+def _frame(kind: CodeTarget, items: list[tuple[Result, Target]],
+           resolve: Any) -> pd.DataFrame:
+    records = []
+    for r, t in items:
+        when = r.observed_at.astimezone(UTC).isoformat()
+        pid = resolve(r.patient.patient_id)
+        if kind is CodeTarget.ANALYTE:
+            loinc = next((c for s, c in r.codings if s in LOINC_SYSTEMS), "")
+            records.append({"patient_id": pid, "collected_at": when, "analyte": t.code,
+                            "value": r.value or "0", "unit": t.unit or r.unit,
+                            "qualifier": r.qualifier, "ref_low": r.ref_low,
+                            "ref_high": r.ref_high, "loinc": loinc if t.by == "LOINC" else ""})
+        else:
+            note = f"HL7 flags: {r.flags}" if r.flags else ""
+            records.append({"patient_id": pid, "observed_at": when, "kind": t.code,
+                            "value": r.value or "0", "unit": _obs_unit(r, t.code),
+                            "note": note})
+    return pd.DataFrame(records, dtype=str)
+
+
+def _problems(errors: list, items: list[tuple[Result, Target]]) -> Problem:
+    """The import's row errors as a Problem at the OBX (and field) they came from."""
+    found = []
+    for e in errors:
+        i = e.row - 2
+        result = items[i][0] if 0 <= i < len(items) else items[0][0]
+        column = e.column.split(" or ")[0]
+        field_no = FIELD_OF.get(column, 5)
+        text = re.sub(r"Duplicate of row (\d+)",
+                      lambda m: f"Duplicate of OBX #{items[int(m.group(1)) - 2][0].seq}",
+                      e.message).replace("this file", "this message")
+        found.append(Problem("OBX", result.seq, field_no, DATA_TYPE_ERROR,
+                             f"{result.code_text}: {text}"))
+    first = found[0]
+    first.extra = found[1:]
+    return first
+
+
+def _results(session: Session, parsed: Parsed, kind: CodeTarget,
+             items: list[tuple[Result, Target]], patients: dict, resolve: Any, tz: str,
+             now: datetime, actor: str, out: Applied) -> None:
+    labs = kind is CodeTarget.ANALYTE
+    name = "labs" if labs else "observations"
+    model: Any = LabResult if labs else Observation
+    ctx = Context(tz=tz, now=now, patients=patients, confirm_unusual=True)
+    prepared = PREPARE[name](_frame(kind, items, resolve), ctx)
+    _check_lengths(name, prepared, ctx)
+    errors = [e for e in ctx.errors if not _is_retraction(items, e.row, e.column)]
+    if errors:
+        raise _problems(errors, items)
+    prepared["_row_key"] = _hash(name, prepared["_natural"])
+    prepared["_content"] = _hash(name, prepared["_value_key"])
+    control = parsed.header.control_id
+    new_idx: list = []
+    for idx, (result, _t) in zip(prepared.index, items, strict=True):
+        row = prepared.loc[idx]
+        current = _current(session, model, labs, row)
+        verb = {CORRECTION: "corrected", DELETE: "retracted"}.get(result.status, "")
+        tag = f"HL7 OBX-11 {result.status_code}, message {control}"
+        if result.status == DELETE:
+            if current is None:
+                out.notes.append(f"OBX #{result.seq} {result.status_code}: no stored value "
+                                 "to retract")
+                continue
+            _retract(session, current, name, f"{verb} by the laboratory ({tag})", actor)
+            out.rows_written += 1
+            continue
+        if current is None:
+            if result.status == CORRECTION:
+                out.notes.append(f"OBX #{result.seq}: a correction for a value never received; "
+                                 "stored as a new value")
+            new_idx.append(idx)
+            continue
+        same = _same(current, row, labs)
+        prelim = labs and bool(current.preliminary)
+        if same:
+            if prelim and result.status in (FINAL, CORRECTION):
+                _finalise(session, current, f"made final by the laboratory ({tag})", actor)
+                out.rows_written += 1
+            continue
+        if result.status == CORRECTION:
+            why = f"corrected by the laboratory ({tag})"
+        elif prelim:
+            why = (f"final result replaces the preliminary ({tag})" if result.status == FINAL
+                   else f"updated preliminary result ({tag})")
+        elif result.status == PRELIMINARY:
+            raise Problem("OBX", result.seq, 11, DUPLICATE_KEY,
+                          f"{result.code_text}: a final value is already stored for this "
+                          "patient and time; a preliminary cannot replace it")
+        else:
+            raise Problem("OBX", result.seq, 11, DUPLICATE_KEY,
+                          f"{result.code_text}: a different value is already stored for "
+                          "this patient and time; send the change as a correction (OBX-11 C)")
+        _supersede(session, model, name, current, row, result, control, why, actor)
+        out.rows_written += 1
+    if new_idx:
+        new = prepared.loc[new_idx].copy()
+        taken = set(session.execute(select(model.row_key).where(
+            model.row_key.in_(list(new["_row_key"])))).scalars())
+        # a key held by a retracted or superseded row: the new row goes in without one
+        clash = new["_row_key"].isin(taken)
+        new.loc[clash, "_row_key"] = None
+        new.loc[clash, "_content"] = None
+        by_idx = dict(zip(prepared.index, items, strict=True))
+        new["source_record_id"] = [f"{control}/OBX{by_idx[i][0].seq}"[:200] for i in new_idx]
+        if labs:
+            new["preliminary"] = [by_idx[i][0].status == PRELIMINARY for i in new_idx]
+        write_rows(session, name, new, batch_id=None, user=actor, source=SOURCE)
+        out.rows_written += len(new)
+
+
+def _is_retraction(items: list[tuple[Result, Target]], row: int, column: str) -> bool:
+    """D/W results carry no value to check: only their item and time matter."""
+    i = row - 2
+    return (0 <= i < len(items) and items[i][0].status == DELETE
+            and column in ("value", "unit", "qualifier", "ref_low", "ref_high", "loinc"))
+
+
+def _current(session: Session, model: Any, labs: bool, row: pd.Series) -> Any:
+    """The current (final) stored row of the same patient, item and time, if any."""
+    when = row["collected_at" if labs else "observed_at"].to_pydatetime().astimezone(UTC)
+    item = model.analyte if labs else model.kind
+    time_col = model.collected_at if labs else model.observed_at
+    return session.execute(select(model).where(
+        model.patient_pk == int(row["patient_pk"]), item == row["analyte" if labs else "kind"],
+        time_col == when, model.status == RecordStatus.FINAL.value)
+        .order_by(model.id.desc())).scalars().first()
+
+
+def _same(current: Any, row: pd.Series, labs: bool) -> bool:
+    if labs:
+        q = row["qualifier"] if isinstance(row["qualifier"], str) else ""
+        return abs(float(current.value) - float(row["value"])) < 1e-9 and (
+            (current.qualifier or "") == q)
+    num = row["value_num"]
+    if pd.isna(num):
+        return current.value_num is None and current.value_text == row["value_text"]
+    return current.value_num is not None and abs(current.value_num - float(num)) < 1e-9
+
+
+def _plain(row: pd.Series) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for k, v in row.to_dict().items():
+        if k.startswith("_"):
+            continue
+        if not isinstance(v, str) and pd.isna(v):
+            v = None
+        elif isinstance(v, pd.Timestamp):
+            v = v.to_pydatetime()
+        elif hasattr(v, "item"):
+            v = v.item()
+        fields[k] = v
+    return fields
+
+
+def _pid(session: Session, patient_pk: int) -> str:
+    patient = session.get(Patient, patient_pk)
+    assert patient is not None, patient_pk  # a clinical row's patient_pk is a foreign key
+    return patient.patient_id
+
+
+def _supersede(session: Session, model: Any, name: str, old: Any, row: pd.Series,
+               result: Result, control: str, why: str, actor: str) -> None:
+    fields = _plain(row)
+    if name == "labs":
+        fields["preliminary"] = result.status == PRELIMINARY
+    new = model(**fields, source=SOURCE, source_record_id=f"{control}/OBX{result.seq}"[:200],
+                entered_by=actor, entered_at=datetime.now(UTC),
+                status=RecordStatus.FINAL.value, supersedes_id=old.id,
+                correction_reason=why[:500])
+    before = audit.snapshot(old)
+    old.status = RecordStatus.SUPERSEDED.value
+    session.add(old)
+    session.flush()  # the old row leaves 'final' before the new one arrives
+    session.add(new)
+    session.flush()
+    audit.record(session, actor=actor, action="correct", table_name=name, record_id=new.id,
+                 patient_id=_pid(session, old.patient_pk), before=before,
+                 after=audit.snapshot(new), reason=why)
+    log.info("HL7 %s: %s row %s superseded by %s (%s)", control, name, old.id, new.id, why)
+
+
+def _retract(session: Session, row: Any, name: str, why: str, actor: str) -> None:
+    before = audit.snapshot(row)
+    row.status = RecordStatus.ENTERED_IN_ERROR.value
+    row.correction_reason = why[:500]
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action="entered_in_error", table_name=name,
+                 record_id=row.id, patient_id=_pid(session, row.patient_pk), before=before,
+                 after=audit.snapshot(row), reason=why)
+    log.info("HL7: %s row %s marked entered in error (%s)", name, row.id, why)
+
+
+def _finalise(session: Session, row: LabResult, why: str, actor: str) -> None:
+    before = audit.snapshot(row)
+    row.preliminary = False
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action="finalise", table_name="labs", record_id=row.id,
+                 patient_id=_pid(session, row.patient_pk), before=before,
+                 after=audit.snapshot(row), reason=why)
+
+
+def _adt(session: Session, parsed: Parsed, adt: AdtEvent, patient_id: str, actor: str,
+         out: Applied) -> None:
+    patient = session.execute(select(Patient).where(
+        col(Patient.patient_id) == patient_id)).scalars().one()
+    before = audit.snapshot(patient)
+    if adt.event in ("A01", "A02") and adt.bed:
+        patient.bed = adt.bed
+    if adt.event == "A01":
+        if patient.status == PatientStatus.DECEASED.value:
+            out.notes.append(f"{patient_id} is recorded as deceased; status not changed")
+        else:
+            patient.status = PatientStatus.ACTIVE
+    elif adt.event == "A03":
+        if patient.status == PatientStatus.DECEASED.value:
+            out.notes.append(f"{patient_id} is recorded as deceased; status not changed")
+        else:
+            patient.status = PatientStatus.DISCHARGED
+    after = audit.snapshot(patient)
+    if after == before:
+        out.notes.append(f"ADT^{adt.event}: {patient_id} already so; nothing changed")
+        return
+    session.add(patient)
+    session.flush()
+    what = {"A01": "admitted", "A02": "transferred", "A03": "discharged"}[adt.event]
+    audit.record(session, actor=actor, action="adt", table_name="patient", record_id=patient.id,
+                 patient_id=patient_id, before=before, after=after,
+                 reason=f"{what} (HL7 ADT^{adt.event}, message {parsed.header.control_id})")
+    out.rows_written += 1
+    log.info("HL7 ADT^%s: %s %s (bed %s, status %s)", adt.event, patient_id, what,
+             patient.bed, patient.status)

@@ -1,0 +1,501 @@
+"""Alert lifecycle over the `alert` and `alertevent` tables.
+
+One alert per (patient, rule, episode_key). `sync_alerts` is what `evaluate` calls with a
+patient's findings; the clinician actions are `acknowledge` and `snooze`. Every state change
+writes an `AlertEvent` (who, when, action, note) and an `AuditLog` row in the caller's
+transaction, so an alert never changes without its history.
+
+States: firing -> acknowledged | snoozed | escalated | resolved;
+escalated -> acknowledged | snoozed | resolved; acknowledged/snoozed -> resolved;
+snoozed -> firing when the snooze expires; resolved -> firing ("refired") when the same
+episode returns; acknowledged/snoozed -> firing ("reopened") when the finding worsens.
+
+Every alert is a screening flag for clinician review, never a diagnosis: the message says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, overload
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from core.access.permissions import require
+from core.rules.base import Finding, RuleSpec, Severity, Status
+from core.rules.catalog import informational_ids
+from core.store.db import table_of
+from core.store.faults import storage_guard
+from core.store.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
+from core.vocabulary.screening import SCREENING_NOTE
+
+if TYPE_CHECKING:
+    from core.monitoring.notify.config import NotifyConfig
+DEFAULT_ESCALATE_AFTER = timedelta(hours=2)  # [DESIGN] unacknowledged severe alert -> escalated
+
+OPEN_STATES = frozenset({
+    AlertState.FIRING, AlertState.ACKNOWLEDGED, AlertState.SNOOZED, AlertState.ESCALATED,
+})
+_FIRING_ENTRY = ("fired", "refired", "unsnoozed", "reopened")  # events that start a firing spell
+_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.SEVERE.value: 2}
+
+
+@dataclass
+class SyncResult:
+    """What one sync did, by action (counts)."""
+
+    fired: int = 0
+    updated: int = 0
+    refired: int = 0
+    reopened: int = 0
+    resolved: int = 0
+    unsnoozed: int = 0
+    escalated: int = 0
+
+
+@overload
+def _aware(when: datetime) -> datetime: ...
+@overload
+def _aware(when: None) -> None: ...
+def _aware(when: datetime | None) -> datetime | None:
+    # SQLite may hand back naive UTC; everything here compares aware instants.
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=UTC)
+
+
+def episode_key_of(finding: Finding) -> str:
+    """The finding's episode key, or one derived from its onset day."""
+    if finding.episode_key:
+        return finding.episode_key
+    if finding.since_day is not None and not math.isnan(finding.since_day):
+        return f"since-day-{math.floor(finding.since_day)}"
+    return "current"
+
+
+def severity_of(finding: Finding, spec: RuleSpec | None) -> str:
+    """The rule's declared severity, raised to severe from its `escalates_at_grade`.
+
+    The alarm policy is data on each rule [DESIGN]: e.g. crs_grade/icans_grade/ICAHT severe
+    from grade 3, CTCAE terms from grade 4, and ctcae_alc/ctcae_wbc (expected after
+    lymphodepletion) never. A rule without `escalates_at_grade` keeps its severity.
+    """
+    if spec is None:
+        return Severity.WARNING.value
+    at = spec.rule.escalates_at_grade
+    if at is not None and finding.grade is not None and finding.grade >= at:
+        return Severity.SEVERE.value
+    return spec.rule.severity.value
+
+
+def is_alertable(finding: Finding) -> bool:
+    """A met finding of a rule that is not purely informational (Rule.informational [DESIGN]:
+    its findings inform the patient page but never raise an alert)."""
+    return finding.status == Status.MET and finding.rule not in informational_ids()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def message_of(finding: Finding, title: str) -> str:
+    """One readable sentence about the finding, always with the screening-flag note."""
+    parts = [title]
+    if finding.grade is not None:
+        parts.append(f"grade {finding.grade}")
+    if finding.score is not None:
+        parts.append(f"score {_fmt(finding.score)}")
+    if finding.since_day is not None and not math.isnan(finding.since_day):
+        parts.append(f"since day {math.floor(finding.since_day)}")
+    text = ", ".join(parts) + "."
+    if finding.evidence:
+        text += " " + "; ".join(e.why for e in finding.evidence[:3] if e.why) + "."
+    if finding.missing:
+        text += " Missing: " + ", ".join(finding.missing) + "."
+    note = " " + SCREENING_NOTE
+    return text[: 2000 - len(note)] + note
+
+
+def _state(alert: Alert) -> dict[str, Any]:
+    return {
+        "state": str(alert.state), "severity": alert.severity, "grade": alert.grade,
+        "fire_count": alert.fire_count,
+    }
+
+
+class _Recorder:
+    """Collects the AlertEvent and AuditLog rows of each change (and, given a NotifyConfig,
+    the notifications they cause) and writes them in `write()`, in the caller's transaction:
+    one flush for the new alerts' ids, then one multi-row INSERT per table. A ward's sync
+    makes hundreds of such rows; built one ORM object and one flush at a time, they cost more
+    than its rules. Call `write()` before anything reads the alert's events (escalation)."""
+
+    def __init__(self, session: Session, notify: NotifyConfig | None = None) -> None:
+        self.session = session
+        self.notify = notify if notify is not None and notify.contacts else None
+        self._patient_ids: dict[int, str | None] = {}
+        self._changes: list[tuple[Alert, str, str, datetime, dict[str, Any] | None,
+                                  dict[str, Any], str | None]] = []
+
+    def patient_id(self, patient_pk: int) -> str | None:
+        if patient_pk not in self._patient_ids:
+            p = self.session.get(Patient, patient_pk)
+            self._patient_ids[patient_pk] = None if p is None else p.patient_id
+        return self._patient_ids[patient_pk]
+
+    def __call__(
+        self, alert: Alert, action: str, actor: str, at: datetime,
+        before: dict[str, Any] | None, note: str | None = None,
+    ) -> None:
+        if alert.id is None:
+            self.session.add(alert)
+        self._changes.append((alert, action, actor, at, before, _state(alert), note))
+
+    def write(self) -> None:
+        """Write what was recorded since the last call."""
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        if any(alert.id is None for alert, *_ in changes):
+            self.session.flush()
+        events: list[dict[str, Any]] = [
+            {"alert_id": alert.id, "at": at, "actor": actor, "action": action, "note": note}
+            for alert, action, actor, at, _b, _a, note in changes]
+        table = table_of(AlertEvent)  # Core, not the ORM's bulk path: no objects to build
+        ids = self.session.execute(table.insert().returning(
+            table.c.id, sort_by_parameter_order=True), events).scalars().all()
+        stamp = utcnow()
+        self.session.execute(table_of(AuditLog).insert(), [{
+            "at": stamp, "actor": actor, "action": f"alert_{action}", "table_name": "alert",
+            "record_id": str(alert.id), "patient_id": self.patient_id(alert.patient_pk),
+            "before": before, "after": after, "reason": note,
+        } for alert, action, actor, _at, before, after, note in changes])
+        if self.notify is not None:
+            from core.monitoring.notify.outbox import enqueue  # the outbox reads alerts' rows
+
+            for (alert, action, *_), event_id, row in zip(changes, ids, events, strict=True):
+                enqueue(self.session, alert, AlertEvent(id=event_id, **row), action,
+                        self.notify)
+
+
+def _fill(alert: Alert, finding: Finding, title: str, severity: str, now: datetime) -> None:
+    alert.title = title[:200]
+    alert.message = message_of(finding, title)
+    alert.severity = severity
+    alert.since_day = finding.since_day
+    alert.grade = finding.grade
+    alert.score = finding.score
+    alert.evidence = [e.to_json() for e in finding.evidence]
+    alert.missing = list(finding.missing)
+    alert.last_seen_at = now
+
+
+def _worsened(alert: Alert, severity: str, grade: int | None) -> bool:
+    if _RANK.get(severity, 0) > _RANK.get(alert.severity, 0):
+        return True
+    return grade is not None and alert.grade is not None and grade > alert.grade
+
+
+def sync_alerts(
+    session: Session,
+    patient_pk: int,
+    findings: Iterable[Finding],
+    rule_specs_by_id: Mapping[str, RuleSpec],
+    now: datetime | None = None,
+    *,
+    escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+    actor: str = "system",
+    alerts: Iterable[Alert] | None = None,
+    notify: NotifyConfig | None = None,
+) -> SyncResult:
+    """Bring one patient's alerts in line with their current findings.
+
+    A met finding fires a new alert or refreshes the open one of its (rule, episode_key);
+    an open alert whose rule is no longer met (not_met, or met under another episode) is
+    resolved; a not_evaluable rule leaves its alert as it is (a missing lab is not recovery).
+    Expired snoozes fire again, and severe alerts firing unacknowledged for longer than
+    `escalate_after` are escalated. `alerts` are all of the patient's alerts when the caller
+    has read them already (`alerts_by_patient`); by default they are read here. With
+    `notify` (core.monitoring.notify.notify_config), the changes that notify (fired, refired,
+    reopened, escalated, resolved) also write their outbox rows here.
+    """
+    now = _aware(now) or utcnow()
+    rec = _Recorder(session, notify)
+    result = SyncResult()
+    findings = list(findings)
+    if alerts is None:
+        alerts = alerts_by_patient(session, [patient_pk])[patient_pk]
+    alerts = list(alerts)
+    existing = {(a.rule_id, a.episode_key): a for a in alerts}
+
+    met: dict[tuple[str, str], Finding] = {}
+    for f in findings:
+        if is_alertable(f):
+            met.setdefault((f.rule, episode_key_of(f)), f)
+    met_rules = {rule for rule, _ in met}
+    unknown_rules = {f.rule for f in findings if f.status == Status.NOT_EVALUABLE} - met_rules
+
+    for (rule_id, key), f in met.items():
+        spec = rule_specs_by_id.get(rule_id)
+        title = spec.rule.title if spec is not None else rule_id
+        severity = severity_of(f, spec)
+        alert = existing.get((rule_id, key))
+        if alert is None:
+            # every field given: a default_factory (list, utcnow) costs pydantic a signature
+            # inspection per instance, ~0.4 ms, more than the rest of the construction
+            alert = Alert(patient_pk=patient_pk, rule_id=rule_id, episode_key=key[:40],
+                          severity=severity, title=title, message="", state=AlertState.FIRING,
+                          first_fired_at=now, last_seen_at=now, fire_count=1, evidence=[],
+                          missing=[])
+            _fill(alert, f, title, severity, now)
+            rec(alert, "fired", actor, now, None, alert.message)
+            alerts.append(alert)
+            result.fired += 1
+            continue
+        before = _state(alert)
+        state = AlertState(alert.state)
+        if state == AlertState.RESOLVED:
+            _fill(alert, f, title, severity, now)
+            alert.state = AlertState.FIRING
+            alert.fire_count += 1
+            alert.resolved_at = None
+            alert.escalated_at = None
+            alert.acknowledged_by = alert.acknowledged_at = alert.ack_note = None
+            alert.snoozed_until = alert.snooze_reason = None
+            rec(alert, "refired", actor, now, before, alert.message)
+            result.refired += 1
+            continue
+        worse = _worsened(alert, severity, f.grade)
+        _fill(alert, f, title, severity, now)
+        result.updated += 1
+        if worse and state in (AlertState.ACKNOWLEDGED, AlertState.SNOOZED):
+            alert.state = AlertState.FIRING
+            alert.snoozed_until = alert.snooze_reason = None
+            rec(alert, "reopened", actor, now, before, f"worsened: {alert.message}")
+            result.reopened += 1
+        elif worse:
+            rec(alert, "worsened", actor, now, before, alert.message)
+
+    for (rule_id, key), alert in existing.items():
+        if alert.state not in OPEN_STATES or (rule_id, key) in met:
+            continue
+        if rule_id in unknown_rules:
+            continue
+        before = _state(alert)
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = now
+        alert.snoozed_until = None
+        rec(alert, "resolved", actor, now, before, "condition no longer met")
+        result.resolved += 1
+
+    for alert in existing.values():
+        until = _aware(alert.snoozed_until)
+        if alert.state == AlertState.SNOOZED and until is not None and until <= now:
+            before = _state(alert)
+            alert.state = AlertState.FIRING
+            alert.snoozed_until = None
+            rec(alert, "unsnoozed", actor, now, before, "snooze expired")
+            result.unsnoozed += 1
+
+    rec.write()  # before escalation reads the firing spells' events
+    result.escalated = _escalate(session, alerts, now, escalate_after, actor, notify)
+    return result
+
+
+_IN_CHUNK = 500  # patient keys per IN list (old SQLite builds allow 999 parameters)
+
+
+def alerts_by_patient(session: Session, patient_pks: Iterable[int]) -> dict[int, list[Alert]]:
+    """Every alert (any state) of these patients, oldest first: a ward's in one query,
+    not one query per patient."""
+    pks = list(patient_pks)
+    out: dict[int, list[Alert]] = {pk: [] for pk in pks}
+    for i in range(0, len(pks), _IN_CHUNK):
+        stmt = (select(Alert).where(col(Alert.patient_pk).in_(pks[i:i + _IN_CHUNK]))
+                .order_by(col(Alert.id)))
+        for alert in session.scalars(stmt):
+            out[alert.patient_pk].append(alert)
+    return out
+
+
+def firing_since(session: Session, alert: Alert) -> datetime:
+    """When the alert's current firing spell began (fired, refired, unsnoozed, reopened)."""
+    E = AlertEvent
+    at = session.scalars(
+        select(col(E.at))
+        .where(col(E.alert_id) == alert.id, col(E.action).in_(_FIRING_ENTRY))
+        .order_by(col(E.at).desc(), col(E.id).desc())
+        .limit(1)
+    ).first()
+    return _aware(at) or _aware(alert.first_fired_at)
+
+
+def escalate_overdue(
+    session: Session,
+    now: datetime | None = None,
+    escalate_after: timedelta = DEFAULT_ESCALATE_AFTER,
+    *,
+    patient_pk: int | None = None,
+    actor: str = "system",
+    notify: NotifyConfig | None = None,
+) -> int:
+    """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`
+    (with `notify`, the tier-2 notifications are written too)."""
+    now = _aware(now) or utcnow()
+    stmt = select(Alert).where(col(Alert.state) == AlertState.FIRING.value,
+                               col(Alert.severity) == Severity.SEVERE.value)
+    if patient_pk is not None:
+        stmt = stmt.where(col(Alert.patient_pk) == patient_pk)
+    count = _escalate(session, session.scalars(stmt).all(), now, escalate_after, actor, notify)
+    session.flush()
+    return count
+
+
+def _alert_pk(alert: Alert) -> int:
+    assert alert.id is not None  # stored, or flushed by _Recorder.write before escalation
+    return alert.id
+
+
+def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
+              escalate_after: timedelta, actor: str, notify: NotifyConfig | None = None) -> int:
+    """escalate_overdue over the given alerts (those not severe and firing are skipped)."""
+    rec = _Recorder(session, notify)
+    count = 0
+    for alert in sorted(alerts, key=_alert_pk):
+        if alert.state != AlertState.FIRING or alert.severity != Severity.SEVERE:
+            continue
+        if now - firing_since(session, alert) > escalate_after:
+            before = _state(alert)
+            alert.state = AlertState.ESCALATED
+            alert.escalated_at = now
+            hours = escalate_after.total_seconds() / 3600
+            rec(alert, "escalated", actor, now, before,
+                f"severe alert unacknowledged for more than {hours:g} h")
+            count += 1
+    rec.write()
+    return count
+
+
+def resolve_for_inactive(
+    session: Session, active_pks: Iterable[int], now: datetime | None = None,
+    actor: str = "system", *, notify: NotifyConfig | None = None,
+) -> int:
+    """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
+    now = _aware(now) or utcnow()
+    keep = set(active_pks)
+    stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
+    rec = _Recorder(session, notify)
+    count = 0
+    for alert in session.scalars(stmt).all():
+        if alert.patient_pk in keep:
+            continue
+        before = _state(alert)
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = now
+        alert.snoozed_until = None
+        rec(alert, "resolved", actor, now, before, "patient no longer active")
+        count += 1
+    rec.write()
+    session.flush()
+    return count
+
+
+def _get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise LookupError(f"There is no alert with id {alert_id}.")
+    return alert
+
+
+def _require_user(user: str) -> str:
+    if not user or not user.strip():
+        raise ValueError("Say who is doing this: a user name is required.")
+    return user.strip()
+
+
+@storage_guard()
+def acknowledge(
+    session: Session, alert_id: int, user: str, note: str | None = None,
+    now: datetime | None = None, *, role: str | None = None,
+) -> Alert:
+    """Record that `user` has seen the alert (who, when, note); stops escalation.
+    `role` (None = trusted caller) needs acknowledge_alert."""
+    require(role, "acknowledge_alert")
+    user = _require_user(user)
+    now = _aware(now) or utcnow()
+    alert = _get(session, alert_id)
+    state = AlertState(alert.state)
+    if state == AlertState.RESOLVED:
+        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to acknowledge.")
+    if state == AlertState.ACKNOWLEDGED:
+        return alert
+    before = _state(alert)
+    alert.state = AlertState.ACKNOWLEDGED
+    alert.acknowledged_by = user
+    alert.acknowledged_at = now
+    alert.ack_note = (note or "").strip()[:1000] or None
+    alert.snoozed_until = alert.snooze_reason = None
+    rec = _Recorder(session)
+    rec(alert, "acknowledged", user, now, before, alert.ack_note)
+    rec.write()
+    session.flush()
+    return alert
+
+
+@storage_guard()
+def snooze(
+    session: Session, alert_id: int, user: str, reason: str, until: datetime,
+    now: datetime | None = None, *, role: str | None = None,
+) -> Alert:
+    """Silence an open alert until `until` (time-zone aware, in the future), with a reason.
+    `role` (None = trusted caller) needs snooze_alert."""
+    require(role, "snooze_alert")
+    user = _require_user(user)
+    now = _aware(now) or utcnow()
+    if not reason or not reason.strip():
+        raise ValueError("A snooze needs a reason (why is it safe to silence this alert?).")
+    if until is None or until.tzinfo is None:
+        raise ValueError("A snooze needs an expiry time with a time zone.")
+    if until <= now:
+        raise ValueError(
+            f"A snooze must expire in the future (got {until.isoformat()}, now is "
+            f"{now.isoformat(timespec='seconds')})."
+        )
+    alert = _get(session, alert_id)
+    if alert.state == AlertState.RESOLVED:
+        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to snooze.")
+    before = _state(alert)
+    alert.state = AlertState.SNOOZED
+    alert.snoozed_until = until
+    alert.snooze_reason = reason.strip()[:500]
+    note = f"until {until.isoformat(timespec='minutes')}: {alert.snooze_reason}"
+    rec = _Recorder(session)
+    rec(alert, "snoozed", user, now, before, note)
+    rec.write()
+    session.flush()
+    return alert
+
+
+def alert_history(session: Session, alert_id: int) -> list[AlertEvent]:
+    """Every event of the alert, oldest first."""
+    _get(session, alert_id)
+    return list(session.scalars(
+        select(AlertEvent).where(col(AlertEvent.alert_id) == alert_id)
+        .order_by(col(AlertEvent.at), col(AlertEvent.id))
+    ))
+
+
+def patient_alerts(session: Session, patient_id: str, *, open_only: bool = True) -> list[Alert]:
+    """A patient's alerts (open ones by default): most severe first, then newest."""
+    stmt = select(Alert).join(Patient, col(Patient.id) == col(Alert.patient_pk)).where(
+        col(Patient.patient_id) == patient_id)
+    if open_only:
+        stmt = stmt.where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
+    alerts = list(session.scalars(stmt).all())
+    alerts.sort(key=lambda a: (-_RANK.get(a.severity, 0), -(a.since_day or 0), a.id or 0))
+    for a in alerts:
+        session.expunge(a)
+    return alerts

@@ -1,0 +1,3 @@
+"""What the pages show, computed in core: the ward summary and huddle, the timeline figure, the
+patient summary, exports.
+"""

@@ -1,0 +1,555 @@
+"""Ward-level views: one row per active patient, what changed, the alert inbox, masking.
+
+Grades and statuses come only from the alerts that `evaluate` keeps in line with the rules
+(core/rules is the one source of grades): an open alert of `crs_grade` carries the current
+CRS grade, and no open alert means the rule is not met. Nothing here compares a lab with a
+clinical threshold; the lab columns are the values as stored, with their direction of change.
+
+The concern score only orders the ward list [DESIGN]: it weighs the rules' own severities and
+alert states, and a patient without labs today; it is not a clinical score.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import overload
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from core.monitoring.alerts import OPEN_STATES, SCREENING_NOTE
+from core.rules.catalog import all_specs, rules_by_id, syndrome_ids
+from core.store.db import table_of
+from core.store.models import (
+    Alert,
+    AlertEvent,
+    AlertState,
+    EvaluationRun,
+    LabResult,
+    Observation,
+    Patient,
+    PatientStatus,
+    RecordStatus,
+    utcnow,
+)
+from core.vocabulary.course import day_of
+
+WATCHED = ("ferritin", "fibrinogen", "anc", "platelets")
+SPARK_DAYS = 14  # days of history in a sparkline
+DEFAULT_STALE_AFTER = timedelta(hours=24)  # [DESIGN] huddle warns when data/evaluation is older
+SEVERITY_RANK = {"info": 0, "warning": 1, "severe": 2}
+UNACKNOWLEDGED = (AlertState.FIRING.value, AlertState.ESCALATED.value)
+# [DESIGN] weights of the ward sort; not clinical
+CONCERN_WEIGHTS = {
+    "escalated": 100.0, "severe": 20.0, "warning": 4.0, "info": 1.0,
+    "acknowledged_factor": 0.25, "syndrome_grade": 15.0, "syndrome_met": 40.0,
+    "no_labs_today": 10.0,
+}
+CHANGE_VERBS = {
+    "fired": "New", "refired": "Back", "reopened": "Worse", "worsened": "Worse",
+    "escalated": "Escalated", "resolved": "Resolved", "acknowledged": "Acknowledged",
+    "snoozed": "Snoozed", "unsnoozed": "Snooze ended",
+}
+FINAL = RecordStatus.FINAL.value
+
+
+def short_name(rule_id: str) -> str:
+    """A rule's name short enough for one line of a wall display (Rule.short_name; the id
+    of a rule no longer in the catalogue)."""
+    rule = rules_by_id().get(rule_id)
+    return rule.short_name if rule is not None and rule.short_name else rule_id
+
+
+def _aware(col: pd.Series) -> pd.Series:
+    return pd.to_datetime(col, utc=True, format="ISO8601")
+
+
+@overload
+def _as_utc(when: datetime) -> datetime: ...
+@overload
+def _as_utc(when: None) -> None: ...
+def _as_utc(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _active_patients(session: Session, ward: str | None) -> pd.DataFrame:
+    P = Patient
+    stmt = select(col(P.id), col(P.patient_id), col(P.initials), col(P.bed), col(P.ward),
+                  col(P.product), col(P.infusion_date)).where(
+        col(P.status) == PatientStatus.ACTIVE.value)
+    if ward:
+        stmt = stmt.where(col(P.ward) == ward)
+    return pd.read_sql(stmt, session.connection())
+
+
+def _labs(session: Session, pks: list[int], analytes: Sequence[str],
+          now: datetime) -> pd.DataFrame:
+    L = LabResult
+    stmt = (select(col(L.patient_pk), col(L.analyte), col(L.collected_at), col(L.value))
+            .where(col(L.status) == FINAL, col(L.patient_pk).in_(pks),
+                   col(L.analyte).in_(analytes), col(L.collected_at) <= now)
+            .order_by(col(L.patient_pk), col(L.analyte), col(L.collected_at)))
+    frame = pd.read_sql(stmt, session.connection())
+    if len(frame):
+        frame["collected_at"] = _aware(frame["collected_at"])
+    return frame
+
+
+def _newest_lab(session: Session, pks: list[int], now: datetime) -> dict[int, pd.Timestamp]:
+    L = LabResult
+    stmt = (select(col(L.patient_pk), func.max(col(L.collected_at)).label("newest"))
+            .where(col(L.status) == FINAL, col(L.patient_pk).in_(pks),
+                   col(L.collected_at) <= now)
+            .group_by(col(L.patient_pk)))
+    frame = pd.read_sql(stmt, session.connection())
+    if frame.empty:
+        return {}
+    frame["newest"] = _aware(frame["newest"])
+    return dict(zip(frame["patient_pk"].astype(int), frame["newest"], strict=True))
+
+
+def _open_alerts(session: Session, pks: list[int]) -> pd.DataFrame:
+    A = Alert
+    stmt = select(col(A.id), col(A.patient_pk), col(A.rule_id), col(A.severity), col(A.state),
+                  col(A.grade), col(A.score), col(A.since_day), col(A.title),
+                  col(A.first_fired_at), col(A.last_seen_at)).where(
+        col(A.patient_pk).in_(pks),
+        col(A.state).in_([s.value for s in OPEN_STATES]))
+    return pd.read_sql(stmt, session.connection())
+
+
+def trend_arrow(values: Sequence[float]) -> str:
+    """↑, ↓ or → for the last value against the one before; "" with fewer than two."""
+    if len(values) < 2:
+        return ""
+    last, prev = values[-1], values[-2]
+    return "↑" if last > prev else "↓" if last < prev else "→"
+
+
+def _max_grade(alerts: list[dict], rules: Iterable[str]) -> int | None:
+    wanted = set(rules)
+    grades = [int(a["grade"]) for a in alerts
+              if a["rule_id"] in wanted and a["grade"] is not None and a["grade"] == a["grade"]]
+    return max(grades) if grades else None
+
+
+def _since(alerts: list[dict], rule: str) -> float | None:
+    days = [float(a["since_day"]) for a in alerts
+            if a["rule_id"] == rule and a["since_day"] is not None]
+    return min(days) if days else None
+
+
+def _records_by_pk(frame: pd.DataFrame) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for rec in frame.to_dict("records"):
+        out.setdefault(int(rec["patient_pk"]), []).append(rec)
+    return out
+
+
+def concern_score(counts: dict[str, int], syndrome_grades: Sequence[int | None],
+                  syndromes_met: int, no_labs_today: bool) -> float:
+    """The ward sort key [DESIGN]: escalations first, then severity of what is unacknowledged."""
+    w = CONCERN_WEIGHTS
+    score = w["escalated"] * counts.get("escalated", 0)
+    for sev in ("severe", "warning", "info"):
+        score += w[sev] * counts.get(sev, 0)
+        score += w[sev] * w["acknowledged_factor"] * counts.get(f"{sev}_seen", 0)
+    score += w["syndrome_grade"] * sum(g or 0 for g in syndrome_grades)
+    score += w["syndrome_met"] * syndromes_met
+    if no_labs_today:
+        score += w["no_labs_today"]
+    return float(score)
+
+
+SUMMARY_COLUMNS = [
+    "patient_pk", "patient_id", "initials", "bed", "ward", "product", "day",
+    "crs_grade", "icans_grade", "iec_hs", "iec_hs_since_day", "hlh", "icaht_grade",
+    "ticaht_grade",
+    *[f"{a}{s}" for a in WATCHED for s in ("", "_trend", "_series", "_at")],
+    "unack_severe", "unack_warning", "unack_info", "escalated", "open_alerts",
+    "newest_lab_at", "lab_age_h", "no_labs_today", "concern",
+]
+
+
+def ward_summary(session: Session, tz: str, now: datetime | None = None,
+                 ward: str | None = None) -> pd.DataFrame:
+    """One row per active patient, most concerning first (SUMMARY_COLUMNS).
+
+    Values are in canonical units (core/vocabulary/units.py); `*_series` holds the values of the
+    last
+    SPARK_DAYS days, oldest first; `lab_age_h` is hours since the newest lab of any kind;
+    `no_labs_today` is true when nothing was drawn on the ward's calendar day of `now`.
+    """
+    now = _as_utc(now) or utcnow()
+    zone = ZoneInfo(tz)
+    patients = _active_patients(session, ward)
+    if patients.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in SUMMARY_COLUMNS})
+    pks = [int(p) for p in patients["id"]]
+    labs = _labs(session, pks, WATCHED, now)
+    newest = _newest_lab(session, pks, now)
+    alerts = _open_alerts(session, pks)
+    today_start = pd.Timestamp(now.astimezone(zone).replace(
+        hour=0, minute=0, second=0, microsecond=0)).tz_convert(UTC)
+    spark_start = pd.Timestamp(now) - pd.Timedelta(days=SPARK_DAYS)
+    series: dict[tuple[int, str], tuple[list[float], list[pd.Timestamp]]] = {}
+    for pk, analyte, at, value in zip(labs["patient_pk"], labs["analyte"], labs["collected_at"],
+                                      labs["value"], strict=True):
+        vals, times = series.setdefault((int(pk), analyte), ([], []))
+        vals.append(float(value))
+        times.append(at)
+    alerts_by = _records_by_pk(alerts)
+
+    rows = []
+    met_syndromes = syndrome_ids("met")  # an open alert of one weighs the concern score
+    for p in patients.to_dict("records"):
+        pk = int(p["id"])
+        a = alerts_by.get(pk, [])
+        rule_ids = {x["rule_id"] for x in a}
+        row: dict = {
+            "patient_pk": pk, "patient_id": p["patient_id"],
+            "initials": p["initials"] if isinstance(p["initials"], str) else "",
+            "bed": p["bed"] if isinstance(p["bed"], str) else "", "ward": p["ward"],
+            "product": p["product"],
+            "day": math.floor(day_of(now, p["infusion_date"], zone)),
+            "crs_grade": _max_grade(a, ["crs_grade"]),
+            "icans_grade": _max_grade(a, ["icans_grade"]),
+            "iec_hs": "met" if "iec_hs" in rule_ids else "",
+            "iec_hs_since_day": _since(a, "iec_hs"),
+            "hlh": ", ".join(short_name(r) for r in ("cartox_hlh", "hlh_2004")
+                             if r in rule_ids),
+            "icaht_grade": _max_grade(a, ["icaht_early", "icaht_late"]),
+            "ticaht_grade": _max_grade(a, ["ticaht_early", "ticaht_late"]),
+        }
+        for analyte in WATCHED:
+            values, times = series.get((pk, analyte), ([], []))
+            row[analyte] = values[-1] if values else None
+            row[f"{analyte}_trend"] = trend_arrow(values)
+            row[f"{analyte}_series"] = [v for v, t in zip(values, times, strict=True)
+                                        if t >= spark_start]
+            row[f"{analyte}_at"] = times[-1] if times else None
+        counts = {sev: 0 for sev in SEVERITY_RANK}
+        counts.update({f"{sev}_seen": 0 for sev in SEVERITY_RANK})
+        counts["escalated"] = 0
+        for x in a:
+            sev = x["severity"] if x["severity"] in SEVERITY_RANK else "warning"
+            counts[sev if x["state"] in UNACKNOWLEDGED else f"{sev}_seen"] += 1
+            counts["escalated"] += x["state"] == AlertState.ESCALATED.value
+        row.update({"unack_severe": counts["severe"], "unack_warning": counts["warning"],
+                    "unack_info": counts["info"], "escalated": counts["escalated"],
+                    "open_alerts": len(a)})
+        newest_at = newest.get(pk)
+        row["newest_lab_at"] = newest_at
+        row["lab_age_h"] = (None if newest_at is None
+                            else (pd.Timestamp(now) - newest_at).total_seconds() / 3600)
+        row["no_labs_today"] = newest_at is None or newest_at < today_start
+        met = len(rule_ids & met_syndromes)
+        row["concern"] = concern_score(counts, [row["crs_grade"], row["icans_grade"]], met,
+                                       row["no_labs_today"])
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    for column in ("crs_grade", "icans_grade", "icaht_grade", "ticaht_grade"):
+        out[column] = out[column].astype("Int64")
+    return sort_by_concern(out)
+
+
+def sort_by_concern(summary: pd.DataFrame) -> pd.DataFrame:
+    """Most concerning first; ties by bed then study ID, so the order is stable."""
+    return summary.sort_values(["concern", "bed", "patient_id"],
+                               ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+
+def filter_summary(summary: pd.DataFrame, products: Sequence[str] = (),
+                   statuses: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of the given products and with any of the statuses (see STATUS_FILTERS)."""
+    out = summary
+    if products:
+        out = out[out["product"].isin(list(products))]
+    if statuses:
+        mask = pd.Series(False, index=out.index)
+        for s in statuses:
+            mask |= STATUS_FILTERS[s](out)
+        out = out[mask]
+    return out.reset_index(drop=True)
+
+
+STATUS_FILTERS = {
+    "Unacknowledged severe": lambda f: f["unack_severe"] > 0,
+    "Escalated": lambda f: f["escalated"] > 0,
+    "CRS": lambda f: f["crs_grade"].fillna(0).astype(float) > 0,
+    "ICANS": lambda f: f["icans_grade"].fillna(0).astype(float) > 0,
+    "IEC-HS screen met": lambda f: f["iec_hs"] == "met",
+    "ICAHT": lambda f: f["icaht_grade"].fillna(0).astype(float) > 0,
+    "No labs today": lambda f: f["no_labs_today"].astype(bool),
+}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How old the newest clinical data and the last finished evaluation are."""
+
+    newest_data_at: datetime | None
+    last_evaluation_at: datetime | None
+    now: datetime
+    limit: timedelta
+
+    @property
+    def data_age(self) -> timedelta | None:
+        return None if self.newest_data_at is None else self.now - self.newest_data_at
+
+    @property
+    def evaluation_age(self) -> timedelta | None:
+        return None if self.last_evaluation_at is None else self.now - self.last_evaluation_at
+
+    @property
+    def is_data_stale(self) -> bool:
+        return self.data_age is None or self.data_age > self.limit
+
+    @property
+    def is_evaluation_stale(self) -> bool:
+        return self.evaluation_age is None or self.evaluation_age > self.limit
+
+    @property
+    def is_stale(self) -> bool:
+        return self.is_data_stale or self.is_evaluation_stale
+
+
+def freshness(session: Session, now: datetime | None = None,
+              limit: timedelta = DEFAULT_STALE_AFTER) -> Freshness:
+    """The newest lab or observation of an active patient, and the last finished evaluation."""
+    now = _as_utc(now) or utcnow()
+    active = select(col(Patient.id)).where(col(Patient.status) == PatientStatus.ACTIVE.value)
+    L, Ob = LabResult, Observation
+    lab = session.scalar(select(func.max(col(L.collected_at))).where(
+        col(L.status) == FINAL, col(L.collected_at) <= now, col(L.patient_pk).in_(active)))
+    obs = session.scalar(select(func.max(col(Ob.observed_at))).where(
+        col(Ob.status) == FINAL, col(Ob.observed_at) <= now, col(Ob.patient_pk).in_(active)))
+    run = session.scalar(select(func.max(col(EvaluationRun.finished_at))))
+    times = [t for t in (_parse(lab), _parse(obs)) if t is not None]
+    return Freshness(max(times) if times else None, _parse(run), now, limit)
+
+
+def _parse(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _as_utc(value)
+
+
+CHANGE_COLUMNS = ["patient_pk", "patient_id", "at", "action", "rule_id", "severity", "text"]
+
+
+def changes_since(session: Session, since: datetime, now: datetime | None = None,
+                  patient_pks: Sequence[int] | None = None) -> pd.DataFrame:
+    """Alert changes (new, worse, escalated, resolved, acknowledged, ...) after `since`.
+
+    Newest first; `text` is one line without patient identifiers, e.g. "New: CRS grade 2".
+    """
+    now = _as_utc(now) or utcnow()
+    since = _as_utc(since)
+    E, A = AlertEvent, Alert
+    stmt = (select(col(A.patient_pk), col(Patient.patient_id), col(E.at), col(E.action),
+                   col(A.rule_id), col(A.severity), col(A.grade))
+            .join(A, col(A.id) == col(E.alert_id))
+            .join(Patient, col(Patient.id) == col(A.patient_pk))
+            .where(col(E.at) > since, col(E.at) <= now,
+                   col(E.action).in_(list(CHANGE_VERBS)))
+            .order_by(col(E.at).desc(), col(E.id).desc()))
+    if patient_pks is not None:
+        stmt = stmt.where(col(A.patient_pk).in_(list(patient_pks)))
+    frame = pd.read_sql(stmt, session.connection())
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in CHANGE_COLUMNS})
+    frame["at"] = _aware(frame["at"])
+
+    def line(r: dict) -> str:
+        grade = "" if pd.isna(r["grade"]) else f" grade {int(r['grade'])}"
+        return f"{CHANGE_VERBS[r['action']]}: {short_name(r['rule_id'])}{grade}"
+
+    frame["text"] = [line(r) for r in frame.to_dict("records")]
+    return frame[CHANGE_COLUMNS]
+
+
+def change_lines(changes: pd.DataFrame, patient_pk: int, limit: int = 3) -> list[str]:
+    """The patient's most telling changes, one line each: severe and escalations first."""
+    return _change_lines(_records_by_pk(changes).get(patient_pk, []), limit)
+
+
+def _change_lines(rows: list[dict], limit: int) -> list[str]:
+    syndromes = syndrome_ids()  # [DESIGN] listed before lab grades: what the team discusses
+
+    def rank(r: dict) -> tuple:
+        return (r["action"] == "escalated", r["rule_id"] in syndromes,
+                SEVERITY_RANK.get(r["severity"], 0), r["at"])
+
+    lines = list(dict.fromkeys(r["text"] for r in sorted(rows, key=rank, reverse=True)))
+    more = len(lines) - limit
+    return lines[:limit] + ([f"+{more} more"] if more > 0 else [])
+
+
+def _alert_lines(rows: list[dict], limit: int) -> list[str]:
+    syndromes = syndrome_ids()
+
+    def rank(r: dict) -> tuple:
+        grade = r["grade"] if r["grade"] is not None and r["grade"] == r["grade"] else 0
+        return (r["state"] in UNACKNOWLEDGED, r["rule_id"] in syndromes,
+                SEVERITY_RANK.get(r["severity"], 0), grade)
+
+    lines = []
+    ordered = sorted(rows, key=rank, reverse=True)
+    for r in ordered[:limit]:
+        grade = r["grade"]
+        grade_text = "" if grade is None or grade != grade else f" grade {int(grade)}"
+        seen = "" if r["state"] in UNACKNOWLEDGED else f" ({r['state']})"
+        lines.append(f"{r['severity'].upper()}: {short_name(r['rule_id'])}{grade_text}{seen}")
+    if len(ordered) > limit:
+        lines.append(f"+{len(ordered) - limit} more")
+    return lines
+
+
+def top_alerts(session: Session, patient_pks: Sequence[int],
+               limit: int = 3) -> dict[int, list[str]]:
+    """Each patient's open alerts as short lines, unacknowledged and most severe first."""
+    by_pk = _records_by_pk(_open_alerts(session, list(patient_pks)))
+    return {int(pk): _alert_lines(by_pk.get(int(pk), []), limit) for pk in patient_pks}
+
+
+# --- the alert inbox ---------------------------------------------------------------------
+
+INBOX_STATES = tuple(s.value for s in AlertState)
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """What the inbox shows; empty means any."""
+
+    states: tuple[str, ...] = tuple(s.value for s in OPEN_STATES)
+    patient_ids: tuple[str, ...] = ()
+    rule_ids: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    limit: int = 500
+
+
+INBOX_COLUMNS = [
+    "id", "patient_id", "bed", "rule_id", "title", "severity", "state", "grade", "score",
+    "since_day", "message", "evidence", "missing", "first_fired_at", "last_seen_at",
+    "fire_count", "acknowledged_by", "acknowledged_at", "ack_note", "snoozed_until",
+    "snooze_reason", "resolved_at", "escalated_at", "citation",
+]
+
+
+def citation_text(rule_id: str) -> str:
+    """The rule's citation as one line (source, section, DOI)."""
+    for spec in all_specs():
+        if spec.rule.id == rule_id:
+            c = spec.rule.citation
+            return f"{c.source}; {c.section}" + (f"; doi:{c.doi}" if c.doi else "")
+    return "rule no longer in the catalogue"
+
+
+def alert_inbox(session: Session, filters: InboxFilter | None = None) -> pd.DataFrame:
+    """Alerts matching `filters`: escalated first, then most severe, then newest (INBOX_COLUMNS)."""
+    f = filters or InboxFilter()
+    A = Alert
+    cols = [c for c in table_of(A).columns if c.key != "patient_pk"]
+    stmt = select(*cols, col(Patient.patient_id), col(Patient.bed)).join(
+        Patient, col(Patient.id) == col(A.patient_pk))
+    if f.states:
+        stmt = stmt.where(col(A.state).in_(list(f.states)))
+    if f.patient_ids:
+        stmt = stmt.where(col(Patient.patient_id).in_(list(f.patient_ids)))
+    if f.rule_ids:
+        stmt = stmt.where(col(A.rule_id).in_(list(f.rule_ids)))
+    if f.severities:
+        stmt = stmt.where(col(A.severity).in_(list(f.severities)))
+    frame = pd.DataFrame([dict(r._mapping) for r in session.execute(stmt).all()])
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in INBOX_COLUMNS})
+    frame["bed"] = frame["bed"].fillna("")
+    for column in ("first_fired_at", "last_seen_at", "acknowledged_at", "snoozed_until",
+                   "resolved_at", "escalated_at"):
+        frame[column] = _aware(frame[column])
+    frame["citation"] = [citation_text(r) for r in frame["rule_id"]]
+    frame["_esc"] = frame["state"] == AlertState.ESCALATED.value
+    frame["_open"] = frame["state"].isin([s.value for s in OPEN_STATES])
+    frame["_rank"] = frame["severity"].map(SEVERITY_RANK).fillna(0)
+    frame = frame.sort_values(["_esc", "_open", "_rank", "last_seen_at", "id"],
+                              ascending=False, kind="stable")
+    return frame[INBOX_COLUMNS].head(f.limit).reset_index(drop=True)
+
+
+# --- masking for the huddle screen -------------------------------------------------------
+
+MASK = "•••"
+
+
+def initials_only(initials: str | None) -> str:
+    """Up to three letters of the stored initials, or "?"; never a name or an ID."""
+    letters = re.sub(r"[^A-Za-z]", "", initials or "").upper()[:3]
+    return letters or "?"
+
+
+def scrub(text: str, identifiers: Iterable[str]) -> str:
+    """`text` with every given identifier (study ID, MRN) replaced by a mask."""
+    for ident in sorted({i for i in identifiers if i}, key=len, reverse=True):
+        text = re.sub(re.escape(ident), MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+HUDDLE_FIELDS = [
+    "bed", "initials", "day", "crs_grade", "icans_grade", "iec_hs", "iec_hs_since_day", "hlh",
+    "icaht_grade", "ticaht_grade", "ferritin", "ferritin_trend", "ferritin_series",
+    "fibrinogen", "fibrinogen_trend", "fibrinogen_series", "unack_severe", "unack_warning",
+    "unack_info", "escalated", "no_labs_today", "lab_age_h", "concern",
+]
+
+
+@dataclass(frozen=True)
+class HuddleTile:
+    """What one huddle tile may show: bed, initials, day and clinical state; no identifiers."""
+
+    fields: dict
+    alerts: list[str]
+    changes: list[str]
+
+
+def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
+                 ward: str | None = None,
+                 since: timedelta = timedelta(hours=24)) -> list[HuddleTile]:
+    """One masked tile per active patient, most concerning first."""
+    now = _as_utc(now) or utcnow()
+    summary = ward_summary(session, tz, now, ward)
+    if summary.empty:
+        return []
+    pks = [int(pk) for pk in summary["patient_pk"]]
+    alerts = top_alerts(session, pks, limit=2)
+    changes = changes_since(session, now - since, now, pks)
+    every_id = list(session.scalars(select(col(Patient.patient_id))))
+    changes_by = _records_by_pk(changes)
+    tiles = []
+    for row in summary.to_dict("records"):
+        pk = int(row["patient_pk"])
+        shown = {k: row[k] for k in HUDDLE_FIELDS}
+        shown["initials"] = initials_only(row["initials"])
+        shown["bed"] = scrub(row["bed"], every_id) or "–"
+        tiles.append(HuddleTile(
+            fields=shown,
+            alerts=[scrub(s, every_id) for s in alerts.get(pk, [])],
+            changes=[scrub(s, every_id) for s in _change_lines(changes_by.get(pk, []), 2)],
+        ))
+    return tiles
+
+
+__all__ = [
+    "SCREENING_NOTE", "ward_summary", "changes_since", "alert_inbox", "huddle_tiles",
+    "freshness", "InboxFilter", "HuddleTile", "Freshness",
+]
