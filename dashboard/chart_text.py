@@ -12,7 +12,12 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from core.views.figures import TIMELINE_ANALYTES, episode_rows, threshold_lines, treatment_rows
+from core.views.timeline_content import (
+    TIMELINE_ANALYTES,
+    episode_rows,
+    threshold_lines,
+    treatment_rows,
+)
 from core.vocabulary.course import Course
 from core.vocabulary.units import ANALYTES, fmt
 

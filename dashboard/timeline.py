@@ -27,11 +27,7 @@ from core.store.db import session_scope
 from core.store.faults import StorageFault
 from core.store.loading import as_of_day, lab_corrections, preliminary_labs
 from core.views.exporting import export_patient_csv, figure_image
-from core.views.figures import (
-    DEFAULT_ANALYTES,
-    TIMELINE_ANALYTES,
-    timeline_figure,
-)
+from core.views.figures import timeline_figure
 from core.views.patient_summary import (
     IEC_HS_TIERS,
     TIERS_NOTE,
@@ -39,6 +35,7 @@ from core.views.patient_summary import (
     ScoreBlock,
     handover_title,
 )
+from core.views.timeline_content import DEFAULT_ANALYTES, TIMELINE_ANALYTES
 from core.vocabulary.course import Course
 from core.vocabulary.units import ANALYTES, fmt
 from dashboard import resources

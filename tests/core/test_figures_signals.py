@@ -7,7 +7,8 @@ from datetime import date
 
 import pytest
 
-from core.views.figures import STYLE, THRESHOLD_LINES, threshold_lines, timeline_figure
+from core.views.figures import STYLE, timeline_figure
+from core.views.timeline_content import THRESHOLD_LINES, threshold_lines
 from core.vocabulary.course import make_course
 
 LABS = [("ferritin", 1, 500), ("ferritin", 2, 12000), ("fibrinogen", 1, 300),

@@ -13,7 +13,8 @@ from core.rules.catalog import spec_by_id
 from core.store.db import make_engine, session_scope
 from core.store.models import Alert, AlertState, Patient
 from core.views.exporting import figure_image
-from core.views.figures import THRESHOLD_LINES, timeline_figure
+from core.views.figures import timeline_figure
+from core.views.timeline_content import THRESHOLD_LINES
 from core.vocabulary.units import fmt
 from tests.conftest import missing_dependency
 
