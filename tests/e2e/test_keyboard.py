@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from tests.e2e.conftest import log_in, settle, shot
 
-PID = "SYN-004"
+PID = "SYN-009"  # not SYN-004: test_entry saves a ferritin for it in the same minute
 TYPED, FIXED = "3456", "3465"  # a transposed-digit typo and its correction
 
 # what a screen reader would announce for the focused element: role, then its name
