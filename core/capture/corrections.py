@@ -167,21 +167,31 @@ def correct(engine: Engine, table: str, record_id: int, changes: dict[str, objec
         if table == "labs":
             fields["ref_low"], fields["ref_high"] = old.ref_low, old.ref_high
             fields["loinc"] = old.loinc
-        model = TABLES[table]
-        new = model(**fields, source="manual", source_record_id=old.source_record_id,
-                    entered_by=user, entered_at=datetime.now(UTC),
-                    status=RecordStatus.FINAL.value, supersedes_id=old.id,
-                    correction_reason=why)
-        before = audit.snapshot(old)
+        new = supersede_row(session, TABLES[table], table, old, fields, source="manual",
+                            source_record_id=old.source_record_id, actor=user, reason=why,
+                            patient_id=pid)
+        return int(new.id)
+
+
+def supersede_row(session: Session, model: Any, table: str, old: Any, fields: dict[str, Any],
+                  *, source: str, source_record_id: str | None, actor: str, reason: str,
+                  patient_id: str) -> Any:
+    """The one way a stored row is replaced (a nurse's correction, an HL7 OBX-11 C, a FHIR
+    amended/corrected resource): the new version goes in as final with `supersedes_id` and
+    the reason, the old one leaves 'final' first, and the change is audited."""
+    new = model(**fields, source=source, source_record_id=source_record_id, entered_by=actor,
+                entered_at=datetime.now(UTC), status=RecordStatus.FINAL.value,
+                supersedes_id=old.id, correction_reason=reason[:500])
+    before = audit.snapshot(old)
+    if old.status == RecordStatus.FINAL.value:
         old.status = RecordStatus.SUPERSEDED.value
         session.add(old)
         session.flush()  # the old row leaves 'final' before the new one arrives
-        session.add(new)
-        session.flush()
-        audit.record(session, actor=user, action="correct", table_name=table,
-                     record_id=new.id, patient_id=pid, before=before,
-                     after=audit.snapshot(new), reason=why)
-        return int(new.id)
+    session.add(new)
+    session.flush()
+    audit.record(session, actor=actor, action="correct", table_name=table, record_id=new.id,
+                 patient_id=patient_id, before=before, after=audit.snapshot(new), reason=reason)
+    return new
 
 
 @storage_guard()

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlmodel import Session, SQLModel, col
 
+from core.capture.corrections import supersede_row
 from core.store import audit
 from core.store.models import LabResult, Observation, RecordStatus, Treatment
 
@@ -160,21 +161,10 @@ def same(kind: str, row: Any, fields: dict[str, Any]) -> bool:
 def supersede(session: Session, kind: str, old: Any, fields: dict[str, Any], *, reason: str,
               user: str, batch_id: int | None, source_id: str | None, patient_id: str) -> Any:
     """Insert the new version (supersedes_id = old) and mark the old one superseded."""
-    model: Any = MODELS[kind]
-    new = model(**fields, source="fhir", source_record_id=source_id, import_batch_id=batch_id,
-                entered_by=user, entered_at=datetime.now(UTC), status=FINAL,
-                supersedes_id=old.id, correction_reason=reason[:500])
-    before = audit.snapshot(old)
-    if old.status == FINAL:
-        old.status = RecordStatus.SUPERSEDED.value
-        session.add(old)
-        session.flush()  # the old row leaves 'final' before the new one arrives
-    session.add(new)
-    session.flush()
-    audit.record(session, actor=user, action="correct", table_name=kind, record_id=new.id,
-                 patient_id=patient_id, before=before, after=audit.snapshot(new),
-                 reason=reason)
-    return new
+    return supersede_row(session, MODELS[kind], kind, old,
+                         {**fields, "import_batch_id": batch_id}, source="fhir",
+                         source_record_id=source_id, actor=user, reason=reason,
+                         patient_id=patient_id)
 
 
 def retract(session: Session, kind: str, row: Any, *, reason: str, user: str,

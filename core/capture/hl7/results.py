@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from core.capture.codemap import LOINC_SYSTEMS, CodeMap, Target
+from core.capture.corrections import supersede_row
 from core.capture.hl7.parse import (
     CORRECTION,
     DATA_TYPE_ERROR,
@@ -339,19 +340,9 @@ def _supersede(session: Session, model: Any, name: str, old: Any, row: pd.Series
     fields = _plain(row)
     if name == "labs":
         fields["preliminary"] = result.status == PRELIMINARY
-    new = model(**fields, source=SOURCE, source_record_id=f"{control}/OBX{result.seq}"[:200],
-                entered_by=actor, entered_at=datetime.now(UTC),
-                status=RecordStatus.FINAL.value, supersedes_id=old.id,
-                correction_reason=why[:500])
-    before = audit.snapshot(old)
-    old.status = RecordStatus.SUPERSEDED.value
-    session.add(old)
-    session.flush()  # the old row leaves 'final' before the new one arrives
-    session.add(new)
-    session.flush()
-    audit.record(session, actor=actor, action="correct", table_name=name, record_id=new.id,
-                 patient_id=_pid(session, old.patient_pk), before=before,
-                 after=audit.snapshot(new), reason=why)
+    new = supersede_row(session, model, name, old, fields, source=SOURCE,
+                        source_record_id=f"{control}/OBX{result.seq}"[:200], actor=actor,
+                        reason=why, patient_id=_pid(session, old.patient_pk))
     log.info("HL7 %s: %s row %s superseded by %s (%s)", control, name, old.id, new.id, why)
 
 
