@@ -166,10 +166,10 @@ def sidebar(engine, settings: Settings, user: SignedIn) -> None:  # noqa: ANN001
     if user.kind == "oidc":
         config, _problem = oidc.site(settings)
         st.caption(f"Through {config.label if config else 'single sign-on'}.")
+    if user.kind == "local":  # before the button: a page opened once it shows stays signed in
+        local.keep_cookie(engine, settings, user.username)
     st.button("Sign out", key="auth_logout", icon=":material/logout:",
               on_click=lambda: st.session_state.update(auth_sign_out=True))
-    if user.kind == "local":
-        local.keep_cookie(engine, settings, user.username)
 
 
 def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001

@@ -16,6 +16,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from core.access.users import create_user
 from core.store.db import make_engine
+from dashboard.auth.local import COOKIE_NAME
 from tests.conftest import free_port, missing_dependency
 from tests.sample_db import build_sample_db
 
@@ -100,6 +101,9 @@ def log_in(page: Page, app_url: str, username: str = "dr.e2e", path: str = "/") 
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     submit_sign_in(page, page.get_by_role("button", name="Sign out"))
     settle(page)
+    # the re-login cookie is written by a script in the page: a test that opens another
+    # address next (page.goto, a new session) needs it in the browser first
+    page.wait_for_function(f"document.cookie.includes({COOKIE_NAME!r} + '=')", timeout=30_000)
 
 
 def submit_sign_in(page: Page, until: Locator, tries: int = 3) -> None:
