@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -36,7 +36,7 @@ from core.access.users import (
 from core.store import audit
 from core.store.db import session_scope
 from core.store.faults import StorageFault, reraise_storage_fault
-from core.store.models import AuditLog, Role, SiteSetting, User
+from core.store.models import AuditLog, Role, SiteSetting, User, as_utc
 
 log = logging.getLogger(__name__)
 FIRST_ADMIN = "admin"
@@ -195,14 +195,6 @@ def token_account(engine: Engine, key: str, token: str | None,
     return account
 
 
-@overload
-def _aware(at: datetime) -> datetime: ...
-@overload
-def _aware(at: datetime | None) -> datetime | None: ...
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
 def _user_id(s: Session, username: str) -> int | None:
     return s.scalars(select(col(User.id)).where(
         func.lower(col(User.username)) == username.lower())).first()
@@ -211,7 +203,7 @@ def _user_id(s: Session, username: str) -> int | None:
 def _password_set_at(s: Session, user_id: int | None) -> datetime | None:
     if user_id is None:
         return None
-    return _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+    return as_utc(s.scalar(select(func.max(col(AuditLog.at))).where(
         col(AuditLog.table_name) == "user", col(AuditLog.record_id) == str(user_id),
         col(AuditLog.action).in_(PASSWORD_EVENTS))))
 
@@ -221,7 +213,7 @@ def signed_out_at(engine: Engine, username: str) -> datetime | None:
     cookie issued before then is no longer honoured, so signing out (or a new password) ends
     every saved sign-in of theirs."""
     with Session(engine) as s:
-        out = _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+        out = as_utc(s.scalar(select(func.max(col(AuditLog.at))).where(
             func.lower(col(AuditLog.actor)) == username.lower(),
             col(AuditLog.action).in_(SIGN_OUTS))))
         changed = _password_set_at(s, _user_id(s, username))
@@ -241,12 +233,12 @@ def locked_until(engine: Engine, username: str, attempts: int, minutes: float,
         return None
     with Session(engine) as s:
         since = now - timedelta(minutes=minutes)
-        good = _aware(s.scalar(select(func.max(col(AuditLog.at))).where(
+        good = as_utc(s.scalar(select(func.max(col(AuditLog.at))).where(
             func.lower(col(AuditLog.actor)) == name, col(AuditLog.action) == "login")))
         for t in (good, _password_set_at(s, _user_id(s, name))):
             if t is not None and t > since:
                 since = t
-        failures = [_aware(at) for at in s.scalars(
+        failures = [as_utc(at) for at in s.scalars(
             select(col(AuditLog.at)).where(func.lower(col(AuditLog.actor)) == name,
                                            col(AuditLog.action) == "login_failed",
                                            col(AuditLog.at) > since)

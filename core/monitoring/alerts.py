@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -29,7 +29,7 @@ from core.rules.base import Finding, RuleSpec, Severity, Status
 from core.rules.catalog import informational_ids
 from core.store.db import table_of
 from core.store.faults import storage_guard
-from core.store.models import Alert, AlertEvent, AlertState, AuditLog, Patient, utcnow
+from core.store.models import Alert, AlertEvent, AlertState, AuditLog, Patient, as_utc, utcnow
 from core.vocabulary.screening import SCREENING_NOTE
 
 if TYPE_CHECKING:
@@ -54,17 +54,6 @@ class SyncResult:
     resolved: int = 0
     unsnoozed: int = 0
     escalated: int = 0
-
-
-@overload
-def _aware(when: datetime) -> datetime: ...
-@overload
-def _aware(when: None) -> None: ...
-def _aware(when: datetime | None) -> datetime | None:
-    # SQLite may hand back naive UTC; everything here compares aware instants.
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=UTC)
 
 
 def episode_key_of(finding: Finding) -> str:
@@ -222,7 +211,7 @@ def sync_alerts(
     `notify` (core.monitoring.notify.notify_config), the changes that notify (fired, refired,
     reopened, escalated, resolved) also write their outbox rows here.
     """
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     rec = _Recorder(session, notify)
     result = SyncResult()
     findings = list(findings)
@@ -292,7 +281,7 @@ def sync_alerts(
         result.resolved += 1
 
     for alert in existing.values():
-        until = _aware(alert.snoozed_until)
+        until = as_utc(alert.snoozed_until)
         if alert.state == AlertState.SNOOZED and until is not None and until <= now:
             before = _state(alert)
             alert.state = AlertState.FIRING
@@ -330,7 +319,7 @@ def firing_since(session: Session, alert: Alert) -> datetime:
         .order_by(col(E.at).desc(), col(E.id).desc())
         .limit(1)
     ).first()
-    return _aware(at) or _aware(alert.first_fired_at)
+    return as_utc(at) or as_utc(alert.first_fired_at)
 
 
 def escalate_overdue(
@@ -344,7 +333,7 @@ def escalate_overdue(
 ) -> int:
     """Escalate severe alerts still firing (unacknowledged) for longer than `escalate_after`
     (with `notify`, the tier-2 notifications are written too)."""
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     stmt = select(Alert).where(col(Alert.state) == AlertState.FIRING.value,
                                col(Alert.severity) == Severity.SEVERE.value)
     if patient_pk is not None:
@@ -384,7 +373,7 @@ def resolve_for_inactive(
     actor: str = "system", *, notify: NotifyConfig | None = None,
 ) -> int:
     """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     keep = set(active_pks)
     stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
     rec = _Recorder(session, notify)
@@ -425,7 +414,7 @@ def acknowledge(
     `role` (None = trusted caller) needs acknowledge_alert."""
     require(role, "acknowledge_alert")
     user = _require_user(user)
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     alert = _get(session, alert_id)
     state = AlertState(alert.state)
     if state == AlertState.RESOLVED:
@@ -454,7 +443,7 @@ def snooze(
     `role` (None = trusted caller) needs snooze_alert."""
     require(role, "snooze_alert")
     user = _require_user(user)
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     if not reason or not reason.strip():
         raise ValueError("A snooze needs a reason (why is it safe to silence this alert?).")
     if until is None or until.tzinfo is None:

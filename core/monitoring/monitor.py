@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
@@ -35,6 +35,7 @@ from core.store.models import (
     MonitorCycle,
     Notification,
     NotificationStatus,
+    as_utc,
     utcnow,
 )
 
@@ -43,12 +44,6 @@ log = logging.getLogger(__name__)
 FAILED_TEST_SHOWN_FOR = timedelta(hours=24)
 DEFAULT_INTERVAL = timedelta(minutes=5)
 """How often the monitor runs a cycle (`monitor --interval`, CARTWATCH_MONITOR_INTERVAL)."""
-
-
-def _aware(when: datetime | None) -> datetime | None:
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -106,7 +101,7 @@ class MonitorStatus:
 def monitor_status(session: Session, now: datetime | None = None,
                    interval: timedelta = DEFAULT_INTERVAL) -> MonitorStatus:
     """The monitor's heartbeat and the outbox's state, in four small queries."""
-    now = _aware(now) or utcnow()
+    now = as_utc(now) or utcnow()
     newest = session.execute(select(col(MonitorCycle.finished_at), col(MonitorCycle.error))
                              .where(col(MonitorCycle.finished_at).is_not(None))
                              .order_by(col(MonitorCycle.finished_at).desc())
@@ -127,7 +122,7 @@ def monitor_status(session: Session, now: datetime | None = None,
         col(EvaluationFailure.retried_at).is_(None))) or 0
     if isinstance(last, str):
         last = datetime.fromisoformat(last)
-    return MonitorStatus(_aware(last), now, interval, int(failed), int(backlog), int(failing),
+    return MonitorStatus(as_utc(last), now, interval, int(failed), int(backlog), int(failing),
                          error)
 
 
@@ -199,9 +194,9 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
         if not got:
             report.skipped = "another monitor holds the lock"
             return report
-        at = _aware(now) or utcnow()
+        at = as_utc(now) or utcnow()
         with session_scope(engine) as s:
-            last = _aware(_parse(s.scalar(select(func.max(col(MonitorCycle.finished_at))).where(
+            last = as_utc(_parse(s.scalar(select(func.max(col(MonitorCycle.finished_at))).where(
                 col(MonitorCycle.worker) != worker))))
             if last is not None and at - last < settings.monitor_interval / 2:
                 report.skipped = f"another monitor finished a cycle at {last:%H:%M:%S}"
@@ -234,7 +229,7 @@ def run_cycle(engine: Engine, settings: Settings, now: datetime | None = None, *
         with session_scope(engine) as s:
             row = s.get(MonitorCycle, cycle.id)
             assert row is not None
-            row.finished_at = _aware(now) or utcnow()
+            row.finished_at = as_utc(now) or utcnow()
             row.patients, row.delivered = report.patients, report.delivered
             row.failed_deliveries, row.error = report.failed_deliveries, report.error
     return report

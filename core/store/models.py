@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import overload
 
 from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -22,6 +23,17 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(when: datetime) -> datetime: ...
+@overload
+def as_utc(when: None) -> None: ...
+def as_utc(when: datetime | None) -> datetime | None:
+    """`when` as an aware UTC instant (SQLite hands back naive UTC), None as None."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class RecordStatus(StrEnum):

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -39,6 +39,7 @@ from core.store.models import (
     DeliveryAttempt,
     Notification,
     NotificationStatus,
+    as_utc,
     utcnow,
 )
 
@@ -74,10 +75,6 @@ class _Claim:
     payload: dict[str, Any]
     severity: str
     event: str
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _max_attempts(config: NotifyConfig, event: str) -> int:
@@ -294,7 +291,7 @@ def deliver_pending(engine: Engine, settings: Settings, now: datetime | None = N
     (core.config.worker_name()). `limit` bounds the rows handled in one run.
     """
     config = notify_config(settings) if config is None else config
-    fixed = None if now is None else _aware(now)
+    fixed = None if now is None else as_utc(now)
     clock = (lambda: fixed) if fixed is not None else utcnow
     return _deliver(engine, config, clock, worker, limit=limit, environ=environ)
 

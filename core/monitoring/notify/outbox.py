@@ -28,6 +28,7 @@ from core.store.models import (
     Notification,
     NotificationStatus,
     Patient,
+    as_utc,
 )
 from core.vocabulary.screening import SCREENING_NOTE
 
@@ -40,12 +41,8 @@ _VERB = {"fired": "fired", "escalated": "escalated (not acknowledged)", "resolve
 _NOTIFIED = (NotificationStatus.DELIVERED.value, NotificationStatus.SENDING.value)
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def iso_z(when: datetime) -> str:
-    return _aware(when).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return as_utc(when).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def patient_link(config: NotifyConfig, alert_id: int | None,
@@ -102,7 +99,7 @@ def alert_payload(session: Session, alert: Alert, event_row: AlertEvent, event: 
                   config: NotifyConfig) -> dict[str, Any]:
     """The document sent for one alert event (JSON body, and the text of mail and chat)."""
     patient = session.get(Patient, alert.patient_pk)
-    at = _aware(event_row.at)
+    at = as_utc(event_row.at)
     doc: dict[str, Any] = {
         "event": event, "alert_id": alert.id, "rule": alert.rule_id,
         "rule_title": alert.title, "severity": alert.severity, "grade": alert.grade,
@@ -182,7 +179,7 @@ def enqueue(session: Session, alert: Alert, event_row: AlertEvent, action: str,
     if event_row.id is None or alert.id is None:
         session.flush()  # the dedupe key and the payload's alert_id need the ids
     doc = alert_payload(session, alert, event_row, event, config)
-    at = _aware(event_row.at)
+    at = as_utc(event_row.at)
     due = config.quiet_until(at, alert.severity) or at
     rows = []
     for contact in targets:
