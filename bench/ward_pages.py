@@ -92,7 +92,8 @@ def script_times(url: str, page: str, runs: int = 5) -> dict:
 
 
 def core_time(url: str) -> float:
-    from core.views.ward import huddle_tiles, ward_summary
+    from core.views.huddle import huddle_tiles
+    from core.views.ward import ward_summary
 
     engine = make_engine(url)
     with session_scope(engine) as s:

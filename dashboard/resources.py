@@ -98,7 +98,8 @@ def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noq
     from datetime import timedelta
 
     from core.store.models import utcnow
-    from core.views.ward import freshness, huddle_tiles
+    from core.views.huddle import huddle_tiles
+    from core.views.ward import freshness
 
     now = utcnow()
     with session_scope(_engine) as s:
@@ -109,8 +110,8 @@ def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noq
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)
 def alert_inbox(_engine, url: str, version: tuple[int, int], states: tuple,  # noqa: ANN001
                 patient_ids: tuple, rule_ids: tuple, severities: tuple) -> pd.DataFrame:
-    from core.views.ward import InboxFilter
-    from core.views.ward import alert_inbox as inbox
+    from core.views.inbox import InboxFilter
+    from core.views.inbox import alert_inbox as inbox
 
     with session_scope(_engine) as s:
         return inbox(s, InboxFilter(states, patient_ids, rule_ids, severities))

@@ -1,7 +1,8 @@
 """Display helpers for the ward pages: the overview table and the huddle wall's HTML.
 
-Formatting only: every value shown comes from core.views.ward. The huddle HTML is built from
-`HuddleTile`s, which carry bed, initials, day and clinical state but never an identifier.
+Formatting only: every value shown comes from core.views.ward and core.views.huddle. The
+huddle HTML is built from `HuddleTile`s, which carry bed, initials, day and clinical state but
+never an identifier.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from core.monitoring.monitor import MonitorStatus
-from core.views.ward import Freshness, HuddleTile
+from core.views.huddle import HuddleTile
+from core.views.ward import Freshness
 from core.vocabulary.units import fmt
 
 # --- overview ------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Ward-level views: one row per active patient, what changed, the alert inbox, masking.
+"""The ward overview: one row per active patient, its freshness, and what changed.
+
+The alert inbox is core.views.inbox; the masked huddle wall is core.views.huddle.
 
 Grades and statuses come only from the alerts that `evaluate` keeps in line with the rules
 (core/rules is the one source of grades): an open alert of `crs_grade` carries the current
@@ -12,20 +14,17 @@ alert states, and a patient without labs today; it is not a clinical score.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import overload
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from core.monitoring.alerts import OPEN_STATES, SCREENING_NOTE
-from core.rules.catalog import all_specs, rules_by_id, syndrome_ids
-from core.store.db import table_of
+from core.monitoring.alerts import OPEN_STATES
+from core.rules.catalog import rules_by_id, syndrome_ids
 from core.store.models import (
     Alert,
     AlertEvent,
@@ -36,6 +35,7 @@ from core.store.models import (
     Patient,
     PatientStatus,
     RecordStatus,
+    as_utc,
     utcnow,
 )
 from core.vocabulary.course import day_of
@@ -66,18 +66,9 @@ def short_name(rule_id: str) -> str:
     return rule.short_name if rule is not None and rule.short_name else rule_id
 
 
-def _aware(col: pd.Series) -> pd.Series:
+def utc_series(col: pd.Series) -> pd.Series:
+    """Stored times (naive UTC from SQLite, aware from PostgreSQL) as aware UTC."""
     return pd.to_datetime(col, utc=True, format="ISO8601")
-
-
-@overload
-def _as_utc(when: datetime) -> datetime: ...
-@overload
-def _as_utc(when: None) -> None: ...
-def _as_utc(when: datetime | None) -> datetime | None:
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _active_patients(session: Session, ward: str | None) -> pd.DataFrame:
@@ -99,7 +90,7 @@ def _labs(session: Session, pks: list[int], analytes: Sequence[str],
             .order_by(col(L.patient_pk), col(L.analyte), col(L.collected_at)))
     frame = pd.read_sql(stmt, session.connection())
     if len(frame):
-        frame["collected_at"] = _aware(frame["collected_at"])
+        frame["collected_at"] = utc_series(frame["collected_at"])
     return frame
 
 
@@ -112,7 +103,7 @@ def _newest_lab(session: Session, pks: list[int], now: datetime) -> dict[int, pd
     frame = pd.read_sql(stmt, session.connection())
     if frame.empty:
         return {}
-    frame["newest"] = _aware(frame["newest"])
+    frame["newest"] = utc_series(frame["newest"])
     return dict(zip(frame["patient_pk"].astype(int), frame["newest"], strict=True))
 
 
@@ -188,7 +179,7 @@ def ward_summary(session: Session, tz: str, now: datetime | None = None,
     SPARK_DAYS days, oldest first; `lab_age_h` is hours since the newest lab of any kind;
     `no_labs_today` is true when nothing was drawn on the ward's calendar day of `now`.
     """
-    now = _as_utc(now) or utcnow()
+    now = as_utc(now) or utcnow()
     zone = ZoneInfo(tz)
     patients = _active_patients(session, ward)
     if patients.empty:
@@ -325,7 +316,7 @@ class Freshness:
 def freshness(session: Session, now: datetime | None = None,
               limit: timedelta = DEFAULT_STALE_AFTER) -> Freshness:
     """The newest lab or observation of an active patient, and the last finished evaluation."""
-    now = _as_utc(now) or utcnow()
+    now = as_utc(now) or utcnow()
     active = select(col(Patient.id)).where(col(Patient.status) == PatientStatus.ACTIVE.value)
     L, Ob = LabResult, Observation
     lab = session.scalar(select(func.max(col(L.collected_at))).where(
@@ -342,7 +333,7 @@ def _parse(value: datetime | str | None) -> datetime | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return _as_utc(value)
+    return as_utc(value)
 
 
 CHANGE_COLUMNS = ["patient_pk", "patient_id", "at", "action", "rule_id", "severity", "text"]
@@ -354,8 +345,8 @@ def changes_since(session: Session, since: datetime, now: datetime | None = None
 
     Newest first; `text` is one line without patient identifiers, e.g. "New: CRS grade 2".
     """
-    now = _as_utc(now) or utcnow()
-    since = _as_utc(since)
+    now = as_utc(now) or utcnow()
+    since = as_utc(since)
     E, A = AlertEvent, Alert
     stmt = (select(col(A.patient_pk), col(Patient.patient_id), col(E.at), col(E.action),
                    col(A.rule_id), col(A.severity), col(A.grade))
@@ -369,7 +360,7 @@ def changes_since(session: Session, since: datetime, now: datetime | None = None
     frame = pd.read_sql(stmt, session.connection())
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in CHANGE_COLUMNS})
-    frame["at"] = _aware(frame["at"])
+    frame["at"] = utc_series(frame["at"])
 
     def line(r: dict) -> str:
         grade = "" if pd.isna(r["grade"]) else f" grade {int(r['grade'])}"
@@ -379,9 +370,9 @@ def changes_since(session: Session, since: datetime, now: datetime | None = None
     return frame[CHANGE_COLUMNS]
 
 
-def change_lines(changes: pd.DataFrame, patient_pk: int, limit: int = 3) -> list[str]:
-    """The patient's most telling changes, one line each: severe and escalations first."""
-    return _change_lines(_records_by_pk(changes).get(patient_pk, []), limit)
+def change_lines(changes: pd.DataFrame, limit: int = 3) -> dict[int, list[str]]:
+    """Each patient's most telling changes, one line each: severe and escalations first."""
+    return {pk: _change_lines(rows, limit) for pk, rows in _records_by_pk(changes).items()}
 
 
 def _change_lines(rows: list[dict], limit: int) -> list[str]:
@@ -421,135 +412,3 @@ def top_alerts(session: Session, patient_pks: Sequence[int],
     """Each patient's open alerts as short lines, unacknowledged and most severe first."""
     by_pk = _records_by_pk(_open_alerts(session, list(patient_pks)))
     return {int(pk): _alert_lines(by_pk.get(int(pk), []), limit) for pk in patient_pks}
-
-
-# --- the alert inbox ---------------------------------------------------------------------
-
-INBOX_STATES = tuple(s.value for s in AlertState)
-
-
-@dataclass(frozen=True)
-class InboxFilter:
-    """What the inbox shows; empty means any."""
-
-    states: tuple[str, ...] = tuple(s.value for s in OPEN_STATES)
-    patient_ids: tuple[str, ...] = ()
-    rule_ids: tuple[str, ...] = ()
-    severities: tuple[str, ...] = ()
-    limit: int = 500
-
-
-INBOX_COLUMNS = [
-    "id", "patient_id", "bed", "rule_id", "title", "severity", "state", "grade", "score",
-    "since_day", "message", "evidence", "missing", "first_fired_at", "last_seen_at",
-    "fire_count", "acknowledged_by", "acknowledged_at", "ack_note", "snoozed_until",
-    "snooze_reason", "resolved_at", "escalated_at", "citation",
-]
-
-
-def citation_text(rule_id: str) -> str:
-    """The rule's citation as one line (source, section, DOI)."""
-    for spec in all_specs():
-        if spec.rule.id == rule_id:
-            c = spec.rule.citation
-            return f"{c.source}; {c.section}" + (f"; doi:{c.doi}" if c.doi else "")
-    return "rule no longer in the catalogue"
-
-
-def alert_inbox(session: Session, filters: InboxFilter | None = None) -> pd.DataFrame:
-    """Alerts matching `filters`: escalated first, then most severe, then newest (INBOX_COLUMNS)."""
-    f = filters or InboxFilter()
-    A = Alert
-    cols = [c for c in table_of(A).columns if c.key != "patient_pk"]
-    stmt = select(*cols, col(Patient.patient_id), col(Patient.bed)).join(
-        Patient, col(Patient.id) == col(A.patient_pk))
-    if f.states:
-        stmt = stmt.where(col(A.state).in_(list(f.states)))
-    if f.patient_ids:
-        stmt = stmt.where(col(Patient.patient_id).in_(list(f.patient_ids)))
-    if f.rule_ids:
-        stmt = stmt.where(col(A.rule_id).in_(list(f.rule_ids)))
-    if f.severities:
-        stmt = stmt.where(col(A.severity).in_(list(f.severities)))
-    frame = pd.DataFrame([dict(r._mapping) for r in session.execute(stmt).all()])
-    if frame.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in INBOX_COLUMNS})
-    frame["bed"] = frame["bed"].fillna("")
-    for column in ("first_fired_at", "last_seen_at", "acknowledged_at", "snoozed_until",
-                   "resolved_at", "escalated_at"):
-        frame[column] = _aware(frame[column])
-    frame["citation"] = [citation_text(r) for r in frame["rule_id"]]
-    frame["_esc"] = frame["state"] == AlertState.ESCALATED.value
-    frame["_open"] = frame["state"].isin([s.value for s in OPEN_STATES])
-    frame["_rank"] = frame["severity"].map(SEVERITY_RANK).fillna(0)
-    frame = frame.sort_values(["_esc", "_open", "_rank", "last_seen_at", "id"],
-                              ascending=False, kind="stable")
-    return frame[INBOX_COLUMNS].head(f.limit).reset_index(drop=True)
-
-
-# --- masking for the huddle screen -------------------------------------------------------
-
-MASK = "•••"
-
-
-def initials_only(initials: str | None) -> str:
-    """Up to three letters of the stored initials, or "?"; never a name or an ID."""
-    letters = re.sub(r"[^A-Za-z]", "", initials or "").upper()[:3]
-    return letters or "?"
-
-
-def scrub(text: str, identifiers: Iterable[str]) -> str:
-    """`text` with every given identifier (study ID, MRN) replaced by a mask."""
-    for ident in sorted({i for i in identifiers if i}, key=len, reverse=True):
-        text = re.sub(re.escape(ident), MASK, text, flags=re.IGNORECASE)
-    return text
-
-
-HUDDLE_FIELDS = [
-    "bed", "initials", "day", "crs_grade", "icans_grade", "iec_hs", "iec_hs_since_day", "hlh",
-    "icaht_grade", "ticaht_grade", "ferritin", "ferritin_trend", "ferritin_series",
-    "fibrinogen", "fibrinogen_trend", "fibrinogen_series", "unack_severe", "unack_warning",
-    "unack_info", "escalated", "no_labs_today", "lab_age_h", "concern",
-]
-
-
-@dataclass(frozen=True)
-class HuddleTile:
-    """What one huddle tile may show: bed, initials, day and clinical state; no identifiers."""
-
-    fields: dict
-    alerts: list[str]
-    changes: list[str]
-
-
-def huddle_tiles(session: Session, tz: str, now: datetime | None = None,
-                 ward: str | None = None,
-                 since: timedelta = timedelta(hours=24)) -> list[HuddleTile]:
-    """One masked tile per active patient, most concerning first."""
-    now = _as_utc(now) or utcnow()
-    summary = ward_summary(session, tz, now, ward)
-    if summary.empty:
-        return []
-    pks = [int(pk) for pk in summary["patient_pk"]]
-    alerts = top_alerts(session, pks, limit=2)
-    changes = changes_since(session, now - since, now, pks)
-    every_id = list(session.scalars(select(col(Patient.patient_id))))
-    changes_by = _records_by_pk(changes)
-    tiles = []
-    for row in summary.to_dict("records"):
-        pk = int(row["patient_pk"])
-        shown = {k: row[k] for k in HUDDLE_FIELDS}
-        shown["initials"] = initials_only(row["initials"])
-        shown["bed"] = scrub(row["bed"], every_id) or "–"
-        tiles.append(HuddleTile(
-            fields=shown,
-            alerts=[scrub(s, every_id) for s in alerts.get(pk, [])],
-            changes=[scrub(s, every_id) for s in _change_lines(changes_by.get(pk, []), 2)],
-        ))
-    return tiles
-
-
-__all__ = [
-    "SCREENING_NOTE", "ward_summary", "changes_since", "alert_inbox", "huddle_tiles",
-    "freshness", "InboxFilter", "HuddleTile", "Freshness",
-]

@@ -9,7 +9,8 @@ from core.access.permissions import NotAllowed
 from core.monitoring.alerts import OPEN_STATES, SCREENING_NOTE
 from core.store.faults import StorageFault
 from core.store.models import utcnow
-from core.views.ward import INBOX_STATES, short_name
+from core.views.inbox import INBOX_STATES
+from core.views.ward import short_name
 from dashboard import auth, resources
 
 settings = resources.get_settings()

@@ -12,15 +12,12 @@ from core.rules.base import EvidenceItem, Finding, Status
 from core.rules.catalog import all_specs
 from core.store.db import session_scope
 from core.store.models import Alert, EvaluationRun, LabResult, Patient, PatientStatus
+from core.views.huddle import huddle_tiles, initials_only, scrub
+from core.views.inbox import InboxFilter, alert_inbox
 from core.views.ward import (
-    InboxFilter,
-    alert_inbox,
     changes_since,
     filter_summary,
     freshness,
-    huddle_tiles,
-    initials_only,
-    scrub,
     trend_arrow,
     ward_summary,
 )

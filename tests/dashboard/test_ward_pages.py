@@ -148,7 +148,7 @@ LEVEL_CASES = [  # (escalated, severe, warning, info) -> level, words, border pa
 @pytest.mark.parametrize(("counts", "level", "words", "border"), LEVEL_CASES)
 def test_tile_severity_is_a_word_a_shape_and_a_border_pattern_not_only_a_colour(
         counts, level, words, border):
-    from core.views.ward import HuddleTile
+    from core.views.huddle import HuddleTile
     from dashboard.ward_view import SEVERITY_COLOURS, severity_label, severity_level, tile_html
 
     escalated, severe, warning, info = counts
