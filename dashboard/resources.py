@@ -119,7 +119,7 @@ def alert_inbox(_engine, url: str, version: tuple[int, int], states: tuple,  # n
 
 def alert_history(engine, alert_id: int) -> pd.DataFrame:  # noqa: ANN001
     """Every event of one alert, oldest first (not cached: it must show the last action)."""
-    from core.monitoring.alerts import alert_history as history
+    from core.monitoring.alert_actions import alert_history as history
 
     with session_scope(engine) as s:
         return pd.DataFrame([{"at": e.at, "who": e.actor, "action": e.action, "note": e.note}
@@ -130,7 +130,7 @@ def act_on_alert(engine, action: str, alert_id: int, user: str, role: str,  # no
                  **kw) -> None:  # noqa: ANN003
     """Acknowledge or snooze through core.monitoring.alerts, which checks `role` and records who and
     when (its audit row moves the data version: no cache to clear)."""
-    from core.monitoring.alerts import acknowledge, snooze
+    from core.monitoring.alert_actions import acknowledge, snooze
 
     act = {"acknowledge": acknowledge, "snooze": snooze}[action]
     with write_session(engine) as s:

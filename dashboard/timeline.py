@@ -15,13 +15,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.access.permissions import NotAllowed
-from core.monitoring.alerts import (
-    SCREENING_NOTE,
-    acknowledge,
-    alert_history,
-    patient_alerts,
-    snooze,
-)
+from core.monitoring.alert_actions import acknowledge, alert_history, patient_alerts, snooze
+from core.monitoring.alerts import SCREENING_NOTE
 from core.rules.base import Finding
 from core.store.db import session_scope
 from core.store.faults import StorageFault

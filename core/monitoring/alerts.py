@@ -1,7 +1,8 @@
 """Alert lifecycle over the `alert` and `alertevent` tables.
 
 One alert per (patient, rule, episode_key). `sync_alerts` is what `evaluate` calls with a
-patient's findings; the clinician actions are `acknowledge` and `snooze`. Every state change
+patient's findings; the clinician actions (`acknowledge`, `snooze`) are in
+core.monitoring.alert_actions. Every state change
 writes an `AlertEvent` (who, when, action, note) and an `AuditLog` row in the caller's
 transaction, so an alert never changes without its history.
 
@@ -24,11 +25,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from core.access.permissions import require
 from core.rules.base import Finding, RuleSpec, Severity, Status
 from core.rules.catalog import informational_ids
 from core.store.db import table_of
-from core.store.faults import storage_guard
 from core.store.models import Alert, AlertEvent, AlertState, AuditLog, Patient, as_utc, utcnow
 from core.vocabulary.screening import SCREENING_NOTE
 
@@ -40,7 +39,7 @@ OPEN_STATES = frozenset({
     AlertState.FIRING, AlertState.ACKNOWLEDGED, AlertState.SNOOZED, AlertState.ESCALATED,
 })
 _FIRING_ENTRY = ("fired", "refired", "unsnoozed", "reopened")  # events that start a firing spell
-_RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.SEVERE.value: 2}
+RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.SEVERE.value: 2}
 
 
 @dataclass
@@ -108,14 +107,15 @@ def message_of(finding: Finding, title: str) -> str:
     return text[: 2000 - len(note)] + note
 
 
-def _state(alert: Alert) -> dict[str, Any]:
+def alert_state(alert: Alert) -> dict[str, Any]:
+    """What an alert's event and audit rows record of it before and after a change."""
     return {
         "state": str(alert.state), "severity": alert.severity, "grade": alert.grade,
         "fire_count": alert.fire_count,
     }
 
 
-class _Recorder:
+class Recorder:
     """Collects the AlertEvent and AuditLog rows of each change (and, given a NotifyConfig,
     the notifications they cause) and writes them in `write()`, in the caller's transaction:
     one flush for the new alerts' ids, then one multi-row INSERT per table. A ward's sync
@@ -141,7 +141,7 @@ class _Recorder:
     ) -> None:
         if alert.id is None:
             self.session.add(alert)
-        self._changes.append((alert, action, actor, at, before, _state(alert), note))
+        self._changes.append((alert, action, actor, at, before, alert_state(alert), note))
 
     def write(self) -> None:
         """Write what was recorded since the last call."""
@@ -183,7 +183,7 @@ def _fill(alert: Alert, finding: Finding, title: str, severity: str, now: dateti
 
 
 def _worsened(alert: Alert, severity: str, grade: int | None) -> bool:
-    if _RANK.get(severity, 0) > _RANK.get(alert.severity, 0):
+    if RANK.get(severity, 0) > RANK.get(alert.severity, 0):
         return True
     return grade is not None and alert.grade is not None and grade > alert.grade
 
@@ -212,7 +212,7 @@ def sync_alerts(
     reopened, escalated, resolved) also write their outbox rows here.
     """
     now = as_utc(now) or utcnow()
-    rec = _Recorder(session, notify)
+    rec = Recorder(session, notify)
     result = SyncResult()
     findings = list(findings)
     if alerts is None:
@@ -244,7 +244,7 @@ def sync_alerts(
             alerts.append(alert)
             result.fired += 1
             continue
-        before = _state(alert)
+        before = alert_state(alert)
         state = AlertState(alert.state)
         if state == AlertState.RESOLVED:
             _fill(alert, f, title, severity, now)
@@ -273,7 +273,7 @@ def sync_alerts(
             continue
         if rule_id in unknown_rules:
             continue
-        before = _state(alert)
+        before = alert_state(alert)
         alert.state = AlertState.RESOLVED
         alert.resolved_at = now
         alert.snoozed_until = None
@@ -283,7 +283,7 @@ def sync_alerts(
     for alert in existing.values():
         until = as_utc(alert.snoozed_until)
         if alert.state == AlertState.SNOOZED and until is not None and until <= now:
-            before = _state(alert)
+            before = alert_state(alert)
             alert.state = AlertState.FIRING
             alert.snoozed_until = None
             rec(alert, "unsnoozed", actor, now, before, "snooze expired")
@@ -344,20 +344,20 @@ def escalate_overdue(
 
 
 def _alert_pk(alert: Alert) -> int:
-    assert alert.id is not None  # stored, or flushed by _Recorder.write before escalation
+    assert alert.id is not None  # stored, or flushed by Recorder.write before escalation
     return alert.id
 
 
 def _escalate(session: Session, alerts: Iterable[Alert], now: datetime,
               escalate_after: timedelta, actor: str, notify: NotifyConfig | None = None) -> int:
     """escalate_overdue over the given alerts (those not severe and firing are skipped)."""
-    rec = _Recorder(session, notify)
+    rec = Recorder(session, notify)
     count = 0
     for alert in sorted(alerts, key=_alert_pk):
         if alert.state != AlertState.FIRING or alert.severity != Severity.SEVERE:
             continue
         if now - firing_since(session, alert) > escalate_after:
-            before = _state(alert)
+            before = alert_state(alert)
             alert.state = AlertState.ESCALATED
             alert.escalated_at = now
             hours = escalate_after.total_seconds() / 3600
@@ -376,12 +376,12 @@ def resolve_for_inactive(
     now = as_utc(now) or utcnow()
     keep = set(active_pks)
     stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
-    rec = _Recorder(session, notify)
+    rec = Recorder(session, notify)
     count = 0
     for alert in session.scalars(stmt).all():
         if alert.patient_pk in keep:
             continue
-        before = _state(alert)
+        before = alert_state(alert)
         alert.state = AlertState.RESOLVED
         alert.resolved_at = now
         alert.snoozed_until = None
@@ -390,101 +390,3 @@ def resolve_for_inactive(
     rec.write()
     session.flush()
     return count
-
-
-def _get(session: Session, alert_id: int) -> Alert:
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise LookupError(f"There is no alert with id {alert_id}.")
-    return alert
-
-
-def _require_user(user: str) -> str:
-    if not user or not user.strip():
-        raise ValueError("Say who is doing this: a user name is required.")
-    return user.strip()
-
-
-@storage_guard()
-def acknowledge(
-    session: Session, alert_id: int, user: str, note: str | None = None,
-    now: datetime | None = None, *, role: str | None = None,
-) -> Alert:
-    """Record that `user` has seen the alert (who, when, note); stops escalation.
-    `role` (None = trusted caller) needs acknowledge_alert."""
-    require(role, "acknowledge_alert")
-    user = _require_user(user)
-    now = as_utc(now) or utcnow()
-    alert = _get(session, alert_id)
-    state = AlertState(alert.state)
-    if state == AlertState.RESOLVED:
-        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to acknowledge.")
-    if state == AlertState.ACKNOWLEDGED:
-        return alert
-    before = _state(alert)
-    alert.state = AlertState.ACKNOWLEDGED
-    alert.acknowledged_by = user
-    alert.acknowledged_at = now
-    alert.ack_note = (note or "").strip()[:1000] or None
-    alert.snoozed_until = alert.snooze_reason = None
-    rec = _Recorder(session)
-    rec(alert, "acknowledged", user, now, before, alert.ack_note)
-    rec.write()
-    session.flush()
-    return alert
-
-
-@storage_guard()
-def snooze(
-    session: Session, alert_id: int, user: str, reason: str, until: datetime,
-    now: datetime | None = None, *, role: str | None = None,
-) -> Alert:
-    """Silence an open alert until `until` (time-zone aware, in the future), with a reason.
-    `role` (None = trusted caller) needs snooze_alert."""
-    require(role, "snooze_alert")
-    user = _require_user(user)
-    now = as_utc(now) or utcnow()
-    if not reason or not reason.strip():
-        raise ValueError("A snooze needs a reason (why is it safe to silence this alert?).")
-    if until is None or until.tzinfo is None:
-        raise ValueError("A snooze needs an expiry time with a time zone.")
-    if until <= now:
-        raise ValueError(
-            f"A snooze must expire in the future (got {until.isoformat()}, now is "
-            f"{now.isoformat(timespec='seconds')})."
-        )
-    alert = _get(session, alert_id)
-    if alert.state == AlertState.RESOLVED:
-        raise ValueError(f"Alert {alert_id} is already resolved; there is nothing to snooze.")
-    before = _state(alert)
-    alert.state = AlertState.SNOOZED
-    alert.snoozed_until = until
-    alert.snooze_reason = reason.strip()[:500]
-    note = f"until {until.isoformat(timespec='minutes')}: {alert.snooze_reason}"
-    rec = _Recorder(session)
-    rec(alert, "snoozed", user, now, before, note)
-    rec.write()
-    session.flush()
-    return alert
-
-
-def alert_history(session: Session, alert_id: int) -> list[AlertEvent]:
-    """Every event of the alert, oldest first."""
-    _get(session, alert_id)
-    return list(session.scalars(
-        select(AlertEvent).where(col(AlertEvent.alert_id) == alert_id)
-        .order_by(col(AlertEvent.at), col(AlertEvent.id))
-    ))
-
-
-def patient_alerts(session: Session, patient_id: str, *, open_only: bool = True) -> list[Alert]:
-    """A patient's alerts (open ones by default): most severe first, then newest."""
-    stmt = select(Alert).join(Patient, col(Patient.id) == col(Alert.patient_pk)).where(
-        col(Patient.patient_id) == patient_id)
-    if open_only:
-        stmt = stmt.where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
-    alerts = list(session.scalars(stmt).all())
-    alerts.sort(key=lambda a: (-_RANK.get(a.severity, 0), -(a.since_day or 0), a.id or 0))
-    for a in alerts:
-        session.expunge(a)
-    return alerts

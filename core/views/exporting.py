@@ -179,7 +179,7 @@ def figure_image(fig: go.Figure, fmt: str, width: int = SNAPSHOT_WIDTH) -> bytes
 def patient_snapshot(engine: Engine, patient_id: str, tz: str, fmt: str,
                      now: datetime | None = None) -> bytes:
     """A one-page handover snapshot: header, open alerts and the timeline (PNG or PDF)."""
-    from core.monitoring.alerts import patient_alerts
+    from core.monitoring.alert_actions import patient_alerts
     from core.rules.engine import evaluate_course
     from core.store.loading import as_of_day, lab_corrections
     from core.views.figures import timeline_figure

@@ -7,14 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from core.monitoring.alerts import (
-    SCREENING_NOTE,
-    acknowledge,
-    alert_history,
-    resolve_for_inactive,
-    snooze,
-    sync_alerts,
-)
+from core.monitoring.alert_actions import acknowledge, alert_history, snooze
+from core.monitoring.alerts import SCREENING_NOTE, resolve_for_inactive, sync_alerts
 from core.rules.base import (
     Citation,
     EvidenceItem,

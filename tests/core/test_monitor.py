@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.config import Settings
-from core.monitoring.alerts import DEFAULT_ESCALATE_AFTER, acknowledge, snooze
+from core.monitoring.alert_actions import acknowledge, snooze
+from core.monitoring.alerts import DEFAULT_ESCALATE_AFTER
 from core.monitoring.monitor import health, monitor_status, run_cycle, serve_health
 from core.store.db import session_scope
 from core.store.models import Alert, AlertState, EvaluationFailure, MonitorCycle

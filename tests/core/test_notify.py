@@ -25,10 +25,10 @@ from sqlmodel import select
 
 from bench._receivers import HttpReceiver, SmtpReceiver
 from core.config import Settings
+from core.monitoring.alert_actions import acknowledge
 from core.monitoring.alerts import (
     DEFAULT_ESCALATE_AFTER,
     SCREENING_NOTE,
-    acknowledge,
     escalate_overdue,
     sync_alerts,
 )

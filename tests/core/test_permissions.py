@@ -18,7 +18,7 @@ from core.capture.corrections import correct, mark_entered_in_error, verify
 from core.capture.entry import enter_day, enter_grid, save_site_setting
 from core.capture.fhir import import_fhir
 from core.capture.importing import import_file
-from core.monitoring.alerts import acknowledge, snooze
+from core.monitoring.alert_actions import acknowledge, snooze
 from core.store.db import session_scope
 from core.store.models import Alert, AuditLog, LabResult, Patient
 

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from core.monitoring.alerts import acknowledge, snooze, sync_alerts
+from core.monitoring.alert_actions import acknowledge, snooze
+from core.monitoring.alerts import sync_alerts
 from core.rules.base import EvidenceItem, Finding, Status
 from core.rules.catalog import all_specs
 from core.store.db import session_scope

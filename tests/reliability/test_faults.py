@@ -31,7 +31,7 @@ from core.access.users import create_user
 from core.capture.corrections import CorrectionRefused, correct
 from core.capture.entry import enter_day
 from core.capture.importing import import_file
-from core.monitoring.alerts import snooze
+from core.monitoring.alert_actions import snooze
 from core.store.db import init_db, is_sqlite, make_engine
 from core.store.faults import StorageFault, storage_guard
 from core.store.models import AuditLog, ImportBatch, LabResult, Patient

@@ -165,7 +165,7 @@ def write_paths(ids: dict[str, int]) -> dict:  # type: ignore[type-arg]
     from core.access.users import create_user
     from core.capture.corrections import correct, mark_entered_in_error, verify
     from core.capture.entry import enter_day, enter_grid, save_site_setting
-    from core.monitoring.alerts import acknowledge, snooze
+    from core.monitoring.alert_actions import acknowledge, snooze
     from core.store.unit_of_work import write_session
 
     def ack(engine):  # type: ignore[no-untyped-def]
