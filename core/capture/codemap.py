@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -56,17 +57,39 @@ class Target:
     by: str = "LOINC"  # "site map" or "LOINC": shown when a nurse asks why
 
 
+class Entry(Protocol):
+    """What the map reads of a CodeMapEntry (the entry, or a row of its columns)."""
+
+    @property
+    def system(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def target_kind(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def unit(self) -> str | None: ...
+
+
 class CodeMap:
     """The active site entries, read in one query; resolve() is then a dict lookup."""
 
-    def __init__(self, entries: Iterable[CodeMapEntry]) -> None:
+    def __init__(self, entries: Iterable[Entry]) -> None:
         self._entries = {(e.system, e.code): e for e in entries}
 
     @classmethod
-    def load(cls, session: Session) -> CodeMap:
-        rows = session.execute(select(CodeMapEntry).where(
-            col(CodeMapEntry.active).is_(True))).scalars()
-        return cls(rows)
+    def load(cls, session: Session, *, codes: Collection[str] | None = None) -> CodeMap:
+        """The active entries (the columns resolve() reads, not whole rows); with `codes`,
+        only the entries for those codes (a message's few), which resolve the same."""
+        E = CodeMapEntry
+        query = select(col(E.system), col(E.code), col(E.target_kind), col(E.target),
+                       col(E.unit)).where(col(E.active).is_(True)).order_by(col(E.id))
+        if codes is not None:
+            if not codes:
+                return cls([])
+            query = query.where(col(E.code).in_(list(codes)))
+        return cls(session.execute(query).all())
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -279,13 +279,16 @@ def _result(obx: hl7.Segment, seq: int, patient: PatientRef, obr_time: datetime 
                   status=status, status_code=status_code, observed_at=observed)
 
 
-def parse(raw: str, *, tz: str, id_type: str | None = None) -> Parsed:
+def parse(raw: str, *, tz: str, id_type: str | None = None,
+          message: hl7.Message | None = None) -> Parsed:
     """Parse an ORU^R01 or ADT^A01/A02/A03; anything else, or a broken one, is a Problem.
 
     tz: the ward's zone, for date-times sent without an offset. id_type: the PID-3
     identifier type code (CX-5) that names our patients; None takes the first repetition.
+    message: `parse_message(raw)` when the caller has it already.
     """
-    message = parse_message(raw)
+    if message is None:
+        message = parse_message(raw)
     head = header(message)
     kind, _, event = head.message_type.partition("^")
     parsed = Parsed(header=head, message=message)

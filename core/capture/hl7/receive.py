@@ -138,10 +138,13 @@ def receive(engine: Engine, raw: str, settings: Settings | None = None) -> Reply
 
 
 def process(session: Session, raw: str, settings: Settings, *, actor: str,
-            matched: dict[str, str] | None = None) -> tuple[MessageStatus, str, int, str | None]:
+            matched: dict[str, str] | None = None,
+            message: hl7.Message | None = None) -> tuple[MessageStatus, str, int, str | None]:
     """Parse and apply one message in the caller's transaction: (status, reason, rows,
-    patient_id). Raises Problem for a bad message (the caller rolls back)."""
-    parsed = parse(raw, tz=settings.ward_tz, id_type=setting(session, ID_TYPE_SETTING) or None)
+    patient_id). Raises Problem for a bad message (the caller rolls back). `message`: the
+    text already parsed by python-hl7 (`parse_message(raw)`), when the caller has it."""
+    parsed = parse(raw, tz=settings.ward_tz, id_type=setting(session, ID_TYPE_SETTING) or None,
+                   message=message)
     try:
         applied = apply(session, parsed, tz=settings.ward_tz, actor=actor, matched=matched)
     except Hold as held:
@@ -161,7 +164,8 @@ def _receive(engine: Engine, raw: str, message: hl7.Message, head: Header,
             log.info("HL7 %s is a resend (%s): nothing added", head.control_id, known.status)
             return Reply("AA", build_ack(message, "AA"), head.control_id,
                          MessageStatus(known.status), known.reason)
-        status, reason, rows, patient_id = process(session, raw, settings, actor=ACTOR)
+        status, reason, rows, patient_id = process(session, raw, settings, actor=ACTOR,
+                                                   message=message)
         row = known or InboundMessage(channel=CHANNEL, control_id=head.control_id, raw=raw,
                                       status=status)
         row.message_type, row.sender = head.message_type[:20], head.sender

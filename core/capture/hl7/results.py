@@ -2,7 +2,8 @@
 
 Values pass through the import's own validation (`core.capture.importing.validate.PREPARE`: units,
 plausibility, times) and new rows through its write path (`core.capture.importing.write_rows`), so a
-value arriving by HL7 is held to the same rules as one in a CSV file. What is HL7's own:
+value arriving by HL7 is held to the same rules as one in a CSV file (`insert_records` is that
+write path for a few rows, without pandas). What is HL7's own:
 - the patient (PID-3) and the code (OBX-3, through the site code map, then LOINC) must be
   known, else `Hold` is raised before anything is written;
 - OBX-11: F/P insert (P marked preliminary); a final after a preliminary finalises it (same
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlmodel import Session, col
 
 from core.capture.codemap import LOINC_SYSTEMS, CodeMap, Target
@@ -39,8 +40,9 @@ from core.capture.hl7.parse import (
     Problem,
     Result,
 )
-from core.capture.importing import Context, _check_lengths, _hash, _patient_index, write_rows
+from core.capture.importing import Context, _check_lengths, _patient_index
 from core.capture.importing.validate import PREPARE
+from core.capture.importing.writing import _key_hash, _records, insert_records
 from core.store import audit
 from core.store.models import (
     CodeTarget,
@@ -93,8 +95,10 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
           matched: dict[str, str] | None = None) -> Applied:
     """Write what the message says; raise Hold (nothing written) or Problem (the caller
     rolls back). `matched`: PID-3 value -> registered patient, set by a person."""
-    patients = _patient_index(session)
     matched = matched or {}
+    # the message's patients only (and those a person matched them to), in one narrow query
+    ids = parsed.patient_ids
+    patients = _patient_index(session, {*ids, *(matched[p] for p in ids if p in matched)})
 
     def resolve(pid: str) -> str:
         return pid if pid in patients else matched.get(pid, pid)
@@ -115,7 +119,8 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
         return out
     if not parsed.results:
         return out
-    codes = CodeMap.load(session)
+    codes = CodeMap.load(session, codes={
+        c.strip() for r in parsed.results if r.status != SKIP for _s, c in r.codings if c})
     targets = _targets(parsed, codes)
     rows: dict[CodeTarget, list[tuple[Result, Target]]] = {CodeTarget.ANALYTE: [],
                                                             CodeTarget.OBSERVATION: []}
@@ -220,17 +225,18 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
     model: Any = LabResult if labs else Observation
     ctx = Context(tz=tz, now=now, patients=patients, confirm_unusual=True)
     prepared = PREPARE[name](_frame(kind, items, resolve), ctx)
-    _check_lengths(name, prepared, ctx)
+    rows = _records(prepared)  # plain Python values, one dict per OBX
+    _check_lengths(name, prepared, ctx, rows)
     errors = [e for e in ctx.errors if not _is_retraction(items, e.row, e.column)]
     if errors:
         raise _problems(errors, items)
-    prepared["_row_key"] = _hash(name, prepared["_natural"])
-    prepared["_content"] = _hash(name, prepared["_value_key"])
+    for row in rows:
+        row["_row_key"] = _key_hash(name, row["_natural"])
+        row["_content"] = _key_hash(name, row["_value_key"])
     control = parsed.header.control_id
-    new_idx: list = []
-    for idx, (result, _t) in zip(prepared.index, items, strict=True):
-        row = prepared.loc[idx]
-        current = _current(session, model, labs, row)
+    new: list[tuple[dict[str, Any], Result]] = []
+    for row, (result, _t), current in zip(rows, items, _current(session, model, labs, rows),
+                                          strict=True):
         verb = {CORRECTION: "corrected", DELETE: "retracted"}.get(result.status, "")
         tag = f"HL7 OBX-11 {result.status_code}, message {control}"
         if result.status == DELETE:
@@ -245,7 +251,7 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
             if result.status == CORRECTION:
                 out.notes.append(f"OBX #{result.seq}: a correction for a value never received; "
                                  "stored as a new value")
-            new_idx.append(idx)
+            new.append((row, result))
             continue
         same = _same(current, row, labs)
         prelim = labs and bool(current.preliminary)
@@ -269,20 +275,21 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
                           "this patient and time; send the change as a correction (OBX-11 C)")
         _supersede(session, model, name, current, row, result, control, why, actor)
         out.rows_written += 1
-    if new_idx:
-        new = prepared.loc[new_idx].copy()
+    if new:
         taken = set(session.execute(select(model.row_key).where(
-            model.row_key.in_(list(new["_row_key"])))).scalars())
-        # a key held by a retracted or superseded row: the new row goes in without one
-        clash = new["_row_key"].isin(taken)
-        new.loc[clash, "_row_key"] = None
-        new.loc[clash, "_content"] = None
-        by_idx = dict(zip(prepared.index, items, strict=True))
-        new["source_record_id"] = [f"{control}/OBX{by_idx[i][0].seq}"[:200] for i in new_idx]
-        if labs:
-            new["preliminary"] = [by_idx[i][0].status == PRELIMINARY for i in new_idx]
-        write_rows(session, name, new, batch_id=None, user=actor, source=SOURCE)
-        out.rows_written += len(new)
+            model.row_key.in_([row["_row_key"] for row, _r in new]))).scalars())
+        records = []
+        for row, result in new:
+            # a key held by a retracted or superseded row: the new row goes in without one
+            free = row["_row_key"] not in taken
+            record = {**row, "_row_key": row["_row_key"] if free else None,
+                      "_content": row["_content"] if free else None,
+                      "source_record_id": f"{control}/OBX{result.seq}"[:200]}
+            if labs:
+                record["preliminary"] = result.status == PRELIMINARY
+            records.append(record)
+        insert_records(session, name, records, batch_id=None, user=actor, source=SOURCE)
+        out.rows_written += len(records)
 
 
 def _is_retraction(items: list[tuple[Result, Target]], row: int, column: str) -> bool:
@@ -292,41 +299,53 @@ def _is_retraction(items: list[tuple[Result, Target]], row: int, column: str) ->
             and column in ("value", "unit", "qualifier", "ref_low", "ref_high", "loinc"))
 
 
-def _current(session: Session, model: Any, labs: bool, row: pd.Series) -> Any:
-    """The current (final) stored row of the same patient, item and time, if any."""
-    when = row["collected_at" if labs else "observed_at"].to_pydatetime().astimezone(UTC)
+_KEYS_PER_QUERY = 100  # (patient, item, time) triples per query
+
+
+def _current(session: Session, model: Any, labs: bool, rows: list[dict[str, Any]]) -> list[Any]:
+    """For each row, the current (final) stored row of the same patient, item and time, if
+    any (the newest): one query for a message's results, not one per OBX.
+
+    The times are matched by the database (as a single row's `time == ?` would be: its
+    DateTime storage decides), reported back as the position of the time in the query; the
+    patient key and the item are compared here."""
     item = model.analyte if labs else model.kind
     time_col = model.collected_at if labs else model.observed_at
-    return session.execute(select(model).where(
-        model.patient_pk == int(row["patient_pk"]), item == row["analyte" if labs else "kind"],
-        time_col == when, model.status == RecordStatus.FINAL.value)
-        .order_by(model.id.desc())).scalars().first()
+    keys = [(int(r["patient_pk"]), r["analyte" if labs else "kind"],
+             r["collected_at" if labs else "observed_at"].astimezone(UTC)) for r in rows]
+    unique = list(dict.fromkeys(keys))
+    found: dict[tuple[int, str, datetime], Any] = {}
+    for start in range(0, len(unique), _KEYS_PER_QUERY):
+        chunk = set(unique[start:start + _KEYS_PER_QUERY])
+        times = list(dict.fromkeys(when for _pk, _item, when in chunk))
+        which = case(*((time_col == when, n) for n, when in enumerate(times)))
+        query = select(model, which).where(
+            model.status == RecordStatus.FINAL.value,
+            model.patient_pk.in_(sorted({pk for pk, _i, _w in chunk})),
+            item.in_(sorted({i for _pk, i, _w in chunk})),
+            time_col.in_(times),
+        ).order_by(model.id.desc())
+        for stored, n in session.execute(query):
+            key = (stored.patient_pk, getattr(stored, "analyte" if labs else "kind"), times[n])
+            if key in chunk:
+                found.setdefault(key, stored)
+    return [found.get(key) for key in keys]
 
 
-def _same(current: Any, row: pd.Series, labs: bool) -> bool:
+def _same(current: Any, row: dict[str, Any], labs: bool) -> bool:
     if labs:
         q = row["qualifier"] if isinstance(row["qualifier"], str) else ""
         return abs(float(current.value) - float(row["value"])) < 1e-9 and (
             (current.qualifier or "") == q)
     num = row["value_num"]
-    if pd.isna(num):
+    if num is None:
         return current.value_num is None and current.value_text == row["value_text"]
     return current.value_num is not None and abs(current.value_num - float(num)) < 1e-9
 
 
-def _plain(row: pd.Series) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for k, v in row.to_dict().items():
-        if k.startswith("_"):
-            continue
-        if not isinstance(v, str) and pd.isna(v):
-            v = None
-        elif isinstance(v, pd.Timestamp):
-            v = v.to_pydatetime()
-        elif hasattr(v, "item"):
-            v = v.item()
-        fields[k] = v
-    return fields
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A prepared row's table fields (its values are plain already: `_records`)."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 def _pid(session: Session, patient_pk: int) -> str:
@@ -335,7 +354,7 @@ def _pid(session: Session, patient_pk: int) -> str:
     return patient.patient_id
 
 
-def _supersede(session: Session, model: Any, name: str, old: Any, row: pd.Series,
+def _supersede(session: Session, model: Any, name: str, old: Any, row: dict[str, Any],
                result: Result, control: str, why: str, actor: str) -> None:
     fields = _plain(row)
     if name == "labs":

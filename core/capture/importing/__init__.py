@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -29,29 +28,18 @@ from core.capture.importing.reading import (
     template_csv,
 )
 from core.capture.importing.validate import PREPARE, Context
+from core.capture.importing.writing import TABLES, Progress, _hash, insert_records, write_rows
+from core.capture.importing.writing import _records as _records  # re-exported (fhir/plan)
 from core.store import audit
 from core.store.db import table_of
 from core.store.faults import StorageFault
-from core.store.models import (
-    CLINICAL_TABLES,
-    EventKind,
-    ImportBatch,
-    MissingLab,
-    Patient,
-    PatientStatus,
-)
-from core.store.unit_of_work import touch, write_session
+from core.store.models import ImportBatch, Patient
+from core.store.unit_of_work import write_session
 
 __all__ = ["ImportReport", "RowError", "import_file", "template_csv", "KINDS", "FileRejected",
-           "Context", "validate_rows", "write_rows", "TABLES"]
+           "Context", "validate_rows", "write_rows", "insert_records", "TABLES", "Progress"]
 
-# every table a file kind writes to (clinical tables plus explained gaps); typed loosely:
-# the tables share columns (patient_pk, status, row_key, ...) but no declared base
-TABLES: dict[str, type[Any]] = {**CLINICAL_TABLES, "missing": MissingLab}
-
-Progress = Callable[[float, str], None]
 MAX_UPLOAD_BYTES = 50 * 2**20  # also .streamlit/config.toml server.maxUploadSize (MB)
-_CHUNK = 5_000
 
 
 @dataclass
@@ -84,40 +72,22 @@ class ImportReport:
                             columns=["row", "column", "value", "message"])
 
 
-def _hash(prefix: str, s: pd.Series) -> pd.Series:
-    text = (prefix + "|" + s.astype(object).where(s.notna(), "").astype(str)).tolist()
-    sha = hashlib.sha256
-    return pd.Series([sha(x.encode()).hexdigest()[:40] for x in text], index=s.index,
-                     dtype=object)
-
-
-def _patient_index(session: Session) -> dict[str, tuple[int, date]]:
+def _patient_index(session: Session,
+                   ids: Collection[str] | None = None) -> dict[str, tuple[int, date]]:
+    """study ID -> (primary key, infusion date): every patient, or those of `ids` (a
+    message's few)."""
     P = Patient
-    rows = session.execute(select(col(P.patient_id), col(P.id), col(P.infusion_date))).all()
+    query = select(col(P.patient_id), col(P.id), col(P.infusion_date))
+    if ids is not None:
+        if not ids:
+            return {}
+        query = query.where(col(P.patient_id).in_(list(ids)))
+    rows = session.execute(query).all()
     out: dict[str, tuple[int, date]] = {}
     for pid, pk, inf in rows:
         assert pk is not None  # a stored row's primary key
         out[pid] = (pk, inf)
     return out
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Frame -> list of dicts with Python datetimes and None for missing values."""
-    columns: list[list] = []
-    for name in frame.columns:
-        s = frame[name]
-        missing = s.isna().to_numpy()
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            values = list(s.dt.to_pydatetime())
-        elif s.dtype == object:
-            values = s.tolist()
-        else:
-            values = s.astype(object).tolist()
-        values = [None if m else (v.item() if isinstance(v, np.generic) else v)
-                  for v, m in zip(values, missing, strict=True)]
-        columns.append(values)
-    names = list(frame.columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def import_file(
@@ -232,28 +202,31 @@ def validate_rows(session: Session, kind: str, frame: pd.DataFrame,
     return prepared
 
 
-def _check_lengths(kind: str, prepared: pd.DataFrame, ctx: Context) -> None:
+def _check_lengths(kind: str, prepared: pd.DataFrame, ctx: Context,
+                   rows: list[dict[str, Any]] | None = None) -> None:
     """Text longer than its column is refused with a sentence (PostgreSQL would otherwise
-    fail the whole transaction with 'value too long'; SQLite would store it silently)."""
+    fail the whole transaction with 'value too long'; SQLite would store it silently).
+    `rows`: `_records(prepared)`, when the caller has them (read there, not column by
+    column)."""
     model = Patient if kind == "patients" else TABLES[kind]
+    dtypes = prepared.dtypes
     for name, column in table_of(model).columns.items():
         limit = getattr(column.type, "length", None)
         if not limit or name not in prepared.columns:
             continue
-        cells = prepared[name]
-        if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
+        dtype = dtypes[name]
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
             continue
-        try:
-            sizes = cells.str.len().fillna(0)
-        except AttributeError:  # not a column of text
-            sizes = cells.map(lambda v: len(v) if isinstance(v, str) else 0)
-        for idx in sizes[sizes > limit].index:
+        values = [r[name] for r in rows] if rows is not None else prepared[name].tolist()
+        # len() of the text cells (a list comprehension: cheaper than .str.len() at any size)
+        too_long = [(idx, v) for idx, v in zip(prepared.index, values, strict=True)
+                    if isinstance(v, str) and len(v) > limit]
+        for idx, text in too_long:
             if any(e.row == int(idx) + 2 and e.column == name for e in ctx.errors):
                 continue  # already refused with the kind's own sentence
-            text = str(prepared.at[idx, name])
             ctx.errors.append(RowError(
                 int(idx) + 2, name, text[:30] + "…",
-                f"The {name.replace('_', ' ')} is too long: {sizes[idx]:,} characters, "
+                f"The {name.replace('_', ' ')} is too long: {len(text):,} characters, "
                 f"at most {limit:,}. Shorten it; nothing was saved."))
 
 
@@ -297,95 +270,3 @@ def _check_existing(session: Session, kind: str, prepared: pd.DataFrame, ctx: Co
             "", "A different value is already stored for this patient, item and time. "
                 "To change it, correct the stored value with a reason instead of re-importing."))
     prepared["_present"] = present
-
-
-# SQLAlchemy's SQLite DATETIME storage format (UTC, no offset), so rows written here read
-# back exactly like rows written through SQLAlchemy (tests/core/test_importing.py checks it)
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
-
-
-def _sqlite_column(s: pd.Series) -> list:
-    """One column as SQLite parameters: the conversions SQLAlchemy would make, vectorised."""
-    missing = s.isna().to_numpy()
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        values = s.dt.tz_convert("UTC").dt.strftime(_SQLITE_DATETIME).tolist()
-    elif s.dtype == bool:
-        values = s.astype(int).tolist()
-    else:
-        values = s.astype(object).tolist()
-    out: list[object] = []
-    for v, m in zip(values, missing, strict=True):
-        if m:
-            out.append(None)
-        elif isinstance(v, datetime):
-            out.append(v.astimezone(UTC).strftime(_SQLITE_DATETIME))
-        elif isinstance(v, np.generic):
-            out.append(v.item())
-        elif isinstance(v, bool):
-            out.append(int(v))
-        else:
-            out.append(v)
-    return out
-
-
-def _sqlite_insert(session: Session, table: str, frame: pd.DataFrame) -> None:
-    """executemany on the session's own SQLite connection, inside its write transaction.
-
-    SQLAlchemy's per-parameter processing costs more than SQLite's insert at 100,000 rows.
-    """
-    names = list(frame.columns)
-    rows = list(zip(*(_sqlite_column(frame[c]) for c in names), strict=True))
-    sql = (f'INSERT INTO "{table}" ({", ".join(names)}) '
-           f'VALUES ({", ".join("?" * len(names))})')
-    raw = session.connection().connection.driver_connection
-    assert raw is not None  # the session's connection is open
-    raw.executemany(sql, rows)
-
-
-def write_rows(session: Session, kind: str, new: pd.DataFrame, *, batch_id: int | None,
-               user: str, source: str, progress: Progress | None = None) -> None:
-    """Insert prepared, validated rows (from `validate_rows`, `_present` rows removed)."""
-    say = progress or (lambda _f, _m: None)
-    cols = [c for c in new.columns if not c.startswith("_")]
-    frame = new[cols].copy()
-    now = datetime.now(UTC)
-    if kind == "patients":
-        frame["import_batch_id"] = batch_id
-        frame["entered_by"] = user
-        frame["entered_at"] = now
-        frame["source"] = source
-        session.execute(insert(Patient), _records(frame))
-        return
-    model = TABLES[kind]
-    touch(session, frame["patient_pk"].unique())  # bulk rows bypass the ORM's flush
-    frame["row_key"] = new["_row_key"]
-    frame["content_hash"] = new["_content"]
-    frame["import_batch_id"] = batch_id
-    frame["source"] = source
-    frame["entered_by"] = user
-    frame["entered_at"] = now
-    frame["status"] = "final"
-    total = len(frame)
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    for start in range(0, total, _CHUNK):
-        part = frame.iloc[start:start + _CHUNK]
-        if sqlite:
-            _sqlite_insert(session, table_of(model).name, part)
-        else:
-            # a Core executemany on the table: the ORM's per-row bookkeeping costs more
-            # than the insert itself at 100,000 rows
-            session.execute(table_of(model).insert(), _records(part))
-        say(0.3 + 0.7 * min(1.0, (start + len(part)) / total),
-            f"writing rows {start + len(part):,} of {total:,}")
-    if kind == "events":
-        _apply_event_status(session, new)
-
-
-def _apply_event_status(session: Session, new: pd.DataFrame) -> None:
-    """A death event marks the patient deceased; a last follow-up marks them discharged."""
-    for kind, status in ((EventKind.LAST_FOLLOWUP, PatientStatus.DISCHARGED),
-                         (EventKind.DEATH, PatientStatus.DECEASED)):
-        pks = [int(p) for p in new.loc[new["kind"] == kind.value, "patient_pk"].unique()]
-        if pks:
-            session.execute(update(Patient).where(col(Patient.id).in_(pks)).values(
-                status=status.value))
