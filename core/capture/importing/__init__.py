@@ -20,6 +20,7 @@ from sqlmodel import Session, col
 
 from core.access.permissions import require
 from core.capture.codemap import CodeMap
+from core.capture.importing.legacy import same_as_legacy
 from core.capture.importing.reading import (
     KINDS,
     FileRejected,
@@ -264,9 +265,10 @@ def _check_existing(session: Session, kind: str, prepared: pd.DataFrame, ctx: Co
             stored[rk] = ch
     present = prepared["_row_key"].isin(stored.keys())
     differs = present & (prepared["_row_key"].map(stored) != prepared["_content"])
+    differs &= ~same_as_legacy(session, kind, prepared, differs)
     for idx in differs[differs].index:
         ctx.errors.append(RowError(
-            int(idx) + 2, "value" if "value" in prepared.columns else "",
+            int(idx) + 2, "value" if {"value", "value_num"} & set(prepared.columns) else "",
             "", "A different value is already stored for this patient, item and time. "
                 "To change it, correct the stored value with a reason instead of re-importing."))
     prepared["_present"] = present

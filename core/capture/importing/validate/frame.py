@@ -166,7 +166,7 @@ class Rows:
         cells = self.values(vcol) if vcol in self.columns else None
         for i in np.flatnonzero(hits).tolist():
             text = message(i) if callable(message) else message
-            value = str(cells[i]) if cells is not None else ""
+            value = "" if cells is None or is_missing(cells[i]) else str(cells[i])
             ctx.errors.append(RowError(self.row(i), column, value, text))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -22,6 +23,8 @@ from core.capture.importing.validate.frame import (
     text,
 )
 from core.capture.importing.validate.rows import (
+    FAR_DAY,
+    MAX_DAY,
     NAT,
     kept,
     key_part,
@@ -37,6 +40,8 @@ from core.vocabulary.observations import (
     DRUGS,
     MISSING_REASONS,
     OBSERVATION_KINDS,
+    ObservationKind,
+    ValueType,
     parse_observation_value,
     resolve_drug,
 )
@@ -84,14 +89,24 @@ def prepare_observations(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
                   "Unknown observation kind. Use one of " + ", ".join(OBSERVATION_KINDS) + ".")
     nums: list[float | None] = []
     texts: list[str | None] = []
+    blank = rows.blank("value")  # NaN from an HL7 or FHIR frame, or an empty cell
     for i, (kind, raw) in enumerate(zip(kinds, rows.values("value"), strict=True)):
         spec = OBSERVATION_KINDS.get(kind) if isinstance(kind, str) else None
         num = said = None
         if spec is not None:
-            try:
-                num, said = parse_observation_value(spec, raw)
-            except ValueError as exc:
-                ctx.errors.append(RowError(rows.row(i), "value", raw, str(exc) + "."))
+            problem = None
+            if blank[i]:
+                problem = f"A value is required: {spec.label} {_expected(spec)}."
+            else:
+                try:  # "nan" reads as a number there, "inf" overflows a whole number
+                    num, said = parse_observation_value(spec, raw)
+                    if num is not None and not math.isfinite(num):
+                        num, problem = None, _not_finite(spec, raw)
+                except (ValueError, OverflowError) as exc:
+                    problem = _not_finite(spec, raw) or str(exc) + "."
+            if problem is not None:
+                ctx.errors.append(RowError(rows.row(i), "value",
+                                           "" if blank[i] else str(raw), problem))
         nums.append(num)
         texts.append(said)
     keys = natural(rows, ctx, [key_part(rows.values("patient_id")), key_part(kinds),
@@ -107,10 +122,40 @@ def prepare_observations(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
         "kind": text(kinds), "observed_at": utc(when), "value_num": value_num,
         "value_text": pd.Series(obj(texts), index=index, dtype=object),
         "unit": unit, "note": kept(rows, "note"), "_natural": text(keys),
-        # float text + "|" + text: missing when either part is (as pandas' `str` adds them)
-        "_value_key": text([NAN if v != v or t is None else f"{v}|{t}"
-                            for v, t in zip(value_num.tolist(), texts, strict=True)]),
+        "_value_key": text(observation_value_keys(value_num, texts)),
     }, index=index, copy=False)
+
+
+def observation_value_keys(value_num: np.ndarray, texts: list[str | None]) -> list[str]:
+    """The content an observation's hash covers: the number rounded as a lab's value is (as
+    numpy writes a float), "|", the text; an absent part is empty ("38.5|", "|high_flow").
+
+    Before this form, every observation's key was missing (one part always is), so every
+    stored observation's content hash is LEGACY_OBSERVATION_CONTENT and a different value
+    passed as already present (core.capture.importing.legacy compares those rows by value)."""
+    rounded = np.round(value_num, 9).astype(str).tolist()
+    return [("" if v != v else r) + "|" + ("" if t is None else t)
+            for v, r, t in zip(value_num.tolist(), rounded, texts, strict=True)]
+
+
+def _not_finite(spec: ObservationKind, raw: object) -> str | None:
+    """The sentence for a number kind's value that reads as nan or inf, else None."""
+    if spec.type is not ValueType.NUMBER:
+        return None
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        return None
+    return None if math.isfinite(number) else f"{spec.label} must be a number, not {raw!r}."
+
+
+def _expected(spec: ObservationKind) -> str:
+    if spec.type is ValueType.YESNO:
+        return "is yes or no"
+    if spec.type is ValueType.CHOICE:
+        return "is one of " + ", ".join(spec.choices)
+    unit = f" in {spec.unit}" if spec.unit else ""
+    return f"is a number{unit}"
 
 
 def prepare_episodes(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
@@ -123,8 +168,10 @@ def prepare_episodes(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
               "Episode kind must be CRS, ICANS or IEC-HS.")
     grade = number(rows, ctx, "grade", "The grade", required=True)
     graded = ~np.asarray(pd.isna(grade))
-    rows.flag(ctx, graded & ~np.isin(grade, [0, 1, 2, 3, 4, 5]), "grade",
-              "The grade must be a whole number from 0 to 5.")
+    off_scale = graded & ~np.isin(grade, [0, 1, 2, 3, 4, 5])
+    rows.flag(ctx, off_scale, "grade", "The grade must be a whole number from 0 to 5.")
+    if off_scale.any():  # refused above; blank here so the Int64 column can hold the rest
+        grade = np.where(off_scale, np.nan, grade)
     rows.flag(ctx, (resolved != NAT) & (onset != NAT) & (resolved < onset),
               "resolved" if rows.has("resolved") else "resolved_day",
               "The episode resolves before it starts; check the dates.")
@@ -253,8 +300,15 @@ def prepare_missing(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     small = rows.small
     pk, _infusion = patients(rows, ctx)
     day = number(rows, ctx, "day", "The day", required=True)
-    rows.flag(ctx, ~np.asarray(pd.isna(day)) & (day != np.round(day)), "day",
+    given = ~np.asarray(pd.isna(day))
+    infinite = given & np.isinf(day)
+    far = given & ~infinite & (np.abs(day) > MAX_DAY)
+    broken = given & ~infinite & ~far & (day != np.round(day))
+    rows.flag(ctx, infinite | broken, "day",
               "The day must be a whole day after infusion, like 3 or -2.")
+    rows.flag(ctx, far, "day", FAR_DAY)
+    if (infinite | far | broken).any():  # refused above; blank so the Int64 column holds
+        day = np.where(infinite | far | broken, np.nan, day)
     raw = rows.values("analyte")
     word = _folded(rows, "analyte", ("strip",), ("lower",))
     codes = each(word, lambda a: a if a in ANALYTES or a in _PANEL_WORDS else None, small)

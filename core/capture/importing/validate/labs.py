@@ -101,11 +101,17 @@ def _codes(rows: Rows, ctx: Context) -> tuple[np.ndarray, str]:
 
 
 def _pairs(codes: np.ndarray, units: np.ndarray, small: bool) -> np.ndarray:
-    """The conversion factor per row (NaN without an analyte, a unit, or an accepted unit)."""
-    ok = present(codes) & present(units)
+    """The conversion factor per row (NaN without an analyte or an accepted unit); an absent
+    unit (NaN) counts as an empty one (a unitless ratio such as INR accepts it)."""
+    ok = present(codes)
     out = np.full(len(codes), np.nan)
     if ok.any():
-        pairs = obj(list(zip(codes[ok].tolist(), units[ok].tolist(), strict=True)))
+        given = units[ok]
+        absent = np.asarray(pd.isna(given), dtype=bool)
+        if absent.any():
+            given = given.copy()
+            given[absent] = ""
+        pairs = obj(list(zip(codes[ok].tolist(), given.tolist(), strict=True)))
         out[ok] = each(pairs, lambda p: _factor(*p), small).astype("float64")
     return out
 
@@ -154,7 +160,11 @@ def prepare_labs(frame: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     rows.flag(ctx, value_blank, "value", "A value is required.")
     units = rows.values("unit")
     factor = _pairs(codes, units, small)
-    rows.flag(ctx, known & np.isnan(factor), "unit",
+    unit_blank = rows.blank("unit")  # an HL7 OBX-6 or FHIR unit may be absent (NaN)
+    rows.flag(ctx, known & unit_blank & np.isnan(factor), "unit",
+              lambda i: f"The unit is missing: give the unit {ANALYTES[codes[i]].name} was "
+                        f"measured in (accepted: {_unit_hint(codes[i])}).")
+    rows.flag(ctx, known & ~unit_blank & np.isnan(factor), "unit",
               lambda i: f"{units[i]!r} is not a unit accepted for "
                         f"{ANALYTES[codes[i]].name} (accepted: {_unit_hint(codes[i])}).")
     canonical = value * factor
@@ -201,7 +211,9 @@ def _limits(rows: Rows, ctx: Context, codes: np.ndarray, ids: np.ndarray, value:
         if not here.any():
             continue
         units = rows.values("unit")[here]
-        folded: dict[Any, str] = {u: normalise_unit(u) for u in dict.fromkeys(units.tolist())}
+        # an absent unit (NaN, from HL7 or FHIR) is no spelling of a mix-up
+        folded: dict[Any, str | None] = {u: normalise_unit(u) if isinstance(u, str) else None
+                                         for u in dict.fromkeys(units.tolist())}
         norm = np.array([folded[u] for u in units], dtype=object)
         v = value[here]
         for spelling, low, high, _likely in spellings:
@@ -218,7 +230,8 @@ def _limits(rows: Rows, ctx: Context, codes: np.ndarray, ids: np.ndarray, value:
         a = ANALYTES[codes[i]]
         v, c = float(value[i]), float(canonical[i])
         row = rows.row(i)
-        mix = unit_mixup(a, v, rows.values("unit")[i])
+        unit = rows.values("unit")[i]
+        mix = unit_mixup(a, v, unit) if isinstance(unit, str) else None  # NaN: no spelling
         if mix:
             ctx.errors.append(RowError(row, "value", raw_value[i],
                                        mix + " Fix the value or the unit; nothing was converted."))

@@ -33,7 +33,7 @@ MAX_DAY = 36_525
 _FINER = ("The time has more than 6 decimal places of seconds; give it to the microsecond at "
           "most, like 2026-11-03T08:30:00.123456.")
 FAR_DAY = (f"The day is more than {MAX_DAY:,} days from the infusion; give the number of days "
-           "after infusion, like 3 or -5 or 3.5.")
+           "after infusion, like 3 or -5.")
 
 
 def patients(rows: Rows, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +77,12 @@ def _us(values: pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(arr.asi8)
 
 
-def _strip(v: object) -> object:
-    return v.strip() if type(v) is str else v
+def _read_time(v: object) -> tuple[object, bool]:
+    """A time cell stripped (HL7 and FHIR frames are not), and whether it ends in an offset."""
+    if type(v) is not str:
+        return v, False
+    v = v.strip()
+    return v, _OFFSET.search(v) is not None
 
 
 def _us_or_finer(values: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -123,9 +127,8 @@ def times(rows: Rows, ctx: Context, time_col: str, day_col: str | None,
     has_time = ~rows.blank(time_col)
     if has_time.any():
         pos = np.flatnonzero(has_time)
-        text = each(rows.opt(time_col)[pos], _strip, rows.small)  # HL7, FHIR: unstripped
-        aware = each(text, lambda t: type(t) is str and _OFFSET.search(t) is not None,
-                     rows.small).astype(bool)
+        text, aware = each_of(rows.opt(time_col)[pos], _read_time, 2, rows.small)
+        aware = aware.astype(bool)
         finer = np.zeros(n, dtype=bool)
         if aware.any():
             out[pos[aware]], finer[pos[aware]] = _us_or_finer(pd.to_datetime(
@@ -144,8 +147,8 @@ def times(rows: Rows, ctx: Context, time_col: str, day_col: str | None,
             pos = np.flatnonzero(use_day)
             days = np.asarray(pd.to_numeric(rows.opt(day_col)[pos], errors="coerce"),
                               dtype="float64")
-            no_day = np.isnan(days)
-            far = ~no_day & ~(np.abs(days) <= MAX_DAY)  # also inf
+            no_day = ~np.isfinite(days)  # not a number, or inf
+            far = ~no_day & (np.abs(days) > MAX_DAY)
             bad = np.zeros(n, dtype=bool)
             bad[pos[no_day]] = True
             rows.flag(ctx, bad, day_col,
