@@ -5,23 +5,38 @@ preliminary lab results only where the site setting `inbound.rules_use_prelimina
 come back as UTC; `day` is fractional days since local midnight of the infusion date in the
 ward's zone, exactly as `core.vocabulary.course.days_of` computes it, but vectorised over all
 patients.
+
+The cost is pandas' per-operation overhead, not the arithmetic (one patient has ~200 rows), so
+each table's fetched columns are converted once, as whole arrays, for every patient at once;
+one sort and one frame per table are then sliced into the patients' frames (see `_Tables`).
+The frames are exactly those pandas would infer from the rows (same dtypes and values).
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, String, select, type_coerce
-from sqlalchemy.orm import Mapped
 from sqlalchemy.sql import Select
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
-from core.rules.reading import attach_index, index_courses
+from core.rules.reading import CourseIndex, attach_index, index_courses
+from core.store.columns import (
+    Column,
+    fetch_columns,
+    floats,
+    frame_of,
+    inferred,
+    objects,
+    split_by_patient,
+    utc_times,
+)
+from core.store.db import table_of
 from core.store.models import (
     CourseEvent,
     Episode,
@@ -67,11 +82,12 @@ def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | N
     """The patients' primary keys as a subquery, or None for every patient."""
     if patient_ids is None and not active_only:
         return None
-    stmt = select(col(Patient.id))
+    p = table_of(Patient).c  # Core columns: the same SQL as the model's, built faster
+    stmt = select(p.id)
     if patient_ids is not None:
-        stmt = stmt.where(col(Patient.patient_id).in_(patient_ids))
+        stmt = stmt.where(p.patient_id.in_(patient_ids))
     if active_only:
-        stmt = stmt.where(col(Patient.status) == PatientStatus.ACTIVE.value)
+        stmt = stmt.where(p.status == PatientStatus.ACTIVE.value)
     return stmt
 
 
@@ -82,8 +98,8 @@ FRAME_COLUMNS = {
 
 
 def _empty_frame(columns: list[str]) -> pd.DataFrame:
-    # from empty arrays: a fifth of the cost of empty Series (a small load makes several)
-    return pd.DataFrame({c: np.empty(0, dtype=object) for c in columns})
+    # from one empty 2-D array: a tenth of the cost of empty Series (a load makes several)
+    return pd.DataFrame(np.empty((0, len(columns)), dtype=object), columns=columns)
 
 
 def _read(session: Session, stmt: Select, columns: list[str]) -> pd.DataFrame:
@@ -129,30 +145,26 @@ def _raw_times(cols: list[Any], sqlite: bool) -> list[Any]:
     return out
 
 
-class _ClinicalTable(Protocol):
-    """A clinical table model: one patient's rows with a record status."""
-
-    patient_pk: int
-    status: RecordStatus
+LAB_NAMES = ["id", "analyte", "collected_at", "value", "unit", "qualifier", "ref_low",
+             "ref_high", "original_value", "original_unit", "verified_at"]
 
 
-def _final_rows(
-    session: Session,
-    model: type[_ClinicalTable],
-    cols: list[Any],
-    pks: Select | None,
-    time_col: Mapped[datetime] | None = None,
-    until: datetime | None = None,
-) -> Select:
-    """`cols` are model attributes (or labels of them): SQLModel declares a table class's
-    attributes as their value types, so a mixed list of them has no finer static type."""
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    stmt = select(col(model.patient_pk), *_raw_times(cols, sqlite))
-    stmt = stmt.where(col(model.status) == FINAL)
+def _final_rows(sqlite: bool, model: type[SQLModel], names: list[str], pks: Select | None,
+                time_col: str | None = None, until: datetime | None = None,
+                preliminary: bool = True) -> Select:
+    """patient_pk and the named columns ("id" read as "lab_id") of a clinical table's final
+    rows: of the patients `pks` (None: all), up to `until` (by `time_col`), lab results
+    marked preliminary only if `preliminary`. Built from Core columns: the same SQL as the
+    model attributes give, at half the cost."""
+    c = table_of(model).c
+    cols = [c.id.label("lab_id") if n == "id" else c[n] for n in names]
+    stmt = select(c.patient_pk, *_raw_times(cols, sqlite)).where(c.status == FINAL)
     if pks is not None:
-        stmt = stmt.where(col(model.patient_pk).in_(pks))
+        stmt = stmt.where(c.patient_pk.in_(pks))
     if time_col is not None and until is not None:
-        stmt = stmt.where(time_col <= until)
+        stmt = stmt.where(c[time_col] <= until)
+    if not preliminary:
+        stmt = stmt.where(c.preliminary.is_(False))
     return stmt
 
 
@@ -171,17 +183,17 @@ def use_preliminary(session: Session) -> bool:
     return row is not None and _setting_on(row.value)
 
 
-def _read_labs(session: Session, pks: Select | None, until: datetime | None,
-               preliminary: bool | None = None) -> pd.DataFrame:
-    L = LabResult
-    stmt = _final_rows(
-        session, L,
-        [col(L.id).label("lab_id"), L.analyte, L.collected_at, L.value, L.unit,
-         L.qualifier, L.ref_low, L.ref_high, L.original_value, L.original_unit, L.verified_at],
-        pks, col(L.collected_at), until,
-    )
-    if not (use_preliminary(session) if preliminary is None else preliminary):
-        stmt = stmt.where(col(L.preliminary).is_(False))
+def read_lab_frame(
+    session: Session, patient_ids: list[str] | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Every final lab row (of the given patients) in one query, as stored.
+
+    Columns: RAW_LAB_COLUMNS (collected_at as UTC). The query `load_courses` reads labs with,
+    into a frame as stored: the baseline its benchmark compares against.
+    """
+    stmt = _final_rows(session.get_bind().dialect.name == "sqlite", LabResult, LAB_NAMES,
+                       _pk_subquery(patient_ids, active_only=False), "collected_at", until,
+                       use_preliminary(session))
     frame = _read(session, stmt, RAW_LAB_COLUMNS)
     if len(frame):
         frame["collected_at"] = _utc(frame["collected_at"])
@@ -189,57 +201,9 @@ def _read_labs(session: Session, pks: Select | None, until: datetime | None,
     return frame
 
 
-def read_lab_frame(
-    session: Session, patient_ids: list[str] | None = None, until: datetime | None = None
-) -> pd.DataFrame:
-    """Every final lab row (of the given patients) in one query, as stored.
-
-    Columns: RAW_LAB_COLUMNS (collected_at as UTC). This is the raw read that `load_courses`
-    builds on, and the baseline its benchmark compares against.
-    """
-    return _read_labs(session, _pk_subquery(patient_ids, active_only=False), until)
-
-
 def _pk(p: Patient) -> int:
     assert p.id is not None  # read from the database: the primary key is set
     return p.id
-
-
-def _day_starts(patients: list[Patient], tz: ZoneInfo) -> dict[int, pd.Timestamp]:
-    """UTC instant of local midnight of each patient's infusion date (day 0.0)."""
-    return {
-        _pk(p): pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=tz).tz_convert(UTC)
-        for p in patients
-    }
-
-
-def _days(frame: pd.DataFrame, col: str, starts: dict[int, pd.Timestamp]) -> pd.Series:
-    """Vectorised `days_of` over rows of many patients (same arithmetic, one pass)."""
-    start = frame["patient_pk"].map(starts)
-    start = pd.to_datetime(start, utc=True)
-    return (_utc(frame[col]) - start).dt.total_seconds() / 86400.0
-
-
-def _to_nan(col: pd.Series) -> pd.Series:
-    return pd.to_numeric(col, errors="coerce").astype("float64")
-
-
-def _split(frame: pd.DataFrame, columns: list[str], sort: str | None) -> dict[int, pd.DataFrame]:
-    """One frame per patient_pk (columns `columns`, sorted by `sort`), sliced from one sort.
-
-    A groupby with a column selection per group costs ~1 ms a patient; slicing the sorted
-    frame at the patient boundaries costs a fraction of that.
-    """
-    if frame.empty:
-        return {}
-    keys = ["patient_pk", sort] if sort is not None else ["patient_pk"]
-    frame = frame.sort_values(keys, kind="stable")
-    pks = frame["patient_pk"].to_numpy()
-    body = frame[columns].reset_index(drop=True)
-    bounds = np.flatnonzero(pks[1:] != pks[:-1]) + 1
-    starts, ends = np.r_[0, bounds], np.r_[bounds, len(pks)]
-    return {int(pks[s]): body.iloc[s:e].reset_index(drop=True)
-            for s, e in zip(starts, ends, strict=True)}
 
 
 def _info(p: Patient) -> PatientInfo:
@@ -255,6 +219,122 @@ def _info(p: Patient) -> PatientInfo:
         initials=p.initials,
         bed=p.bed,
     )
+
+
+class _Ward:
+    """The patients' primary keys in order, with the UTC instant of each one's day 0.0
+    (local midnight of the infusion date) and, with `as_of`, each one's as-of day."""
+
+    def __init__(self, patients: list[Patient], zone: ZoneInfo, tz: str,
+                 as_of: datetime | None) -> None:
+        ordered = sorted(patients, key=_pk)
+        self.pks = np.array([_pk(p) for p in ordered], dtype=np.int64)
+        starts = [pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=zone)
+                  for p in ordered]
+        self.starts = pd.DatetimeIndex(starts).tz_convert(None).to_numpy()
+        self.as_of_days = {} if as_of is None else {
+            _pk(p): as_of_day(as_of, p.infusion_date, tz) for p in ordered}
+        self.as_of = np.array(list(self.as_of_days.values()), dtype=np.float64)
+
+    def locate(self, pks: Column) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's patient (index into `pks`), and which rows are these patients' (None:
+        all of them; a row of another patient is left out, as the pk subquery would)."""
+        keys = np.array(pks, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.pks, keys), len(self.pks) - 1)
+        known = self.pks[pos] == keys
+        return pos, None if known.all() else known
+
+    def days(self, times: pd.DatetimeIndex, pos: np.ndarray) -> np.ndarray:
+        """`days_of` for rows of many patients: the same arithmetic, in one pass."""
+        delta = times.tz_convert(None).to_numpy() - self.starts[pos]
+        return np.asarray(pd.TimedeltaIndex(delta).total_seconds()) / 86400.0
+
+
+class _Tables:
+    """The six clinical tables of the ward's courses, one query each, split by patient."""
+
+    def __init__(self, session: Session, ward: _Ward, pks: Select | None,
+                 as_of: datetime | None, preliminary: bool) -> None:
+        self.session, self.ward, self.pks, self.as_of = session, ward, pks, as_of
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
+        self.preliminary = preliminary
+        self.parts: dict[str, list[pd.DataFrame | None]] = {}
+        self.indexed: dict[str, pd.DataFrame] = {}
+
+    def _read(self, model: type[SQLModel], names: list[str], time: str | None
+              ) -> tuple[list[Column], np.ndarray, np.ndarray | None]:
+        """The final rows' columns (patient_pk first; "id" is read as "lab_id"), each row's
+        patient and which rows are kept (see `_Ward.locate`)."""
+        stmt = _final_rows(self.sqlite, model, names, self.pks, time, self.as_of,
+                           self.preliminary or model is not LabResult)
+        values = fetch_columns(self.session, stmt)
+        if not values:
+            return values, np.empty(0, dtype=np.intp), None
+        return values, *self.ward.locate(values[0])
+
+    def _add(self, name: str, values: list[Column], columns: dict[str, Any], sort: str,
+             pos: np.ndarray, keep: np.ndarray | None, index: bool = True) -> None:
+        if index:  # the rules' index reads every row, in the order the database gave them
+            self.indexed[name] = frame_of({"patient_pk": np.array(values[0], np.int64),
+                                         **columns})
+        self.parts[name] = split_by_patient(columns, pos, keep, sort, len(self.ward.pks))
+
+    def read(self, index: bool) -> None:
+        ward, as_of = self.ward, self.as_of
+        c, pos, keep = self._read(LabResult, LAB_NAMES, "collected_at")
+        if c:
+            at = utc_times(c[3])
+            self._add("labs", c, {
+                "lab_id": inferred(c[1]), "analyte": inferred(c[2]),
+                "day": ward.days(at, pos), "collected_at": at.array, "value": floats(c[4]),
+                "unit": inferred(c[5]), "qualifier": objects(c[6]),
+                "ref_low": floats(c[7]), "ref_high": floats(c[8]),
+                "original_value": inferred(c[9]), "original_unit": inferred(c[10]),
+                "verified": pd.notna(np.array(c[11], dtype=object)),
+            }, "day", pos, keep, index)
+        c, pos, keep = self._read(Observation, [
+            "kind", "observed_at", "value_num", "value_text", "unit"], "observed_at")
+        if c:
+            at = utc_times(c[2])
+            self._add("observations", c, {
+                "kind": inferred(c[1]), "day": ward.days(at, pos), "observed_at": at.array,
+                "value_num": floats(c[3]), "value_text": inferred(c[4]),
+                "unit": inferred(c[5]),
+            }, "day", pos, keep, index)
+        c, pos, keep = self._read(Episode, ["kind", "grade", "onset", "resolved", "origin"],
+                                  "onset")
+        if c:
+            resolved = np.full(len(pos), np.nan)
+            if any(r is not None for r in c[4]):
+                resolved = ward.days(utc_times(c[4]), pos)
+            if as_of is not None:  # resolved after `as_of`: still open then
+                resolved[resolved > ward.as_of[pos]] = np.nan
+            self._add("episodes", c, {
+                "kind": inferred(c[1]), "grade": inferred(c[2]),
+                "onset_day": ward.days(utc_times(c[3]), pos), "resolved_day": resolved,
+                "origin": inferred(c[5]),
+            }, "onset_day", pos, keep, index)
+        c, pos, keep = self._read(Treatment, ["drug", "given_at", "dose", "dose_unit", "route"],
+                                  "given_at")
+        if c:
+            self._add("treatments", c, {
+                "drug": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
+                "dose": floats(c[3]), "dose_unit": inferred(c[4]), "route": inferred(c[5]),
+            }, "day", pos, keep, index)
+        c, pos, keep = self._read(CourseEvent, ["kind", "at"], "at")
+        if c:
+            self._add("events", c, {
+                "kind": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
+            }, "day", pos, keep, index)
+        c, pos, keep = self._read(MissingLab, ["analyte", "day", "reason"], None)
+        if c:
+            day = np.array(c[2], dtype=np.float64)
+            if as_of is not None:  # missing-data reasons are dated by day
+                before = day <= ward.as_of[pos]
+                keep = before if keep is None else keep & before
+            self._add("missing", c, {
+                "analyte": inferred(c[1]), "day": day, "reason": inferred(c[3]),
+            }, "day", pos, keep, index=False)
 
 
 def load_patient_courses(
@@ -283,82 +363,17 @@ def load_patient_courses(
     if not rows:
         return []
     patients: list[Patient] = [row[0] for row in rows]
-    preliminary = _setting_on(rows[0][1])
-    pks = _pk_subquery(patient_ids, active_only)
-    starts = _day_starts(patients, zone)
-
-    labs = _read_labs(session, pks, as_of, preliminary)
-    if len(labs):
-        labs["day"] = _days(labs, "collected_at", starts)
-        labs["verified"] = labs["verified_at"].notna()
-        for c in ("value", "ref_low", "ref_high"):
-            labs[c] = _to_nan(labs[c])
-        qualifier = labs["qualifier"].astype(object)
-        labs["qualifier"] = qualifier.where(qualifier.notna(), None)
-
-    Ob = Observation
-    obs = _read(session, _final_rows(
-        session, Ob, [Ob.kind, Ob.observed_at, Ob.value_num, Ob.value_text, Ob.unit],
-        pks, col(Ob.observed_at), as_of), ["patient_pk", *OBS_COLUMNS])
-    if len(obs):
-        obs["observed_at"] = _utc(obs["observed_at"])
-        obs["day"] = _days(obs, "observed_at", starts)
-        obs["value_num"] = _to_nan(obs["value_num"])
-
-    E = Episode
-    eps = _read(session, _final_rows(
-        session, E, [E.kind, E.grade, E.onset, E.resolved, E.origin],
-        pks, col(E.onset), as_of), ["patient_pk", *EPISODE_COLUMNS])
-    if len(eps):
-        eps["onset_day"] = _days(eps, "onset", starts)
-        resolved = eps[["patient_pk", "resolved"]].dropna()
-        eps["resolved_day"] = float("nan")
-        if len(resolved):
-            eps.loc[resolved.index, "resolved_day"] = _days(resolved, "resolved", starts)
-
-    T = Treatment
-    trs = _read(session, _final_rows(
-        session, T, [T.drug, T.given_at, T.dose, T.dose_unit, T.route],
-        pks, col(T.given_at), as_of), ["patient_pk", *TREATMENT_COLUMNS])
-    if len(trs):
-        trs["day"] = _days(trs, "given_at", starts)
-        trs["dose"] = _to_nan(trs["dose"])
-
-    C = CourseEvent
-    evs = _read(session, _final_rows(session, C, [C.kind, C.at], pks, col(C.at), as_of),
-                ["patient_pk", *EVENT_COLUMNS])
-    if len(evs):
-        evs["day"] = _days(evs, "at", starts)
-
-    M = MissingLab
-    mis = _read(session, _final_rows(session, M, [M.analyte, M.day, M.reason], pks),
-                ["patient_pk", *MISSING_COLUMNS])
-    if len(mis):
-        mis["day"] = mis["day"].astype("float64")
-
-    as_of_days: dict[int, float] = {}
-    if as_of is not None:
-        # The queries already stop at `as_of`; what is left of Course.until is per-patient:
-        # missing-data reasons are dated by day, and an episode resolved later is still open.
-        as_of_days = {_pk(p): as_of_day(as_of, p.infusion_date, tz) for p in patients}
-        if len(mis):
-            mis = mis[mis["day"] <= mis["patient_pk"].map(as_of_days)]
-        if len(eps):
-            later = eps["resolved_day"] > eps["patient_pk"].map(as_of_days)
-            eps.loc[later, "resolved_day"] = float("nan")
+    ward = _Ward(patients, zone, tz, as_of)
+    tables = _Tables(session, ward, _pk_subquery(patient_ids, active_only), as_of,
+                     _setting_on(rows[0][1]))
+    tables.read(with_index)
 
     infos = {_pk(p): _info(p) for p in patients}
-    indexes = index_courses(infos, {
-        "labs": labs, "observations": obs, "episodes": eps, "treatments": trs, "events": evs,
-    }, owner="patient_pk") if with_index else {}
-    by_pk = {
-        "labs": _split(labs, LAB_COLUMNS, "day"),
-        "observations": _split(obs, OBS_COLUMNS, "day"),
-        "episodes": _split(eps, EPISODE_COLUMNS, "onset_day"),
-        "treatments": _split(trs, TREATMENT_COLUMNS, "day"),
-        "events": _split(evs, EVENT_COLUMNS, "day"),
-        "missing": _split(mis, MISSING_COLUMNS, "day"),
-    }
+    indexes: dict[int, CourseIndex] = {}
+    if with_index:
+        none = pd.DataFrame()  # a table without rows: nothing to index
+        indexes = index_courses(infos, {name: tables.indexed.get(name, none) for name in (
+            "labs", "observations", "episodes", "treatments", "events")}, owner="patient_pk")
     # Course's own default frames cost ~1 ms each; a shallow copy of one empty frame is free
     empty: dict[str, pd.DataFrame] = {}
 
@@ -367,13 +382,17 @@ def load_patient_courses(
             empty[name] = _empty_frame(FRAME_COLUMNS[name])
         return empty[name].copy(deep=False)
 
+    where = {int(pk): i for i, pk in enumerate(ward.pks.tolist())}
     out: list[tuple[int, Course]] = []
     for p in sorted(patients, key=lambda p: p.patient_id):
         pk = _pk(p)
-        frames = {name: parts[pk] if pk in parts else nothing(name)
-                  for name, parts in by_pk.items()}
-        course = Course(patient=infos[pk], tz=tz, as_of_day=as_of_days.get(pk, math.inf),
-                        **frames)
+        i = where[pk]
+        frames: dict[str, pd.DataFrame] = {}
+        for name in FRAME_COLUMNS:
+            part = tables.parts[name][i] if name in tables.parts else None
+            frames[name] = nothing(name) if part is None else part
+        course = Course(patient=infos[pk], tz=tz,
+                        as_of_day=ward.as_of_days.get(pk, math.inf), **frames)
         if with_index:
             attach_index(course, indexes[pk])
         out.append((pk, course))
