@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
+from core.capture.importing.validate.frame import is_missing
 from core.store.db import table_of
 from core.store.models import CLINICAL_TABLES, EventKind, MissingLab, Patient, PatientStatus
 from core.store.unit_of_work import touch
@@ -33,18 +34,9 @@ _CHUNK = 5_000
 _SMALL = 64
 
 
-def _missing(v: object) -> bool:
-    """pandas' isna of one value: None, NaN, NaT, NA."""
-    if v is None or v is pd.NaT or v is pd.NA:
-        return True
-    if isinstance(v, float):
-        return v != v
-    return isinstance(v, np.generic) and bool(pd.isna(v))
-
-
 def _key_hash(prefix: str, v: object) -> str:
     """A row key or content hash of one value (`_natural` / `_value_key`)."""
-    return hashlib.sha256(f"{prefix}|{'' if _missing(v) else v}".encode()).hexdigest()[:40]
+    return hashlib.sha256(f"{prefix}|{'' if is_missing(v) else v}".encode()).hexdigest()[:40]
 
 
 def _hash(prefix: str, s: pd.Series) -> pd.Series:
@@ -58,7 +50,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
         s = frame[name]
         if len(s) <= _SMALL:
             tz = isinstance(s.dtype, pd.DatetimeTZDtype)
-            columns.append([None if _missing(v) else v.to_pydatetime() if tz
+            columns.append([None if is_missing(v) else v.to_pydatetime() if tz
                             else v.item() if isinstance(v, np.generic) else v
                             for v in s.tolist()])
             continue
@@ -83,7 +75,7 @@ _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 def _sqlite_value(v: object) -> object:
     """One value as an SQLite parameter (the conversions of `_sqlite_column`)."""
-    if _missing(v):
+    if is_missing(v):
         return None
     if isinstance(v, datetime):
         return v.astimezone(UTC).strftime(_SQLITE_DATETIME)
