@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
 
 from core.vocabulary.course import Course
 from core.vocabulary.units import Evidence
+
+if TYPE_CHECKING:
+    from core.rules.frames import Ward
 
 
 class Status(StrEnum):
@@ -238,17 +243,24 @@ Evaluator = Callable[[Course, Thresholds], Finding]
 # the full course. Must equal `evaluate` on the course cut at the end of each day (the engine
 # test `test_replay_hooks_equal_evaluating_each_day` holds every hook to that).
 Replayer = Callable[[Course, Thresholds, Sequence[int]], list[Finding]]
+# A rule judged by columns: one row per grid row of the ward (Ward.days, same order and
+# length) with the column `status` (a Status value) and any the rule's `explain` reads; a
+# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since).
+Judge = Callable[["Ward", Thresholds], pd.DataFrame]
+# The finding of one judged row: the row is the grid row's columns (key, day, end, first),
+# the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
+# episode_key.
+Explain = Callable[["Ward", Mapping[str, Any], Thresholds], Finding]
 
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A rule's declaration, the pure function that evaluates it, and optionally a replayer.
-
-    `replay` is an optimisation only: the whole course's day series in one pass, for rules
-    whose per-day evaluation would redo the same work every day. Without it the engine calls
-    `evaluate` once per day.
-    """
+    """A rule's declaration and how it is evaluated: by columns over a whole ward (`judge`
+    and `explain`), or, for rules not yet judged that way, course by course (`evaluate`,
+    optionally with a one-pass `replay`)."""
 
     rule: Rule
-    evaluate: Evaluator
+    evaluate: Evaluator | None = None
     replay: Replayer | None = None
+    judge: Judge | None = None
+    explain: Explain | None = None

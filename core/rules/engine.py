@@ -13,16 +13,23 @@ rules that read the frames directly still see exactly the rows known that day.
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import Finding, RuleSpec, Status, Thresholds
+from core.rules.frames import Ward, met_since
 from core.rules.reading import END_OF_DAY, course_index
-from core.rules.stretches import day_view
+from core.rules.stretches import day_view, episode_key
 from core.vocabulary.course import Course
+
+log = logging.getLogger(__name__)
 
 Overrides = Mapping[str, Mapping[str, float]]
 
@@ -69,21 +76,107 @@ def thresholds_for(specs: Sequence[RuleSpec],
     return ts
 
 
+def _error(rule_id: str, exc: Exception) -> Finding:
+    """The finding of a rule that raised: not evaluable, naming the error and where."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return Finding(
+        rule=rule_id, status=Status.NOT_EVALUABLE,
+        missing=[f"rule error: {type(exc).__name__}: {exc}"],
+        extra={"error": f"{type(exc).__name__}: {exc} "
+                        f"({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"},
+    )
+
+
 def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:
+    assert spec.evaluate is not None  # a rule judged by columns runs through _judged
     try:
         finding = spec.evaluate(course, t)
         finding.evidence  # noqa: B018 - a lazy evidence list is made here, its errors reported
     except Exception as exc:  # one rule must never take the others down
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return Finding(
-            rule=spec.rule.id, status=Status.NOT_EVALUABLE,
-            missing=[f"rule error: {type(exc).__name__}: {exc}"],
-            extra={"error": f"{type(exc).__name__}: {exc} "
-                            f"({where.filename.rsplit('/', 1)[-1]}:{where.lineno})"},
-        )
+        return _error(spec.rule.id, exc)
     if finding.rule != spec.rule.id:
         finding.rule = spec.rule.id
     return finding
+
+
+# --- rules judged by columns over a whole ward --------------------------------------------
+
+
+class _Judged:
+    """One rule's rows over a ward's grid: the judge's frame with since_day, and the
+    error of each course the rule failed on."""
+
+    def __init__(self, spec: RuleSpec, ward: Ward, t: Thresholds) -> None:
+        self.spec, self.ward, self.t = spec, ward, t
+        self.errors: dict[int, Exception] = {}
+        frame = self._judge(ward)
+        if frame is None:  # one course at a time, to isolate the ones it fails on
+            parts = []
+            for key in range(len(ward)):
+                one = ward.only(key)
+                part = self._judge(one, key)
+                parts.append(part if part is not None else
+                             pd.DataFrame({"status": [Status.NOT_EVALUABLE.value] * len(
+                                 one.days)}))
+            frame = pd.concat(parts, ignore_index=True)
+        self.own_since = "since_day" in frame
+        if not self.own_since:
+            frame["since_day"] = met_since(ward.days, frame["status"].to_numpy(dtype=object))
+        self.frame = frame
+
+    def _judge(self, ward: Ward, key: int | None = None) -> pd.DataFrame | None:
+        judge = self.spec.judge
+        assert judge is not None
+        try:
+            frame = judge(ward, self.t)
+            if len(frame) != len(ward.days):
+                raise ValueError(f"judged {len(frame)} rows for {len(ward.days)} course-days")
+        except Exception as exc:  # one rule must never take the others down
+            if key is None and len(ward) > 1:
+                log.warning("rule %s failed over %d courses; judging them one by one: %s",
+                            self.spec.rule.id, len(ward), exc)
+                return None
+            log.exception("rule %s failed for %s", self.spec.rule.id,
+                          ward.courses[0].patient.patient_id if len(ward) else "no course")
+            self.errors[0 if key is None else key] = exc
+            return None
+        return frame.reset_index(drop=True)
+
+    def findings(self, rows: np.ndarray) -> list[Finding]:
+        """The findings of the grid rows `rows` (positions), evidence included."""
+        grid = self.ward.days.iloc[rows].to_dict("records")
+        judged = self.frame.iloc[rows].to_dict("records")
+        return [self._finding({**g, **j}) for g, j in zip(grid, judged, strict=True)]
+
+    def _finding(self, row: dict[str, Any]) -> Finding:
+        rule_id = self.spec.rule.id
+        failed = self.errors.get(row["key"])
+        if failed is not None:
+            return _error(rule_id, failed)
+        explain = self.spec.explain
+        assert explain is not None
+        since = row["since_day"]
+        since = None if since is None or since != since else (
+            since if self.own_since else int(since))
+        row["since_day"] = since
+        try:
+            f = explain(self.ward, row, self.t)
+            f.evidence  # noqa: B018 - a lazy evidence list is made here, its errors reported
+        except Exception as exc:  # one rule must never take the others down
+            log.exception("rule %s could not explain day %s", rule_id, row["day"])
+            return _error(rule_id, exc)
+        f.rule = rule_id
+        if f.status is Status.MET:
+            f.since_day, f.episode_key = since, episode_key(since)
+        else:
+            f.since_day = f.episode_key = None
+        return f
+
+
+def _closing_rows(ward: Ward) -> np.ndarray:
+    """The last grid row of each course (the day it is evaluated on), in course order."""
+    key = ward.days["key"].to_numpy()
+    return np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if len(key) else key
 
 
 def _prepare(specs: Sequence[RuleSpec] | None,
@@ -95,24 +188,34 @@ def _prepare(specs: Sequence[RuleSpec] | None,
     return specs, thresholds_for(specs, overrides)
 
 
-def _evaluate(course: Course, specs: Sequence[RuleSpec],
-              ts: dict[str, Thresholds]) -> list[Finding]:
-    object.__setattr__(course, "_cw_thresholds", ts)
-    return [_run(s, course, ts[s.rule.id]) for s in specs]
+def _evaluate(courses: Sequence[Course], specs: Sequence[RuleSpec],
+              ts: dict[str, Thresholds]) -> list[list[Finding]]:
+    judged: dict[str, list[Finding]] = {}
+    if any(s.judge is not None for s in specs):
+        ward = Ward.of(courses, evaluating=True)
+        rows = _closing_rows(ward)
+        judged = {s.rule.id: _Judged(s, ward, ts[s.rule.id]).findings(rows)
+                  for s in specs if s.judge is not None}
+    out = []
+    for i, course in enumerate(courses):
+        object.__setattr__(course, "_cw_thresholds", ts)
+        out.append([judged[s.rule.id][i] if s.judge is not None
+                    else _run(s, course, ts[s.rule.id]) for s in specs])
+    return out
 
 
 def evaluate_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                     overrides: Overrides | None = None) -> list[Finding]:
     """Every rule's finding for the course as of its `as_of_day`."""
     specs, ts = _prepare(specs, overrides)
-    return _evaluate(course, specs, ts)
+    return _evaluate([course], specs, ts)[0]
 
 
 def evaluate_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
                      overrides: Overrides | None = None) -> list[list[Finding]]:
-    """evaluate_course for each course, the thresholds in force made once for all."""
+    """evaluate_course for each course, the rules judged by columns over all at once."""
     specs, ts = _prepare(specs, overrides)
-    return [_evaluate(course, specs, ts) for course in courses]
+    return _evaluate(list(courses), specs, ts)
 
 
 def replay_days(course: Course) -> range:
@@ -172,31 +275,46 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
                   evidence: bool = True) -> list[tuple[int, list[Finding]]]:
     """Findings as of the end of every day of the course (backtesting), oldest first.
 
-    Rules with a `replay` hook compute their whole day series in one pass; the others are
-    evaluated on a lazy day view of the course for each day. `evidence=False` leaves lazy
-    evidence lists unmade until read: for callers that only read status, since_day and
-    episode_key (the backtest); an error in making them then surfaces where they are read.
+    Rules judged by columns are judged once over the course's days; rules with a `replay`
+    hook compute their whole day series in one pass; the others are evaluated on a lazy day
+    view of the course for each day. `evidence=False` leaves lazy evidence lists unmade
+    until read: for callers that only read status, since_day and episode_key (the
+    backtest); an error in making them then surfaces where they are read.
     """
     specs, ts = _prepare(specs, overrides)
-    return _replay_one(course, specs, ts, days, evidence)
+    judged = _judge_all([course], specs, ts)
+    return _replay_one(course, specs, ts, days, evidence, judged, 0)
 
 
 def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
                    overrides: Overrides | None = None, evidence: bool = True
                    ) -> Iterator[tuple[Course, list[tuple[int, list[Finding]]]]]:
-    """(course, replay_course of it) for each course, the thresholds in force made once."""
+    """(course, replay_course of it) for each course, the thresholds in force made once and
+    the rules judged by columns over all the courses at once."""
     specs, ts = _prepare(specs, overrides)
-    for course in courses:
-        yield course, _replay_one(course, specs, ts, None, evidence)
+    courses = list(courses)
+    judged = _judge_all(courses, specs, ts)
+    for key, course in enumerate(courses):
+        yield course, _replay_one(course, specs, ts, None, evidence, judged, key)
+
+
+def _judge_all(courses: Sequence[Course], specs: Sequence[RuleSpec],
+               ts: dict[str, Thresholds]) -> dict[str, _Judged]:
+    """The rules judged by columns, over every day of the courses."""
+    if not any(s.judge is not None for s in specs):
+        return {}
+    ward = Ward.of(courses, evaluating=False)
+    return {s.rule.id: _Judged(s, ward, ts[s.rule.id]) for s in specs if s.judge is not None}
 
 
 def _replay_one(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds],
-                days: Sequence[int] | None, evidence: bool) -> list[tuple[int, list[Finding]]]:
+                days: Sequence[int] | None, evidence: bool, judged: dict[str, _Judged],
+                key: int) -> list[tuple[int, list[Finding]]]:
     idx = course_index(course)
     in_use = bool(idx.memo)
     with gc_paused():
         try:
-            return _replay(course, specs, ts, days, evidence)
+            return _replay(course, specs, ts, days, evidence, judged, key)
         finally:
             if not in_use:  # the per-day caches are only useful inside this replay
                 idx.forget()
@@ -204,11 +322,19 @@ def _replay_one(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresho
 
 
 def _replay(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds],
-            days: Sequence[int] | None, evidence: bool) -> list[tuple[int, list[Finding]]]:
-    """replay_course's work: hooked rules in one pass each, the others day by day."""
+            days: Sequence[int] | None, evidence: bool, judged: dict[str, _Judged],
+            key: int) -> list[tuple[int, list[Finding]]]:
+    """replay_course's work: judged rules from their rows, hooked rules in one pass each,
+    the others day by day."""
     days = list(replay_days(course) if days is None else days)
     object.__setattr__(course, "_cw_thresholds", ts)
-    columns = [_replay_spec(s, course, ts[s.rule.id], days, evidence) for s in specs]
+    columns: list[list[Finding] | None] = []
+    for s in specs:
+        j = judged.get(s.rule.id)
+        if j is not None:
+            columns.append(j.findings(j.ward.grid_rows(key, days)))
+        else:
+            columns.append(_replay_spec(s, course, ts[s.rule.id], days, evidence))
     daily_specs = [(i, s) for i, s in enumerate(specs) if columns[i] is None]
     out: list[tuple[int, list[Finding]]] = []
     for k, day in enumerate(days):

@@ -43,5 +43,5 @@ RULES: tuple[RuleSpec, ...] = (*icaht.RULES, *ticaht.RULES, *prolonged.RULES,
                                *hematotox.RULES)
 
 EVALUATORS: dict[str, Callable[[Course, Thresholds], Finding]] = {
-    r.rule.id: r.evaluate for r in RULES
+    r.rule.id: r.evaluate for r in RULES if r.evaluate is not None
 }

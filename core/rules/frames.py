@@ -1,0 +1,303 @@
+"""A ward's courses as whole frames, and the course-days every rule is judged on.
+
+A rule judged by columns (RuleSpec.judge) reads a `Ward`: each of the courses' tables once,
+every row tagged with its course's position (`key`), and `days`, the grid of course-days:
+one row per course and ward day from the course's first data day to the day it is evaluated
+on, with `end`, the instant that day is judged as of (the end of the day, or the course's
+as-of instant on its last day). A rule returns one row per grid row; the engine
+(core.rules.engine) turns the rows it needs into findings.
+
+The as-of mapping is done here once for every rule: `latest` gives, for each grid row, the
+row of the latest value known at its `end`; `baseline` the baseline known then
+(criteria.md §0.2, as core.rules.reading.baseline). Both are positions in the ward's frame
+(-1: none), found for all grid rows at once by one sort, never per course or per day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from core.rules.base import EvidenceItem
+from core.rules.reading import END_OF_DAY
+from core.vocabulary.course import Course
+from core.vocabulary.observations import OBSERVATION_KINDS
+from core.vocabulary.units import ANALYTES
+
+NONE = -1  # "no row" in a position array
+# each frame's rows in course order, then by this column (ties keep the course's row order)
+_SORTED_BY = {"labs": ("analyte", "day"), "observations": ("kind", "day"),
+              "treatments": ("drug", "day"), "episodes": (None, "onset_day"),
+              "events": (None, "day"), "missing": (None, "day")}
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    col = frame[column]
+    if col.dtype == np.float64:
+        return col.to_numpy()
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _stacked(frames: Sequence[pd.DataFrame], name: str) -> pd.DataFrame:
+    """The courses' frames of one table as one, with `key`, sorted as _SORTED_BY says."""
+    keyed = [f.assign(key=k) for k, f in enumerate(frames) if len(f)]
+    if not keyed:
+        out = frames[0].iloc[:0].assign(key=np.empty(0, dtype=np.int64)) if frames else (
+            pd.DataFrame({"key": np.empty(0, dtype=np.int64)}))
+        return out.reset_index(drop=True)
+    frame = pd.concat(keyed, ignore_index=True)
+    by, day = _SORTED_BY[name]
+    keys: list[np.ndarray] = [_floats(frame, day)]
+    if by is not None:
+        keys.append(pd.factorize(frame[by], sort=True)[0])
+    keys.append(frame["key"].to_numpy())
+    return frame.take(np.lexsort(keys)).reset_index(drop=True)
+
+
+def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
+         strict: bool = False) -> np.ndarray:
+    """For each query (keys[i], ends[i]): the position of the last row of the same key with
+    day <= ends[i] (day < ends[i] if `strict`), or NONE. Rows are sorted by (key, day).
+
+    One stable sort of rows and queries together: a running maximum of row positions then
+    stands at each query on the latest row before it (of its key, or of an earlier one).
+    """
+    n = len(row_keys)
+    if n == 0:
+        return np.full(len(keys), NONE, dtype=np.int64)
+    first = np.r_[np.zeros(n, dtype=np.int8), np.ones(len(keys), dtype=np.int8)]
+    if strict:  # a query before the rows of its instant
+        first = 1 - first
+    order = np.lexsort((first, np.r_[row_days, ends], np.r_[row_keys, keys]))
+    pos = np.r_[np.arange(n), np.full(len(keys), NONE)][order]
+    running = np.maximum.accumulate(pos)
+    at = np.empty(len(keys), dtype=np.int64)
+    queries = order >= n
+    at[order[queries] - n] = running[queries]
+    found = at >= 0
+    at[found & (row_keys[np.maximum(at, 0)] != keys)] = NONE
+    return at
+
+
+@dataclass(frozen=True, eq=False)
+class Ward:
+    """The courses' tables as one frame each (column `key` = the course's position in
+    `courses`), and the grid of course-days `days` (key, day, end, first) they are judged on.
+
+    `evaluating`: the last day of each course is judged as of the course's as-of instant
+    (evaluate); else as of the end of that day or the as-of instant, whichever is earlier
+    (replay). `first` is the floor of the course's first data day (NaN: no data).
+    """
+
+    courses: tuple[Course, ...]
+    labs: pd.DataFrame
+    observations: pd.DataFrame
+    treatments: pd.DataFrame
+    episodes: pd.DataFrame
+    events: pd.DataFrame
+    missing: pd.DataFrame
+    days: pd.DataFrame
+    evaluating: bool
+
+    @classmethod
+    def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
+        courses = tuple(courses)
+        tables = {name: _stacked([getattr(c, name) for c in courses], name)
+                  for name in _SORTED_BY}
+        first, last = _data_span(tables, len(courses))
+        return cls(courses=courses, **tables,
+                   days=_grid(courses, first, last, evaluating), evaluating=evaluating)
+
+    def __len__(self) -> int:
+        return len(self.courses)
+
+    def only(self, key: int) -> Ward:
+        """The ward of course `key` alone (its key there is 0)."""
+        return Ward.of([self.courses[key]], self.evaluating)
+
+    def grid_rows(self, key: int, days: Sequence[int]) -> np.ndarray:
+        """Positions in `days` of course `key`'s grid rows for the ward days `days`."""
+        keys = self.days["key"].to_numpy()
+        start = int(np.searchsorted(keys, key, side="left"))
+        stop = int(np.searchsorted(keys, key, side="right"))
+        lo = int(self.days["day"].iat[start]) if stop > start else 0
+        rows = np.asarray(days, dtype=np.int64) - lo + start
+        if len(rows) and (rows.min() < start or rows.max() >= stop):
+            raise ValueError(f"days {list(days)} are not all judged for course {key} "
+                             f"(days {lo}..{lo + stop - start - 1})")
+        return rows
+
+    # --- the as-of mapping ---------------------------------------------------------------
+
+    def rows(self, table: str, column: str, value: str) -> np.ndarray:
+        """Positions of the rows of `table` whose `column` is `value` (in frame order)."""
+        frame: pd.DataFrame = getattr(self, table)
+        if not len(frame):
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(frame[column].to_numpy(dtype=object) == value)
+
+    def latest_in(self, table: str, column: str, value: str,
+                  ends: np.ndarray | None = None) -> np.ndarray:
+        """For each grid row (or each of `ends`, aligned with the grid): the position in
+        `table` of the latest row of `column` == `value` with day <= its end, else NONE."""
+        frame: pd.DataFrame = getattr(self, table)
+        sub = self.rows(table, column, value)
+        g = self.days
+        at = asof(frame["key"].to_numpy()[sub], _floats(frame, "day")[sub],
+                  g["key"].to_numpy(), g["end"].to_numpy() if ends is None else ends)
+        return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)
+
+    def latest(self, analyte: str, ends: np.ndarray | None = None) -> np.ndarray:
+        """Per grid row: the position in `labs` of the analyte's latest value known at the
+        row's end (or at `ends`), else NONE."""
+        return self.latest_in("labs", "analyte", analyte, ends)
+
+    def latest_observation(self, kind: str, ends: np.ndarray | None = None) -> np.ndarray:
+        return self.latest_in("observations", "kind", kind, ends)
+
+    def baseline(self, analyte: str) -> np.ndarray:
+        """Per grid row: the position in `labs` of the analyte's baseline known at the row's
+        end, else NONE: the last value on or before the lymphodepletion start day, else the
+        last value on or before the infusion day (day < 1) [DESIGN §0.2]; as
+        core.rules.reading.baseline."""
+        sub = self.rows("labs", "analyte", analyte)
+        g = self.days
+        out = np.full(len(g), NONE, dtype=np.int64)
+        if not len(sub):
+            return out
+        keys = self.labs["key"].to_numpy()[sub]
+        days = _floats(self.labs, "day")[sub]
+        gk = g["key"].to_numpy()
+        known = asof(keys, days, gk, g["end"].to_numpy())  # index into sub, or NONE
+        start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
+        k_end = np.where(known >= 0, known - start + 1, 0)
+        ld = np.array([np.nan if c.patient.lymphodepletion_day is None
+                       else math.floor(c.patient.lymphodepletion_day) + 1.0
+                       for c in self.courses])[gk]
+        for cut in (ld, np.ones(len(g))):  # the first cut with a value wins
+            before = asof(keys, days, gk, cut, strict=True)
+            k = np.minimum(np.where(before >= 0, before - start + 1, 0), k_end)
+            take = (out == NONE) & (k > 0) & ~np.isnan(cut)
+            out[take] = sub[(start + k - 1)[take]]
+        return out
+
+    # --- what the rows say ------------------------------------------------------------------
+
+    @cached_property
+    def lab_days(self) -> np.ndarray:
+        return _floats(self.labs, "day")
+
+    @cached_property
+    def lab_values(self) -> np.ndarray:
+        return _floats(self.labs, "value")
+
+    @cached_property
+    def lab_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(LLN, ULN, default) of every lab row: its own reference range, else (neither
+        recorded) the catalogue's, with `default` True (criteria.md §0.2)."""
+        if not len(self.labs):
+            empty = np.empty(0)
+            return empty, empty, np.empty(0, dtype=bool)
+        low, high = _floats(self.labs, "ref_low"), _floats(self.labs, "ref_high")
+        default = np.isnan(low) & np.isnan(high)
+        analytes = self.labs["analyte"].to_numpy(dtype=object)
+        cat_low = np.array([_nan(ANALYTES[a].ref_low) if a in ANALYTES else np.nan
+                            for a in analytes])
+        cat_high = np.array([_nan(ANALYTES[a].ref_high) if a in ANALYTES else np.nan
+                             for a in analytes])
+        return (np.where(default, cat_low, low), np.where(default, cat_high, high), default)
+
+    def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
+        """The evidence item of lab row `pos`, as core.rules.reading.Value.evidence."""
+        row = self.labs.iloc[pos]
+        if self.lab_limits[2][pos]:
+            why += " (default reference range used)"
+        q = _text(row["qualifier"])
+        value = float(row["value"])
+        ver = row["verified"]
+        return EvidenceItem(why, str(row["analyte"]), float(row["day"]),
+                            f"{q}{value:g}" if q else value, ANALYTES[row["analyte"]].unit,
+                            _text(row["original_value"]), _text(row["original_unit"]),
+                            None if _missing(ver) else bool(ver))
+
+    def observation_evidence(self, pos: int, why: str) -> EvidenceItem:
+        """The evidence item of observation row `pos`, as core.rules.reading.Obs.evidence."""
+        row = self.observations.iloc[pos]
+        num = None if _missing(row["value_num"]) else float(row["value_num"])
+        text = _text(row["value_text"])
+        kind = OBSERVATION_KINDS.get(row["kind"])
+        return EvidenceItem(why, str(row["kind"]), float(row["day"]),
+                            text if text is not None else num,
+                            kind.unit if kind and num is not None else None)
+
+
+def _nan(x: float | None) -> float:
+    return np.nan if x is None else float(x)
+
+
+def _missing(x: object) -> bool:
+    return x is None or x is pd.NA or (isinstance(x, float) and x != x)
+
+
+def _text(x: object) -> str | None:
+    return None if _missing(x) else str(x)
+
+
+def _data_span(tables: dict[str, pd.DataFrame], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each course's first data day (labs, observations, treatments) and last data day
+    (those and events), as core.rules.reading.CourseIndex; NaN where there is none."""
+    first = np.full(n, np.inf)
+    last = np.full(n, -np.inf)
+    for name in ("labs", "observations", "treatments", "events"):
+        frame = tables[name]
+        if not len(frame):
+            continue
+        keys, days = frame["key"].to_numpy(), _floats(frame, "day")
+        ok = ~np.isnan(days)
+        if name != "events":
+            np.minimum.at(first, keys[ok], days[ok])
+        np.maximum.at(last, keys[ok], days[ok])
+    first[np.isinf(first)] = np.nan
+    last[np.isinf(last)] = np.nan
+    return first, last
+
+
+def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
+          evaluating: bool) -> pd.DataFrame:
+    """One row per course and ward day, from the course's first data day (or the day it is
+    evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day."""
+    as_of = np.array([c.as_of_day for c in courses], dtype=float)
+    fin = np.isfinite(as_of)
+    top = np.where(fin, np.floor(np.where(fin, as_of, 0)),
+                   np.where(np.isnan(last), 0, np.floor(np.nan_to_num(last))))
+    lo = np.where(np.isnan(first), top, np.minimum(np.floor(np.nan_to_num(first)), top))
+    counts = (top - lo + 1).astype(np.int64)
+    key = np.repeat(np.arange(len(courses)), counts)
+    day = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts)
+                                                                       - counts, counts))
+    end = np.minimum(day + END_OF_DAY, as_of[key])
+    if evaluating and len(key):
+        closing = np.r_[key[1:] != key[:-1], True]
+        end[closing] = as_of[key[closing]]
+    return pd.DataFrame({"key": key, "day": day.astype(np.int64), "end": end,
+                         "first": np.floor(first)[key]})
+
+
+def met_since(days: pd.DataFrame, status: np.ndarray) -> np.ndarray:
+    """Per grid row: the first day of the met stretch the row belongs to (NaN unless met).
+
+    A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
+    evidence that the condition cleared); a not-met day ends it. A stretch starts no earlier
+    than the course's first data day.
+    """
+    met, not_met = status == "met", status == "not_met"
+    key, day = days["key"].to_numpy(), days["day"].to_numpy()
+    fresh = np.r_[True, (key[1:] != key[:-1]) | not_met[:-1]] | ~(day >= days["first"])
+    stretch = np.cumsum(fresh)
+    since = pd.Series(np.where(met, day, np.nan)).groupby(stretch).cummin().to_numpy()
+    return np.where(met, since, np.nan)
