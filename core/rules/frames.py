@@ -30,7 +30,8 @@ from core.vocabulary.observations import OBSERVATION_KINDS
 from core.vocabulary.units import ANALYTES
 
 NONE = -1  # "no row" in a position array
-# each frame's rows in course order, then by this column (ties keep the course's row order)
+# each frame's rows by this column, then course, then day (ties keep the course's row order):
+# the rows of one analyte, kind or drug are one block, sorted by (key, day)
 _SORTED_BY = {"labs": ("analyte", "day"), "observations": ("kind", "day"),
               "treatments": ("drug", "day"), "episodes": (None, "onset_day"),
               "events": (None, "day"), "missing": (None, "day")}
@@ -45,18 +46,21 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def _stacked(frames: Sequence[pd.DataFrame], name: str) -> pd.DataFrame:
     """The courses' frames of one table as one, with `key`, sorted as _SORTED_BY says."""
-    keyed = [f.assign(key=k) for k, f in enumerate(frames) if len(f)]
-    if not keyed:
-        out = frames[0].iloc[:0].assign(key=np.empty(0, dtype=np.int64)) if frames else (
-            pd.DataFrame({"key": np.empty(0, dtype=np.int64)}))
-        return out.reset_index(drop=True)
-    frame = pd.concat(keyed, ignore_index=True)
+    used = [(k, f) for k, f in enumerate(frames) if len(f)]
+    if not used:
+        empty = frames[0].iloc[:0].copy() if frames else pd.DataFrame()
+        empty["key"] = np.empty(0, dtype=np.int64)
+        return empty.reset_index(drop=True)
+    frame = pd.concat([f for _, f in used], ignore_index=True)
+    key = np.repeat([k for k, _ in used], [len(f) for _, f in used])
     by, day = _SORTED_BY[name]
-    keys: list[np.ndarray] = [_floats(frame, day)]
+    keys: list[np.ndarray] = [_floats(frame, day), key]
     if by is not None:
         keys.append(pd.factorize(frame[by], sort=True)[0])
-    keys.append(frame["key"].to_numpy())
-    return frame.take(np.lexsort(keys)).reset_index(drop=True)
+    order = np.lexsort(keys)
+    frame = frame.take(order).reset_index(drop=True)
+    frame["key"] = key[order]
+    return frame
 
 
 def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
@@ -85,6 +89,27 @@ def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.
 
 
 @dataclass(frozen=True, eq=False)
+class Table:
+    """One stacked table's (key, day) as arrays, and where each block (analyte, kind or
+    drug) starts and stops."""
+
+    key: np.ndarray
+    day: np.ndarray
+    blocks: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, name: str) -> Table:
+        by, day = _SORTED_BY[name]
+        blocks: dict[str, tuple[int, int]] = {}
+        if by is not None and len(frame):
+            codes, uniques = pd.factorize(frame[by])  # the rows are sorted by `by`
+            bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+            blocks = {str(uniques[codes[a]]): (int(a), int(b))
+                      for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+        return cls(frame["key"].to_numpy(dtype=np.int64), _floats(frame, day), blocks)
+
+
+@dataclass(frozen=True, eq=False)
 class Ward:
     """The courses' tables as one frame each (column `key` = the course's position in
     `courses`), and the grid of course-days `days` (key, day, end, first) they are judged on.
@@ -103,15 +128,25 @@ class Ward:
     missing: pd.DataFrame
     days: pd.DataFrame
     evaluating: bool
+    tables: dict[str, Table]  # each frame's (key, day) arrays and blocks
 
     @classmethod
     def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
         courses = tuple(courses)
-        tables = {name: _stacked([getattr(c, name) for c in courses], name)
+        frames = {name: _stacked([getattr(c, name) for c in courses], name)
                   for name in _SORTED_BY}
+        tables = {name: Table.of(frame, name) for name, frame in frames.items()}
         first, last = _data_span(tables, len(courses))
-        return cls(courses=courses, **tables,
-                   days=_grid(courses, first, last, evaluating), evaluating=evaluating)
+        return cls(courses=courses, **frames, days=_grid(courses, first, last, evaluating),
+                   evaluating=evaluating, tables=tables)
+
+    @cached_property
+    def grid_keys(self) -> np.ndarray:
+        return self.days["key"].to_numpy()
+
+    @cached_property
+    def grid_ends(self) -> np.ndarray:
+        return self.days["end"].to_numpy()
 
     def __len__(self) -> int:
         return len(self.courses)
@@ -135,21 +170,22 @@ class Ward:
     # --- the as-of mapping ---------------------------------------------------------------
 
     def rows(self, table: str, column: str, value: str) -> np.ndarray:
-        """Positions of the rows of `table` whose `column` is `value` (in frame order)."""
+        """Positions of the rows of `table` whose `column` is `value` (in (key, day) order
+        for the table's block column: analyte, kind or drug)."""
+        if _SORTED_BY[table][0] == column:
+            a, b = self.tables[table].blocks.get(value, (0, 0))
+            return np.arange(a, b)
         frame: pd.DataFrame = getattr(self, table)
-        if not len(frame):
-            return np.empty(0, dtype=np.int64)
         return np.flatnonzero(frame[column].to_numpy(dtype=object) == value)
 
     def latest_in(self, table: str, column: str, value: str,
                   ends: np.ndarray | None = None) -> np.ndarray:
         """For each grid row (or each of `ends`, aligned with the grid): the position in
         `table` of the latest row of `column` == `value` with day <= its end, else NONE."""
-        frame: pd.DataFrame = getattr(self, table)
+        t = self.tables[table]
         sub = self.rows(table, column, value)
-        g = self.days
-        at = asof(frame["key"].to_numpy()[sub], _floats(frame, "day")[sub],
-                  g["key"].to_numpy(), g["end"].to_numpy() if ends is None else ends)
+        at = asof(t.key[sub], t.day[sub], self.grid_keys,
+                  self.grid_ends if ends is None else ends)
         return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)
 
     def latest(self, analyte: str, ends: np.ndarray | None = None) -> np.ndarray:
@@ -166,20 +202,18 @@ class Ward:
         last value on or before the infusion day (day < 1) [DESIGN §0.2]; as
         core.rules.reading.baseline."""
         sub = self.rows("labs", "analyte", analyte)
-        g = self.days
-        out = np.full(len(g), NONE, dtype=np.int64)
+        gk = self.grid_keys
+        out = np.full(len(gk), NONE, dtype=np.int64)
         if not len(sub):
             return out
-        keys = self.labs["key"].to_numpy()[sub]
-        days = _floats(self.labs, "day")[sub]
-        gk = g["key"].to_numpy()
-        known = asof(keys, days, gk, g["end"].to_numpy())  # index into sub, or NONE
+        keys, days = self.tables["labs"].key[sub], self.tables["labs"].day[sub]
+        known = asof(keys, days, gk, self.grid_ends)  # index into sub, or NONE
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
         k_end = np.where(known >= 0, known - start + 1, 0)
         ld = np.array([np.nan if c.patient.lymphodepletion_day is None
                        else math.floor(c.patient.lymphodepletion_day) + 1.0
                        for c in self.courses])[gk]
-        for cut in (ld, np.ones(len(g))):  # the first cut with a value wins
+        for cut in (ld, np.ones(len(gk))):  # the first cut with a value wins
             before = asof(keys, days, gk, cut, strict=True)
             k = np.minimum(np.where(before >= 0, before - start + 1, 0), k_end)
             take = (out == NONE) & (k > 0) & ~np.isnan(cut)
@@ -188,9 +222,9 @@ class Ward:
 
     # --- what the rows say ------------------------------------------------------------------
 
-    @cached_property
+    @property
     def lab_days(self) -> np.ndarray:
-        return _floats(self.labs, "day")
+        return self.tables["labs"].day
 
     @cached_property
     def lab_values(self) -> np.ndarray:
@@ -248,16 +282,13 @@ def _text(x: object) -> str | None:
     return None if _missing(x) else str(x)
 
 
-def _data_span(tables: dict[str, pd.DataFrame], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _data_span(tables: dict[str, Table], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each course's first data day (labs, observations, treatments) and last data day
     (those and events), as core.rules.reading.CourseIndex; NaN where there is none."""
     first = np.full(n, np.inf)
     last = np.full(n, -np.inf)
     for name in ("labs", "observations", "treatments", "events"):
-        frame = tables[name]
-        if not len(frame):
-            continue
-        keys, days = frame["key"].to_numpy(), _floats(frame, "day")
+        keys, days = tables[name].key, tables[name].day
         ok = ~np.isnan(days)
         if name != "events":
             np.minimum.at(first, keys[ok], days[ok])
