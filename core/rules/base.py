@@ -247,6 +247,19 @@ Replayer = Callable[[Course, Thresholds, Sequence[int]], list[Finding]]
 # length) with the column `status` (a Status value) and any the rule's `explain` reads; a
 # `since_day` column replaces the engine's met stretch (core.rules.frames.met_since).
 Judge = Callable[["Ward", Thresholds], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a rule reads of the rules it depends on (RuleSpec.reads), judged over the same
+    ward: their rows (aligned with its own, since_day included) and thresholds in force."""
+
+    frames: Mapping[str, pd.DataFrame]
+    thresholds: Mapping[str, Thresholds]
+
+
+# A rule that reads other rules (IEC-HS reads the CRS course, CTCAE grades, ...)
+JudgeWith = Callable[["Ward", Thresholds, Inputs], pd.DataFrame]
 # The finding of one judged row: the row is the grid row's columns (key, day, end, first),
 # the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
 # episode_key.
@@ -262,5 +275,6 @@ class RuleSpec:
     rule: Rule
     evaluate: Evaluator | None = None
     replay: Replayer | None = None
-    judge: Judge | None = None
+    judge: Judge | JudgeWith | None = None  # a JudgeWith when `reads` names rules
     explain: Explain | None = None
+    reads: tuple[str, ...] = ()  # ids of the rules whose rows `judge` reads (Inputs)

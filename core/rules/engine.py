@@ -23,7 +23,15 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from core.rules.base import Finding, RuleSpec, Status, Thresholds
+from core.rules.base import (
+    Finding,
+    Inputs,
+    Judge,
+    JudgeWith,
+    RuleSpec,
+    Status,
+    Thresholds,
+)
 from core.rules.frames import Ward, met_since
 from core.rules.reading import END_OF_DAY, course_index
 from core.rules.stretches import day_view, episode_key
@@ -106,8 +114,9 @@ class _Judged:
     """One rule's rows over a ward's grid: the judge's frame with since_day, and the
     error of each course the rule failed on."""
 
-    def __init__(self, spec: RuleSpec, ward: Ward, t: Thresholds) -> None:
-        self.spec, self.ward, self.t = spec, ward, t
+    def __init__(self, spec: RuleSpec, ward: Ward, t: Thresholds,
+                 inputs: Inputs | None = None) -> None:
+        self.spec, self.ward, self.t, self.inputs = spec, ward, t, inputs
         self.errors: dict[int, Exception] = {}
         frame = self._judge(ward)
         if frame is None:  # one course at a time, to isolate the ones it fails on
@@ -128,7 +137,13 @@ class _Judged:
         judge = self.spec.judge
         assert judge is not None
         try:
-            frame = judge(ward, self.t)
+            if self.inputs is None:
+                frame = cast(Judge, judge)(ward, self.t)
+            else:
+                inputs = self.inputs if key is None else Inputs(
+                    {r: _rows_of(f, ward, key, self.ward) for r, f in self.inputs.frames.items()},
+                    self.inputs.thresholds)
+                frame = cast(JudgeWith, judge)(ward, self.t, inputs)
             if len(frame) != len(ward.days):
                 raise ValueError(f"judged {len(frame)} rows for {len(ward.days)} course-days")
         except Exception as exc:  # one rule must never take the others down
@@ -173,6 +188,53 @@ class _Judged:
         return f
 
 
+def _rows_of(frame: pd.DataFrame, one: Ward, key: int, ward: Ward) -> pd.DataFrame:
+    """The rows of course `key` of a frame judged over `ward`, for its one-course ward."""
+    rows = np.flatnonzero(ward.grid_keys == key)
+    assert len(rows) == len(one.days)
+    return frame.iloc[rows].reset_index(drop=True)
+
+
+def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
+                ts: Mapping[str, Thresholds]) -> dict[str, _Judged]:
+    """The rules of `specs` judged by columns over the ward, each once, with the rules they
+    read (RuleSpec.reads) judged before them (those too once, whether run or not)."""
+    done: dict[str, _Judged] = {}
+    run = {s.rule.id: s for s in specs}
+
+    def spec_of(rule_id: str) -> RuleSpec:
+        if rule_id in run:
+            return run[rule_id]
+        from core.rules.catalog import spec_by_id
+
+        return spec_by_id(rule_id)
+
+    def judged(spec: RuleSpec, path: tuple[str, ...]) -> _Judged:
+        rid = spec.rule.id
+        if rid in path:
+            raise ValueError(f"rules read each other in a circle: {' -> '.join(path + (rid,))}")
+        if rid not in done:
+            inputs = None
+            if spec.reads:
+                frames = {r: judged(spec_of(r), (*path, rid)).frame for r in spec.reads}
+                inputs = Inputs(frames, {r: _thresholds(r, ts) for r in spec.reads})
+            done[rid] = _Judged(spec, ward, _thresholds(rid, ts), inputs)
+        return done[rid]
+
+    return {s.rule.id: judged(s, ()) for s in specs if s.judge is not None}
+
+
+def _thresholds(rule_id: str, ts: Mapping[str, Thresholds]) -> Thresholds:
+    """The rule's thresholds in force: as prepared for the run, else its defaults (a rule
+    read by another but not run, and not overridden by the site)."""
+    found = ts.get(rule_id)
+    if found is None:
+        from core.rules.catalog import spec_by_id
+
+        found = _fast(Thresholds(spec_by_id(rule_id).rule))
+    return found
+
+
 def _closing_rows(ward: Ward) -> np.ndarray:
     """The last grid row of each course (the day it is evaluated on), in course order."""
     key = ward.days["key"].to_numpy()
@@ -194,8 +256,7 @@ def _evaluate(courses: Sequence[Course], specs: Sequence[RuleSpec],
     if any(s.judge is not None for s in specs):
         ward = Ward.of(courses, evaluating=True)
         rows = _closing_rows(ward)
-        judged = {s.rule.id: _Judged(s, ward, ts[s.rule.id]).findings(rows)
-                  for s in specs if s.judge is not None}
+        judged = {rid: j.findings(rows) for rid, j in judge_rules(ward, specs, ts).items()}
     out = []
     for i, course in enumerate(courses):
         object.__setattr__(course, "_cw_thresholds", ts)
@@ -303,8 +364,7 @@ def _judge_all(courses: Sequence[Course], specs: Sequence[RuleSpec],
     """The rules judged by columns, over every day of the courses."""
     if not any(s.judge is not None for s in specs):
         return {}
-    ward = Ward.of(courses, evaluating=False)
-    return {s.rule.id: _Judged(s, ward, ts[s.rule.id]) for s in specs if s.judge is not None}
+    return judge_rules(Ward.of(courses, evaluating=False), specs, ts)
 
 
 def _replay_one(course: Course, specs: Sequence[RuleSpec], ts: dict[str, Thresholds],
