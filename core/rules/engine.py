@@ -110,42 +110,59 @@ def _run(spec: RuleSpec, course: Course, t: Thresholds) -> Finding:
 # --- rules judged by columns over a whole ward --------------------------------------------
 
 
+Columns = dict[str, np.ndarray]
+
+
+def _columns(judged: Mapping[str, Any]) -> Columns:
+    """A judge's result (a frame, or any mapping of column name to array) as arrays."""
+    return {str(c): np.asarray(judged[c]) for c in judged}
+
+
 class _Judged:
-    """One rule's rows over a ward's grid: the judge's frame with since_day, and the
+    """One rule's rows over a ward's grid: the judge's columns with since_day, and the
     error of each course the rule failed on."""
 
     def __init__(self, spec: RuleSpec, ward: Ward, t: Thresholds,
                  inputs: Inputs | None = None) -> None:
         self.spec, self.ward, self.t, self.inputs = spec, ward, t, inputs
         self.errors: dict[int, Exception] = {}
-        frame = self._judge(ward)
-        if frame is None:  # one course at a time, to isolate the ones it fails on
-            parts = []
+        cols = self._judge(ward)
+        if cols is None:  # one course at a time, to isolate the ones it fails on
+            parts: list[Columns] = []
             for key in range(len(ward)):
                 one = ward.only(key)
                 part = self._judge(one, key)
-                parts.append(part if part is not None else
-                             pd.DataFrame({"status": [Status.NOT_EVALUABLE.value] * len(
-                                 one.days)}))
-            frame = pd.concat(parts, ignore_index=True)
-        self.own_since = "since_day" in frame
+                parts.append(part if part is not None else {"status": np.full(
+                    len(one.days), Status.NOT_EVALUABLE.value, dtype=object)})
+            names = list(dict.fromkeys(c for p in parts for c in p))  # a failed course's
+            cols = {c: np.concatenate([p[c] if c in p else np.full(  # rows have only status
+                len(p["status"]), None, dtype=object) for p in parts]) for c in names}
+        self.own_since = "since_day" in cols
         if not self.own_since:
-            frame["since_day"] = met_since(ward.days, frame["status"].to_numpy(dtype=object))
-        self.frame = frame
+            cols["since_day"] = met_since(ward.days, cols["status"].astype(object))
+        self.cols = cols
 
-    def _judge(self, ward: Ward, key: int | None = None) -> pd.DataFrame | None:
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame (for the rules that read this one)."""
+        return pd.DataFrame(self.cols, copy=False)
+
+    def _judge(self, ward: Ward, key: int | None = None) -> Columns | None:
         judge = self.spec.judge
         assert judge is not None
         try:
             if self.inputs is None:
-                frame = cast(Judge, judge)(ward, self.t)
+                judged = cast(Judge, judge)(ward, self.t)
             else:
                 inputs = self.inputs if key is None else Inputs(
                     {r: _rows_of(f, ward, key, self.ward) for r, f in self.inputs.frames.items()},
                     self.inputs.thresholds)
-                frame = cast(JudgeWith, judge)(ward, self.t, inputs)
-            if len(frame) != len(ward.days):
-                raise ValueError(f"judged {len(frame)} rows for {len(ward.days)} course-days")
+                judged = cast(JudgeWith, judge)(ward, self.t, inputs)
+            cols = _columns(judged)
+            wrong = {c: len(v) for c, v in cols.items() if len(v) != len(ward.days)}
+            if wrong or "status" not in cols:
+                raise ValueError(f"judged columns {wrong or 'without status'} for "
+                                 f"{len(ward.days)} course-days")
         except Exception as exc:  # one rule must never take the others down
             if key is None and len(ward) > 1:
                 log.warning("rule %s failed over %d courses; judging them one by one: %s",
@@ -155,13 +172,16 @@ class _Judged:
                           ward.courses[0].patient.patient_id if len(ward) else "no course")
             self.errors[0 if key is None else key] = exc
             return None
-        return frame.reset_index(drop=True)
+        return cols
 
     def findings(self, rows: np.ndarray) -> list[Finding]:
         """The findings of the grid rows `rows` (positions), evidence included."""
-        grid = self.ward.days.iloc[rows].to_dict("records")
-        judged = self.frame.iloc[rows].to_dict("records")
-        return [self._finding({**g, **j}) for g, j in zip(grid, judged, strict=True)]
+        grid = self.ward.days
+        names = [*grid.columns, *self.cols]
+        values = [grid[c].to_numpy()[rows].tolist() for c in grid.columns] + [
+            v[rows].tolist() for v in self.cols.values()]
+        return [self._finding(dict(zip(names, row, strict=True)))
+                for row in zip(*values, strict=True)]
 
     def _finding(self, row: dict[str, Any]) -> Finding:
         rule_id = self.spec.rule.id
@@ -253,7 +273,7 @@ def _prepare(specs: Sequence[RuleSpec] | None,
 def _evaluate(courses: Sequence[Course], specs: Sequence[RuleSpec],
               ts: dict[str, Thresholds]) -> list[list[Finding]]:
     judged: dict[str, list[Finding]] = {}
-    if any(s.judge is not None for s in specs):
+    if courses and any(s.judge is not None for s in specs):
         ward = Ward.of(courses, evaluating=True)
         rows = _closing_rows(ward)
         judged = {rid: j.findings(rows) for rid, j in judge_rules(ward, specs, ts).items()}
@@ -362,7 +382,7 @@ def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None =
 def _judge_all(courses: Sequence[Course], specs: Sequence[RuleSpec],
                ts: dict[str, Thresholds]) -> dict[str, _Judged]:
     """The rules judged by columns, over every day of the courses."""
-    if not any(s.judge is not None for s in specs):
+    if not courses or not any(s.judge is not None for s in specs):
         return {}
     return judge_rules(Ward.of(courses, evaluating=False), specs, ts)
 
