@@ -44,23 +44,34 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _stacked(frames: Sequence[pd.DataFrame], name: str) -> pd.DataFrame:
-    """The courses' frames of one table as one, with `key`, sorted as _SORTED_BY says."""
+def _stacked(frames: Sequence[pd.DataFrame], name: str) -> tuple[pd.DataFrame, Table]:
+    """The courses' frames of one table as one, with `key`, sorted as _SORTED_BY says, and
+    its Table."""
+    by, day = _SORTED_BY[name]
     used = [(k, f) for k, f in enumerate(frames) if len(f)]
     if not used:
-        empty = frames[0].iloc[:0].copy() if frames else pd.DataFrame()
+        empty = frames[0].iloc[:0].copy() if frames else pd.DataFrame({day: []})
         empty["key"] = np.empty(0, dtype=np.int64)
-        return empty.reset_index(drop=True)
-    frame = pd.concat([f for _, f in used], ignore_index=True)
+        return empty.reset_index(drop=True), Table(np.empty(0, np.int64), np.empty(0), {})
+    frame = used[0][1] if len(used) == 1 else pd.concat([f for _, f in used],
+                                                         ignore_index=True)
     key = np.repeat([k for k, _ in used], [len(f) for _, f in used])
-    by, day = _SORTED_BY[name]
-    keys: list[np.ndarray] = [_floats(frame, day), key]
+    days = _floats(frame, day)
+    sort: list[np.ndarray] = [days, key]
+    codes, uniques = (pd.factorize(frame[by], sort=True) if by is not None
+                      else (np.zeros(len(frame), np.int64), []))
+    sort.append(codes)
+    order = np.lexsort(sort)
+    if (order[1:] < order[:-1]).any():
+        frame, key, days, codes = frame.take(order), key[order], days[order], codes[order]
+    frame = frame.reset_index(drop=True)
+    frame["key"] = key
+    blocks: dict[str, tuple[int, int]] = {}
     if by is not None:
-        keys.append(pd.factorize(frame[by], sort=True)[0])
-    order = np.lexsort(keys)
-    frame = frame.take(order).reset_index(drop=True)
-    frame["key"] = key[order]
-    return frame
+        bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+        blocks = {str(uniques[codes[a]]): (int(a), int(b))
+                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+    return frame, Table(key.astype(np.int64), days, blocks)
 
 
 def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
@@ -97,17 +108,6 @@ class Table:
     day: np.ndarray
     blocks: dict[str, tuple[int, int]]
 
-    @classmethod
-    def of(cls, frame: pd.DataFrame, name: str) -> Table:
-        by, day = _SORTED_BY[name]
-        blocks: dict[str, tuple[int, int]] = {}
-        if by is not None and len(frame):
-            codes, uniques = pd.factorize(frame[by])  # the rows are sorted by `by`
-            bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-            blocks = {str(uniques[codes[a]]): (int(a), int(b))
-                      for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
-        return cls(frame["key"].to_numpy(dtype=np.int64), _floats(frame, day), blocks)
-
 
 @dataclass(frozen=True, eq=False)
 class Ward:
@@ -133,9 +133,10 @@ class Ward:
     @classmethod
     def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
         courses = tuple(courses)
-        frames = {name: _stacked([getattr(c, name) for c in courses], name)
-                  for name in _SORTED_BY}
-        tables = {name: Table.of(frame, name) for name, frame in frames.items()}
+        stacked = {name: _stacked([getattr(c, name) for c in courses], name)
+                   for name in _SORTED_BY}
+        frames = {name: frame for name, (frame, _) in stacked.items()}
+        tables = {name: table for name, (_, table) in stacked.items()}
         first, last = _data_span(tables, len(courses))
         return cls(courses=courses, **frames, days=_grid(courses, first, last, evaluating),
                    evaluating=evaluating, tables=tables)
