@@ -23,14 +23,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from core.config import Settings
-from core.monitoring.alerts import episode_key_of, is_alertable
-from core.rules.base import Finding, RuleSpec
+from core.rules.base import Finding, RuleSpec, Status
+from core.rules.catalog import informational_ids
 from core.store.db import session_scope
 from core.store.loading import load_patient_courses
 from core.store.models import Patient
@@ -82,22 +83,31 @@ def per_100(count: int, patient_days: int) -> float:
 
 
 def alert_episodes(replayed: Replayed) -> pd.DataFrame:
-    """Would-be alerts of a replay: one row per (patient, rule, episode key)."""
-    seen: dict[tuple[str, str, str], list] = {}
-    for patient_id, days in replayed:
-        for day, findings in days:
-            for f in findings:
-                if not is_alertable(f):
-                    continue
-                key = (patient_id, f.rule, episode_key_of(f))
-                row = seen.get(key)
-                if row is None:
-                    seen[key] = [day, day, 1]
-                else:
-                    row[1] = day
-                    row[2] += 1
-    rows = [(p, r, k, first, last, n) for (p, r, k), (first, last, n) in seen.items()]
-    frame = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+    """Would-be alerts of a replay given as findings: one row per (patient, rule, episode
+    key); see `episodes_of`."""
+    rows = [(pid, day, f.rule, f.status.value, math.nan if f.since_day is None
+             else float(f.since_day), f.episode_key)
+            for pid, days in replayed for day, findings in days for f in findings]
+    return episodes_of(pd.DataFrame(rows, columns=["patient_id", "day", "rule", "status",
+                                                   "since_day", "episode_key"]))
+
+
+def episodes_of(statuses: pd.DataFrame) -> pd.DataFrame:
+    """Would-be alerts of a replay: one row per (patient, rule, episode key), in order of
+    first appearance, from the statuses of every rule on every day (patient_id, day, rule,
+    status, since_day, episode_key; ordered by patient and day). The key is the finding's
+    episode_key, else its onset day's (as core.monitoring.alerts.episode_key_of); only met
+    findings of rules that alert count (is_alertable)."""
+    met = statuses[(statuses["status"] == Status.MET.value)
+                   & ~statuses["rule"].isin(informational_ids())]
+    since = met["since_day"].to_numpy(dtype=float)
+    derived = np.where(np.isnan(since), "current", np.char.add(
+        "since-day-", np.floor(np.nan_to_num(since)).astype(np.int64).astype(str)))
+    given = met["episode_key"].to_numpy(dtype=object)
+    keyed = met.assign(episode_key=np.where(pd.isna(given) | (given == ""), derived, given))
+    grouped = keyed.groupby(["patient_id", "rule", "episode_key"], sort=False)["day"]
+    frame = grouped.agg(["min", "max", "size"]).reset_index()
+    frame.columns = EPISODE_COLUMNS
     return frame.astype({"first_day": "int64", "last_day": "int64", "met_days": "int64"})
 
 
@@ -206,28 +216,26 @@ def replay_workers(patients: int) -> int:
 def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
               overrides: dict[str, dict[str, float]],
               each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Would-be alerts and patient-days of replaying the courses (`each()` is called after
-    every course). Informational rules never alert, so they are not replayed."""
-    from core.rules.engine import gc_paused, replay_courses
+    """Would-be alerts and patient-days of replaying the courses (`each()` is called for
+    every course once they are replayed). Informational rules never alert, so they are not
+    replayed."""
+    from core.rules.engine import replay_days, replay_statuses
 
     if specs is None:
         from core.rules.catalog import all_specs
 
         specs = all_specs()
     specs = [s for s in specs if not s.rule.informational]
-    patient_days = 0
-
-    def replayed() -> Replayed:
-        nonlocal patient_days
-        for course, days in replay_courses(courses, specs, overrides, evidence=False):
-            patient_days += len(days)
-            yield course.patient.patient_id, days
-            if each is not None:
-                each()
-
-    with gc_paused():  # once per batch rather than per course (collections cost ~3.5 %)
-        episodes = alert_episodes(replayed())
-    return episodes, patient_days
+    courses = list(courses)
+    statuses = replay_statuses(courses, specs, overrides)
+    ids = np.array([c.patient.patient_id for c in courses], dtype=object)
+    statuses.insert(0, "patient_id", ids[statuses["key"].to_numpy(dtype=np.int64)]
+                    if len(statuses) else np.empty(0, dtype=object))
+    patient_days = sum(len(replay_days(c)) for c in courses)
+    if each is not None:
+        for _ in courses:
+            each()
+    return episodes_of(statuses), patient_days
 
 
 def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],

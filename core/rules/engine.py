@@ -379,6 +379,52 @@ def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None =
         yield course, _replay_one(course, specs, ts, None, evidence, judged, key)
 
 
+STATUS_COLUMNS = ["key", "day", "rule", "status", "since_day", "episode_key"]
+
+
+def replay_statuses(courses: Sequence[Course], specs: Sequence[RuleSpec] | None = None,
+                    overrides: Overrides | None = None) -> pd.DataFrame:
+    """Every rule's status on every replay day of the courses, without making findings (for
+    backtesting): STATUS_COLUMNS, `key` the course's position; since_day is NaN and
+    episode_key None unless met (a judged rule's episode key is its since_day's). Rows are
+    in course, day and rule order."""
+    specs, ts = _prepare(specs, overrides)
+    courses = list(courses)
+    parts: list[pd.DataFrame] = []
+    judged = _judge_all(courses, specs, ts)
+    if judged:
+        ward = next(iter(judged.values())).ward
+        rows = ward.replay_rows()
+        key, day = ward.grid_keys[rows], ward.days["day"].to_numpy()[rows]
+        for rank, s in enumerate(specs):
+            j = judged.get(s.rule.id)
+            if j is None:
+                continue
+            status = j.cols["status"][rows].astype(object)
+            since = pd.to_numeric(pd.Series(j.cols["since_day"][rows]), errors="coerce")
+            parts.append(pd.DataFrame({
+                "key": key, "day": day, "rank": rank, "rule": s.rule.id, "status": status,
+                "since_day": since.where(status == Status.MET.value).to_numpy(dtype=float),
+                "episode_key": None}))
+    rest = [s for s in specs if s.judge is None]
+    if rest:
+        rank_of = {s.rule.id: rank for rank, s in enumerate(specs)}
+        found = []
+        for key_, course in enumerate(courses):
+            for d, findings in _replay_one(course, rest, ts, None, False, {}, key_):
+                for f in findings:
+                    met = f.status is Status.MET
+                    found.append((key_, d, rank_of[f.rule], f.rule, f.status.value,
+                                  float(f.since_day) if met and f.since_day is not None
+                                  else math.nan, f.episode_key if met else None))
+        parts.append(pd.DataFrame(found, columns=["key", "day", "rank", *STATUS_COLUMNS[2:]]))
+    if not parts:
+        return pd.DataFrame({c: [] for c in STATUS_COLUMNS})
+    table = pd.concat(parts, ignore_index=True).sort_values(["key", "day", "rank"],
+                                                              kind="stable")
+    return table[STATUS_COLUMNS].reset_index(drop=True)
+
+
 def _judge_all(courses: Sequence[Course], specs: Sequence[RuleSpec],
                ts: dict[str, Thresholds]) -> dict[str, _Judged]:
     """The rules judged by columns, over every day of the courses."""

@@ -112,7 +112,7 @@ class Table:
 @dataclass(frozen=True, eq=False)
 class Ward:
     """The courses' tables as one frame each (column `key` = the course's position in
-    `courses`), and the grid of course-days `days` (key, day, end, first) they are judged on.
+    `courses`), and the grid of course-days `days` (key, day, end, first, last) they are judged on.
 
     `evaluating`: the last day of each course is judged as of the course's as-of instant
     (evaluate); else as of the end of that day or the as-of instant, whichever is earlier
@@ -155,6 +155,15 @@ class Ward:
     def only(self, key: int) -> Ward:
         """The ward of course `key` alone (its key there is 0)."""
         return Ward.of([self.courses[key]], self.evaluating)
+
+    def replay_rows(self) -> np.ndarray:
+        """Positions of the grid rows a replay reports: each course's days from day 0 (or
+        its first data day, if later) to its last data day (or as-of day, if earlier)."""
+        g = self.days
+        day, first, last = g["day"].to_numpy(), g["first"].to_numpy(), g["last"].to_numpy()
+        as_of = np.array([c.as_of_day for c in self.courses], dtype=float)[self.grid_keys]
+        upper = np.fmin(last, np.floor(as_of))
+        return np.flatnonzero((day >= np.fmax(first, 0.0)) & (day <= upper) & ~np.isnan(last))
 
     def grid_rows(self, key: int, days: Sequence[int]) -> np.ndarray:
         """Positions in `days` of course `key`'s grid rows for the ward days `days`."""
@@ -302,12 +311,15 @@ def _data_span(tables: dict[str, Table], n: int) -> tuple[np.ndarray, np.ndarray
 def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
           evaluating: bool) -> pd.DataFrame:
     """One row per course and ward day, from the course's first data day (or the day it is
-    evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day."""
+    evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day.
+    `first` and `last` are the floors of the course's first and last data days (NaN: no
+    data)."""
     as_of = np.array([c.as_of_day for c in courses], dtype=float)
     fin = np.isfinite(as_of)
     top = np.where(fin, np.floor(np.where(fin, as_of, 0)),
                    np.where(np.isnan(last), 0, np.floor(np.nan_to_num(last))))
-    lo = np.where(np.isnan(first), top, np.minimum(np.floor(np.nan_to_num(first)), top))
+    # a course without data days is judged from day 0 (the first day a replay reports)
+    lo = np.minimum(np.where(np.isnan(first), 0, np.floor(np.nan_to_num(first))), top)
     counts = (top - lo + 1).astype(np.int64)
     key = np.repeat(np.arange(len(courses)), counts)
     day = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts)
@@ -317,7 +329,7 @@ def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
         closing = np.r_[key[1:] != key[:-1], True]
         end[closing] = as_of[key[closing]]
     return pd.DataFrame({"key": key, "day": day.astype(np.int64), "end": end,
-                         "first": np.floor(first)[key]})
+                         "first": np.floor(first)[key], "last": np.floor(last)[key]})
 
 
 def met_since(days: pd.DataFrame, status: np.ndarray) -> np.ndarray:

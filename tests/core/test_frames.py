@@ -30,6 +30,7 @@ def courses():
     made[2] = replace(made[2], patient=replace(made[2].patient,
                                               lymphodepletion_start=date(2025, 12, 26)))
     made.append(make_course())  # no data at all
+    made.append(make_course(events=[("discharge", 3.5)], as_of_day=9.0))  # events only
     made.append(make_course(labs=[("ferritin", -3.2, 400), ("ferritin", 0.5, 500),
                                   ("ferritin", 0.5, 650)], as_of_day=-1.0))
     return made
@@ -60,6 +61,9 @@ def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(courses, evaluat
             assert mine["day"].iloc[0] == min(math.floor(first), evaluated_day(course))
         if evaluating:
             assert mine["end"].iloc[-1] == course.as_of_day
+    replayed = ward.days.iloc[ward.replay_rows()]
+    for key, course in enumerate(courses):
+        assert replayed[replayed["key"] == key]["day"].tolist() == list(replay_days(course))
 
 
 @pytest.mark.parametrize("analyte", ["ferritin", "anc", "crp"])
