@@ -194,6 +194,8 @@ class Ward:
         `table` of the latest row of `column` == `value` with day <= its end, else NONE."""
         t = self.tables[table]
         sub = self.rows(table, column, value)
+        if not len(sub):
+            return np.full(len(self.grid_keys), NONE, dtype=np.int64)
         at = asof(t.key[sub], t.day[sub], self.grid_keys,
                   self.grid_ends if ends is None else ends)
         return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)

@@ -66,6 +66,12 @@ def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(courses, evaluat
         assert replayed[replayed["key"] == key]["day"].tolist() == list(replay_days(course))
 
 
+def test_an_analyte_no_course_has_is_never_known(courses):
+    ward = Ward.of(courses)
+    assert (ward.latest("il6") == NONE).all() and (ward.baseline("il6") == NONE).all()
+    assert (ward.latest_observation("no_such_kind") == NONE).all()
+
+
 @pytest.mark.parametrize("analyte", ["ferritin", "anc", "crp"])
 def test_latest_and_baseline_are_those_known_at_each_rows_end(courses, analyte):
     ward = Ward.of(courses, evaluating=False)
