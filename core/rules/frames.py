@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -258,28 +259,42 @@ class Ward:
                              for a in analytes])
         return (np.where(default, cat_low, low), np.where(default, cat_high, high), default)
 
+    @cached_property
+    def _lab_text(self) -> tuple[list[Any], ...]:
+        """analyte, qualifier, original value and unit, verified of every lab row, as
+        Python values (None where missing): read per evidence item."""
+        return _objects(self.labs, ("analyte", "qualifier", "original_value", "original_unit",
+                                    "verified"))
+
+    @cached_property
+    def _observation_columns(self) -> tuple[list[Any], ...]:
+        return _objects(self.observations, ("kind", "day", "value_num", "value_text"))
+
     def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of lab row `pos`, as core.rules.reading.Value.evidence."""
-        row = self.labs.iloc[pos]
+        analyte, q, ov, ou, ver = (column[pos] for column in self._lab_text)
         if self.lab_limits[2][pos]:
             why += " (default reference range used)"
-        q = _text(row["qualifier"])
-        value = float(row["value"])
-        ver = row["verified"]
-        return EvidenceItem(why, str(row["analyte"]), float(row["day"]),
-                            f"{q}{value:g}" if q else value, ANALYTES[row["analyte"]].unit,
-                            _text(row["original_value"]), _text(row["original_unit"]),
-                            None if _missing(ver) else bool(ver))
+        value = float(self.lab_values[pos])
+        return EvidenceItem(why, str(analyte), float(self.lab_days[pos]),
+                            f"{q}{value:g}" if q else value, ANALYTES[analyte].unit,
+                            None if ov is None else str(ov), None if ou is None else str(ou),
+                            None if ver is None else bool(ver))
 
     def observation_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of observation row `pos`, as core.rules.reading.Obs.evidence."""
-        row = self.observations.iloc[pos]
-        num = None if _missing(row["value_num"]) else float(row["value_num"])
-        text = _text(row["value_text"])
-        kind = OBSERVATION_KINDS.get(row["kind"])
-        return EvidenceItem(why, str(row["kind"]), float(row["day"]),
-                            text if text is not None else num,
-                            kind.unit if kind and num is not None else None)
+        kind, day, num, text = (column[pos] for column in self._observation_columns)
+        num = None if _missing(num) else float(num)
+        text = None if text is None else str(text)
+        known = OBSERVATION_KINDS.get(kind)
+        return EvidenceItem(why, str(kind), float(day), text if text is not None else num,
+                            known.unit if known and num is not None else None)
+
+
+def _objects(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[Any], ...]:
+    """Columns as lists of Python values, None for a missing value (or column)."""
+    return tuple(frame[c].to_numpy(dtype=object, na_value=None).tolist() if c in frame
+                 else [None] * len(frame) for c in columns)
 
 
 def _nan(x: float | None) -> float:
@@ -288,10 +303,6 @@ def _nan(x: float | None) -> float:
 
 def _missing(x: object) -> bool:
     return x is None or x is pd.NA or (isinstance(x, float) and x != x)
-
-
-def _text(x: object) -> str | None:
-    return None if _missing(x) else str(x)
 
 
 def _data_span(tables: dict[str, Table], n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from bench.replay_rules import build_courses
 from core.rules.base import Status
 from core.rules.engine import replay_days
 from core.rules.frames import NONE, Ward, asof, met_since
-from core.rules.reading import baseline, course_index, latest_until
+from core.rules.reading import baseline, course_index, latest_observation, latest_until
 from core.rules.stretches import day_view, evaluated_day, met_since_days
 from core.vocabulary.course import make_course
 
@@ -108,3 +108,17 @@ def test_met_stretch_is_the_course_by_course_one(courses):
         want = met_since_days(course, days, lambda d, by_day=by_day: by_day[d])
         got = [None if math.isnan(x) else int(x) for x in since[rows]]
         assert got == want, course.patient.patient_id
+
+
+@pytest.mark.parametrize("kind", ["temperature", "oxygen_device", "hypotension"])
+def test_latest_observation_and_its_evidence_are_the_readers(courses, kind):
+    ward = Ward.of(courses, evaluating=False)
+    latest = ward.latest_observation(kind)
+    seen = 0
+    for i, (key, end) in enumerate(zip(ward.days["key"], ward.days["end"], strict=True)):
+        want = latest_observation(courses[key], kind, end)
+        assert (latest[i] == NONE) == (want is None)
+        if want is not None:
+            seen += 1
+            assert ward.observation_evidence(int(latest[i]), "x") == want.evidence("x")
+    assert seen
