@@ -2,12 +2,29 @@
 
 No published numeric definition of a "rapidly rising" ferritin exists (§11): the flags here are
 the dashboard's configurable engineering defaults [DESIGN], never a criterion in anyone's name.
+
+Kinetics belong to the latest ferritin known at a course-day's end (criteria.md §11 "Computed
+features"), compared with:
+- the baseline (§0.2), the previous value, and the values nearest 24 h and 48 h before
+  (within the match tolerance): fold changes, log slope and doubling time (extra fields);
+- "rising": fold change over 48 h >= rising_fold (extra field only);
+- "rapidly rising" (met): above rapid_min_x_uln x ULN, and either the lowest value drawn
+  within the window (plus the tolerance) is at least rapid_fold lower, or, with none drawn
+  there, the rise from the last value before it has an average doubling time at or below the
+  window's (rapid_over_interval). Not met needs a value within the window, or a latest value
+  not above the ULN multiple; otherwise not evaluable.
+Every ferritin value is judged once as "the latest", by searches over the ward's ferritin
+rows sorted by (course, day); each course-day then takes the judgement of its latest value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -20,20 +37,9 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.reading import (
-    Value,
-    end_of_day,
-    lab_series,
-    latest_until,
-)
-from core.rules.stretches import (
-    DailyRule,
-    baseline_settled_at,
-    configured_thresholds,
-    memo,
-    settled_baseline,
-    thresholds_key,
-)
+from core.rules.frames import NONE, Ward, asof
+from core.rules.reading import Value, lab_series
+from core.rules.stretches import configured_thresholds
 from core.vocabulary.course import Course
 from core.vocabulary.units import Evidence
 
@@ -88,133 +94,27 @@ RULE = Rule(
 MISSING_FERRITIN = "log a ferritin result"
 MISSING_PAIR = "draw another ferritin within 48 h of the last one to judge its rise"
 _REL = 1e-9  # relative slack so a rise exactly at the doubling-time limit counts as rapid
+RAPID, NOT_RAPID, UNKNOWN = 1, 0, -1  # the rapid-rise judgement of a value
 
 
-@dataclass
-class Kinetics:
-    latest: Value | None
-    fold: dict[str, float] = field(default_factory=dict)
-    refs: dict[str, Value] = field(default_factory=dict)
-    log_slope_per_day: float | None = None
-    doubling_time_days: float | None = None
-    rising: bool | None = None
-    rapid: bool | None = None
-    rapid_ref: Value | None = None
-    # the last value drawn before the window (plus tolerance), if any: the far side of a gap
-    gap_ref: Value | None = None
-
-    def extra(self) -> dict:
-        return {
-            "fold_change": {k: round(v, 3) for k, v in self.fold.items()},
-            "log_slope_per_day": None if self.log_slope_per_day is None
-            else round(self.log_slope_per_day, 4),
-            "doubling_time_days": None if self.doubling_time_days is None
-            else round(self.doubling_time_days, 3),
-            "rising": self.rising,
-            "rapid_rise": self.rapid,
-        }
-
-
-def _nearest(vals: list[Value], target: float, tol: float) -> Value | None:
-    best = None
-    for v in vals:
-        if abs(v.day - target) <= tol and (best is None or
-                                            abs(v.day - target) < abs(best.day - target)):
-            best = v
-    return best
-
-
-def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetics:
-    """Ferritin kinetics of the latest value with day <= end (§11).
-
-    They depend only on which value is the latest (and the baseline), so once the baseline is
-    settled they are cached per value: the rule and the IEC-HS screen share them, and a
-    replay computes them once per new value rather than once per day. Do not mutate.
-    """
-    t = t if t is not None else configured_thresholds(course, RULE)
-    s = lab_series(course, "ferritin")
-    n = 0 if s is None else s.count(min(end, course.as_of_day))
-    if n == 0:
-        return Kinetics(None)
-    if course.as_of_day < baseline_settled_at(course):
-        return _kinetics(course, end, t)
-    return memo(course, ("ferritin_kinetics_of", thresholds_key(t), n),
-                lambda: _kinetics(course, end, t))
-
-
-def _kinetics(course: Course, end: float, t: Thresholds) -> Kinetics:
-    latest = latest_until(course, "ferritin", end)
-    assert latest is not None
-    window = t["rapid_window_hours"] / 24.0
-    tol = t["match_tolerance_hours"] / 24.0
-    # only the values that can matter: the last window + tolerance, and the previous one
-    s = lab_series(course, "ferritin")
-    assert s is not None
-    n = s.count(min(end, course.as_of_day)) - 1  # index of the latest value
-    horizon = latest.day - (max(window, 2.0) + tol)
-    i = n
-    while i > 0 and s.days[i - 1] >= horizon:
-        i -= 1
-    recent = [s.at(j) for j in range(i, n)]
-    k = Kinetics(latest)
-    base = settled_baseline(course, "ferritin")
-    if base is not None and base is not latest and base.value > 0:
-        k.refs["baseline"] = base
-    if n > 0:
-        k.refs["previous"] = s.at(n - 1)
-    for name, hours in (("24h", 24.0), ("48h", 48.0)):
-        ref = _nearest(recent, latest.day - hours / 24.0, tol)
-        if ref is not None:
-            k.refs[name] = ref
-    for name, ref in k.refs.items():
-        if ref.value > 0:
-            k.fold[name] = latest.value / ref.value
-    prev = k.refs.get("previous")
-    if prev is not None and prev.value > 0 and latest.value > 0 and latest.day > prev.day:
-        k.log_slope_per_day = math.log(latest.value / prev.value) / (latest.day - prev.day)
-        if k.log_slope_per_day > 0:
-            k.doubling_time_days = math.log(2) / k.log_slope_per_day
-    if "48h" in k.fold:
-        k.rising = k.fold["48h"] >= t["rising_fold"]
-    uln = latest.ref_high
-    if uln is not None and latest.value <= t["rapid_min_x_uln"] * uln:
-        k.rapid = False
-        return k
-    in_window = [v for v in recent if 0 < latest.day - v.day <= window + tol and v.value > 0]
-    if in_window:  # values close enough to judge the window itself, as before
-        ref = min(in_window, key=lambda v: v.value)
-        k.rapid_ref = ref
-        k.rapid = latest.value / ref.value >= t["rapid_fold"]
-        return k
-    # Nothing drawn within the window: the rise across the gap from the last value before it
-    # can still show a rapid rise (never its absence). Only then: with values in the window,
-    # an older value would flag a climb the window shows is over (falling after a peak).
-    j = n - 1
-    while j >= 0 and latest.day - s.days[j] <= window + tol:
-        j -= 1
-    k.gap_ref = s.at(j) if j >= 0 else None
-    if k.gap_ref is not None and rapid_over_interval(k.gap_ref, latest, t):
-        k.rapid_ref, k.rapid = k.gap_ref, True
-    return k
-
-
-def limit_doubling_days(t: Thresholds) -> float:
+def limit_doubling_days(t: Mapping[str, float]) -> float:
     """The doubling time (days) the window and fold imply: 48 h for 2-fold -> 2 days."""
     if t["rapid_fold"] <= 1:
         return math.inf
     return t["rapid_window_hours"] / 24.0 * math.log(2) / math.log(t["rapid_fold"])
 
 
-def doubling_days(ref: Value, latest: Value) -> float | None:
-    """Average doubling time (days) from ref to latest; None unless ferritin rose."""
-    dt = latest.day - ref.day
-    if ref.value <= 0 or latest.value <= ref.value or dt <= 0:
+def doubling_days(ref: float, ref_day: float, value: float, day: float) -> float | None:
+    """Average doubling time (days) from ref to value; None unless ferritin rose."""
+    dt = day - ref_day
+    if ref <= 0 or value <= ref or dt <= 0:
         return None
-    return dt * math.log(2) / math.log(latest.value / ref.value)
+    return dt * math.log(2) / math.log(value / ref)
 
 
-def rapid_over_interval(ref: Value, latest: Value, t: Thresholds) -> bool:
-    """Whether the rise from ref to latest, however far apart, is rapid (§11, [DESIGN]).
+def rapid_over_interval(ref: np.ndarray, ref_day: np.ndarray, value: np.ndarray,
+                        day: np.ndarray, t: Mapping[str, float]) -> np.ndarray:
+    """Whether each rise from ref to value, however far apart, is rapid (§11, [DESIGN]).
 
     The rise must reach the rapid fold change, at an average rate at least one such fold
     change per window: doubling time over the interval <= the window's doubling time (2 days
@@ -225,15 +125,124 @@ def rapid_over_interval(ref: Value, latest: Value, t: Thresholds) -> bool:
     whatever its length. The converse does not hold: a slow average over a long gap can hide a
     rapid rise inside it, so this decides "rapid" only, never "not rapid".
     """
-    dt = latest.day - ref.day
-    if ref.value <= 0 or latest.value <= 0 or dt <= 0:
-        return False
-    fold = latest.value / ref.value
-    if fold < t["rapid_fold"] * (1 - _REL):
-        return False
-    per_window = dt / (t["rapid_window_hours"] / 24.0)  # interval length in windows
-    need = math.log(t["rapid_fold"]) * per_window if t["rapid_fold"] > 1 else 0.0
-    return math.log(fold) >= need - _REL * max(1.0, abs(need))
+    dt = day - ref_day
+    ok = (ref > 0) & (value > 0) & (dt > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fold = np.where(ok, value / np.where(ok, ref, 1.0), 1.0)
+        per_window = dt / (t["rapid_window_hours"] / 24.0)  # interval length in windows
+        need = math.log(t["rapid_fold"]) * per_window if t["rapid_fold"] > 1 else (
+            np.zeros(len(dt)))
+        fast = np.log(fold) >= need - _REL * np.maximum(1.0, np.abs(need))
+    return ok & (fold >= t["rapid_fold"] * (1 - _REL)) & fast
+
+
+# --- each value judged as the latest --------------------------------------------------------
+
+
+def _last_earlier(keys: np.ndarray, days: np.ndarray, at: np.ndarray, start: np.ndarray,
+                  span: float) -> np.ndarray:
+    """For each value `at`: the last earlier value of its course drawn more than `span` days
+    before it (days[at] - day > span, as intervals are measured), else NONE."""
+    p = asof(keys, days, keys[at], days[at] - span)
+    p = np.where(p >= at, np.where(at - 1 >= start, at - 1, NONE), p)
+
+    def older(q: np.ndarray) -> np.ndarray:
+        return (q >= 0) & (days[at] - days[np.maximum(q, 0)] > span)
+
+    while (bad := (p >= 0) & ~older(p)).any():  # rounding at the edge: step back
+        p = np.where(bad, np.where(p - 1 >= start, p - 1, NONE), p)
+    while True:  # or forward
+        nxt = np.where(p >= 0, p + 1, start)
+        good = older(np.where(nxt < at, nxt, NONE))
+        if not good.any():
+            return p
+        p = np.where(good, nxt, p)
+
+
+def rise(keys: np.ndarray, days: np.ndarray, values: np.ndarray, uln: np.ndarray,
+         t: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """The kinetics of every value as the latest of its course (§11), for values sorted by
+    (course `keys`, day) with their ULN (NaN: none): positions of the previous value, of the
+    values nearest 24 h and 48 h before, of the value a rapid rise is judged against
+    (rapid_ref) and of the last value before the window (gap_ref, when none is within it), and
+    `rapid` (RAPID, NOT_RAPID, UNKNOWN)."""
+    n = len(keys)
+    at = np.arange(n)
+    start = np.searchsorted(keys, keys, side="left")  # each course's first value
+    window = t["rapid_window_hours"] / 24.0
+    tol = t["match_tolerance_hours"] / 24.0
+    out = {"previous": np.where(at > start, at - 1, NONE)}
+    # the earlier values that can matter: back to the window (at least 48 h) + tolerance
+    lo = asof(keys, days, keys, days - (max(window, 2.0) + tol), strict=True)
+    lo = np.where(lo >= 0, lo + 1, start)
+    width = int((at - lo).max(initial=0))
+    cand = at[:, None] - np.arange(width, 0, -1)[None, :]  # earlier values, oldest first
+    recent = cand >= lo[:, None]
+    cand = np.where(recent, cand, 0)
+    c_day, c_value = days[cand], values[cand]
+    first = np.arange(n)
+
+    def pick(ok: np.ndarray, by: np.ndarray) -> np.ndarray:
+        """The first candidate with the smallest `by` among `ok`, else NONE."""
+        if not width:
+            return np.full(n, NONE)
+        j = np.argmin(np.where(ok, by, np.inf), axis=1)
+        return np.where(ok[first, j], cand[first, j], NONE)
+
+    for name, hours in (("ref_24h", 24.0), ("ref_48h", 48.0)):  # nearest within tolerance
+        dist = np.abs(c_day - (days - hours / 24.0)[:, None])
+        out[name] = pick(recent & (dist <= tol), dist)
+    since = days[:, None] - c_day
+    in_window = recent & (since > 0) & (since <= window + tol) & (c_value > 0)
+    lowest = pick(in_window, c_value)  # the lowest value within the window
+    low = ~np.isnan(uln) & (values <= t["rapid_min_x_uln"] * uln)  # not above x ULN
+    gap = np.where(low | (lowest >= 0), NONE, _last_earlier(keys, days, at, start,
+                                                              window + tol))
+    g = np.maximum(gap, 0)
+    across = (gap >= 0) & rapid_over_interval(values[g], days[g], values, days, t)
+    rapid = np.full(n, UNKNOWN, dtype=np.int8)
+    with np.errstate(divide="ignore"):
+        fold = values / values[np.maximum(lowest, 0)]
+    rapid[lowest >= 0] = np.where(fold >= t["rapid_fold"], RAPID, NOT_RAPID)[lowest >= 0]
+    rapid[across] = RAPID
+    rapid[low] = NOT_RAPID
+    out["rapid"] = rapid
+    out["rapid_ref"] = np.where(low, NONE, np.where(lowest >= 0, lowest,
+                                                     np.where(across, gap, NONE)))
+    out["gap_ref"] = gap
+    return out
+
+
+# --- the rule over a ward -------------------------------------------------------------------
+
+_REFS = ("previous", "ref_24h", "ref_48h", "rapid_ref", "gap_ref")
+
+
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per course-day: the kinetics of the latest ferritin known at its end (positions in
+    ward.labs, NONE: none) and the status: met = rapid rise, not met = no rapid rise, not
+    evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
+    sub = ward.rows("labs", "analyte", "ferritin")
+    if not len(sub):
+        none = np.full(len(ward.days), NONE)
+        return pd.DataFrame({"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
+                             "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value})
+    k = rise(ward.labs["key"].to_numpy()[sub], ward.lab_days[sub], ward.lab_values[sub],
+             ward.lab_limits[1][sub], t)
+    latest = ward.latest("ferritin")
+    has = latest >= 0
+    at = np.searchsorted(sub, latest[has])  # the latest value's place among the ferritins
+    out: dict[str, Any] = {"latest": latest, "baseline": ward.baseline("ferritin")}
+    for name in _REFS:
+        col = np.full(len(latest), NONE)
+        col[has] = np.where(k[name][at] >= 0, sub[np.maximum(k[name][at], 0)], NONE)
+        out[name] = col
+    rapid = np.full(len(latest), UNKNOWN, dtype=np.int8)
+    rapid[has] = k["rapid"][at]
+    out["rapid"] = rapid
+    out["status"] = np.where(rapid == RAPID, Status.MET.value, np.where(
+        rapid == NOT_RAPID, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    return pd.DataFrame(out)
 
 
 def _ng(v: float) -> str:
@@ -245,59 +254,100 @@ def _days(d: float) -> str:
     return f"{text} day" if text == "1.0" else f"{text} days"
 
 
-def _interval_evidence(ref: Value, latest: Value, t: Thresholds, rapid: bool) -> EvidenceItem:
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The finding of one course-day: fold changes, slope and doubling time (extra), and the
+    values that decided the rapid-rise flag (evidence)."""
+    F = int(row["latest"])
+    if F == NONE:
+        return Finding(RULE.id, Status.NOT_EVALUABLE, missing=[MISSING_FERRITIN])
+    value, day = ward.lab_values, ward.lab_days
+    refs = {name: int(row[col]) for name, col in (
+        ("baseline", "baseline"), ("previous", "previous"), ("24h", "ref_24h"),
+        ("48h", "ref_48h")) if int(row[col]) != NONE}
+    if "baseline" in refs and (refs["baseline"] == F or not value[refs["baseline"]] > 0):
+        del refs["baseline"]
+    latest = float(value[F])
+    fold = {k: latest / float(value[r]) for k, r in refs.items() if value[r] > 0}
+    slope = doubling = None
+    prev = refs.get("previous")
+    if prev is not None and value[prev] > 0 and latest > 0 and day[F] > day[prev]:
+        slope = math.log(latest / float(value[prev])) / float(day[F] - day[prev])
+        if slope > 0:
+            doubling = math.log(2) / slope
+    rapid = {RAPID: True, NOT_RAPID: False, UNKNOWN: None}[int(row["rapid"])]
+    ref, gap = int(row["rapid_ref"]), int(row["gap_ref"])
+    ev: list[EvidenceItem] = []
+    if ref != NONE and ref == gap:
+        ev += [_interval(ward, gap, F, t, rapid=True), ward.lab_evidence(gap, "comparison value")]
+    elif ref != NONE:
+        hours = (day[F] - day[ref]) * 24
+        op = ">=" if rapid else "<"
+        ev.append(ward.lab_evidence(F, f"{latest / value[ref]:.2f}-fold from {value[ref]:g} "
+                                       f"ng/mL (day {day[ref]:g}) in {hours:.0f} h {op} "
+                                       f"{t['rapid_fold']:g}-fold"))
+        ev.append(ward.lab_evidence(ref, "comparison value"))
+    elif rapid is None and gap != NONE:
+        ev += [_interval(ward, gap, F, t, rapid=False),
+               ward.lab_evidence(gap, "comparison value")]
+    uln = ward.lab_limits[1][F]
+    if not math.isnan(uln):
+        limit = t["rapid_min_x_uln"] * uln
+        ev.append(ward.lab_evidence(F, f"{'>' if latest > limit else '<='} "
+                                       f"{t['rapid_min_x_uln']:g} x ULN ({limit:g} ng/mL)"))
+    if doubling is not None:
+        ev.append(ward.lab_evidence(F, f"doubling time {doubling:.2f} days"))
+    status = {True: Status.MET, False: Status.NOT_MET, None: Status.NOT_EVALUABLE}[rapid]
+    return Finding(RULE.id, status, evidence=ev,
+                   missing=[MISSING_PAIR] if rapid is None else [],
+                   extra={"fold_change": {k: round(v, 3) for k, v in fold.items()},
+                          "log_slope_per_day": None if slope is None else round(slope, 4),
+                          "doubling_time_days": None if doubling is None
+                          else round(doubling, 3),
+                          "rising": None if "48h" not in fold else
+                          fold["48h"] >= t["rising_fold"],
+                          "rapid_rise": rapid})
+
+
+def _interval(ward: Ward, ref: int, latest: int, t: Thresholds, rapid: bool) -> EvidenceItem:
     """'ferritin 450 -> 52,000 ng/mL over 7.0 days: doubling time <= 1.0 day' and the like."""
-    dt = latest.day - ref.day
-    head = f"ferritin {_ng(ref.value)} -> {_ng(latest.value)} ng/mL over {_days(dt)}"
-    dbl = doubling_days(ref, latest)
+    r, v = float(ward.lab_values[ref]), float(ward.lab_values[latest])
+    dt = float(ward.lab_days[latest] - ward.lab_days[ref])
+    head = f"ferritin {_ng(r)} -> {_ng(v)} ng/mL over {_days(dt)}"
+    dbl = doubling_days(r, float(ward.lab_days[ref]), v, float(ward.lab_days[latest]))
     limit = _days(limit_doubling_days(t))
     if rapid:
         assert dbl is not None
-        return latest.evidence(f"{head}: doubling time <= {_days(dbl)} (rapid rise: doubling "
-                               f"time <= {limit})")
-    rise = "no rise" if dbl is None else f"average doubling time {_days(dbl)} (> {limit})"
-    return latest.evidence(f"{head}: {rise}; ferritin values {_days(dt)} apart: a rapid rise "
-                           f"between them cannot be excluded")
+        return ward.lab_evidence(latest, f"{head}: doubling time <= {_days(dbl)} (rapid rise: "
+                                         f"doubling time <= {limit})")
+    slow = "no rise" if dbl is None else f"average doubling time {_days(dbl)} (> {limit})"
+    return ward.lab_evidence(latest, f"{head}: {slow}; ferritin values {_days(dt)} apart: a "
+                                     f"rapid rise between them cannot be excluded")
 
 
-def _kinetics_finding(course: Course, day: int, t: Thresholds) -> Finding:
-    end = min(end_of_day(day), course.as_of_day)
-    k = kinetics(course, end, t)
-    ev: list[EvidenceItem] = []
-    missing: list[str] = []
-    if k.latest is None:
-        return Finding(RULE.id, Status.NOT_EVALUABLE, missing=[MISSING_FERRITIN])
-    F = k.latest
-    uln = F.ref_high
-    if k.rapid_ref is not None and k.rapid_ref is k.gap_ref:
-        ev.append(_interval_evidence(k.gap_ref, F, t, rapid=True))
-        ev.append(k.gap_ref.evidence("comparison value"))
-    elif k.rapid_ref is not None:
-        r = k.rapid_ref
-        hours = (F.day - r.day) * 24
-        fold = F.value / r.value
-        op = ">=" if k.rapid else "<"
-        ev.append(F.evidence(f"{fold:.2f}-fold from {r.value:g} ng/mL (day {r.day:g}) in "
-                             f"{hours:.0f} h {op} {t['rapid_fold']:g}-fold"))
-        ev.append(r.evidence("comparison value"))
-    elif k.rapid is None and k.gap_ref is not None:
-        ev.append(_interval_evidence(k.gap_ref, F, t, rapid=False))
-        ev.append(k.gap_ref.evidence("comparison value"))
-    if uln is not None:
-        above = F.value > t["rapid_min_x_uln"] * uln
-        ev.append(F.evidence(f"{'>' if above else '<='} {t['rapid_min_x_uln']:g} x ULN "
-                             f"({t['rapid_min_x_uln'] * uln:g} ng/mL)"))
-    if k.doubling_time_days is not None:
-        ev.append(F.evidence(f"doubling time {k.doubling_time_days:.2f} days"))
-    if k.rapid is None:
-        missing.append(MISSING_PAIR)
-        status = Status.NOT_EVALUABLE
-    else:
-        status = Status.MET if k.rapid else Status.NOT_MET
-    return Finding(RULE.id, status, evidence=ev, missing=missing, extra=k.extra())
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)
 
 
-KINETICS = DailyRule(RULE, _kinetics_finding)
-evaluate_kinetics = KINETICS.evaluate  # the rule's evaluator by name (tests call it)
+# --- for the IEC-HS screen, until it reads this rule's frame ---------------------------------
 
-RULES: tuple[RuleSpec, ...] = (KINETICS.spec(),)
+
+class Kinetics(NamedTuple):
+    latest: Value | None
+    rapid: bool | None = None
+    rapid_ref: Value | None = None
+
+
+def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetics:
+    """The rapid-rise judgement of the latest ferritin with day <= end (as `judge` gives it),
+    with the thresholds in force (default: those the engine runs the rule with)."""
+    t = t if t is not None else configured_thresholds(course, RULE)
+    s = lab_series(course, "ferritin")
+    n = 0 if s is None else s.count(min(end, course.as_of_day))
+    if s is None or n == 0:
+        return Kinetics(None)
+    latest = s.at(n - 1)
+    k = rise(np.zeros(n, dtype=np.int64), np.array(s.days[:n]), np.array(s.vals[:n]),
+             np.array([np.nan] * (n - 1) + [np.nan if latest.ref_high is None
+                                             else latest.ref_high]), t)
+    rapid, ref = int(k["rapid"][-1]), int(k["rapid_ref"][-1])
+    return Kinetics(latest, {RAPID: True, NOT_RAPID: False, UNKNOWN: None}[rapid],
+                    None if ref == NONE else s.at(ref))

@@ -17,9 +17,12 @@ checked, so an old gap does not keep the flag up for ever.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -32,9 +35,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.ctcae import current_day
-from core.rules.reading import END_OF_DAY, lab_series
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward, asof
+from core.rules.reading import END_OF_DAY
 from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -122,124 +124,142 @@ def schedule_overrides(table: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _reasons(course: Course) -> dict[str, list[tuple[float, int, str]]]:
-    """(day, ward day, reason) of recorded gaps per analyte, panels expanded, as of the
-    course's as-of instant, in the order recorded."""
-    out: dict[str, list[tuple[float, int, str]]] = {}
-    m = course.missing
-    if not len(m):
-        return out
-    for analyte, day, reason in zip(m["analyte"].astype(str), m["day"].astype(float),
-                                    m["reason"].astype(str), strict=True):
-        if day > course.as_of_day:
-            continue
-        key = analyte.strip().lower()
-        for a in PANELS.get(key, (key,)):
-            out.setdefault(a, []).append((day, math.floor(day), reason))
-    return out
-
-
 def _label(analyte: str) -> str:
     a = ANALYTES.get(analyte)
     return a.name if a else analyte
 
 
-def _finding(sched: MonitoringSchedule, now: float,
-             last_result: Callable[[str], float | None],
-             reasons: Mapping[str, list[tuple[float, int, str]]]) -> Finding:
-    """The finding as of `now`.
+# --- the rule over a ward -------------------------------------------------------------------
 
-    `last_result(analyte)` is the ward day of the latest result collected by `now` (None:
-    none yet); `reasons` may hold gaps recorded after `now`, which are ignored.
+
+def _now(ward: Ward) -> np.ndarray:
+    """Per course-day: the instant it is judged as of, its end; for an open-ended course
+    evaluated now, the latest day with any data (recorded reasons for gaps included)."""
+    end = ward.days["end"].to_numpy(dtype=float).copy()
+    open_ended = np.isposinf(end)
+    if open_ended.any():
+        latest = np.full(len(ward), -np.inf)
+        for frame in (ward.labs, ward.observations, ward.treatments, ward.events,
+                      ward.missing):
+            if len(frame):
+                np.fmax.at(latest, frame["key"].to_numpy(),
+                           pd.to_numeric(frame["day"], errors="coerce").to_numpy(dtype=float))
+        end[open_ended] = latest[ward.days["key"].to_numpy()[open_ended]]
+    return end
+
+
+def _reasons(ward: Ward, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recorded reasons that cover `analyte` (its own, or a panel word's that names it,
+    PANELS): their positions in ward.missing, courses and days, sorted by (course, day)."""
+    if not len(ward.missing):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
+    words = ward.missing["analyte"].astype(str).str.strip().str.lower()
+    covers = {w: analyte in PANELS.get(w, (w,)) for w in set(words)}
+    rows = np.flatnonzero(words.map(covers).to_numpy(dtype=bool))
+    days = pd.to_numeric(ward.missing["day"], errors="coerce").to_numpy(dtype=float)
+    return rows, ward.missing["key"].to_numpy(dtype=np.int64)[rows], days[rows]
+
+
+def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
+          hi: np.ndarray, first_day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk the checked days from the most recent (hi) back to lo, for every course-day at
+    once: a day is overdue while no result was collected in the `every` days ending on it (nor
+    later) and no reason was recorded for it; the walk stops at the first day that is not.
+
+    Returns per course-day: the number of overdue days (hi and the days before it), the
+    recorded reason that stopped the walk (position in ward.missing, NONE; of several for the
+    same days, the last by time), and the day the gap began (the first due day after the last
+    result or recorded reason).
     """
-    extra: dict[str, object] = {"schedule": f"days {sched.first_day}-{sched.last_day}"}
-    if not math.isfinite(now):
+    keys = ward.days["key"].to_numpy()
+    last = ward.latest(analyte, ends=now) if len(ward.rows("labs", "analyte", analyte)) else (
+        np.full(len(now), NONE))  # (Ward.latest fails for an analyte the ward never had)
+    last_day = np.floor(np.r_[ward.lab_days, np.nan][last])  # the last result's ward day
+    rows, r_keys, r_days = _reasons(ward, analyte)
+    recorded = asof(r_keys, r_days, keys, now)  # the last reason recorded by now
+    count = np.zeros(len(now), dtype=np.int64)
+    reason = np.full(len(now), NONE)
+    start = np.full(len(now), np.nan)
+    walking = np.isfinite(now) & (hi >= lo)
+    d = hi.copy()
+    while walking.any():
+        walking &= d >= lo
+        # the last reason recorded by now for a ward day up to d, and its ward day
+        r = np.minimum(recorded, asof(r_keys, r_days, keys, d + 1.0, strict=True))
+        r_day = np.floor(np.r_[r_days, np.nan][r])  # NaN for NONE
+        drawn = last_day >= d - every + 1  # a result in the `every` days ending d, or later
+        excused = ~drawn & (r_day >= d - every + 1)
+        overdue = walking & ~drawn & ~excused
+        reason = np.where(walking & excused, np.r_[rows, NONE][r], reason)
+        count += overdue
+        known = np.fmax(r_day, last_day)
+        began = np.where(np.isnan(known), first_day, known + every)
+        start = np.where(overdue, np.maximum(first_day, np.minimum(began, d)), start)
+        walking = overdue
+        d = d - 1
+    return count, reason, start
+
+
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per course-day: the checked days (lo..hi: the lookback_days most recent completed days
+    within the schedule), per expected analyte the overdue days and the reason that excused
+    a gap, and the status: met = any expected lab overdue, not evaluable = no "now"."""
+    sched = MonitoringSchedule.from_thresholds(t)
+    now = _now(ward)
+    whole = np.floor(np.where(np.isfinite(now), now, 0.0))
+    last_complete = np.where(now >= whole + END_OF_DAY, whole, whole - 1)  # whole days done
+    lo = np.maximum(sched.first_day, last_complete - sched.lookback_days + 1)
+    hi = np.minimum(sched.last_day, last_complete)
+    out: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
+    since = np.full(len(now), np.inf)
+    for analyte, every in sched.expected().items():
+        count, reason, start = _scan(ward, analyte, every, now, lo, hi, sched.first_day)
+        out[f"overdue_{analyte}"], out[f"reason_{analyte}"] = count, reason
+        since = np.where(count > 0, np.minimum(since, start), since)
+    met = np.isfinite(since)
+    out["status"] = np.where(~np.isfinite(now), Status.NOT_EVALUABLE.value,
+                             np.where(met, Status.MET.value, Status.NOT_MET.value))
+    out["since_day"] = np.where(met, since, np.nan)  # stable while the same gap lasts
+    return pd.DataFrame(out)
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The finding of one course-day: the overdue labs by day in nurse words, and the
+    recorded reasons that excused a gap."""
+    extra: dict[str, object] = {"schedule": f"days {int(t['first_day'])}-{int(t['last_day'])}"}
+    if not math.isfinite(row["now"]):
         return Finding(rule=RULE_ID, status=Status.NOT_EVALUABLE, extra=extra)
-    # completed days: the whole day lies at or before the as-of instant
-    last_complete = math.floor(now) if now >= math.floor(now) + END_OF_DAY else \
-        math.floor(now) - 1
-    lo = max(sched.first_day, last_complete - sched.lookback_days + 1)
-    hi = min(sched.last_day, last_complete)
+    lo, hi = int(row["lo"]), int(row["hi"])
     if hi < lo:
         extra["in_schedule"] = False
         return Finding(rule=RULE_ID, status=Status.NOT_MET, extra=extra)
     overdue: dict[str, list[int]] = {}
-    gap_start: dict[str, int] = {}
     explained: list[EvidenceItem] = []
-    for analyte, every in sched.expected().items():
-        last = last_result(analyte)
-        gaps = [(rd, r) for day, rd, r in reasons.get(analyte, ()) if day <= now]
-        for d in range(hi, lo - 1, -1):
-            if last is not None and last >= d - every + 1:  # a result in the window or later
-                break
-            why = [(rd, r) for rd, r in gaps if d - every + 1 <= rd <= d]
-            if why:
-                rd, r = why[-1]
-                explained.append(EvidenceItem(
-                    why=f"{_label(analyte)} for day {rd} not available: "
-                        f"{r.replace('_', ' ')} (recorded)", analyte=analyte, day=float(rd)))
-                break
-            overdue.setdefault(analyte, []).append(d)
-            # the gap began on the first due day after the last result or recorded reason
-            known = [rd for rd, _ in gaps if rd <= d] + ([] if last is None else [last])
-            start = int(max(known)) + every if known else sched.first_day
-            gap_start[analyte] = max(sched.first_day, min(start, d))
+    expected = [c.removeprefix("overdue_") for c in row if c.startswith("overdue_")]
+    for analyte in expected:  # in the schedule's order, as judged
+        if row[f"overdue_{analyte}"]:
+            overdue[analyte] = list(range(hi - int(row[f"overdue_{analyte}"]) + 1, hi + 1))
+        r = int(row[f"reason_{analyte}"])
+        if r != NONE:
+            day = math.floor(float(ward.missing["day"].iat[r]))
+            why = str(ward.missing["reason"].iat[r]).replace("_", " ")
+            explained.append(EvidenceItem(
+                why=f"{_label(analyte)} for day {day} not available: {why} (recorded)",
+                analyte=analyte, day=float(day)))
     extra["explained"] = len(explained)
     if not overdue:
         return Finding(rule=RULE_ID, status=Status.NOT_MET, evidence=explained, extra=extra)
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
-    by_day: dict[int, list[str]] = {}
-    for analyte, days_ in overdue.items():
-        for d in days_:
-            by_day.setdefault(d, []).append(analyte)
-    for d in sorted(by_day):
-        names = ", ".join(_label(a) for a in by_day[d])
+    for d in sorted({d for days in overdue.values() for d in days}):
+        due = [a for a, days in overdue.items() if d in days]
         evidence += [EvidenceItem(why=f"no {_label(a)} result for day {d}", analyte=a,
-                                  day=float(d)) for a in by_day[d]]
-        missing.append(f"day {d}: {names} (enter the result, or record why it was not drawn)")
-    since = float(min(gap_start.values()))  # stable while the same gap lasts
-    extra["overdue"] = {a: sorted(ds) for a, ds in overdue.items()}
-    return Finding(rule=RULE_ID, status=Status.MET, since_day=since, evidence=evidence + explained,
-                   missing=missing, extra=extra, episode_key=f"since-day-{int(since)}")
-
-
-def evaluate(course: Course, t: Thresholds) -> Finding:
-    def last_result(analyte: str) -> float | None:
-        src = lab_series(course, analyte)
-        k = 0 if src is None else src.count(course.as_of_day)
-        return None if src is None or k == 0 else math.floor(src.days[k - 1])
-
-    return _finding(MonitoringSchedule.from_thresholds(t), current_day(course), last_result,
-                    _reasons(course))
-
-
-def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    """`evaluate` as of the end of each of `days`, in one pass.
-
-    The schedule and the recorded reasons are read once; one pointer per analyte walks its
-    results as the days advance, so each day only looks at the latest result known.
-    """
-    sched = MonitoringSchedule.from_thresholds(t)
-    reasons = _reasons(course)
-    series = {a: lab_series(course, a) for a in sched.expected()}
-    known = dict.fromkeys(series, 0)  # results of each analyte known so far
-    now = -math.inf
-
-    def last_result(analyte: str) -> float | None:
-        src, k = series[analyte], known[analyte]
-        if src is None:
-            return None
-        while k < len(src.days) and src.days[k] <= now:
-            k += 1
-        known[analyte] = k
-        return None if k == 0 else math.floor(src.days[k - 1])
-
-    out = []
-    for day in days:
-        now = min(day + END_OF_DAY, course.as_of_day)  # a day view's as-of instant
-        out.append(_finding(sched, now, last_result, reasons))
-    return out
+                                  day=float(d)) for a in due]
+        missing.append(f"day {d}: {', '.join(_label(a) for a in due)} (enter the result, or "
+                       "record why it was not drawn)")
+    extra["overdue"] = overdue
+    return Finding(rule=RULE_ID, status=Status.MET, evidence=evidence + explained,
+                   missing=missing, extra=extra)
 
 
 RULE = Rule(
@@ -267,4 +287,4 @@ RULE = Rule(
     description="Flags expected labs with no result and no recorded reason.",
 )
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)

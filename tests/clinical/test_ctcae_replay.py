@@ -1,4 +1,4 @@
-"""The one-pass replay hooks of ctcae_*, lab_overdue and supportive_thresholds equal
+"""The one-pass replay hook of supportive_thresholds equals
 evaluating the rule on the course cut at the end of each day, on hand-made courses that
 reach the corners the sample cohort may not: baselines that move before day 1, missing and
 unusual reference ranges, recorded reasons for gaps, finite (and mid-day) as-of instants,
@@ -11,13 +11,13 @@ from datetime import date
 
 import pytest
 
-from core.rules import ctcae, lab_overdue, supportive
+from core.rules import lab_overdue, supportive
 from core.rules.catalog import all_specs
 from core.rules.engine import _run, day_view, replay_days, thresholds_for
 from core.rules.reading import END_OF_DAY
 from core.vocabulary.course import Course, make_course
 
-SPECS = [*ctcae.RULES, *lab_overdue.RULES, *supportive.RULES]
+SPECS = [*supportive.RULES]
 HOOKED = [s for s in SPECS if s.replay is not None]
 
 
@@ -107,9 +107,6 @@ def _overrides(spec) -> list[dict | None]:  # noqa: ANN001
     t = spec.rule.thresholds[0]
     out: list[dict | None] = [None, {spec.rule.id: {t.key: t.value * 2 if t.value < 1
                                                      else t.value / 2}}]
-    if spec.rule.id == "lab_overdue":
-        out.append({"lab_overdue": {"lookback_days": 3, "every_ferritin_days": 2,
-                                    "every_crp_days": 1}})
     return out
 
 
@@ -124,17 +121,3 @@ def test_replay_hook_equals_evaluating_each_day(spec, course_id, days_id):
         ts = thresholds_for(all_specs(), overrides)
         assert _hooked(spec, course, ts, days) == _per_day(spec, course, ts, days), overrides
 
-
-def test_replay_hook_hands_out_one_finding_until_the_next_result():
-    """Findings are read-only (core.rules.base.Finding): the days after a result share its
-    finding until the next result arrives, each still what evaluate gives on that day."""
-    course = _fresh(COURSES["no-lymphodepletion-day"])
-    ts = thresholds_for(all_specs())
-    object.__setattr__(course, "_cw_thresholds", ts)
-    spec = next(s for s in ctcae.RULES if s.rule.id == "ctcae_anc")
-    days = list(range(0, 7))
-    found = spec.replay(course, ts["ctcae_anc"], days)
-    assert len({id(f) for f in found[:4]}) == 4  # a new ANC on each of days 0 (-3), 1, 2, 3
-    assert {id(f) for f in found[3:]} == {id(found[3])}  # none on days 4-6 (next: 7.5)
-    assert [_key(f) for f in found] == _per_day(spec, COURSES["no-lymphodepletion-day"], ts,
-                                                days)

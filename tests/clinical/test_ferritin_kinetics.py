@@ -8,12 +8,19 @@ import pytest
 
 from core.rules import ferritin
 from core.rules.base import Status, Thresholds
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
+
+
+def evaluate(course, t):
+    """The rule's finding through the engine, with the thresholds `t`."""
+    overrides = {ferritin.RULE.id: {k: t[k] for k in t.overridden}}
+    return evaluate_course(course, ferritin.RULES, overrides)[0]
 
 
 def run(labs, **kw):
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs], **kw)
-    return ferritin.evaluate_kinetics(course, Thresholds(ferritin.RULE))
+    return evaluate(course, Thresholds(ferritin.RULE))
 
 
 def test_worked_example_day_12_to_14_is_a_rapid_rise():
@@ -142,11 +149,11 @@ def test_doubling_time_limit_follows_the_window_and_fold_thresholds():
     t3 = Thresholds(ferritin.RULE, {"rapid_fold": 3.0})
     assert ferritin.limit_doubling_days(t3) == pytest.approx(2 * math.log(2) / math.log(3))
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in WEEKLY_RAPID])
-    assert ferritin.evaluate_kinetics(course, t3).status is Status.MET  # 115-fold: 1.02 d
+    assert evaluate(course, t3).status is Status.MET  # 115-fold: 1.02 d
     slow = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in
                              [(0.25, 450), (7.25, 20000)]])  # 1.28 days
-    assert ferritin.evaluate_kinetics(slow, t).status is Status.MET
-    assert ferritin.evaluate_kinetics(slow, t3).status is Status.NOT_EVALUABLE
+    assert evaluate(slow, t).status is Status.MET
+    assert evaluate(slow, t3).status is Status.NOT_EVALUABLE
 
 
 def test_iec_hs_screen_sees_the_rapid_rise_across_a_gap():
@@ -167,23 +174,13 @@ WEEKLY_COURSES = {
 
 @pytest.mark.parametrize("labs", list(WEEKLY_COURSES.values()), ids=list(WEEKLY_COURSES))
 def test_replay_agrees_with_evaluating_each_day(labs):
-    from dataclasses import replace
-
-    from core.rules.engine import day_view, replay_course, replay_days
+    from core.rules.engine import replay_course, replay_days
     from core.rules.reading import END_OF_DAY
 
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
-    spec = ferritin.KINETICS.spec()
-    t = Thresholds(ferritin.RULE)
-    hooked = replay_course(course, [spec])
-    plain = replay_course(make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs]),
-                          [replace(spec, replay=None)])
-    assert [(d, [f.to_json() for f in fs]) for d, fs in hooked] == \
-           [(d, [f.to_json() for f in fs]) for d, fs in plain]
-    fresh = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
-    by_day = {d: fs[0] for d, fs in hooked}
-    assert list(by_day) == list(replay_days(fresh))
-    for day, f in by_day.items():
-        want = ferritin.evaluate_kinetics(day_view(fresh, day + END_OF_DAY), t)
-        assert (f.status, f.since_day, f.to_json()) == (want.status, want.since_day,
-                                                        want.to_json())
+    replayed = replay_course(course, ferritin.RULES)
+    assert [d for d, _ in replayed] == list(replay_days(course))
+    for day, (f,) in replayed:
+        want = evaluate_course(course.until(day + END_OF_DAY), ferritin.RULES)[0]
+        assert (f.status, f.since_day, f.episode_key, f.to_json()) == (
+            want.status, want.since_day, want.episode_key, want.to_json())

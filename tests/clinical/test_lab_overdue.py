@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.rules.base import Status, Thresholds
+from core.rules.engine import evaluate_course
 from core.rules.lab_overdue import (
     DEFAULT_DAILY,
     RULE,
     RULES,
     MonitoringSchedule,
-    evaluate,
 )
 from core.rules.reading import END_OF_DAY
 from core.vocabulary.course import make_course
@@ -22,7 +22,7 @@ def full_panel(days, skip=()):
 
 
 def run(course, **overrides):
-    return evaluate(course, Thresholds(RULE, overrides or None))
+    return evaluate_course(course, RULES, {RULE.id: overrides})[0]
 
 
 CASES = [
