@@ -245,7 +245,8 @@ Evaluator = Callable[[Course, Thresholds], Finding]
 Replayer = Callable[[Course, Thresholds, Sequence[int]], list[Finding]]
 # A rule judged by columns: one row per grid row of the ward (Ward.days, same order and
 # length) with the column `status` (a Status value) and any the rule's `explain` reads; a
-# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since).
+# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since), an
+# `episode_key` column the key a met row's alert episode gets from its since_day.
 Judge = Callable[["Ward", Thresholds], pd.DataFrame]
 
 

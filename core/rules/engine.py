@@ -16,7 +16,7 @@ import gc
 import logging
 import math
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -202,8 +202,9 @@ class _Judged:
             return _error(rule_id, exc)
         f.rule = rule_id
         if f.status is Status.MET:
-            f.since_day, f.episode_key = since, episode_key(since)
-        else:
+            f.since_day = since
+            f.episode_key = row.get("episode_key") or f.episode_key or episode_key(since)
+        elif not self.own_since:  # a rule with its own since_day owns its other findings'
             f.since_day = f.episode_key = None
         return f
 
@@ -229,19 +230,49 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
 
         return spec_by_id(rule_id)
 
-    def judged(spec: RuleSpec, path: tuple[str, ...]) -> _Judged:
+    def check(spec: RuleSpec, path: tuple[str, ...]) -> None:
         rid = spec.rule.id
         if rid in path:
             raise ValueError(f"rules read each other in a circle: {' -> '.join(path + (rid,))}")
+        for r in spec.reads:
+            check(spec_of(r), (*path, rid))
+
+    for s in specs:
+        check(s, ())
+
+    def judged(spec: RuleSpec, path: tuple[str, ...]) -> _Judged:
+        rid = spec.rule.id
         if rid not in done:
             inputs = None
             if spec.reads:
-                frames = {r: judged(spec_of(r), (*path, rid)).frame for r in spec.reads}
+                frames = _OnDemand(spec.reads, lambda r: judged(spec_of(r), (*path, rid)).frame)
                 inputs = Inputs(frames, {r: _thresholds(r, ts) for r in spec.reads})
             done[rid] = _Judged(spec, ward, _thresholds(rid, ts), inputs)
         return done[rid]
 
     return {s.rule.id: judged(s, ()) for s in specs if s.judge is not None}
+
+
+class _OnDemand(Mapping[str, pd.DataFrame]):
+    """The rows of the rules a rule reads, each judged when first asked for (a rule may
+    read only another's thresholds)."""
+
+    def __init__(self, rules: Sequence[str], judge: Callable[[str], pd.DataFrame]) -> None:
+        self._rules, self._judge = tuple(rules), judge
+        self._made: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, rule_id: str) -> pd.DataFrame:
+        if rule_id not in self._rules:
+            raise KeyError(f"{rule_id!r} is not among the rules this one reads")
+        if rule_id not in self._made:
+            self._made[rule_id] = self._judge(rule_id)
+        return self._made[rule_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
 
 
 def _thresholds(rule_id: str, ts: Mapping[str, Thresholds]) -> Thresholds:
@@ -402,10 +433,12 @@ def replay_statuses(courses: Sequence[Course], specs: Sequence[RuleSpec] | None 
                 continue
             status = j.cols["status"][rows].astype(object)
             since = pd.to_numeric(pd.Series(j.cols["since_day"][rows]), errors="coerce")
+            met = status == Status.MET.value
+            given = j.cols.get("episode_key")  # else a met row's key is its since_day's
             parts.append(pd.DataFrame({
                 "key": key, "day": day, "rank": rank, "rule": s.rule.id, "status": status,
-                "since_day": since.where(status == Status.MET.value).to_numpy(dtype=float),
-                "episode_key": None}))
+                "since_day": since.where(met).to_numpy(dtype=float),
+                "episode_key": None if given is None else np.where(met, given[rows], None)}))
     rest = [s for s in specs if s.judge is None]
     if rest:
         rank_of = {s.rule.id: rank for rank, s in enumerate(specs)}

@@ -7,8 +7,9 @@ from datetime import date
 
 import pytest
 
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
 from core.rules.cytopenia import RULES, count_days
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
 BY_ID = {spec.rule.id: spec for spec in RULES}
@@ -16,8 +17,7 @@ INFUSION = date(2026, 1, 1)
 
 
 def run(rule_id, course, **overrides):
-    spec = BY_ID[rule_id]
-    return spec.evaluate(course, Thresholds(spec.rule, overrides or None))
+    return evaluate_course(course, [BY_ID[rule_id]], {rule_id: overrides})[0]
 
 
 def daily(analyte, values_by_day):

@@ -17,31 +17,20 @@ low; only inpatient days (lab_overdue's monitoring phase, up to discharge) are p
 Late T-ICAHT grade 4 still counts daily with `carry_forward_days` and bridges unknown days
 between results below 20.
 
-Replay (backtesting) runs the same as-of functions as `evaluate`, once per day on the full
-course (replay.py). An early window is recounted each day while open (bridging reads the next
-result, so a prefix of the whole course's count is not the count as known then) and
-computed once when closed; late rules read per-course tables by prefix.
-
-Modules: counting (declaration constants, daily grid, counting machine, censoring), replay
-(per-course cache, evaluate and replay hooks, result windows, counts by prefix), grading
-(early counting and late depth tables, shared by ICAHT and T-ICAHT), then one module per
-rule family: icaht, ticaht, prolonged, hematotox. RULES lists them in display order.
+Every rule is judged over a whole ward (core.rules.frames.Ward): each course-day reads what
+was known at its end. Modules: counting (declaration constants, the counting machine over
+many windows at once), readers (what the rules read from the ward, per instant), early and
+late (the ICAHT / T-ICAHT grading, shared by both), then one module per rule family: icaht,
+ticaht, prolonged, hematotox. RULES lists them in display order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from core.rules.base import Finding, RuleSpec, Thresholds
+from core.rules.base import RuleSpec
 from core.rules.cytopenia import hematotox, icaht, prolonged, ticaht
 from core.rules.cytopenia.counting import ABOVE, BELOW, SUPPORTED, UNKNOWN, count_days
-from core.vocabulary.course import Course
 
-__all__ = ["ABOVE", "BELOW", "EVALUATORS", "RULES", "SUPPORTED", "UNKNOWN", "count_days"]
+__all__ = ["ABOVE", "BELOW", "RULES", "SUPPORTED", "UNKNOWN", "count_days"]
 
 RULES: tuple[RuleSpec, ...] = (*icaht.RULES, *ticaht.RULES, *prolonged.RULES,
                                *hematotox.RULES)
-
-EVALUATORS: dict[str, Callable[[Course, Thresholds], Finding]] = {
-    r.rule.id: r.evaluate for r in RULES if r.evaluate is not None
-}

@@ -1,22 +1,23 @@
-"""What the haematotoxicity rules share: declaration constants, the daily grid and the
-counting machine (criteria §6.1/§6.3), censoring and platelet transfusion days.
+"""The counting of days below a threshold (criteria §6.1/§6.3), over many windows at once.
+
+Each row of a matrix is one window as known at one instant, each column one day of it (the
+day's value, or nan: unmeasured). The daily values are filled as the definitions say
+(`bridge`: the public grader's gaps; `carry_forward`: late T-ICAHT), turned into day
+states (`states_for`) and walked through the counting machine (`count_windows`) one day at
+a time, every row at once: a period starts on the first day at or below the threshold and
+lasts until recovery, the first of `recovery_days` consecutive days above it; shorter
+interruptions are counted in. Periods add up (cumulative) or the longest counts.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from core.rules.base import Threshold
-from core.rules.ctcae import Series
-from core.rules.reading import course_index
-from core.vocabulary.course import Course
 from core.vocabulary.units import Evidence
 
 VERSION = "1.0"
 C, C2, U, D = Evidence.C, Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
-CENSOR_EVENTS = ("progression", "next_therapy", "death")
 
 
 def th(key: str, value: float, unit: str, ev: Evidence, description: str,
@@ -35,139 +36,126 @@ GAP_THRESHOLDS: tuple[Threshold, ...] = (
 )
 """How the early ICAHT rules (neutrophil and platelet) read sparse counts: one declaration."""
 
-
+# a day's state: below the threshold, above it, above but not a recovery day (a platelet
+# transfusion in the days before), or unmeasured
 BELOW, ABOVE, SUPPORTED, UNKNOWN = 1, 0, 2, -1
-
-
-def daily_worst(s: Series, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-    """(value, row index) of the lowest result on each day first..last (nan / -1 if none)."""
-    n = last - first + 1
-    vals = np.full(max(n, 0), np.nan)
-    idx = np.full(max(n, 0), -1, dtype=int)
-    if n <= 0 or len(s) == 0:
-        return vals, idx
-    days = np.floor(s.day).astype(int) - first
-    for i in np.flatnonzero((days >= 0) & (days < n)):
-        d = days[i]
-        v = s.value[i]
-        if idx[d] < 0 or v < vals[d]:
-            vals[d], idx[d] = v, i
-    return vals, idx
-
-
-def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill up to `limit` missing days after each measured day with its value."""
-    out_v, out_i = vals.copy(), idx.copy()
-    last_seen, gap = -1, 0
-    for d in range(len(vals)):
-        if idx[d] >= 0:
-            last_seen, gap = d, 0
-        elif last_seen >= 0:
-            gap += 1
-            if gap <= limit:
-                out_v[d], out_i[d] = vals[last_seen], idx[last_seen]
-    return out_v, out_i
-
-
-def count_prefixes(states: np.ndarray, recovery_days: int, unknown: str,
-                   longest: bool = False) -> tuple[list[int], list[int | None]]:
-    """count_days of every prefix states[:n], n = 0..len(states), in one pass.
-
-    The machine only looks back, so a prefix's result is the running count plus the days an
-    unfinished period would add at that point (its supported days before a trailing run
-    above). A replay reads day n's count at index n instead of re-walking the window.
-    longest: the longest single period (interruptions shorter than recovery_days counted
-    in) instead of the cumulative days of every period.
-    """
-    as_unknown = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
-    counts: list[int] = [0]
-    firsts: list[int | None] = [None]
-    count, first = 0, None
-    period, best = 0, 0  # days of the current period so far; longest finished period
-    in_period, pending, a_run = False, 0, 0
-    for d, st in enumerate(states.tolist()):
-        if st == UNKNOWN:
-            st = as_unknown
-        if st == BELOW:
-            if not in_period:
-                in_period, period = True, 0
-                first = d if first is None else first
-            count += pending + 1
-            period += pending + 1
-            pending, a_run = 0, 0
-        elif in_period:
-            pending += 1
-            if st == ABOVE:
-                a_run += 1
-                if a_run >= recovery_days:
-                    count += pending - a_run
-                    best = max(best, period + pending - a_run)
-                    in_period, pending, a_run = False, 0, 0
-            else:
-                a_run = 0
-        # supported days before an unfinished trailing recovery count in
-        open_days = pending - a_run if in_period else 0
-        if longest:
-            counts.append(max(best, period + open_days if in_period else 0))
-        else:
-            counts.append(count + open_days)
-        firsts.append(first)
-    return counts, firsts
-
-
-def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
-    """Daily values with gaps of at most `limit` unmeasured days filled: linearly between
-    two measured days, with the nearest measured value before the first or after the last
-    (the public grader's convention, criteria §6.1). Longer gaps stay nan (unknown)."""
-    out = vals.copy()
-    known = np.flatnonzero(~np.isnan(vals))
-    if len(known) == 0 or limit <= 0:
-        return out
-    for a, b in zip(known[:-1].tolist(), known[1:].tolist(), strict=True):
-        if 1 < b - a <= limit + 1:
-            out[a + 1:b] = np.interp(np.arange(a + 1, b), [a, b], [vals[a], vals[b]])
-    f, last = int(known[0]), int(known[-1])
-    out[max(0, f - limit):f] = vals[f]
-    out[last + 1:last + 1 + limit] = vals[last]
-    return out
-
-
-def count_days(states: np.ndarray, recovery_days: int, unknown: str,
-               longest: bool = False) -> tuple[int, int | None]:
-    """(days counted, first counted day index) of the period(s) below threshold.
-
-    states: BELOW / ABOVE / SUPPORTED (above, but not a recovery day) / UNKNOWN per day.
-    unknown: "above" or "below" (bounds), or "bridge" (counted only when the period goes on).
-    longest: the longest period's days instead of every period's (see count_prefixes).
-    """
-    counts, firsts = count_prefixes(states, recovery_days, unknown, longest)
-    return counts[-1], firsts[-1]
-
-
-def censor_at(course: Course, as_of: float) -> tuple[float, str | None]:
-    for kind, day in course_index(course).events:
-        if day > as_of:
-            break
-        if kind in CENSOR_EVENTS:
-            return float(day), kind
-    return math.inf, None
-
-
-def supported_mask(first: int, n: int, tx_days: np.ndarray, window: int) -> np.ndarray:
-    """True for each day first..first+n-1 within `window` days after a platelet transfusion."""
-    out = np.zeros(n, dtype=bool)
-    for t in tx_days:
-        lo, hi = max(t - first, 0), min(t - first + window, n - 1)
-        if hi >= lo:
-            out[lo:hi + 1] = True
-    return out
 
 
 def states_for(vals: np.ndarray, cut: float, inclusive: bool,
                supported: np.ndarray | None = None) -> np.ndarray:
+    """The state of each day from its value: below `cut` (at or below if `inclusive`)."""
     below = vals <= cut if inclusive else vals < cut
     st = np.where(np.isnan(vals), UNKNOWN, np.where(below, BELOW, ABOVE))
     if supported is not None:
         st = np.where((st == ABOVE) & supported, SUPPORTED, st)
-    return st
+    return st.astype(np.int8)
 
+
+def count_windows(states: np.ndarray, n: np.ndarray, recovery_days: int, unknown: str,
+                  longest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(days counted, first counted day or -1) of each row's first n[row] days.
+
+    states: rows x days of BELOW / ABOVE / SUPPORTED / UNKNOWN. unknown: how an unmeasured
+    day counts: "above" or "below" (bounds), or "bridge" (as a supported day: counted only
+    when the period goes on). A trailing run above the threshold shorter than recovery_days
+    is not counted (recovery not yet shown to fail). longest: the longest single period
+    (interruptions shorter than recovery_days counted in) instead of every period's days.
+    """
+    rows, days = states.shape
+    as_unknown = {"above": ABOVE, "below": BELOW}.get(unknown, SUPPORTED)
+    states = np.where(states == UNKNOWN, as_unknown, states)
+    # the first counted day: the first day below, where a period starts
+    below_all = (states == BELOW) & (np.arange(days)[None, :] < n[:, None])
+    out_first = np.where(below_all.any(axis=1), below_all.argmax(axis=1), -1)
+    # outside a period, pending and a_run are 0
+    count, period, best, pending, a_run = (np.zeros(rows, dtype=np.int32) for _ in range(5))
+    in_period = np.zeros(rows, dtype=bool)
+    out = np.zeros(rows, dtype=np.int64)
+    by_day = states.T.copy()  # one day's states at a time
+    for d in range(days):
+        st = by_day[d]
+        below = st == BELOW
+        going = in_period & ~below  # a day above (or supported) within a period
+        add = pending + 1  # a day below counts in the days pending before it
+        count += below * add
+        if longest:
+            period = np.where(below, np.where(in_period, period, 0) + add, period)
+        in_period |= below
+        pending = (pending + 1) * going
+        above = going & (st == ABOVE)
+        a_run = (a_run + 1) * above
+        recovered = above & (a_run >= recovery_days)
+        if recovered.any():  # the period ends before its run above
+            count += (pending - a_run) * recovered
+            if longest:
+                best = np.where(recovered, np.maximum(best, period + pending - a_run), best)
+            in_period &= ~recovered
+            pending *= ~recovered
+            a_run *= ~recovered
+        done = n == d + 1
+        if done.any():
+            # supported days before an unfinished trailing recovery count in
+            open_days = (pending - a_run) * in_period
+            now = (np.maximum(best, np.where(in_period, period + open_days, 0)) if longest
+                   else count + open_days)
+            out[done] = now[done]
+    return out, out_first
+
+
+def count_days(states: np.ndarray, recovery_days: int, unknown: str,
+               longest: bool = False) -> tuple[int, int | None]:
+    """(days counted, first counted day index) of one window's states (see count_windows)."""
+    states = np.asarray(states).reshape(1, -1)
+    days, first = count_windows(states, np.array([states.shape[1]]), recovery_days,
+                                unknown, longest)
+    return int(days[0]), None if first[0] < 0 else int(first[0])
+
+
+def _known_neighbours(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: the column of the nearest measured day at or before it, and at or after it
+    (-1 / the row length: none)."""
+    rows, days = vals.shape
+    cols = np.broadcast_to(np.arange(days), vals.shape)
+    known = ~np.isnan(vals)
+    before = np.maximum.accumulate(np.where(known, cols, -1), axis=1)
+    after = np.minimum.accumulate(np.where(known, cols, days)[:, ::-1], axis=1)[:, ::-1]
+    return before, after
+
+
+def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
+    """Daily values (rows x days) with gaps of at most `limit` unmeasured days filled:
+    linearly between two measured days, with the nearest measured value before the first or
+    after the last (the public grader's convention, criteria §6.1). Longer gaps stay nan
+    (unknown)."""
+    out = vals.copy()
+    if limit <= 0 or not vals.size:
+        return out
+    rows, days = vals.shape
+    before, after = _known_neighbours(vals)
+    d = np.broadcast_to(np.arange(days), vals.shape)
+    r = np.broadcast_to(np.arange(rows)[:, None], vals.shape)
+    gap = np.isnan(vals)
+    has_a, has_b = before >= 0, after < days
+    va = vals[r, np.maximum(before, 0)]
+    vb = vals[r, np.minimum(after, days - 1)]
+    inner = gap & has_a & has_b & (after - before <= limit + 1)
+    # as np.interp between the two measured days, to the last bit
+    slope = (vb - va) / np.where(inner, after - before, 1)
+    out[inner] = (slope * (d - before) + va)[inner]
+    lead = gap & ~has_a & has_b & (after - d <= limit)
+    out[lead] = vb[lead]
+    trail = gap & has_a & ~has_b & (d - before <= limit)
+    out[trail] = va[trail]
+    return out
+
+
+def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Fill up to `limit` missing days after each measured day with its value (and row)."""
+    rows, days = vals.shape
+    before, _after = _known_neighbours(np.where(idx >= 0, 0.0, np.nan))
+    d = np.broadcast_to(np.arange(days), vals.shape)
+    r = np.broadcast_to(np.arange(rows)[:, None], vals.shape)
+    fill = (idx < 0) & (before >= 0) & (d - before <= limit)
+    src = np.maximum(before, 0)
+    return (np.where(fill, vals[r, src], vals), np.where(fill, idx[r, src], idx))

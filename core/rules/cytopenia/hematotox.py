@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -15,8 +19,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
-from core.rules.cytopenia.replay import Cache, cached, end_index, full_series, rule_spec
-from core.vocabulary.course import Course
+from core.rules.cytopenia.readers import LabRows
+from core.rules.frames import Ward
 from core.vocabulary.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
@@ -40,80 +44,95 @@ HEMATOTOX_THRESHOLDS = (
 )
 
 
-def _points(analyte: str, x: float, t: Thresholds) -> int:
+def _points(analyte: str, x: np.ndarray, t: Thresholds) -> np.ndarray:
+    """Each item's points (criteria §7; boundary values take the higher-point side)."""
     if analyte == "platelets":
-        return 2 if x < t["platelets_2"] else 1 if x <= t["platelets_1"] else 0
+        return np.where(x < t["platelets_2"], 2, np.where(x <= t["platelets_1"], 1, 0))
     if analyte == "anc":
-        return 1 if x <= t["anc_1"] else 0
+        return np.where(x <= t["anc_1"], 1, 0)
     if analyte == "hemoglobin":
-        return 1 if x <= t["hemoglobin_1"] else 0
+        return np.where(x <= t["hemoglobin_1"], 1, 0)
     if analyte == "crp":
-        return 1 if x >= t["crp_1"] else 0
-    return 2 if x >= t["ferritin_2"] else 1 if x >= t["ferritin_1"] else 0
+        return np.where(x >= t["crp_1"], 1, 0)
+    return np.where(x >= t["ferritin_2"], 2, np.where(x >= t["ferritin_1"], 1, 0))
 
 
 _HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemoglobin", 1),
                                           ("crp", 1), ("ferritin", 2))
 
 
-def _car_hematotox_as_of(course: Course, t: Thresholds, cache: Cache, now: float,
-                         as_of: float) -> Finding:
-    ld = course.patient.lymphodepletion_day
-    cutoff = (ld if ld is not None else t["fallback_baseline_day"]) + 1  # day's start + 1
-    if as_of < cutoff:
-        return _car_hematotox(course, t, ld, cutoff, as_of)
-    # every baseline result is known: the score no longer changes (computed once per course)
-    f = cached(cache, ("baseline", cutoff), lambda: _car_hematotox(course, t, ld, cutoff,
-                                                                   as_of))
-    return f
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per grid row: each item's baseline result known then (its position in ward.labs),
+    its points, and the score's lower (known items) and upper bound (missing items at their
+    maximum)."""
+    grid = ward.days
+    key, as_of = grid["key"].to_numpy(), grid["end"].to_numpy(dtype=float)
+    ld = np.array([np.nan if c.patient.lymphodepletion_day is None
+                   else c.patient.lymphodepletion_day for c in ward.courses])[key]
+    cutoff = np.where(np.isnan(ld), t["fallback_baseline_day"], ld) + 1  # day's start + 1
+    out: dict[str, Any] = {}
+    lo = np.zeros(len(key), dtype=np.int64)
+    hi = np.zeros(len(key), dtype=np.int64)
+    latest = np.full(len(key), -np.inf)
+    for analyte, most in _HT_ITEMS:
+        # the latest result with floor(day) < cutoff, i.e. day < ceil(cutoff), known by then
+        rows = LabRows.of(ward, analyte)
+        i0, i1 = rows.window(key, -np.inf, np.ceil(cutoff) - 1, as_of)
+        has = i1 > i0
+        j = np.clip(i1 - 1, 0, max(len(rows.pos) - 1, 0))
+        value = rows.value[j] if len(rows.pos) else np.zeros(len(key))
+        pts = _points(analyte, value, t)
+        out[f"{analyte}_at"] = np.where(has, rows.pos[j] if len(rows.pos) else -1, -1)
+        out[f"{analyte}_points"] = np.where(has, pts, -1)
+        lo += np.where(has, pts, 0)
+        hi += np.where(has, pts, most)
+        if len(rows.pos):
+            latest = np.where(has, np.maximum(latest, rows.day[j]), latest)
+    high = t["high_risk_score"]
+    status = np.where(lo >= high, Status.MET.value,
+                      np.where(hi < high, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    decided = status != Status.NOT_EVALUABLE.value
+    return pd.DataFrame({
+        "status": status, "score": lo, "score_at_most": hi,
+        "since_day": np.where(decided & np.isfinite(latest), np.floor(latest), np.nan), **out,
+        "ld": ld,
+        # one alert episode per course: the baseline score does not change after day 0
+        "episode_key": np.where(status == Status.MET.value, "baseline", "")})
 
 
-def _car_hematotox(course: Course, t: Thresholds, ld: float | None, cutoff: float,
-                   as_of: float) -> Finding:
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     rule_id = "car_hematotox"
-    when = (f"before lymphodepletion (day {ld:g})" if ld is not None
+    ld = row["ld"]
+    when = (f"before lymphodepletion (day {ld:g})" if ld == ld
             else f"on or before day {t['fallback_baseline_day']:g} (no lymphodepletion date)")
     breakdown: dict[str, int | None] = {}
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
-    latest_day = -math.inf
     for analyte, _max in _HT_ITEMS:
-        # results with floor(day) < cutoff, i.e. day < ceil(cutoff), known by as_of
-        s = full_series(course, analyte)
-        k = end_index(s, math.ceil(cutoff) - 1, as_of)  # floor(day) < cutoff
-        if not k:
+        if row[f"{analyte}_at"] < 0:
             breakdown[analyte] = None
             missing.append(f"{ANALYTES[analyte].name} {when}")
             continue
-        i = k - 1
-        pts = _points(analyte, float(s.value[i]), t)
+        pts = int(row[f"{analyte}_points"])
         breakdown[analyte] = pts
-        latest_day = max(latest_day, float(s.day[i]))
-        evidence.append(s.evidence(i, f"baseline {when}: {pts} point{'s' * (pts != 1)}"))
-    lo = sum(p for p in breakdown.values() if p is not None)
-    hi = lo + sum(m for a, m in _HT_ITEMS if breakdown[a] is None)
-    high = t["high_risk_score"]
+        evidence.append(ward.lab_evidence(int(row[f"{analyte}_at"]),
+                                          f"baseline {when}: {pts} point{'s' * (pts != 1)}"))
     extra: dict[str, object] = {"breakdown": breakdown, "score_complete": not missing}
     if missing:
-        extra["score_at_most"] = hi
-    if lo >= high:
-        extra["risk_group"] = "high"
-        status = Status.MET
-    elif hi < high:
-        extra["risk_group"] = "low"
-        status = Status.NOT_MET
-    else:
-        extra["risk_group"] = None
-        return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, evidence=evidence,
-                       missing=missing, extra=extra)
-    since = float(math.floor(latest_day)) if math.isfinite(latest_day) else None
-    return Finding(rule=rule_id, status=status, score=float(lo), since_day=since,
-                   evidence=evidence, missing=missing, extra=extra,
-                   episode_key="baseline" if status is Status.MET else None)
+        extra["score_at_most"] = int(row["score_at_most"])
+    status = Status(row["status"])
+    extra["risk_group"] = {Status.MET: "high", Status.NOT_MET: "low"}.get(status)
+    if status is Status.NOT_EVALUABLE:
+        return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
+                       extra=extra)
+    since = row["since_day"]
+    return Finding(rule=rule_id, status=status, score=float(row["score"]),
+                   since_day=None if since != since else float(since),
+                   evidence=evidence, missing=missing, extra=extra)
 
 
 RULES: tuple[RuleSpec, ...] = (
-    rule_spec(Rule(
+    RuleSpec(Rule(
         id="car_hematotox", title="CAR-HEMATOTOX score (baseline, before lymphodepletion)",
         version=VERSION,
         citation=Citation(HT_CITE[0], "score items and risk groups; criteria.md §7",
@@ -134,5 +153,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC, Hb, platelets, CRP, ferritin before lymphodepletion; 0-7 points, "
                     "high risk >= 2.",
-    ), _car_hematotox_as_of),
+    ), judge=judge, explain=explain),
 )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from core.rules.base import Citation, Rule, RuleSpec, Severity
+from core.rules.cytopenia import early, late
 from core.rules.cytopenia.counting import GAP_THRESHOLDS, VERSION, C, U, th
-from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
-from core.rules.cytopenia.replay import rule_spec
+from core.rules.cytopenia.early import EARLY_CHOICES, EarlyGrading
+from core.rules.cytopenia.late import LateGrading
 
 ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
               "10.1182/blood.2023020578")
@@ -52,7 +51,7 @@ _ICAHT_LATE = LateGrading("icaht_late", "anc", end_key=None, cuts=(
 
 
 RULES: tuple[RuleSpec, ...] = (
-    rule_spec(Rule(
+    early.spec(Rule(
         id="icaht_early", title="Early ICAHT (neutrophils, days 0-30)", version=VERSION,
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
@@ -65,8 +64,8 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="Days with ANC <= 0.5 and <= 0.1 x 10^9/L in days 0-30 (cumulative by "
                     "default), graded on the values there are, with the measured days stated.",
-    ), partial(early, _ICAHT_EARLY)),
-    rule_spec(Rule(
+    ), _ICAHT_EARLY),
+    late.spec(Rule(
         id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
         citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
                           ICAHT_CITE[1]),
@@ -84,5 +83,5 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="ANC nadir after day +30 confirmed by two or more results.",
-    ), partial(late, _ICAHT_LATE)),
+    ), _ICAHT_LATE),
 )

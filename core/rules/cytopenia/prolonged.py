@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -16,17 +18,9 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.ctcae import Series
-from core.rules.cytopenia.counting import VERSION, C, D, censor_at, th
-from core.rules.cytopenia.replay import (
-    Cache,
-    cached,
-    cached_evidence,
-    end_index,
-    full_series,
-    rule_spec,
-)
-from core.vocabulary.course import Course
+from core.rules.cytopenia.counting import VERSION, C, D, th
+from core.rules.cytopenia.readers import CENSOR_EVENTS, LabRows, first_event, judged_now
+from core.rules.frames import Ward
 from core.vocabulary.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (
@@ -46,80 +40,98 @@ def _unit(analyte: str) -> str:
     return f"x {unit}" if unit.startswith("10^") else unit
 
 
-@dataclass(frozen=True)
-class _Lineage:
-    """One lineage's results after the landmark day, built once per course: the results
-    known at any instant are s[i0:i1] (`end_index`)."""
-
-    analyte: str
-    s: Series  # every result of the analyte in the course
-    i0: int  # index of the first result after the landmark day
-    below: list[bool]  # whether each result is below the lineage's cut
-    why: str  # evidence text of a result below the cut
+def _trailing_run(below: np.ndarray, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
+    """The number of results below the cut at the end of each window [i0, i1)."""
+    idx = np.arange(len(below))
+    last_above = np.maximum.accumulate(np.where(below, -1, idx)) if len(below) else idx
+    run_at = idx - last_above  # results below ending at each result
+    return np.where(i1 > i0, np.minimum(run_at[np.maximum(i1 - 1, 0)] if len(below)
+                                        else 0, i1 - i0), 0)
 
 
-def _lineages(course: Course, t: Thresholds, cache: Cache) -> list[_Lineage]:
-    landmark = int(t["landmark_day"])
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per grid row and lineage: the trailing run of results below the lineage's cut after
+    the landmark day, known at the row's end; met when a run reaches min_values."""
+    grid = ward.days
+    key, as_of = grid["key"].to_numpy(), grid["end"].to_numpy(dtype=float)
+    now = judged_now(ward)
+    landmark, need = int(t["landmark_day"]), int(t["min_values"])
+    opened = np.isfinite(now) & (np.floor(np.where(np.isfinite(now), now, 0)) > landmark)
+    cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
+    censored = np.isfinite(cens_day[key]) & (cens_day[key] <= as_of)
+    cens = np.where(censored, cens_day[key], np.nan)
+    last = np.where(censored, np.minimum(np.floor(np.where(opened, now, 0)),
+                                         np.floor(np.where(censored, cens, 0))),
+                    np.floor(np.where(opened, now, 0)))
+    out: dict[str, Any] = {"censored_day": cens,
+                           "censored_event": np.where(censored, cens_kind[key], "")}
+    since = np.full(len(key), np.inf)
+    any_missing = np.zeros(len(key), dtype=bool)
+    for analyte, cut in _LINEAGES:
+        rows = LabRows.of(ward, analyte)
+        i0, i1 = rows.window(key, float(landmark + 1), last, as_of)
+        run = _trailing_run(rows.value < t[cut], i0, i1)
+        met = run >= need
+        state = np.where(met, "met", np.where((i1 > i0) & (run == 0), "not_met",
+                                              "not_evaluable"))
+        first = np.where(met, i1 - run, i1 - 1)  # the run's first result, or the latest
+        out[f"{analyte}_state"] = state
+        out[f"{analyte}_first"] = np.where(i1 > i0, rows.pos[np.clip(first, 0, max(
+            len(rows.pos) - 1, 0))] if len(rows.pos) else -1, -1)
+        out[f"{analyte}_count"] = np.where(met, run, 1)
+        out[f"{analyte}_results"] = i1 - i0
+        if len(rows.day):
+            day = np.floor(rows.day[np.clip(first, 0, len(rows.day) - 1)])
+            since = np.where(met, np.minimum(since, day), since)
+        any_missing |= state == "not_evaluable"
+    early_censor = censored & (last <= landmark)
+    status = np.where(
+        ~opened, Status.NOT_EVALUABLE.value,
+        np.where(early_censor, Status.NOT_MET.value,
+                 np.where(np.isfinite(since), Status.MET.value,
+                          np.where(any_missing & ~censored, Status.NOT_EVALUABLE.value,
+                                   Status.NOT_MET.value))))
+    met = status == Status.MET.value
+    return pd.DataFrame({"status": status, "since_day": np.where(met, since, np.nan),
+                         "opened": opened, "early_censor": early_censor, **out})
 
-    def build() -> list[_Lineage]:
-        out = []
-        for analyte, key in _LINEAGES:
-            s = full_series(course, analyte)
-            i0 = 0 if s.src is None else bisect.bisect_left(s.src.days, landmark + 1)
-            out.append(_Lineage(analyte, s, i0, (s.value < t[key]).tolist(),
-                                f"< {t[key]:g} {_unit(analyte)} after day {landmark}"))
-        return out
 
-    return cached(cache, "lineages", build)
-
-
-def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float,
-                         as_of: float) -> Finding:
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     rule_id = "prolonged_cytopenia"
     landmark = int(t["landmark_day"])
     extra: dict[str, object] = {"landmark_day": landmark}
-    if not math.isfinite(now) or math.floor(now) <= landmark:
+    if not row["opened"]:
         extra["window_opens_day"] = landmark + 1
         return Finding(rule=rule_id, status=Status.NOT_EVALUABLE, extra=extra)
-    need = int(t["min_values"])
-    last = math.floor(now)
-    cens, cens_kind = censor_at(course, as_of)
-    if cens_kind is not None:
+    cens_kind = str(row["censored_event"])
+    if cens_kind:
+        cens = float(row["censored_day"])
         extra["censored"] = {"event": cens_kind, "day": cens}
-        last = min(last, math.floor(cens))
-        if last <= landmark:  # censored before any result could count
+        if row["early_censor"]:  # censored before any result could count
             return Finding(rule=rule_id, status=Status.NOT_MET, extra=extra, evidence=[
                 EvidenceItem(why=f"censored: {cens_kind.replace('_', ' ')} on day "
-                                 f"{math.floor(cens)}, before the landmark day {landmark}",
+                                 f"{int(np.floor(cens))}, before the landmark day {landmark}",
                              analyte=cens_kind, day=cens)])
-    met: dict[str, float] = {}
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
     lineages: dict[str, str] = {}
-    for ln in _lineages(course, t, cache):
-        s, i0, analyte = ln.s, ln.i0, ln.analyte
-        i1 = max(i0, end_index(s, last, as_of))
-        run = 0  # the window's trailing run of results below the cut
-        while run < i1 - i0 and ln.below[i1 - 1 - run]:
-            run += 1
-        if run >= need:
-            met[analyte] = float(math.floor(s.day[i1 - run]))
-            lineages[analyte] = "met"
-            evidence += [cached_evidence(cache, s, i, ln.why) for i in range(i1 - run, i1)]
-        elif i1 > i0 and run == 0:
-            lineages[analyte] = "not_met"
-            evidence.append(cached_evidence(cache, s, i1 - 1,
-                                            "latest result, not in the grade 3 range"))
+    for analyte, cut in _LINEAGES:
+        state, p = row[f"{analyte}_state"], int(row[f"{analyte}_first"])
+        lineages[analyte] = state
+        if state == "met":
+            why = f"< {t[cut]:g} {_unit(analyte)} after day {landmark}"
+            evidence += [ward.lab_evidence(p + i, why)
+                         for i in range(int(row[f"{analyte}_count"]))]
+        elif state == "not_met":
+            evidence.append(ward.lab_evidence(p, "latest result, not in the grade 3 range"))
         else:
-            lineages[analyte] = "not_evaluable"
-            what = "a repeat" if i1 > i0 else "a"
+            what = "a repeat" if row[f"{analyte}_results"] else "a"
             missing.append(f"{what} {ANALYTES[analyte].name} result after day {landmark}")
     extra["lineages"] = lineages
-    if met:
-        since = min(met.values())
-        return Finding(rule=rule_id, status=Status.MET, since_day=since, evidence=evidence,
-                       missing=missing, extra=extra, episode_key=f"since-day-{int(since)}")
-    if cens_kind is not None:  # the censored window is closed: nothing more to ask for
+    if row["status"] == Status.MET.value:
+        return Finding(rule=rule_id, status=Status.MET, evidence=evidence, missing=missing,
+                       extra=extra)
+    if cens_kind:  # the censored window is closed: nothing more to ask for
         missing = []
     status = Status.NOT_EVALUABLE if missing else Status.NOT_MET
     return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
@@ -127,7 +139,7 @@ def _prolonged_cytopenia(course: Course, t: Thresholds, cache: Cache, now: float
 
 
 RULES: tuple[RuleSpec, ...] = (
-    rule_spec(Rule(
+    RuleSpec(Rule(
         id="prolonged_cytopenia", title="Prolonged grade >= 3 cytopenia past the landmark day",
         version=VERSION,
         citation=Citation("Dashboard rule after ICAHT/JULIET definitions",
@@ -147,5 +159,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
                     "after the landmark day.",
-    ), _prolonged_cytopenia),
+    ), judge=judge, explain=explain),
 )

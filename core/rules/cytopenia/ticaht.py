@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
-from core.rules.base import Citation, Rule, RuleSpec, Severity, Thresholds
+from core.rules.base import Citation, Rule, RuleSpec, Severity
+from core.rules.cytopenia import early, late
 from core.rules.cytopenia.counting import GAP_THRESHOLDS, VERSION, C, D, th
-from core.rules.cytopenia.grading import EARLY_CHOICES, EarlyGrading, LateGrading, early, late
-from core.rules.cytopenia.replay import Cache, counted, rule_spec
-from core.vocabulary.course import Course
+from core.rules.cytopenia.early import EARLY_CHOICES, EarlyGrading
+from core.rules.cytopenia.late import LateGrading
 
 TICAHT_CITE = ("Rejeski et al., T-ICAHT grading, Blood 2025", "10.1182/blood.2025028833")
 
@@ -50,24 +48,13 @@ TICAHT_LATE_THRESHOLDS = (
 )
 
 
-def _days_below_20(course: Course, t: Thresholds, cache: Cache, start: int, last: float,
-                   as_of: float, extra: dict[str, object]) -> int:
-    """Grade 4 once g4_deep_days days are counted < 20, else 3; sparse late sampling: unknown
-    days between results below 20 count in ("bridge")."""
-    c = counted(course, t, cache, "platelets", True, start, int(t["late_end_day"]),
-                int(last), as_of, (("deep_cut", False, True),), ("bridge",))
-    days = c.counts["deep_cut", "bridge"][int(last) - start + 1]
-    extra["days_deep_cut"] = days
-    return 4 if days >= t["g4_deep_days"] else 3
-
-
 _TICAHT_LATE = LateGrading("ticaht_late", "platelets", end_key="late_end_day", cuts=(
     ("g1_cut", False), ("g2_cut", False), ("deep_cut", False),
-), lists_results=False, deepen=_days_below_20)
+), lists_results=False, counts_deep_days=True)
 
 
 RULES: tuple[RuleSpec, ...] = (
-    rule_spec(Rule(
+    early.spec(Rule(
         id="ticaht_early", title="Early T-ICAHT (platelets, days 0-30)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1; criteria.md §6.3", TICAHT_CITE[1]),
         evidence=D, severity=Severity.WARNING, thresholds=TICAHT_EARLY_THRESHOLDS,
@@ -82,8 +69,8 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="Days with platelets < 50 and < 20 x 10^9/L in days 0-30 (cumulative by "
                     "default), graded on the values there are, with the measured days stated.",
-    ), partial(early, _TICAHT_EARLY)),
-    rule_spec(Rule(
+    ), _TICAHT_EARLY),
+    late.spec(Rule(
         id="ticaht_late", title="Late T-ICAHT (platelets, days 31-100)", version=VERSION,
         citation=Citation(TICAHT_CITE[0], "Table 1 (late < 50 row in Grade 2); criteria.md "
                           "§6.3", TICAHT_CITE[1]),
@@ -99,5 +86,5 @@ RULES: tuple[RuleSpec, ...] = (
             "Alarm policy [DESIGN]: warning; severe from grade 3 (escalates_at_grade).",
         ),
         description="Platelet depth (and days < 20) in days 31-100.",
-    ), partial(late, _TICAHT_LATE)),
+    ), _TICAHT_LATE),
 )

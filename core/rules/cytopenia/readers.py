@@ -1,0 +1,175 @@
+"""What the haematotoxicity rules read from a ward, for many instants at once.
+
+An instant is (course key, as-of instant): a grid row's `end`, or fewer of them when several
+rows read the same. Readers that may belong in core.rules.frames later: `judged_now`,
+`first_event`, `LabRows`, `daily_worst`, `platelet_transfusions`, `transfusion_supported`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.rules.frames import NONE, Ward, asof
+
+CENSOR_EVENTS = ("progression", "next_therapy", "death")
+
+
+def _day_before(x: np.ndarray) -> np.ndarray:
+    """The largest instant before day x starts: `day <= _day_before(x)` is `day < x`."""
+    return np.nextafter(np.asarray(x, dtype=float), -np.inf)
+
+
+def judged_now(ward: Ward) -> np.ndarray:
+    """Per grid row, the course's "now": the row's end, or for a course evaluated without an
+    as-of instant (end = inf) its latest day with any data, missing results included (as
+    core.rules.ctcae.current_day); -inf for a course without data."""
+    g = ward.days
+    end = g["end"].to_numpy(dtype=float)
+    if np.isfinite(end).all():
+        return end
+    latest = np.full(len(ward), -np.inf)
+    for name in ("labs", "observations", "treatments", "events", "missing"):
+        frame: pd.DataFrame = getattr(ward, name)
+        if len(frame):
+            days = frame["day"].to_numpy(dtype=float)
+            ok = ~np.isnan(days)
+            np.maximum.at(latest, frame["key"].to_numpy()[ok], days[ok])
+    return np.where(np.isfinite(end), end, latest[g["key"].to_numpy()])
+
+
+def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per course: (day, kind) of its first event (in day order) of one of `kinds`; inf and
+    None without one."""
+    day = np.full(len(ward), np.inf)
+    kind = np.full(len(ward), None, dtype=object)
+    ev = ward.events
+    if len(ev):
+        days = ev["day"].to_numpy(dtype=float)
+        mine = np.flatnonzero(np.isin(ev["kind"].to_numpy(dtype=object), kinds)
+                              & ~np.isnan(days))
+        keys = ev["key"].to_numpy()[mine]
+        firsts = mine[np.r_[True, keys[1:] != keys[:-1]]] if len(mine) else mine
+        first_keys = ev["key"].to_numpy()[firsts]
+        day[first_keys] = days[firsts]
+        kind[first_keys] = ev["kind"].to_numpy(dtype=object)[firsts]
+    return day, kind
+
+
+@dataclass(frozen=True)
+class LabRows:
+    """One analyte's results in the ward: their positions in ward.labs (by course, then
+    day; a course's results are contiguous there), course keys, days and values."""
+
+    pos: np.ndarray
+    key: np.ndarray
+    day: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def of(cls, ward: Ward, analyte: str) -> LabRows:
+        pos = ward.rows("labs", "analyte", analyte)
+        pos = pos[~np.isnan(ward.lab_days[pos])]
+        return cls(pos, ward.labs["key"].to_numpy()[pos], ward.lab_days[pos],
+                   ward.lab_values[pos])
+
+    def course_start(self, keys: np.ndarray) -> np.ndarray:
+        """Index of each course's first result (its end if it has none)."""
+        return np.searchsorted(self.key, keys, side="left")
+
+    def count_until(self, keys: np.ndarray, ends: np.ndarray, strict: bool = False
+                    ) -> np.ndarray:
+        """Index after the course's last result with day <= end (< end if `strict`)."""
+        at = asof(self.key, self.day, keys, np.asarray(ends, dtype=float), strict=strict)
+        return np.where(at >= 0, at + 1, self.course_start(keys))
+
+    def window(self, keys: np.ndarray, first_day: np.ndarray | float, last_day: np.ndarray,
+               as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[i0, i1): the course's results from day first_day on, of days up to last_day
+        (whole days), known at as_of."""
+        i0 = self.count_until(keys, np.broadcast_to(first_day, keys.shape), strict=True)
+        i1 = self.count_until(keys, np.minimum(as_of, _day_before(np.floor(last_day) + 1)))
+        return i0, np.maximum(i0, i1)
+
+
+def daily_worst(rows: LabRows, keys: np.ndarray, as_of: np.ndarray, first: int,
+                ndays: int) -> tuple[np.ndarray, np.ndarray]:
+    """(value, ward.labs position) of the lowest result of each day first..first+ndays-1
+    known at each instant (instants x days; nan / NONE if none). Ties: the earliest result;
+    a day whose first result has no value stays without one (as a scan of the day would)."""
+    vals = np.full((len(keys), ndays), np.nan)
+    where = np.full((len(keys), ndays), NONE, dtype=np.int64)
+    if not len(rows.pos) or not len(keys) or ndays <= 0:
+        return vals, where
+    fday = np.floor(rows.day).astype(np.int64)
+    cell_start = np.r_[True, (rows.key[1:] != rows.key[:-1]) | (fday[1:] != fday[:-1])]
+    cell = np.cumsum(cell_start) - 1
+    v = np.where(np.isnan(rows.value), np.where(cell_start, -np.inf, np.inf), rows.value)
+    running = pd.Series(v).groupby(cell).cummin().to_numpy()
+    prev = np.r_[np.inf, running[:-1]]
+    lowest_at = np.maximum.accumulate(np.where(cell_start | (v < prev), np.arange(len(v)), -1))
+    running = np.where(running == -np.inf, np.nan, running)
+    # the complete days: each cell's last result
+    lo, span = int(fday.min()), int(fday.max() - fday.min() + 1)
+    code = rows.key * span + (fday - lo)
+    last_of_cell = np.flatnonzero(np.r_[cell_start[1:], True])
+    days = first + np.arange(ndays)
+    q = keys[:, None] * span + (days[None, :] - lo)
+    j = np.searchsorted(code[last_of_cell], q)
+    j = np.minimum(j, len(last_of_cell) - 1)
+    found = (code[last_of_cell][j] == q) & (days >= lo)[None, :] & (days < lo + span)[None, :]
+    full = np.where(found, last_of_cell[j], NONE)
+    # the day of the instant: its results known by then
+    today = np.floor(as_of)
+    part = asof(rows.key, rows.day, keys, as_of)
+    part = np.where((part >= 0) & (fday[np.maximum(part, 0)] == today), part, NONE)
+    at = np.where(days[None, :] < today[:, None], full,
+                  np.where(days[None, :] == today[:, None], part[:, None], NONE))
+    has = at >= 0
+    vals[has] = running[at[has]]
+    where[has] = rows.pos[lowest_at[at[has]]]
+    return vals, where
+
+
+def platelet_transfusions(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
+    """(course key, day) of every platelet transfusion: the treatment platelet_transfusion
+    and the observation transfusion = platelets, sorted by course and day."""
+    tr, ob = ward.treatments, ward.observations
+    keys, days = [], []
+    if len(tr):
+        mine = tr["drug"].to_numpy(dtype=object) == "platelet_transfusion"
+        keys.append(tr["key"].to_numpy()[mine])
+        days.append(tr["day"].to_numpy(dtype=float)[mine])
+    if len(ob):
+        mine = ((ob["kind"].to_numpy(dtype=object) == "transfusion")
+                & (ob["value_text"].to_numpy(dtype=object) == "platelets"))
+        keys.append(ob["key"].to_numpy()[mine])
+        days.append(ob["day"].to_numpy(dtype=float)[mine])
+    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+    day = np.concatenate(days) if days else np.empty(0)
+    ok = ~np.isnan(day)
+    key, day = key[ok].astype(np.int64), day[ok]
+    order = np.lexsort((day, key))
+    return key[order], day[order]
+
+
+def transfusion_supported(ward: Ward, keys: np.ndarray, as_of: np.ndarray, first: int,
+                          ndays: int, window: int) -> np.ndarray:
+    """Instants x days first..first+ndays-1: whether the day is within `window` calendar days
+    after a platelet transfusion known at the instant (the transfusion day included)."""
+    tx_key, tx_day = platelet_transfusions(ward)
+    out = np.zeros((len(keys), ndays), dtype=bool)
+    some = np.isin(keys, tx_key)
+    if not some.any() or ndays <= 0:
+        return out
+    days = first + np.arange(ndays)
+    k = np.repeat(keys[some], ndays)
+    ends = np.minimum(np.repeat(as_of[some], ndays), np.tile(_day_before(days + 1.0),
+                                                               int(some.sum())))
+    at = asof(tx_key, tx_day, k, ends)
+    near = (at >= 0) & (np.tile(days, int(some.sum()))
+                        - np.floor(tx_day[np.maximum(at, 0)]) <= window)
+    out[some] = near.reshape(-1, ndays)
+    return out
