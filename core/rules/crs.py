@@ -1,17 +1,24 @@
 """ASTCT 2019 CRS grade from bedside observations (criteria.md §5.1).
 
-The grade is the *current* grade of the evaluated ward day: for each input the latest
-observation of that day is used. Fever (T >= 38.0 °C) is required for any grade unless the
-patient has had an antipyretic, anti-cytokine (e.g. tocilizumab) or corticosteroid dose, after
-which hypotension and hypoxia alone drive the grade. Grade = the more severe of hypotension and
+The grade is the *current* grade of each ward day: for each input the latest observation
+charted that day is used. Fever (T >= 38.0 °C) is required for any grade unless the patient
+has had an antipyretic, anti-cytokine (e.g. tocilizumab) or corticosteroid dose, after which
+hypotension and hypoxia alone drive the grade. Grade = the more severe of hypotension and
 hypoxia (at least 1 with fever). CTCAE organ grades never feed into it (§5.1).
+
+`judge` grades every course-day of a ward at once (numpy arrays over the grid rows);
+`explain` writes one row's finding from the observations the judge cited.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -23,11 +30,21 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
-    shared_evidence,
 )
-from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
-from core.rules.reading import Obs, course_index, end_of_day
-from core.rules.stretches import DailyRule, episode_key, memo
+from core.rules.frames import NONE, Ward
+from core.rules.monitoring import (
+    GAP_KEY,
+    Charted,
+    charted_today,
+    current_prompts,
+    dropped,
+    dropped_column,
+    gap_threshold,
+    graded_status,
+    latest_known,
+)
+from core.rules.reading import end_of_day, latest_observation, treatment_days
+from core.rules.stretches import daily, thresholds_key
 from core.vocabulary.course import Course
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
@@ -99,173 +116,221 @@ MISSING_TEMP = "log today's temperature"
 MISSING_BP = "log today's blood pressure status (hypotension yes/no, vasopressors)"
 MISSING_O2 = "log today's oxygen device (or 'none' for room air) and flow"
 
-
-@dataclass
-class CrsDay:
-    """CRS grade of one ward day (None = not evaluable)."""
-
-    grade: int | None
-    evidence: list[EvidenceItem] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def status(self) -> Status:
-        if self.grade is None:
-            return Status.NOT_EVALUABLE
-        return Status.MET if self.grade >= 1 else Status.NOT_MET
-
-
-def _first_waiver(course: Course) -> tuple[float, EvidenceItem] | None:
-    """The first fever-waiving dose on or after day 0 (ties by drug name): its day and the
-    evidence item every day after it shows (found once per course)."""
-
-    def find() -> tuple[float, EvidenceItem] | None:
-        drugs = course_index(course).drugs
-        first = min(((d, drug) for drug in FEVER_WAIVER_DRUGS for d in drugs.get(drug, ())
-                     if d >= 0.0), default=None)
-        if first is None:
-            return None
-        wd, drug = first
-        return wd, EvidenceItem(
-            why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
-            analyte=drug, day=wd)
-
-    return memo(course, ("crs_first_waiver",), find)
-
-
-class _Day:
-    """What the grade reads on one ward day: the latest observation of each input charted
-    that day (from its start to `end`) and the first fever-waiving dose by `end`."""
-
-    __slots__ = ("obs", "day", "end", "waiver")
-
-    def __init__(self, course: Course, day: int, end: float) -> None:
-        self.obs = course_index(course).obs
-        self.day, self.end = float(day), end
-        waiver = _first_waiver(course)
-        self.waiver = waiver if waiver is not None and waiver[0] <= end else None
-
-    def latest(self, kind: str) -> Obs | None:
-        s = self.obs.get(kind)
-        if s is None:
-            return None
-        j = bisect_right(s.days, self.end) - 1
-        if j < 0 or s.days[j] < self.day:
-            return None
-        num = s.nums[j]
-        return Obs(kind, s.days[j], None if num != num else num, s.texts[j])
-
-
-def _evidence(o: Obs | None, text: str) -> EvidenceItem:
-    assert o is not None  # the branch that calls this read a value of `o`
-    return o.evidence(text)
-
-
-def _hypotension(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
-    vp = today.latest("vasopressors")
-    vpn = today.latest("vasopressin")
-    hyp = today.latest("hypotension")
-    fl = today.latest("iv_fluids")
-    n = vp.num if vp is not None and vp.num is not None else None
-    if n is not None and n >= t["multiple_vasopressors"]:
-        return 4, [_evidence(vp, f"{n:g} vasopressors (excluding vasopressin): grade 4")]
-    if (n is not None and n >= 1) or (vpn is not None and vpn.is_yes):
-        ev = []
-        if n is not None and n >= 1:
-            ev.append(_evidence(vp, "one vasopressor: grade 3"))
-        if vpn is not None and vpn.is_yes:
-            ev.append(vpn.evidence("vasopressin (with or without one vasopressor): grade 3"))
-        return 3, ev
-    if (hyp is not None and hyp.is_yes) or (fl is not None and fl.is_yes):
-        src = hyp if hyp is not None and hyp.is_yes else fl
-        return 2, [_evidence(src, "hypotension not requiring vasopressors: grade 2")]
-    if (hyp is not None and not hyp.is_yes) or (
-        n == 0 and fl is not None and not fl.is_yes
-    ):
-        src = hyp if hyp is not None else vp
-        return 0, [_evidence(src, "no hypotension")]
-    return None, []
-
-
-def _hypoxia(today: _Day, t: Thresholds) -> tuple[int | None, list[EvidenceItem]]:
-    dev = today.latest("oxygen_device")
-    flow = today.latest("oxygen_flow")
-    f = flow.num if flow is not None else None
-    limit = t["low_flow_max_l_min"]
-    d = dev.text if dev is not None else None
-    if d in POSITIVE_PRESSURE:
-        return 4, [_evidence(dev, "positive-pressure ventilation: grade 4")]
-    if d in HIGH_FLOW_DEVICES:
-        return 3, [_evidence(dev, f"{d.replace('_', ' ')}: grade 3")]
-    if d in LOW_FLOW_DEVICES or (d is None and f is not None):
-        if f is not None and f > limit:
-            return 3, [_evidence(flow, f"oxygen {f:g} L/min > {limit:g} L/min (high-flow): "
-                                       "grade 3")]
-        if d is None and f is not None and f <= 0:
-            return 0, [_evidence(flow, "no supplemental oxygen")]
-        src = dev if dev is not None else flow
-        return 2, [_evidence(src, f"low-flow oxygen (<= {limit:g} L/min) or blow-by: grade 2")]
-    if d == "none":
-        return 0, [_evidence(dev, "room air")]
-    return None, []
-
-
-def _crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
-    """The CRS grade as of the end of ward day `day`."""
-    today = _Day(course, day, min(end_of_day(day), course.as_of_day))
-    temp = today.latest("temperature")
-    waiver = today.waiver
-    h, h_ev = _hypotension(today, t)
-    x, x_ev = _hypoxia(today, t)
-    ev: list[EvidenceItem] = []
-    fever = None
-    if temp is not None and temp.num is not None:
-        fever = temp.num >= t["fever_c"]
-        op = ">=" if fever else "<"
-        ev.append(temp.evidence(f"temperature {temp.num:g} °C {op} {t['fever_c']:g} °C"))
-    if waiver:
-        ev.append(waiver[1])
-    ev += h_ev + x_ev
-    known = [g for g in (h, x) if g is not None]
-    m = max(known, default=0)
-    missing = ([MISSING_BP] if h is None else []) + ([MISSING_O2] if x is None else [])
-    if fever:
-        return CrsDay(max(1, m), ev, missing)
-    if waiver:
-        if m >= 2 or not missing:
-            return CrsDay(m if m >= 2 else 0, ev, missing)
-        return CrsDay(None, ev, missing)
-    if fever is False:
-        return CrsDay(0, ev, [])
-    return CrsDay(None, ev, [MISSING_TEMP] + missing)
-
-
-PROMPT_INPUTS = {
+PROMPTS = {  # each prompt and the observation kinds that answer it
     MISSING_TEMP: ("temperature",),
     MISSING_BP: ("hypotension", "vasopressors", "vasopressin", "iv_fluids"),
     MISSING_O2: ("oxygen_device", "oxygen_flow"),
 }
 
 
-def _finding(course: Course, day: int, t: Thresholds, today: CrsDay,
-             since: int | None) -> Finding:
-    missing, extra = list(today.missing), {}
-    if today.grade is None and missing:
-        end = min(end_of_day(day), course.as_of_day)
-        missing = current_prompts(course, day, end, missing, PROMPT_INPUTS, t[GAP_KEY])
+class Today(NamedTuple):
+    """What the grade reads on each graded ward day: the latest observation of each input
+    charted that day (as of the day's end), and whether fever is waived by then."""
+
+    temperature: Charted
+    hypotension: Charted
+    iv_fluids: Charted
+    vasopressors: Charted
+    vasopressin: Charted
+    oxygen_device: Charted
+    oxygen_flow: Charted
+    fever_waived: np.ndarray  # a fever-waiving dose given from day 0 to the day's end
+
+
+INPUTS = Today._fields[:-1]
+
+
+class Domain(NamedTuple):
+    grade: np.ndarray  # the domain's grade 0-4 (NaN: not known today)
+    by: np.ndarray  # the observation that decides it (NONE: none)
+
+
+def hypotension(x: Today, t: Thresholds) -> tuple[Domain, np.ndarray]:
+    """§5.1 hypotension: >= 2 vasopressors (excluding vasopressin) grade 4; one vasopressor or
+    vasopressin grade 3; hypotension (or an IV fluid bolus) without vasopressors grade 2;
+    known absent grade 0. Also the vasopressin observation cited with a grade 3."""
+    n = x.vasopressors.num
+    one = n >= 1
+    grade = np.select(
+        [n >= t["multiple_vasopressors"],
+         one | x.vasopressin.yes,
+         x.hypotension.yes | x.iv_fluids.yes,
+         (x.hypotension.today & ~x.hypotension.yes)
+         | ((n == 0) & x.iv_fluids.today & ~x.iv_fluids.yes)],  # known absent
+        [4, 3, 2, 0], np.nan)
+    by = np.select(
+        [grade == 4, grade == 3, grade == 2, grade == 0],
+        [x.vasopressors.pos, np.where(one, x.vasopressors.pos, NONE),
+         np.where(x.hypotension.yes, x.hypotension.pos, x.iv_fluids.pos),
+         np.where(x.hypotension.today, x.hypotension.pos, x.vasopressors.pos)], NONE)
+    vasopressin = np.where((grade == 3) & x.vasopressin.yes, x.vasopressin.pos, NONE)
+    return Domain(grade, by), vasopressin
+
+
+def hypoxia(x: Today, t: Thresholds) -> Domain:
+    """§5.1 hypoxia: positive pressure grade 4; a high-flow device, or a low-flow cannula above
+    low_flow_max_l_min, grade 3; low-flow oxygen or blow-by grade 2; room air grade 0. A flow
+    without a device is taken as nasal cannula."""
+    device, flow = x.oxygen_device, x.oxygen_flow
+    f = flow.num
+    no_device = pd.isna(device.text)
+    low = np.isin(device.text, LOW_FLOW_DEVICES) | (no_device & ~np.isnan(f))
+    positive_pressure = np.isin(device.text, POSITIVE_PRESSURE)
+    high_flow = np.isin(device.text, HIGH_FLOW_DEVICES)
+    too_fast = low & (f > t["low_flow_max_l_min"])
+    no_oxygen = low & no_device & (f <= 0)
+    room_air = device.text == "none"
+    cases = [positive_pressure, high_flow, too_fast, no_oxygen, low, room_air]
+    grade = np.select(cases, [4, 3, 3, 0, 2, 0], np.nan)
+    by = np.select(cases, [device.pos, device.pos, flow.pos, flow.pos,
+                           np.where(device.today, device.pos, flow.pos), device.pos], NONE)
+    return Domain(grade, by)
+
+
+def crs_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
+    """§5.1: with fever, the more severe of hypotension and hypoxia, at least 1; once fever is
+    waived, that grade from 2 up (0 only when both are known); without fever and no waiver,
+    grade 0. NaN: not evaluable. Also what is missing and the deciding observations."""
+    temp = x.temperature.num
+    fever, afebrile = temp >= t["fever_c"], temp < t["fever_c"]
+    (h, h_by), vasopressin = hypotension(x, t)
+    o2, o2_by = hypoxia(x, t)
+    worst = np.nan_to_num(np.fmax(h, o2), nan=0.0)
+    waived = x.fever_waived
+    both_known = ~np.isnan(h) & ~np.isnan(o2)
+    grade = np.select([fever, waived & ((worst >= 2) | both_known), waived, afebrile],
+                      [np.maximum(worst, 1), np.where(worst >= 2, worst, 0), np.nan, 0], np.nan)
+    asks_inputs = ~(afebrile & ~waived)  # graded 0 on the temperature alone otherwise
+    return {
+        "grade": grade,
+        MISSING_TEMP: ~fever & ~afebrile & ~waived,
+        MISSING_BP: asks_inputs & np.isnan(h),
+        MISSING_O2: asks_inputs & np.isnan(o2),
+        "temperature": np.where(np.isnan(temp), NONE, x.temperature.pos), "temperature_c": temp,
+        "hypotension": h, "hypotension_by": h_by, "vasopressin_by": vasopressin,
+        "vasopressors_n": x.vasopressors.num,
+        "hypoxia": o2, "hypoxia_by": o2_by, "oxygen_l_min": x.oxygen_flow.num,
+    }
+
+
+def first_waiver(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
+    """Per course: the day of the first fever-waiving dose given on or after day 0 and its
+    drug (index in FEVER_WAIVER_DRUGS; ties by drug name); NaN and -1 when there is none."""
+    day, drug = np.full(len(ward), np.nan), np.full(len(ward), -1)
+    tr = ward.treatments
+    if len(tr):
+        code = pd.Index(FEVER_WAIVER_DRUGS).get_indexer(tr["drug"])  # -1: another drug
+        given, key = tr["day"].to_numpy(dtype=float), tr["key"].to_numpy()
+        rows = np.flatnonzero((code >= 0) & (given >= 0.0))
+        rows = rows[np.lexsort((code[rows], given[rows], key[rows]))]
+        courses, first = np.unique(key[rows], return_index=True)
+        day[courses], drug[courses] = given[rows[first]], code[rows[first]]
+    return day, drug
+
+
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """The CRS grade of every course-day of the ward, as of each day's end."""
+    latest = latest_known(ward, INPUTS)
+    key, end = ward.days["key"].to_numpy(), ward.days["end"].to_numpy()
+    waiver_day, waiver_drug = first_waiver(ward)
+    waived = waiver_day[key] <= end
+    charted = charted_today(ward, latest)
+    found = crs_grade(Today._make([*(charted[kind] for kind in INPUTS), waived]), t)
+    found["status"] = graded_status(found["grade"])
+    found["waiver_day"] = np.where(waived, waiver_day[key], np.nan)
+    found["waiver_drug"] = waiver_drug[key]
+    for prompt, kinds in PROMPTS.items():
+        found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
+    return pd.DataFrame(found)
+
+
+def _hypotension_why(grade: float, vasopressors: float) -> str:
+    if grade == 4:
+        return f"{vasopressors:g} vasopressors (excluding vasopressin): grade 4"
+    if grade == 3:
+        return "one vasopressor: grade 3"
+    if grade == 2:
+        return "hypotension not requiring vasopressors: grade 2"
+    return "no hypotension"
+
+
+def _hypoxia_why(grade: float, by: EvidenceItem, flow: float, t: Thresholds) -> str:
+    """Why the observation `by` (the device, or else the flow) gives the hypoxia grade."""
+    limit = t["low_flow_max_l_min"]
+    if grade == 4:
+        return "positive-pressure ventilation: grade 4"
+    if grade == 3:
+        if by.analyte == "oxygen_device":
+            return f"{str(by.value).replace('_', ' ')}: grade 3"
+        return f"oxygen {flow:g} L/min > {limit:g} L/min (high-flow): grade 3"
+    if grade == 2:
+        return f"low-flow oxygen (<= {limit:g} L/min) or blow-by: grade 2"
+    return "room air" if by.analyte == "oxygen_device" else "no supplemental oxygen"
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The finding of one judged row: the temperature, the waiving drug, the hypotension and
+    hypoxia observations that decided, and the prompts for what is missing."""
+    grade = None if math.isnan(row["grade"]) else int(row["grade"])
+    ev: list[EvidenceItem] = []
+    if row["temperature"] != NONE:
+        c = row["temperature_c"]
+        op = ">=" if c >= t["fever_c"] else "<"
+        ev.append(ward.observation_evidence(
+            row["temperature"], f"temperature {c:g} °C {op} {t['fever_c']:g} °C"))
+    if not math.isnan(row["waiver_day"]):
+        wd, drug = float(row["waiver_day"]), FEVER_WAIVER_DRUGS[row["waiver_drug"]]
+        ev.append(EvidenceItem(
+            why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
+            analyte=drug, day=wd))
+    if row["hypotension_by"] != NONE:
+        ev.append(ward.observation_evidence(
+            row["hypotension_by"], _hypotension_why(row["hypotension"], row["vasopressors_n"])))
+    if row["vasopressin_by"] != NONE:
+        ev.append(ward.observation_evidence(
+            row["vasopressin_by"], "vasopressin (with or without one vasopressor): grade 3"))
+    if row["hypoxia_by"] != NONE:
+        by = ward.observation_evidence(row["hypoxia_by"], "")
+        by.why = _hypoxia_why(row["hypoxia"], by, row["oxygen_l_min"], t)
+        ev.append(by)
+    missing = [m for m in PROMPTS if row[m]]
+    extra: dict[str, Any] = {}
+    if grade is None and missing:
+        missing = current_prompts(row, missing)
         if not missing:
             extra["outside_monitoring_window"] = True
-    return Finding(
-        rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=shared_evidence(today), missing=missing, extra=extra,
-        episode_key=episode_key(since),
-    )
+    return Finding(rule=RULE.id, status=Status(row["status"]), grade=grade, evidence=ev,
+                   missing=missing, extra=extra)
 
 
-# A day's grade reads only that day's observations, cut at the end of the day (and the
-# course's as-of instant), so the replay runs on the full course (cut_days=False).
-CRS = DailyRule(RULE, _crs_day, _finding, cut_days=False)
-crs_day = CRS.day  # the CRS grade as of the end of a ward day (iec_hs reads it)
-evaluate = CRS.evaluate  # the rule's evaluator by name (tests call it)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)
 
-RULES: tuple[RuleSpec, ...] = (CRS.spec(),)
+
+# --- kept only for iec_hs, until it reads this rule's frame -------------------------------
+
+
+@dataclass(frozen=True)
+class CrsDay:
+    """The CRS grade of one ward day (None = not evaluable)."""
+
+    grade: int | None
+
+
+def crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
+    """The CRS grade as of the end of ward day `day` (cached once that day is complete)."""
+    return daily(course, (RULE.id, thresholds_key(t)), day, lambda: _one_day(course, day, t))
+
+
+def _one_day(course: Course, day: int, t: Thresholds) -> CrsDay:
+    end = min(end_of_day(day), course.as_of_day)
+
+    def charted(kind: str) -> Charted:
+        o = latest_observation(course, kind, end, float(day))
+        return Charted(np.array([NONE if o is None else 0]),
+                       np.array([np.nan if o is None or o.num is None else o.num]),
+                       np.array([None if o is None else o.text], dtype=object))
+
+    waived = bool(treatment_days(course, FEVER_WAIVER_DRUGS, end, 0.0))
+    today = Today._make([*(charted(kind) for kind in INPUTS), np.array([waived])])
+    grade = crs_grade(today, t)["grade"][0]
+    return CrsDay(None if math.isnan(grade) else int(grade))

@@ -1,18 +1,21 @@
 """ASTCT 2019 ICANS grade: ICE (age >= 12) or CAPD (< 12) and the other domains (§5.2-5.4).
 
-Grade = the most severe domain on the evaluated ward day, using the latest observation of each
-domain that day. Age is the patient's age in the calendar year of the evaluated day (only the
+Grade = the most severe domain on each ward day, using the latest observation of each domain
+charted that day. Age is the patient's age in the calendar year of the graded day (only the
 birth year is stored).
+
+`judge` grades every course-day of a ward at once (numpy arrays over the grid rows);
+`explain` writes one row's finding from the observations the judge cited.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -24,12 +27,19 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
-    shared_evidence,
 )
-from core.rules.monitoring import GAP_KEY, current_prompts, gap_threshold
-from core.rules.reading import Obs, ObsSeries, course_index, end_of_day, latest_observation
-from core.rules.stretches import DailyRule, day_series, episode_key
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward
+from core.rules.monitoring import (
+    GAP_KEY,
+    Charted,
+    charted_today,
+    current_prompts,
+    dropped,
+    dropped_column,
+    gap_threshold,
+    graded_status,
+    latest_known,
+)
 from core.vocabulary.units import Evidence
 
 RULE = Rule(
@@ -99,182 +109,188 @@ MISSING_CAPD = "record today's CAPD score (or 'unable to assess')"
 MISSING_LOC = "log today's level of consciousness"
 MISSING_AGE = "record the patient's birth year (ICE from age 12, CAPD under 12)"
 
-
-@dataclass
-class IcansDay:
-    grade: int | None
-    evidence: list[EvidenceItem] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    tool: str | None = None
-
-    @property
-    def status(self) -> Status:
-        if self.grade is None:
-            return Status.NOT_EVALUABLE
-        return Status.MET if self.grade >= 1 else Status.NOT_MET
-
-
-def _is_child(course: Course, day: int, t: Thresholds) -> bool | None:
-    by = course.patient.birth_year
-    if by is None:
-        return None
-    when = course.patient.infusion_date + timedelta(days=day)
-    return when.year - by < t["ice_min_age_years"]
-
-
-def _ice_grade(ice: Obs, t: Thresholds) -> tuple[int, str]:
-    s = ice.num or 0.0
-    if s >= t["ice_normal"]:
-        return 0, f"ICE {s:g}/10: normal"
-    if s >= t["ice_grade1_min"]:
-        return 1, f"ICE {s:g} ({t['ice_grade1_min']:g}-9): grade 1"
-    if s >= t["ice_grade2_min"]:
-        return 2, f"ICE {s:g} ({t['ice_grade2_min']:g}-{t['ice_grade1_min'] - 1:g}): grade 2"
-    return 3, f"ICE {s:g} (<= {t['ice_grade2_min'] - 1:g}): grade 3"
-
-
-# The observation kinds a day's grade reads (the latest of each logged that day), in the order
-# `_grade` takes them.
-KINDS = ("ice_score", "capd_score", "unable_to_assess", "consciousness", "seizure",
-         "motor_weakness", "cerebral_edema")
-
-
-def _icans_day(course: Course, day: int, t: Thresholds) -> IcansDay:
-    """The ICANS grade as of the end of ward day `day`."""
-    end, start = min(end_of_day(day), course.as_of_day), float(day)
-    today = [latest_observation(course, kind, end, start) for kind in KINDS]
-    return _grade(*today, child=_is_child(course, day, t), t=t)
-
-
-def _grade(ice: Obs | None, capd: Obs | None, unable: Obs | None, loc: Obs | None,
-           seizure: Obs | None, motor: Obs | None, edema: Obs | None, *, child: bool | None,
-           t: Thresholds) -> IcansDay:
-    """The day's grade from the latest observation of each of KINDS that day."""
-    ev: list[EvidenceItem] = []
-    missing: list[str] = []
-    if child is None and ice is None and capd is None:
-        missing.append(MISSING_AGE)
-    use_capd = (child is True and (capd is not None or ice is None)) or (
-        child is None and ice is None and capd is not None) or (
-        child is False and ice is None and capd is not None)
-    tool = "CAPD" if use_capd else "ICE"
-
-    enceph: int | None = None
-    needs_loc = False
-    if unable is not None and unable.is_yes:
-        enceph = 4 if use_capd else 3
-        ev.append(unable.evidence(
-            "unable to perform CAPD: grade 4" if use_capd
-            else "unable to perform ICE while not unarousable (ICE 0): grade 3"))
-    elif use_capd and capd is not None:
-        s = capd.num or 0.0
-        if s >= t["capd_delirium"]:
-            enceph, why = 3, f"CAPD {s:g} >= {t['capd_delirium']:g}: grade 3"
-        elif s >= t["capd_symptom_min"]:
-            enceph, why = 1, f"CAPD {s:g} (< {t['capd_delirium']:g}): grade 1 or more"
-            needs_loc = True
-        else:
-            enceph, why = 0, f"CAPD {s:g}: no delirium symptoms"
-        if child is False:
-            why += " (CAPD used: no ICE recorded for a patient aged 12 or over)"
-        ev.append(capd.evidence(why))
-    elif ice is not None:
-        enceph, why = _ice_grade(ice, t)
-        needs_loc = enceph >= 1
-        if child is True:
-            why += " (ICE used: no CAPD recorded for a child under 12)"
-        ev.append(ice.evidence(why))
-
-    others: list[int] = []
-    if loc is not None and loc.text in LOC_GRADE:
-        g = LOC_GRADE[loc.text]
-        others.append(g)
-        ev.append(loc.evidence(f"awakens {'to ' if loc.text in ('voice', 'tactile') else ''}"
-                               f"{loc.text}: grade {g}" if g else "awake, alert"))
-    elif needs_loc:
-        missing.append(MISSING_LOC)
-    for o, table, label in ((seizure, SEIZURE_GRADE, "seizure"),
-                            (edema, EDEMA_GRADE, "cerebral oedema")):
-        if o is not None and table.get(o.text or "", 0):
-            g = table[o.text or ""]
-            others.append(g)
-            ev.append(o.evidence(f"{label} {(o.text or '').replace('_', ' ')}: grade {g}"))
-    if motor is not None and motor.is_yes:
-        others.append(4)
-        ev.append(motor.evidence("deep focal motor weakness: grade 4"))
-
-    worst_other = max(others, default=0)
-    if enceph is None:
-        missing.insert(0, MISSING_CAPD if (child is True) else MISSING_ICE)
-        if worst_other >= 1:
-            return IcansDay(worst_other, ev, missing, tool)
-        return IcansDay(None, ev, missing, tool)
-    return IcansDay(max(enceph, worst_other), ev, missing, tool)
-
-
-def _finding(course: Course, day: int, t: Thresholds, today: IcansDay,
-             since: int | None) -> Finding:
-    missing = list(today.missing)
-    extra: dict[str, Any] = {"tool": today.tool}
-    if today.grade is None and missing:
-        end = min(end_of_day(day), course.as_of_day)
-        missing = current_prompts(course, day, end, missing, PROMPT_INPUTS, t[GAP_KEY])
-        if not missing or missing == [MISSING_AGE]:
-            missing = []
-            extra["outside_monitoring_window"] = True
-    return Finding(
-        rule=RULE.id, status=today.status, since_day=since, grade=today.grade,
-        evidence=shared_evidence(today), missing=missing, extra=extra,
-        episode_key=episode_key(since),
-    )
-
-
-def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-    """The findings as of the end of each of `days` in one pass: each day's latest
-    observations located for all days at once, and a day's grade computed once per set of
-    observations and age group (days with nothing logged share one)."""
-    idx = course_index(course)
-    series = [idx.obs.get(kind) for kind in KINDS]
-    graded: dict[tuple, IcansDay] = {}
-
-    def results(ds: list[int], ends: list[float]) -> list[IcansDay]:
-        starts, cut = np.asarray(ds, dtype=float), np.asarray(ends, dtype=float)
-        cols = []
-        for s in series:  # position of the kind's latest observation that day, -1 if none
-            if s is None:
-                cols.append([-1] * len(ds))
-                continue
-            on = np.asarray(s.days, dtype=float)
-            j = np.searchsorted(on, cut, side="right") - 1
-            cols.append(np.where((j >= 0) & (on[np.maximum(j, 0)] >= starts), j, -1).tolist())
-        out = []
-        for d, js in zip(ds, zip(*cols, strict=True), strict=True):
-            child = _is_child(course, d, t)
-            found = graded.get((js, child))
-            if found is None:
-                today = [None if j < 0 or s is None else _observation(kind, s, j)
-                         for kind, s, j in zip(KINDS, series, js, strict=True)]
-                found = graded[js, child] = _grade(*today, child=child, t=t)
-            out.append(found)
-        return out
-
-    return [_finding(course, day, t, today, since)
-            for day, today, since in day_series(course, days, results)]
-
-
-def _observation(kind: str, s: ObsSeries, j: int) -> Obs:
-    num = s.nums[j]
-    return Obs(kind, s.days[j], None if num != num else num, s.texts[j])
-
-
-PROMPT_INPUTS = {
-    MISSING_ICE: ("ice_score", "capd_score", "unable_to_assess"),
-    MISSING_CAPD: ("ice_score", "capd_score", "unable_to_assess"),
+SCORES = ("ice_score", "capd_score", "unable_to_assess")
+PROMPTS = {  # each prompt and the observation kinds that answer it (the birth year: none)
+    MISSING_ICE: SCORES,
+    MISSING_CAPD: SCORES,
+    MISSING_AGE: (),
     MISSING_LOC: ("consciousness",),
 }
 
 
-ICANS = DailyRule(RULE, _icans_day, _finding)  # its evaluate; the replay is the one above
-evaluate = ICANS.evaluate  # the rule's evaluator by name (tests call it)
+class Today(NamedTuple):
+    """What the grade reads on each graded ward day: the latest observation of each domain
+    charted that day (as of the day's end), and the patient's age group that year."""
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, evaluate, replay),)
+    ice_score: Charted
+    capd_score: Charted
+    unable_to_assess: Charted
+    consciousness: Charted
+    seizure: Charted
+    motor_weakness: Charted
+    cerebral_edema: Charted
+    child: np.ndarray  # 1.0: under ice_min_age_years; 0.0: not; NaN: no birth year
+
+
+KINDS = Today._fields[:-1]
+
+
+def is_child(ward: Ward, t: Thresholds) -> np.ndarray:
+    """Per grid row: 1.0 if the patient is under ice_min_age_years in the calendar year of the
+    row's day (year minus birth year), 0.0 if not, NaN without a birth year."""
+    key, day = ward.days["key"].to_numpy(), ward.days["day"].to_numpy()
+    infused = np.array([c.patient.infusion_date for c in ward.courses], dtype="datetime64[D]")
+    born = np.array([np.nan if c.patient.birth_year is None else c.patient.birth_year
+                     for c in ward.courses], dtype=float)[key]
+    on = infused[key] + day.astype("timedelta64[D]")
+    year = on.astype("datetime64[Y]").astype(np.int64) + 1970
+    return np.where(np.isnan(born), np.nan, (year - born < t["ice_min_age_years"]) * 1.0)
+
+
+class Encephalopathy(NamedTuple):
+    """The ICE (or CAPD) domain: its grade (NaN: no score today), the tool, what decides."""
+
+    grade: np.ndarray
+    capd: np.ndarray  # the tool is CAPD (else ICE)
+    by: np.ndarray  # the observation deciding it (NONE: none)
+    score: np.ndarray  # the ICE or CAPD score used (a missing number counts 0)
+    needs_consciousness: np.ndarray  # a score of grade 1 or more (CAPD: below the cut-point)
+
+
+def encephalopathy(x: Today, t: Thresholds) -> Encephalopathy:
+    """§5.2-5.4: ICE 7-9 grade 1, 3-6 grade 2, 0-2 grade 3; CAPD 1-8 grade 1 (or 2 by the
+    level of consciousness), >= 9 grade 3; unable to perform ICE while awake grade 3, unable
+    to perform CAPD grade 4. CAPD under 12, ICE from 12; the other tool when only it is
+    recorded (ICE first without a birth year)."""
+    child = x.child == 1
+    ice, capd = x.ice_score.today, x.capd_score.today
+    use_capd = (child & (capd | ~ice)) | (~child & ~ice & capd)
+    unable = x.unable_to_assess.yes
+    by_capd = ~unable & use_capd & capd
+    by_ice = ~unable & ~by_capd & ice
+    c, i = np.nan_to_num(x.capd_score.num), np.nan_to_num(x.ice_score.num)
+    grade = np.select(
+        [unable & use_capd, unable,
+         by_capd & (c >= t["capd_delirium"]), by_capd & (c >= t["capd_symptom_min"]), by_capd,
+         by_ice & (i >= t["ice_normal"]), by_ice & (i >= t["ice_grade1_min"]),
+         by_ice & (i >= t["ice_grade2_min"]), by_ice],
+        [4, 3, 3, 1, 0, 0, 1, 2, 3], np.nan)
+    return Encephalopathy(
+        grade, use_capd,
+        np.select([unable, by_capd, by_ice],
+                  [x.unable_to_assess.pos, x.capd_score.pos, x.ice_score.pos], NONE),
+        np.where(by_capd, c, i),
+        np.where(by_capd, grade == 1, by_ice & (grade >= 1)))
+
+
+def _graded(text: np.ndarray, table: Mapping[str, int]) -> np.ndarray:
+    """The grade of each text in `table` (NaN: not in it)."""
+    return pd.Series(text, dtype=object).map(table).to_numpy(dtype=float)
+
+
+def icans_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
+    """§5.3: the most severe of the ICE/CAPD domain, depressed level of consciousness,
+    seizure, motor findings and raised intracranial pressure / cerebral oedema. Without an
+    ICE/CAPD result only another domain of grade >= 1 grades (a lower bound); NaN: not
+    evaluable. Also what is missing and the deciding observations."""
+    enc = encephalopathy(x, t)
+    loc = _graded(x.consciousness.text, LOC_GRADE)
+    seizure = np.nan_to_num(_graded(x.seizure.text, SEIZURE_GRADE))
+    edema = np.nan_to_num(_graded(x.cerebral_edema.text, EDEMA_GRADE))
+    motor = np.where(x.motor_weakness.yes, 4.0, 0.0)
+    others = np.nan_to_num(np.fmax.reduce([loc, seizure, edema, motor]))
+    no_score = np.isnan(enc.grade)
+    grade = np.where(no_score, np.where(others >= 1, others, np.nan),
+                     np.fmax(enc.grade, others))
+    return {
+        "grade": grade, "capd": enc.capd, "child": x.child,
+        MISSING_ICE: no_score & (x.child != 1), MISSING_CAPD: no_score & (x.child == 1),
+        MISSING_AGE: np.isnan(x.child) & ~x.ice_score.today & ~x.capd_score.today,
+        MISSING_LOC: enc.needs_consciousness & np.isnan(loc),
+        "encephalopathy": enc.grade, "encephalopathy_by": enc.by,
+        "score": enc.score,
+        "consciousness": np.where(np.isnan(loc), NONE, x.consciousness.pos),
+        "consciousness_grade": loc,
+        "seizure": np.where(seizure > 0, x.seizure.pos, NONE), "seizure_grade": seizure,
+        "cerebral_edema": np.where(edema > 0, x.cerebral_edema.pos, NONE),
+        "cerebral_edema_grade": edema,
+        "motor_weakness": np.where(motor > 0, x.motor_weakness.pos, NONE),
+    }
+
+
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """The ICANS grade of every course-day of the ward, as of each day's end."""
+    latest = latest_known(ward, KINDS)
+    charted = charted_today(ward, latest)
+    found = icans_grade(Today._make([*(charted[kind] for kind in KINDS), is_child(ward, t)]), t)
+    found["status"] = graded_status(found["grade"])
+    for prompt, kinds in PROMPTS.items():
+        if kinds:
+            found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
+    return pd.DataFrame(found)
+
+
+def _encephalopathy_why(row: Mapping[str, Any], by: EvidenceItem, t: Thresholds) -> str:
+    """Why the observation `by` (unable to assess, the CAPD or the ICE score) gives the
+    ICE/CAPD domain its grade."""
+    g, s = row["encephalopathy"], row["score"]
+    if by.analyte == "unable_to_assess":
+        return ("unable to perform CAPD: grade 4" if row["capd"]
+                else "unable to perform ICE while not unarousable (ICE 0): grade 3")
+    if by.analyte == "capd_score":
+        delirium = t["capd_delirium"]
+        why = (f"CAPD {s:g} >= {delirium:g}: grade 3" if g == 3 else
+               f"CAPD {s:g} (< {delirium:g}): grade 1 or more" if g == 1 else
+               f"CAPD {s:g}: no delirium symptoms")
+        return why + (" (CAPD used: no ICE recorded for a patient aged 12 or over)"
+                      if row["child"] == 0 else "")
+    g1, g2 = t["ice_grade1_min"], t["ice_grade2_min"]
+    why = (f"ICE {s:g}/10: normal" if g == 0 else
+           f"ICE {s:g} ({g1:g}-9): grade 1" if g == 1 else
+           f"ICE {s:g} ({g2:g}-{g1 - 1:g}): grade 2" if g == 2 else
+           f"ICE {s:g} (<= {g2 - 1:g}): grade 3")
+    return why + (" (ICE used: no CAPD recorded for a child under 12)"
+                  if row["child"] == 1 else "")
+
+
+def _domain_why(by: EvidenceItem, grade: float) -> str:
+    """Why the text observation `by` (consciousness, seizure, cerebral oedema) gives its
+    domain `grade`."""
+    text, g = str(by.value), int(grade)
+    if by.analyte == "consciousness":
+        if not g:
+            return "awake, alert"
+        return f"awakens {'to ' if text in ('voice', 'tactile') else ''}{text}: grade {g}"
+    label = "seizure" if by.analyte == "seizure" else "cerebral oedema"
+    return f"{label} {text.replace('_', ' ')}: grade {g}"
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The finding of one judged row: the observations of each domain that decided, the
+    tool used, and the prompts for what is missing."""
+    grade = None if math.isnan(row["grade"]) else int(row["grade"])
+    ev: list[EvidenceItem] = []
+    if row["encephalopathy_by"] != NONE:
+        by = ward.observation_evidence(row["encephalopathy_by"], "")
+        by.why = _encephalopathy_why(row, by, t)
+        ev.append(by)
+    for domain in ("consciousness", "seizure", "cerebral_edema"):
+        if row[domain] != NONE:
+            by = ward.observation_evidence(row[domain], "")
+            by.why = _domain_why(by, row[f"{domain}_grade"])
+            ev.append(by)
+    if row["motor_weakness"] != NONE:
+        ev.append(ward.observation_evidence(row["motor_weakness"],
+                                            "deep focal motor weakness: grade 4"))
+    missing = [m for m in PROMPTS if row[m]]
+    extra: dict[str, Any] = {"tool": "CAPD" if row["capd"] else "ICE"}
+    if grade is None and missing:
+        missing = current_prompts(row, missing)
+        if not missing or missing == [MISSING_AGE]:
+            missing = []
+            extra["outside_monitoring_window"] = True
+    return Finding(rule=RULE.id, status=Status(row["status"]), grade=grade, evidence=ev,
+                   missing=missing, extra=extra)
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)

@@ -1,7 +1,9 @@
-"""When a bedside-graded rule stops asking for today's observations [DESIGN].
+"""Bedside inputs of the graded syndromes (CRS, ICANS): what was charted on a ward day, and
+when a rule stops asking for an input [DESIGN].
 
-CRS and ICANS are graded from bedside observations charted during the monitoring phase. Once
-that phase is over (outpatients after discharge from the unit, typically after day 30), the
+CRS and ICANS are graded from bedside observations charted during the monitoring phase: the
+latest observation of each input charted on the graded ward day (`charted_today`). Once that
+phase is over (outpatients after discharge from the unit, typically after day 30), the
 inputs are no longer charted and a daily "log today's ..." prompt is noise. A prompt for an
 input is dropped when that input was charted before but not in the last `monitoring_gap_days`
 days; an input never charted is still asked for (a new patient whose vitals are not in yet).
@@ -10,12 +12,13 @@ Charting the input again brings the prompt back.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
-from core.rules.base import Evidence, Threshold
-from core.rules.reading import latest_observation
-from core.vocabulary.course import Course
+import numpy as np
+
+from core.rules.base import Evidence, Status, Threshold
+from core.rules.frames import NONE, Ward
 
 GAP_KEY = "monitoring_gap_days"
 
@@ -27,25 +30,78 @@ def gap_threshold(default: float = 3) -> Threshold:
         "bedside monitoring phase); never changes a grade", ">", operational=True)
 
 
-def last_charted(course: Course, kinds: Sequence[str], end: float) -> float | None:
-    """The latest day on or before `end` with an observation of any of `kinds`."""
-    days = [o.day for k in kinds if (o := latest_observation(course, k, end)) is not None]
-    return max(days, default=None)
+class Charted(NamedTuple):
+    """One input on each grid row: the latest observation of it charted on the row's own
+    ward day and known at the row's end (`pos` in ward.observations, NONE if none)."""
+
+    pos: np.ndarray
+    num: np.ndarray  # its numeric value (NaN: none)
+    text: np.ndarray  # its text value (None: none)
+
+    @property
+    def today(self) -> np.ndarray:
+        return self.pos != NONE
+
+    @property
+    def yes(self) -> np.ndarray:
+        """Charted today as yes (a numeric value of 1 or more)."""
+        return np.asarray(self.num >= 1)
 
 
-def current_prompts(course: Course, day: int, end: float, missing: Sequence[str],
-                    inputs: Mapping[str, Sequence[str]], gap_days: float) -> list[str]:
-    """The missing-input prompts still worth showing on ward day `day`.
+def graded_status(grade: np.ndarray) -> np.ndarray:
+    """The status of each graded day: met from grade 1, not met at 0, not evaluable without
+    a grade (NaN)."""
+    return np.select([np.isnan(grade), grade >= 1],
+                     [Status.NOT_EVALUABLE.value, Status.MET.value], Status.NOT_MET.value)
 
-    `inputs` maps a prompt to the observation kinds that answer it; prompts not in it are
-    always kept.
-    """
-    kept = []
-    for m in missing:
-        kinds = inputs.get(m)
-        if kinds is not None:
-            last = last_charted(course, kinds, end)
-            if last is not None and math.floor(last) < day - gap_days:
-                continue
-        kept.append(m)
-    return kept
+
+def latest_known(ward: Ward, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per observation kind: the position of its latest row known at each grid row's end."""
+    return {kind: ward.latest_observation(kind) for kind in kinds}
+
+
+def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Charted]:
+    """Each input whose latest rows known at each grid row's end are `latest[kind]`, as
+    charted on the row's own ward day (from its start to its end)."""
+    obs, n = ward.observations, len(ward.days)
+    if not len(obs):
+        return {kind: Charted(np.full(n, NONE), np.full(n, np.nan),
+                              np.full(n, None, dtype=object)) for kind in latest}
+    row_day = ward.days["day"].to_numpy()
+    obs_day = ward.tables["observations"].day
+    pos = {kind: np.where((at != NONE) & (obs_day[np.maximum(at, 0)] >= row_day), at, NONE)
+           for kind, at in latest.items()}
+    at = np.maximum(np.concatenate(list(pos.values())), 0)  # every kind's rows in one read
+    nums = obs["value_num"].to_numpy(dtype=float)[at]
+    texts = obs["value_text"].take(at).to_numpy(dtype=object, na_value=None)
+    out = {}
+    for i, (kind, p) in enumerate(pos.items()):
+        today = p != NONE
+        num = np.where(today, nums[i * n:(i + 1) * n], np.nan)
+        text = np.where(today, texts[i * n:(i + 1) * n], None)
+        out[kind] = Charted(p, num, np.asarray(text, dtype=object))
+    return out
+
+
+def dropped(ward: Ward, latest: Mapping[str, np.ndarray], kinds: Sequence[str],
+            gap_days: float) -> np.ndarray:
+    """Per grid row: True when the prompt for an input answered by any of `kinds` is dropped:
+    the input was charted before but its last charting day (floored) is more than `gap_days`
+    days before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
+    days, last = ward.tables["observations"].day, np.full(len(ward.days), np.nan)
+    for kind in kinds:
+        at = latest[kind]
+        if len(days):
+            last = np.fmax(last, np.where(at != NONE, days[np.maximum(at, 0)], np.nan))
+    return np.asarray(np.floor(last) < ward.days["day"].to_numpy() - gap_days)
+
+
+def dropped_column(prompt: str) -> str:
+    """The judged column saying where `prompt` is dropped (see `dropped`)."""
+    return f"dropped: {prompt}"
+
+
+def current_prompts(row: Mapping[str, Any], missing: Sequence[str]) -> list[str]:
+    """The missing-input prompts still worth showing on a judged row; prompts the rule gave
+    no `dropped_column` are always kept."""
+    return [m for m in missing if not row.get(dropped_column(m), False)]

@@ -6,15 +6,22 @@ import pytest
 
 from core.rules import icans
 from core.rules.base import Status, Thresholds
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
 ADULT = {"birth_year": 1970}
 CHILD = {"birth_year": 2019}  # 7 years old in 2026
 
 
+def evaluate(course, t):
+    """The rule through the engine, with the site overrides that `t` holds."""
+    overrides = {icans.RULE.id: {k: t[k] for k in t.overridden}}
+    return evaluate_course(course, icans.RULES, overrides)[0]
+
+
 def grade(obs, patient=ADULT, **kw):
     course = make_course(observations=[(k, 5.4, v) for k, v in obs], **patient, **kw)
-    return icans.evaluate(course, Thresholds(icans.RULE))
+    return evaluate(course, Thresholds(icans.RULE))
 
 
 ICANS_CASES = [
@@ -94,7 +101,7 @@ def test_age_is_taken_at_the_evaluated_day_not_at_infusion():
                          observations=[("ice_score", 10.3, 8),
                                        ("capd_score", 10.3, 0),
                                        ("consciousness", 10.3, "spontaneous")])
-    f = icans.evaluate(course, Thresholds(icans.RULE))  # day 10 = 4 Jan 2027: aged 12
+    f = evaluate(course, Thresholds(icans.RULE))  # day 10 = 4 Jan 2027: aged 12
     assert f.extra["tool"] == "ICE" and f.grade == 1
 
 
@@ -126,20 +133,20 @@ def test_since_day_spans_the_met_days():
     obs = [("ice_score", 4.5, 10), ("ice_score", 5.5, 8), ("consciousness", 5.5, "spontaneous"),
            ("ice_score", 6.5, 6), ("consciousness", 6.5, "spontaneous")]
     course = make_course(observations=obs, **ADULT)
-    f = icans.evaluate(course, Thresholds(icans.RULE))
+    f = evaluate(course, Thresholds(icans.RULE))
     assert (f.grade, f.since_day, f.episode_key) == (2, 5, "since-day-5")
 
 
 def test_after_the_monitoring_phase_icans_stops_asking():
     obs = [(k, d + 0.25, v) for d in range(0, 31)
            for k, v in (("ice_score", 10), ("consciousness", "spontaneous"))]
-    asked = icans.evaluate(make_course(observations=obs, as_of_day=33.9, **ADULT),
-                           Thresholds(icans.RULE))
+    asked = evaluate(make_course(observations=obs, as_of_day=33.9, **ADULT),
+                     Thresholds(icans.RULE))
     assert asked.status is Status.NOT_EVALUABLE and asked.missing == [icans.MISSING_ICE]
-    quiet = icans.evaluate(make_course(observations=obs, as_of_day=34.9, **ADULT),
-                           Thresholds(icans.RULE))
+    quiet = evaluate(make_course(observations=obs, as_of_day=34.9, **ADULT),
+                     Thresholds(icans.RULE))
     assert quiet.status is Status.NOT_EVALUABLE and quiet.missing == []
     assert quiet.extra["outside_monitoring_window"] is True
-    back = icans.evaluate(make_course(observations=obs + [("ice_score", 40.3, 8)],
-                                      as_of_day=40.9, **ADULT), Thresholds(icans.RULE))
+    back = evaluate(make_course(observations=obs + [("ice_score", 40.3, 8)],
+                                as_of_day=40.9, **ADULT), Thresholds(icans.RULE))
     assert back.status is Status.MET and back.grade == 1
