@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
 from core.rules.ctcae import CTCAE_THRESHOLDS, RULES, ctcae_grade
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
 BY_ID = {spec.rule.id: spec for spec in RULES}
@@ -137,8 +138,7 @@ def test_ctcae_grade_refuses_unknown_analyte():
 
 
 def _run(rule_id, course, **overrides):
-    spec = BY_ID[rule_id]
-    return spec.evaluate(course, Thresholds(spec.rule, overrides or None))
+    return evaluate_course(course, [BY_ID[rule_id]], {rule_id: overrides})[0]
 
 
 RULE_CASES = [

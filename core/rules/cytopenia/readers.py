@@ -25,7 +25,7 @@ def _day_before(x: np.ndarray) -> np.ndarray:
 def judged_now(ward: Ward) -> np.ndarray:
     """Per grid row, the course's "now": the row's end, or for a course evaluated without an
     as-of instant (end = inf) its latest day with any data, missing results included (as
-    core.rules.ctcae.current_day); -inf for a course without data."""
+    lab_overdue's); -inf for a course without data."""
     g = ward.days
     end = g["end"].to_numpy(dtype=float)
     if np.isfinite(end).all():

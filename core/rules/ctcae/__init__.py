@@ -1,0 +1,22 @@
+"""CTCAE v5.0 grades of the monitored labs (criteria.md §8), one graded rule per analyte.
+
+- grading: the thresholds as data (CTCAE_THRESHOLDS, DEFAULTS), `ctcae_grade` (one value, the
+  stable function) and `ctcae_grades` (whole arrays, by the same cuts);
+- rules: the rules ctcae_<analyte> (RULES), judged over a whole ward by columns, and
+  `grades_of` (a ward's lab rows graded against given baseline rows);
+- series: course-by-course grading kept only for iec_hs until it is judged by columns.
+"""
+
+from core.rules.ctcae.grading import (
+    ANALYTES_GRADED,
+    CTCAE_THRESHOLDS,
+    DEFAULTS,
+    TERMS,
+    ctcae_grade,
+    ctcae_grades,
+)
+from core.rules.ctcae.rules import RULES, grades_of
+from core.rules.ctcae.series import _Graded, _graded
+
+__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "_Graded",
+           "_graded", "ctcae_grade", "ctcae_grades", "grades_of"]

@@ -1,0 +1,318 @@
+"""CTCAE v5.0 grades of the monitored labs (criteria.md §8): the thresholds and the grading.
+
+The grading follows pharmaverse `admiral` (criteria §8 implementation notes):
+
+- AST/ALT/bilirubin: the "x baseline" column when the baseline is above its ULN, else "x ULN";
+- creatinine: max(ULN-based grade, baseline-based grade); baseline rules exist for grades 2-3;
+- fibrinogen: absolute < 50 mg/dL = grade 4; "% decrease from baseline" clauses only when the
+  value is below LLN; grade = max(LLN-based, decrease-based);
+- counts: grade 1 needs value < LLN, grades 2-4 are absolute; anaemia grades 1-3 only;
+- triglycerides: absolute mg/dL bands.
+
+Every number lives in a `Threshold` row. `ctcae_grade` grades one value (the stable function
+other rules call); `ctcae_grades` grades whole arrays by the same cuts, for the rules judged by
+columns. Both read the threshold values from a mapping (the code defaults, or a rule's
+`Thresholds` with site overrides). A cut computed as multiple x limit is compared exactly
+(1.5 x 1.2 = 1.8): "above" is strictly above unless math.isclose(rel_tol=1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TypeGuard
+
+import numpy as np
+
+from core.rules.base import Threshold
+from core.vocabulary.units import Evidence
+
+C = Evidence.C
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds as data (criteria §8, all [C])
+# ---------------------------------------------------------------------------------------------
+
+
+def _t(key: str, value: float, unit: str, op: str, description: str) -> Threshold:
+    return Threshold(key=key, value=value, unit=unit, evidence=C, description=description, op=op)
+
+
+def _ladder(prefix: str, unit: str, op: str, text: str, values: tuple[float, ...],
+            first: int = 1, first_text: str = "") -> tuple[Threshold, ...]:
+    """Rows <prefix>_g<first>, <prefix>_g<first + 1>, ... of `values`, each described as
+    "grade g <text>" (the first row as `first_text` when given)."""
+    return tuple(_t(f"{prefix}_g{g}", v, unit, op,
+                    first_text if g == first and first_text else f"grade {g} {text}")
+                 for g, v in enumerate(values, first))
+
+
+def _liver(g1_base: float, g1_base_op: str, uln: tuple[float, float, float, float],
+           base: tuple[float, float, float]) -> tuple[Threshold, ...]:
+    return (
+        *_ladder("uln", "x ULN", ">", "above this multiple of ULN", uln,
+                 first_text="grade 1 above this multiple of ULN (normal baseline)"),
+        _t("base_g1", g1_base, "x baseline", g1_base_op,
+           "grade 1 from this multiple of baseline (baseline above ULN)"),
+        *_ladder("base", "x baseline", ">", "above this multiple of baseline", base, first=2),
+    )
+
+
+def _counts(unit: str, *values: float) -> tuple[Threshold, ...]:
+    return _ladder("abs", unit, "<", "below this value", values, first=2,
+                   first_text="grade 2 below this value (grade 1: below LLN)")
+
+
+CTCAE_THRESHOLDS: dict[str, tuple[Threshold, ...]] = {
+    "ast": _liver(1.5, ">=", (1.0, 3.0, 5.0, 20.0), (3.0, 5.0, 20.0)),
+    "alt": _liver(1.5, ">=", (1.0, 3.0, 5.0, 20.0), (3.0, 5.0, 20.0)),
+    "bilirubin": _liver(1.0, ">", (1.0, 1.5, 3.0, 10.0), (1.5, 3.0, 10.0)),
+    "creatinine": (
+        *_ladder("uln", "x ULN", ">", "above this multiple of ULN", (1.0, 1.5, 3.0, 6.0),
+                 first_text="grade 1 above ULN"),
+        *_ladder("base", "x baseline", ">", "above this multiple of baseline", (1.5, 3.0),
+                 first=2),
+    ),
+    "fibrinogen": (
+        *_ladder("lln", "x LLN", "<", "below this multiple of LLN", (1.0, 0.75, 0.5, 0.25),
+                 first_text="grade 1 below LLN"),
+        _t("abs_g4", 50.0, "mg/dL", "<", "grade 4 below this absolute value"),
+        *_ladder("drop", "% decrease", ">=", "from this decrease from baseline",
+                 (25.0, 50.0, 75.0), first=2,
+                 first_text="grade 2 from this decrease from baseline (value below LLN)"),
+    ),
+    "anc": _counts("10^9/L", 1.5, 1.0, 0.5),
+    "platelets": _counts("10^9/L", 75.0, 50.0, 25.0),
+    "hemoglobin": _counts("g/dL", 10.0, 8.0),
+    "alc": _counts("10^9/L", 0.8, 0.5, 0.2),
+    "wbc": _counts("10^9/L", 3.0, 2.0, 1.0),
+    "triglycerides": (
+        _t("abs_g1", 150.0, "mg/dL", ">=", "grade 1 from this value"),
+        *_ladder("abs", "mg/dL", ">", "above this value", (300.0, 500.0, 1000.0), first=2),
+    ),
+}
+
+DEFAULTS: dict[str, dict[str, float]] = {
+    a: {t.key: t.value for t in rows} for a, rows in CTCAE_THRESHOLDS.items()
+}
+
+TERMS: dict[str, str] = {
+    "ast": "Aspartate aminotransferase increased",
+    "alt": "Alanine aminotransferase increased",
+    "bilirubin": "Blood bilirubin increased",
+    "creatinine": "Creatinine increased",
+    "fibrinogen": "Fibrinogen decreased",
+    "anc": "Neutrophil count decreased",
+    "platelets": "Platelet count decreased",
+    "hemoglobin": "Anemia",
+    "alc": "Lymphocyte count decreased",
+    "wbc": "White blood cell decreased",
+    "triglycerides": "Hypertriglyceridemia",
+}
+ANALYTES_GRADED = tuple(TERMS)
+RISE = ("ast", "alt", "bilirubin")
+NEEDS_BASELINE = ("ast", "alt", "bilirubin", "creatinine", "fibrinogen")
+
+# threshold keys per column, worst grade first ("uln" -> ((4, "uln_g4"), ..., (1, "uln_g1")))
+_KEYS = {p: tuple((g, f"{p}_g{g}") for g in (4, 3, 2, 1))
+         for p in ("uln", "base", "lln", "abs", "drop")}
+
+# ---------------------------------------------------------------------------------------------
+# One value (stable contract)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ok(x: float | None) -> TypeGuard[float]:
+    # not None and not a float NaN (x != x only for NaN; tested first as the cheap case)
+    return x is not None and (x == x or not isinstance(x, float))
+
+
+def _gt(a: float, b: float) -> bool:
+    """a > b, with a cut computed as multiple x limit compared exactly (1.5 x 1.2 = 1.8)."""
+    return a > b and not math.isclose(a, b, rel_tol=1e-9)
+
+
+def _ge(a: float, b: float) -> bool:
+    return a > b or math.isclose(a, b, rel_tol=1e-9)
+
+
+def _above(value: float, ref: float, t: Mapping[str, float], prefix: str,
+           g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)) -> int:
+    for g, key in _KEYS[prefix]:
+        if g not in grades:
+            continue
+        cut = t[key] * ref
+        if _gt(value, cut) or (g == 1 and g1_inclusive and _ge(value, cut)):
+            return g
+    return 0
+
+
+def ctcae_grade(
+    analyte: str,
+    value: float,
+    uln: float | None,
+    lln: float | None,
+    baseline: float | None,
+    baseline_uln: float | None = None,
+    baseline_lln: float | None = None,
+    t: Mapping[str, float] | None = None,
+) -> int | None:
+    """CTCAE v5.0 grade (0-4; anaemia 0-3) of one lab value, or None when not gradable.
+
+    Parameters are in the analyte's canonical unit (core/vocabulary/units.py). `baseline_uln` /
+    `baseline_lln` are the reference limits of the baseline sample (default: `uln` / `lln`).
+    `t` overrides the threshold values (keys as in CTCAE_THRESHOLDS[analyte]).
+    A baseline that is unknown is treated as normal (the "x ULN" columns apply).
+    """
+    if analyte not in DEFAULTS:
+        raise KeyError(f"no CTCAE grading for analyte {analyte!r}")
+    if not _ok(value):
+        return None
+    t = DEFAULTS[analyte] if t is None else t
+    b_uln = uln if baseline_uln is None else baseline_uln
+    del baseline_lln  # part of the contract; §8 bases fibrinogen clauses on the value's LLN
+    base = baseline if _ok(baseline) and baseline > 0 else None  # None: no usable baseline
+
+    if analyte in RISE:
+        if base is not None and _ok(b_uln) and base > b_uln:
+            return _above(value, base, t, "base", g1_inclusive=analyte != "bilirubin")
+        return _above(value, uln, t, "uln") if _ok(uln) else None
+
+    if analyte == "creatinine":
+        by_uln = _above(value, uln, t, "uln") if _ok(uln) else None
+        by_base = (_above(value, base, t, "base", grades=(3, 2))
+                   if base is not None else None)
+        if by_uln is None:
+            # Without ULN only baseline grades 2-3 are knowable; below them it is unknown.
+            return by_base if by_base else None
+        return max(by_uln, by_base or 0)
+
+    if analyte == "fibrinogen":
+        if _gt(t["abs_g4"], value):
+            return 4
+        if not _ok(lln):
+            return None
+        by_lln = 0
+        for g, key in _KEYS["lln"]:
+            if _gt(t[key] * lln, value):
+                by_lln = g
+                break
+        by_drop = 0
+        if _gt(lln, value) and base is not None and value < base:
+            drop = 100.0 * (base - value) / base
+            by_drop = 1
+            for g, key in _KEYS["drop"][:3]:
+                if _ge(drop, t[key]):
+                    by_drop = g
+                    break
+        return max(by_lln, by_drop)
+
+    if analyte == "triglycerides":
+        for g, key in _KEYS["abs"][:3]:
+            if _gt(value, t[key]):
+                return g
+        return 1 if _ge(value, t["abs_g1"]) else 0
+
+    # blood counts (anc, platelets, hemoglobin, alc, wbc)
+    for g, key in _KEYS["abs"][:3]:
+        if key in t and _gt(t[key], value):
+            return g
+    if not _ok(lln):
+        return None
+    return 1 if _gt(lln, value) else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole arrays, by the same cuts (NaN stands for None: a missing limit, baseline or grade)
+# ---------------------------------------------------------------------------------------------
+
+
+def _close(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """math.isclose(a, b, rel_tol=1e-9) of each element (infinities close only to
+    themselves, NaN to nothing)."""
+    with np.errstate(invalid="ignore"):
+        near = np.abs(a - b) <= 1e-9 * np.maximum(np.abs(a), np.abs(b))
+    return (a == b) | (np.isfinite(a) & np.isfinite(b) & near)
+
+
+def _gts(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """_gt of each element."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return (a > b) & ~_close(a, b)
+
+
+def _ges(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """_ge of each element."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return (a > b) | _close(a, b)
+
+
+def _above_all(value: np.ndarray, ref: np.ndarray, t: Mapping[str, float], prefix: str,
+               g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)
+               ) -> np.ndarray:
+    """_above of each element: the worst grade whose cut the value is above (0: none)."""
+    out = np.zeros(len(value))
+    for g, key in reversed(_KEYS[prefix]):  # grade 1 first: a worse grade reached overwrites
+        if g in grades:
+            cut = t[key] * ref
+            hit = _gts(value, cut) | (_ges(value, cut) if g == 1 and g1_inclusive else False)
+            out[hit] = g
+    return out
+
+
+def ctcae_grades(analyte: str, value: np.ndarray, uln: np.ndarray, lln: np.ndarray,
+                 baseline: np.ndarray | float = np.nan,
+                 baseline_uln: np.ndarray | float = np.nan,
+                 t: Mapping[str, float] | None = None) -> np.ndarray:
+    """`ctcae_grade` of every element (arrays of one length, or scalars), as floats with NaN
+    where a value is not gradable. A NaN limit or baseline is one not known (None there);
+    a NaN `baseline_uln` falls back to the value's `uln`, as None does in ctcae_grade."""
+    if analyte not in DEFAULTS:
+        raise KeyError(f"no CTCAE grading for analyte {analyte!r}")
+    t = DEFAULTS[analyte] if t is None else t
+    value, uln, lln, baseline, baseline_uln = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(x, dtype=float))
+          for x in (value, uln, lln, baseline, baseline_uln)))
+    with np.errstate(invalid="ignore"):
+        base = np.where(baseline > 0, baseline, np.nan)  # NaN: no usable baseline
+    has_uln, has_lln, has_base = ~np.isnan(uln), ~np.isnan(lln), ~np.isnan(base)
+
+    if analyte in RISE:
+        b_uln = np.where(np.isnan(baseline_uln), uln, baseline_uln)
+        by_base = has_base & (base > np.nan_to_num(b_uln, nan=np.inf))
+        out = np.where(by_base,
+                       _above_all(value, base, t, "base", g1_inclusive=analyte != "bilirubin"),
+                       np.where(has_uln, _above_all(value, uln, t, "uln"), np.nan))
+
+    elif analyte == "creatinine":
+        by_base_g = np.where(has_base, _above_all(value, base, t, "base", grades=(3, 2)), 0.0)
+        # without ULN only baseline grades 2-3 are knowable; below them it is unknown
+        out = np.where(has_uln, np.maximum(_above_all(value, uln, t, "uln"), by_base_g),
+                       np.where(by_base_g > 0, by_base_g, np.nan))
+
+    elif analyte == "fibrinogen":
+        by_lln = np.zeros(len(value))
+        for g, key in reversed(_KEYS["lln"]):
+            by_lln[_gts(t[key] * lln, value)] = g
+        with np.errstate(invalid="ignore", over="ignore"):
+            drops = _gts(lln, value) & has_base & (value < base)
+            drop = 100.0 * (base - value) / base
+        by_drop = np.where(drops, 1.0, 0.0)
+        for g, key in reversed(_KEYS["drop"][:3]):
+            by_drop[drops & _ges(drop, t[key])] = g
+        out = np.where(_gts(t["abs_g4"], value), 4.0,
+                       np.where(has_lln, np.maximum(by_lln, by_drop), np.nan))
+
+    elif analyte == "triglycerides":
+        out = np.where(_ges(value, t["abs_g1"]), 1.0, 0.0)
+        for g, key in reversed(_KEYS["abs"][:3]):
+            out[_gts(value, t[key])] = g
+
+    else:  # blood counts (anc, platelets, hemoglobin, alc, wbc)
+        out = np.where(has_lln, np.where(_gts(lln, value), 1.0, 0.0), np.nan)
+        for g, key in reversed(_KEYS["abs"][:3]):
+            if key in t:
+                out[_gts(t[key], value)] = g
+
+    out[np.isnan(value)] = np.nan
+    return out
