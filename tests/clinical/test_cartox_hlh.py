@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.rules import hlh
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
 SPEC = next(s for s in hlh.RULES if s.rule.id == "cartox_hlh")
@@ -14,8 +15,7 @@ DAY4 = [("ferritin", 4.3, 15_000), ("ast", 6.3, 250, 10, 40),
 
 
 def run(labs, obs=None, **kw):
-    return SPEC.evaluate(make_course(labs=labs, observations=obs, **kw),
-                         Thresholds(SPEC.rule))
+    return evaluate_course(make_course(labs=labs, observations=obs, **kw), [SPEC])[0]
 
 
 def test_worked_example_day_6_is_possible_but_incomplete():

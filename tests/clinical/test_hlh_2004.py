@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.rules import hlh
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 from core.vocabulary.units import convert
 
@@ -16,8 +17,7 @@ EXAMPLE = [("hemoglobin", 5.3, 8.5), ("platelets", 5.3, 40), ("anc", 5.3, 0.4),
 
 
 def run(labs, obs=(("temperature", 5.3, 39.0),)):
-    return SPEC.evaluate(make_course(labs=labs, observations=list(obs)),
-                         Thresholds(SPEC.rule))
+    return evaluate_course(make_course(labs=labs, observations=list(obs)), [SPEC])[0]
 
 
 # The rule's outcome: 5 of 8 criteria met fires; fewer met with every criterion evaluated

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.rules import hlh
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
+from core.rules.engine import evaluate_course, replay_course
 from core.vocabulary.course import make_course
 from core.vocabulary.units import convert
 
@@ -18,8 +19,16 @@ EXAMPLE_OBS = [("immunosuppression", 5.3, 1), ("temperature", 5.3, 39.0),
                ("organomegaly", 5.3, "none")]
 
 
+def evaluate(course, overrides=None):
+    return evaluate_course(course, [SPEC], {SPEC.rule.id: overrides or {}})[0]
+
+
+def replay(course, days):
+    return [found for _, (found,) in replay_course(course, [SPEC], days=days)]
+
+
 def run(labs=EXAMPLE_LABS, obs=EXAMPLE_OBS):
-    return SPEC.evaluate(make_course(labs=labs, observations=obs), Thresholds(SPEC.rule))
+    return evaluate(make_course(labs=labs, observations=obs))
 
 
 def test_worked_example_scores_228():
@@ -117,8 +126,7 @@ H = 1 / 24
 def temp_course(*temps):
     obs = [x for x in EXAMPLE_OBS if x[0] != "temperature"]
     obs += [("temperature", day, value) for day, value in temps]
-    return SPEC.evaluate(make_course(labs=EXAMPLE_LABS, observations=obs, as_of_day=AS_OF),
-                         Thresholds(SPEC.rule))
+    return evaluate(make_course(labs=EXAMPLE_LABS, observations=obs, as_of_day=AS_OF))
 
 
 @pytest.mark.parametrize(
@@ -159,11 +167,10 @@ def test_temperature_window_follows_the_replayed_day():
     obs += [("temperature", 4.9, 39.8), ("temperature", 5.2, 37.0)]
     labs = [(a, 4.2, v) for a, _d, v in EXAMPLE_LABS]
     course = make_course(labs=labs, observations=obs)
-    day4, day5 = SPEC.replay(course, Thresholds(SPEC.rule), [4, 5])
+    day4, day5 = replay(course, [4, 5])
     assert day4.extra["breakdown"]["temperature"] == 49
     assert day5.extra["breakdown"]["temperature"] == 0
-    evaluated = SPEC.evaluate(make_course(labs=labs, observations=obs, as_of_day=5.95),
-                              Thresholds(SPEC.rule))
+    evaluated = evaluate(make_course(labs=labs, observations=obs, as_of_day=5.95))
     assert evaluated.extra["breakdown"] == day5.extra["breakdown"]
 
 
@@ -211,8 +218,7 @@ OUTCOME_CASES = [
 
 @pytest.mark.parametrize(("labs", "obs", "overrides", "score", "status"), OUTCOME_CASES)
 def test_hscore_outcome(labs, obs, overrides, score, status):
-    f = SPEC.evaluate(make_course(labs=labs, observations=obs),
-                      Thresholds(SPEC.rule, overrides))
+    f = evaluate(make_course(labs=labs, observations=obs), overrides)
     assert (f.score, f.status) == (score, Status(status))
     assert f.extra["above_169"] is (status == "met")
 

@@ -1,13 +1,25 @@
-"""CARTOX HLH/MAS (Neelapu 2018, criteria.md §2): peak ferritin in days 0-5 plus organ items."""
+"""CARTOX HLH/MAS (Neelapu 2018, criteria.md §2): peak ferritin in days 0-5 plus organ items.
+
+On each course-day, as of the day's end: entry = the peak ferritin of days 0-5 above 10,000;
+then 2 of 4 items, each from the worst value since day 0: liver (CTCAE grade >= 3 of
+bilirubin, AST or ALT, counted once), kidney (creatinine grade >= 3 or oliguria grade >= 3),
+lung (pulmonary oedema grade >= 3) and haemophagocytosis. The grades are
+core.rules.ctcae's, with the thresholds of the ctcae_<analyte> rules in force.
+"""
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
     EvidenceItem,
     Finding,
+    Inputs,
     Rule,
     RuleSpec,
     Severity,
@@ -15,25 +27,21 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
+from core.rules.ctcae import ctcae_grades
+from core.rules.frames import NONE, Ward
 from core.rules.hlh.criteria import (
     C2,
-    MET,
-    NE,
-    NOT_MET,
-    WORD,
-    Builder,
-    DayFindings,
-    Item,
-    Reader,
+    Series,
     U,
-    ctcae_rule,
-    daily_rule,
-    day_findings,
-    running_max,
+    all_of,
+    any_of,
+    as_of,
+    first_max,
+    n_of,
+    status,
+    statuses,
+    tri,
 )
-from core.rules.reading import baseline, course_index
-from core.rules.stretches import configured_thresholds, memo, thresholds_key
-from core.vocabulary.course import Course
 
 CARTOX = Rule(
     id="cartox_hlh",
@@ -75,162 +83,151 @@ CARTOX = Rule(
 )
 
 
-def _worst_ctcae_table(course: Course, analyte: str, start: float = 0.0
-                       ) -> tuple[list[int], list[int | None]]:
-    """The worst CTCAE grade of `analyte` from day `start` on, for every count of its values:
-    (worst[n] = index of the worst among the first n, -1 if none; the grade of each value)."""
-    from core.rules import ctcae
-
-    s = course_index(course).labs[analyte]
-    tc = configured_thresholds(course, ctcae_rule(analyte))
-    b = baseline(course, analyte)
-
-    def build() -> tuple[list[int], list[int | None]]:
-        i0 = bisect.bisect_left(s.days, start)
-        grades: list[int | None] = [None] * len(s.days)
-        for i in range(i0, len(s.days)):
-            v = s.at(i)
-            grades[i] = ctcae.ctcae_grade(
-                analyte, v.value, v.ref_high, v.ref_low,
-                None if b is None or b is v else b.value,
-                baseline_uln=None if b is None else b.ref_high,
-                baseline_lln=None if b is None else b.ref_low, t=tc)
-        return running_max(grades), grades
-
-    return memo(course, ("hlh_ctcae_worst", analyte, start, None if b is None else b.day,
-                         thresholds_key(tc)), build)
+LIVER = ("bilirubin", "ast", "alt")
+GRADED = (*LIVER, "creatinine")
+ITEMS = ("liver", "kidney", "lung", "hemophagocytosis")
+# the CTCAE rules whose thresholds in force grade the organ items
+READS = tuple(f"ctcae_{a}" for a in GRADED)
+MISSING = {
+    "liver": "log bilirubin, AST and ALT",
+    "kidney": "log creatinine (or an oliguria grade)",
+    "lung": "record the pulmonary oedema grade (0 if none)",
+    "hemophagocytosis": "record the marrow/tissue haemophagocytosis result, if a biopsy was "
+                        "done",
+}
 
 
-def _worst_obs_table(r: Reader, kind: str) -> list[int]:
-    """For every count of `kind` observations: the index of the highest number among them
-    from day 0 on (-1 if none)."""
-    s = r.obs.get(kind)
-    if s is None:
-        return [-1]
-    return running_max([None if x != x else x for x in s.nums], bisect.bisect_left(s.days, 0.0))
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+    """Per grid row: entry and the four items (1 met, 0 not met, NaN not evaluable), the
+    status, the grade of each worst value (`grade_<analyte or kind>`) and the positions
+    (`at_<input>`, in ward.labs / ward.observations) of the values that decide them."""
+    # the values that decide, from day 0 on: the peak ferritin of days 0-5, each analyte's
+    # worst-graded value, the worst oliguria and oedema grades, haemophagocytosis
+    ferritin = Series.lab(ward, "ferritin")
+    cap = t["entry_window_end_day"] + 1.0 - 1e-6  # the end of day 5
+    peak = first_max(ferritin.value, ferritin.first_from(0.0),
+                     ferritin.latest(np.minimum(as_of(ward), cap)))
+    worst_lab = {a: worst_grade(ward, a, inputs.thresholds[f"ctcae_{a}"]) for a in GRADED}
+    obs = {k: Series.observation(ward, k) for k in ("oliguria", "pulmonary_edema",
+                                                    "hemophagocytosis")}
+    worst = {k: first_max(obs[k].value, obs[k].first_from(0.0), obs[k].latest())
+             for k in ("oliguria", "pulmonary_edema")}
+    hemo = first_yes_else_latest(obs["hemophagocytosis"])
+    grade = {**{a: g for a, (_, g) in worst_lab.items()},
+             **{k: obs[k].values(worst[k]) for k in worst}}
+
+    def organ(g: np.ndarray) -> np.ndarray:
+        """An organ item: met at a grade >= organ_grade_min."""
+        return tri(~np.isnan(g), g >= t["organ_grade_min"])
+
+    entry = tri(peak != NONE, ferritin.values(peak) > t["entry_ferritin"])
+    items = {
+        "liver": any_of(*(organ(grade[a]) for a in LIVER)),  # counts once
+        "kidney": any_of(organ(grade["creatinine"]), organ(grade["oliguria"])),
+        "lung": organ(grade["pulmonary_edema"]),
+        "hemophagocytosis": tri(hemo != NONE, obs["hemophagocytosis"].values(hemo) >= 1),
+    }
+    met = all_of(entry, n_of(t["items_required"], *items.values()))
+    positions = {"ferritin": ferritin.frame_pos(peak),
+                 **{a: at for a, (at, _) in worst_lab.items()},
+                 **{k: obs[k].frame_pos(worst[k]) for k in worst},
+                 "hemophagocytosis": obs["hemophagocytosis"].frame_pos(hemo)}
+    return pd.DataFrame({"status": statuses(met), "entry": entry, **items,
+                         **{f"grade_{k}": g for k, g in grade.items()},
+                         **{f"at_{k}": p for k, p in positions.items()}})
 
 
-_LIVER = ("bilirubin", "ast", "alt")
-_GRADED = (*_LIVER, "creatinine")
+def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid row: the position in ward.labs of the analyte's worst-graded value from day 0
+    on (the first of equal grades; NONE: none gradable) and its CTCAE grade (NaN), each value
+    graded against the baseline known at the row's end (a value that is the baseline itself
+    against none).
+
+    The rows of a course with one baseline (all of them once it settles) share one grading:
+    the course's values from day 0 up to the latest of those rows, graded once each."""
+    s = Series.lab(ward, analyte)
+    lo, hi, base = s.first_from(0.0), s.latest(), ward.baseline(analyte)
+    n = len(hi)
+    at, grade = np.full(n, NONE, dtype=np.int64), np.full(n, np.nan)
+    rows = np.flatnonzero((hi != NONE) & (hi >= lo))
+    if not len(rows):
+        return at, grade
+    key, b = ward.grid_keys[rows], base[rows]
+    fresh = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
+    stretch = np.repeat(np.arange(len(fresh)), np.diff(np.r_[fresh, len(rows)]))
+    # the values each stretch grades (lo..its last row's latest), one after the other
+    s_lo, s_b = lo[rows][fresh], b[fresh]
+    length = np.maximum.reduceat(hi[rows], fresh) - s_lo + 1
+    offset = np.r_[0, np.cumsum(length)[:-1]]
+    of = np.repeat(np.arange(len(fresh)), length)
+    pos = s.pos[s_lo[of] + np.arange(length.sum()) - offset[of]]
+    vb = s_b[of]
+    low, high, _ = ward.lab_limits
+    values = ward.lab_values
+    has_b = vb != NONE
+    g = ctcae_grades(analyte, values[pos], high[pos], low[pos],
+                     np.where(has_b & (vb != pos), values[np.maximum(vb, 0)], np.nan),
+                     np.where(has_b, high[np.maximum(vb, 0)], np.nan), tc)
+    start = offset[stretch]
+    best = first_max(g, start, start + hi[rows] - s_lo[stretch])
+    at[rows], grade[rows] = pos[best], g[best]
+    return at, grade
 
 
-def _cartox_findings(course: Course, t: Thresholds) -> DayFindings:
-    # The organ grades depend on each analyte's baseline (which a day view cut before the
-    # baseline draw sees differently) and on the CTCAE thresholds in force: both are in the key.
-    deps = []
-    for a in _GRADED:
-        b = baseline(course, a)
-        tc = configured_thresholds(course, ctcae_rule(a))
-        deps.append((None if b is None else b.day, thresholds_key(tc)))
-    return day_findings(course, (CARTOX.id, thresholds_key(t), *deps),
-                        lambda r: _cartox_builder(course, r, t))
+def first_yes_else_latest(s: Series) -> np.ndarray:
+    """Per grid row: the first 'yes' of the series from day 0 on, else its latest from
+    day 0 on (NONE: none)."""
+    lo, hi = s.first_from(0.0), s.latest()
+    first = first_max((s.value >= 1).astype(float), lo, hi)
+    yes = first != NONE
+    yes[yes] = s.value[first[yes]] >= 1
+    return np.where(yes, first, np.where((hi != NONE) & (hi >= lo), hi, NONE))
 
 
-def _cartox_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
-    """CARTOX from the values that decide it: the ferritin peak of days 0-5, the worst-graded
-    bilirubin/AST/ALT/creatinine, the worst oliguria and oedema grades, and the
-    haemophagocytosis result (the first 'yes' from day 0, else the latest 'no')."""
-    worst = {a: _worst_ctcae_table(course, a) if a in r.labs else ([-1], []) for a in _GRADED}
-    ferritin = r.labs.get("ferritin")
-    peak = [-1] if ferritin is None else running_max(
-        ferritin.vals, bisect.bisect_left(ferritin.days, 0.0))
-    hemo = r.obs.get("hemophagocytosis")
-    hemo_table = [-1]
-    if hemo is not None:
-        h0, first_yes = bisect.bisect_left(hemo.days, 0.0), None
-        for n in range(1, len(hemo.days) + 1):
-            if first_yes is None and n > h0 and hemo.nums[n - 1] >= 1:
-                first_yes = n - 1
-            hemo_table.append(first_yes if first_yes is not None else (n - 1 if n > h0 else -1))
-    inputs = [
-        r.lab_input("ferritin", peak, cap=t["entry_window_end_day"] + 1.0 - 1e-6),
-        *[r.lab_input(a, worst[a][0]) for a in _GRADED],
-        r.obs_input("oliguria", _worst_obs_table(r, "oliguria")),
-        r.obs_input("pulmonary_edema", _worst_obs_table(r, "pulmonary_edema")),
-        r.obs_input("hemophagocytosis", hemo_table),
-    ]
-    g_min, ed = t["organ_grade_min"], t["entry_window_end_day"]
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The row's finding: entry and items with their evidence, what to log for the ones not
+    evaluable."""
+    entry, verdict = status(row["entry"]), Status(row["status"])
+    items = {i: status(row[i]) for i in ITEMS}
+    ed, g_min = t["entry_window_end_day"], t["organ_grade_min"]
+    ev: list[EvidenceItem] = []
+    missing: list[str] = []
+    if entry is Status.NOT_EVALUABLE:
+        missing.append(f"log ferritin during days 0-{ed:g}")
+    else:
+        ev.append(ward.lab_evidence(int(row["at_ferritin"]), (
+            f"peak ferritin days 0-{ed:g} {'>' if entry is Status.MET else '<='} "
+            f"{t['entry_ferritin']:g}")))
 
-    def grade(a: str, j: int) -> int | None:
-        g = worst[a][1][j] if j >= 0 else None
-        return None if g is None else int(g)
+    def grade(a: str) -> int | None:
+        g = row[f"grade_{a}"]
+        return None if g != g else int(g)
 
-    def finding(j_peak: int, j_bili: int, j_ast: int, j_alt: int, j_creat: int, j_olig: int,
-                j_edema: int, j_hemo: int) -> Finding:
-        ev: list[EvidenceItem] = []
-        missing: list[str] = []
-        peak_v = r.lab("ferritin", j_peak)
-        if peak_v is None:
-            entry = NE
-            missing.append(f"log ferritin during days 0-{ed:g}")
-        else:
-            entry = MET if peak_v.value > t["entry_ferritin"] else NOT_MET
-            ev.append(peak_v.evidence(f"peak ferritin days 0-{ed:g} "
-                                      f"{'>' if entry is MET else '<='} {t['entry_ferritin']:g}"))
-        items: dict[str, Item] = {}
-        # 1. liver
-        liver: list[Status] = []
-        liver_ev = []
-        for a, j in zip(_LIVER, (j_bili, j_ast, j_alt), strict=True):
-            g = grade(a, j)
-            if g is None:
-                liver.append(NE)
-                continue
-            liver.append(MET if g >= g_min else NOT_MET)
-            if g >= g_min:
-                liver_ev.append(r.labs[a].at(j).evidence(f"CTCAE grade {g} (>= {g_min:g})"))
-        st = MET if MET in liver else (NOT_MET if NOT_MET in liver else NE)
-        items["liver"] = Item(st, liver_ev, "log bilirubin, AST and ALT")
-        # 2. kidney: creatinine or oliguria
-        g = grade("creatinine", j_creat)
-        olig = r.observation("oliguria", j_olig)
-        kid_ev = []
-        if g is not None:
-            kid_ev.append(r.labs["creatinine"].at(j_creat).evidence(f"creatinine CTCAE grade {g}"))
-        if olig is not None:
-            kid_ev.append(olig.evidence(f"oliguria grade {olig.num:g}"))
-        if (g is not None and g >= g_min) or (olig is not None and (olig.num or 0) >= g_min):
-            st = MET
-        elif g is not None or olig is not None:
-            st = NOT_MET
-        else:
-            st = NE
-        items["kidney"] = Item(st, kid_ev, "log creatinine (or an oliguria grade)")
-        # 3. pulmonary oedema, 4. haemophagocytosis
-        pe = r.observation("pulmonary_edema", j_edema)
-        items["lung"] = Item(NE, [], "record the pulmonary oedema grade (0 if none)") \
-            if pe is None else Item(MET if (pe.num or 0) >= g_min else NOT_MET,
-                                    [pe.evidence(f"pulmonary oedema grade {pe.num:g}")])
-        o = r.observation("hemophagocytosis", j_hemo)
-        if o is None:
-            items["hemophagocytosis"] = Item(NE, [], "record the marrow/tissue "
-                                                     "haemophagocytosis result, if a biopsy "
-                                                     "was done")
-        else:
-            items["hemophagocytosis"] = Item(MET if o.is_yes else NOT_MET, [o.evidence(
-                "haemophagocytosis reported" if o.is_yes else "no haemophagocytosis")])
-        n_met = sum(i.status is MET for i in items.values())
-        n_ne = sum(i.status is NE for i in items.values())
-        need = t["items_required"]
-        for i in items.values():
-            ev += i.evidence
-            if i.status is NE and i.missing:
-                missing.append(i.missing)
-        if entry is NOT_MET or n_met + n_ne < need:
-            status = NOT_MET
-        elif entry is MET and n_met >= need:
-            status = MET
-        else:
-            status = NE
-        extra = {
-            "entry": WORD[entry], "items": {k: WORD[i.status] for k, i in items.items()},
-            "items_met": n_met, "items_not_evaluable": n_ne,
-        }
-        if status is NE and entry is MET:
-            extra["summary"] = "possible, incomplete"
-        return Finding(CARTOX.id, status, evidence=ev, missing=missing, extra=extra)
-
-    return inputs, finding
+    for a in LIVER:  # the liver tests that qualify
+        g = grade(a)
+        if g is not None and g >= g_min:
+            ev.append(ward.lab_evidence(int(row[f"at_{a}"]), f"CTCAE grade {g} (>= {g_min:g})"))
+    g = grade("creatinine")
+    if g is not None:
+        ev.append(ward.lab_evidence(int(row["at_creatinine"]), f"creatinine CTCAE grade {g}"))
+    for kind, what in (("oliguria", "oliguria"), ("pulmonary_edema", "pulmonary oedema")):
+        if row[f"at_{kind}"] != NONE:
+            ev.append(ward.observation_evidence(int(row[f"at_{kind}"]),
+                                                f"{what} grade {row[f'grade_{kind}']:g}"))
+    if items["hemophagocytosis"] is not Status.NOT_EVALUABLE:
+        ev.append(ward.observation_evidence(int(row["at_hemophagocytosis"]), (
+            "haemophagocytosis reported" if items["hemophagocytosis"] is Status.MET
+            else "no haemophagocytosis")))
+    missing += [MISSING[i] for i, s in items.items() if s is Status.NOT_EVALUABLE]
+    n_met = sum(s is Status.MET for s in items.values())
+    n_ne = sum(s is Status.NOT_EVALUABLE for s in items.values())
+    extra: dict[str, Any] = {
+        "entry": str(entry), "items": {i: str(s) for i, s in items.items()},
+        "items_met": n_met, "items_not_evaluable": n_ne,
+    }
+    if verdict is Status.NOT_EVALUABLE and entry is Status.MET:
+        extra["summary"] = "possible, incomplete"
+    return Finding(CARTOX.id, verdict, evidence=ev, missing=missing, extra=extra)
 
 
-RULES: tuple[RuleSpec, ...] = (daily_rule(CARTOX, _cartox_findings),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(CARTOX, judge=judge, explain=explain, reads=READS),)

@@ -1,226 +1,187 @@
-"""What the HLH-type rules share: evidence and status shorthands, the criterion item, and
-reading a course as of any instant (inputs located by bisection, findings cached by the
-positions that decide them) with `daily_rule`, the spec every rule here uses; `ctcae_rule`
-(the CTCAE rule of an analyte) serves cartox and iec_hs.
+"""What the HLH-type rules share: tri-state criteria over a ward's grid, and the readers of
+the values that decide them.
+
+A criterion is judged on every grid row (course-day) of the ward at once, as an array of
+1.0 (met), 0.0 (not met) or NaN (not evaluable: its input is missing), criteria.md §0.2.
+`tri` makes one from a test of a value, and `n_of`, `any_of`, `all_of` combine them, as
+"5 of 8", "liver counts once", "entry and 2 of 4" say. `status` names them.
+
+`Series` reads the rows of one analyte or observation kind: the latest known at each row's
+as-of instant (`as_of`), the first from a day on, and `first_max`, the position of the first
+highest value in a range of them (a window, a day, days 0-5). Positions are into the series
+(NONE = -1); `.pos` maps them to the ward's frame, whose rows make the evidence.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from core.rules.base import (
-    EvidenceItem,
-    Finding,
-    Rule,
-    RuleSpec,
-    Status,
-    Thresholds,
-)
-from core.rules.reading import Obs, ObsSeries, Value, course_index, end_of_day
-from core.rules.stretches import DailyRule, dated, day_series, memo
-from core.vocabulary.course import Course
+from core.rules.base import Rule, Status
+from core.rules.frames import NONE, Ward, asof
+from core.rules.reading import END_OF_DAY
 from core.vocabulary.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
-MET, NOT_MET, NE = Status.MET, Status.NOT_MET, Status.NOT_EVALUABLE
-WORD = {s: str(s) for s in Status}  # str(status), without the enum machinery per call
+_STATUS = {1.0: Status.MET, 0.0: Status.NOT_MET}  # NaN: not evaluable
 
 
-@dataclass(slots=True)
-class Item:
-    status: Status
-    evidence: list[EvidenceItem] = field(default_factory=list)
-    missing: str | None = None
+# --- tri-state criteria ---------------------------------------------------------------------
 
 
-# --- Reading a course as of any instant ---------------------------------------------------------
-# A replay asks for every rule as of the end of every day, and evaluate walks back over earlier
-# days to find since_day. So each rule's finding is computed from the positions of the few
-# values that decide it (the latest ferritin, the day's highest temperature, the worst grade...):
-# an `Input` locates such a value as of an instant (bisection; vectorised over all days of a
-# replay), and `DayFindings` caches findings, and items inside them, by those positions. A
-# finding is rebuilt only when a value that decides it changes, an item only when its own do.
-# Nothing here reads `course.as_of_day`: callers pass instants already cut at it, so one
-# `DayFindings` (memoised on the course index) serves the full course and every day view of it.
-
-R = TypeVar("R")
+def tri(known: np.ndarray, met: np.ndarray) -> np.ndarray:
+    """A criterion per row: met where `met`, not met where its input is `known` but not met,
+    not evaluable (NaN) where it is not known."""
+    return np.where(known, np.asarray(met, dtype=float), np.nan)
 
 
-class Input:
-    """One input of a rule: the days of a series and, for each count n of its values known at
-    an instant, the position of the value that decides the rule (the latest, n - 1, unless
-    `table` says otherwise); values after `cap` never count."""
-
-    __slots__ = ("days", "table", "cap")
-
-    def __init__(self, days: list[float] | None, table: list[int] | None = None,
-                 cap: float = math.inf) -> None:
-        self.days, self.table, self.cap = days or [], table, cap
-
-    def at(self, end: float) -> int:
-        n = bisect.bisect_right(self.days, min(end, self.cap))
-        return n - 1 if self.table is None else self.table[n]
-
-    def over(self, ends: np.ndarray) -> list[int]:
-        """`at` for each of `ends`, in one vectorised step."""
-        n = np.searchsorted(np.asarray(self.days, dtype=float), np.minimum(ends, self.cap),
-                            side="right")
-        return (n - 1 if self.table is None else np.asarray(self.table, dtype=np.int64)[n]
-                ).tolist()
+def n_of(need: float, *criteria: np.ndarray) -> np.ndarray:
+    """Met where at least `need` of the criteria are met; not met where even the not
+    evaluable ones could not make `need`; else not evaluable."""
+    met = sum(c == 1.0 for c in criteria)
+    open_ = sum(np.isnan(c) for c in criteria)
+    return np.where(met >= need, 1.0, np.where(met + open_ < need, 0.0, np.nan))
 
 
-class Reader:
-    """One course's lab and observation series for a rule's builder, and its item cache."""
-
-    def __init__(self, course: Course) -> None:
-        idx = course_index(course)
-        self.labs, self.obs = idx.labs, idx.obs
-        self.items: dict[tuple, Any] = {}
-
-    def lab_input(self, analyte: str, table: list[int] | None = None,
-                  cap: float = math.inf) -> Input:
-        s = self.labs.get(analyte)
-        return Input(None if s is None else s.days, table, cap)
-
-    def obs_input(self, kind: str, table: list[int] | None = None) -> Input:
-        s = self.obs.get(kind)
-        return Input(None if s is None else s.days, table)
-
-    def lab(self, analyte: str, i: int) -> Value | None:
-        """Value number `i` of `analyte` (None for -1)."""
-        return None if i < 0 else self.labs[analyte].at(i)
-
-    def observation(self, kind: str, i: int) -> Obs | None:
-        """Observation number `i` of `kind` (None for -1)."""
-        if i < 0:
-            return None
-        s = self.obs[kind]
-        num = s.nums[i]
-        return Obs(kind, s.days[i], None if num != num else num, s.texts[i])
-
-    def day_max_temperature(self, j: int) -> Obs | None:
-        """The highest temperature of the day of temperature `j`, up to it (None for -1)."""
-        return None if j < 0 else self.observation("temperature",
-                                                   _day_max(self.obs["temperature"], j))
-
-    def item(self, key: tuple, build: Callable[..., R], *args: Any) -> R:
-        """build(*args): an item of a finding, cached by its name and the positions it reads."""
-        found = self.items.get(key)
-        if found is None:
-            found = self.items[key] = build(*args)
-        return found
+def any_of(*criteria: np.ndarray) -> np.ndarray:
+    """Met where any is met; not met where none is but one is evaluated; else not evaluable."""
+    met = np.logical_or.reduce([c == 1.0 for c in criteria])
+    known = np.logical_or.reduce([~np.isnan(c) for c in criteria])
+    return tri(known, met)
 
 
-class Cells(Generic[R]):
-    """build(j) for each position j of one input (-1: no value), built on first use."""
-
-    __slots__ = ("build", "cells")
-
-    def __init__(self, of: Input, build: Callable[[int], R]) -> None:
-        self.build = build
-        self.cells: list[R | None] = [None] * (len(of.days) + 1)
-
-    def __call__(self, j: int) -> R:
-        c = self.cells[j + 1]
-        if c is None:
-            c = self.cells[j + 1] = self.build(j)
-        return c
+def all_of(*criteria: np.ndarray) -> np.ndarray:
+    """Met where all are met; not met where any is not met; else not evaluable."""
+    met = np.logical_and.reduce([c == 1.0 for c in criteria])
+    failed = np.logical_or.reduce([c == 0.0 for c in criteria])
+    return np.where(met, 1.0, np.where(failed, 0.0, np.nan))
 
 
-# A rule's builder: its inputs, and its finding from the positions they give (in that order).
-Builder = tuple[list[Input], Callable[..., Finding]]
+def status(x: float) -> Status:
+    """The Status of one tri-state value."""
+    return _STATUS.get(x, Status.NOT_EVALUABLE)
 
 
-class DayFindings:
-    """A rule's finding on one course as of any instant, cached by the positions its inputs
-    give (cached findings are shared, read-only: stretches.dated copies one to give it a met
-    stretch)."""
+def statuses(x: np.ndarray) -> np.ndarray:
+    """The Status value of each tri-state value (the judge's `status` column)."""
+    return np.where(x == 1.0, Status.MET.value, np.where(x == 0.0, Status.NOT_MET.value,
+                                                         Status.NOT_EVALUABLE.value))
 
-    def __init__(self, builder: Builder) -> None:
-        self.inputs, self.build = builder
-        self.cache: dict[tuple, Finding] = {}
 
-    def _get(self, key: tuple) -> Finding:
-        f = self.cache.get(key)
-        if f is None:
-            f = self.cache[key] = self.build(*key)
-        return f
+# --- the series a criterion reads -----------------------------------------------------------
 
-    def at(self, end: float) -> Finding:
-        return self._get(tuple(i.at(end) for i in self.inputs))
 
-    def over(self, ends: Sequence[float]) -> list[Finding]:
-        """`at` for each of `ends` (ascending): positions located for all at once, and a day
-        whose positions equal the previous day's reuses its finding."""
-        cols = [i.over(np.asarray(ends, dtype=float)) for i in self.inputs]
-        out: list[Finding] = []
-        last_key: tuple | None = None
-        last: Finding | None = None
-        for key in zip(*cols, strict=True):
-            if key != last_key:
-                last_key, last = key, self._get(key)
-            assert last is not None  # set at the first key (last_key starts as None)
-            out.append(last)
+def as_of(ward: Ward) -> np.ndarray:
+    """Per grid row: the instant it is judged as of, its `end`, but never past the end of its
+    day (an open-ended course's last day ends then, not at infinity: a window up to it, such
+    as the HScore temperature's 24 h, needs a finite end)."""
+    g = ward.days
+    return np.minimum(g["end"].to_numpy(), g["day"].to_numpy() + END_OF_DAY)
+
+
+@dataclass(frozen=True)
+class Series:
+    """The rows of one analyte (in ward.labs) or observation kind (in ward.observations), in
+    course and day order: `pos` their positions in the frame, `key` their course, `day`,
+    `value` (a lab value or an observation's number; NaN when none) and `text` (an
+    observation's text; None when none)."""
+
+    ward: Ward
+    pos: np.ndarray
+    key: np.ndarray
+    day: np.ndarray
+    value: np.ndarray
+    text: np.ndarray
+
+    @classmethod
+    def lab(cls, ward: Ward, analyte: str) -> Series:
+        pos = ward.rows("labs", "analyte", analyte)
+        table = ward.tables["labs"]
+        return cls(ward, pos, table.key[pos], table.day[pos], ward.lab_values[pos],
+                   np.full(len(pos), None, dtype=object))
+
+    @classmethod
+    def observation(cls, ward: Ward, kind: str) -> Series:
+        pos = ward.rows("observations", "kind", kind)
+        table, frame = ward.tables["observations"], ward.observations
+        num = frame["value_num"]
+        return cls(ward, pos, table.key[pos], table.day[pos],
+                   num.to_numpy()[pos] if num.dtype == np.float64 else pd.to_numeric(
+                       num.iloc[pos], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
+                   frame["value_text"].iloc[pos].to_numpy(dtype=object, na_value=None))
+
+    def latest(self, ends: np.ndarray | None = None) -> np.ndarray:
+        """Per grid row: the latest row with day <= the row's as-of instant (or `ends`),
+        else NONE."""
+        return asof(self.key, self.day, self.ward.grid_keys,
+                    as_of(self.ward) if ends is None else ends)
+
+    def first_from(self, start: np.ndarray | float) -> np.ndarray:
+        """Per grid row: the first row of its course with day >= `start` (a position past the
+        course's rows when there is none)."""
+        keys = self.ward.grid_keys
+        before = asof(self.key, self.day, keys, np.broadcast_to(
+            np.asarray(start, dtype=float), keys.shape), strict=True)
+        return np.where(before != NONE, before + 1,
+                        np.searchsorted(self.key, keys, side="left"))
+
+    def first_of_day(self, i: np.ndarray) -> np.ndarray:
+        """For rows `i` (NONE kept): the first row of the same course and ward day."""
+        day = np.floor(self.day)
+        fresh = np.r_[True, (self.key[1:] != self.key[:-1]) | (day[1:] != day[:-1])]
+        first = np.maximum.accumulate(np.where(fresh, np.arange(len(day)), 0))
+        return np.where(i != NONE, first[np.maximum(i, 0)] if len(first) else NONE, NONE)
+
+    def values(self, i: np.ndarray) -> np.ndarray:
+        """The value of rows `i` (NaN for NONE)."""
+        return take(self.value, i, np.nan)
+
+    def texts(self, i: np.ndarray) -> np.ndarray:
+        """The text of rows `i` (None for NONE)."""
+        return take(self.text, i, None)
+
+    def frame_pos(self, i: np.ndarray) -> np.ndarray:
+        """The ward frame positions of rows `i` (NONE kept), for the evidence."""
+        return take(self.pos, i, NONE)
+
+
+def take(column: np.ndarray, i: np.ndarray, none: object) -> np.ndarray:
+    """column[i] for each of the positions `i`, `none` where one is NONE."""
+    out = np.full(len(i), none, dtype=column.dtype)
+    ok = i != NONE
+    out[ok] = column[i[ok]]
+    return out
+
+
+def first_max(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """For each range lo..hi (inclusive; empty where hi < lo or hi is NONE): the position of
+    the first highest of `keys` in it, NaN keys skipped; NONE where there is none.
+
+    By one maximum per range (np.maximum.reduceat) over a code that orders the keys by
+    value, then earlier first."""
+    n = len(keys)
+    out = np.full(len(lo), NONE, dtype=np.int64)
+    ok = (hi != NONE) & (hi >= lo)
+    if not n or not ok.any():
         return out
+    number = ~np.isnan(keys)
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[number] = np.unique(keys[number], return_inverse=True)[1]
+    code = np.r_[rank * n + (n - 1 - np.arange(n)), 0]  # a sentinel: a range may end at n
+    best = np.maximum.reduceat(code, np.c_[lo[ok], hi[ok] + 1].ravel())[::2]
+    out[ok] = np.where(best >= 0, n - 1 - best % n, NONE)
+    return out
 
 
-def day_findings(course: Course, key: tuple, builder: Callable[[Reader], Builder]
-                 ) -> DayFindings:
-    """The rule's `DayFindings` for this course (built once per course and key)."""
-    return memo(course, ("hlh_findings", *key), lambda: DayFindings(builder(Reader(course))))
-
-
-def running_max(keys: Sequence[float | None], start: int = 0) -> list[int]:
-    """best[n] = index of the first maximum of keys[start:n] (None skipped; -1 if none), for
-    every count n = 0..len(keys), as max() would pick it."""
-    best, cur, cur_key = [-1], -1, 0.0
-    for i, k in enumerate(keys):
-        if i >= start and k is not None and (cur < 0 or k > cur_key):
-            cur, cur_key = i, k
-        best.append(cur)
-    return best
-
-
-def _day_max(s: ObsSeries, j: int) -> int:
-    """The index of the highest temperature of the ward day of temperature `j`, among those
-    logged up to it (the first of equals; an unrecorded number counts as lowest)."""
-    def key(i: int) -> float:
-        return s.nums[i] if s.nums[i] == s.nums[i] else -math.inf  # NaN = no number
-
-    best = bisect.bisect_left(s.days, float(math.floor(s.days[j])))
-    best_key = key(best)
-    for i in range(best + 1, j + 1):
-        if key(i) > best_key:
-            best, best_key = i, key(i)
-    return best
-
-
-def daily_rule(rule: Rule, findings: Callable[[Course, Thresholds], DayFindings]
-               ) -> RuleSpec:
-    """The rule's spec: evaluate (a DailyRule) and a one-pass replay, both reading the course
-    through `findings(course, t)`."""
-    per_day = DailyRule(rule, lambda course, d, t: findings(course, t).at(
-        min(end_of_day(d), course.as_of_day)))
-
-    def replay(course: Course, t: Thresholds, days: Sequence[int]) -> list[Finding]:
-        over = findings(course, t).over
-        return [dated(f, since)
-                for _, f, since in day_series(course, days, lambda _, ends: over(ends))]
-
-    return RuleSpec(rule, per_day.evaluate, replay)
-
+# --- shared with core.rules.iec_hs ----------------------------------------------------------
 
 _CTCAE_RULES: dict[str, Rule] = {}
 
 
 def ctcae_rule(analyte: str) -> Rule:
-    """The ctcae_<analyte> rule, whose thresholds in force grade the organ items."""
+    """The ctcae_<analyte> rule, whose thresholds in force grade an organ (iec_hs reads it)."""
     rule = _CTCAE_RULES.get(analyte)
     if rule is None:
         from core.rules import ctcae

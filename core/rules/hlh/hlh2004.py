@@ -1,9 +1,18 @@
-"""HLH-2004 diagnostic criteria (criteria.md §3): n of 8 met and n evaluable."""
+"""HLH-2004 diagnostic criteria (criteria.md §3): n of 8 met and n evaluable.
+
+On each course-day, as of the day's end, each of the 8 criteria of criterion B is met, not met
+or not evaluable from the latest value of its input (fever: the highest temperature of the
+day of the latest one, up to it); the rule is met at 5 of 8, not met only when even the not
+evaluable criteria could not make 5, else indeterminate.
+"""
 
 from __future__ import annotations
 
-import operator
-from dataclasses import replace
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -16,23 +25,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.hlh.criteria import (
-    C2,
-    MET,
-    NE,
-    NOT_MET,
-    WORD,
-    Builder,
-    Cells,
-    DayFindings,
-    Input,
-    Item,
-    Reader,
-    daily_rule,
-    day_findings,
-)
-from core.rules.stretches import thresholds_key
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward
+from core.rules.hlh.criteria import C2, Series, first_max, n_of, status, statuses, tri
 
 HLH2004 = Rule(
     id="hlh_2004",
@@ -78,158 +72,124 @@ HLH2004 = Rule(
     description="HLH-2004 criterion B: n of 8 met and n evaluable.",
 )
 
-_COMPARE = {"<": (operator.lt, ">="), "<=": (operator.le, ">"), ">=": (operator.ge, "<"),
-            ">": (operator.gt, "<=")}  # op: (test, the op shown when the test fails)
+CRITERIA = ("fever", "splenomegaly", "cytopenias", "triglycerides_fibrinogen",
+            "hemophagocytosis", "nk_activity", "ferritin", "scd25")
+LABS = ("hemoglobin", "platelets", "anc", "triglycerides", "fibrinogen", "ferritin", "scd25")
+# what to log when a criterion is not evaluable
+MISSING = {
+    "fever": "log temperature",
+    "splenomegaly": "record spleen size (organomegaly exam/imaging)",
+    "cytopenias": "log a blood count (Hb, platelets, ANC)",
+    "triglycerides_fibrinogen": "log fasting triglycerides and fibrinogen",
+    "hemophagocytosis": "record the marrow/tissue haemophagocytosis result, if a biopsy was "
+                        "done",
+    "nk_activity": "enter the NK-cell activity result, if sent",
+    "ferritin": "log ferritin",
+    "scd25": "enter the soluble CD25 result, if sent",
+}
 
 
-def _tri(found: list[Status]) -> Status:
-    if MET in found:
-        return MET
-    return NOT_MET if found and all(s is NOT_MET for s in found) else NE
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per grid row: each criterion and lab test (1 met, 0 not met, NaN not evaluable), the
+    status, and the positions (`at_<input>`, in ward.labs / ward.observations) of the values
+    that decide them."""
+    temps = Series.observation(ward, "temperature")
+    latest_temp = temps.latest()
+    temp = first_max(temps.value, temps.first_of_day(latest_temp), latest_temp)
+    obs = {k: Series.observation(ward, k)
+           for k in ("organomegaly", "hemophagocytosis", "nk_activity", "fasting")}
+    labs = {a: Series.lab(ward, a) for a in LABS}
+    at = {k: s.latest() for k, s in (*obs.items(), *labs.items())}
+    value = {a: labs[a].values(at[a]) for a in LABS}
+    text = {k: obs[k].texts(at[k]) for k in ("organomegaly", "nk_activity")}
+    temp_c = temps.values(temp)
+
+    def given(k: str, met: np.ndarray) -> np.ndarray:
+        """A test of input `k`: not evaluable where it has no value yet."""
+        return tri(at[k] != NONE, met)
+
+    tests = {a: given(a, met) for a, met in (
+        ("hemoglobin", value["hemoglobin"] < t["hemoglobin"]),
+        ("platelets", value["platelets"] < t["platelets"]),
+        ("anc", value["anc"] < t["anc"]),
+        ("triglycerides", value["triglycerides"] >= t["triglycerides"]),
+        ("fibrinogen", value["fibrinogen"] <= t["fibrinogen"]),
+        ("ferritin", value["ferritin"] >= t["ferritin"]),
+        ("scd25", value["scd25"] >= t["scd25"]),
+    )}
+    criteria = {  # criterion B, the 8 of criteria.md §3
+        "fever": tri(~np.isnan(temp_c), temp_c >= t["fever_c"]),
+        "splenomegaly": given("organomegaly", np.isin(text["organomegaly"],
+                                                      ("splenomegaly", "both"))),
+        "cytopenias": n_of(t["cytopenia_lineages"],
+                           tests["hemoglobin"], tests["platelets"], tests["anc"]),
+        "triglycerides_fibrinogen": n_of(1, tests["triglycerides"], tests["fibrinogen"]),
+        "hemophagocytosis": given("hemophagocytosis", obs["hemophagocytosis"].values(
+            at["hemophagocytosis"]) >= 1),
+        "nk_activity": given("nk_activity", np.isin(text["nk_activity"], ("low", "absent"))),
+        "ferritin": tests["ferritin"],
+        "scd25": tests["scd25"],
+    }
+    met = n_of(t["criteria_required"], *criteria.values())
+    positions = {"temperature": temps.frame_pos(temp),
+                 **{k: obs[k].frame_pos(at[k]) for k in obs},
+                 **{a: labs[a].frame_pos(at[a]) for a in LABS}}
+    return pd.DataFrame({"status": statuses(met), **criteria,
+                         **{f"test_{a}": x for a, x in tests.items()},
+                         **{f"at_{k}": p for k, p in positions.items()}})
 
 
-def _lab_cells(r: Reader, of: Input, analyte: str, limit: float, op: str, missing: str
-               ) -> Cells[Item]:
-    """For each position of `analyte`: met when `value op limit`, with the value as evidence
-    (the two reasons formatted once); not evaluable with `missing` when there is no value."""
-    s = r.labs.get(analyte)
-    test, neg = _COMPARE[op]
-    why = (f"{neg} {limit:g}", f"{op} {limit:g}")  # by whether the test is met
-
-    def build(j: int) -> Item:
-        if j < 0 or s is None:
-            return Item(NE, [], missing)
-        v = s.at(j)
-        met = test(v.value, limit)
-        return Item(MET if met else NOT_MET, [v.evidence(why[met])])
-
-    return Cells(of, build)
+# how each lab test is shown: (its comparison, and the one shown when it fails)
+SHOWN = {"hemoglobin": ("<", ">="), "platelets": ("<", ">="), "anc": ("<", ">="),
+         "triglycerides": (">=", "<"), "fibrinogen": ("<=", ">"), "ferritin": (">=", "<"),
+         "scd25": (">=", "<")}
 
 
-def _hlh2004_findings(course: Course, t: Thresholds) -> DayFindings:
-    return day_findings(course, (HLH2004.id, thresholds_key(t)),
-                        lambda r: _hlh2004_builder(course, r, t))
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The row's finding: each criterion's word and evidence, what to log for the ones not
+    evaluable, n met and n evaluable."""
+    crit = {c: status(row[c]) for c in CRITERIA}
+    ev: list[EvidenceItem] = []
+
+    def lab(a: str) -> None:
+        """The evidence of lab test `a`, when there is a value."""
+        test = row[f"test_{a}"]
+        if test == test:  # not NaN: a value, met or not
+            op, fails = SHOWN[a]
+            ev.append(ward.lab_evidence(int(row[f"at_{a}"]), f"{op if test else fails} "
+                                                              f"{t[a]:g}"))
+
+    def obs(kind: str, criterion: str, met: str, not_met: str) -> None:
+        if crit[criterion] is not Status.NOT_EVALUABLE:
+            ev.append(ward.observation_evidence(
+                int(row[f"at_{kind}"]), met if crit[criterion] is Status.MET else not_met))
+
+    fever = f"{t['fever_c']:g} °C"
+    obs("temperature", "fever", f"highest temperature of the day >= {fever}",
+        f"highest temperature of the day < {fever}")
+    obs("organomegaly", "splenomegaly", "splenomegaly", "no splenomegaly")
+    for a in ("hemoglobin", "platelets", "anc", "triglycerides"):
+        lab(a)
+    if row["test_triglycerides"] == 1.0 and row["at_fasting"] == NONE:
+        ev[-1].why += " (fasting status not recorded)"
+    lab("fibrinogen")
+    obs("hemophagocytosis", "hemophagocytosis", "haemophagocytosis", "no haemophagocytosis")
+    if crit["nk_activity"] is not Status.NOT_EVALUABLE:
+        nk = ward.observations["value_text"].iat[int(row["at_nk_activity"])]
+        nk_activity = f"NK-cell activity {None if pd.isna(nk) else nk}"
+        obs("nk_activity", "nk_activity", nk_activity, nk_activity)
+    lab("ferritin")
+    lab("scd25")
+
+    n_met = sum(s is Status.MET for s in crit.values())
+    n_ne = sum(s is Status.NOT_EVALUABLE for s in crit.values())
+    extra: dict[str, Any] = {"met_count": n_met, "evaluable": len(crit) - n_ne,
+                             "criteria": {c: str(s) for c, s in crit.items()}}
+    verdict = Status(row["status"])
+    if verdict is Status.NOT_EVALUABLE:
+        extra["summary"] = f"indeterminate ({n_met} met, {n_ne} not evaluable)"
+    return Finding(HLH2004.id, verdict, evidence=ev, extra=extra,
+                   missing=[MISSING[c] for c, s in crit.items() if s is Status.NOT_EVALUABLE])
 
 
-def _hlh2004_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
-    """HLH-2004 from the latest value of each input (fever: the highest temperature of the
-    day of the latest one).
-    A criterion read from one input is built once per position of that input (`Cells`)."""
-    temperature = r.obs_input("temperature")
-    organomegaly, fasting = r.obs_input("organomegaly"), r.obs_input("fasting")
-    hemo, nk = r.obs_input("hemophagocytosis"), r.obs_input("nk_activity")
-    labs = {a: r.lab_input(a) for a in ("hemoglobin", "platelets", "anc", "triglycerides",
-                                        "fibrinogen", "ferritin", "scd25")}
-    inputs = [temperature, organomegaly, labs["hemoglobin"], labs["platelets"], labs["anc"],
-              labs["triglycerides"], labs["fibrinogen"], fasting, hemo, nk, labs["ferritin"],
-              labs["scd25"]]
-
-    fever_why = tuple(f"highest temperature of the day {op} {t['fever_c']:g} °C"
-                      for op in ("<", ">="))  # by whether it is a fever
-
-    def fever(j: int) -> Item:
-        temp = r.day_max_temperature(j)
-        if temp is None or temp.num is None:
-            return Item(NE, [], "log temperature")
-        met = temp.num >= t["fever_c"]
-        return Item(MET if met else NOT_MET, [temp.evidence(fever_why[met])])
-
-    def splenomegaly(j: int) -> Item:
-        org = r.observation("organomegaly", j)
-        if org is None:
-            return Item(NE, [], "record spleen size (organomegaly exam/imaging)")
-        met = org.text in ("splenomegaly", "both")
-        return Item(MET if met else NOT_MET, [org.evidence(
-            "splenomegaly" if met else "no splenomegaly")])
-
-    def lab_cells(a: str, op: str, missing: str) -> Cells[Item]:
-        return _lab_cells(r, labs[a], a, t[a], op, missing)
-
-    hb_low, plt_low, anc_low = (lab_cells(a, "<", "") for a in ("hemoglobin", "platelets",
-                                                                  "anc"))
-
-    def cytopenias(j_hb: int, j_plt: int, j_anc: int) -> Item:
-        n_low, n_unknown, cyt_ev = 0, 0, []
-        for i in (hb_low(j_hb), plt_low(j_plt), anc_low(j_anc)):
-            n_low += i.status is MET
-            n_unknown += i.status is NE
-            cyt_ev += i.evidence
-        need = t["cytopenia_lineages"]
-        if n_low >= need:
-            return Item(MET, cyt_ev)
-        if n_low + n_unknown < need:
-            return Item(NOT_MET, cyt_ev)
-        return Item(NE, cyt_ev, "log a blood count (Hb, platelets, ANC)")
-
-    tg_high, fib_low = lab_cells("triglycerides", ">=", ""), lab_cells("fibrinogen", "<=", "")
-
-    def triglycerides_fibrinogen(j_tg: int, j_fib: int, fasting: bool) -> Item:
-        tg, fib = tg_high(j_tg), fib_low(j_fib)
-        tg_ev = tg.evidence
-        if tg.status is MET and not fasting:  # a copy: the cell's item is shared
-            tg_ev = [replace(tg_ev[0], why=tg_ev[0].why + " (fasting status not recorded)")]
-        return Item(_tri([tg.status, fib.status]), tg_ev + fib.evidence,
-                    "log fasting triglycerides and fibrinogen")
-
-    def hemophagocytosis(j: int) -> Item:
-        o = r.observation("hemophagocytosis", j)
-        if o is None:
-            return Item(NE, [], "record the marrow/tissue haemophagocytosis result, if a "
-                                "biopsy was done")
-        return Item(MET if o.is_yes else NOT_MET, [o.evidence(
-            "haemophagocytosis" if o.is_yes else "no haemophagocytosis")])
-
-    def nk_activity(j: int) -> Item:
-        o = r.observation("nk_activity", j)
-        if o is None:
-            return Item(NE, [], "enter the NK-cell activity result, if sent")
-        return Item(MET if o.text in ("low", "absent") else NOT_MET,
-                    [o.evidence(f"NK-cell activity {o.text}")])
-
-    cells = (Cells(temperature, fever), Cells(organomegaly, splenomegaly),
-             Cells(hemo, hemophagocytosis), Cells(nk, nk_activity),
-             lab_cells("ferritin", ">=", "log ferritin"),
-             lab_cells("scd25", ">=", "enter the soluble CD25 result, if sent"))
-    fever_at, spleen_at, hemo_at, nk_at, ferritin_at, scd25_at = cells
-
-    def finding(j_temp: int, j_org: int, j_hb: int, j_plt: int, j_anc: int, j_tg: int,
-                j_fib: int, j_fasting: int, j_hemo: int, j_nk: int, j_ferritin: int,
-                j_scd25: int) -> Finding:
-        crit = {
-            "fever": fever_at(j_temp),
-            "splenomegaly": spleen_at(j_org),
-            "cytopenias": r.item(("cytopenias", j_hb, j_plt, j_anc), cytopenias,
-                                 j_hb, j_plt, j_anc),
-            "triglycerides_fibrinogen": r.item(("tg_fib", j_tg, j_fib, j_fasting >= 0),
-                                               triglycerides_fibrinogen,
-                                               j_tg, j_fib, j_fasting >= 0),
-            "hemophagocytosis": hemo_at(j_hemo),
-            "nk_activity": nk_at(j_nk),
-            "ferritin": ferritin_at(j_ferritin),
-            "scd25": scd25_at(j_scd25),
-        }
-        n_met, n_ne = 0, 0
-        ev: list[EvidenceItem] = []
-        missing: list[str] = []
-        criteria: dict[str, str] = {}
-        for name, i in crit.items():
-            criteria[name] = WORD[i.status]
-            ev += i.evidence
-            if i.status is MET:
-                n_met += 1
-            elif i.status is NE:
-                n_ne += 1
-                if i.missing:
-                    missing.append(i.missing)
-        n_eval = len(crit) - n_ne
-        need5 = t["criteria_required"]
-        status = MET if n_met >= need5 else (NOT_MET if n_met + n_ne < need5 else NE)
-        extra = {"met_count": n_met, "evaluable": n_eval, "criteria": criteria}
-        if status is NE:
-            extra["summary"] = f"indeterminate ({n_met} met, {n_ne} not evaluable)"
-        return Finding(HLH2004.id, status, evidence=ev, missing=missing, extra=extra)
-
-    return inputs, finding
-
-
-RULES: tuple[RuleSpec, ...] = (daily_rule(HLH2004, _hlh2004_findings),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(HLH2004, judge=judge, explain=explain),)

@@ -1,13 +1,20 @@
-"""HScore (Fardet 2014, criteria.md §4): points, breakdown and probability."""
+"""HScore (Fardet 2014, criteria.md §4): points, breakdown and probability.
+
+On each course-day, as of the day's end, each item of the HScore table scores the bin its
+latest value falls in (temperature: the highest in the 24 h up to the as-of instant); the
+score is the sum of the known items' points, met at the cut-off, not met only when even the
+missing items' most points could not reach it.
+"""
 
 from __future__ import annotations
 
-import bisect
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -16,26 +23,12 @@ from core.rules.base import (
     Rule,
     RuleSpec,
     Severity,
+    Status,
     Threshold,
     Thresholds,
 )
-from core.rules.hlh.criteria import (
-    C2,
-    MET,
-    NE,
-    NOT_MET,
-    Builder,
-    Cells,
-    D,
-    DayFindings,
-    Input,
-    Reader,
-    daily_rule,
-    day_findings,
-)
-from core.rules.reading import ObsSeries
-from core.rules.stretches import thresholds_key
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward
+from core.rules.hlh.criteria import C2, D, Series, as_of, first_max, take, tri
 from core.vocabulary.units import ANALYTES
 
 # mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.
@@ -165,211 +158,168 @@ def probability_from_table(score: float) -> tuple[float, str]:
     return p, f"{lo * 100:.0f}–{hi * 100:.0f} %"
 
 
-class WindowMax(Input):
-    """The temperature input: as of an instant `end`, the position of the highest value
-    logged in [end - window, end] (the earliest of equal highs; a value without a number
-    counts as lowest), or -1 when none was logged in the window."""
-
-    __slots__ = ("keys", "window")
-
-    def __init__(self, s: ObsSeries | None, window_days: float) -> None:
-        super().__init__(None if s is None else s.days)
-        nums = np.asarray([] if s is None else s.nums, dtype=float)
-        self.keys = np.where(np.isnan(nums), -np.inf, nums)
-        self.window = window_days
-
-    def _best(self, lo: int, hi: int) -> int:
-        return -1 if lo >= hi else lo + int(np.argmax(self.keys[lo:hi]))
-
-    def at(self, end: float) -> int:
-        return self._best(bisect.bisect_left(self.days, end - self.window),
-                          bisect.bisect_right(self.days, end))
-
-    def over(self, ends: np.ndarray) -> list[int]:
-        days = np.asarray(self.days, dtype=float)
-        ends = np.asarray(ends, dtype=float)
-        los = np.searchsorted(days, ends - self.window, side="left").tolist()
-        his = np.searchsorted(days, ends, side="right").tolist()
-        return [self._best(lo, hi) for lo, hi in zip(los, his, strict=True)]
-
-
-# Points of one HScore item: (points or None when unknown, most points if unknown, evidence).
-_Points = tuple[float | None, float, EvidenceItem | None]
-
-_HSCORE_WORDS = {
+ITEMS = ("immunosuppression", "temperature", "organomegaly", "cytopenias", "ferritin",
+         "triglycerides", "fibrinogen", "ast", "hemophagocytosis")
+# the most points of an item not known (cytopenias: by the counts known, see `judge`)
+MOST = {"immunosuppression": "immunosuppression_points", "temperature": "temp_high_points",
+        "organomegaly": "organomegaly_both_points", "ferritin": "ferritin_high_points",
+        "triglycerides": "tg_high_points", "fibrinogen": "fibrinogen_points",
+        "ast": "ast_points", "hemophagocytosis": "hemophagocytosis_points"}
+LAB_ITEMS = ("ferritin", "triglycerides", "fibrinogen", "ast")
+# the cytopenia lineages: (analyte, its threshold key)
+LINEAGES = (("hemoglobin", "cyto_hemoglobin"), ("wbc", "cyto_wbc"),
+            ("platelets", "cyto_platelets"))
+WORDS = {
     "immunosuppression": "known immunosuppression (yes/no)", "temperature": "temperature",
     "organomegaly": "organomegaly (liver/spleen exam)",
     "blood counts": "a blood count (Hb, WBC, platelets)", "ferritin": "ferritin",
     "triglycerides": "triglycerides", "fibrinogen": "fibrinogen", "ast": "AST",
     "hemophagocytosis": "bone-marrow haemophagocytosis (if aspirate done)",
 }
-_HSCORE_LABS = ("ferritin", "triglycerides", "fibrinogen", "ast")
 
 
-def _hscore_findings(course: Course, t: Thresholds) -> DayFindings:
-    return day_findings(course, (HSCORE.id, thresholds_key(t)),
-                        lambda r: _hscore_builder(course, r, t))
+def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+    """Per grid row: each item's bin (the key of its points threshold; "" for no points,
+    None when the item is not known), the score, score_max and status, each lineage's
+    cytopenia test (`low_<analyte>`), and the positions (`at_<input>`) that decide them."""
+    obs = {k: Series.observation(ward, k)
+           for k in ("immunosuppression", "organomegaly", "hemophagocytosis")}
+    labs = {a: Series.lab(ward, a) for a in ("hemoglobin", "wbc", "platelets", "ferritin",
+                                             "triglycerides", "fibrinogen", "ast")}
+    at = {k: s.latest() for k, s in (*obs.items(), *labs.items())}
+    temps = Series.observation(ward, "temperature")  # the highest in the window up to the end
+    window_start = as_of(ward) - t["temp_window_hours"] / 24.0
+    at["temperature"] = first_max(temps.value, temps.first_from(window_start), temps.latest())
+    known = {k: at[k] != NONE for k in at}
+    lab = {a: labs[a].values(at[a]) for a in labs}
+    temp = temps.values(at["temperature"])
+    organs = obs["organomegaly"].texts(at["organomegaly"])
+    mmol = np.array([tg_mmol(x) for x in labs["triglycerides"].value], dtype=float)
+    tg = take(mmol, at["triglycerides"], np.nan)  # binned in mmol/L
+    low = {a: tri(known[a], lab[a] <= t[key]) for a, key in LINEAGES}
+    n_low, n_unknown = sum(x == 1.0 for x in low.values()), sum(np.isnan(x) for x in low.values())
 
+    def yes(kind: str) -> np.ndarray:
+        return obs[kind].values(at[kind]) >= 1
 
-def _hscore_builder(course: Course, r: Reader, t: Thresholds) -> Builder:
-    """HScore from the latest value of each input (temperature: the highest in the window up
-    to the as-of instant). An item read from one input is built once per position of that
-    input."""
-    imm, hemo = r.obs_input("immunosuppression"), r.obs_input("hemophagocytosis")
-    temps = WindowMax(r.obs.get("temperature"), t["temp_window_hours"] / 24.0)
-    organs = r.obs_input("organomegaly")
-    tg_mid, tg_high = tg_mmol(t["tg_mid"]), tg_mmol(t["tg_high"])
-    labs = {a: r.lab_input(a) for a in ("hemoglobin", "wbc", "platelets", *_HSCORE_LABS)}
-    inputs = [imm, temps, organs, *labs.values(), hemo]
-    lab_bins: dict[str, Callable[[float], float]] = {
-        "ferritin": lambda x: t["ferritin_high_points"] if x > t["ferritin_high"] else (
-            t["ferritin_mid_points"] if x >= t["ferritin_mid"] else 0.0),
-        "triglycerides": lambda x: t["tg_high_points"] if tg_mmol(x) > tg_high else (
-            t["tg_mid_points"] if tg_mmol(x) >= tg_mid else 0.0),
-        "fibrinogen": lambda x: t["fibrinogen_points"] if x <= t["fibrinogen"] else 0.0,
-        "ast": lambda x: t["ast_points"] if x >= t["ast"] else 0.0,
+    bins = {  # the HScore table (§4.1): the first bin whose test holds
+        "immunosuppression": bin_of(known["immunosuppression"],
+                                    (yes("immunosuppression"), "immunosuppression_points")),
+        "temperature": bin_of(~np.isnan(temp), (temp > t["temp_high_c"], "temp_high_points"),
+                              (temp >= t["temp_mid_c"], "temp_mid_points")),
+        "organomegaly": bin_of(known["organomegaly"],
+                               (organs == "both", "organomegaly_both_points"),
+                               (np.isin(organs, ("hepatomegaly", "splenomegaly")),
+                                "organomegaly_one_points")),
+        "cytopenias": cytopenia_bin(n_low),
+        "ferritin": bin_of(known["ferritin"],
+                           (lab["ferritin"] > t["ferritin_high"], "ferritin_high_points"),
+                           (lab["ferritin"] >= t["ferritin_mid"], "ferritin_mid_points")),
+        "triglycerides": bin_of(known["triglycerides"],
+                                (tg > tg_mmol(t["tg_high"]), "tg_high_points"),
+                                (tg >= tg_mmol(t["tg_mid"]), "tg_mid_points")),
+        "fibrinogen": bin_of(known["fibrinogen"],
+                             (lab["fibrinogen"] <= t["fibrinogen"], "fibrinogen_points")),
+        "ast": bin_of(known["ast"], (lab["ast"] >= t["ast"], "ast_points")),
+        "hemophagocytosis": bin_of(known["hemophagocytosis"],
+                                   (yes("hemophagocytosis"), "hemophagocytosis_points")),
     }
-    lab_most = {"ferritin": t["ferritin_high_points"], "triglycerides": t["tg_high_points"],
-                "fibrinogen": t["fibrinogen_points"], "ast": t["ast_points"]}
+    # cytopenias with a count missing: the points already certain count, the item stays open
+    # unless the missing counts could not change them
+    at_most = cytopenia_bin(n_low + n_unknown)
+    certain = points(bins["cytopenias"], t) == points(at_most, t)
+    partial = bins["cytopenias"].copy()
+    partial[certain] = None
+    bins["cytopenias"][~certain] = None
+    most = {**{i: np.full(len(temp), float(t[key])) for i, key in MOST.items()},
+            "cytopenias": points(at_most, t)}
 
-    @functools.cache
-    def points_why(p: float) -> str:
-        return f"{p:g} points"
-
-    def immunosuppression(j: int) -> _Points:
-        o = r.observation("immunosuppression", j)
-        ip = t["immunosuppression_points"]
-        if o is None:
-            return None, ip, None
-        return (ip if o.is_yes else 0.0), ip, o.evidence(
-            f"{ip:g} points" if o.is_yes else "0 points")
-
-    def temperature(j: int) -> _Points:
-        temp = r.observation("temperature", j)  # j: the window's highest (WindowMax)
-        if temp is None or temp.num is None:
-            return None, t["temp_high_points"], None
-        x = temp.num
-        p = t["temp_high_points"] if x > t["temp_high_c"] else (
-            t["temp_mid_points"] if x >= t["temp_mid_c"] else 0.0)
-        return p, 0, temp.evidence(points_why(p))
-
-    def organomegaly(j: int) -> _Points:
-        org = r.observation("organomegaly", j)
-        if org is None:
-            return None, t["organomegaly_both_points"], None
-        p = {"both": t["organomegaly_both_points"], "hepatomegaly":
-             t["organomegaly_one_points"], "splenomegaly": t["organomegaly_one_points"]
-             }.get(org.text or "", 0.0)
-        return p, 0, org.evidence(points_why(p))
-
-    def lineage(a: str, key: str) -> Cells[tuple[bool | None, EvidenceItem | None]]:
-        """Whether the latest count is low (None if unknown), with its evidence."""
-        s, limit = r.labs.get(a), t[key]
-        why = (f"> {limit:g}: no cytopenia", f"<= {limit:g}: cytopenia")  # by whether low
-
-        def build(j: int) -> tuple[bool | None, EvidenceItem | None]:
-            if j < 0 or s is None:
-                return None, None
-            v = s.at(j)
-            low = v.value <= limit
-            return low, v.evidence(why[low])
-
-        return Cells(labs[a], build)
-
-    hb_low, wbc_low, plt_low = (lineage(a, key) for a, key in (
-        ("hemoglobin", "cyto_hemoglobin"), ("wbc", "cyto_wbc"), ("platelets", "cyto_platelets")))
-
-    def cytopenias(j_hb: int, j_wbc: int, j_plt: int) -> tuple[int, int, list[EvidenceItem]]:
-        n_low, n_unknown, ev = 0, 0, []
-        for low, e in (hb_low(j_hb), wbc_low(j_wbc), plt_low(j_plt)):
-            if low is None:
-                n_unknown += 1
-                continue
-            assert e is not None  # a known count comes with its evidence
-            n_low += low
-            ev.append(e)
-        return n_low, n_unknown, ev
-
-    def lab_points(a: str) -> Cells[_Points]:
-        s, bins, most = r.labs.get(a), lab_bins[a], lab_most[a]
-
-        def build(j: int) -> _Points:
-            if j < 0 or s is None:
-                return None, most, None
-            v = s.at(j)
-            p = bins(v.value)
-            return p, 0, v.evidence(points_why(p))
-
-        return Cells(labs[a], build)
-
-    def hemophagocytosis(j: int) -> _Points:
-        o = r.observation("hemophagocytosis", j)
-        hp = t["hemophagocytosis_points"]
-        if o is None:
-            return None, hp, None
-        return (hp if o.is_yes else 0.0), hp, o.evidence(f"{hp if o.is_yes else 0:g} points")
-
-    def cyto_pts(n: int) -> float:
-        return t["cyto_three_points"] if n >= 3 else (t["cyto_two_points"] if n == 2 else 0.0)
-
-    imm_at, temp_at, org_at, hemo_at = (
-        Cells(imm, immunosuppression), Cells(temps, temperature),
-        Cells(organs, organomegaly), Cells(hemo, hemophagocytosis))
-    lab_at = [lab_points(a) for a in _HSCORE_LABS]
-
-    def finding(j_imm: int, j_temp: int, j_org: int, j_hb: int, j_wbc: int, j_plt: int,
-                *j_labs_hemo: int) -> Finding:
-        breakdown: dict[str, float | None] = {}
-        maxima: dict[str, float] = {}
-        ev: list[EvidenceItem] = []
-        missing_items: list[str] = []
-
-        def add(name: str, points: _Points) -> None:
-            pts, most, e = points
-            breakdown[name] = pts
-            if pts is None:
-                maxima[name] = most
-                missing_items.append(name)
-            if e is not None:
-                ev.append(e)
-
-        add("immunosuppression", imm_at(j_imm))
-        add("temperature", temp_at(j_temp))
-        add("organomegaly", org_at(j_org))
-        n_low, n_unknown, cyt_ev = r.item(("cyto", j_hb, j_wbc, j_plt), cytopenias,
-                                          j_hb, j_wbc, j_plt)
-        ev += cyt_ev
-        lo, hi = cyto_pts(n_low), cyto_pts(n_low + n_unknown)
-        partial = None
-        if lo == hi:
-            breakdown["cytopenias"] = lo
-        else:
-            breakdown["cytopenias"] = None
-            maxima["cytopenias"] = hi
-            missing_items.append("blood counts")
-            partial = lo
-        *j_labs, j_hemo = j_labs_hemo
-        for a, at, j in zip(_HSCORE_LABS, lab_at, j_labs, strict=True):
-            add(a, at(j))
-        add("hemophagocytosis", hemo_at(j_hemo))
-        score = sum(v for v in breakdown.values() if v is not None) + (partial or 0.0)
-        score_max = score + sum(maxima.values())
-        cutoff = t["cutoff"]
-        status = MET if score >= cutoff else (NOT_MET if score_max < cutoff else NE)
-        prob, text = probability_from_table(score)
-        fit = 1.0 / (1.0 + math.exp(-(t["fit_slope"] * score + t["fit_intercept"])))
-        missing = []
-        if missing_items:
-            missing = [f"log {', '.join(_HSCORE_WORDS[m] for m in missing_items)} to complete "
-                       "the HScore"]
-        extra = {
-            "probability": round(prob, 4), "probability_table": text,
-            "probability_fit": round(fit, 3), "above_169": score >= cutoff,
-            "breakdown": breakdown, "score_max": score_max, "missing_items": missing_items,
-        }
-        return Finding(HSCORE.id, status, score=score, evidence=ev, missing=missing, extra=extra)
-
-    return inputs, finding
+    item_points = {i: points(bins[i], t) for i in ITEMS}  # NaN: not known
+    # the HScore: the sum of the known items' points, and of the cytopenias' already certain
+    score = sum(np.nan_to_num(item_points[i]) for i in ITEMS) + np.nan_to_num(
+        points(partial, t))
+    score_max = score + sum(np.where(np.isnan(item_points[i]), most[i], 0.0) for i in ITEMS)
+    cutoff = t["cutoff"]
+    status = np.where(score >= cutoff, Status.MET.value, np.where(
+        score_max < cutoff, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    positions = {"temperature": temps.frame_pos(at["temperature"]),
+                 **{k: obs[k].frame_pos(at[k]) for k in obs},
+                 **{a: labs[a].frame_pos(at[a]) for a in labs}}
+    return pd.DataFrame({"status": status, "score": score, "score_max": score_max, **bins,
+                         "cytopenias_partial": partial, "cytopenias_most": at_most,
+                         **{f"low_{a}": x for a, x in low.items()},
+                         **{f"at_{k}": p for k, p in positions.items()}})
 
 
-RULES: tuple[RuleSpec, ...] = (daily_rule(HSCORE, _hscore_findings),)
+def bin_of(known: np.ndarray, *bins: tuple[np.ndarray, str]) -> np.ndarray:
+    """Per row: the points key of the first of `bins` (where its test holds, points key)
+    the item falls in, "" (no points) in none, None where the item is not known."""
+    out = np.full(len(known), None, dtype=object)
+    out[known] = ""
+    for holds, key in reversed(bins):
+        out[known & holds] = key
+    return out
+
+
+def cytopenia_bin(lineages: np.ndarray) -> np.ndarray:
+    """The points key of a number of low lineages: 3 or more, 2, else none."""
+    return np.where(lineages >= 3, "cyto_three_points",
+                    np.where(lineages == 2, "cyto_two_points", "")).astype(object)
+
+
+def points(bins: np.ndarray, t: Thresholds) -> np.ndarray:
+    """The points of each bin (NaN: not known)."""
+    out = np.full(len(bins), np.nan)
+    for key in set(bins.tolist()) - {None}:  # the few bins in use
+        out[bins == key] = t[key] if key else 0.0
+    return out
+
+
+def row_points(t: Thresholds, key: object) -> float | None:
+    """The points of one row's bin as the threshold holds them (None: not known; the frame
+    shows a None as NaN)."""
+    if not isinstance(key, str):
+        return None
+    return t[key] if key else 0.0
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The row's finding: score, breakdown, probability, and what to log to complete it."""
+    breakdown = {i: row_points(t, row[i]) for i in ITEMS}
+    partial = row_points(t, row["cytopenias_partial"])
+    most = {**MOST, "cytopenias": row["cytopenias_most"]}
+    maxima = {i: t[most[i]] if most[i] else 0.0 for i in ITEMS if breakdown[i] is None}
+    # the sum as `judge` makes it, with the points as declared (ints stay ints)
+    score = sum(p for p in breakdown.values() if p is not None) + (partial or 0.0)
+    score_max = score + sum(maxima.values())
+    missing_items = ["blood counts" if i == "cytopenias" else i for i in maxima]
+
+    ev: list[EvidenceItem] = []
+    for item, p in breakdown.items():
+        if item == "cytopenias":
+            for a, key in LINEAGES:
+                low = row[f"low_{a}"]
+                if low == low:
+                    ev.append(ward.lab_evidence(int(row[f"at_{a}"]), (
+                        f"<= {t[key]:g}: cytopenia" if low else f"> {t[key]:g}: no cytopenia")))
+        elif p is not None:
+            pos = int(row[f"at_{item}"])
+            why = f"{p:g} points"
+            ev.append(ward.lab_evidence(pos, why) if item in LAB_ITEMS
+                      else ward.observation_evidence(pos, why))
+    prob, text = probability_from_table(score)
+    fit = 1.0 / (1.0 + math.exp(-(t["fit_slope"] * score + t["fit_intercept"])))
+    missing = []
+    if missing_items:
+        missing = [f"log {', '.join(WORDS[m] for m in missing_items)} to complete "
+                   "the HScore"]
+    extra = {
+        "probability": round(prob, 4), "probability_table": text,
+        "probability_fit": round(fit, 3), "above_169": score >= t["cutoff"],
+        "breakdown": breakdown, "score_max": score_max, "missing_items": missing_items,
+    }
+    return Finding(HSCORE.id, Status(row["status"]), score=score, evidence=ev,
+                   missing=missing, extra=extra)
+
+
+RULES: tuple[RuleSpec, ...] = (RuleSpec(HSCORE, judge=judge, explain=explain),)
