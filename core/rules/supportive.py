@@ -6,10 +6,17 @@ iec_hs screen; for everyone else it is not met and says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
 from core.rules.base import (
     Citation,
     EvidenceItem,
     Finding,
+    Inputs,
     Rule,
     RuleSpec,
     Severity,
@@ -17,9 +24,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.reading import end_of_day, latest_observation, latest_until
-from core.rules.stretches import DailyRule
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward
+from core.rules.therapy_response import active_iec_hs, until
 from core.vocabulary.units import Evidence
 
 C = Evidence.C
@@ -74,77 +80,91 @@ MISSING = {
 }
 
 
-def _active(course: Course, day: int) -> tuple[bool, str]:
-    from core.rules.therapy_response import active_iec_hs_onset
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+    """Per course-day: whether IEC-HS is active (therapy_response.active_iec_hs) and the
+    latest bleeding record and Hb, fibrinogen, platelets and INR known then (positions in
+    ward.observations / ward.labs); the status is decided with the flags in `explain`."""
+    onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
+    end = until(ward)
+    out: dict[str, Any] = {"onset": onset, "source": source,
+                           "bleeding": ward.latest_observation("bleeding", end)}
+    for analyte in ("hemoglobin", "fibrinogen", "platelets", "inr"):
+        out[analyte] = ward.latest(analyte, end)
+    status = np.full(len(ward.days), Status.NOT_MET.value, dtype=object)
+    active = ~np.isnan(onset)
+    for i in np.flatnonzero(active):  # the flags are explain's: one reading of Table 4
+        status[i] = _flags({k: v[i] for k, v in out.items()}, ward, t)[0].value
+    out["status"] = status
+    return pd.DataFrame(out)
 
-    onset, source = active_iec_hs_onset(course, day)
-    return onset is not None, f"{source} since day {int(onset)}" if onset is not None else ""
 
-
-def _day(course: Course, day: int, t: Thresholds) -> Finding:
-    active, why = _active(course, day)
-    if not active:
-        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(
-            why="no active IEC-HS (documented episode or met screen): thresholds not applied")])
-    end = min(end_of_day(day), course.as_of_day)
-    ev = [EvidenceItem(why=why)]
-    flags, missing = [], []
-    bleed = latest_observation(course, "bleeding", end)
-    bleeding = bleed is not None and bleed.is_yes
-    if bleed is not None:
-        ev.append(bleed.evidence("active bleeding" if bleeding else "no active bleeding"))
-    hb = latest_until(course, "hemoglobin", end)
-    if hb is None:
+def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds
+           ) -> tuple[Status, list[EvidenceItem], list[str], dict[str, Any]]:
+    """Table 4 over one active course-day: status, evidence, missing inputs and extra."""
+    ev = [EvidenceItem(why=f"{row['source']} since day {int(row['onset'])}")]
+    flags: list[str] = []
+    missing: list[str] = []
+    values = ward.lab_values
+    b = int(row["bleeding"])
+    bleeding = False
+    if b != NONE:
+        said = ward.observations["value_num"].iat[b]  # an event: yes (>= 1) or no
+        bleeding = bool(pd.notna(said) and said >= 1)
+        ev.append(ward.observation_evidence(b, "active bleeding" if bleeding
+                                            else "no active bleeding"))
+    hb = int(row["hemoglobin"])
+    if hb == NONE:
         missing.append(MISSING["hemoglobin"])
-    elif hb.value < t["hemoglobin_min"]:
+    elif values[hb] < t["hemoglobin_min"]:
         flags.append("hemoglobin")
-        ev.append(hb.evidence(f"< {t['hemoglobin_min']:g} g/dL (keep >= "
-                              f"{t['hemoglobin_min']:g})"))
-    fib = latest_until(course, "fibrinogen", end)
-    coag = fib is not None and fib.value < t["fibrinogen_min_bleeding"]
-    if fib is None:
+        ev.append(ward.lab_evidence(hb, f"< {t['hemoglobin_min']:g} g/dL (keep >= "
+                                        f"{t['hemoglobin_min']:g})"))
+    fib = int(row["fibrinogen"])
+    coag = fib != NONE and values[fib] < t["fibrinogen_min_bleeding"]
+    if fib == NONE:
         missing.append(MISSING["fibrinogen"])
     else:
         lim = t["fibrinogen_min_bleeding"] if bleeding else t["fibrinogen_min"]
-        if fib.value <= lim:
+        if values[fib] <= lim:
             flags.append("fibrinogen")
-            ev.append(fib.evidence(f"<= {lim:g} mg/dL (keep > {lim:g}"
-                                   f"{' while bleeding' if bleeding else ''})"))
-    plt = latest_until(course, "platelets", end)
-    if plt is None:
+            ev.append(ward.lab_evidence(fib, f"<= {lim:g} mg/dL (keep > {lim:g}"
+                                             f"{' while bleeding' if bleeding else ''})"))
+    plt = int(row["platelets"])
+    if plt == NONE:
         missing.append(MISSING["platelets"])
-    elif (bleeding or coag) and plt.value < t["platelets_min_bleeding"]:
+    elif (bleeding or coag) and values[plt] < t["platelets_min_bleeding"]:
         flags.append("platelets")
-        ev.append(plt.evidence(f"< {t['platelets_min_bleeding']:g} x 10^9/L with "
-                               f"{'bleeding' if bleeding else 'coagulopathy'}"))
-    extra: dict = {"flags": flags}
-    inr = latest_until(course, "inr", end)
-    if inr is None:
+        ev.append(ward.lab_evidence(plt, f"< {t['platelets_min_bleeding']:g} x 10^9/L with "
+                                         f"{'bleeding' if bleeding else 'coagulopathy'}"))
+    extra: dict[str, Any] = {"flags": flags}
+    inr = int(row["inr"])
+    if inr == NONE:
         extra["inr"] = "not measured"
-    elif inr.value > t["inr_ffp"]:
+    elif values[inr] > t["inr_ffp"]:
         flags.append("inr")
         extra["inr"] = "ffp"
-        ev.append(inr.evidence(f"> {t['inr_ffp']:g}: consider FFP in addition to "
-                               f"cryoprecipitate (and vitamin K, > {t['inr_vitamin_k']:g})"))
-    elif inr.value > t["inr_vitamin_k"]:
+        ev.append(ward.lab_evidence(inr, f"> {t['inr_ffp']:g}: consider FFP in addition to "
+                                         f"cryoprecipitate (and vitamin K, > "
+                                         f"{t['inr_vitamin_k']:g})"))
+    elif values[inr] > t["inr_vitamin_k"]:
         flags.append("inr")
         extra["inr"] = "vitamin_k"
-        ev.append(inr.evidence(f"> {t['inr_vitamin_k']:g}: consider vitamin K"))
+        ev.append(ward.lab_evidence(inr, f"> {t['inr_vitamin_k']:g}: consider vitamin K"))
     else:
         extra["inr"] = "within target"
     extra["context"] = ("G-CSF to keep ANC >= 500/mm3 is controversial during active "
                         "inflammation (consensus Table 4)")
-    if flags:
-        status = Status.MET
-    elif missing:
-        status = Status.NOT_EVALUABLE
-    else:
-        status = Status.NOT_MET
+    status = (Status.MET if flags else Status.NOT_EVALUABLE if missing
+              else Status.NOT_MET)
+    return status, ev, missing, extra
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    if row["onset"] != row["onset"]:
+        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(
+            why="no active IEC-HS (documented episode or met screen): thresholds not applied")])
+    status, ev, missing, extra = _flags(row, ward, t)
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
 
 
-# The replay cuts each day at its end (cut_days): the IEC-HS screen read here reads baselines.
-SUPPORTIVE = DailyRule(RULE, _day)
-evaluate = SUPPORTIVE.evaluate  # the rule's evaluator by name (tests call it)
-
-RULES: tuple[RuleSpec, ...] = (SUPPORTIVE.spec(),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain, reads=("iec_hs",)),)

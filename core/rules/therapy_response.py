@@ -7,11 +7,17 @@ It reads the IEC-HS course: a documented IEC-HS episode, else the iec_hs screen'
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.rules.base import (
     Citation,
     EvidenceItem,
     Finding,
+    Inputs,
     Rule,
     RuleSpec,
     Severity,
@@ -19,10 +25,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.iec_hs import screen_since
-from core.rules.reading import end_of_day, episodes_until, latest_until, treatment_days
-from core.rules.stretches import DailyRule
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Ward, asof
+from core.rules.reading import END_OF_DAY
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 
@@ -74,71 +78,142 @@ THERAPY_RULE = Rule(
 )
 
 
-def active_iec_hs_onset(course: Course, day: int) -> tuple[float | None, str]:
-    """Onset day of the IEC-HS episode active at the end of `day`, and where it comes from."""
-    end = min(end_of_day(day), course.as_of_day)
-    documented = [e for e in episodes_until(course, "IEC-HS", end) if e[3] == "documented"]
-    open_eps = [e for e in documented if e[2] is None]
-    if open_eps:
-        return open_eps[-1][1], "documented IEC-HS episode"
-    status, since = screen_since(course, day)
-    if status is Status.MET:
-        return since, "iec_hs screen met"
-    return None, ""
+def until(ward: Ward) -> np.ndarray:
+    """Per course-day: the instant it is judged as of, the end of the day or the course's
+    as-of instant if earlier (a course evaluated open-ended: the end of its last day)."""
+    return np.minimum(ward.days["day"].to_numpy() + END_OF_DAY, ward.grid_ends)
 
 
-def _therapy_finding(course: Course, day: int, t: Thresholds) -> Finding:
+def active_iec_hs(ward: Ward, iec_hs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per course-day: the onset day of the IEC-HS episode active at its end (NaN: none) and
+    where it comes from: the last documented IEC-HS episode still open then, else the iec_hs
+    screen's met stretch (its since_day; `iec_hs` is that rule's rows)."""
+    onset = np.full(len(ward.days), np.nan)
+    source = np.full(len(ward.days), "", dtype=object)
+    ep = ward.episodes
+    keys, end = ward.grid_keys, until(ward)
+    if len(ep):
+        origin = ep["origin"].to_numpy(dtype=object)
+        documented = (ep["kind"].to_numpy(dtype=object) == "IEC-HS") & (
+            (origin == "documented") | pd.isna(origin))
+        resolved = pd.to_numeric(ep["resolved_day"], errors="coerce").to_numpy(dtype=float)
+        began = pd.to_numeric(ep["onset_day"], errors="coerce").to_numpy(dtype=float)
+        for i in np.flatnonzero(documented):  # in onset order: the last open one wins
+            still_open = (keys == ep["key"].iat[i]) & (began[i] <= end) & ~(resolved[i] <= end)
+            onset[still_open] = began[i]
+            source[still_open] = "documented IEC-HS episode"
+    screened = np.isnan(onset) & (iec_hs["status"].to_numpy(dtype=object) == Status.MET.value)
+    onset[screened] = iec_hs["since_day"].to_numpy(dtype=float)[screened]
+    source[screened] = "iec_hs screen met"
+    return onset, source
+
+
+def first_dose_from(ward: Ward, drugs: tuple[str, ...], start: np.ndarray,
+                    end: np.ndarray) -> np.ndarray:
+    """Per course-day: the position in ward.treatments of the first dose of any of `drugs`
+    given from day `start` (NaN: none) to `end`, else NONE; doses of one day in the order of
+    their drug names."""
+    rows = np.concatenate([ward.rows("treatments", "drug", d) for d in drugs])
+    out = np.full(len(ward.days), NONE, dtype=np.int64)
+    if not len(rows):
+        return out
+    table = ward.tables["treatments"]
+    name = ward.treatments["drug"].to_numpy(dtype=object)[rows]
+    rows = rows[np.lexsort((name, table.day[rows], table.key[rows]))]
+    keys, days = table.key[rows], table.day[rows]
+    asked = ~np.isnan(start)
+    before = asof(keys, days, ward.grid_keys, np.where(asked, start, np.inf), strict=True)
+    nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, ward.grid_keys, "left"))
+    ok = asked & (nxt < len(rows))
+    j = np.minimum(nxt, len(rows) - 1)
+    ok &= (keys[j] == ward.grid_keys) & (days[j] <= end)
+    out[ok] = rows[j[ok]]
+    return out
+
+
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+    """Per course-day: the active IEC-HS onset, the first IEC-HS-directed dose since, and
+    the ferritins before it and now (positions in ward.labs / ward.treatments)."""
+    onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
+    end = until(ward)
+    dose = first_dose_from(ward, IEC_HS_DIRECTED, np.floor(onset), end)
+    given = np.r_[ward.tables["treatments"].day, np.nan]  # NONE (-1) reads the NaN
+    t0 = given[dose]
+    at_t0 = np.where(dose >= 0, t0, -np.inf)
+    out: dict[str, Any] = {"onset": onset, "source": source, "dose": dose, "t0": t0,
+                           "until": end}
+    for analyte in ("ferritin", *(a for a, _ in OTHER_LABS)):
+        out[f"{analyte}_pre"] = np.where(dose >= 0, ward.latest(analyte, at_t0), NONE)
+        out[f"{analyte}_now"] = np.where(dose >= 0, ward.latest(analyte, end), NONE)
+    pre, now = out["ferritin_pre"], out["ferritin_now"]
+    values = np.r_[ward.lab_values, np.nan]  # NONE (-1) reads the NaN
+    days = np.r_[ward.lab_days, np.nan]
+    due = end >= t0 + t["reassess_hours"] / 24.0
+    measured = (pre >= 0) & (now >= 0) & (days[now] > t0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(values[pre] > 0, values[now] / values[pre], np.inf)
+    late = end >= t0 + t["falling_window_days"]
+    not_improving = np.where(late, change > 1.0 - t["falling_fraction"], change >= 1.0)
+    out["change"] = change
+    out["status"] = np.where(
+        ~(dose >= 0) | ~due, Status.NOT_MET.value,
+        np.where(~measured, Status.NOT_EVALUABLE.value,
+                 np.where(not_improving, Status.MET.value, Status.NOT_MET.value)))
+    return pd.DataFrame(out)
+
+
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """The finding of one course-day: the episode, the first dose, and ferritin before and
+    after it, the other IEC-HS labs as evidence."""
     rid = THERAPY_RULE.id
-    end = min(end_of_day(day), course.as_of_day)
-    onset, source = active_iec_hs_onset(course, day)
-    if onset is None:
+    onset, source, dose = row["onset"], row["source"], int(row["dose"])
+    if onset != onset:
         return Finding(rid, Status.NOT_MET, evidence=[EvidenceItem(
             why="no active IEC-HS episode (documented or screened)")])
-    doses = treatment_days(course, IEC_HS_DIRECTED, end, start=math.floor(onset))
-    if not doses:
+    if dose == NONE:
         return Finding(rid, Status.NOT_MET, evidence=[EvidenceItem(
             why=f"{source} since day {math.floor(onset)}; no IEC-HS-directed therapy yet")])
-    t0, drug = doses[0]
+    t0, drug = float(row["t0"]), str(ward.treatments["drug"].iat[dose])
     started = EvidenceItem(why=f"first IEC-HS-directed dose: {drug}", analyte=drug, day=t0)
     due = t0 + t["reassess_hours"] / 24.0
+    end = row["until"]
     if end < due:
         return Finding(rid, Status.NOT_MET, evidence=[started, EvidenceItem(
             why=f"re-assessment due {t['reassess_hours']:g} h after the first dose "
                 f"(day {due:.1f})")])
-    pre = latest_until(course, "ferritin", t0)
-    now = latest_until(course, "ferritin", end)
-    if pre is None:
+    pre, now = int(row["ferritin_pre"]), int(row["ferritin_now"])
+    if pre == NONE:
         return Finding(rid, Status.NOT_EVALUABLE, evidence=[started],
                        missing=["a ferritin drawn before the first IEC-HS-directed dose"])
-    if now is None or now.day <= t0:
-        return Finding(rid, Status.NOT_EVALUABLE, evidence=[started, pre.evidence(
-            "ferritin before therapy")], missing=["draw ferritin now (after therapy began)"])
-    change = now.value / pre.value if pre.value > 0 else math.inf
+    before = ward.lab_evidence(pre, "ferritin before therapy")
+    if now == NONE or ward.lab_days[now] <= t0:
+        return Finding(rid, Status.NOT_EVALUABLE, evidence=[started, before],
+                       missing=["draw ferritin now (after therapy began)"])
+    change = float(row["change"])
+    status = Status(row["status"])
     late = end >= t0 + t["falling_window_days"]
-    need = 1.0 - t["falling_fraction"]
-    not_improving = change > need if late else change >= 1.0
     if change < 1.0:
         why = f"{(1 - change) * 100:.0f} % fall since therapy began"
     else:
         why = f"{(change - 1) * 100:.0f} % higher than before therapy"
-    if not_improving and late:
+    if status is Status.MET and late:
         why += (f"; a fall of >= {t['falling_fraction'] * 100:g} % is expected within "
                 f"{t['falling_window_days']:g} days")
-    elif not_improving:
+    elif status is Status.MET:
         why += f"; no fall {t['reassess_hours']:g} h after the first dose"
-    ev = [started, pre.evidence("ferritin before therapy"), now.evidence(why)]
+    ev = [started, before, ward.lab_evidence(now, why)]
     for analyte, direction in OTHER_LABS:
-        a0, a1 = latest_until(course, analyte, t0), latest_until(course, analyte, end)
-        if a0 is None or a1 is None or a1.day <= t0:
+        a0, a1 = int(row[f"{analyte}_pre"]), int(row[f"{analyte}_now"])
+        if a0 == NONE or a1 == NONE or ward.lab_days[a1] <= t0:
             continue
-        worse = (a1.value - a0.value) * direction > 0
-        ev.append(a1.evidence(f"{'worse' if worse else 'better or unchanged'} than before "
-                              f"therapy ({a0.value:g} on day {a0.day:g})"))
-    return Finding(rid, Status.MET if not_improving else Status.NOT_MET, evidence=ev,
+        worse = (ward.lab_values[a1] - ward.lab_values[a0]) * direction > 0
+        ev.append(ward.lab_evidence(a1, f"{'worse' if worse else 'better or unchanged'} than "
+                                        f"before therapy ({ward.lab_values[a0]:g} on day "
+                                        f"{ward.lab_days[a0]:g})"))
+    return Finding(rid, status, evidence=ev,
                    extra={"therapy_start_day": t0, "ferritin_ratio": round(change, 3)})
 
 
-THERAPY = DailyRule(THERAPY_RULE, _therapy_finding)
-evaluate_therapy_response = THERAPY.evaluate  # the rule's evaluator by name (tests call it)
-
-RULES: tuple[RuleSpec, ...] = (THERAPY.spec(),)
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(THERAPY_RULE, judge=judge, explain=explain, reads=("iec_hs",)),
+)

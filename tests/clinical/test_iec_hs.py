@@ -6,6 +6,7 @@ import pytest
 
 from core.rules import iec_hs
 from core.rules.base import Status, Thresholds
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 from core.vocabulary.units import convert
 
@@ -40,7 +41,7 @@ def worked_example(**changes):
 
 
 def run(course, **overrides):
-    return iec_hs.evaluate(course, Thresholds(iec_hs.RULE, overrides or None))
+    return evaluate_course(course, iec_hs.RULES, {"iec_hs": overrides} if overrides else None)[0]
 
 
 def test_worked_example_screens_positive_with_every_feature():

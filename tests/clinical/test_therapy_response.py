@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.rules import therapy_response
-from core.rules.base import Status, Thresholds
+from core.rules.base import Status
+from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
 
@@ -13,8 +14,7 @@ def run(ferritins, treatments=(("anakinra", 10.5),), episodes=(("IEC-HS", None, 
         extra_labs=(), **kw):
     course = make_course(labs=[("ferritin", d, v) for d, v in ferritins] + list(extra_labs),
                          treatments=list(treatments), episodes=list(episodes), **kw)
-    rule = therapy_response.THERAPY_RULE
-    return therapy_response.evaluate_therapy_response(course, Thresholds(rule))
+    return evaluate_course(course, therapy_response.RULES)[0]
 
 
 THERAPY_CASES = [

@@ -1,0 +1,30 @@
+"""IEC-HS screen (ASTCT 2023, Hines et al.), with ferritin kinetics and timing vs CRS.
+
+criteria.md §1.2 [DESIGN screening logic]: fire when the ferritin key feature AND the timing
+feature are met AND at least one lab manifestation (transaminases, fibrinogen, new cytopenia)
+is met. Haemophagocytosis and the other features are evidence only. Every threshold of §1.2 is
+[UNCONFIRMED] (the consensus tables were not retrieved) and is shown as provisional. A screening
+flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride along as context.
+
+- rule: the declaration (thresholds, choices), missing-input prompts, treatment tiers;
+- screen: `judge`, the features and the screen over a whole ward by columns;
+- timing: the timing key feature, a scan of each course's CRS course;
+- explain: the finding of one judged course-day.
+"""
+
+from core.rules.base import RuleSpec
+from core.rules.iec_hs.explain import Feature, _ferritin_feature, explain
+from core.rules.iec_hs.rule import (
+    CYTOPENIA_LINEAGES,
+    MISSING,
+    RULE,
+    TREATMENT_CONTEXT,
+    TREATMENT_TIERS,
+)
+from core.rules.iec_hs.screen import READS, judge
+
+SPEC = RuleSpec(RULE, judge=judge, explain=explain, reads=READS)
+RULES: tuple[RuleSpec, ...] = (SPEC,)
+
+__all__ = ["CYTOPENIA_LINEAGES", "MISSING", "RULE", "RULES", "SPEC", "TREATMENT_CONTEXT",
+           "TREATMENT_TIERS", "Feature", "_ferritin_feature", "explain", "judge"]

@@ -1,0 +1,161 @@
+"""The IEC-HS screen judged over a ward (criteria.md §1.2 [DESIGN screening logic]).
+
+Fire when the ferritin key feature AND the timing key feature are met AND at least one lab
+manifestation (transaminases, fibrinogen, new cytopenia) is met; not met when a key feature
+is not met or every lab manifestation is not met; else not evaluable. Screened from
+window_start_day to window_end_day, later only while ferritin is above the x ULN limit.
+Every value is the latest known at the course-day's end; baselines as criteria.md §0.2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.rules.base import Inputs, Status, Thresholds
+from core.rules.ctcae import ctcae_grades
+from core.rules.frames import NONE, Ward, asof
+from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, KEY_FEATURES, LAB_FEATURES
+from core.rules.iec_hs.timing import timing_feature
+
+MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
+# the rules the screen reads (RuleSpec.reads): their rows, or only their thresholds
+READS = ("crs_grade", "ferritin_kinetics", *(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES))
+BEFORE_WINDOW, AFTER_WINDOW = 1, 2  # `outside`: why a course-day is not screened (0: it is)
+Columns = dict[str, np.ndarray]
+
+
+def at(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """column[pos] as floats, NaN where pos is NONE."""
+    if not len(column):
+        return np.full(len(pos), np.nan)
+    return np.where(pos != NONE, column[np.maximum(pos, 0)], np.nan)
+
+
+def _statuses(met: np.ndarray, not_met: np.ndarray) -> np.ndarray:
+    return np.where(met, MET, np.where(not_met, NOT_MET, NOT_EVALUABLE)).astype(object)
+
+
+def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
+    """Latest ferritin > ferritin_x_uln x ULN, or > ferritin_x_baseline x the baseline (when
+    the latest is not the baseline itself). Not met needs the ULN and a positive baseline."""
+    f, b = ward.latest("ferritin"), ward.baseline("ferritin")
+    value, uln = ward.lab_values, ward.lab_limits[1]
+    has = f != NONE
+    v, u, base = at(value, f), at(uln, f), at(value, b)
+    above_uln = has & (v > t["ferritin_x_uln"] * u)
+    base_ok = base > 0
+    above_base = has & base_ok & (b != f) & (v > t["ferritin_x_baseline"] * base)
+    met = above_uln | above_base
+    known = ~np.isnan(u) & base_ok
+    return {"ferritin": _statuses(met, has & known), "ferritin_latest": f, "ferritin_base": b,
+            "ferritin_above_uln": above_uln, "ferritin_above_base": above_base}
+
+
+def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
+    """AST or ALT > transaminase_x_uln x ULN (baseline normal or unknown), or
+    > transaminase_x_baseline x the baseline (baseline above its ULN). Met when either is;
+    not met when both are known and neither is."""
+    value, uln = ward.lab_values, ward.lab_limits[1]
+    out: Columns = {}
+    any_met, all_not_met = np.zeros(len(ward.days), bool), np.ones(len(ward.days), bool)
+    for a in ("ast", "alt"):
+        v, b = ward.latest(a), ward.baseline(a)
+        known = ~np.isnan(at(uln, v))
+        abnormal = (b != v) & (at(value, b) > at(uln, b))  # no baseline or its ULN: normal
+        limit = np.where(abnormal, t["transaminase_x_baseline"] * at(value, b),
+                         t["transaminase_x_uln"] * at(uln, v))
+        met = known & (at(value, v) > limit)
+        any_met |= met
+        all_not_met &= known & ~met
+        out |= {f"{a}_latest": np.where(known, v, NONE), f"{a}_base": np.where(abnormal, b, NONE),
+                f"{a}_met": met}
+    out["transaminase"] = _statuses(any_met, all_not_met)
+    return out
+
+
+def fibrinogen_feature(ward: Ward, t: Thresholds) -> Columns:
+    """Latest fibrinogen < fibrinogen_low (mg/dL) or < the lab's LLN."""
+    f = ward.latest("fibrinogen")
+    v, lln = at(ward.lab_values, f), at(ward.lab_limits[0], f)
+    has = f != NONE
+    below = has & (v < t["fibrinogen_low"])
+    below_lln = has & ~below & (v < lln)
+    return {"fibrinogen": _statuses(below | below_lln, has), "fibrinogen_latest": f,
+            "fibrinogen_below_lln": below_lln}
+
+
+def new_cytopenia(ward: Ward, analyte: str, t: Thresholds, ctcae_t: Thresholds) -> Columns:
+    """One lineage [DESIGN]: the latest count's CTCAE grade (the ctcae_<analyte> rule's, no
+    baseline for counts) is >= cytopenia_min_grade and at least cytopenia_grade_drop grades
+    worse than the best grade of the earlier values within cytopenia_lookback_days before it,
+    counting values from cytopenia_reference_day on. No such earlier value: not met (the
+    post-lymphodepletion nadir is expected). Latest count not gradable: not evaluable."""
+    latest = ward.latest(analyte)
+    n = len(latest)
+    status, now, best = np.full(n, NOT_EVALUABLE, dtype=object), np.full(n, np.nan), np.full(
+        n, np.nan)
+    sub = ward.rows("labs", "analyte", analyte)
+    if len(sub):
+        keys, days = ward.tables["labs"].key[sub], ward.lab_days[sub]
+        low, high, _ = ward.lab_limits
+        g = ctcae_grades(analyte, ward.lab_values[sub], high[sub], low[sub], t=ctcae_t)
+        at = np.arange(len(sub))
+        start = np.searchsorted(keys, keys, side="left")
+        cut = np.maximum(t["cytopenia_reference_day"], days - t["cytopenia_lookback_days"])
+        lo = asof(keys, days, keys, cut, strict=True)  # the last value before the window
+        lo = np.minimum(np.where(lo >= 0, lo + 1, start), at)
+        width = int((at - lo).max(initial=0))
+        window = at[:, None] - np.arange(width, 0, -1)[None, :]
+        earlier = np.where(window >= lo[:, None], g[np.maximum(window, 0)], np.nan)
+        with np.errstate(invalid="ignore"):
+            lowest = (np.fmin.reduce(earlier, axis=1) if width
+                      else np.full(len(sub), np.nan))
+        fell = ((g >= t["cytopenia_min_grade"])
+                & (g - lowest >= t["cytopenia_grade_drop"]))
+        judged = np.where(np.isnan(g), NOT_EVALUABLE,
+                          np.where(~np.isnan(lowest) & fell, MET, NOT_MET)).astype(object)
+        has = latest != NONE
+        i = np.searchsorted(sub, latest[has])
+        status[has], now[has], best[has] = judged[i], g[i], lowest[i]
+    return {f"{analyte}_cytopenia": status, f"{analyte}_latest": latest, f"{analyte}_grade": now,
+            f"{analyte}_best": best}
+
+
+def cytopenia_feature(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
+    """New or worsening cytopenia in any lineage (ANC, platelets, haemoglobin)."""
+    out: Columns = {}
+    for a in CYTOPENIA_LINEAGES:
+        out |= new_cytopenia(ward, a, t, inputs.thresholds[f"ctcae_{a}"])
+    lineages = [out[f"{a}_cytopenia"] for a in CYTOPENIA_LINEAGES]
+    out["cytopenia"] = _statuses(np.any([s == MET for s in lineages], axis=0),
+                                 np.all([s == NOT_MET for s in lineages], axis=0))
+    return out
+
+
+def screen_window(ward: Ward, t: Thresholds, ferritin_above_uln: np.ndarray) -> np.ndarray:
+    """Days window_start_day to window_end_day (§10.3 [DESIGN]); after it only while ferritin
+    is above the x ULN limit. Per grid row: 0 (screened), BEFORE_WINDOW or AFTER_WINDOW."""
+    day = ward.days["day"].to_numpy()
+    return np.where(day < t["window_start_day"], BEFORE_WINDOW, np.where(
+        (day > t["window_end_day"]) & ~ferritin_above_uln, AFTER_WINDOW, 0)).astype(np.int8)
+
+
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
+    """The IEC-HS screen of every course-day of the ward, as of each day's end."""
+    cols = ferritin_key_feature(ward, t)
+    cols |= timing_feature(ward, inputs.frames["crs_grade"]["grade"].to_numpy(dtype=float))
+    cols |= transaminase_feature(ward, t)
+    cols |= fibrinogen_feature(ward, t)
+    cols |= cytopenia_feature(ward, t, inputs)
+    keys = [cols[k] for k in KEY_FEATURES]
+    labs = [cols[k] for k in LAB_FEATURES]
+    not_met = (np.any([k == NOT_MET for k in keys], axis=0)
+               | np.all([x == NOT_MET for x in labs], axis=0))
+    met = np.all([k == MET for k in keys], axis=0) & np.any([x == MET for x in labs], axis=0)
+    cols["outside"] = screen_window(ward, t, cols["ferritin_above_uln"])
+    cols["status"] = np.where(cols["outside"] > 0, NOT_MET, _statuses(met & ~not_met, not_met))
+    kinetics = inputs.frames["ferritin_kinetics"]
+    cols["rapid"] = kinetics["rapid"].to_numpy()  # 1 rapid, 0 not, -1 unknown
+    cols["rapid_ref"] = kinetics["rapid_ref"].to_numpy()
+    cols["hemophagocytosis"] = ward.latest_observation("hemophagocytosis")
+    return cols
