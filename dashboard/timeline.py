@@ -70,7 +70,7 @@ def suggested_episodes(_engine, url: str, version: Version, patient_id: str,  # 
     course = resources.patient_course(_engine, url, version, patient_id, tz)
     if course is None:
         return []
-    return suggest_episodes(course, replay_course(course, overrides=overrides(), evidence=False))
+    return suggest_episodes(course, replay_course(course, overrides=overrides()))
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)

@@ -223,7 +223,7 @@ def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: da
         if not ids:
             return []
     return load_patient_courses(session, settings.ward_tz, ids, active_only=ids is None,
-                                as_of=as_of, with_index=True)
+                                as_of=as_of)
 
 
 def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | None) -> Found:
@@ -273,7 +273,7 @@ def run_replay(
 
     The document is run_evaluate's, each patient adding "days": [{"day": N, "findings"}].
     """
-    from core.rules.engine import evaluate_course, replay_courses
+    from core.rules.engine import evaluate_courses, replay_courses
 
     as_of = as_of or utcnow()
     if as_of.tzinfo is None:
@@ -284,13 +284,15 @@ def run_replay(
     # read in one short transaction, then compute without holding any lock
     with session_scope(engine) as session:
         loaded = load_patient_courses(session, settings.ward_tz, ids, active_only=False,
-                                      as_of=as_of, with_index=True)
+                                      as_of=as_of)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
 
+    courses = [c for _, c in loaded]
+    current = evaluate_courses(courses, rule_specs, overrides)
     patients: list[dict[str, Any]] = []
-    for course, days in replay_courses((c for _, c in loaded), rule_specs, overrides):
-        findings = evaluate_course(course, specs=rule_specs, overrides=overrides)
+    for (course, days), findings in zip(replay_courses(courses, rule_specs, overrides), current,
+                                        strict=True):
         patients.append({
             "patient_id": course.patient.patient_id,
             "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),

@@ -231,7 +231,8 @@ def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
     ids = np.array([c.patient.patient_id for c in courses], dtype=object)
     statuses.insert(0, "patient_id", ids[statuses["key"].to_numpy(dtype=np.int64)]
                     if len(statuses) else np.empty(0, dtype=object))
-    patient_days = sum(len(replay_days(c)) for c in courses)
+    patient_days = len(statuses) // len(specs) if specs else sum(
+        len(replay_days(c)) for c in courses)
     if each is not None:
         for _ in courses:
             each()
@@ -243,12 +244,10 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
                   specs: Sequence[RuleSpec] | None,
                   each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Would-be alerts and patient-days of one batch of patients, read and replayed
-    (`each()` is called after every patient). The rules' column indexes of the batch are
-    built with the read, for all its courses at once."""
+    (`each()` is called after every patient)."""
     with session_scope(engine) as session:
         courses = [c for _, c in load_patient_courses(
-            session, settings.ward_tz, list(ids), active_only=False, as_of=as_of,
-            with_index=True)]
+            session, settings.ward_tz, list(ids), active_only=False, as_of=as_of)]
     return _episodes(courses, specs, overrides, each)
 
 

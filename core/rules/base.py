@@ -1,20 +1,20 @@
 """The shapes every rule shares: declaration as data, thresholds, and findings.
 
-A rule module declares `RULE = Rule(...)` (or several) and a pure function
-`evaluate(course: Course, t: Thresholds) -> Finding`. The engine (core/rules/engine.py) is
-the only code that runs them; pages and the CLI read `Rule` rows to show what runs.
+A rule module declares `RULE = Rule(...)` (or several) and, in its RuleSpec, how it is judged:
+`judge(ward, t)` over every course-day of a ward at once (core.rules.frames.Ward) and
+`explain(ward, row, t)`, the finding of one day. The engine (core/rules/engine.py) is the only
+code that runs them; pages and the CLI read `Rule` rows to show what runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from core.vocabulary.course import Course
 from core.vocabulary.units import Evidence
 
 if TYPE_CHECKING:
@@ -144,23 +144,9 @@ class EvidenceItem:
 _EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
 
 
-# A finding's evidence, or a function that makes it (see Finding)
-EvidenceSource = list[EvidenceItem] | Callable[[], list[EvidenceItem]]
-
-
-@dataclass(init=False)
+@dataclass
 class Finding:
-    """The result of one rule for one patient as of one day (design.md JSON contract).
-
-    `evidence` may be given as a function that makes the list: it runs the first time the
-    evidence is read, once. A backtest reads only status, since_day and episode_key of the
-    tens of thousands of findings a replay makes, so their evidence (values, units and text)
-    is never built there; everything else reads `evidence` as a plain list.
-
-    Findings are read-only: a rule may hand out one finding, cached, for several days and
-    evaluations (e.g. a CTCAE grade until the next result, core.rules.stretches.dated for a day
-    with no met stretch to carry), so whoever needs a changed finding makes one with `copy`.
-    """
+    """The result of one rule for one patient as of one day (design.md JSON contract)."""
 
     rule: str
     status: Status
@@ -171,30 +157,6 @@ class Finding:
     missing: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # probability, breakdown, risk group...
     episode_key: str | None = None  # distinguishes separate alert episodes of one rule
-
-    def __init__(self, rule: str, status: Status, since_day: float | None = None,
-                 grade: int | None = None, score: float | None = None,
-                 evidence: EvidenceSource | None = None, missing: list[str] | None = None,
-                 extra: dict[str, Any] | None = None, episode_key: str | None = None) -> None:
-        # by hand: the generated __init__ stores evidence through the property (a call per
-        # finding, and a replay makes hundreds of thousands)
-        self.rule, self.status, self.since_day, self.grade, self.score = (
-            rule, status, since_day, grade, score)
-        self._evidence = [] if evidence is None else evidence
-        self.missing = [] if missing is None else missing
-        self.extra = {} if extra is None else extra
-        self.episode_key = episode_key
-
-    def copy(self, **changes: Any) -> Finding:
-        """A distinct finding equal to this one but for `changes` (e.g. since_day), sharing
-        its evidence, missing and extra (findings are read-only; evidence given as a
-        function is made once, for both)."""
-        f = object.__new__(Finding)  # the fields as they are, without __init__'s work
-        f.__dict__.update(self.__dict__)
-        f.__dict__["_evidence"] = shared_evidence(self)
-        for name, value in changes.items():
-            setattr(f, name, value)
-        return f
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -210,46 +172,6 @@ class Finding:
         return out
 
 
-def _evidence_of(self: Finding) -> list[EvidenceItem]:
-    ev = self.__dict__["_evidence"]
-    if not isinstance(ev, list):
-        ev = self.__dict__["_evidence"] = ev()
-    return ev
-
-
-def _set_evidence(self: Finding, ev: EvidenceSource) -> None:
-    self.__dict__["_evidence"] = ev
-
-
-# the dataclass field `evidence` stores through this property, so __init__, ==, repr and
-# to_json see the list whichever way it was given
-Finding.evidence = property(_evidence_of, _set_evidence)  # type: ignore[assignment]
-
-
-def shared_evidence(f: Finding | Any) -> EvidenceSource:
-    """f's evidence (a Finding's, or that of any result with `.evidence`) for another finding:
-    the same list, read-only as findings are, or while f's is not made yet a function that
-    makes it (once, for both)."""
-    ev = getattr(f, "__dict__", {}).get("_evidence")
-    if isinstance(ev, list):
-        return ev
-    if ev is None:  # not a Finding
-        return f.evidence
-    return lambda: f.evidence
-
-
-Evaluator = Callable[[Course, Thresholds], Finding]
-# Findings as of the end of each of `days` (ascending ward days), computed in one pass over
-# the full course. Must equal `evaluate` on the course cut at the end of each day (the engine
-# test `test_replay_hooks_equal_evaluating_each_day` holds every hook to that).
-Replayer = Callable[[Course, Thresholds, Sequence[int]], list[Finding]]
-# A rule judged by columns: one row per grid row of the ward (Ward.days, same order and
-# length) with the column `status` (a Status value) and any the rule's `explain` reads; a
-# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since), an
-# `episode_key` column the key a met row's alert episode gets from its since_day.
-Judge = Callable[["Ward", Thresholds], pd.DataFrame]
-
-
 @dataclass(frozen=True)
 class Inputs:
     """What a rule reads of the rules it depends on (RuleSpec.reads), judged over the same
@@ -259,23 +181,25 @@ class Inputs:
     thresholds: Mapping[str, Thresholds]
 
 
+# A rule judged by columns: its columns (frames.Columns) with one value per grid row of the
+# ward (Ward.days, same order): `status` (a Status value) and any its `explain` reads; a
+# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since), an
+# `episode_key` column the key a met row's alert episode gets from its since_day.
+Judge = Callable[["Ward", Thresholds], Mapping[str, Any]]
 # A rule that reads other rules (IEC-HS reads the CRS course, CTCAE grades, ...)
-JudgeWith = Callable[["Ward", Thresholds, Inputs], pd.DataFrame]
-# The finding of one judged row: the row is the grid row's columns (key, day, end, first),
-# the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
+JudgeWith = Callable[["Ward", Thresholds, Inputs], Mapping[str, Any]]
+# The finding of one judged row: the row is the grid row's columns (key, day, end, first,
+# last), the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
 # episode_key.
 Explain = Callable[["Ward", Mapping[str, Any], Thresholds], Finding]
 
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A rule's declaration and how it is evaluated: by columns over a whole ward (`judge`
-    and `explain`), or, for rules not yet judged that way, course by course (`evaluate`,
-    optionally with a one-pass `replay`)."""
+    """A rule's declaration and how the engine judges it: `judge` over a whole ward (one row
+    per course-day), `explain` for the rows shown or alerted, and the rules it reads."""
 
     rule: Rule
-    evaluate: Evaluator | None = None
-    replay: Replayer | None = None
-    judge: Judge | JudgeWith | None = None  # a JudgeWith when `reads` names rules
-    explain: Explain | None = None
+    judge: Judge | JudgeWith  # a JudgeWith when `reads` names rules
+    explain: Explain
     reads: tuple[str, ...] = ()  # ids of the rules whose rows `judge` reads (Inputs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,7 +30,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.monitoring import (
     GAP_KEY,
     Charted,
@@ -43,9 +42,6 @@ from core.rules.monitoring import (
     graded_status,
     latest_known,
 )
-from core.rules.reading import end_of_day, latest_observation, treatment_days
-from core.rules.stretches import daily, thresholds_key
-from core.vocabulary.course import Course
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 
@@ -228,7 +224,7 @@ def first_waiver(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
     return day, drug
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """The CRS grade of every course-day of the ward, as of each day's end."""
     latest = latest_known(ward, INPUTS)
     key, end = ward.days["key"].to_numpy(), ward.days["end"].to_numpy()
@@ -241,7 +237,7 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     found["waiver_drug"] = waiver_drug[key]
     for prompt, kinds in PROMPTS.items():
         found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
-    return pd.DataFrame(found)
+    return found
 
 
 def _hypotension_why(grade: float, vasopressors: float) -> str:
@@ -304,33 +300,3 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
 
 
 RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)
-
-
-# --- kept only for iec_hs, until it reads this rule's frame -------------------------------
-
-
-@dataclass(frozen=True)
-class CrsDay:
-    """The CRS grade of one ward day (None = not evaluable)."""
-
-    grade: int | None
-
-
-def crs_day(course: Course, day: int, t: Thresholds) -> CrsDay:
-    """The CRS grade as of the end of ward day `day` (cached once that day is complete)."""
-    return daily(course, (RULE.id, thresholds_key(t)), day, lambda: _one_day(course, day, t))
-
-
-def _one_day(course: Course, day: int, t: Thresholds) -> CrsDay:
-    end = min(end_of_day(day), course.as_of_day)
-
-    def charted(kind: str) -> Charted:
-        o = latest_observation(course, kind, end, float(day))
-        return Charted(np.array([NONE if o is None else 0]),
-                       np.array([np.nan if o is None or o.num is None else o.num]),
-                       np.array([None if o is None else o.text], dtype=object))
-
-    waived = bool(treatment_days(course, FEVER_WAIVER_DRUGS, end, 0.0))
-    today = Today._make([*(charted(kind) for kind in INPUTS), np.array([waived])])
-    grade = crs_grade(today, t)["grade"][0]
-    return CrsDay(None if math.isnan(grade) else int(grade))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import pandas as pd
+
 from core.rules.base import Finding, Status
 from core.rules.catalog import episode_kinds
-from core.rules.reading import course_index
 from core.vocabulary.course import Course
 
 
@@ -51,9 +52,13 @@ def suggest_episodes(course: Course,
                 cur["resolved_day"] = day
                 out.append(open_.pop(f.rule))
     out.extend(open_.values())
-    documented = [(k, onset, None if resolved != resolved else resolved)
-                  for k, _, onset, resolved, origin in course_index(course).episodes
-                  if origin == "documented"]
+    ep = course.episodes
+    documented = [(str(k), float(onset), None if resolved != resolved else float(resolved))
+                  for k, onset, resolved, origin in zip(
+                      ep["kind"], pd.to_numeric(ep["onset_day"], errors="coerce"),
+                      pd.to_numeric(ep["resolved_day"], errors="coerce"), ep["origin"],
+                      strict=True)
+                  if pd.isna(origin) or origin == "documented"]
     kept = []
     for s in sorted(out, key=lambda s: (s["onset_day"], s["kind"])):
         if any(k == s["kind"] and _overlaps(s["onset_day"], s["resolved_day"], o, r)

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -37,10 +36,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward, asof
-from core.rules.reading import Value, lab_series
-from core.rules.stretches import configured_thresholds
-from core.vocabulary.course import Course
+from core.rules.frames import NONE, Columns, Ward, asof
 from core.vocabulary.units import Evidence
 
 D = Evidence.DESIGN
@@ -218,15 +214,15 @@ def rise(keys: np.ndarray, days: np.ndarray, values: np.ndarray, uln: np.ndarray
 _REFS = ("previous", "ref_24h", "ref_48h", "rapid_ref", "gap_ref")
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per course-day: the kinetics of the latest ferritin known at its end (positions in
     ward.labs, NONE: none) and the status: met = rapid rise, not met = no rapid rise, not
     evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
     sub = ward.rows("labs", "analyte", "ferritin")
     if not len(sub):
         none = np.full(len(ward.days), NONE)
-        return pd.DataFrame({"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
-                             "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value})
+        return {"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
+                             "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value}
     k = rise(ward.labs["key"].to_numpy()[sub], ward.lab_days[sub], ward.lab_values[sub],
              ward.lab_limits[1][sub], t)
     latest = ward.latest("ferritin")
@@ -242,7 +238,7 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     out["rapid"] = rapid
     out["status"] = np.where(rapid == RAPID, Status.MET.value, np.where(
         rapid == NOT_RAPID, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
-    return pd.DataFrame(out)
+    return out
 
 
 def _ng(v: float) -> str:
@@ -325,29 +321,3 @@ def _interval(ward: Ward, ref: int, latest: int, t: Thresholds, rapid: bool) -> 
 
 
 RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)
-
-
-# --- for the IEC-HS screen, until it reads this rule's frame ---------------------------------
-
-
-class Kinetics(NamedTuple):
-    latest: Value | None
-    rapid: bool | None = None
-    rapid_ref: Value | None = None
-
-
-def kinetics(course: Course, end: float, t: Thresholds | None = None) -> Kinetics:
-    """The rapid-rise judgement of the latest ferritin with day <= end (as `judge` gives it),
-    with the thresholds in force (default: those the engine runs the rule with)."""
-    t = t if t is not None else configured_thresholds(course, RULE)
-    s = lab_series(course, "ferritin")
-    n = 0 if s is None else s.count(min(end, course.as_of_day))
-    if s is None or n == 0:
-        return Kinetics(None)
-    latest = s.at(n - 1)
-    k = rise(np.zeros(n, dtype=np.int64), np.array(s.days[:n]), np.array(s.vals[:n]),
-             np.array([np.nan] * (n - 1) + [np.nan if latest.ref_high is None
-                                             else latest.ref_high]), t)
-    rapid, ref = int(k["rapid"][-1]), int(k["rapid_ref"][-1])
-    return Kinetics(latest, {RAPID: True, NOT_RAPID: False, UNKNOWN: None}[rapid],
-                    None if ref == NONE else s.at(ref))

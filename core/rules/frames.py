@@ -9,14 +9,14 @@ as-of instant on its last day). A rule returns one row per grid row; the engine
 
 The as-of mapping is done here once for every rule: `latest` gives, for each grid row, the
 row of the latest value known at its `end`; `baseline` the baseline known then
-(criteria.md §0.2, as core.rules.reading.baseline). Both are positions in the ward's frame
+(criteria.md §0.2). Both are positions in the ward's frame
 (-1: none), found for all grid rows at once by one sort, never per course or per day.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -25,12 +25,15 @@ import numpy as np
 import pandas as pd
 
 from core.rules.base import EvidenceItem
-from core.rules.reading import END_OF_DAY
 from core.vocabulary.course import Course
 from core.vocabulary.observations import OBSERVATION_KINDS
 from core.vocabulary.units import ANALYTES
 
 NONE = -1  # "no row" in a position array
+# What a rule's judge gives: its columns by name, each an array with one value per grid row
+# (a scalar stands for the same value on every row)
+Columns = dict[str, Any]
+END_OF_DAY = 1.0 - 1e-6  # "as of the end of day N" = N + END_OF_DAY (0.09 s before midnight)
 # each frame's rows by this column, then course, then day (ties keep the course's row order):
 # the rows of one analyte, kind or drug are one block, sorted by (key, day)
 _SORTED_BY = {"labs": ("analyte", "day"), "observations": ("kind", "day"),
@@ -157,6 +160,11 @@ class Ward:
         """The ward of course `key` alone (its key there is 0)."""
         return Ward.of([self.courses[key]], self.evaluating)
 
+    def closing_rows(self) -> np.ndarray:
+        """The last grid row of each course (the day it is evaluated on), in course order."""
+        key = self.grid_keys
+        return np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if len(key) else key
+
     def replay_rows(self) -> np.ndarray:
         """Positions of the grid rows a replay reports: each course's days from day 0 (or
         its first data day, if later) to its last data day (or as-of day, if earlier)."""
@@ -212,8 +220,9 @@ class Ward:
     def baseline(self, analyte: str) -> np.ndarray:
         """Per grid row: the position in `labs` of the analyte's baseline known at the row's
         end, else NONE: the last value on or before the lymphodepletion start day, else the
-        last value on or before the infusion day (day < 1) [DESIGN §0.2]; as
-        core.rules.reading.baseline."""
+        last value on or before the infusion day (day < 1) [DESIGN §0.2]. A draw on the
+        lymphodepletion start day is taken as drawn before the chemotherapy (the morning
+        draw precedes fludarabine/cyclophosphamide), as car_hematotox does."""
         sub = self.rows("labs", "analyte", analyte)
         gk = self.grid_keys
         out = np.full(len(gk), NONE, dtype=np.int64)
@@ -271,7 +280,9 @@ class Ward:
         return _objects(self.observations, ("kind", "day", "value_num", "value_text"))
 
     def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
-        """The evidence item of lab row `pos`, as core.rules.reading.Value.evidence."""
+        """The evidence item of lab row `pos`: its value (with any qualifier, e.g. "<0.1"),
+        unit, original value and unit, and whether it was verified; "(default reference
+        range used)" when the lab gave no range."""
         analyte, q, ov, ou, ver = (column[pos] for column in self._lab_text)
         if self.lab_limits[2][pos]:
             why += " (default reference range used)"
@@ -282,7 +293,8 @@ class Ward:
                             None if ver is None else bool(ver))
 
     def observation_evidence(self, pos: int, why: str) -> EvidenceItem:
-        """The evidence item of observation row `pos`, as core.rules.reading.Obs.evidence."""
+        """The evidence item of observation row `pos`: its text, else its number (with the
+        kind's unit)."""
         kind, day, num, text = (column[pos] for column in self._observation_columns)
         num = None if _missing(num) else float(num)
         text = None if text is None else str(text)
@@ -297,6 +309,27 @@ def _objects(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[Any], 
                  else [None] * len(frame) for c in columns)
 
 
+def end_of_day(day: float) -> float:
+    """The as-of instant that stands for the end of day `day`."""
+    return math.floor(day) + END_OF_DAY
+
+
+def episode_key(since_day: float | None) -> str | None:
+    """Alert-episode key: stable while a condition lasts, new when it returns later."""
+    return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
+
+
+def replay_days(course: Course) -> range:
+    """The ward days a replay reports for the course: from day 0 (or its first data day, if
+    later) to its last data day (or as-of day, if earlier); none without data."""
+    tables = {name: _stacked([getattr(course, name)], name)[1] for name in _SPAN}
+    first, last = (float(x[0]) for x in _data_span(tables, 1))
+    if math.isnan(last):
+        return range(0)
+    top = math.floor(min(last, course.as_of_day))
+    return range(max(0, math.floor(first)) if not math.isnan(first) else 0, top + 1)
+
+
 def _nan(x: float | None) -> float:
     return np.nan if x is None else float(x)
 
@@ -305,12 +338,15 @@ def _missing(x: object) -> bool:
     return x is None or x is pd.NA or (isinstance(x, float) and x != x)
 
 
-def _data_span(tables: dict[str, Table], n: int) -> tuple[np.ndarray, np.ndarray]:
+_SPAN = ("labs", "observations", "treatments", "events")  # the tables with data days
+
+
+def _data_span(tables: Mapping[str, Table], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each course's first data day (labs, observations, treatments) and last data day
-    (those and events), as core.rules.reading.CourseIndex; NaN where there is none."""
+    (those and events); NaN where there is none."""
     first = np.full(n, np.inf)
     last = np.full(n, -np.inf)
-    for name in ("labs", "observations", "treatments", "events"):
+    for name in _SPAN:
         keys, days = tables[name].key, tables[name].day
         ok = ~np.isnan(days)
         if name != "events":
@@ -355,6 +391,10 @@ def met_since(days: pd.DataFrame, status: np.ndarray) -> np.ndarray:
     met, not_met = status == "met", status == "not_met"
     key, day = days["key"].to_numpy(), days["day"].to_numpy()
     fresh = np.r_[True, (key[1:] != key[:-1]) | not_met[:-1]] | ~(day >= days["first"])
-    stretch = np.cumsum(fresh)
-    since = pd.Series(np.where(met, day, np.nan)).groupby(stretch).cummin().to_numpy()
-    return np.where(met, since, np.nan)
+    n = len(met)
+    if not n:
+        return np.empty(0)
+    # a stretch is the rows from a fresh row to the next; its run starts at its first met row
+    start = np.minimum.reduceat(np.where(met, np.arange(n), n), np.flatnonzero(fresh))
+    run = start[np.cumsum(fresh) - 1]
+    return np.where(met, day[np.minimum(run, n - 1)], np.nan).astype(float)

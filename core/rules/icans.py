@@ -28,7 +28,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.monitoring import (
     GAP_KEY,
     Charted,
@@ -218,7 +218,7 @@ def icans_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
     }
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """The ICANS grade of every course-day of the ward, as of each day's end."""
     latest = latest_known(ward, KINDS)
     charted = charted_today(ward, latest)
@@ -227,7 +227,7 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     for prompt, kinds in PROMPTS.items():
         if kinds:
             found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
-    return pd.DataFrame(found)
+    return found
 
 
 def _encephalopathy_why(row: Mapping[str, Any], by: EvidenceItem, t: Thresholds) -> str:

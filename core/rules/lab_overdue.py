@@ -35,8 +35,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward, asof
-from core.rules.reading import END_OF_DAY
+from core.rules.frames import END_OF_DAY, NONE, Columns, Ward, asof
 from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -200,7 +199,7 @@ def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
     return count, reason, start
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per course-day: the checked days (lo..hi: the lookback_days most recent completed days
     within the schedule), per expected analyte the overdue days and the reason that excused
     a gap, and the status: met = any expected lab overdue, not evaluable = no "now"."""
@@ -220,7 +219,7 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     out["status"] = np.where(~np.isfinite(now), Status.NOT_EVALUABLE.value,
                              np.where(met, Status.MET.value, Status.NOT_MET.value))
     out["since_day"] = np.where(met, since, np.nan)  # stable while the same gap lasts
-    return pd.DataFrame(out)
+    return out
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:

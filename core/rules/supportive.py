@@ -24,7 +24,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.therapy_response import active_iec_hs, until
 from core.vocabulary.units import Evidence
 
@@ -80,7 +80,7 @@ MISSING = {
 }
 
 
-def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per course-day: whether IEC-HS is active (therapy_response.active_iec_hs) and the
     latest bleeding record and Hb, fibrinogen, platelets and INR known then (positions in
     ward.observations / ward.labs); the status is decided with the flags in `explain`."""
@@ -95,7 +95,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
     for i in np.flatnonzero(active):  # the flags are explain's: one reading of Table 4
         status[i] = _flags({k: v[i] for k, v in out.items()}, ward, t)[0].value
     out["status"] = status
-    return pd.DataFrame(out)
+    return out
 
 
 def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds

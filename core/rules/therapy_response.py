@@ -25,8 +25,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward, asof
-from core.rules.reading import END_OF_DAY
+from core.rules.frames import END_OF_DAY, NONE, Columns, Ward, asof
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 
@@ -131,7 +130,7 @@ def first_dose_from(ward: Ward, drugs: tuple[str, ...], start: np.ndarray,
     return out
 
 
-def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per course-day: the active IEC-HS onset, the first IEC-HS-directed dose since, and
     the ferritins before it and now (positions in ward.labs / ward.treatments)."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
@@ -159,7 +158,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
         ~(dose >= 0) | ~due, Status.NOT_MET.value,
         np.where(~measured, Status.NOT_EVALUABLE.value,
                  np.where(not_improving, Status.MET.value, Status.NOT_MET.value)))
-    return pd.DataFrame(out)
+    return out
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:

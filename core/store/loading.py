@@ -25,12 +25,10 @@ from sqlalchemy import DateTime, String, select, type_coerce
 from sqlalchemy.sql import Select
 from sqlmodel import Session, SQLModel, col
 
-from core.rules.reading import CourseIndex, attach_index, index_courses
 from core.store.columns import (
     Column,
     fetch_columns,
     floats,
-    frame_of,
     inferred,
     objects,
     split_by_patient,
@@ -259,7 +257,6 @@ class _Tables:
         self.sqlite = session.get_bind().dialect.name == "sqlite"
         self.preliminary = preliminary
         self.parts: dict[str, list[pd.DataFrame | None]] = {}
-        self.indexed: dict[str, pd.DataFrame] = {}
 
     def _read(self, model: type[SQLModel], names: list[str], time: str | None
               ) -> tuple[list[Column], np.ndarray, np.ndarray | None]:
@@ -272,35 +269,32 @@ class _Tables:
             return values, np.empty(0, dtype=np.intp), None
         return values, *self.ward.locate(values[0])
 
-    def _add(self, name: str, values: list[Column], columns: dict[str, Any], sort: str,
-             pos: np.ndarray, keep: np.ndarray | None, index: bool = True) -> None:
-        if index:  # the rules' index reads every row, in the order the database gave them
-            self.indexed[name] = frame_of({"patient_pk": np.array(values[0], np.int64),
-                                         **columns})
+    def _add(self, name: str, columns: dict[str, Any], sort: str, pos: np.ndarray,
+             keep: np.ndarray | None) -> None:
         self.parts[name] = split_by_patient(columns, pos, keep, sort, len(self.ward.pks))
 
-    def read(self, index: bool) -> None:
+    def read(self) -> None:
         ward, as_of = self.ward, self.as_of
         c, pos, keep = self._read(LabResult, LAB_NAMES, "collected_at")
         if c:
             at = utc_times(c[3])
-            self._add("labs", c, {
+            self._add("labs", {
                 "lab_id": inferred(c[1]), "analyte": inferred(c[2]),
                 "day": ward.days(at, pos), "collected_at": at.array, "value": floats(c[4]),
                 "unit": inferred(c[5]), "qualifier": objects(c[6]),
                 "ref_low": floats(c[7]), "ref_high": floats(c[8]),
                 "original_value": inferred(c[9]), "original_unit": inferred(c[10]),
                 "verified": pd.notna(np.array(c[11], dtype=object)),
-            }, "day", pos, keep, index)
+            }, "day", pos, keep)
         c, pos, keep = self._read(Observation, [
             "kind", "observed_at", "value_num", "value_text", "unit"], "observed_at")
         if c:
             at = utc_times(c[2])
-            self._add("observations", c, {
+            self._add("observations", {
                 "kind": inferred(c[1]), "day": ward.days(at, pos), "observed_at": at.array,
                 "value_num": floats(c[3]), "value_text": inferred(c[4]),
                 "unit": inferred(c[5]),
-            }, "day", pos, keep, index)
+            }, "day", pos, keep)
         c, pos, keep = self._read(Episode, ["kind", "grade", "onset", "resolved", "origin"],
                                   "onset")
         if c:
@@ -309,32 +303,32 @@ class _Tables:
                 resolved = ward.days(utc_times(c[4]), pos)
             if as_of is not None:  # resolved after `as_of`: still open then
                 resolved[resolved > ward.as_of[pos]] = np.nan
-            self._add("episodes", c, {
+            self._add("episodes", {
                 "kind": inferred(c[1]), "grade": inferred(c[2]),
                 "onset_day": ward.days(utc_times(c[3]), pos), "resolved_day": resolved,
                 "origin": inferred(c[5]),
-            }, "onset_day", pos, keep, index)
+            }, "onset_day", pos, keep)
         c, pos, keep = self._read(Treatment, ["drug", "given_at", "dose", "dose_unit", "route"],
                                   "given_at")
         if c:
-            self._add("treatments", c, {
+            self._add("treatments", {
                 "drug": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
                 "dose": floats(c[3]), "dose_unit": inferred(c[4]), "route": inferred(c[5]),
-            }, "day", pos, keep, index)
+            }, "day", pos, keep)
         c, pos, keep = self._read(CourseEvent, ["kind", "at"], "at")
         if c:
-            self._add("events", c, {
+            self._add("events", {
                 "kind": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
-            }, "day", pos, keep, index)
+            }, "day", pos, keep)
         c, pos, keep = self._read(MissingLab, ["analyte", "day", "reason"], None)
         if c:
             day = np.array(c[2], dtype=np.float64)
             if as_of is not None:  # missing-data reasons are dated by day
                 before = day <= ward.as_of[pos]
                 keep = before if keep is None else keep & before
-            self._add("missing", c, {
+            self._add("missing", {
                 "analyte": inferred(c[1]), "day": day, "reason": inferred(c[3]),
-            }, "day", pos, keep, index=False)
+            }, "day", pos, keep)
 
 
 def load_patient_courses(
@@ -343,15 +337,8 @@ def load_patient_courses(
     patient_ids: list[str] | None = None,
     active_only: bool = True,
     as_of: datetime | None = None,
-    *,
-    with_index: bool = False,
 ) -> list[tuple[int, Course]]:
-    """Like `load_courses`, paired with each patient's primary key (for alert sync).
-
-    `with_index`: also give each course the rules' column index (core.rules.reading), built
-    from the ward's frames at once: for callers that run the rules, cheaper than each
-    course building its own on first use.
-    """
+    """Like `load_courses`, paired with each patient's primary key (for alert sync)."""
     zone = ZoneInfo(tz)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
@@ -366,14 +353,9 @@ def load_patient_courses(
     ward = _Ward(patients, zone, tz, as_of)
     tables = _Tables(session, ward, _pk_subquery(patient_ids, active_only), as_of,
                      _setting_on(rows[0][1]))
-    tables.read(with_index)
+    tables.read()
 
     infos = {_pk(p): _info(p) for p in patients}
-    indexes: dict[int, CourseIndex] = {}
-    if with_index:
-        none = pd.DataFrame()  # a table without rows: nothing to index
-        indexes = index_courses(infos, {name: tables.indexed.get(name, none) for name in (
-            "labs", "observations", "episodes", "treatments", "events")}, owner="patient_pk")
     # Course's own default frames cost ~1 ms each; a shallow copy of one empty frame is free
     empty: dict[str, pd.DataFrame] = {}
 
@@ -391,11 +373,8 @@ def load_patient_courses(
         for name in FRAME_COLUMNS:
             part = tables.parts[name][i] if name in tables.parts else None
             frames[name] = nothing(name) if part is None else part
-        course = Course(patient=infos[pk], tz=tz,
-                        as_of_day=ward.as_of_days.get(pk, math.inf), **frames)
-        if with_index:
-            attach_index(course, indexes[pk])
-        out.append((pk, course))
+        out.append((pk, Course(patient=infos[pk], tz=tz,
+                               as_of_day=ward.as_of_days.get(pk, math.inf), **frames)))
     return out
 
 

@@ -291,14 +291,18 @@ def test_baseline_is_the_draw_on_the_lymphodepletion_start_day():
     chemotherapy, so it is the baseline (not the day-0 value)."""
     from datetime import date
 
-    from core.rules.reading import baseline
+    from core.rules.frames import Ward
+
+    def baseline_day(course):  # the baseline known as of the course's as-of instant
+        ward = Ward.of([course])
+        return ward.lab_days[ward.baseline("ast")[-1]]
 
     labs = [("ast", -4.75, 100, 10, 40), ("ast", 0.25, 30, 10, 40), ("ast", 6.25, 250, 10, 40)]
     c = make_course(labs=labs, infusion_date=date(2026, 1, 6),
                     lymphodepletion_start=date(2026, 1, 1))
-    assert baseline(c, "ast").day == -4.75
+    assert baseline_day(c) == -4.75
     f = _run("ctcae_ast", c)
     assert f.grade == 1  # 2.5 x the abnormal baseline, not 6.25 x ULN
     later = make_course(labs=[("ast", -3.75, 100, 10, 40), *labs[1:]],
                         infusion_date=date(2026, 1, 6), lymphodepletion_start=date(2026, 1, 1))
-    assert baseline(later, "ast").day == 0.25  # a draw after the start day is not baseline
+    assert baseline_day(later) == 0.25  # a draw after the start day is not baseline

@@ -17,8 +17,7 @@ from core.rules import ctcae
 from core.rules.base import Status
 from core.rules.ctcae.grading import _KEYS
 from core.rules.engine import evaluate_course, evaluate_courses, replay_course
-from core.rules.frames import NONE, Ward
-from core.rules.reading import END_OF_DAY
+from core.rules.frames import END_OF_DAY, NONE, Ward
 from core.vocabulary.course import Course, make_course
 from core.vocabulary.units import ANALYTES
 from tests.clinical.test_ctcae import CASES

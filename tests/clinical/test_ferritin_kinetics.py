@@ -9,6 +9,7 @@ import pytest
 from core.rules import ferritin
 from core.rules.base import Status, Thresholds
 from core.rules.engine import evaluate_course
+from core.rules.frames import Ward
 from core.vocabulary.course import make_course
 
 
@@ -158,8 +159,11 @@ def test_doubling_time_limit_follows_the_window_and_fold_thresholds():
 
 def test_iec_hs_screen_sees_the_rapid_rise_across_a_gap():
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in WEEKLY_RAPID])
-    k = ferritin.kinetics(course, 8.0, Thresholds(ferritin.RULE))
-    assert k.rapid is True and k.rapid_ref is not None and k.rapid_ref.value == 450
+    ward = Ward.of([course])
+    rows = ferritin.judge(ward, Thresholds(ferritin.RULE))  # the rows iec_hs reads
+    day_7 = int(ward.closing_rows()[0])  # the day of the 52,000
+    assert rows["rapid"][day_7] == ferritin.RAPID
+    assert ward.lab_values[rows["rapid_ref"][day_7]] == 450
 
 
 WEEKLY_COURSES = {
@@ -175,7 +179,7 @@ WEEKLY_COURSES = {
 @pytest.mark.parametrize("labs", list(WEEKLY_COURSES.values()), ids=list(WEEKLY_COURSES))
 def test_replay_agrees_with_evaluating_each_day(labs):
     from core.rules.engine import replay_course, replay_days
-    from core.rules.reading import END_OF_DAY
+    from core.rules.frames import END_OF_DAY
 
     course = make_course(labs=[("ferritin", d, v, 30, 300) for d, v in labs])
     replayed = replay_course(course, ferritin.RULES)

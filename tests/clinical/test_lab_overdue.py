@@ -6,13 +6,13 @@ import pytest
 
 from core.rules.base import Status, Thresholds
 from core.rules.engine import evaluate_course
+from core.rules.frames import END_OF_DAY
 from core.rules.lab_overdue import (
     DEFAULT_DAILY,
     RULE,
     RULES,
     MonitoringSchedule,
 )
-from core.rules.reading import END_OF_DAY
 from core.vocabulary.course import make_course
 
 

@@ -21,6 +21,7 @@ from core.rules.base import (
 from core.store.db import session_scope
 from core.store.models import Alert, AlertEvent, AuditLog, Patient
 from core.vocabulary.units import Evidence
+from tests.rule_toys import course_rule
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -30,7 +31,7 @@ def spec(rule_id: str, severity: Severity = Severity.WARNING, graded: bool = Fal
     rule = Rule(id=rule_id, title=f"Title of {rule_id}", version="1",
                 citation=Citation("test", "§0"), evidence=Evidence.DESIGN, severity=severity,
                 thresholds=(), inputs=(), graded=graded, escalates_at_grade=escalates_at_grade)
-    return RuleSpec(rule=rule, evaluate=lambda course, t: Finding(rule_id, Status.NOT_MET))
+    return course_rule(rule, lambda course, t: Finding(rule_id, Status.NOT_MET))
 
 
 SPECS = {s.rule.id: s for s in (

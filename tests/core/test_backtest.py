@@ -19,7 +19,6 @@ from core.rules.base import (
     Citation,
     Finding,
     Rule,
-    RuleSpec,
     Severity,
     Status,
     Threshold,
@@ -27,6 +26,7 @@ from core.rules.base import (
 )
 from core.vocabulary.course import Course, make_course
 from core.vocabulary.units import Evidence
+from tests.rule_toys import course_rule
 
 
 def high_ferritin(course: Course, t: Thresholds) -> Finding:
@@ -42,7 +42,7 @@ def high_ferritin(course: Course, t: Thresholds) -> Finding:
     return Finding("high_ferritin", Status.MET, since_day=since)
 
 
-SPEC = RuleSpec(Rule(
+SPEC = course_rule(Rule(
     id="high_ferritin", title="Ferritin high", version="1",
     citation=Citation("test", "none"), evidence=Evidence.DESIGN, severity=Severity.WARNING,
     thresholds=(Threshold("ferritin", 500, "ng/mL", Evidence.DESIGN, "above", ">"),),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -12,19 +11,17 @@ from core.config import Settings
 from core.rules import crs, icans, iec_hs
 from core.rules.base import (
     Citation,
-    EvidenceItem,
     Finding,
     Rule,
     RuleSpec,
     Severity,
     Status,
     Threshold,
-    shared_evidence,
 )
 from core.rules.catalog import all_specs
-from core.rules.engine import day_view, evaluate_course, replay_course, replay_days
+from core.rules.engine import evaluate_course, replay_course, replay_days
 from core.rules.episodes import suggest_episodes
-from core.rules.reading import end_of_day
+from core.rules.frames import end_of_day
 from core.rules.site import (
     SiteConfigError,
     load_overrides,
@@ -53,11 +50,12 @@ def course_with_crs_and_iec_hs(**kw):
     return make_course(labs=labs, observations=obs, birth_year=1960, **kw)
 
 
-def _toy(rule_id: str, fn) -> RuleSpec:
+def _toy(rule_id: str, judge) -> RuleSpec:
     rule = Rule(id=rule_id, title="t", version="1", citation=Citation("s", "§0"),
                 evidence=Evidence.DESIGN, severity=Severity.INFO,
                 thresholds=(Threshold("k", 1.0, "count", Evidence.DESIGN, "d"),), inputs=("x",))
-    return RuleSpec(rule, fn)
+    return RuleSpec(rule, judge=judge,
+                    explain=lambda ward, row, t: Finding(rule_id, Status(row["status"])))
 
 
 def test_evaluate_course_runs_every_rule_in_catalogue_order():
@@ -69,7 +67,7 @@ def test_evaluate_course_runs_every_rule_in_catalogue_order():
 
 
 def test_a_rule_that_raises_does_not_stop_the_others():
-    def boom(course, t):
+    def boom(ward, t):
         raise ZeroDivisionError("bad day")
 
     specs = [_toy("boom", boom), *crs.RULES]
@@ -80,55 +78,23 @@ def test_a_rule_that_raises_does_not_stop_the_others():
     assert out[1].rule == "crs_grade" and out[1].status is Status.NOT_MET
 
 
-def test_a_findings_evidence_given_as_a_function_is_made_once_when_first_read():
-    made = []
-
-    def make():
-        made.append(1)
-        return [EvidenceItem(why="ferritin 900 ng/mL")]
-
-    f = Finding("r", Status.MET, evidence=make)
-    copy = Finding("r", Status.MET, evidence=shared_evidence(f))
-    assert made == []
-    assert copy.evidence == [EvidenceItem(why="ferritin 900 ng/mL")] and made == [1]
-    assert f.evidence is copy.evidence and made == [1]  # made once, shared (read-only)
-    assert f == Finding("r", Status.MET, evidence=[EvidenceItem(why="ferritin 900 ng/mL")])
-    assert f.to_json()["evidence"] == [{"why": "ferritin 900 ng/mL"}]
-
-
-def test_a_finding_copy_is_distinct_takes_changes_and_shares_the_rest():
-    made = []
-
-    def make():
-        made.append(1)
-        return [EvidenceItem(why="ferritin 900 ng/mL")]
-
-    f = Finding("r", Status.MET, since_day=3.0, grade=2, missing=["log AST"],
-                extra={"x": 1}, episode_key="since-day-3", evidence=make)
-    same = f.copy()
-    later = f.copy(since_day=5, episode_key="since-day-5")
-    assert made == []  # lazy evidence stays lazy in the copies
-    assert same == f and same is not f
-    later.grade = 3  # a copy's fields are its own
-    assert (later.since_day, later.episode_key, later.grade) == (5, "since-day-5", 3)
-    assert (f.since_day, f.episode_key, f.grade) == (3.0, "since-day-3", 2)
-    # findings are read-only: the lists are shared, and lazy evidence is made once for all
-    assert same.missing is f.missing and same.extra is f.extra
-    assert later.evidence is f.evidence is same.evidence and made == [1]
-
-
-def test_an_error_making_lazy_evidence_is_a_rule_error_in_evaluate_and_replay():
-    def lazy_boom(course, t):
-        return Finding("lazy", Status.MET, evidence=lambda: [1 / 0])
-
-    spec = _toy("lazy", lazy_boom)
+def test_an_error_explaining_a_row_is_a_rule_error_in_evaluate_and_replay():
+    spec = RuleSpec(_toy("lazy", None).rule,
+                    judge=lambda ward, t: {"status": ["met"] * len(ward.days)},
+                    explain=lambda ward, row, t: Finding("lazy", Status.MET,
+                                                         extra={"x": 1 / 0}))
     course = course_with_crs_and_iec_hs()
     out = evaluate_course(course, [spec])[0]
     assert out.status is Status.NOT_EVALUABLE
     assert out.missing == ["rule error: ZeroDivisionError: division by zero"]
-    hooked = RuleSpec(spec.rule, lazy_boom, lambda c, t, days: [lazy_boom(c, t) for _ in days])
-    days = replay_course(course, [hooked])
+    days = replay_course(course, [spec])
     assert {fs[0].status for _, fs in days} == {Status.NOT_EVALUABLE}
+
+
+def test_a_judge_with_a_row_per_course_day_missing_is_a_rule_error():
+    spec = _toy("short", lambda ward, t: {"status": ["met"] * (len(ward.days) - 1)})
+    out = evaluate_course(course_with_crs_and_iec_hs(), [spec])[0]
+    assert out.status is Status.NOT_EVALUABLE and "course-days" in out.extra["error"]
 
 
 def test_overrides_reach_the_rule_and_unknown_names_fail():
@@ -157,23 +123,13 @@ def test_replay_starts_at_first_data_day_when_later_than_day_0():
 
 
 def test_replay_equals_evaluating_the_course_cut_at_each_day_end():
-    """The lazy day views give exactly what course.until() would (no future leaks)."""
+    """Replay judges each day on what was known at its end (no future leaks)."""
     course = course_with_crs_and_iec_hs()
     specs = all_specs()
     replayed = dict(replay_course(course, specs))
     for day in (0, 4, 9, 12, 15):
         direct = evaluate_course(course.until(end_of_day(day)), specs)
         assert [f.to_json() for f in replayed[day]] == [f.to_json() for f in direct], day
-
-
-def test_day_view_cuts_frames_lazily_like_until():
-    course = make_course(labs=[("ferritin", 1.2, 500), ("ferritin", 3.5, 900)],
-                         episodes=[("CRS", 2, 1, 4)])
-    view = day_view(course, 2.5)
-    cut = course.until(2.5)
-    assert view.labs["day"].tolist() == cut.labs["day"].tolist() == [1.2]
-    assert math.isnan(view.episodes["resolved_day"].iloc[0])
-    assert view.as_of_day == 2.5 and view.patient == course.patient
 
 
 def test_iec_hs_fires_in_replay_and_is_one_episode():
@@ -277,18 +233,3 @@ def test_bench_replay_all_smoke():
     courses = replay_rules.build_courses(2, 12)
     seconds, n = replay_rules.replay_all(courses)
     assert n == 2 * 12 * len(all_specs()) and seconds > 0
-
-
-def test_indexed_values_equal_values_built_the_ordinary_way():
-    """LabSeries.at fills frozen Values directly (speed); they must be the same Values."""
-    from core.rules.reading import Value, lab_series
-
-    course = make_course(labs=[("ferritin", 1.2, 500), ("ferritin", 3.5, 900)])
-    got = lab_series(course, "ferritin").at(1)
-    want = Value(analyte="ferritin", day=3.5, value=900.0, qualifier=None,
-                 ref_low=got.ref_low, ref_high=got.ref_high,
-                 original_value=got.original_value, original_unit=got.original_unit,
-                 verified=got.verified, default_range=got.default_range)
-    assert got == want and hash(got) == hash(want) and got.unit == want.unit
-    with pytest.raises(AttributeError):
-        got.value = 1.0  # type: ignore[misc]

@@ -1,39 +1,19 @@
-"""The ward frames the columnar rules read: as-of mapping, baselines, grid, met stretch.
-
-Each is checked against the course-by-course readers it replaces (core.rules.reading and
-core.rules.stretches), on synthetic courses, at every grid row.
-"""
+"""The ward frames every rule reads: the grid of course-days, the as-of mapping (latest,
+baseline), the met stretch, evidence items. Tables worked by hand."""
 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import replace
 from datetime import date
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from bench.replay_rules import build_courses
-from core.rules.base import Status
-from core.rules.engine import replay_days
-from core.rules.frames import NONE, Ward, asof, met_since
-from core.rules.reading import baseline, course_index, latest_observation, latest_until
-from core.rules.stretches import day_view, evaluated_day, met_since_days
+from core.rules.base import EvidenceItem
+from core.rules.frames import END_OF_DAY, NONE, Ward, asof, met_since, replay_days
 from core.vocabulary.course import make_course
-
-
-@pytest.fixture(scope="module")
-def courses():
-    made = build_courses(6, 12, seed=5)
-    made[1] = replace(made[1], as_of_day=4.5)
-    made[2] = replace(made[2], patient=replace(made[2].patient,
-                                              lymphodepletion_start=date(2025, 12, 26)))
-    made.append(make_course())  # no data at all
-    made.append(make_course(events=[("discharge", 3.5)], as_of_day=9.0))  # events only
-    made.append(make_course(labs=[("ferritin", -3.2, 400), ("ferritin", 0.5, 500),
-                                  ("ferritin", 0.5, 650)], as_of_day=-1.0))
-    return made
 
 
 @pytest.mark.parametrize(("strict", "want"), [
@@ -48,77 +28,114 @@ def test_asof_finds_the_latest_row_of_the_same_key(strict, want):
     assert asof(rows_k, rows_d, keys, ends, strict=strict).tolist() == want
 
 
-@pytest.mark.parametrize("evaluating", [True, False])
-def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(courses, evaluating):
-    ward = Ward.of(courses, evaluating=evaluating)
-    g = ward.days
-    for key, course in enumerate(courses):
-        mine = g[g["key"] == key]
-        assert mine["day"].iloc[-1] == evaluated_day(course)
-        assert set(replay_days(course)) <= set(mine["day"])
-        first = course_index(course).first_day()
-        if math.isfinite(first):
-            assert mine["day"].iloc[0] == min(math.floor(first), evaluated_day(course))
-        if evaluating:
-            assert mine["end"].iloc[-1] == course.as_of_day
-    replayed = ward.days.iloc[ward.replay_rows()]
-    for key, course in enumerate(courses):
-        assert replayed[replayed["key"] == key]["day"].tolist() == list(replay_days(course))
+GRID_CASES = [
+    # (course, grid days, last end when evaluating, replay days)
+    pytest.param(make_course(labs=[("anc", -2.5, 1.0), ("anc", 3.2, 1.0)], as_of_day=4.5),
+                 list(range(-3, 5)), 4.5, range(0, 4), id="baseline-before-day-0"),
+    pytest.param(make_course(labs=[("anc", 1.2, 1.0), ("anc", 3.2, 1.0)]),
+                 [1, 2, 3], math.inf, range(1, 4), id="open-ended-to-the-last-data-day"),
+    pytest.param(make_course(), [0], math.inf, range(0), id="no-data"),
+    pytest.param(make_course(labs=[("anc", 2.5, 1.0)], as_of_day=-1.0), [-1], -1.0, range(0),
+                 id="evaluated-before-the-first-data"),
+    pytest.param(make_course(events=[("discharge", 3.5)], as_of_day=9.0),
+                 list(range(0, 10)), 9.0, range(0, 4), id="events-only"),
+    pytest.param(replace(make_course(observations=[("temperature", 0.2, 37.0),
+                                                   ("temperature", 9.9, 37.0)]),
+                         as_of_day=5.25),
+                 list(range(0, 6)), 5.25, range(0, 6), id="data-after-the-as-of-day"),
+]
 
 
-def test_an_analyte_no_course_has_is_never_known(courses):
-    ward = Ward.of(courses)
+@pytest.mark.parametrize(("course", "days", "last_end", "replayed"), GRID_CASES)
+def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(course, days, last_end,
+                                                                 replayed):
+    evaluating, replaying = Ward.of([course]), Ward.of([course], evaluating=False)
+    assert evaluating.days["day"].tolist() == days == replaying.days["day"].tolist()
+    assert evaluating.days["end"].iloc[-1] == last_end
+    ends = replaying.days["end"].tolist()
+    assert ends == [min(d + END_OF_DAY, course.as_of_day) for d in days]
+    assert replay_days(course) == replayed
+    rows = replaying.replay_rows()
+    assert replaying.days["day"].to_numpy()[rows].tolist() == list(replayed)
+
+
+def test_two_courses_share_one_grid_in_course_order():
+    a = make_course(patient_id="A", labs=[("anc", 0.5, 1.0)], as_of_day=2.5)
+    b = make_course(patient_id="B", labs=[("anc", 1.5, 1.0)], as_of_day=1.5)
+    ward = Ward.of([a, b])
+    assert ward.days[["key", "day"]].values.tolist() == [[0, 0], [0, 1], [0, 2], [1, 1]]
+    assert ward.closing_rows().tolist() == [2, 3]
+    assert ward.labs["key"].tolist() == [0, 1]
+
+
+LABS = [("ferritin", -6.0, 200), ("ferritin", -3.2, 300), ("ferritin", 0.5, 400),
+        ("ferritin", 0.5, 450), ("ferritin", 2.7, 900), ("crp", 1.0, 5)]
+
+
+@pytest.mark.parametrize(("lymphodepletion", "want_latest", "want_baseline"), [
+    # grid days -6..3; latest value known at each day's end, and the baseline then
+    pytest.param(None, [200, 200, 300, 300, 300, 300, 450, 450, 900, 900],
+                 [200, 200, 300, 300, 300, 300, 450, 450, 450, 450], id="no-lymphodepletion"),
+    # lymphodepletion on day -5: the baseline is the last value on or before it (day -6)
+    pytest.param(date(2025, 12, 27), [200, 200, 300, 300, 300, 300, 450, 450, 900, 900],
+                 [200] * 10, id="lymphodepletion-day--5"),
+])
+def test_latest_and_baseline_are_those_known_at_each_days_end(lymphodepletion, want_latest,
+                                                              want_baseline):
+    course = make_course(labs=LABS, lymphodepletion_start=lymphodepletion, as_of_day=3.5)
+    ward = Ward.of([course], evaluating=False)
+    assert ward.days["day"].tolist() == list(range(-6, 4))
+    assert ward.lab_values[ward.latest("ferritin")].tolist() == want_latest
+    assert ward.lab_values[ward.baseline("ferritin")].tolist() == want_baseline
+    crp = ward.latest("crp")
+    assert (crp[:7] == NONE).all() and ward.lab_values[crp[7:]].tolist() == [5, 5, 5]
+
+
+def test_an_analyte_no_course_has_is_never_known():
+    ward = Ward.of([make_course(labs=LABS, as_of_day=3.5)])
     assert (ward.latest("il6") == NONE).all() and (ward.baseline("il6") == NONE).all()
     assert (ward.latest_observation("no_such_kind") == NONE).all()
 
 
-@pytest.mark.parametrize("analyte", ["ferritin", "anc", "crp"])
-def test_latest_and_baseline_are_those_known_at_each_rows_end(courses, analyte):
-    ward = Ward.of(courses, evaluating=False)
-    latest, base = ward.latest(analyte), ward.baseline(analyte)
-    seen_base = 0
-    for i, (key, end) in enumerate(zip(ward.days["key"], ward.days["end"], strict=True)):
-        course = courses[key]
-        want = latest_until(course, analyte, end)
-        got = latest[i]
-        assert (got == NONE) == (want is None)
-        if want is not None:
-            assert ward.labs["key"].iat[got] == key
-            assert (ward.lab_days[got], ward.lab_values[got]) == (want.day, want.value)
-        want_b = baseline(day_view(course, end), analyte)
-        assert (base[i] == NONE) == (want_b is None)
-        if want_b is not None:
-            seen_base += 1
-            assert (ward.lab_days[base[i]], ward.lab_values[base[i]]) == (want_b.day,
-                                                                          want_b.value)
-            ev = ward.lab_evidence(int(base[i]), "baseline")
-            assert ev == want_b.evidence("baseline")
-    assert seen_base  # the table exercised baselines
+def test_the_latest_observation_of_a_kind():
+    course = make_course(observations=[("temperature", 0.3, 38.2), ("temperature", 1.9, 37.1),
+                                       ("oxygen_device", 1.2, "low_flow_nc")], as_of_day=2.5)
+    ward = Ward.of([course])
+    at = ward.latest_observation("temperature")
+    assert ward.observations["value_num"].to_numpy()[at].tolist() == [38.2, 37.1, 37.1]
+    device = ward.latest_observation("oxygen_device")
+    assert device[0] == NONE and ward.observation_evidence(int(device[1]), "on oxygen") == \
+        EvidenceItem("on oxygen", "oxygen_device", 1.2, "low_flow_nc", None)
+    assert ward.observation_evidence(int(at[0]), "fever") == \
+        EvidenceItem("fever", "temperature", 0.3, 38.2, "°C")
 
 
-def test_met_stretch_is_the_course_by_course_one(courses):
-    rng = random.Random(3)
-    ward = Ward.of(courses, evaluating=False)
-    statuses = [rng.choice(list(Status)) for _ in range(len(ward.days))]
-    since = met_since(ward.days, np.array([s.value for s in statuses], dtype=object))
-    for key, course in enumerate(courses):
-        rows = np.flatnonzero(ward.days["key"].to_numpy() == key)
-        days = ward.days["day"].to_numpy()[rows].tolist()
-        by_day = dict(zip(days, (statuses[r] for r in rows), strict=True))
-        want = met_since_days(course, days, lambda d, by_day=by_day: by_day[d])
-        got = [None if math.isnan(x) else int(x) for x in since[rows]]
-        assert got == want, course.patient.patient_id
+def test_lab_evidence_names_the_value_its_origin_and_a_default_range():
+    course = make_course(labs=[("ferritin", 1.5, 0.1, None, None, "<"),
+                               ("anc", 2.5, 0.8, 1.5, 8.0)], as_of_day=3.0)
+    ward = Ward.of([course])
+    anc, ferritin = int(ward.latest("anc")[-1]), int(ward.latest("ferritin")[-1])
+    assert ward.lab_evidence(anc, "grade 3") == EvidenceItem(
+        "grade 3", "anc", 2.5, 0.8, "10^9/L", "0.8", "10^9/L", True)
+    item = ward.lab_evidence(ferritin, "latest")
+    assert (item.why, item.value) == ("latest (default reference range used)", "<0.1")
+    low, high, default = ward.lab_limits
+    assert default[ferritin] and not default[anc] and (low[anc], high[anc]) == (1.5, 8.0)
 
 
-@pytest.mark.parametrize("kind", ["temperature", "oxygen_device", "hypotension"])
-def test_latest_observation_and_its_evidence_are_the_readers(courses, kind):
-    ward = Ward.of(courses, evaluating=False)
-    latest = ward.latest_observation(kind)
-    seen = 0
-    for i, (key, end) in enumerate(zip(ward.days["key"], ward.days["end"], strict=True)):
-        want = latest_observation(courses[key], kind, end)
-        assert (latest[i] == NONE) == (want is None)
-        if want is not None:
-            seen += 1
-            assert ward.observation_evidence(int(latest[i]), "x") == want.evidence("x")
-    assert seen
+MET, NOT, NE = "met", "not_met", "not_evaluable"
+
+
+@pytest.mark.parametrize(("first", "statuses", "want"), [
+    pytest.param(0, [MET, MET, NOT, MET], [0, 0, None, 3], id="not-met-ends-a-stretch"),
+    pytest.param(0, [MET, NE, MET], [0, None, 0], id="not-evaluable-neither-starts-nor-ends"),
+    pytest.param(0, [NE, MET, MET], [None, 1, 1], id="starts-on-the-first-met-day"),
+    # a course evaluated before its first data day: no day carries a stretch to the next
+    pytest.param(5, [MET, MET, NE, MET], [0, 1, None, 3], id="none-before-the-first-data"),
+])
+def test_met_stretch(first, statuses, want):
+    days = np.arange(len(statuses))
+    grid = {"key": np.zeros(len(days), dtype=np.int64), "day": days,
+            "first": np.full(len(days), float(first))}
+    since = met_since(pd.DataFrame(grid), np.array(statuses, dtype=object))
+    assert [None if math.isnan(x) else int(x) for x in since] == want

@@ -67,6 +67,7 @@ from core.store.models import (
     Patient,
 )
 from core.vocabulary.units import Evidence
+from tests.rule_toys import course_rule
 
 T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 SECRET = "whsec_" + base64.b64encode(b"cartwatch test secret, 32 bytes!").decode()
@@ -80,7 +81,7 @@ def spec(rule_id: str, severity: Severity, escalates_at_grade: int | None = None
                 citation=Citation("test", "§0"), evidence=Evidence.DESIGN, severity=severity,
                 thresholds=(), inputs=(), graded=escalates_at_grade is not None,
                 escalates_at_grade=escalates_at_grade)
-    return RuleSpec(rule=rule, evaluate=lambda course, t: Finding(rule_id, Status.NOT_MET))
+    return course_rule(rule, lambda course, t: Finding(rule_id, Status.NOT_MET))
 
 
 SPECS = {s.rule.id: s for s in (

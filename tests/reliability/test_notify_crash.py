@@ -31,6 +31,7 @@ from core.store.db import session_scope
 from core.store.models import DeliveryAttempt, Notification, Patient, utcnow
 from core.vocabulary.units import Evidence
 from tests.reliability.conftest import ROOT, url_of
+from tests.rule_toys import course_rule
 
 SECRET = "whsec_" + base64.b64encode(b"crash test secret of 32 bytes..!").decode()
 LEASE_SECONDS = 2
@@ -41,7 +42,7 @@ def _crs_spec() -> RuleSpec:
                 citation=Citation("test", "§0"), evidence=Evidence.DESIGN,
                 severity=Severity.WARNING, thresholds=(), inputs=(), graded=True,
                 escalates_at_grade=3)
-    return RuleSpec(rule=rule, evaluate=lambda course, t: Finding("crs_grade", Status.NOT_MET))
+    return course_rule(rule, lambda course, t: Finding("crs_grade", Status.NOT_MET))
 
 
 def _site(first: HttpReceiver, second: HttpReceiver) -> str:

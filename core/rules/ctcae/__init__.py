@@ -4,7 +4,6 @@
   stable function) and `ctcae_grades` (whole arrays, by the same cuts);
 - rules: the rules ctcae_<analyte> (RULES), judged over a whole ward by columns, and
   `grades_of` (a ward's lab rows graded against given baseline rows);
-- series: course-by-course grading kept only for iec_hs until it is judged by columns.
 """
 
 from core.rules.ctcae.grading import (
@@ -16,7 +15,6 @@ from core.rules.ctcae.grading import (
     ctcae_grades,
 )
 from core.rules.ctcae.rules import RULES, grades_of
-from core.rules.ctcae.series import _Graded, _graded
 
-__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "_Graded",
-           "_graded", "ctcae_grade", "ctcae_grades", "grades_of"]
+__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "ctcae_grade",
+           "ctcae_grades", "grades_of"]

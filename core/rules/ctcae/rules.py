@@ -17,7 +17,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
 from core.rules.ctcae.grading import (
@@ -28,7 +27,7 @@ from core.rules.ctcae.grading import (
     TERMS,
     ctcae_grades,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"
@@ -41,7 +40,7 @@ NO_BASELINE = "none recorded; graded against the reference range"
 # ---------------------------------------------------------------------------------------------
 
 
-def judge(analyte: str, ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(analyte: str, ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: status, grade (NaN: none), since_day, max_grade_in_run, and the
     positions in ward.labs of the latest result and of the baseline (NONE: none)."""
     latest = ward.latest(analyte)
@@ -53,8 +52,8 @@ def judge(analyte: str, ward: Ward, t: Thresholds) -> pd.DataFrame:
                       np.where(met, Status.MET.value, Status.NOT_MET.value))
     since = np.full(len(grade), np.nan)
     since[met] = np.floor(ward.lab_days[first[met]]) + 0.0  # as math.floor: day -0.0 -> 0.0
-    return pd.DataFrame({"status": status, "grade": grade, "since_day": since,
-                         "max_grade_in_run": worst, "latest": latest, "baseline": base})
+    return {"status": status, "grade": grade, "since_day": since,
+                         "max_grade_in_run": worst, "latest": latest, "baseline": base}
 
 
 def grades_of(ward: Ward, analyte: str, t: Thresholds, pos: np.ndarray, base: np.ndarray

@@ -36,7 +36,7 @@ from core.rules.cytopenia.readers import (
     judged_now,
     transfusion_supported,
 )
-from core.rules.frames import Ward
+from core.rules.frames import Columns, Ward
 from core.rules.lab_overdue import RULE as OVERDUE_RULE
 from core.rules.lab_overdue import MonitoringSchedule
 from core.vocabulary.units import ANALYTES
@@ -95,7 +95,7 @@ def _instants(ward: Ward, window_end: int) -> tuple[pd.DataFrame, np.ndarray]:
     return frame.iloc[firsts].reset_index(drop=True), which
 
 
-def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per grid row: the grade of the days counted in the window as known at the row's end,
     the bounds, and the rows of the evidence."""
     window_end = int(t["window_end_day"])
@@ -181,23 +181,23 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> pd.Data
     prompts = asked.any(axis=1) & (phase_decides | (n_measured == 0))
     status = np.where((n <= 0) | (n_measured == 0), Status.NOT_EVALUABLE.value,
                       np.where(grade > 0, Status.MET.value, Status.NOT_MET.value))
-    out = pd.DataFrame({
+    out: Columns = {
         "status": status, "grade": grade,
         "since_day": np.where(status == Status.MET.value,
                               (START + np.maximum(first_day, 0)).astype(float), np.nan),
         "censored_day": cens, "censored_event": np.where(censored, cens_kind[key], ""),
         "through_day": end, "window_days": n, "measured_days": n_measured,
         # the inpatient days without a result, where a prompt names them
-        "asked": [tuple(np.flatnonzero(a).tolist()) if p else () for a, p in zip(
-            asked, prompts, strict=True)],
+        "asked": np.fromiter((tuple(np.flatnonzero(a).tolist()) if p else () for a, p in zip(
+            asked, prompts, strict=True)), dtype=object, count=len(prompts)),
         "grade_if_low": _grade(g, t, counts["unmeasured_low"]),
         "grade_if_high": _grade(g, t, counts["unmeasured_high"]),
         "phase_decides": phase_decides,
         "first_day": first_day, "ev_first": ev_first, "ev_lowest": ev_lowest,
         **{f"days_{cut}": counts["est"][cut] for cut, _i, _g in g.rows},
         **{f"days_{cut}_if_low": counts["unmeasured_low"][cut] for cut, _i, _g in g.rows},
-    })
-    return out.iloc[which].reset_index(drop=True)
+    }
+    return {name: np.asarray(column)[which] for name, column in out.items()}
 
 
 def _day_ranges(days: list[int]) -> str:

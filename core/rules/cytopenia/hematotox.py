@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -20,7 +19,7 @@ from core.rules.base import (
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
 from core.rules.cytopenia.readers import LabRows
-from core.rules.frames import Ward
+from core.rules.frames import Columns, Ward
 from core.vocabulary.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
@@ -61,7 +60,7 @@ _HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemogl
                                           ("crp", 1), ("ferritin", 2))
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: each item's baseline result known then (its position in ward.labs),
     its points, and the score's lower (known items) and upper bound (missing items at their
     maximum)."""
@@ -92,12 +91,12 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     status = np.where(lo >= high, Status.MET.value,
                       np.where(hi < high, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
     decided = status != Status.NOT_EVALUABLE.value
-    return pd.DataFrame({
+    return {
         "status": status, "score": lo, "score_at_most": hi,
         "since_day": np.where(decided & np.isfinite(latest), np.floor(latest), np.nan), **out,
         "ld": ld,
         # one alert episode per course: the baseline score does not change after day 0
-        "episode_key": np.where(status == Status.MET.value, "baseline", "")})
+        "episode_key": np.where(status == Status.MET.value, "baseline", "")}
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:

@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
 from core.rules.cytopenia.counting import carry_forward, count_windows, states_for
@@ -23,7 +22,7 @@ from core.rules.cytopenia.readers import (
     judged_now,
     transfusion_supported,
 )
-from core.rules.frames import Ward
+from core.rules.frames import Columns, Ward
 from core.vocabulary.units import ANALYTES
 
 
@@ -59,7 +58,7 @@ def days_below_deep_cut(ward: Ward, t: Thresholds, rows: LabRows, keys: np.ndarr
     return days
 
 
-def judge(g: LateGrading, ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: the window's results known at the row's end, and the deepest row of
     the table with at least min_values of them below its cut."""
     grid = ward.days
@@ -100,13 +99,13 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> pd.DataFrame:
     day = np.floor(rows.day[np.where(met, since_i, 0)]) if len(rows.day) else np.zeros(len(key))
     # the window's results are contiguous in ward.labs from its first one
     p0 = rows.pos[np.minimum(i0, len(rows.pos) - 1)] if len(rows.pos) else np.full(len(key), -1)
-    return pd.DataFrame({
+    return {
         "status": status, "grade": grade, "since_day": np.where(met, day, np.nan),
         "last_day": last, "censored_day": cens,
         "censored_event": np.where(censored, cens_kind[key], ""),
         "results": results, "first_result": np.where(results > 0, p0, -1),
         "days_deep_cut": deep_days, "now": now,
-    })
+    }
 
 
 def explain(g: LateGrading, ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -20,7 +19,7 @@ from core.rules.base import (
 )
 from core.rules.cytopenia.counting import VERSION, C, D, th
 from core.rules.cytopenia.readers import CENSOR_EVENTS, LabRows, first_event, judged_now
-from core.rules.frames import Ward
+from core.rules.frames import Columns, Ward
 from core.vocabulary.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (
@@ -49,7 +48,7 @@ def _trailing_run(below: np.ndarray, i0: np.ndarray, i1: np.ndarray) -> np.ndarr
                                         else 0, i1 - i0), 0)
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row and lineage: the trailing run of results below the lineage's cut after
     the landmark day, known at the row's end; met when a run reaches min_values."""
     grid = ward.days
@@ -92,8 +91,8 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
                           np.where(any_missing & ~censored, Status.NOT_EVALUABLE.value,
                                    Status.NOT_MET.value))))
     met = status == Status.MET.value
-    return pd.DataFrame({"status": status, "since_day": np.where(met, since, np.nan),
-                         "opened": opened, "early_censor": early_censor, **out})
+    return {"status": status, "since_day": np.where(met, since, np.nan),
+                         "opened": opened, "early_censor": early_censor, **out}
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -28,7 +27,7 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.ctcae import ctcae_grades
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.hlh.criteria import (
     C2,
     Series,
@@ -97,7 +96,7 @@ MISSING = {
 }
 
 
-def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per grid row: entry and the four items (1 met, 0 not met, NaN not evaluable), the
     status, the grade of each worst value (`grade_<analyte or kind>`) and the positions
     (`at_<input>`, in ward.labs / ward.observations) of the values that decide them."""
@@ -132,9 +131,9 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
                  **{a: at for a, (at, _) in worst_lab.items()},
                  **{k: obs[k].frame_pos(worst[k]) for k in worst},
                  "hemophagocytosis": obs["hemophagocytosis"].frame_pos(hemo)}
-    return pd.DataFrame({"status": statuses(met), "entry": entry, **items,
+    return {"status": statuses(met), "entry": entry, **items,
                          **{f"grade_{k}": g for k, g in grade.items()},
-                         **{f"at_{k}": p for k, p in positions.items()}})
+                         **{f"at_{k}": p for k, p in positions.items()}}
 
 
 def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, np.ndarray]:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.rules.base import Rule, Status
-from core.rules.frames import NONE, Ward, asof
-from core.rules.reading import END_OF_DAY
+from core.rules.base import Status
+from core.rules.frames import END_OF_DAY, NONE, Ward, asof
 from core.vocabulary.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
@@ -173,19 +172,3 @@ def first_max(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     best = np.maximum.reduceat(code, np.c_[lo[ok], hi[ok] + 1].ravel())[::2]
     out[ok] = np.where(best >= 0, n - 1 - best % n, NONE)
     return out
-
-
-# --- shared with core.rules.iec_hs ----------------------------------------------------------
-
-_CTCAE_RULES: dict[str, Rule] = {}
-
-
-def ctcae_rule(analyte: str) -> Rule:
-    """The ctcae_<analyte> rule, whose thresholds in force grade an organ (iec_hs reads it)."""
-    rule = _CTCAE_RULES.get(analyte)
-    if rule is None:
-        from core.rules import ctcae
-
-        rule = _CTCAE_RULES[analyte] = next(
-            s.rule for s in ctcae.RULES if s.rule.id == f"ctcae_{analyte}")
-    return rule

@@ -25,7 +25,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.hlh.criteria import C2, Series, first_max, n_of, status, statuses, tri
 
 HLH2004 = Rule(
@@ -89,7 +89,7 @@ MISSING = {
 }
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: each criterion and lab test (1 met, 0 not met, NaN not evaluable), the
     status, and the positions (`at_<input>`, in ward.labs / ward.observations) of the values
     that decide them."""
@@ -134,9 +134,9 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     positions = {"temperature": temps.frame_pos(temp),
                  **{k: obs[k].frame_pos(at[k]) for k in obs},
                  **{a: labs[a].frame_pos(at[a]) for a in LABS}}
-    return pd.DataFrame({"status": statuses(met), **criteria,
+    return {"status": statuses(met), **criteria,
                          **{f"test_{a}": x for a, x in tests.items()},
-                         **{f"at_{k}": p for k, p in positions.items()}})
+                         **{f"at_{k}": p for k, p in positions.items()}}
 
 
 # how each lab test is shown: (its comparison, and the one shown when it fails)

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -27,7 +26,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Ward
+from core.rules.frames import NONE, Columns, Ward
 from core.rules.hlh.criteria import C2, D, Series, as_of, first_max, take, tri
 from core.vocabulary.units import ANALYTES
 
@@ -178,7 +177,7 @@ WORDS = {
 }
 
 
-def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: each item's bin (the key of its points threshold; "" for no points,
     None when the item is not known), the score, score_max and status, each lineage's
     cytopenia test (`low_<analyte>`), and the positions (`at_<input>`) that decide them."""
@@ -245,10 +244,10 @@ def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
     positions = {"temperature": temps.frame_pos(at["temperature"]),
                  **{k: obs[k].frame_pos(at[k]) for k in obs},
                  **{a: labs[a].frame_pos(at[a]) for a in labs}}
-    return pd.DataFrame({"status": status, "score": score, "score_max": score_max, **bins,
+    return {"status": status, "score": score, "score_max": score_max, **bins,
                          "cytopenias_partial": partial, "cytopenias_most": at_most,
                          **{f"low_{a}": x for a, x in low.items()},
-                         **{f"at_{k}": p for k, p in positions.items()}})
+                         **{f"at_{k}": p for k, p in positions.items()}}
 
 
 def bin_of(known: np.ndarray, *bins: tuple[np.ndarray, str]) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""Toy rules for tests of the engine's callers (alerts, evaluation, backtest), written course
+by course: `course_rule` judges a function of a Course on each course-day, on the course as
+known at that day's end. Not clinical rules, and not how the catalogue's rules are written
+(they judge a whole ward by columns, core/rules/frames.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from core.rules.base import Finding, Rule, RuleSpec, Thresholds
+from core.rules.frames import Columns, Ward
+from core.vocabulary.course import Course
+
+
+def course_rule(rule: Rule, evaluate: Callable[[Course, Thresholds], Finding]) -> RuleSpec:
+    """`rule` judged by `evaluate(course as known at each day's end, t)`; its findings keep
+    their own since_day (a course-level rule says when its condition began)."""
+
+    def judge(ward: Ward, t: Thresholds) -> Columns:
+        found = [evaluate(ward.courses[k].until(end), t)
+                 for k, end in zip(ward.grid_keys.tolist(), ward.grid_ends.tolist(),
+                                   strict=True)]
+        return {"status": [f.status.value for f in found],
+                "since_day": np.array([np.nan if f.since_day is None else f.since_day
+                                       for f in found], dtype=float),
+                "finding": np.fromiter(found, dtype=object, count=len(found))}
+
+    def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+        return row["finding"]
+
+    return RuleSpec(rule, judge=judge, explain=explain)
