@@ -188,8 +188,8 @@ class Inputs:
 Judge = Callable[["Ward", Thresholds], Mapping[str, Any]]
 # A rule that reads other rules (IEC-HS reads the CRS course, CTCAE grades, ...)
 JudgeWith = Callable[["Ward", Thresholds, Inputs], Mapping[str, Any]]
-# The finding of one judged row: the row is the grid row's columns (key, day, end, first,
-# last), the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
+# The finding of one judged row: the row is the grid row's columns (key, day, end, until,
+# first, last), the judge's, and `since_day`. The engine sets the finding's rule id, since_day and
 # episode_key.
 Explain = Callable[["Ward", Mapping[str, Any], Thresholds], Finding]
 

@@ -111,7 +111,7 @@ class _Judged:
                 len(p["status"]), None, dtype=object) for p in parts]) for c in names}
         self.own_since = "since_day" in cols
         if not self.own_since:
-            cols["since_day"] = met_since(ward.days, cols["status"].astype(object))
+            cols["since_day"] = met_since(ward.grid, cols["status"].astype(object))
         self.cols = cols
 
     @property
@@ -146,10 +146,9 @@ class _Judged:
 
     def findings(self, rows: np.ndarray) -> list[Finding]:
         """The findings of the grid rows `rows` (positions), evidence included."""
-        grid = self.ward.days
-        names = [*grid.columns, *self.cols]
-        values = [grid[c].to_numpy()[rows].tolist() for c in grid.columns] + [
-            v[rows].tolist() for v in self.cols.values()]
+        grid = self.ward.grid
+        names = [*grid, *self.cols]
+        values = [v[rows].tolist() for v in (*grid.values(), *self.cols.values())]
         return [self._finding(dict(zip(names, row, strict=True)))
                 for row in zip(*values, strict=True)]
 

@@ -89,11 +89,11 @@ def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.
     n = len(row_keys)
     if n == 0:
         return np.full(len(keys), NONE, dtype=np.int64)
-    first = np.r_[np.zeros(n, dtype=np.int8), np.ones(len(keys), dtype=np.int8)]
-    if strict:  # a query before the rows of its instant
-        first = 1 - first
-    order = np.lexsort((first, np.r_[row_days, ends], np.r_[row_keys, keys]))
-    pos = np.r_[np.arange(n), np.full(len(keys), NONE)][order]
+    first = np.zeros(n + len(keys), dtype=np.int8)
+    first[n if not strict else 0:n + len(keys) if not strict else n] = 1  # strict: a query
+    order = np.lexsort((first, np.concatenate((row_days, ends)),  # before its instant's rows
+                        np.concatenate((row_keys, keys))))
+    pos = np.concatenate((np.arange(n), np.full(len(keys), NONE)))[order]
     running = np.maximum.accumulate(pos)
     at = np.empty(len(keys), dtype=np.int64)
     queries = order >= n
@@ -116,7 +116,8 @@ class Table:
 @dataclass(frozen=True, eq=False)
 class Ward:
     """The courses' tables as one frame each (column `key` = the course's position in
-    `courses`), and the grid of course-days `days` (key, day, end, first, last) they are judged on.
+    `courses`), and the grid of course-days `days` (key, day, end, until, first, last) they
+    are judged on.
 
     `evaluating`: the last day of each course is judged as of the course's as-of instant
     (evaluate); else as of the end of that day or the as-of instant, whichever is earlier
@@ -146,12 +147,17 @@ class Ward:
                    evaluating=evaluating, tables=tables)
 
     @cached_property
-    def grid_keys(self) -> np.ndarray:
-        return self.days["key"].to_numpy()
+    def grid(self) -> dict[str, np.ndarray]:
+        """The grid's columns as arrays (key, day, end, until, first, last)."""
+        return {c: self.days[c].to_numpy() for c in self.days.columns}
 
-    @cached_property
+    @property
+    def grid_keys(self) -> np.ndarray:
+        return self.grid["key"]
+
+    @property
     def grid_ends(self) -> np.ndarray:
-        return self.days["end"].to_numpy()
+        return self.grid["end"]
 
     def __len__(self) -> int:
         return len(self.courses)
@@ -361,8 +367,9 @@ def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
           evaluating: bool) -> pd.DataFrame:
     """One row per course and ward day, from the course's first data day (or the day it is
     evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day.
-    `first` and `last` are the floors of the course's first and last data days (NaN: no
-    data)."""
+    `until` is `end`, but never past the end of the row's day (an open-ended course's last
+    day ends then, not at infinity: a window up to it needs a finite end). `first` and
+    `last` are the floors of the course's first and last data days (NaN: no data)."""
     as_of = np.array([c.as_of_day for c in courses], dtype=float)
     fin = np.isfinite(as_of)
     top = np.where(fin, np.floor(np.where(fin, as_of, 0)),
@@ -378,10 +385,11 @@ def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
         closing = np.r_[key[1:] != key[:-1], True]
         end[closing] = as_of[key[closing]]
     return pd.DataFrame({"key": key, "day": day.astype(np.int64), "end": end,
+                         "until": np.minimum(day + END_OF_DAY, end),
                          "first": np.floor(first)[key], "last": np.floor(last)[key]})
 
 
-def met_since(days: pd.DataFrame, status: np.ndarray) -> np.ndarray:
+def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:
     """Per grid row: the first day of the met stretch the row belongs to (NaN unless met).
 
     A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
@@ -389,8 +397,8 @@ def met_since(days: pd.DataFrame, status: np.ndarray) -> np.ndarray:
     than the course's first data day.
     """
     met, not_met = status == "met", status == "not_met"
-    key, day = days["key"].to_numpy(), days["day"].to_numpy()
-    fresh = np.r_[True, (key[1:] != key[:-1]) | not_met[:-1]] | ~(day >= days["first"])
+    key, day, first = (np.asarray(days[c]) for c in ("key", "day", "first"))
+    fresh = np.concatenate(([True], (key[1:] != key[:-1]) | not_met[:-1])) | ~(day >= first)
     n = len(met)
     if not n:
         return np.empty(0)

@@ -25,7 +25,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import END_OF_DAY, NONE, Columns, Ward, asof
+from core.rules.frames import NONE, Columns, Ward, asof
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 
@@ -80,7 +80,7 @@ THERAPY_RULE = Rule(
 def until(ward: Ward) -> np.ndarray:
     """Per course-day: the instant it is judged as of, the end of the day or the course's
     as-of instant if earlier (a course evaluated open-ended: the end of its last day)."""
-    return np.minimum(ward.days["day"].to_numpy() + END_OF_DAY, ward.grid_ends)
+    return ward.grid["until"]
 
 
 def active_iec_hs(ward: Ward, iec_hs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.rules.base import Status
-from core.rules.frames import END_OF_DAY, NONE, Ward, asof
+from core.rules.frames import NONE, Ward, asof
 from core.vocabulary.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
@@ -76,8 +76,7 @@ def as_of(ward: Ward) -> np.ndarray:
     """Per grid row: the instant it is judged as of, its `end`, but never past the end of its
     day (an open-ended course's last day ends then, not at infinity: a window up to it, such
     as the HScore temperature's 24 h, needs a finite end)."""
-    g = ward.days
-    return np.minimum(g["end"].to_numpy(), g["day"].to_numpy() + END_OF_DAY)
+    return ward.grid["until"]
 
 
 @dataclass(frozen=True)
