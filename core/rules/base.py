@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
 from core.vocabulary.units import Evidence
 
 if TYPE_CHECKING:
@@ -177,7 +175,7 @@ class Inputs:
     """What a rule reads of the rules it depends on (RuleSpec.reads), judged over the same
     ward: their rows (aligned with its own, since_day included) and thresholds in force."""
 
-    frames: Mapping[str, pd.DataFrame]
+    frames: Mapping[str, Mapping[str, Any]]  # rule id -> its columns (arrays, by name)
     thresholds: Mapping[str, Thresholds]
 
 

@@ -114,10 +114,6 @@ class _Judged:
             cols["since_day"] = met_since(ward.grid, cols["status"].astype(object))
         self.cols = cols
 
-    @property
-    def frame(self) -> pd.DataFrame:
-        """The rows as a frame (for the rules that read this one)."""
-        return pd.DataFrame(self.cols, copy=False)
 
     def _judge(self, ward: Ward, key: int | None = None) -> Columns | None:
         judge = self.spec.judge
@@ -175,15 +171,15 @@ class _Judged:
         return f
 
 
-class _Rows(Mapping[str, pd.DataFrame]):
+class _Rows(Mapping[str, Columns]):
     """The rows of course `key` of the frames of the rules a rule reads, judged over
     `ward`: what that course alone reads, when a rule is re-judged course by course."""
 
-    def __init__(self, frames: Mapping[str, pd.DataFrame], ward: Ward, key: int) -> None:
+    def __init__(self, frames: Mapping[str, Mapping[str, Any]], ward: Ward, key: int) -> None:
         self._frames, self._rows = frames, np.flatnonzero(ward.grid_keys == key)
 
-    def __getitem__(self, rule_id: str) -> pd.DataFrame:
-        return self._frames[rule_id].iloc[self._rows].reset_index(drop=True)
+    def __getitem__(self, rule_id: str) -> Columns:
+        return {c: np.asarray(v)[self._rows] for c, v in self._frames[rule_id].items()}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._frames)
@@ -192,15 +188,15 @@ class _Rows(Mapping[str, pd.DataFrame]):
         return len(self._frames)
 
 
-class _OnDemand(Mapping[str, pd.DataFrame]):
+class _OnDemand(Mapping[str, Columns]):
     """The rows of the rules a rule reads, each judged when first asked for (a rule may
     read only another's thresholds)."""
 
-    def __init__(self, rules: Sequence[str], judge: Callable[[str], pd.DataFrame]) -> None:
+    def __init__(self, rules: Sequence[str], judge: Callable[[str], Columns]) -> None:
         self._rules, self._judge = tuple(rules), judge
-        self._made: dict[str, pd.DataFrame] = {}
+        self._made: dict[str, Columns] = {}
 
-    def __getitem__(self, rule_id: str) -> pd.DataFrame:
+    def __getitem__(self, rule_id: str) -> Columns:
         if rule_id not in self._rules:
             raise KeyError(f"{rule_id!r} is not among the rules this one reads")
         if rule_id not in self._made:
@@ -240,7 +236,7 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
         if rid not in done:
             inputs = None
             if spec.reads:
-                inputs = Inputs(_OnDemand(spec.reads, lambda r: judged(spec_of(r)).frame),
+                inputs = Inputs(_OnDemand(spec.reads, lambda r: judged(spec_of(r)).cols),
                                 {r: _thresholds(r, ts) for r in spec.reads})
             done[rid] = _Judged(spec, ward, _thresholds(rid, ts), inputs)
         return done[rid]

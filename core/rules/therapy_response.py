@@ -83,7 +83,7 @@ def until(ward: Ward) -> np.ndarray:
     return ward.grid["until"]
 
 
-def active_iec_hs(ward: Ward, iec_hs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Per course-day: the onset day of the IEC-HS episode active at its end (NaN: none) and
     where it comes from: the last documented IEC-HS episode still open then, else the iec_hs
     screen's met stretch (its since_day; `iec_hs` is that rule's rows)."""
@@ -101,8 +101,9 @@ def active_iec_hs(ward: Ward, iec_hs: pd.DataFrame) -> tuple[np.ndarray, np.ndar
             still_open = (keys == ep["key"].iat[i]) & (began[i] <= end) & ~(resolved[i] <= end)
             onset[still_open] = began[i]
             source[still_open] = "documented IEC-HS episode"
-    screened = np.isnan(onset) & (iec_hs["status"].to_numpy(dtype=object) == Status.MET.value)
-    onset[screened] = iec_hs["since_day"].to_numpy(dtype=float)[screened]
+    screened = np.isnan(onset) & (np.asarray(iec_hs["status"], dtype=object)
+                                  == Status.MET.value)
+    onset[screened] = np.asarray(iec_hs["since_day"], dtype=float)[screened]
     source[screened] = "iec_hs screen met"
     return onset, source
 

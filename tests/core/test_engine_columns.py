@@ -59,8 +59,8 @@ HIGH = RuleSpec(_rule("toy_high"), judge=_high, explain=_explain)
 def _twice(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
     """Met on the second and later days of a toy_high stretch (reads toy_high's rows)."""
     high = inputs.frames["toy_high"]
-    since = high["since_day"].to_numpy()
-    met = (high["status"] == "met").to_numpy() & (ward.days["day"].to_numpy() > since)
+    since = high["since_day"]
+    met = (high["status"] == "met") & (ward.days["day"].to_numpy() > since)
     assert inputs.thresholds["toy_high"]["high"] == 500.0  # the site's value, read through
     return pd.DataFrame({"status": np.where(met, "met", "not_met"), "at": NONE})
 

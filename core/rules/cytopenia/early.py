@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     EvidenceItem,
@@ -80,19 +79,21 @@ def prompt_last_day(ward: Ward, analyte: str, keys: np.ndarray, as_of: np.ndarra
         day <= as_of, day, 0))), sched.last_day).astype(np.int64)
 
 
-def _instants(ward: Ward, window_end: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The distinct (key, as_of, today) the grid rows read, and each row's one. After the
-    window's last day every day reads the same (as of the start of day window_end + 1)."""
-    g = ward.days
+    window's last day every day reads the same (as of the start of day window_end + 1).
+    Within a course both rise with the day, so equal ones are neighbours."""
     now = judged_now(ward)
     today = np.where(np.isfinite(now), np.floor(np.where(np.isfinite(now), now, 0)), -1)
-    frame = pd.DataFrame({"key": g["key"].to_numpy(),
-                          "as_of": np.minimum(g["end"].to_numpy(dtype=float),
-                                              window_end + 1.0),
-                          "today": np.minimum(today, window_end + 1).astype(np.int64)})
-    which = frame.groupby(["key", "as_of", "today"], sort=False).ngroup().to_numpy()
-    _, firsts = np.unique(which, return_index=True)
-    return frame.iloc[firsts].reset_index(drop=True), which
+    cols = {"key": ward.grid_keys,
+            "as_of": np.minimum(ward.grid_ends.astype(float), window_end + 1.0),
+            "today": np.minimum(today, window_end + 1).astype(np.int64)}
+    new = np.zeros(len(now), dtype=bool)
+    new[:1] = True
+    for column in cols.values():
+        new[1:] |= column[1:] != column[:-1]
+    firsts = np.flatnonzero(new)
+    return {c: v[firsts] for c, v in cols.items()}, np.cumsum(new) - 1
 
 
 def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
@@ -100,7 +101,7 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
     the bounds, and the rows of the evidence."""
     window_end = int(t["window_end_day"])
     inst, which = _instants(ward, window_end)
-    key, as_of, today = (inst[c].to_numpy() for c in ("key", "as_of", "today"))
+    key, as_of, today = (inst[c] for c in ("key", "as_of", "today"))
     cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
     censored = np.isfinite(cens_day[key]) & (cens_day[key] <= as_of)
     cens = np.where(censored, cens_day[key], np.nan)

@@ -143,7 +143,7 @@ def screen_window(ward: Ward, t: Thresholds, ferritin_above_uln: np.ndarray) -> 
 def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """The IEC-HS screen of every course-day of the ward, as of each day's end."""
     cols = ferritin_key_feature(ward, t)
-    cols |= timing_feature(ward, inputs.frames["crs_grade"]["grade"].to_numpy(dtype=float))
+    cols |= timing_feature(ward, np.asarray(inputs.frames["crs_grade"]["grade"], dtype=float))
     cols |= transaminase_feature(ward, t)
     cols |= fibrinogen_feature(ward, t)
     cols |= cytopenia_feature(ward, t, inputs)
@@ -155,7 +155,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     cols["outside"] = screen_window(ward, t, cols["ferritin_above_uln"])
     cols["status"] = np.where(cols["outside"] > 0, NOT_MET, _statuses(met & ~not_met, not_met))
     kinetics = inputs.frames["ferritin_kinetics"]
-    cols["rapid"] = kinetics["rapid"].to_numpy()  # 1 rapid, 0 not, -1 unknown
-    cols["rapid_ref"] = kinetics["rapid_ref"].to_numpy()
+    cols["rapid"] = kinetics["rapid"]  # 1 rapid, 0 not, -1 unknown
+    cols["rapid_ref"] = kinetics["rapid_ref"]
     cols["hemophagocytosis"] = ward.latest_observation("hemophagocytosis")
     return cols
