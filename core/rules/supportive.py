@@ -25,7 +25,7 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.frames import NONE, Columns, Ward
-from core.rules.therapy_response import active_iec_hs, until
+from core.rules.therapy_response import active_iec_hs
 from core.vocabulary.units import Evidence
 
 C = Evidence.C
@@ -85,7 +85,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     latest bleeding record and Hb, fibrinogen, platelets and INR known then (positions in
     ward.observations / ward.labs); the status is decided with the flags in `explain`."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
-    end = until(ward)
+    end = ward.grid["until"]
     out: dict[str, Any] = {"onset": onset, "source": source,
                            "bleeding": ward.latest_observation("bleeding", end)}
     for analyte in ("hemoglobin", "fibrinogen", "platelets", "inr"):

@@ -77,12 +77,6 @@ THERAPY_RULE = Rule(
 )
 
 
-def until(ward: Ward) -> np.ndarray:
-    """Per course-day: the instant it is judged as of, the end of the day or the course's
-    as-of instant if earlier (a course evaluated open-ended: the end of its last day)."""
-    return ward.grid["until"]
-
-
 def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Per course-day: the onset day of the IEC-HS episode active at its end (NaN: none) and
     where it comes from: the last documented IEC-HS episode still open then, else the iec_hs
@@ -90,7 +84,7 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     onset = np.full(len(ward.days), np.nan)
     source = np.full(len(ward.days), "", dtype=object)
     ep = ward.episodes
-    keys, end = ward.grid_keys, until(ward)
+    keys, end = ward.grid_keys, ward.grid["until"]
     if len(ep):
         origin = ep["origin"].to_numpy(dtype=object)
         documented = (ep["kind"].to_numpy(dtype=object) == "IEC-HS") & (
@@ -135,7 +129,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per course-day: the active IEC-HS onset, the first IEC-HS-directed dose since, and
     the ferritins before it and now (positions in ward.labs / ward.treatments)."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
-    end = until(ward)
+    end = ward.grid["until"]
     dose = first_dose_from(ward, IEC_HS_DIRECTED, np.floor(onset), end)
     given = np.r_[ward.tables["treatments"].day, np.nan]  # NONE (-1) reads the NaN
     t0 = given[dose]

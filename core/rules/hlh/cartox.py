@@ -34,7 +34,6 @@ from core.rules.hlh.criteria import (
     U,
     all_of,
     any_of,
-    as_of,
     first_max,
     n_of,
     status,
@@ -105,7 +104,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     ferritin = Series.lab(ward, "ferritin")
     cap = t["entry_window_end_day"] + 1.0 - 1e-6  # the end of day 5
     peak = first_max(ferritin.value, ferritin.first_from(0.0),
-                     ferritin.latest(np.minimum(as_of(ward), cap)))
+                     ferritin.latest(np.minimum(ward.grid["until"], cap)))
     worst_lab = {a: worst_grade(ward, a, inputs.thresholds[f"ctcae_{a}"]) for a in GRADED}
     obs = {k: Series.observation(ward, k) for k in ("oliguria", "pulmonary_edema",
                                                     "hemophagocytosis")}

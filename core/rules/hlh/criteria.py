@@ -7,9 +7,9 @@ A criterion is judged on every grid row (course-day) of the ward at once, as an 
 "5 of 8", "liver counts once", "entry and 2 of 4" say. `status` names them.
 
 `Series` reads the rows of one analyte or observation kind: the latest known at each row's
-as-of instant (`as_of`), the first from a day on, and `first_max`, the position of the first
-highest value in a range of them (a window, a day, days 0-5). Positions are into the series
-(NONE = -1); `.pos` maps them to the ward's frame, whose rows make the evidence.
+as-of instant (the grid's `until`), the first from a day on, and `first_max`, the position
+of the first highest value in a range of them (a window, a day, days 0-5). Positions are into
+the series (NONE = -1); `.pos` maps them to the ward's frame, whose rows make the evidence.
 """
 
 from __future__ import annotations
@@ -72,13 +72,6 @@ def statuses(x: np.ndarray) -> np.ndarray:
 # --- the series a criterion reads -----------------------------------------------------------
 
 
-def as_of(ward: Ward) -> np.ndarray:
-    """Per grid row: the instant it is judged as of, its `end`, but never past the end of its
-    day (an open-ended course's last day ends then, not at infinity: a window up to it, such
-    as the HScore temperature's 24 h, needs a finite end)."""
-    return ward.grid["until"]
-
-
 @dataclass(frozen=True)
 class Series:
     """The rows of one analyte (in ward.labs) or observation kind (in ward.observations), in
@@ -114,7 +107,7 @@ class Series:
         """Per grid row: the latest row with day <= the row's as-of instant (or `ends`),
         else NONE."""
         return asof(self.key, self.day, self.ward.grid_keys,
-                    as_of(self.ward) if ends is None else ends)
+                    self.ward.grid["until"] if ends is None else ends)
 
     def first_from(self, start: np.ndarray | float) -> np.ndarray:
         """Per grid row: the first row of its course with day >= `start` (a position past the
