@@ -21,7 +21,7 @@ def course_rule(rule: Rule, evaluate: Callable[[Course, Thresholds], Finding]) -
 
     def judge(ward: Ward, t: Thresholds) -> Columns:
         found = [evaluate(ward.courses[k].until(end), t)
-                 for k, end in zip(ward.grid_keys.tolist(), ward.grid_ends.tolist(),
+                 for k, end in zip(ward.days["key"].tolist(), ward.days["end"].tolist(),
                                    strict=True)]
         return {"status": [f.status.value for f in found],
                 "since_day": np.array([np.nan if f.since_day is None else f.since_day

@@ -216,7 +216,7 @@ def first_waiver(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
     tr = ward.treatments
     if len(tr):
         code = pd.Index(FEVER_WAIVER_DRUGS).get_indexer(tr["drug"])  # -1: another drug
-        given, key = tr["day"].to_numpy(dtype=float), tr["key"].to_numpy()
+        given, key = tr["day"], tr["key"]
         rows = np.flatnonzero((code >= 0) & (given >= 0.0))
         rows = rows[np.lexsort((code[rows], given[rows], key[rows]))]
         courses, first = np.unique(key[rows], return_index=True)
@@ -227,7 +227,7 @@ def first_waiver(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The CRS grade of every course-day of the ward, as of each day's end."""
     latest = latest_known(ward, INPUTS)
-    key, end = ward.days["key"].to_numpy(), ward.days["end"].to_numpy()
+    key, end = ward.days["key"], ward.days["end"]
     waiver_day, waiver_drug = first_waiver(ward)
     waived = waiver_day[key] <= end
     charted = charted_today(ward, latest)

@@ -105,13 +105,13 @@ class _Judged:
                 one = ward.only(key)
                 part = self._judge(one, key)
                 parts.append(part if part is not None else {"status": np.full(
-                    len(one.days), Status.NOT_EVALUABLE.value, dtype=object)})
+                    len(one.days["key"]), Status.NOT_EVALUABLE.value, dtype=object)})
             names = list(dict.fromkeys(c for p in parts for c in p))  # a failed course's
             cols = {c: np.concatenate([p[c] if c in p else np.full(  # rows have only status
                 len(p["status"]), None, dtype=object) for p in parts]) for c in names}
         self.own_since = "since_day" in cols
         if not self.own_since:
-            cols["since_day"] = met_since(ward.grid, cols["status"].astype(object))
+            cols["since_day"] = met_since(ward.days, cols["status"].astype(object))
         self.cols = cols
 
 
@@ -124,11 +124,11 @@ class _Judged:
                 inputs = self.inputs if key is None else Inputs(
                     _Rows(self.inputs.frames, self.ward, key), self.inputs.thresholds)
                 judged = cast(JudgeWith, judge)(ward, self.t, inputs)
-            cols = _columns(judged, len(ward.days))
-            wrong = {c: len(v) for c, v in cols.items() if len(v) != len(ward.days)}
+            cols = _columns(judged, len(ward.days["key"]))
+            wrong = {c: len(v) for c, v in cols.items() if len(v) != len(ward.days["key"])}
             if wrong or "status" not in cols:
                 raise ValueError(f"judged columns {wrong or 'without status'} for "
-                                 f"{len(ward.days)} course-days")
+                                 f"{len(ward.days['key'])} course-days")
         except Exception as exc:  # one rule must never take the others down
             if key is None and len(ward) > 1:
                 log.warning("rule %s failed over %d courses; judging them one by one: %s",
@@ -142,7 +142,7 @@ class _Judged:
 
     def findings(self, rows: np.ndarray) -> list[Finding]:
         """The findings of the grid rows `rows` (positions), evidence included."""
-        grid = self.ward.grid
+        grid = self.ward.days
         names = [*grid, *self.cols]
         values = [v[rows].tolist() for v in (*grid.values(), *self.cols.values())]
         return [self._finding(dict(zip(names, row, strict=True)))
@@ -176,7 +176,7 @@ class _Rows(Mapping[str, Columns]):
     `ward`: what that course alone reads, when a rule is re-judged course by course."""
 
     def __init__(self, frames: Mapping[str, Mapping[str, Any]], ward: Ward, key: int) -> None:
-        self._frames, self._rows = frames, np.flatnonzero(ward.grid_keys == key)
+        self._frames, self._rows = frames, np.flatnonzero(ward.days["key"] == key)
 
     def __getitem__(self, rule_id: str) -> Columns:
         return {c: np.asarray(v)[self._rows] for c, v in self._frames[rule_id].items()}
@@ -305,11 +305,11 @@ def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None =
     ward = Ward.of(courses, evaluating=False)
     judged = judge_rules(ward, specs, ts)
     replayed = ward.replay_rows()
-    bounds = np.searchsorted(ward.grid_keys[replayed], np.arange(len(courses) + 1))
+    bounds = np.searchsorted(ward.days["key"][replayed], np.arange(len(courses) + 1))
     for key, course in enumerate(courses):
         rows = replayed[bounds[key]:bounds[key + 1]]
         found = [judged[s.rule.id].findings(rows) for s in specs]
-        days = ward.days["day"].to_numpy()[rows].tolist()
+        days = ward.days["day"][rows].tolist()
         yield course, [(day, [column[k] for column in found]) for k, day in enumerate(days)]
 
 
@@ -354,7 +354,7 @@ def replay_statuses(courses: Sequence[Course], specs: Sequence[RuleSpec] | None 
         if "episode_key" in cols:
             keys[:, j] = np.where(met, cols["episode_key"][rows], None)
     return pd.DataFrame({  # rows x rules, flattened row by row: course, day, rule order
-        "key": np.repeat(ward.grid_keys[rows], k),
-        "day": np.repeat(ward.days["day"].to_numpy()[rows], k),
+        "key": np.repeat(ward.days["key"][rows], k),
+        "day": np.repeat(ward.days["day"][rows], k),
         "rule": np.tile(np.array([s.rule.id for s in specs], dtype=object), n),
         "status": status.ravel(), "since_day": since.ravel(), "episode_key": keys.ravel()})

@@ -220,10 +220,10 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
     sub = ward.rows("labs", "analyte", "ferritin")
     if not len(sub):
-        none = np.full(len(ward.days), NONE)
+        none = np.full(len(ward.days["key"]), NONE)
         return {"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
                              "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value}
-    k = rise(ward.labs["key"].to_numpy()[sub], ward.lab_days[sub], ward.lab_values[sub],
+    k = rise(ward.labs["key"][sub], ward.labs.day[sub], ward.labs["value"][sub],
              ward.lab_limits[1][sub], t)
     latest = ward.latest("ferritin")
     has = latest >= 0
@@ -256,7 +256,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     F = int(row["latest"])
     if F == NONE:
         return Finding(RULE.id, Status.NOT_EVALUABLE, missing=[MISSING_FERRITIN])
-    value, day = ward.lab_values, ward.lab_days
+    value, day = ward.labs["value"], ward.labs.day
     refs = {name: int(row[col]) for name, col in (
         ("baseline", "baseline"), ("previous", "previous"), ("24h", "ref_24h"),
         ("48h", "ref_48h")) if int(row[col]) != NONE}
@@ -306,10 +306,10 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
 
 def _interval(ward: Ward, ref: int, latest: int, t: Thresholds, rapid: bool) -> EvidenceItem:
     """'ferritin 450 -> 52,000 ng/mL over 7.0 days: doubling time <= 1.0 day' and the like."""
-    r, v = float(ward.lab_values[ref]), float(ward.lab_values[latest])
-    dt = float(ward.lab_days[latest] - ward.lab_days[ref])
+    r, v = float(ward.labs["value"][ref]), float(ward.labs["value"][latest])
+    dt = float(ward.labs.day[latest] - ward.labs.day[ref])
     head = f"ferritin {_ng(r)} -> {_ng(v)} ng/mL over {_days(dt)}"
-    dbl = doubling_days(r, float(ward.lab_days[ref]), v, float(ward.lab_days[latest]))
+    dbl = doubling_days(r, float(ward.labs.day[ref]), v, float(ward.labs.day[latest]))
     limit = _days(limit_doubling_days(t))
     if rapid:
         assert dbl is not None

@@ -39,6 +39,9 @@ END_OF_DAY = 1.0 - 1e-6  # "as of the end of day N" = N + END_OF_DAY (0.09 s bef
 _SORTED_BY = {"labs": ("analyte", "day"), "observations": ("kind", "day"),
               "treatments": ("drug", "day"), "episodes": (None, "onset_day"),
               "events": (None, "day"), "missing": (None, "day")}
+# columns read as numbers whatever their dtype (an empty course's frames are of objects)
+_NUMBERS = frozenset({"day", "value", "ref_low", "ref_high", "value_num", "onset_day",
+                      "resolved_day", "dose"})
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -48,34 +51,62 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _stacked(frames: Sequence[pd.DataFrame], name: str) -> tuple[pd.DataFrame, Table]:
-    """The courses' frames of one table as one, with `key`, sorted as _SORTED_BY says, and
-    its Table."""
-    by, day = _SORTED_BY[name]
-    used = [(k, f) for k, f in enumerate(frames) if len(f)]
-    if not used:
-        empty = frames[0].iloc[:0].copy() if frames else pd.DataFrame({day: []})
-        empty["key"] = np.empty(0, dtype=np.int64)
-        return empty.reset_index(drop=True), Table(np.empty(0, np.int64), np.empty(0), {})
-    frame = used[0][1] if len(used) == 1 else pd.concat([f for _, f in used],
-                                                         ignore_index=True)
-    key = np.repeat([k for k, _ in used], [len(f) for _, f in used])
-    days = _floats(frame, day)
-    sort: list[np.ndarray] = [days, key]
-    codes, uniques = (pd.factorize(frame[by], sort=True) if by is not None
-                      else (np.zeros(len(frame), np.int64), []))
-    sort.append(codes)
-    order = np.lexsort(sort)
-    if (order[1:] < order[:-1]).any():
-        frame, key, days, codes = frame.take(order), key[order], days[order], codes[order]
-    frame = frame.reset_index(drop=True)
-    frame["key"] = key
-    blocks: dict[str, tuple[int, int]] = {}
-    if by is not None:
+def _array(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as numpy: numbers as floats (NaN: missing), text and mixed values as
+    objects (None: missing)."""
+    if column in _NUMBERS:
+        return _floats(frame, column)
+    col = frame[column]
+    if col.dtype.kind in "biufM":
+        return col.to_numpy()
+    return col.to_numpy(dtype=object, na_value=None)
+
+
+class Table:
+    """One of the ward's tables: its courses' rows stacked, with `key` (the course's
+    position), sorted as _SORTED_BY says, so that the rows of one analyte, kind or drug are
+    one block (`blocks`), sorted by (key, day). `table[column]` is a column as numpy
+    (_array), made when first read; `day` is the table's day column as floats."""
+
+    def __init__(self, frames: Sequence[pd.DataFrame], name: str) -> None:
+        by, day = _SORTED_BY[name]
+        used = [(k, f) for k, f in enumerate(frames) if len(f)]
+        self._frame = (used[0][1] if len(used) == 1 else pd.concat(
+            [f for _, f in used], ignore_index=True) if used
+            else frames[0] if frames else pd.DataFrame({day: []}))
+        key = np.repeat([k for k, _ in used], [len(f) for _, f in used]).astype(np.int64)
+        days = _floats(self._frame, day)
+        codes, uniques = (pd.factorize(self._frame[by], sort=True) if by is not None and used
+                          else (np.zeros(len(key), np.int64), []))
+        order = np.lexsort((days, key, codes))
+        self._order = order if (order[1:] < order[:-1]).any() else None
+        if self._order is not None:
+            key, days, codes = key[order], days[order], codes[order]
+        self.key, self.day = key, days
+        self._columns: dict[str, np.ndarray] = {"key": key, day: days}
         bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-        blocks = {str(uniques[codes[a]]): (int(a), int(b))
-                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
-    return frame, Table(key.astype(np.int64), days, blocks)
+        self.blocks = {} if by is None or not used else {
+            str(uniques[codes[a]]): (int(a), int(b))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def __contains__(self, column: str) -> bool:
+        return column in self._columns or column in self._frame
+
+    def get(self, column: str) -> np.ndarray:
+        """The column, or None on every row if the table has no such column."""
+        if column in self:
+            return self[column]
+        return np.full(len(self), None, dtype=object)
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        found = self._columns.get(column)
+        if found is None:
+            found = _array(self._frame, column)
+            found = self._columns[column] = found if self._order is None else found[self._order]
+        return found
 
 
 def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
@@ -104,18 +135,8 @@ def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.
 
 
 @dataclass(frozen=True, eq=False)
-class Table:
-    """One stacked table's (key, day) as arrays, and where each block (analyte, kind or
-    drug) starts and stops."""
-
-    key: np.ndarray
-    day: np.ndarray
-    blocks: dict[str, tuple[int, int]]
-
-
-@dataclass(frozen=True, eq=False)
 class Ward:
-    """The courses' tables as one frame each (column `key` = the course's position in
+    """The courses' tables, each stacked (Table; column `key` = the course's position in
     `courses`), and the grid of course-days `days` (key, day, end, until, first, last) they
     are judged on.
 
@@ -125,39 +146,23 @@ class Ward:
     """
 
     courses: tuple[Course, ...]
-    labs: pd.DataFrame
-    observations: pd.DataFrame
-    treatments: pd.DataFrame
-    episodes: pd.DataFrame
-    events: pd.DataFrame
-    missing: pd.DataFrame
-    days: pd.DataFrame
+    labs: Table
+    observations: Table
+    treatments: Table
+    episodes: Table
+    events: Table
+    missing: Table
+    days: dict[str, np.ndarray]  # the grid's columns, one value per course-day
     evaluating: bool
-    tables: dict[str, Table]  # each frame's (key, day) arrays and blocks
 
     @classmethod
     def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
         courses = tuple(courses)
-        stacked = {name: _stacked([getattr(c, name) for c in courses], name)
-                   for name in _SORTED_BY}
-        frames = {name: frame for name, (frame, _) in stacked.items()}
-        tables = {name: table for name, (_, table) in stacked.items()}
+        tables = {name: Table([getattr(c, name) for c in courses], name)
+                  for name in _SORTED_BY}
         first, last = _data_span(tables, len(courses))
-        return cls(courses=courses, **frames, days=_grid(courses, first, last, evaluating),
-                   evaluating=evaluating, tables=tables)
-
-    @cached_property
-    def grid(self) -> dict[str, np.ndarray]:
-        """The grid's columns as arrays (key, day, end, until, first, last)."""
-        return {c: self.days[c].to_numpy() for c in self.days.columns}
-
-    @property
-    def grid_keys(self) -> np.ndarray:
-        return self.grid["key"]
-
-    @property
-    def grid_ends(self) -> np.ndarray:
-        return self.grid["end"]
+        return cls(courses=courses, **tables, days=_grid(courses, first, last, evaluating),
+                   evaluating=evaluating)
 
     def __len__(self) -> int:
         return len(self.courses)
@@ -168,24 +173,23 @@ class Ward:
 
     def closing_rows(self) -> np.ndarray:
         """The last grid row of each course (the day it is evaluated on), in course order."""
-        key = self.grid_keys
+        key = self.days["key"]
         return np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if len(key) else key
 
     def replay_rows(self) -> np.ndarray:
         """Positions of the grid rows a replay reports: each course's days from day 0 (or
         its first data day, if later) to its last data day (or as-of day, if earlier)."""
-        g = self.days
-        day, first, last = g["day"].to_numpy(), g["first"].to_numpy(), g["last"].to_numpy()
-        as_of = np.array([c.as_of_day for c in self.courses], dtype=float)[self.grid_keys]
+        day, first, last = self.days["day"], self.days["first"], self.days["last"]
+        as_of = np.array([c.as_of_day for c in self.courses], dtype=float)[self.days["key"]]
         upper = np.fmin(last, np.floor(as_of))
         return np.flatnonzero((day >= np.fmax(first, 0.0)) & (day <= upper) & ~np.isnan(last))
 
     def grid_rows(self, key: int, days: Sequence[int]) -> np.ndarray:
         """Positions in `days` of course `key`'s grid rows for the ward days `days`."""
-        keys = self.days["key"].to_numpy()
+        keys = self.days["key"]
         start = int(np.searchsorted(keys, key, side="left"))
         stop = int(np.searchsorted(keys, key, side="right"))
-        lo = int(self.days["day"].iat[start]) if stop > start else 0
+        lo = int(self.days["day"][start]) if stop > start else 0
         rows = np.asarray(days, dtype=np.int64) - lo + start
         if len(rows) and (rows.min() < start or rows.max() >= stop):
             raise ValueError(f"days {list(days)} are not all judged for course {key} "
@@ -197,22 +201,22 @@ class Ward:
     def rows(self, table: str, column: str, value: str) -> np.ndarray:
         """Positions of the rows of `table` whose `column` is `value` (in (key, day) order
         for the table's block column: analyte, kind or drug)."""
+        t: Table = getattr(self, table)
         if _SORTED_BY[table][0] == column:
-            a, b = self.tables[table].blocks.get(value, (0, 0))
+            a, b = t.blocks.get(value, (0, 0))
             return np.arange(a, b)
-        frame: pd.DataFrame = getattr(self, table)
-        return np.flatnonzero(frame[column].to_numpy(dtype=object) == value)
+        return np.flatnonzero(t[column] == value)
 
     def latest_in(self, table: str, column: str, value: str,
                   ends: np.ndarray | None = None) -> np.ndarray:
         """For each grid row (or each of `ends`, aligned with the grid): the position in
         `table` of the latest row of `column` == `value` with day <= its end, else NONE."""
-        t = self.tables[table]
+        t: Table = getattr(self, table)
         sub = self.rows(table, column, value)
         if not len(sub):
-            return np.full(len(self.grid_keys), NONE, dtype=np.int64)
-        at = asof(t.key[sub], t.day[sub], self.grid_keys,
-                  self.grid_ends if ends is None else ends)
+            return np.full(len(self.days["key"]), NONE, dtype=np.int64)
+        at = asof(t.key[sub], t.day[sub], self.days["key"],
+                  self.days["end"] if ends is None else ends)
         return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)
 
     def latest(self, analyte: str, ends: np.ndarray | None = None) -> np.ndarray:
@@ -230,12 +234,12 @@ class Ward:
         lymphodepletion start day is taken as drawn before the chemotherapy (the morning
         draw precedes fludarabine/cyclophosphamide), as car_hematotox does."""
         sub = self.rows("labs", "analyte", analyte)
-        gk = self.grid_keys
+        gk = self.days["key"]
         out = np.full(len(gk), NONE, dtype=np.int64)
         if not len(sub):
             return out
-        keys, days = self.tables["labs"].key[sub], self.tables["labs"].day[sub]
-        known = asof(keys, days, gk, self.grid_ends)  # index into sub, or NONE
+        keys, days = self.labs.key[sub], self.labs.day[sub]
+        known = asof(keys, days, gk, self.days["end"])  # index into sub, or NONE
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
         k_end = np.where(known >= 0, known - start + 1, 0)
         ld = np.array([np.nan if c.patient.lymphodepletion_day is None
@@ -250,50 +254,27 @@ class Ward:
 
     # --- what the rows say ------------------------------------------------------------------
 
-    @property
-    def lab_days(self) -> np.ndarray:
-        return self.tables["labs"].day
-
-    @cached_property
-    def lab_values(self) -> np.ndarray:
-        return _floats(self.labs, "value")
-
     @cached_property
     def lab_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(LLN, ULN, default) of every lab row: its own reference range, else (neither
         recorded) the catalogue's, with `default` True (criteria.md §0.2)."""
-        if not len(self.labs):
-            empty = np.empty(0)
-            return empty, empty, np.empty(0, dtype=bool)
-        low, high = _floats(self.labs, "ref_low"), _floats(self.labs, "ref_high")
+        low, high = self.labs["ref_low"], self.labs["ref_high"]
         default = np.isnan(low) & np.isnan(high)
-        analytes = self.labs["analyte"].to_numpy(dtype=object)
-        cat_low = np.array([_nan(ANALYTES[a].ref_low) if a in ANALYTES else np.nan
-                            for a in analytes])
-        cat_high = np.array([_nan(ANALYTES[a].ref_high) if a in ANALYTES else np.nan
-                             for a in analytes])
+        catalogue = [ANALYTES.get(a) for a in self.labs["analyte"]]
+        cat_low = np.array([np.nan if a is None else _nan(a.ref_low) for a in catalogue])
+        cat_high = np.array([np.nan if a is None else _nan(a.ref_high) for a in catalogue])
         return (np.where(default, cat_low, low), np.where(default, cat_high, high), default)
-
-    @cached_property
-    def _lab_text(self) -> tuple[list[Any], ...]:
-        """analyte, qualifier, original value and unit, verified of every lab row, as
-        Python values (None where missing): read per evidence item."""
-        return _objects(self.labs, ("analyte", "qualifier", "original_value", "original_unit",
-                                    "verified"))
-
-    @cached_property
-    def _observation_columns(self) -> tuple[list[Any], ...]:
-        return _objects(self.observations, ("kind", "day", "value_num", "value_text"))
 
     def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of lab row `pos`: its value (with any qualifier, e.g. "<0.1"),
         unit, original value and unit, and whether it was verified; "(default reference
         range used)" when the lab gave no range."""
-        analyte, q, ov, ou, ver = (column[pos] for column in self._lab_text)
+        analyte, q, ov, ou, ver = (self.labs.get(c)[pos] for c in (
+            "analyte", "qualifier", "original_value", "original_unit", "verified"))
         if self.lab_limits[2][pos]:
             why += " (default reference range used)"
-        value = float(self.lab_values[pos])
-        return EvidenceItem(why, str(analyte), float(self.lab_days[pos]),
+        value = float(self.labs["value"][pos])
+        return EvidenceItem(why, str(analyte), float(self.labs.day[pos]),
                             f"{q}{value:g}" if q else value, ANALYTES[analyte].unit,
                             None if ov is None else str(ov), None if ou is None else str(ou),
                             None if ver is None else bool(ver))
@@ -301,18 +282,14 @@ class Ward:
     def observation_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of observation row `pos`: its text, else its number (with the
         kind's unit)."""
-        kind, day, num, text = (column[pos] for column in self._observation_columns)
-        num = None if _missing(num) else float(num)
+        obs = self.observations
+        kind, num, text = obs["kind"][pos], obs["value_num"][pos], obs.get("value_text")[pos]
+        num = None if math.isnan(num) else float(num)
         text = None if text is None else str(text)
         known = OBSERVATION_KINDS.get(kind)
-        return EvidenceItem(why, str(kind), float(day), text if text is not None else num,
+        return EvidenceItem(why, str(kind), float(obs.day[pos]),
+                            text if text is not None else num,
                             known.unit if known and num is not None else None)
-
-
-def _objects(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[Any], ...]:
-    """Columns as lists of Python values, None for a missing value (or column)."""
-    return tuple(frame[c].to_numpy(dtype=object, na_value=None).tolist() if c in frame
-                 else [None] * len(frame) for c in columns)
 
 
 def end_of_day(day: float) -> float:
@@ -328,7 +305,7 @@ def episode_key(since_day: float | None) -> str | None:
 def replay_days(course: Course) -> range:
     """The ward days a replay reports for the course: from day 0 (or its first data day, if
     later) to its last data day (or as-of day, if earlier); none without data."""
-    tables = {name: _stacked([getattr(course, name)], name)[1] for name in _SPAN}
+    tables = {name: Table([getattr(course, name)], name) for name in _SPAN}
     first, last = (float(x[0]) for x in _data_span(tables, 1))
     if math.isnan(last):
         return range(0)
@@ -338,10 +315,6 @@ def replay_days(course: Course) -> range:
 
 def _nan(x: float | None) -> float:
     return np.nan if x is None else float(x)
-
-
-def _missing(x: object) -> bool:
-    return x is None or x is pd.NA or (isinstance(x, float) and x != x)
 
 
 _SPAN = ("labs", "observations", "treatments", "events")  # the tables with data days
@@ -364,7 +337,7 @@ def _data_span(tables: Mapping[str, Table], n: int) -> tuple[np.ndarray, np.ndar
 
 
 def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
-          evaluating: bool) -> pd.DataFrame:
+          evaluating: bool) -> dict[str, np.ndarray]:
     """One row per course and ward day, from the course's first data day (or the day it is
     evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day.
     `until` is `end`, but never past the end of the row's day (an open-ended course's last
@@ -384,9 +357,9 @@ def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
     if evaluating and len(key):
         closing = np.r_[key[1:] != key[:-1], True]
         end[closing] = as_of[key[closing]]
-    return pd.DataFrame({"key": key, "day": day.astype(np.int64), "end": end,
-                         "until": np.minimum(day + END_OF_DAY, end),
-                         "first": np.floor(first)[key], "last": np.floor(last)[key]})
+    return {"key": key, "day": day.astype(np.int64), "end": end,
+            "until": np.minimum(day + END_OF_DAY, end),
+            "first": np.floor(first)[key], "last": np.floor(last)[key]}
 
 
 def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -138,7 +137,7 @@ KINDS = Today._fields[:-1]
 def is_child(ward: Ward, t: Thresholds) -> np.ndarray:
     """Per grid row: 1.0 if the patient is under ice_min_age_years in the calendar year of the
     row's day (year minus birth year), 0.0 if not, NaN without a birth year."""
-    key, day = ward.days["key"].to_numpy(), ward.days["day"].to_numpy()
+    key, day = ward.days["key"], ward.days["day"]
     infused = np.array([c.patient.infusion_date for c in ward.courses], dtype="datetime64[D]")
     born = np.array([np.nan if c.patient.birth_year is None else c.patient.birth_year
                      for c in ward.courses], dtype=float)[key]
@@ -185,7 +184,7 @@ def encephalopathy(x: Today, t: Thresholds) -> Encephalopathy:
 
 def _graded(text: np.ndarray, table: Mapping[str, int]) -> np.ndarray:
     """The grade of each text in `table` (NaN: not in it)."""
-    return pd.Series(text, dtype=object).map(table).to_numpy(dtype=float)
+    return np.array([table.get(t, np.nan) for t in text], dtype=float)
 
 
 def icans_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:

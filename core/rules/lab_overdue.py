@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -134,16 +133,15 @@ def _label(analyte: str) -> str:
 def _now(ward: Ward) -> np.ndarray:
     """Per course-day: the instant it is judged as of, its end; for an open-ended course
     evaluated now, the latest day with any data (recorded reasons for gaps included)."""
-    end = ward.days["end"].to_numpy(dtype=float).copy()
+    end = ward.days["end"].copy()
     open_ended = np.isposinf(end)
     if open_ended.any():
         latest = np.full(len(ward), -np.inf)
         for frame in (ward.labs, ward.observations, ward.treatments, ward.events,
                       ward.missing):
             if len(frame):
-                np.fmax.at(latest, frame["key"].to_numpy(),
-                           pd.to_numeric(frame["day"], errors="coerce").to_numpy(dtype=float))
-        end[open_ended] = latest[ward.days["key"].to_numpy()[open_ended]]
+                np.fmax.at(latest, frame.key, frame.day)
+        end[open_ended] = latest[ward.days["key"][open_ended]]
     return end
 
 
@@ -152,11 +150,9 @@ def _reasons(ward: Ward, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     PANELS): their positions in ward.missing, courses and days, sorted by (course, day)."""
     if not len(ward.missing):
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
-    words = ward.missing["analyte"].astype(str).str.strip().str.lower()
-    covers = {w: analyte in PANELS.get(w, (w,)) for w in set(words)}
-    rows = np.flatnonzero(words.map(covers).to_numpy(dtype=bool))
-    days = pd.to_numeric(ward.missing["day"], errors="coerce").to_numpy(dtype=float)
-    return rows, ward.missing["key"].to_numpy(dtype=np.int64)[rows], days[rows]
+    words = [str(w).strip().lower() for w in ward.missing["analyte"]]
+    rows = np.flatnonzero([analyte in PANELS.get(w, (w,)) for w in words])
+    return rows, ward.missing.key[rows], ward.missing.day[rows]
 
 
 def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
@@ -170,10 +166,10 @@ def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
     same days, the last by time), and the day the gap began (the first due day after the last
     result or recorded reason).
     """
-    keys = ward.days["key"].to_numpy()
+    keys = ward.days["key"]
     last = ward.latest(analyte, ends=now) if len(ward.rows("labs", "analyte", analyte)) else (
         np.full(len(now), NONE))  # (Ward.latest fails for an analyte the ward never had)
-    last_day = np.floor(np.r_[ward.lab_days, np.nan][last])  # the last result's ward day
+    last_day = np.floor(np.r_[ward.labs.day, np.nan][last])  # the last result's ward day
     rows, r_keys, r_days = _reasons(ward, analyte)
     recorded = asof(r_keys, r_days, keys, now)  # the last reason recorded by now
     count = np.zeros(len(now), dtype=np.int64)
@@ -240,8 +236,8 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
             overdue[analyte] = list(range(hi - int(row[f"overdue_{analyte}"]) + 1, hi + 1))
         r = int(row[f"reason_{analyte}"])
         if r != NONE:
-            day = math.floor(float(ward.missing["day"].iat[r]))
-            why = str(ward.missing["reason"].iat[r]).replace("_", " ")
+            day = math.floor(float(ward.missing["day"][r]))
+            why = str(ward.missing["reason"][r]).replace("_", " ")
             explained.append(EvidenceItem(
                 why=f"{_label(analyte)} for day {day} not available: {why} (recorded)",
                 analyte=analyte, day=float(day)))

@@ -63,17 +63,17 @@ def latest_known(ward: Ward, kinds: Sequence[str]) -> dict[str, np.ndarray]:
 def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Charted]:
     """Each input whose latest rows known at each grid row's end are `latest[kind]`, as
     charted on the row's own ward day (from its start to its end)."""
-    obs, n = ward.observations, len(ward.days)
+    obs, n = ward.observations, len(ward.days["key"])
     if not len(obs):
         return {kind: Charted(np.full(n, NONE), np.full(n, np.nan),
                               np.full(n, None, dtype=object)) for kind in latest}
-    row_day = ward.days["day"].to_numpy()
-    obs_day = ward.tables["observations"].day
+    row_day = ward.days["day"]
+    obs_day = ward.observations.day
     pos = {kind: np.where((at != NONE) & (obs_day[np.maximum(at, 0)] >= row_day), at, NONE)
            for kind, at in latest.items()}
     at = np.maximum(np.concatenate(list(pos.values())), 0)  # every kind's rows in one read
-    nums = obs["value_num"].to_numpy(dtype=float)[at]
-    texts = obs["value_text"].take(at).to_numpy(dtype=object, na_value=None)
+    nums = obs["value_num"][at]
+    texts = obs.get("value_text")[at]
     out = {}
     for i, (kind, p) in enumerate(pos.items()):
         today = p != NONE
@@ -88,12 +88,12 @@ def dropped(ward: Ward, latest: Mapping[str, np.ndarray], kinds: Sequence[str],
     """Per grid row: True when the prompt for an input answered by any of `kinds` is dropped:
     the input was charted before but its last charting day (floored) is more than `gap_days`
     days before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
-    days, last = ward.tables["observations"].day, np.full(len(ward.days), np.nan)
+    days, last = ward.observations.day, np.full(len(ward.days["key"]), np.nan)
     for kind in kinds:
         at = latest[kind]
         if len(days):
             last = np.fmax(last, np.where(at != NONE, days[np.maximum(at, 0)], np.nan))
-    return np.asarray(np.floor(last) < ward.days["day"].to_numpy() - gap_days)
+    return np.asarray(np.floor(last) < ward.days["day"] - gap_days)
 
 
 def dropped_column(prompt: str) -> str:

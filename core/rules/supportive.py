@@ -85,12 +85,12 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     latest bleeding record and Hb, fibrinogen, platelets and INR known then (positions in
     ward.observations / ward.labs); the status is decided with the flags in `explain`."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
-    end = ward.grid["until"]
+    end = ward.days["until"]
     out: dict[str, Any] = {"onset": onset, "source": source,
                            "bleeding": ward.latest_observation("bleeding", end)}
     for analyte in ("hemoglobin", "fibrinogen", "platelets", "inr"):
         out[analyte] = ward.latest(analyte, end)
-    status = np.full(len(ward.days), Status.NOT_MET.value, dtype=object)
+    status = np.full(len(ward.days["key"]), Status.NOT_MET.value, dtype=object)
     active = ~np.isnan(onset)
     for i in np.flatnonzero(active):  # the flags are explain's: one reading of Table 4
         status[i] = _flags({k: v[i] for k, v in out.items()}, ward, t)[0].value
@@ -104,11 +104,11 @@ def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds
     ev = [EvidenceItem(why=f"{row['source']} since day {int(row['onset'])}")]
     flags: list[str] = []
     missing: list[str] = []
-    values = ward.lab_values
+    values = ward.labs["value"]
     b = int(row["bleeding"])
     bleeding = False
     if b != NONE:
-        said = ward.observations["value_num"].iat[b]  # an event: yes (>= 1) or no
+        said = ward.observations["value_num"][b]  # an event: yes (>= 1) or no
         bleeding = bool(pd.notna(said) and said >= 1)
         ev.append(ward.observation_evidence(b, "active bleeding" if bleeding
                                             else "no active bleeding"))

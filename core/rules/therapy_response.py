@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -81,18 +80,16 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     """Per course-day: the onset day of the IEC-HS episode active at its end (NaN: none) and
     where it comes from: the last documented IEC-HS episode still open then, else the iec_hs
     screen's met stretch (its since_day; `iec_hs` is that rule's rows)."""
-    onset = np.full(len(ward.days), np.nan)
-    source = np.full(len(ward.days), "", dtype=object)
+    onset = np.full(len(ward.days["key"]), np.nan)
+    source = np.full(len(ward.days["key"]), "", dtype=object)
     ep = ward.episodes
-    keys, end = ward.grid_keys, ward.grid["until"]
+    keys, end = ward.days["key"], ward.days["until"]
     if len(ep):
-        origin = ep["origin"].to_numpy(dtype=object)
-        documented = (ep["kind"].to_numpy(dtype=object) == "IEC-HS") & (
-            (origin == "documented") | pd.isna(origin))
-        resolved = pd.to_numeric(ep["resolved_day"], errors="coerce").to_numpy(dtype=float)
-        began = pd.to_numeric(ep["onset_day"], errors="coerce").to_numpy(dtype=float)
+        documented = (ep["kind"] == "IEC-HS") & np.array(
+            [o in (None, "documented") for o in ep.get("origin")], dtype=bool)
+        resolved, began = ep["resolved_day"], ep["onset_day"]
         for i in np.flatnonzero(documented):  # in onset order: the last open one wins
-            still_open = (keys == ep["key"].iat[i]) & (began[i] <= end) & ~(resolved[i] <= end)
+            still_open = (keys == ep["key"][i]) & (began[i] <= end) & ~(resolved[i] <= end)
             onset[still_open] = began[i]
             source[still_open] = "documented IEC-HS episode"
     screened = np.isnan(onset) & (np.asarray(iec_hs["status"], dtype=object)
@@ -108,19 +105,19 @@ def first_dose_from(ward: Ward, drugs: tuple[str, ...], start: np.ndarray,
     given from day `start` (NaN: none) to `end`, else NONE; doses of one day in the order of
     their drug names."""
     rows = np.concatenate([ward.rows("treatments", "drug", d) for d in drugs])
-    out = np.full(len(ward.days), NONE, dtype=np.int64)
+    out = np.full(len(ward.days["key"]), NONE, dtype=np.int64)
     if not len(rows):
         return out
-    table = ward.tables["treatments"]
-    name = ward.treatments["drug"].to_numpy(dtype=object)[rows]
+    table = ward.treatments
+    name = ward.treatments["drug"][rows]
     rows = rows[np.lexsort((name, table.day[rows], table.key[rows]))]
     keys, days = table.key[rows], table.day[rows]
     asked = ~np.isnan(start)
-    before = asof(keys, days, ward.grid_keys, np.where(asked, start, np.inf), strict=True)
-    nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, ward.grid_keys, "left"))
+    before = asof(keys, days, ward.days["key"], np.where(asked, start, np.inf), strict=True)
+    nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, ward.days["key"], "left"))
     ok = asked & (nxt < len(rows))
     j = np.minimum(nxt, len(rows) - 1)
-    ok &= (keys[j] == ward.grid_keys) & (days[j] <= end)
+    ok &= (keys[j] == ward.days["key"]) & (days[j] <= end)
     out[ok] = rows[j[ok]]
     return out
 
@@ -129,9 +126,9 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per course-day: the active IEC-HS onset, the first IEC-HS-directed dose since, and
     the ferritins before it and now (positions in ward.labs / ward.treatments)."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
-    end = ward.grid["until"]
+    end = ward.days["until"]
     dose = first_dose_from(ward, IEC_HS_DIRECTED, np.floor(onset), end)
-    given = np.r_[ward.tables["treatments"].day, np.nan]  # NONE (-1) reads the NaN
+    given = np.r_[ward.treatments.day, np.nan]  # NONE (-1) reads the NaN
     t0 = given[dose]
     at_t0 = np.where(dose >= 0, t0, -np.inf)
     out: dict[str, Any] = {"onset": onset, "source": source, "dose": dose, "t0": t0,
@@ -140,8 +137,8 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
         out[f"{analyte}_pre"] = np.where(dose >= 0, ward.latest(analyte, at_t0), NONE)
         out[f"{analyte}_now"] = np.where(dose >= 0, ward.latest(analyte, end), NONE)
     pre, now = out["ferritin_pre"], out["ferritin_now"]
-    values = np.r_[ward.lab_values, np.nan]  # NONE (-1) reads the NaN
-    days = np.r_[ward.lab_days, np.nan]
+    values = np.r_[ward.labs["value"], np.nan]  # NONE (-1) reads the NaN
+    days = np.r_[ward.labs.day, np.nan]
     due = end >= t0 + t["reassess_hours"] / 24.0
     measured = (pre >= 0) & (now >= 0) & (days[now] > t0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -167,7 +164,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     if dose == NONE:
         return Finding(rid, Status.NOT_MET, evidence=[EvidenceItem(
             why=f"{source} since day {math.floor(onset)}; no IEC-HS-directed therapy yet")])
-    t0, drug = float(row["t0"]), str(ward.treatments["drug"].iat[dose])
+    t0, drug = float(row["t0"]), str(ward.treatments["drug"][dose])
     started = EvidenceItem(why=f"first IEC-HS-directed dose: {drug}", analyte=drug, day=t0)
     due = t0 + t["reassess_hours"] / 24.0
     end = row["until"]
@@ -180,7 +177,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         return Finding(rid, Status.NOT_EVALUABLE, evidence=[started],
                        missing=["a ferritin drawn before the first IEC-HS-directed dose"])
     before = ward.lab_evidence(pre, "ferritin before therapy")
-    if now == NONE or ward.lab_days[now] <= t0:
+    if now == NONE or ward.labs.day[now] <= t0:
         return Finding(rid, Status.NOT_EVALUABLE, evidence=[started, before],
                        missing=["draw ferritin now (after therapy began)"])
     change = float(row["change"])
@@ -198,12 +195,12 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     ev = [started, before, ward.lab_evidence(now, why)]
     for analyte, direction in OTHER_LABS:
         a0, a1 = int(row[f"{analyte}_pre"]), int(row[f"{analyte}_now"])
-        if a0 == NONE or a1 == NONE or ward.lab_days[a1] <= t0:
+        if a0 == NONE or a1 == NONE or ward.labs.day[a1] <= t0:
             continue
-        worse = (ward.lab_values[a1] - ward.lab_values[a0]) * direction > 0
+        worse = (ward.labs["value"][a1] - ward.labs["value"][a0]) * direction > 0
         ev.append(ward.lab_evidence(a1, f"{'worse' if worse else 'better or unchanged'} than "
-                                        f"before therapy ({ward.lab_values[a0]:g} on day "
-                                        f"{ward.lab_days[a0]:g})"))
+                                        f"before therapy ({ward.labs['value'][a0]:g} on day "
+                                        f"{ward.labs.day[a0]:g})"))
     return Finding(rid, status, evidence=ev,
                    extra={"therapy_start_day": t0, "ferritin_ratio": round(change, 3)})
 

@@ -295,7 +295,7 @@ def test_baseline_is_the_draw_on_the_lymphodepletion_start_day():
 
     def baseline_day(course):  # the baseline known as of the course's as-of instant
         ward = Ward.of([course])
-        return ward.lab_days[ward.baseline("ast")[-1]]
+        return ward.labs.day[ward.baseline("ast")[-1]]
 
     labs = [("ast", -4.75, 100, 10, 40), ("ast", 0.25, 30, 10, 40), ("ast", 6.25, 250, 10, 40)]
     c = make_course(labs=labs, infusion_date=date(2026, 1, 6),

@@ -122,13 +122,13 @@ def test_grades_of_arrays_equal_ctcae_grade_on_every_result_seen(courses, analyt
     """Each result of the courses, graded against the baseline its course settles on."""
     ward = Ward.of(courses)
     rows = ward.rows("labs", "analyte", analyte)
-    closing = np.r_[ward.days["key"].to_numpy()[1:] != ward.days["key"].to_numpy()[:-1], True]
+    closing = np.r_[ward.days["key"][1:] != ward.days["key"][:-1], True]
     base_of = ward.baseline(analyte)[closing]  # per course
-    base = base_of[ward.labs["key"].to_numpy()[rows]]
+    base = base_of[ward.labs["key"][rows]]
     low, high, _ = ward.lab_limits
     has = base != NONE
-    cols = (ward.lab_values[rows], high[rows], low[rows],
-            np.where(has, ward.lab_values[np.maximum(base, 0)], np.nan),
+    cols = (ward.labs["value"][rows], high[rows], low[rows],
+            np.where(has, ward.labs["value"][np.maximum(base, 0)], np.nan),
             np.where(has, high[np.maximum(base, 0)], np.nan))
     assert len(rows) > 20
     assert _as_grades(ctcae.ctcae_grades(analyte, *cols)) == _scalar(analyte, *cols)

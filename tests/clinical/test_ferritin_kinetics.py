@@ -163,7 +163,7 @@ def test_iec_hs_screen_sees_the_rapid_rise_across_a_gap():
     rows = ferritin.judge(ward, Thresholds(ferritin.RULE))  # the rows iec_hs reads
     day_7 = int(ward.closing_rows()[0])  # the day of the 52,000
     assert rows["rapid"][day_7] == ferritin.RAPID
-    assert ward.lab_values[rows["rapid_ref"][day_7]] == 450
+    assert ward.labs["value"][rows["rapid_ref"][day_7]] == 450
 
 
 WEEKLY_COURSES = {

@@ -40,7 +40,7 @@ def _rule(rule_id: str) -> Rule:
 def _high(ward: Ward, t: Thresholds) -> pd.DataFrame:
     """Met while the latest ferritin is above `high`; not evaluable before the first."""
     at = ward.latest("ferritin")
-    value = np.where(at == NONE, np.nan, ward.lab_values[np.maximum(at, 0)])
+    value = np.where(at == NONE, np.nan, ward.labs["value"][np.maximum(at, 0)])
     status = np.where(at == NONE, "not_evaluable",
                       np.where(value > t["high"], "met", "not_met"))
     if any(c.patient.patient_id == "BROKEN" for c in ward.courses):
@@ -60,7 +60,7 @@ def _twice(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
     """Met on the second and later days of a toy_high stretch (reads toy_high's rows)."""
     high = inputs.frames["toy_high"]
     since = high["since_day"]
-    met = (high["status"] == "met") & (ward.days["day"].to_numpy() > since)
+    met = (high["status"] == "met") & (ward.days["day"] > since)
     assert inputs.thresholds["toy_high"]["high"] == 500.0  # the site's value, read through
     return pd.DataFrame({"status": np.where(met, "met", "not_met"), "at": NONE})
 

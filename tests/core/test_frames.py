@@ -51,19 +51,20 @@ def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(course, days, la
                                                                  replayed):
     evaluating, replaying = Ward.of([course]), Ward.of([course], evaluating=False)
     assert evaluating.days["day"].tolist() == days == replaying.days["day"].tolist()
-    assert evaluating.days["end"].iloc[-1] == last_end
+    assert evaluating.days["end"][-1] == last_end
     ends = replaying.days["end"].tolist()
     assert ends == [min(d + END_OF_DAY, course.as_of_day) for d in days]
     assert replay_days(course) == replayed
     rows = replaying.replay_rows()
-    assert replaying.days["day"].to_numpy()[rows].tolist() == list(replayed)
+    assert replaying.days["day"][rows].tolist() == list(replayed)
 
 
 def test_two_courses_share_one_grid_in_course_order():
     a = make_course(patient_id="A", labs=[("anc", 0.5, 1.0)], as_of_day=2.5)
     b = make_course(patient_id="B", labs=[("anc", 1.5, 1.0)], as_of_day=1.5)
     ward = Ward.of([a, b])
-    assert ward.days[["key", "day"]].values.tolist() == [[0, 0], [0, 1], [0, 2], [1, 1]]
+    assert list(zip(ward.days["key"].tolist(), ward.days["day"].tolist(), strict=True)) == [
+        (0, 0), (0, 1), (0, 2), (1, 1)]
     assert ward.closing_rows().tolist() == [2, 3]
     assert ward.labs["key"].tolist() == [0, 1]
 
@@ -85,10 +86,10 @@ def test_latest_and_baseline_are_those_known_at_each_days_end(lymphodepletion, w
     course = make_course(labs=LABS, lymphodepletion_start=lymphodepletion, as_of_day=3.5)
     ward = Ward.of([course], evaluating=False)
     assert ward.days["day"].tolist() == list(range(-6, 4))
-    assert ward.lab_values[ward.latest("ferritin")].tolist() == want_latest
-    assert ward.lab_values[ward.baseline("ferritin")].tolist() == want_baseline
+    assert ward.labs["value"][ward.latest("ferritin")].tolist() == want_latest
+    assert ward.labs["value"][ward.baseline("ferritin")].tolist() == want_baseline
     crp = ward.latest("crp")
-    assert (crp[:7] == NONE).all() and ward.lab_values[crp[7:]].tolist() == [5, 5, 5]
+    assert (crp[:7] == NONE).all() and ward.labs["value"][crp[7:]].tolist() == [5, 5, 5]
 
 
 def test_an_analyte_no_course_has_is_never_known():
@@ -102,7 +103,7 @@ def test_the_latest_observation_of_a_kind():
                                        ("oxygen_device", 1.2, "low_flow_nc")], as_of_day=2.5)
     ward = Ward.of([course])
     at = ward.latest_observation("temperature")
-    assert ward.observations["value_num"].to_numpy()[at].tolist() == [38.2, 37.1, 37.1]
+    assert ward.observations["value_num"][at].tolist() == [38.2, 37.1, 37.1]
     device = ward.latest_observation("oxygen_device")
     assert device[0] == NONE and ward.observation_evidence(int(device[1]), "on oxygen") == \
         EvidenceItem("on oxygen", "oxygen_device", 1.2, "low_flow_nc", None)

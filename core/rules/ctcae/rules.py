@@ -51,7 +51,7 @@ def judge(analyte: str, ward: Ward, t: Thresholds) -> Columns:
     status = np.where(np.isnan(grade), Status.NOT_EVALUABLE.value,
                       np.where(met, Status.MET.value, Status.NOT_MET.value))
     since = np.full(len(grade), np.nan)
-    since[met] = np.floor(ward.lab_days[first[met]]) + 0.0  # as math.floor: day -0.0 -> 0.0
+    since[met] = np.floor(ward.labs.day[first[met]]) + 0.0  # as math.floor: day -0.0 -> 0.0
     return {"status": status, "grade": grade, "since_day": since,
                          "max_grade_in_run": worst, "latest": latest, "baseline": base}
 
@@ -61,7 +61,7 @@ def grades_of(ward: Ward, analyte: str, t: Thresholds, pos: np.ndarray, base: np
     """The CTCAE grades (NaN: not gradable) of the lab rows `pos`, each against its own
     limits and the baseline row `base` (NONE: none known, graded as a normal baseline)."""
     low, high, _ = ward.lab_limits
-    values, has = ward.lab_values, base != NONE
+    values, has = ward.labs["value"], base != NONE
     at = np.maximum(base, 0)
     return ctcae_grades(analyte, values[pos], high[pos], low[pos],
                         np.where(has, values[at], np.nan), np.where(has, high[at], np.nan), t)
@@ -79,9 +79,9 @@ def _runs(ward: Ward, analyte: str, t: Thresholds, latest: np.ndarray, base: np.
         return grade, first, worst
     # The rows of one course with one baseline (all of them once it settles) make a stretch;
     # a stretch grades its course's results from the first to its last row's latest, once.
-    last, b, key = latest[rows], base[rows], ward.grid_keys[rows]
+    last, b, key = latest[rows], base[rows], ward.days["key"][rows]
     mine = ward.rows("labs", "analyte", analyte)  # in (course, day) order
-    course_first = mine[np.searchsorted(ward.tables["labs"].key[mine], key, side="left")]
+    course_first = mine[np.searchsorted(ward.labs.key[mine], key, side="left")]
     starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
     stretch = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
     lo = course_first[starts]
@@ -148,8 +148,8 @@ def explain(analyte: str, ward: Ward, row: Mapping[str, Any], t: Thresholds) -> 
             ward.lab_evidence(i, "latest value; reference range needed")])
     g = int(row["grade"])
     low, high, _ = ward.lab_limits
-    base = None if b == NONE else float(ward.lab_values[b])
-    why = _why(analyte, g, float(ward.lab_values[i]), _known(high[i]), _known(low[i]), base,
+    base = None if b == NONE else float(ward.labs["value"][b])
+    why = _why(analyte, g, float(ward.labs["value"][i]), _known(high[i]), _known(low[i]), base,
                None if b == NONE else _known(high[b]))
     evidence = [ward.lab_evidence(i, why)]
     extra: dict[str, object] = {"term": TERMS[analyte]}

@@ -85,8 +85,8 @@ def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.nd
     Within a course both rise with the day, so equal ones are neighbours."""
     now = judged_now(ward)
     today = np.where(np.isfinite(now), np.floor(np.where(np.isfinite(now), now, 0)), -1)
-    cols = {"key": ward.grid_keys,
-            "as_of": np.minimum(ward.grid_ends.astype(float), window_end + 1.0),
+    cols = {"key": ward.days["key"],
+            "as_of": np.minimum(ward.days["end"].astype(float), window_end + 1.0),
             "today": np.minimum(today, window_end + 1).astype(np.int64)}
     new = np.zeros(len(now), dtype=bool)
     new[:1] = True

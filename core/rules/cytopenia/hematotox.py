@@ -65,7 +65,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     its points, and the score's lower (known items) and upper bound (missing items at their
     maximum)."""
     grid = ward.days
-    key, as_of = grid["key"].to_numpy(), grid["end"].to_numpy(dtype=float)
+    key, as_of = grid["key"], grid["end"]
     ld = np.array([np.nan if c.patient.lymphodepletion_day is None
                    else c.patient.lymphodepletion_day for c in ward.courses])[key]
     cutoff = np.where(np.isnan(ld), t["fallback_baseline_day"], ld) + 1  # day's start + 1

@@ -62,7 +62,7 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: the window's results known at the row's end, and the deepest row of
     the table with at least min_values of them below its cut."""
     grid = ward.days
-    key, as_of = grid["key"].to_numpy(), grid["end"].to_numpy(dtype=float)
+    key, as_of = grid["key"], grid["end"]
     now = judged_now(ward)
     start = int(t["late_start_day"])
     end_limit = t[g.end_key] if g.end_key else np.inf
@@ -126,7 +126,7 @@ def explain(g: LateGrading, ward: Ward, row: Mapping[str, Any], t: Thresholds) -
     extra["results_in_window"] = n
     if row["days_deep_cut"] >= 0:
         extra["days_deep_cut"] = int(row["days_deep_cut"])
-    values = ward.lab_values[p0:p0 + n] if n else np.empty(0)
+    values = ward.labs["value"][p0:p0 + n] if n else np.empty(0)
     need, grade = int(t["min_values"]), int(row["grade"])
     if row["status"] == Status.NOT_EVALUABLE.value:
         article = "an" if name[0] in "AEIOU" else "a"

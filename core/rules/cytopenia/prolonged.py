@@ -52,7 +52,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row and lineage: the trailing run of results below the lineage's cut after
     the landmark day, known at the row's end; met when a run reaches min_values."""
     grid = ward.days
-    key, as_of = grid["key"].to_numpy(), grid["end"].to_numpy(dtype=float)
+    key, as_of = grid["key"], grid["end"]
     now = judged_now(ward)
     landmark, need = int(t["landmark_day"]), int(t["min_values"])
     opened = np.isfinite(now) & (np.floor(np.where(np.isfinite(now), now, 0)) > landmark)

@@ -27,17 +27,14 @@ def judged_now(ward: Ward) -> np.ndarray:
     as-of instant (end = inf) its latest day with any data, missing results included (as
     lab_overdue's); -inf for a course without data."""
     g = ward.days
-    end = g["end"].to_numpy(dtype=float)
+    end = g["end"]
     if np.isfinite(end).all():
         return end
     latest = np.full(len(ward), -np.inf)
-    for name in ("labs", "observations", "treatments", "events", "missing"):
-        frame: pd.DataFrame = getattr(ward, name)
-        if len(frame):
-            days = frame["day"].to_numpy(dtype=float)
-            ok = ~np.isnan(days)
-            np.maximum.at(latest, frame["key"].to_numpy()[ok], days[ok])
-    return np.where(np.isfinite(end), end, latest[g["key"].to_numpy()])
+    for table in (ward.labs, ward.observations, ward.treatments, ward.events, ward.missing):
+        ok = ~np.isnan(table.day)
+        np.maximum.at(latest, table.key[ok], table.day[ok])
+    return np.where(np.isfinite(end), end, latest[g["key"]])
 
 
 def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,14 +44,14 @@ def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
     kind = np.full(len(ward), None, dtype=object)
     ev = ward.events
     if len(ev):
-        days = ev["day"].to_numpy(dtype=float)
-        mine = np.flatnonzero(np.isin(ev["kind"].to_numpy(dtype=object), kinds)
+        days = ev["day"]
+        mine = np.flatnonzero(np.isin(ev["kind"], kinds)
                               & ~np.isnan(days))
-        keys = ev["key"].to_numpy()[mine]
+        keys = ev["key"][mine]
         firsts = mine[np.r_[True, keys[1:] != keys[:-1]]] if len(mine) else mine
-        first_keys = ev["key"].to_numpy()[firsts]
+        first_keys = ev["key"][firsts]
         day[first_keys] = days[firsts]
-        kind[first_keys] = ev["kind"].to_numpy(dtype=object)[firsts]
+        kind[first_keys] = ev["kind"][firsts]
     return day, kind
 
 
@@ -71,9 +68,9 @@ class LabRows:
     @classmethod
     def of(cls, ward: Ward, analyte: str) -> LabRows:
         pos = ward.rows("labs", "analyte", analyte)
-        pos = pos[~np.isnan(ward.lab_days[pos])]
-        return cls(pos, ward.labs["key"].to_numpy()[pos], ward.lab_days[pos],
-                   ward.lab_values[pos])
+        pos = pos[~np.isnan(ward.labs.day[pos])]
+        return cls(pos, ward.labs["key"][pos], ward.labs.day[pos],
+                   ward.labs["value"][pos])
 
     def course_start(self, keys: np.ndarray) -> np.ndarray:
         """Index of each course's first result (its end if it has none)."""
@@ -139,14 +136,14 @@ def platelet_transfusions(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
     tr, ob = ward.treatments, ward.observations
     keys, days = [], []
     if len(tr):
-        mine = tr["drug"].to_numpy(dtype=object) == "platelet_transfusion"
-        keys.append(tr["key"].to_numpy()[mine])
-        days.append(tr["day"].to_numpy(dtype=float)[mine])
+        mine = tr["drug"] == "platelet_transfusion"
+        keys.append(tr["key"][mine])
+        days.append(tr["day"][mine])
     if len(ob):
-        mine = ((ob["kind"].to_numpy(dtype=object) == "transfusion")
-                & (ob["value_text"].to_numpy(dtype=object) == "platelets"))
-        keys.append(ob["key"].to_numpy()[mine])
-        days.append(ob["day"].to_numpy(dtype=float)[mine])
+        mine = ((ob["kind"] == "transfusion")
+                & (ob["value_text"] == "platelets"))
+        keys.append(ob["key"][mine])
+        days.append(ob["day"][mine])
     key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
     day = np.concatenate(days) if days else np.empty(0)
     ok = ~np.isnan(day)

@@ -104,7 +104,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     ferritin = Series.lab(ward, "ferritin")
     cap = t["entry_window_end_day"] + 1.0 - 1e-6  # the end of day 5
     peak = first_max(ferritin.value, ferritin.first_from(0.0),
-                     ferritin.latest(np.minimum(ward.grid["until"], cap)))
+                     ferritin.latest(np.minimum(ward.days["until"], cap)))
     worst_lab = {a: worst_grade(ward, a, inputs.thresholds[f"ctcae_{a}"]) for a in GRADED}
     obs = {k: Series.observation(ward, k) for k in ("oliguria", "pulmonary_edema",
                                                     "hemophagocytosis")}
@@ -150,7 +150,7 @@ def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, n
     rows = np.flatnonzero((hi != NONE) & (hi >= lo))
     if not len(rows):
         return at, grade
-    key, b = ward.grid_keys[rows], base[rows]
+    key, b = ward.days["key"][rows], base[rows]
     fresh = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
     stretch = np.repeat(np.arange(len(fresh)), np.diff(np.r_[fresh, len(rows)]))
     # the values each stretch grades (lo..its last row's latest), one after the other
@@ -161,7 +161,7 @@ def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, n
     pos = s.pos[s_lo[of] + np.arange(length.sum()) - offset[of]]
     vb = s_b[of]
     low, high, _ = ward.lab_limits
-    values = ward.lab_values
+    values = ward.labs["value"]
     has_b = vb != NONE
     g = ctcae_grades(analyte, values[pos], high[pos], low[pos],
                      np.where(has_b & (vb != pos), values[np.maximum(vb, 0)], np.nan),

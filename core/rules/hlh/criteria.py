@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import Status
 from core.rules.frames import NONE, Ward, asof
@@ -89,30 +88,27 @@ class Series:
     @classmethod
     def lab(cls, ward: Ward, analyte: str) -> Series:
         pos = ward.rows("labs", "analyte", analyte)
-        table = ward.tables["labs"]
-        return cls(ward, pos, table.key[pos], table.day[pos], ward.lab_values[pos],
+        table = ward.labs
+        return cls(ward, pos, table.key[pos], table.day[pos], table["value"][pos],
                    np.full(len(pos), None, dtype=object))
 
     @classmethod
     def observation(cls, ward: Ward, kind: str) -> Series:
         pos = ward.rows("observations", "kind", kind)
-        table, frame = ward.tables["observations"], ward.observations
-        num = frame["value_num"]
-        return cls(ward, pos, table.key[pos], table.day[pos],
-                   num.to_numpy()[pos] if num.dtype == np.float64 else pd.to_numeric(
-                       num.iloc[pos], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
-                   frame["value_text"].iloc[pos].to_numpy(dtype=object, na_value=None))
+        table = ward.observations
+        return cls(ward, pos, table.key[pos], table.day[pos], table["value_num"][pos],
+                   table.get("value_text")[pos])
 
     def latest(self, ends: np.ndarray | None = None) -> np.ndarray:
         """Per grid row: the latest row with day <= the row's as-of instant (or `ends`),
         else NONE."""
-        return asof(self.key, self.day, self.ward.grid_keys,
-                    self.ward.grid["until"] if ends is None else ends)
+        return asof(self.key, self.day, self.ward.days["key"],
+                    self.ward.days["until"] if ends is None else ends)
 
     def first_from(self, start: np.ndarray | float) -> np.ndarray:
         """Per grid row: the first row of its course with day >= `start` (a position past the
         course's rows when there is none)."""
-        keys = self.ward.grid_keys
+        keys = self.ward.days["key"]
         before = asof(self.key, self.day, keys, np.broadcast_to(
             np.asarray(start, dtype=float), keys.shape), strict=True)
         return np.where(before != NONE, before + 1,

@@ -175,7 +175,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     lab("fibrinogen")
     obs("hemophagocytosis", "hemophagocytosis", "haemophagocytosis", "no haemophagocytosis")
     if crit["nk_activity"] is not Status.NOT_EVALUABLE:
-        nk = ward.observations["value_text"].iat[int(row["at_nk_activity"])]
+        nk = ward.observations["value_text"][int(row["at_nk_activity"])]
         nk_activity = f"NK-cell activity {None if pd.isna(nk) else nk}"
         obs("nk_activity", "nk_activity", nk_activity, nk_activity)
     lab("ferritin")

@@ -187,7 +187,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
                                              "triglycerides", "fibrinogen", "ast")}
     at = {k: s.latest() for k, s in (*obs.items(), *labs.items())}
     temps = Series.observation(ward, "temperature")  # the highest in the window up to the end
-    window_start = ward.grid["until"] - t["temp_window_hours"] / 24.0
+    window_start = ward.days["until"] - t["temp_window_hours"] / 24.0
     at["temperature"] = first_max(temps.value, temps.first_from(window_start), temps.latest())
     known = {k: at[k] != NONE for k in at}
     lab = {a: labs[a].values(at[a]) for a in labs}

@@ -39,8 +39,8 @@ def ferritin_feature(ward: Ward, row: Row, t: Thresholds) -> Feature:
             ev.append(ward.lab_evidence(f, f"> {k_uln:g} x ULN ({limit:g})"))
         if row["ferritin_above_base"]:
             b = int(row["ferritin_base"])
-            ev.append(ward.lab_evidence(f, f"> {k_base:g} x baseline ({ward.lab_values[b]:g}, "
-                                           f"day {ward.lab_days[b]:g})"))
+            ev.append(ward.lab_evidence(f, f"> {k_base:g} x baseline ({ward.labs['value'][b]:g}, "
+                                           f"day {ward.labs.day[b]:g})"))
         return Feature(status, ev)
     if status is Status.NOT_EVALUABLE:
         return Feature(status, [ward.lab_evidence(f, f"not above {k_uln:g} x ULN")],
@@ -63,9 +63,9 @@ def transaminase_feature(ward: Ward, row: Row, t: Thresholds) -> Feature:
         v = int(row[f"{a}_latest"])
         if v == NONE or (status is Status.MET and not row[f"{a}_met"]):
             continue
-        value, b = ward.lab_values[v], int(row[f"{a}_base"])
+        value, b = ward.labs['value'][v], int(row[f"{a}_base"])
         if b != NONE:
-            base = ward.lab_values[b]
+            base = ward.labs["value"][b]
             why, k = (f"{value / base:.1f} x baseline ({base:g}, abnormal)",
                       t["transaminase_x_baseline"])
         else:
@@ -128,12 +128,12 @@ def explain(ward: Ward, row: Row, t: Thresholds) -> Finding:
     if rapid:
         f, r = int(row["ferritin_latest"]), int(row["rapid_ref"])
         ev.append(ward.lab_evidence(
-            f, f"rapid rise: {ward.lab_values[f] / ward.lab_values[r]:.1f}-fold since day "
-               f"{ward.lab_days[r]:g} (ferritin_kinetics default)"))
+            f, f"rapid rise: {ward.labs['value'][f] / ward.labs['value'][r]:.1f}-fold since day "
+               f"{ward.labs.day[r]:g} (ferritin_kinetics default)"))
     h = int(row["hemophagocytosis"])
     hemo = None
     if h != NONE:
-        num = ward.observations["value_num"].iat[h]
+        num = ward.observations["value_num"][h]
         hemo = bool(pd.notna(num)) and float(num) >= 1  # 'yes' (Obs.is_yes)
         ev.append(ward.observation_evidence(h, "haemophagocytosis reported" if hemo
                                             else "no haemophagocytosis on marrow/tissue"))

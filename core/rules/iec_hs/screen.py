@@ -39,7 +39,7 @@ def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest ferritin > ferritin_x_uln x ULN, or > ferritin_x_baseline x the baseline (when
     the latest is not the baseline itself). Not met needs the ULN and a positive baseline."""
     f, b = ward.latest("ferritin"), ward.baseline("ferritin")
-    value, uln = ward.lab_values, ward.lab_limits[1]
+    value, uln = ward.labs["value"], ward.lab_limits[1]
     has = f != NONE
     v, u, base = at(value, f), at(uln, f), at(value, b)
     above_uln = has & (v > t["ferritin_x_uln"] * u)
@@ -55,9 +55,10 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
     """AST or ALT > transaminase_x_uln x ULN (baseline normal or unknown), or
     > transaminase_x_baseline x the baseline (baseline above its ULN). Met when either is;
     not met when both are known and neither is."""
-    value, uln = ward.lab_values, ward.lab_limits[1]
+    value, uln = ward.labs["value"], ward.lab_limits[1]
     out: Columns = {}
-    any_met, all_not_met = np.zeros(len(ward.days), bool), np.ones(len(ward.days), bool)
+    n = len(ward.days["key"])
+    any_met, all_not_met = np.zeros(n, bool), np.ones(n, bool)
     for a in ("ast", "alt"):
         v, b = ward.latest(a), ward.baseline(a)
         known = ~np.isnan(at(uln, v))
@@ -76,7 +77,7 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
 def fibrinogen_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest fibrinogen < fibrinogen_low (mg/dL) or < the lab's LLN."""
     f = ward.latest("fibrinogen")
-    v, lln = at(ward.lab_values, f), at(ward.lab_limits[0], f)
+    v, lln = at(ward.labs["value"], f), at(ward.lab_limits[0], f)
     has = f != NONE
     below = has & (v < t["fibrinogen_low"])
     below_lln = has & ~below & (v < lln)
@@ -96,9 +97,9 @@ def new_cytopenia(ward: Ward, analyte: str, t: Thresholds, ctcae_t: Thresholds) 
         n, np.nan)
     sub = ward.rows("labs", "analyte", analyte)
     if len(sub):
-        keys, days = ward.tables["labs"].key[sub], ward.lab_days[sub]
+        keys, days = ward.labs.key[sub], ward.labs.day[sub]
         low, high, _ = ward.lab_limits
-        g = ctcae_grades(analyte, ward.lab_values[sub], high[sub], low[sub], t=ctcae_t)
+        g = ctcae_grades(analyte, ward.labs["value"][sub], high[sub], low[sub], t=ctcae_t)
         at = np.arange(len(sub))
         start = np.searchsorted(keys, keys, side="left")
         cut = np.maximum(t["cytopenia_reference_day"], days - t["cytopenia_lookback_days"])
@@ -135,7 +136,7 @@ def cytopenia_feature(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
 def screen_window(ward: Ward, t: Thresholds, ferritin_above_uln: np.ndarray) -> np.ndarray:
     """Days window_start_day to window_end_day (§10.3 [DESIGN]); after it only while ferritin
     is above the x ULN limit. Per grid row: 0 (screened), BEFORE_WINDOW or AFTER_WINDOW."""
-    day = ward.days["day"].to_numpy()
+    day = ward.days["day"]
     return np.where(day < t["window_start_day"], BEFORE_WINDOW, np.where(
         (day > t["window_end_day"]) & ~ferritin_above_uln, AFTER_WINDOW, 0)).astype(np.int8)
 

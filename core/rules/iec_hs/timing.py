@@ -34,16 +34,15 @@ def documented_crs(ward: Ward) -> dict[int, tuple[list[float], list[float]]]:
     ep = ward.episodes
     if not len(ep):
         return {}
-    origin = (ep["origin"].to_numpy(dtype=object, na_value=None) if "origin" in ep
-              else np.full(len(ep), None, dtype=object))
-    rows = np.flatnonzero((ep["kind"].astype(str).to_numpy() == "CRS")
+    origin = ep.get("origin")
+    rows = np.flatnonzero((ep["kind"] == "CRS")
                           & np.array([o is None or o == "" or o == "documented" for o in origin],
                                      dtype=bool))
-    onset = ep["onset_day"].to_numpy(dtype=float)
-    resolved = ep["resolved_day"].to_numpy(dtype=float, na_value=np.nan)
+    onset = ep["onset_day"]
+    resolved = ep["resolved_day"]
     out: dict[int, tuple[list[float], list[float]]] = {}
     for r in rows:  # ward.episodes is sorted by (course, onset), ties in row order
-        on, res = out.setdefault(int(ep["key"].iat[r]), ([], []))
+        on, res = out.setdefault(int(ep["key"][r]), ([], []))
         on.append(float(onset[r]))
         res.append(float(resolved[r]))
     return out
@@ -53,10 +52,10 @@ def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
     """Per grid row: `timing` (status), `timing_why` and `timing_day` (its evidence; None when
     not evaluable), from the CRS rule's grade of each course-day (NaN: not evaluable) and the
     documented CRS episodes."""
-    n = len(ward.days)
+    n = len(ward.days["key"])
     out = np.empty((n, 3), dtype=object)
-    keys, ends = ward.grid_keys, ward.grid_ends
-    days, first = ward.days["day"].to_numpy(), ward.days["first"].to_numpy()
+    keys, ends = ward.days["key"], ward.days["end"]
+    days, first = ward.days["day"], ward.days["first"]
     documented = documented_crs(ward)
     bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True]) if n else np.zeros(1, int)
     for r0, r1 in zip(bounds[:-1], bounds[1:], strict=True):
