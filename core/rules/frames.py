@@ -84,6 +84,7 @@ class Table:
             key, days, codes = key[order], days[order], codes[order]
         self.key, self.day = key, days
         self._columns: dict[str, np.ndarray] = {"key": key, day: days}
+        self.columns = frozenset([*self._frame.columns, "key"])
         bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
         self.blocks = {} if by is None or not used else {
             str(uniques[codes[a]]): (int(a), int(b))
@@ -93,7 +94,7 @@ class Table:
         return len(self.key)
 
     def __contains__(self, column: str) -> bool:
-        return column in self._columns or column in self._frame
+        return column in self.columns
 
     def get(self, column: str) -> np.ndarray:
         """The column, or None on every row if the table has no such column."""
@@ -258,23 +259,27 @@ class Ward:
     def lab_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(LLN, ULN, default) of every lab row: its own reference range, else (neither
         recorded) the catalogue's, with `default` True (criteria.md §0.2)."""
-        low, high = self.labs["ref_low"], self.labs["ref_high"]
+        low, high = self.labs["ref_low"].copy(), self.labs["ref_high"].copy()
         default = np.isnan(low) & np.isnan(high)
-        catalogue = [ANALYTES.get(a) for a in self.labs["analyte"]]
-        cat_low = np.array([np.nan if a is None else _nan(a.ref_low) for a in catalogue])
-        cat_high = np.array([np.nan if a is None else _nan(a.ref_high) for a in catalogue])
-        return (np.where(default, cat_low, low), np.where(default, cat_high, high), default)
+        for analyte, (a, b) in self.labs.blocks.items():
+            known = ANALYTES.get(analyte)
+            if known is not None:
+                low[a:b][default[a:b]] = _nan(known.ref_low)
+                high[a:b][default[a:b]] = _nan(known.ref_high)
+        return low, high, default
 
     def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of lab row `pos`: its value (with any qualifier, e.g. "<0.1"),
         unit, original value and unit, and whether it was verified; "(default reference
         range used)" when the lab gave no range."""
-        analyte, q, ov, ou, ver = (self.labs.get(c)[pos] for c in (
-            "analyte", "qualifier", "original_value", "original_unit", "verified"))
+        labs = self.labs
+        analyte = str(labs["analyte"][pos])
+        q, ov, ou, ver = (labs[c][pos] if c in labs.columns else None for c in (
+            "qualifier", "original_value", "original_unit", "verified"))
         if self.lab_limits[2][pos]:
             why += " (default reference range used)"
-        value = float(self.labs["value"][pos])
-        return EvidenceItem(why, str(analyte), float(self.labs.day[pos]),
+        value = float(labs["value"][pos])
+        return EvidenceItem(why, analyte, float(labs.day[pos]),
                             f"{q}{value:g}" if q else value, ANALYTES[analyte].unit,
                             None if ov is None else str(ov), None if ou is None else str(ou),
                             None if ver is None else bool(ver))
