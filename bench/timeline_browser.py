@@ -1,7 +1,7 @@
 """Benchmark: the patient timeline in a real browser, from the sidebar click to the chart drawn.
 
     .venv/bin/python bench/timeline_browser.py [--patients 14] [--revisits 1]
-        [--shot PNG] [--profile FILE.cpuprofile]
+        [--shot PNG] [--profile FILE.cpuprofile] [--think S]
 
 Builds the synthetic sample cohort (tests/sample_db.py, shifted so today is its day), adds a
 clinician, starts the real server (`python -m dashboard` on 127.0.0.1) and signs in with
@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="record a JS CPU profile of the first views into FILE (DevTools "
                     "opens it) and print where the time went")
     ap.add_argument("--shot", type=Path, help="a full-page screenshot of the first patient")
+    ap.add_argument("--think", type=float, default=0.0, metavar="S",
+                    help="seconds on the ward overview after signing in before the first "
+                    "click (a nurse reads it first; 0 = click at once, the worst case)")
     args = ap.parse_args(argv)
     if args.patients == 1:
         ap.error("--patients: at least 2 (a revisit needs another patient in between)")
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
                 b = Browser(pw, base)
                 try:
                     b.sign_in()
+                    b.page.wait_for_timeout(args.think * 1000)
                     cdp = None
                     if args.profile:
                         cdp = b.page.context.new_cdp_session(b.page)
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         "revisit_browser_busy_median_ms": _median(v["browser_busy_ms"] for v in revisit),
         "messages_sent_per_view": sorted(Counter(v["messages_sent"]
                                                  for v in first + revisit).items()),
-        "figure": figure, "target_s": TARGET_S,
+        "figure": figure, "think_s": args.think, "target_s": TARGET_S,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "ok": statistics.median(firsts) <= TARGET_S, "date": date.today().isoformat(),
     }

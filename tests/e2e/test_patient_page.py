@@ -90,3 +90,16 @@ def test_chart_has_a_description_and_its_values_table_opens_from_the_keyboard(
     found = blocking_violations(page, "patient timeline, values table open")
     assert found == [], "\n".join(found)
     shot(page, "patient-values-table")
+
+
+def test_the_chart_module_is_loaded_on_the_overview_before_any_chart(
+        page: Page, app_url: str) -> None:
+    """The sidebar prefetches Streamlit's Plotly module while the browser is idle, so the
+    session's first timeline does not wait for it (dashboard.resources.prefetch_charts)."""
+    log_in(page, app_url)  # lands on the ward overview
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)  # no chart on this page
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource')"
+        ".some(e => /\\/static\\/js\\/PlotlyChart\\.[^/]+\\.js$/.test(e.name))",
+        timeout=30_000)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
