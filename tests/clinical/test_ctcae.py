@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
 from core.rules.base import Status
-from core.rules.ctcae import CTCAE_THRESHOLDS, RULES, ctcae_grade
+from core.rules.ctcae import CTCAE_THRESHOLDS, RULES, ctcae_grades
 from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
@@ -121,20 +122,42 @@ CASES = [
 ]
 
 
+def grade(analyte: str, value: float, uln: float | None, lln: float | None,
+          base: float | None, base_uln: float | None = None, t: dict | None = None
+          ) -> int | None:
+    """The grade of one value (None: not known, as NaN in ctcae_grades; None: not gradable)."""
+    def nan(x: float | None) -> float:
+        return math.nan if x is None else x
+
+    found = ctcae_grades(analyte, value, nan(uln), nan(lln), nan(base), nan(base_uln), t=t)
+    assert found.shape == (1,)
+    return None if math.isnan(found[0]) else int(found[0])
+
+
 @pytest.mark.parametrize("analyte, value, uln, lln, base, base_uln, expected", CASES)
 def test_ctcae_grade_matches_table(analyte, value, uln, lln, base, base_uln, expected):
-    assert ctcae_grade(analyte, value, uln, lln, base, base_uln) == expected
+    assert grade(analyte, value, uln, lln, base, base_uln) == expected
+
+
+def test_the_table_graded_as_one_array_gives_the_same_grades():
+    """Each analyte's cases graded at once, as the rules grade a ward's results."""
+    for analyte in {c.values[0] for c in CASES}:
+        rows = [c.values for c in CASES if c.values[0] == analyte]
+        columns = list(zip(*rows, strict=True))[1:6]  # value, uln, lln, base, base_uln
+        cols = [[math.nan if x is None else x for x in col] for col in columns]
+        found = ctcae_grades(analyte, *cols)
+        assert [None if math.isnan(g) else int(g) for g in found] == [r[6] for r in rows]
 
 
 def test_ctcae_grade_reads_threshold_overrides():
     t = {**{th.key: th.value for th in CTCAE_THRESHOLDS["anc"]}, "abs_g4": 0.6}
-    assert ctcae_grade("anc", 0.55, 8.0, 1.5, None, t=t) == 4
-    assert ctcae_grade("anc", 0.55, 8.0, 1.5, None) == 3
+    assert grade("anc", 0.55, 8.0, 1.5, None, t=t) == 4
+    assert grade("anc", 0.55, 8.0, 1.5, None) == 3
 
 
 def test_ctcae_grade_refuses_unknown_analyte():
     with pytest.raises(KeyError):
-        ctcae_grade("ferritin", 1000, 300, 30, None)
+        grade("ferritin", 1000, 300, 30, None)
 
 
 def _run(rule_id, course, **overrides):

@@ -1,7 +1,7 @@
 """CTCAE v5.0 grades of the monitored labs (criteria.md §8), one graded rule per analyte.
 
-- grading: the thresholds as data (CTCAE_THRESHOLDS, DEFAULTS), `ctcae_grade` (one value, the
-  stable function) and `ctcae_grades` (whole arrays, by the same cuts);
+- grading: the thresholds as data (CTCAE_THRESHOLDS, DEFAULTS) and `ctcae_grades` (the
+  grades of whole arrays of values);
 - rules: the rules ctcae_<analyte> (RULES), judged over a whole ward by columns, and
   `grades_of` (a ward's lab rows graded against given baseline rows);
 """
@@ -11,10 +11,9 @@ from core.rules.ctcae.grading import (
     CTCAE_THRESHOLDS,
     DEFAULTS,
     TERMS,
-    ctcae_grade,
     ctcae_grades,
 )
 from core.rules.ctcae.rules import RULES, grades_of
 
-__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "ctcae_grade",
-           "ctcae_grades", "grades_of"]
+__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "ctcae_grades",
+           "grades_of"]

@@ -9,18 +9,15 @@ The grading follows pharmaverse `admiral` (criteria §8 implementation notes):
 - counts: grade 1 needs value < LLN, grades 2-4 are absolute; anaemia grades 1-3 only;
 - triglycerides: absolute mg/dL bands.
 
-Every number lives in a `Threshold` row. `ctcae_grade` grades one value (the stable function
-other rules call); `ctcae_grades` grades whole arrays by the same cuts, for the rules judged by
-columns. Both read the threshold values from a mapping (the code defaults, or a rule's
-`Thresholds` with site overrides). A cut computed as multiple x limit is compared exactly
+Every number lives in a `Threshold` row. `ctcae_grades` grades whole arrays of values (one
+value is an array of one), reading the threshold values from a mapping (the code defaults, or
+a rule's `Thresholds` with site overrides). A cut computed as multiple x limit is compared exactly
 (1.5 x 1.2 = 1.8): "above" is strictly above unless math.isclose(rel_tol=1e-9).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import TypeGuard
 
 import numpy as np
 
@@ -118,112 +115,7 @@ _KEYS = {p: tuple((g, f"{p}_g{g}") for g in (4, 3, 2, 1))
          for p in ("uln", "base", "lln", "abs", "drop")}
 
 # ---------------------------------------------------------------------------------------------
-# One value (stable contract)
-# ---------------------------------------------------------------------------------------------
-
-
-def _ok(x: float | None) -> TypeGuard[float]:
-    # not None and not a float NaN (x != x only for NaN; tested first as the cheap case)
-    return x is not None and (x == x or not isinstance(x, float))
-
-
-def _gt(a: float, b: float) -> bool:
-    """a > b, with a cut computed as multiple x limit compared exactly (1.5 x 1.2 = 1.8)."""
-    return a > b and not math.isclose(a, b, rel_tol=1e-9)
-
-
-def _ge(a: float, b: float) -> bool:
-    return a > b or math.isclose(a, b, rel_tol=1e-9)
-
-
-def _above(value: float, ref: float, t: Mapping[str, float], prefix: str,
-           g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)) -> int:
-    for g, key in _KEYS[prefix]:
-        if g not in grades:
-            continue
-        cut = t[key] * ref
-        if _gt(value, cut) or (g == 1 and g1_inclusive and _ge(value, cut)):
-            return g
-    return 0
-
-
-def ctcae_grade(
-    analyte: str,
-    value: float,
-    uln: float | None,
-    lln: float | None,
-    baseline: float | None,
-    baseline_uln: float | None = None,
-    baseline_lln: float | None = None,
-    t: Mapping[str, float] | None = None,
-) -> int | None:
-    """CTCAE v5.0 grade (0-4; anaemia 0-3) of one lab value, or None when not gradable.
-
-    Parameters are in the analyte's canonical unit (core/vocabulary/units.py). `baseline_uln` /
-    `baseline_lln` are the reference limits of the baseline sample (default: `uln` / `lln`).
-    `t` overrides the threshold values (keys as in CTCAE_THRESHOLDS[analyte]).
-    A baseline that is unknown is treated as normal (the "x ULN" columns apply).
-    """
-    if analyte not in DEFAULTS:
-        raise KeyError(f"no CTCAE grading for analyte {analyte!r}")
-    if not _ok(value):
-        return None
-    t = DEFAULTS[analyte] if t is None else t
-    b_uln = uln if baseline_uln is None else baseline_uln
-    del baseline_lln  # part of the contract; §8 bases fibrinogen clauses on the value's LLN
-    base = baseline if _ok(baseline) and baseline > 0 else None  # None: no usable baseline
-
-    if analyte in RISE:
-        if base is not None and _ok(b_uln) and base > b_uln:
-            return _above(value, base, t, "base", g1_inclusive=analyte != "bilirubin")
-        return _above(value, uln, t, "uln") if _ok(uln) else None
-
-    if analyte == "creatinine":
-        by_uln = _above(value, uln, t, "uln") if _ok(uln) else None
-        by_base = (_above(value, base, t, "base", grades=(3, 2))
-                   if base is not None else None)
-        if by_uln is None:
-            # Without ULN only baseline grades 2-3 are knowable; below them it is unknown.
-            return by_base if by_base else None
-        return max(by_uln, by_base or 0)
-
-    if analyte == "fibrinogen":
-        if _gt(t["abs_g4"], value):
-            return 4
-        if not _ok(lln):
-            return None
-        by_lln = 0
-        for g, key in _KEYS["lln"]:
-            if _gt(t[key] * lln, value):
-                by_lln = g
-                break
-        by_drop = 0
-        if _gt(lln, value) and base is not None and value < base:
-            drop = 100.0 * (base - value) / base
-            by_drop = 1
-            for g, key in _KEYS["drop"][:3]:
-                if _ge(drop, t[key]):
-                    by_drop = g
-                    break
-        return max(by_lln, by_drop)
-
-    if analyte == "triglycerides":
-        for g, key in _KEYS["abs"][:3]:
-            if _gt(value, t[key]):
-                return g
-        return 1 if _ge(value, t["abs_g1"]) else 0
-
-    # blood counts (anc, platelets, hemoglobin, alc, wbc)
-    for g, key in _KEYS["abs"][:3]:
-        if key in t and _gt(t[key], value):
-            return g
-    if not _ok(lln):
-        return None
-    return 1 if _gt(lln, value) else 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Whole arrays, by the same cuts (NaN stands for None: a missing limit, baseline or grade)
+# The grading, of whole arrays (NaN: a missing value, limit, baseline or grade)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -236,13 +128,14 @@ def _close(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
 
 
 def _gts(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """_gt of each element."""
+    """a > b of each element, a cut computed as multiple x limit compared exactly
+    (1.5 x 1.2 = 1.8 is not above 1.8)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return (a > b) & ~_close(a, b)
 
 
 def _ges(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    """_ge of each element."""
+    """a >= b of each element, compared as _gts does."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return (a > b) | _close(a, b)
 
@@ -250,7 +143,8 @@ def _ges(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
 def _above_all(value: np.ndarray, ref: np.ndarray, t: Mapping[str, float], prefix: str,
                g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)
                ) -> np.ndarray:
-    """_above of each element: the worst grade whose cut the value is above (0: none)."""
+    """Per element: the worst of `grades` whose cut (threshold x ref) the value is above, or
+    from grade 1's cut on if `g1_inclusive` (0: none)."""
     out = np.zeros(len(value))
     for g, key in reversed(_KEYS[prefix]):  # grade 1 first: a worse grade reached overwrites
         if g in grades:
@@ -264,9 +158,14 @@ def ctcae_grades(analyte: str, value: np.ndarray, uln: np.ndarray, lln: np.ndarr
                  baseline: np.ndarray | float = np.nan,
                  baseline_uln: np.ndarray | float = np.nan,
                  t: Mapping[str, float] | None = None) -> np.ndarray:
-    """`ctcae_grade` of every element (arrays of one length, or scalars), as floats with NaN
-    where a value is not gradable. A NaN limit or baseline is one not known (None there);
-    a NaN `baseline_uln` falls back to the value's `uln`, as None does in ctcae_grade."""
+    """CTCAE v5.0 grade (0-4; anaemia 0-3) of every element (arrays of one length, or
+    scalars), as floats, NaN where a value is not gradable.
+
+    Values and limits are in the analyte's canonical unit (core/vocabulary/units.py); a NaN
+    limit or baseline is one not known. `baseline_uln` is the baseline sample's ULN (NaN: the
+    value's `uln`). A baseline that is unknown (or not positive) is treated as normal (the
+    "x ULN" columns apply). `t` overrides the threshold values (keys as in
+    CTCAE_THRESHOLDS[analyte]); an analyte without CTCAE grading raises KeyError."""
     if analyte not in DEFAULTS:
         raise KeyError(f"no CTCAE grading for analyte {analyte!r}")
     t = DEFAULTS[analyte] if t is None else t

@@ -69,7 +69,7 @@ CARTOX = Rule(
         "Organ sub-items as recalled (§2, [UNCONFIRMED] wording): liver = bilirubin/AST/ALT "
         "(counts once); kidney = creatinine or oliguria; lung = pulmonary oedema grade; "
         "haemophagocytosis.",
-        "Organ grades are the worst CTCAE v5 grade (core.rules.ctcae.ctcae_grade) of any value "
+        "Organ grades are the worst CTCAE v5 grade (core.rules.ctcae.ctcae_grades) of any value "
         "from day 0 on, with the §0.2 baseline; oliguria and pulmonary oedema are the worst "
         "clinician-entered CTCAE grade since day 0.",
         "Kidney item is not met when creatinine is below grade 3 and no oliguria grade >= 3 "
