@@ -185,6 +185,19 @@ class Ward:
         upper = np.fmin(last, np.floor(as_of))
         return np.flatnonzero((day >= np.fmax(first, 0.0)) & (day <= upper) & ~np.isnan(last))
 
+    def now(self) -> np.ndarray:
+        """Per grid row, the course's "now": the row's `end`, or for a course evaluated
+        without an as-of instant (end = inf) its latest day with any data, recorded reasons
+        for missing results included; -inf for such a course without data."""
+        end = self.days["end"]
+        open_ended = np.isposinf(end)
+        latest = np.full(len(self), -np.inf)
+        if open_ended.any():
+            for table in (self.labs, self.observations, self.treatments, self.events,
+                          self.missing):
+                np.fmax.at(latest, table.key, table.day)  # fmax: a NaN day is skipped
+        return np.where(open_ended, latest[self.days["key"]], end)
+
     def grid_rows(self, key: int, days: Sequence[int]) -> np.ndarray:
         """Positions in `days` of course `key`'s grid rows for the ward days `days`."""
         keys = self.days["key"]

@@ -130,21 +130,6 @@ def _label(analyte: str) -> str:
 # --- the rule over a ward -------------------------------------------------------------------
 
 
-def _now(ward: Ward) -> np.ndarray:
-    """Per course-day: the instant it is judged as of, its end; for an open-ended course
-    evaluated now, the latest day with any data (recorded reasons for gaps included)."""
-    end = ward.days["end"].copy()
-    open_ended = np.isposinf(end)
-    if open_ended.any():
-        latest = np.full(len(ward), -np.inf)
-        for frame in (ward.labs, ward.observations, ward.treatments, ward.events,
-                      ward.missing):
-            if len(frame):
-                np.fmax.at(latest, frame.key, frame.day)
-        end[open_ended] = latest[ward.days["key"][open_ended]]
-    return end
-
-
 def _reasons(ward: Ward, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The recorded reasons that cover `analyte` (its own, or a panel word's that names it,
     PANELS): their positions in ward.missing, courses and days, sorted by (course, day)."""
@@ -200,7 +185,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     within the schedule), per expected analyte the overdue days and the reason that excused
     a gap, and the status: met = any expected lab overdue, not evaluable = no "now"."""
     sched = MonitoringSchedule.from_thresholds(t)
-    now = _now(ward)
+    now = ward.now()  # the course's now: its as-of instant, else its latest data day
     whole = np.floor(np.where(np.isfinite(now), now, 0.0))
     last_complete = np.where(now >= whole + END_OF_DAY, whole, whole - 1)  # whole days done
     lo = np.maximum(sched.first_day, last_complete - sched.lookback_days + 1)

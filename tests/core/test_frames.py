@@ -13,6 +13,7 @@ import pytest
 
 from core.rules.base import EvidenceItem
 from core.rules.frames import END_OF_DAY, NONE, Ward, asof, met_since, replay_days
+from core.rules.series import Series
 from core.vocabulary.course import make_course
 
 
@@ -140,3 +141,32 @@ def test_met_stretch(first, statuses, want):
             "first": np.full(len(days), float(first))}
     since = met_since(pd.DataFrame(grid), np.array(statuses, dtype=object))
     assert [None if math.isnan(x) else int(x) for x in since] == want
+
+
+def test_now_is_the_rows_end_or_an_open_ended_courses_latest_data_day():
+    evaluated = make_course(patient_id="A", labs=[("anc", 1.2, 1.0)], as_of_day=2.5)
+    # open-ended: its last row is judged as of its latest data day, a recorded reason included
+    open_ended = make_course(patient_id="B", labs=[("anc", 1.2, 1.0), ("anc", 3.2, 1.0)],
+                             missing=[("anc", 4.1, "not_drawn")])
+    ward = Ward.of([evaluated, open_ended, make_course(patient_id="C")])
+    assert ward.days["day"].tolist() == [1, 2, 1, 2, 3, 0]
+    assert ward.now().tolist() == [1 + END_OF_DAY, 2.5, 1 + END_OF_DAY, 2 + END_OF_DAY, 4.1,
+                                   -math.inf]
+
+
+def test_a_series_reads_windows_known_at_instants_and_dated_drops_rows_without_a_day():
+    course = make_course(labs=[("anc", d, v) for d, v in [(0.5, 0.4), (1.5, 0.3), (2.2, 0.9),
+                                                          (3.0, 1.1)]], as_of_day=3.5)
+    course = replace(course, labs=course.labs.assign(day=[0.5, 1.5, 2.2, np.nan]))
+    ward = Ward.of([course])
+    anc = Series.lab(ward, "anc")
+    assert len(anc.pos) == 4 and anc.dated().value.tolist() == [0.4, 0.3, 0.9]
+    dated = anc.dated()
+    assert dated.latest().tolist() == [0, 1, 2, 2]  # grid days 0..3
+    assert dated.first_from(1.0).tolist() == [1, 1, 1, 1]
+    # results of days 1..last_day known at as_of: [i0, i1)
+    i0, i1 = dated.window(np.zeros(3, dtype=np.int64), 1.0, np.array([2.0, 2.0, 1.0]),
+                          np.array([1.9, 9.0, 9.0]))
+    assert (i0.tolist(), i1.tolist()) == ([1, 1, 1], [2, 3, 2])
+    assert dated.values(np.array([2, NONE])).tolist()[0] == 0.9
+    assert dated.frame_pos(np.array([0, NONE])).tolist() == [anc.pos[0], NONE]

@@ -29,15 +29,14 @@ from core.rules.base import (
 from core.rules.cytopenia.counting import bridge, count_windows, states_for
 from core.rules.cytopenia.readers import (
     CENSOR_EVENTS,
-    LabRows,
     daily_worst,
     first_event,
-    judged_now,
     transfusion_supported,
 )
 from core.rules.frames import Columns, Ward
 from core.rules.lab_overdue import RULE as OVERDUE_RULE
 from core.rules.lab_overdue import MonitoringSchedule
+from core.rules.series import Series
 from core.vocabulary.units import ANALYTES
 
 START = 0  # the early window's first day
@@ -83,7 +82,7 @@ def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.nd
     """The distinct (key, as_of, today) the grid rows read, and each row's one. After the
     window's last day every day reads the same (as of the start of day window_end + 1).
     Within a course both rise with the day, so equal ones are neighbours."""
-    now = judged_now(ward)
+    now = ward.now()
     today = np.where(np.isfinite(now), np.floor(np.where(np.isfinite(now), now, 0)), -1)
     cols = {"key": ward.days["key"],
             "as_of": np.minimum(ward.days["end"].astype(float), window_end + 1.0),
@@ -109,7 +108,7 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
         censored, np.floor(np.where(censored, cens, 0)), window_end)).astype(np.int64)
     # the lowest result of each day -1..window_end known then, up to the window's last day
     cols = np.arange(window_end + 2)  # column c = day c - 1
-    raw, pos = daily_worst(LabRows.of(ward, g.analyte), key, as_of, START - 1, len(cols))
+    raw, pos = daily_worst(Series.lab(ward, g.analyte).dated(), key, as_of, START - 1, len(cols))
     raw[cols[None, :] > np.maximum(end, START - 1)[:, None] + 1] = np.nan
     # today's sample may simply not be back yet: count up to yesterday
     today_open = (end == today) & (end >= START)

@@ -18,8 +18,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
-from core.rules.cytopenia.readers import LabRows
 from core.rules.frames import Columns, Ward
+from core.rules.series import Series
 from core.vocabulary.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
@@ -75,7 +75,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     latest = np.full(len(key), -np.inf)
     for analyte, most in _HT_ITEMS:
         # the latest result with floor(day) < cutoff, i.e. day < ceil(cutoff), known by then
-        rows = LabRows.of(ward, analyte)
+        rows = Series.lab(ward, analyte).dated()
         i0, i1 = rows.window(key, -np.inf, np.ceil(cutoff) - 1, as_of)
         has = i1 > i0
         j = np.clip(i1 - 1, 0, max(len(rows.pos) - 1, 0))

@@ -16,13 +16,12 @@ from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
 from core.rules.cytopenia.counting import carry_forward, count_windows, states_for
 from core.rules.cytopenia.readers import (
     CENSOR_EVENTS,
-    LabRows,
     daily_worst,
     first_event,
-    judged_now,
     transfusion_supported,
 )
 from core.rules.frames import Columns, Ward
+from core.rules.series import Series
 from core.vocabulary.units import ANALYTES
 
 
@@ -40,7 +39,7 @@ class LateGrading:
     counts_deep_days: bool = False
 
 
-def days_below_deep_cut(ward: Ward, t: Thresholds, rows: LabRows, keys: np.ndarray,
+def days_below_deep_cut(ward: Ward, t: Thresholds, rows: Series, keys: np.ndarray,
                         as_of: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Late T-ICAHT: days counted < deep_cut from late_start_day to `last` (per instant): a
     missing day takes the last value carry_forward_days long; sparse late sampling: unknown
@@ -63,7 +62,7 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     the table with at least min_values of them below its cut."""
     grid = ward.days
     key, as_of = grid["key"], grid["end"]
-    now = judged_now(ward)
+    now = ward.now()
     start = int(t["late_start_day"])
     end_limit = t[g.end_key] if g.end_key else np.inf
     cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
@@ -72,7 +71,7 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     last = np.minimum(np.minimum(np.where(np.isfinite(now), np.floor(now), -np.inf),
                                  end_limit), np.where(censored, np.floor(cens), np.inf))
     opened = last >= start
-    rows = LabRows.of(ward, g.analyte)
+    rows = Series.lab(ward, g.analyte).dated()
     i0, i1 = rows.window(key, float(start), np.where(opened, last, start), as_of)
     need = int(t["min_values"])
     grade = np.zeros(len(key), dtype=np.int64)

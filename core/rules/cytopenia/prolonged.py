@@ -18,8 +18,9 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.cytopenia.counting import VERSION, C, D, th
-from core.rules.cytopenia.readers import CENSOR_EVENTS, LabRows, first_event, judged_now
+from core.rules.cytopenia.readers import CENSOR_EVENTS, first_event
 from core.rules.frames import Columns, Ward
+from core.rules.series import Series
 from core.vocabulary.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (
@@ -53,7 +54,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     the landmark day, known at the row's end; met when a run reaches min_values."""
     grid = ward.days
     key, as_of = grid["key"], grid["end"]
-    now = judged_now(ward)
+    now = ward.now()
     landmark, need = int(t["landmark_day"]), int(t["min_values"])
     opened = np.isfinite(now) & (np.floor(np.where(np.isfinite(now), now, 0)) > landmark)
     cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
@@ -67,7 +68,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     since = np.full(len(key), np.inf)
     any_missing = np.zeros(len(key), dtype=bool)
     for analyte, cut in _LINEAGES:
-        rows = LabRows.of(ward, analyte)
+        rows = Series.lab(ward, analyte).dated()
         i0, i1 = rows.window(key, float(landmark + 1), last, as_of)
         run = _trailing_run(rows.value < t[cut], i0, i1)
         met = run >= need

@@ -1,18 +1,19 @@
 """What the haematotoxicity rules read from a ward, for many instants at once.
 
 An instant is (course key, as-of instant): a grid row's `end`, or fewer of them when several
-rows read the same. Readers that may belong in core.rules.frames later: `judged_now`,
-`first_event`, `LabRows`, `daily_worst`, `platelet_transfusions`, `transfusion_supported`.
+rows read the same. An analyte's results are a core.rules.series.Series (`dated()`: results
+without a day are not counted); "now" is Ward.now. Readers that may belong in
+core.rules.frames later: `first_event`, `daily_worst`, `platelet_transfusions`,
+`transfusion_supported`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from core.rules.frames import NONE, Ward, asof
+from core.rules.series import Series
 
 CENSOR_EVENTS = ("progression", "next_therapy", "death")
 
@@ -20,21 +21,6 @@ CENSOR_EVENTS = ("progression", "next_therapy", "death")
 def _day_before(x: np.ndarray) -> np.ndarray:
     """The largest instant before day x starts: `day <= _day_before(x)` is `day < x`."""
     return np.nextafter(np.asarray(x, dtype=float), -np.inf)
-
-
-def judged_now(ward: Ward) -> np.ndarray:
-    """Per grid row, the course's "now": the row's end, or for a course evaluated without an
-    as-of instant (end = inf) its latest day with any data, missing results included (as
-    lab_overdue's); -inf for a course without data."""
-    g = ward.days
-    end = g["end"]
-    if np.isfinite(end).all():
-        return end
-    latest = np.full(len(ward), -np.inf)
-    for table in (ward.labs, ward.observations, ward.treatments, ward.events, ward.missing):
-        ok = ~np.isnan(table.day)
-        np.maximum.at(latest, table.key[ok], table.day[ok])
-    return np.where(np.isfinite(end), end, latest[g["key"]])
 
 
 def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -55,43 +41,7 @@ def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
     return day, kind
 
 
-@dataclass(frozen=True)
-class LabRows:
-    """One analyte's results in the ward: their positions in ward.labs (by course, then
-    day; a course's results are contiguous there), course keys, days and values."""
-
-    pos: np.ndarray
-    key: np.ndarray
-    day: np.ndarray
-    value: np.ndarray
-
-    @classmethod
-    def of(cls, ward: Ward, analyte: str) -> LabRows:
-        pos = ward.rows("labs", "analyte", analyte)
-        pos = pos[~np.isnan(ward.labs.day[pos])]
-        return cls(pos, ward.labs["key"][pos], ward.labs.day[pos],
-                   ward.labs["value"][pos])
-
-    def course_start(self, keys: np.ndarray) -> np.ndarray:
-        """Index of each course's first result (its end if it has none)."""
-        return np.searchsorted(self.key, keys, side="left")
-
-    def count_until(self, keys: np.ndarray, ends: np.ndarray, strict: bool = False
-                    ) -> np.ndarray:
-        """Index after the course's last result with day <= end (< end if `strict`)."""
-        at = asof(self.key, self.day, keys, np.asarray(ends, dtype=float), strict=strict)
-        return np.where(at >= 0, at + 1, self.course_start(keys))
-
-    def window(self, keys: np.ndarray, first_day: np.ndarray | float, last_day: np.ndarray,
-               as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[i0, i1): the course's results from day first_day on, of days up to last_day
-        (whole days), known at as_of."""
-        i0 = self.count_until(keys, np.broadcast_to(first_day, keys.shape), strict=True)
-        i1 = self.count_until(keys, np.minimum(as_of, _day_before(np.floor(last_day) + 1)))
-        return i0, np.maximum(i0, i1)
-
-
-def daily_worst(rows: LabRows, keys: np.ndarray, as_of: np.ndarray, first: int,
+def daily_worst(rows: Series, keys: np.ndarray, as_of: np.ndarray, first: int,
                 ndays: int) -> tuple[np.ndarray, np.ndarray]:
     """(value, ward.labs position) of the lowest result of each day first..first+ndays-1
     known at each instant (instants x days; nan / NONE if none). Ties: the earliest result;

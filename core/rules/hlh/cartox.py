@@ -28,18 +28,8 @@ from core.rules.base import (
 )
 from core.rules.ctcae import ctcae_grades
 from core.rules.frames import NONE, Columns, Ward
-from core.rules.hlh.criteria import (
-    C2,
-    Series,
-    U,
-    all_of,
-    any_of,
-    first_max,
-    n_of,
-    status,
-    statuses,
-    tri,
-)
+from core.rules.hlh.criteria import C2, U, all_of, any_of, n_of, status, statuses, tri
+from core.rules.series import Series, first_max
 
 CARTOX = Rule(
     id="cartox_hlh",

@@ -26,7 +26,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.frames import NONE, Columns, Ward
-from core.rules.hlh.criteria import C2, Series, first_max, n_of, status, statuses, tri
+from core.rules.hlh.criteria import C2, n_of, status, statuses, tri
+from core.rules.series import Series, first_max
 
 HLH2004 = Rule(
     id="hlh_2004",

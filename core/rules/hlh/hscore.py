@@ -27,7 +27,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.frames import NONE, Columns, Ward
-from core.rules.hlh.criteria import C2, D, Series, first_max, take, tri
+from core.rules.hlh.criteria import C2, D, tri
+from core.rules.series import Series, first_max, take
 from core.vocabulary.units import ANALYTES
 
 # mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.
