@@ -30,7 +30,7 @@ from core.config import Settings
 from core.store.db import init_db, make_engine
 from core.store.models import Alert, InboundMessage, LabResult
 from tests.conftest import free_port
-from tests.core.test_hl7_receive import FER, oru
+from tests.core.test_hl7_receive import FER, oru, stamp
 
 T = TypeVar("T")
 
@@ -171,23 +171,28 @@ def test_a_sender_cut_off_mid_message_leaves_nothing_and_its_retry_lands_once(
     assert rows(ward_file) == 2 and rows(ward_file, InboundMessage) == 1
 
 
-def test_the_command_line_listener_acks_and_stops_on_sigterm(ward_file: Engine) -> None:
-    port = free_port()
+def _listen_hl7(ward_file: Engine, port: int) -> subprocess.Popen:
+    """`python -m core listen-hl7` on `port`, once it accepts connections."""
     env = {**os.environ, "CARTWATCH_DATABASE_URL":
            ward_file.url.render_as_string(hide_password=False), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "core", "listen-hl7", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "listen-hl7 did not start"
+            time.sleep(0.2)
+
+
+def test_the_command_line_listener_acks_and_stops_on_sigterm(ward_file: Engine) -> None:
+    port = free_port()
+    proc = _listen_hl7(ward_file, port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "listen-hl7 did not start"
-                time.sleep(0.2)
         assert send(port, oru("CLI1")) == ["AA"]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -196,3 +201,54 @@ def test_the_command_line_listener_acks_and_stops_on_sigterm(ward_file: Engine) 
     assert f"HL7 listener on 127.0.0.1:{port}" in err
     assert "stopped" in err
     assert rows(ward_file) == 2
+
+
+def _ack_of(sock: socket.socket) -> bytes:
+    ack = b""
+    while not ack.endswith(b"\x1c\x0d"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the ACK")
+        ack += chunk
+    return ack
+
+
+def _many(control: str, results: int) -> str:
+    """An ORU of `results` platelet counts a minute apart, from 5 hours ago back: a message
+    the listener is busy with for a while."""
+    head = oru(control, [])
+    return head + "".join(
+        f"OBX|{i}|NM|777-3^Platelets^LN||{100 + i}|10*9/L|150-400|L|||F|||"
+        f"{stamp(5 + i / 60)}\r" for i in range(1, results + 1))
+
+
+def test_the_listener_killed_mid_message_leaves_no_partial_row_and_the_retry_lands_once(
+        ward_file: Engine) -> None:
+    """SIGKILL while the listener works on a message (its ACK not sent yet): each stored
+    message has all its rows and none has some; the sender's retry of the unacknowledged
+    message, and a resend of every other, lands each exactly once."""
+    messages = [oru(f"KILL{i}", when=stamp(3 + i / 10)) for i in range(3)]  # 2 results each
+    big = _many("KILLBIG", 150)
+    port = free_port()
+    proc = _listen_hl7(ward_file, port)
+    try:
+        assert send(port, *messages) == ["AA"] * 3
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(_frame(big))
+            time.sleep(0.02)  # received and under way, well before its ACK
+            proc.kill()
+            proc.wait(timeout=30)
+            with pytest.raises(OSError):  # no ACK comes: the sender must retry
+                _ack_of(sock)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert (rows(ward_file, InboundMessage), rows(ward_file)) in {(3, 6), (4, 156)}  # all or none
+    proc = _listen_hl7(ward_file, port)  # restarted: the sender retries, then resends all
+    try:
+        assert send(port, big, *messages) == ["AA"] * 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert rows(ward_file, InboundMessage) == 4 and rows(ward_file) == 156
