@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -177,6 +178,6 @@ def prefetch_charts() -> None:
     than the next ones (a 4.6 MB module to download, compile and start)."""
     module = _chart_module()
     if module is not None:
-        st.html(f'<script>(window.requestIdleCallback || setTimeout)(() => import('
-                f'new URL("{module}", document.baseURI).href))</script>',
+        st.html(f"<script>(window.requestIdleCallback || setTimeout)(() => import("
+                f"new URL({json.dumps(module)}, document.baseURI).href))</script>",
                 unsafe_allow_javascript=True)

@@ -23,7 +23,9 @@ DASHBOARD = Path(APP).parent
 # every place the app writes its own HTML; each must escape user text (html.escape)
 ALLOWED_HTML = {("pages/huddle.py", "page_css"), ("pages/huddle.py", "wall_html"),
                 ("chart_text.py", "TABLE_CSS"),  # a constant style block, no user text
-                ("auth/local.py", None)}  # the re-login cookie: a base64url token, JSON-quoted
+                ("auth/local.py", None),  # the re-login cookie: a base64url token, JSON-quoted
+                ("resources.py", None)}  # the chart module's prefetch: a file name of
+#                                          Streamlit's build, JSON-quoted; no user text
 
 BED = "<script>1</script>"
 INITIALS = "<i>x</i>"
