@@ -117,7 +117,7 @@ def by_rule(courses: list[Course]) -> dict[str, float]:
         return (time.perf_counter() - start) / patient_days * 1e6
 
     first = all_specs()[0]
-    noop = replace(first, judge=lambda ward, t: {"status": ["not_met"] * len(ward.days["key"])},
+    noop = replace(first, judge=lambda ward, t: {"status": ["not_met"] * ward.size},
                    reads=())
     overhead = cost(noop)
     totals = {spec.rule.id: cost(spec) - overhead for spec in all_specs()}

@@ -105,7 +105,7 @@ class _Judged:
                 one = ward.only(key)
                 part = self._judge(one, key)
                 parts.append(part if part is not None else {"status": np.full(
-                    len(one.days["key"]), Status.NOT_EVALUABLE.value, dtype=object)})
+                    one.size, Status.NOT_EVALUABLE.value, dtype=object)})
             names = list(dict.fromkeys(c for p in parts for c in p))  # a failed course's
             cols = {c: np.concatenate([p[c] if c in p else np.full(  # rows have only status
                 len(p["status"]), None, dtype=object) for p in parts]) for c in names}
@@ -124,11 +124,11 @@ class _Judged:
                 inputs = self.inputs if key is None else Inputs(
                     _Rows(self.inputs.frames, self.ward, key), self.inputs.thresholds)
                 judged = cast(JudgeWith, judge)(ward, self.t, inputs)
-            cols = _columns(judged, len(ward.days["key"]))
-            wrong = {c: len(v) for c, v in cols.items() if len(v) != len(ward.days["key"])}
+            cols = _columns(judged, ward.size)
+            wrong = {c: len(v) for c, v in cols.items() if len(v) != ward.size}
             if wrong or "status" not in cols:
                 raise ValueError(f"judged columns {wrong or 'without status'} for "
-                                 f"{len(ward.days['key'])} course-days")
+                                 f"{ward.size} course-days")
         except Exception as exc:  # one rule must never take the others down
             if key is None and len(ward) > 1:
                 log.warning("rule %s failed over %d courses; judging them one by one: %s",

@@ -220,7 +220,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
     sub = ward.rows("labs", "analyte", "ferritin")
     if not len(sub):
-        none = np.full(len(ward.days["key"]), NONE)
+        none = np.full(ward.size, NONE)
         return {"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
                              "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value}
     k = rise(ward.labs["key"][sub], ward.labs.day[sub], ward.labs["value"][sub],

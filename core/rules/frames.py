@@ -66,7 +66,8 @@ class Table:
     """One of the ward's tables: its courses' rows stacked, with `key` (the course's
     position), sorted as _SORTED_BY says, so that the rows of one analyte, kind or drug are
     one block (`blocks`), sorted by (key, day). `table[column]` is a column as numpy
-    (_array), made when first read; `day` is the table's day column as floats."""
+    (_array), made when first read and read-only; `day` is the table's day column as
+    floats."""
 
     def __init__(self, frames: Sequence[pd.DataFrame], name: str) -> None:
         by, day = _SORTED_BY[name]
@@ -82,8 +83,8 @@ class Table:
         self._order = order if (order[1:] < order[:-1]).any() else None
         if self._order is not None:
             key, days, codes = key[order], days[order], codes[order]
-        self.key, self.day = key, days
-        self._columns: dict[str, np.ndarray] = {"key": key, day: days}
+        self.key, self.day = _read_only(key), _read_only(days)
+        self._columns: dict[str, np.ndarray] = {"key": self.key, day: self.day}
         self.columns = frozenset([*self._frame.columns, "key"])
         bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
         self.blocks = {} if by is None or not used else {
@@ -106,8 +107,15 @@ class Table:
         found = self._columns.get(column)
         if found is None:
             found = _array(self._frame, column)
-            found = self._columns[column] = found if self._order is None else found[self._order]
+            found = self._columns[column] = _read_only(
+                found if self._order is None else found[self._order])
         return found
+
+
+def _read_only(column: np.ndarray) -> np.ndarray:
+    """The column, locked: every rule reads the same arrays, so none may write into them."""
+    column.flags.writeable = False
+    return column
 
 
 def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
@@ -167,6 +175,11 @@ class Ward:
 
     def __len__(self) -> int:
         return len(self.courses)
+
+    @property
+    def size(self) -> int:
+        """The number of course-days in the grid (the rows a rule returns)."""
+        return len(self.days["key"])
 
     def only(self, key: int) -> Ward:
         """The ward of course `key` alone (its key there is 0)."""
@@ -228,7 +241,7 @@ class Ward:
         t: Table = getattr(self, table)
         sub = self.rows(table, column, value)
         if not len(sub):
-            return np.full(len(self.days["key"]), NONE, dtype=np.int64)
+            return np.full(self.size, NONE, dtype=np.int64)
         at = asof(t.key[sub], t.day[sub], self.days["key"],
                   self.days["end"] if ends is None else ends)
         return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)

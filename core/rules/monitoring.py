@@ -63,7 +63,7 @@ def latest_known(ward: Ward, kinds: Sequence[str]) -> dict[str, np.ndarray]:
 def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Charted]:
     """Each input whose latest rows known at each grid row's end are `latest[kind]`, as
     charted on the row's own ward day (from its start to its end)."""
-    obs, n = ward.observations, len(ward.days["key"])
+    obs, n = ward.observations, ward.size
     if not len(obs):
         return {kind: Charted(np.full(n, NONE), np.full(n, np.nan),
                               np.full(n, None, dtype=object)) for kind in latest}
@@ -88,7 +88,7 @@ def dropped(ward: Ward, latest: Mapping[str, np.ndarray], kinds: Sequence[str],
     """Per grid row: True when the prompt for an input answered by any of `kinds` is dropped:
     the input was charted before but its last charting day (floored) is more than `gap_days`
     days before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
-    days, last = ward.observations.day, np.full(len(ward.days["key"]), np.nan)
+    days, last = ward.observations.day, np.full(ward.size, np.nan)
     for kind in kinds:
         at = latest[kind]
         if len(days):

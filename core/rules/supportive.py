@@ -90,7 +90,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
                            "bleeding": ward.latest_observation("bleeding", end)}
     for analyte in ("hemoglobin", "fibrinogen", "platelets", "inr"):
         out[analyte] = ward.latest(analyte, end)
-    status = np.full(len(ward.days["key"]), Status.NOT_MET.value, dtype=object)
+    status = np.full(ward.size, Status.NOT_MET.value, dtype=object)
     active = ~np.isnan(onset)
     for i in np.flatnonzero(active):  # the flags are explain's: one reading of Table 4
         status[i] = _flags({k: v[i] for k, v in out.items()}, ward, t)[0].value

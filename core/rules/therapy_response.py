@@ -80,8 +80,8 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     """Per course-day: the onset day of the IEC-HS episode active at its end (NaN: none) and
     where it comes from: the last documented IEC-HS episode still open then, else the iec_hs
     screen's met stretch (its since_day; `iec_hs` is that rule's rows)."""
-    onset = np.full(len(ward.days["key"]), np.nan)
-    source = np.full(len(ward.days["key"]), "", dtype=object)
+    onset = np.full(ward.size, np.nan)
+    source = np.full(ward.size, "", dtype=object)
     ep = ward.episodes
     keys, end = ward.days["key"], ward.days["until"]
     if len(ep):
@@ -105,7 +105,7 @@ def first_dose_from(ward: Ward, drugs: tuple[str, ...], start: np.ndarray,
     given from day `start` (NaN: none) to `end`, else NONE; doses of one day in the order of
     their drug names."""
     rows = np.concatenate([ward.rows("treatments", "drug", d) for d in drugs])
-    out = np.full(len(ward.days["key"]), NONE, dtype=np.int64)
+    out = np.full(ward.size, NONE, dtype=np.int64)
     if not len(rows):
         return out
     table = ward.treatments

@@ -80,7 +80,7 @@ def test_a_rule_that_raises_does_not_stop_the_others():
 
 def test_an_error_explaining_a_row_is_a_rule_error_in_evaluate_and_replay():
     spec = RuleSpec(_toy("lazy", None).rule,
-                    judge=lambda ward, t: {"status": ["met"] * len(ward.days["key"])},
+                    judge=lambda ward, t: {"status": ["met"] * ward.size},
                     explain=lambda ward, row, t: Finding("lazy", Status.MET,
                                                          extra={"x": 1 / 0}))
     course = course_with_crs_and_iec_hs()
@@ -92,7 +92,7 @@ def test_an_error_explaining_a_row_is_a_rule_error_in_evaluate_and_replay():
 
 
 def test_a_judge_with_a_row_per_course_day_missing_is_a_rule_error():
-    spec = _toy("short", lambda ward, t: {"status": ["met"] * (len(ward.days["key"]) - 1)})
+    spec = _toy("short", lambda ward, t: {"status": ["met"] * (ward.size - 1)})
     out = evaluate_course(course_with_crs_and_iec_hs(), [spec])[0]
     assert out.status is Status.NOT_EVALUABLE and "course-days" in out.extra["error"]
 

@@ -57,7 +57,7 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
     not met when both are known and neither is."""
     value, uln = ward.labs["value"], ward.lab_limits[1]
     out: Columns = {}
-    n = len(ward.days["key"])
+    n = ward.size
     any_met, all_not_met = np.zeros(n, bool), np.ones(n, bool)
     for a in ("ast", "alt"):
         v, b = ward.latest(a), ward.baseline(a)

@@ -52,7 +52,7 @@ def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
     """Per grid row: `timing` (status), `timing_why` and `timing_day` (its evidence; None when
     not evaluable), from the CRS rule's grade of each course-day (NaN: not evaluable) and the
     documented CRS episodes."""
-    n = len(ward.days["key"])
+    n = ward.size
     out = np.empty((n, 3), dtype=object)
     keys, ends = ward.days["key"], ward.days["end"]
     days, first = ward.days["day"], ward.days["first"]
