@@ -8,10 +8,11 @@ A synthetic ward (bench/replay_rules.py courses) in a fresh SQLite file; the lis
 messages of `--obx` results (LOINC-coded labs for a random patient) one after another, each
 as soon as the previous one is acknowledged, for `--seconds`. Every message is one
 transaction that also brings the patient's alerts up to date before the ACK.
-Reports messages/s sustained (target >= 100), the ACK latency p50/p95 (target p95 <= 0.2 s)
-and the CPU time per message (listener and senders in this one process), and checks that
-every message was acknowledged AA and stored. Prints one JSON line. The data are synthetic,
-not clinical.
+The senders run in a process of their own, as a lab system is another machine: in the
+listener's process they would take its CPU and its GIL. Reports messages/s sustained (target
+>= 100), the ACK latency p50/p95 (target p95 <= 0.2 s) and the listener process's CPU time
+per message, and checks that every message was acknowledged AA and stored. Prints one JSON
+line. The data are synthetic, not clinical.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import resource
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -99,6 +102,15 @@ async def feed(port: int, args: argparse.Namespace, patients: list[str],
     return time.perf_counter() - started
 
 
+def senders_process(port: int, args: argparse.Namespace, patients: list[str]
+                    ) -> tuple[float, list[float], list[str]]:
+    """The senders, run in a process of their own: (seconds, ACK latencies, ACK codes)."""
+    latencies: list[float] = []
+    codes: list[str] = []
+    seconds = asyncio.run(feed(port, args, patients, latencies, codes))
+    return seconds, latencies, codes
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--patients", type=int, default=60)
@@ -127,12 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         warm = message("WARM-UP", patients[0], datetime.now(UTC) - timedelta(hours=3), args.obx,
                        random.Random(0))
         assert receive(engine, warm, settings).code == "AA"
-        latencies: list[float] = []
-        codes: list[str] = []
-        cpu = time.process_time()
-        with ListenerThread(engine, settings, workers=args.senders) as listener:
-            seconds = asyncio.run(feed(listener.port, args, patients, latencies, codes))
-        cpu = time.process_time() - cpu
+        spawn = multiprocessing.get_context("spawn")  # no copy of this process's threads
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            pool.submit(time.sleep, 0).result()  # the senders' process started and imported
+            cpu = time.process_time()
+            with ListenerThread(engine, settings, workers=args.senders) as listener:
+                seconds, latencies, codes = pool.submit(
+                    senders_process, listener.port, args, patients).result()
+            cpu = time.process_time() - cpu
         with Session(engine) as s:
             stored = s.execute(select(func.count()).select_from(InboundMessage).where(
                 InboundMessage.status == "stored")).scalar_one()
@@ -149,9 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         "ack_p50": round(statistics.median(latencies), 3), "ack_p95": round(p95, 3),
         "ack_max": round(max(latencies), 3), "ack_p95_target": P95_TARGET_S,
         "all_acked_aa_and_stored": all_aa,
-        # CPU seconds of this process (listener and senders) per message: what one message
-        # costs whatever else the machine is running; 1 / it bounds the rate on one core
-        "cpu_ms_per_message": round(cpu * 1000 / max(1, len(codes)), 1),
+        # CPU seconds of the listener's process per message: what one message costs whatever
+        # else the machine is running; 1 / it bounds the rate on one core
+        "listener_cpu_ms_per_message": round(cpu * 1000 / max(1, len(codes)), 1),
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "ok": all_aa and rate >= RATE_TARGET and p95 <= P95_TARGET_S,
     }))
