@@ -80,7 +80,9 @@ def importer(url: str, patient: str, rows: int, ready: str | None = None,
         nonlocal signalled
         if ready and not signalled and message.startswith("writing rows"):
             signalled = True
-            Path(ready).write_text(message)
+            # written aside and renamed: the test, polling for the file, never reads it empty
+            Path(f"{ready}.part").write_text(message)
+            Path(f"{ready}.part").replace(ready)
             time.sleep(hold)
 
     rep = import_file(engine, lab_file(patient, 0, rows), f"{patient}-big.csv", user="importer",
