@@ -181,7 +181,7 @@ class Inputs:
 
 # A rule judged by columns: its columns (frames.Columns) with one value per grid row of the
 # ward (Ward.days, same order): `status` (a Status value) and any its `explain` reads; a
-# `since_day` column replaces the engine's met stretch (core.rules.frames.met_since), an
+# `since_day` column replaces the engine's met stretch (core.rules.engine.met_since), an
 # `episode_key` column the key a met row's alert episode gets from its since_day.
 Judge = Callable[["Ward", Thresholds], Mapping[str, Any]]
 # A rule that reads other rules (IEC-HS reads the CRS course, CTCAE grades, ...)

@@ -30,7 +30,7 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.frames import Columns, Ward, episode_key, met_since, replay_days
+from core.rules.frames import Columns, Ward, episode_key, replay_days
 from core.vocabulary.course import Course
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Overrides = Mapping[str, Mapping[str, float]]
 STATUS_COLUMNS = ["key", "day", "rule", "status", "since_day", "episode_key"]
 
-__all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "judge_rules",
+__all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "judge_rules", "met_since",
            "replay_course", "replay_courses", "replay_days", "replay_statuses",
            "thresholds_for"]
 
@@ -62,6 +62,25 @@ def thresholds_for(specs: Sequence[RuleSpec],
             raise KeyError(f"site overrides name unknown rule(s): {unknown}")
         ts.update({r: Thresholds(known[r], overrides[r]) for r in rest})
     return ts
+
+
+def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:
+    """Per grid row: the first day of the met stretch the row belongs to (NaN unless met).
+
+    A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
+    evidence that the condition cleared); a not-met day ends it. A stretch starts no earlier
+    than the course's first data day.
+    """
+    met, not_met = status == "met", status == "not_met"
+    key, day, first = (np.asarray(days[c]) for c in ("key", "day", "first"))
+    fresh = np.concatenate(([True], (key[1:] != key[:-1]) | not_met[:-1])) | ~(day >= first)
+    n = len(met)
+    if not n:
+        return np.empty(0)
+    # a stretch is the rows from a fresh row to the next; its run starts at its first met row
+    start = np.minimum.reduceat(np.where(met, np.arange(n), n), np.flatnonzero(fresh))
+    run = start[np.cumsum(fresh) - 1]
+    return np.where(met, day[np.minimum(run, n - 1)], np.nan).astype(float)
 
 
 def _error(rule_id: str, exc: Exception) -> Finding:

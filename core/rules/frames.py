@@ -391,22 +391,3 @@ def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
     return {"key": key, "day": day.astype(np.int64), "end": end,
             "until": np.minimum(day + END_OF_DAY, end),
             "first": np.floor(first)[key], "last": np.floor(last)[key]}
-
-
-def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:
-    """Per grid row: the first day of the met stretch the row belongs to (NaN unless met).
-
-    A not-evaluable day neither starts nor breaks a stretch (a day without the input is not
-    evidence that the condition cleared); a not-met day ends it. A stretch starts no earlier
-    than the course's first data day.
-    """
-    met, not_met = status == "met", status == "not_met"
-    key, day, first = (np.asarray(days[c]) for c in ("key", "day", "first"))
-    fresh = np.concatenate(([True], (key[1:] != key[:-1]) | not_met[:-1])) | ~(day >= first)
-    n = len(met)
-    if not n:
-        return np.empty(0)
-    # a stretch is the rows from a fresh row to the next; its run starts at its first met row
-    start = np.minimum.reduceat(np.where(met, np.arange(n), n), np.flatnonzero(fresh))
-    run = start[np.cumsum(fresh) - 1]
-    return np.where(met, day[np.minimum(run, n - 1)], np.nan).astype(float)

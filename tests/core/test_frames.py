@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from core.rules.base import EvidenceItem
-from core.rules.frames import END_OF_DAY, NONE, Ward, asof, met_since, replay_days
+from core.rules.engine import met_since
+from core.rules.frames import END_OF_DAY, NONE, Ward, asof, replay_days
 from core.rules.series import Series
 from core.vocabulary.course import make_course
 
