@@ -108,7 +108,7 @@ def main() -> None:
         st.caption(resources.SCREENING_NOTE)
         st.divider()
         auth.sidebar(engine, settings, user)
-        resources.prefetch_charts()
+        resources.prefetch_modules()
 
     if not auth.may(user, needs):
         auth.refuse_page(user, nav.title, needs)  # reached by URL: says so and stops

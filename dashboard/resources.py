@@ -160,24 +160,36 @@ def patient_for_alert(engine, alert_id: str | None) -> str | None:  # noqa: ANN0
         return patient_for_link(s, alert_id)
 
 
+# The browser modules of the elements the pages draw, which Streamlit loads only when an
+# element of that kind is first drawn: each one the timeline waited for (the Plotly chart's
+# is 4.6 MB) added a download, a compile and a React suspense to the session's first view.
+ELEMENT_MODULES = ("PlotlyChart", "DataFrame", "Selectbox", "Multiselect", "TextInput",
+                   "NumberInput", "Checkbox", "Slider", "Radio", "Metric", "DownloadButton",
+                   "DateInput", "TextArea", "FileUploader")
+
+
 @st.cache_resource(show_spinner=False)
-def _chart_module() -> str | None:
-    """Where this Streamlit build serves its Plotly chart module (static/js/PlotlyChart.*.js),
-    relative to a page's URL; None (logged) if the build has none."""
-    found = sorted((Path(st.__file__).parent / "static" / "static" / "js").glob(
-        "PlotlyChart.*.js"))
-    if not found:
-        log.warning("no PlotlyChart module in this Streamlit build: charts load on first use")
-        return None
-    return f"./static/js/{found[0].name}"
+def _element_modules() -> list[str]:
+    """Where this Streamlit build serves those modules (static/js/<Name>.<hash>.js),
+    relative to a page's URL; one missing from the build is logged and left to load on use."""
+    js = Path(st.__file__).parent / "static" / "static" / "js"
+    found = []
+    for name in ELEMENT_MODULES:
+        module = sorted(js.glob(f"{name}.*.js"))
+        if module:
+            found.append(f"./static/js/{module[0].name}")
+        else:
+            log.warning("no %s module in this Streamlit build: it loads on first use", name)
+    return found
 
 
-def prefetch_charts() -> None:
-    """Load the browser's chart module while the page is idle. Streamlit fetches it only when
-    a page first draws a chart, which made the session's first patient timeline ~1.4 s slower
-    than the next ones (a 4.6 MB module to download, compile and start)."""
-    module = _chart_module()
-    if module is not None:
-        st.html(f"<script>(window.requestIdleCallback || setTimeout)(() => import("
-                f"new URL({json.dumps(module)}, document.baseURI).href))</script>",
-                unsafe_allow_javascript=True)
+def prefetch_modules() -> None:
+    """Load the browser modules of the elements the pages draw while the page is idle (on
+    the sign-in page, then in the sidebar), so that no page waits for them when it first
+    draws a chart, a table or a widget. The paths are file names of Streamlit's own build,
+    JSON-quoted."""
+    modules = _element_modules()
+    if modules:
+        st.html(f"<script>(window.requestIdleCallback || setTimeout)(() => "
+                f"{json.dumps(modules)}.forEach(m => import(new URL(m, document.baseURI)"
+                f".href)))</script>", unsafe_allow_javascript=True)

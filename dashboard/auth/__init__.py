@@ -25,6 +25,7 @@ from core.config import Settings
 from core.store.faults import StorageFault
 from core.store.models import Role
 from dashboard.auth import local, oidc
+from dashboard.resources import prefetch_modules
 
 log = logging.getLogger(__name__)
 MIN_DISPLAY_TOKEN = 16  # a shorter CARTWATCH_DISPLAY_TOKEN leaves the display path off
@@ -193,6 +194,8 @@ def sign_in_page(engine, settings: Settings) -> None:  # noqa: ANN001
         ss.pop("auth_message", None)
         st.rerun()
     st.caption("No account yet? Ask the ward's admin to make one.")
+    # the pages' element modules load while the user signs in, not when a page draws them
+    prefetch_modules()
     st.stop()
 
 

@@ -24,7 +24,7 @@ DASHBOARD = Path(APP).parent
 ALLOWED_HTML = {("pages/huddle.py", "page_css"), ("pages/huddle.py", "wall_html"),
                 ("chart_text.py", "TABLE_CSS"),  # a constant style block, no user text
                 ("auth/local.py", None),  # the re-login cookie: a base64url token, JSON-quoted
-                ("resources.py", None)}  # the chart module's prefetch: a file name of
+                ("resources.py", None)}  # the element modules' prefetch: file names of
 #                                          Streamlit's build, JSON-quoted; no user text
 
 BED = "<script>1</script>"

@@ -7,6 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from core.vocabulary.units import fmt
+from dashboard.resources import ELEMENT_MODULES
 from tests.e2e.conftest import log_in, shot
 from tests.e2e.test_accessibility import blocking_violations
 from tests.e2e.test_keyboard import tab_to
@@ -92,14 +93,17 @@ def test_chart_has_a_description_and_its_values_table_opens_from_the_keyboard(
     shot(page, "patient-values-table")
 
 
-def test_the_chart_module_is_loaded_on_the_overview_before_any_chart(
-        page: Page, app_url: str) -> None:
-    """The sidebar prefetches Streamlit's Plotly module while the browser is idle, so the
-    session's first timeline does not wait for it (dashboard.resources.prefetch_charts)."""
-    log_in(page, app_url)  # lands on the ward overview
+def test_the_element_modules_load_on_the_sign_in_page(page: Page, app_url: str) -> None:
+    """The sign-in page (and then the sidebar) prefetches the browser modules of the elements
+    the pages draw while the browser is idle, so the session's first timeline waits neither
+    for its Plotly chart's module nor for its widgets' (dashboard.resources.prefetch_modules).
+    Without the prefetch, none of them is loaded by a page that does not draw them."""
+    page.goto(app_url)
+    expect(page.get_by_label("User name")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)  # no chart on this page
     page.wait_for_function(
-        "() => performance.getEntriesByType('resource')"
-        ".some(e => /\\/static\\/js\\/PlotlyChart\\.[^/]+\\.js$/.test(e.name))",
-        timeout=30_000)
+        "names => names.every(n => performance.getEntriesByType('resource')"
+        ".some(e => e.name.split('/').pop().startsWith(n + '.') && e.name.endsWith('.js')))",
+        arg=list(ELEMENT_MODULES), timeout=30_000)
+    log_in(page, app_url)  # the overview, prefetching in the sidebar, still runs cleanly
     expect(page.get_by_test_id("stException")).to_have_count(0)
