@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.api.types import infer_dtype
+from pandas.arrays import ArrowStringArray
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
@@ -47,8 +49,17 @@ TEXT = pd.Series(["text"]).dtype  # the dtype pandas infers for text (pandas 3: 
 
 def inferred(values: Column) -> Any:
     """A column as pandas infers it, exactly as DataFrame.from_records does (text as `str`
-    with NaN gaps, whole numbers with gaps as float64, nothing but gaps as object)."""
-    if infer_dtype(values, skipna=True) == "string":  # text (with gaps): the common case
+    with NaN gaps, whole numbers with gaps as float64, nothing but gaps as object).
+
+    Text with None gaps, the common case, goes to Arrow in one pass (pandas' own
+    conversion checks every value in Python first, at four times the cost)."""
+    try:
+        text = pa.array(values, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not only text and None
+        text = None
+    if text is not None and text.null_count < len(text) and TEXT.storage == "pyarrow":
+        return ArrowStringArray(text, dtype=TEXT)
+    if infer_dtype(values, skipna=True) == "string":  # text with NaN gaps
         return pd.array(values, dtype=TEXT)
     return pd.Series(list(values)).array
 
