@@ -33,6 +33,7 @@ NONE = -1  # "no row" in a position array
 # What a rule's judge gives: its columns by name, each an array with one value per grid row
 # (a scalar stands for the same value on every row)
 Columns = dict[str, Any]
+_LARGEST = float(np.finfo(np.float64).max)
 END_OF_DAY = 1.0 - 1e-6  # "as of the end of day N" = N + END_OF_DAY (0.09 s before midnight)
 # each frame's rows by this column, then course, then day (ties keep the course's row order):
 # the rows of one analyte, kind or drug are one block, sorted by (key, day)
@@ -121,25 +122,26 @@ def _read_only(column: np.ndarray) -> np.ndarray:
 def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
          strict: bool = False) -> np.ndarray:
     """For each query (keys[i], ends[i]): the position of the last row of the same key with
-    day <= ends[i] (day < ends[i] if `strict`), or NONE. Rows are sorted by (key, day).
+    day <= ends[i] (day < ends[i] if `strict`), or NONE. Rows are sorted by (key, day), a
+    day without a value (NaN) last.
 
-    One stable sort of rows and queries together: a running maximum of row positions then
-    stands at each query on the latest row before it (of its key, or of an earlier one).
+    One binary search of each query among the rows, as (key, day) pairs: numpy orders
+    complex numbers by real part, then imaginary part. NaN does not order in a search, so a
+    NaN day stands as +inf, a query's NaN end as +inf (after every row of its key) and its
+    +inf end as the largest float (before the NaN days, as in the rows' order).
     """
     n = len(row_keys)
     if n == 0:
         return np.full(len(keys), NONE, dtype=np.int64)
-    first = np.zeros(n + len(keys), dtype=np.int8)
-    first[n if not strict else 0:n + len(keys) if not strict else n] = 1  # strict: a query
-    order = np.lexsort((first, np.concatenate((row_days, ends)),  # before its instant's rows
-                        np.concatenate((row_keys, keys))))
-    pos = np.concatenate((np.arange(n), np.full(len(keys), NONE)))[order]
-    running = np.maximum.accumulate(pos)
-    at = np.empty(len(keys), dtype=np.int64)
-    queries = order >= n
-    at[order[queries] - n] = running[queries]
-    found = at >= 0
-    at[found & (row_keys[np.maximum(at, 0)] != keys)] = NONE
+    rows = np.empty(n, dtype=np.complex128)
+    rows.real, rows.imag = row_keys, np.where(np.isnan(row_days), np.inf, row_days)
+    ends = np.asarray(ends, dtype=float)
+    queries = np.empty(len(keys), dtype=np.complex128)
+    queries.real = keys
+    queries.imag = np.where(np.isnan(ends), np.inf, np.where(ends == np.inf, _LARGEST, ends))
+    at = np.searchsorted(rows, queries, side="left" if strict else "right").astype(np.int64)
+    at -= 1
+    at[(at >= 0) & (row_keys[np.maximum(at, 0)] != keys)] = NONE
     return at
 
 

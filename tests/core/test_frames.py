@@ -30,6 +30,42 @@ def test_asof_finds_the_latest_row_of_the_same_key(strict, want):
     assert asof(rows_k, rows_d, keys, ends, strict=strict).tolist() == want
 
 
+def _asof_by_scan(rows_k, rows_d, keys, ends, strict):
+    """asof the slow way: scan the rows of the query's key (a NaN day is never known)."""
+    out = []
+    for k, end in zip(keys, ends, strict=True):
+        mine = [i for i, (rk, rd) in enumerate(zip(rows_k, rows_d, strict=True))
+                if rk == k and (rd < end if strict else rd <= end)]
+        out.append(mine[-1] if mine else NONE)
+    return out
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_asof_is_the_scan_of_the_key_s_rows_on_many_random_wards(strict):
+    """Ties, days without a value (NaN, sorted last), infinite ends, unknown keys."""
+    rng = np.random.default_rng(2026)
+    for _ in range(500):
+        n, q = rng.integers(0, 25), rng.integers(0, 15)
+        rows_k = rng.integers(0, 4, n)
+        rows_d = rng.choice([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0 - 1e-6, 3.0, np.nan], n)
+        order = np.lexsort((rows_d, rows_k))
+        rows_k, rows_d = rows_k[order], rows_d[order]
+        keys = rng.integers(-1, 5, q)
+        ends = rng.choice([-np.inf, -1.0, 0.0, 0.5, 2.0, 3.0 - 1e-6, 3.0, np.inf], q)
+        assert (asof(rows_k, rows_d, keys, ends, strict=strict).tolist()
+                == _asof_by_scan(rows_k, rows_d, keys, ends, strict))
+
+
+@pytest.mark.parametrize(("strict", "want"), [
+    (False, [1, 2]),  # every row of the key, the NaN day's included
+    (True, [0, 2]),  # the rows with a day
+])
+def test_asof_at_a_nan_end(strict, want):
+    rows_k, rows_d = np.array([0, 0, 1]), np.array([1.0, np.nan, 0.5])
+    assert asof(rows_k, rows_d, np.array([0, 1]), np.array([np.nan, np.nan]),
+                strict=strict).tolist() == want
+
+
 GRID_CASES = [
     # (course, grid days, last end when evaluating, replay days)
     pytest.param(make_course(labs=[("anc", -2.5, 1.0), ("anc", 3.2, 1.0)], as_of_day=4.5),
