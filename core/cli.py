@@ -51,7 +51,7 @@ def _engine(args: argparse.Namespace) -> Engine:
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or migrate the schema; on a database with no user, create "admin" with a random
     password and print it once."""
-    from core.access.accounts import FIRST_ADMIN, create_first_admin
+    from core.access.admin import FIRST_ADMIN, create_first_admin
 
     settings = _settings(args)
     engine = make_engine(settings.database_url)
@@ -278,7 +278,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 def cmd_set_password(args: argparse.Namespace) -> int:
     """The operator's way back in when every admin has forgotten their password."""
-    from core.access.accounts import reset_password
+    from core.access.admin import reset_password
 
     if (password := _read_password(args.name)) is None:
         return 1

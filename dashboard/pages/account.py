@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.access.accounts import change_own_password
+from core.access.admin import change_own_password
 from core.access.permissions import NotAllowed
 from core.access.users import MIN_PASSWORD_LENGTH
 from core.store.faults import StorageFault

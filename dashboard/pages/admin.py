@@ -4,7 +4,7 @@ site settings; the code map and interfaces; notifications (contact points, deliv
 import pandas as pd
 import streamlit as st
 
-from core.access.accounts import list_users, reset_password, set_active, set_role
+from core.access.admin import list_users, reset_password, set_active, set_role
 from core.access.permissions import NotAllowed
 from core.access.users import MIN_PASSWORD_LENGTH, create_user
 from core.capture.corrections import verification_required

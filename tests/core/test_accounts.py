@@ -14,16 +14,18 @@ from core.access.accounts import (
     COOKIE_KEY_SETTING,
     active_account,
     active_accounts,
-    change_own_password,
     cookie_key,
-    create_first_admin,
-    list_users,
     locked_until,
     record_sign_in,
+    signed_out_at,
+)
+from core.access.admin import (
+    change_own_password,
+    create_first_admin,
+    list_users,
     reset_password,
     set_active,
     set_role,
-    signed_out_at,
 )
 from core.access.permissions import NotAllowed
 from core.access.users import check_password, create_user

@@ -10,13 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from core.access.accounts import (
-    active_account,
-    change_own_password,
-    password_sign_in,
-    reset_password,
-    set_active,
-)
+from core.access.accounts import active_account, password_sign_in
+from core.access.admin import change_own_password, reset_password, set_active
 from core.access.identity import (
     OidcConfig,
     OidcConfigError,

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from core.access.accounts import change_own_password, reset_password, set_active, set_role
+from core.access.admin import change_own_password, reset_password, set_active, set_role
 from core.access.permissions import PERMISSIONS, NotAllowed, allowed, require
 from core.access.users import create_user
 from core.capture.corrections import correct, mark_entered_in_error, verify

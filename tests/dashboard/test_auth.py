@@ -267,7 +267,7 @@ def test_admin_adds_and_deactivates_a_user_audited_and_they_cannot_sign_in(sampl
 
 
 def test_a_deactivated_user_is_signed_out_at_the_next_click(app, sample_url):
-    from core.access.accounts import set_active
+    from core.access.admin import set_active
 
     set_active(make_engine(sample_url), "dr.lee", False, "admin.amy", actor_role="admin")
     app.run()

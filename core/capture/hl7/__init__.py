@@ -3,6 +3,8 @@ transaction, acknowledged AA / AE / AR; unknown patients and codes wait in a hel
 
 - `parse`: HL7 text -> plain records (python-hl7 parses);
 - `results`: a parsed message applied to the clinical tables (the import's validation);
+- `stored`: the value stored earlier for an OBX (find, compare, supersede, retract, finalise);
+- `adt`: ADT^A01/A02/A03 applied to the patient's row;
 - `receive`: one message -> one transaction -> the ACK;
 - `listener`: the asyncio MLLP server (`python -m core listen-hl7`);
 - `held`: the held queue (list, match patient, release, dismiss).

@@ -12,22 +12,24 @@ write path for a few rows, without pandas). What is HL7's own:
   earlier value entered in error;
 - values past a soft plausibility limit are taken as confirmed (the laboratory has released
   them: there is nobody at the sending end to confirm); impossible values are refused.
+
+What happens to the earlier stored value is in `core.capture.hl7.stored`; an ADT message is
+applied by `core.capture.hl7.adt`.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, select
-from sqlmodel import Session, col
+from sqlalchemy import select
+from sqlmodel import Session
 
 from core.capture.codemap import LOINC_SYSTEMS, CodeMap, Target
-from core.capture.corrections import supersede_row
+from core.capture.hl7.adt import apply_adt
 from core.capture.hl7.parse import (
     CORRECTION,
     DATA_TYPE_ERROR,
@@ -35,28 +37,17 @@ from core.capture.hl7.parse import (
     FINAL,
     PRELIMINARY,
     SKIP,
-    AdtEvent,
     Parsed,
     Problem,
     Result,
 )
+from core.capture.hl7.stored import SOURCE, finalise, retract, same_value, stored_rows, supersede
 from core.capture.importing import Context, _check_lengths, _patient_index
 from core.capture.importing.validate import PREPARE
 from core.capture.importing.writing import _key_hash, _records, insert_records
-from core.store import audit
-from core.store.models import (
-    CodeTarget,
-    LabResult,
-    Observation,
-    Patient,
-    PatientStatus,
-    RecordStatus,
-)
+from core.store.models import CodeTarget, LabResult, Observation
 from core.vocabulary.observations import OBSERVATION_KINDS
 
-log = logging.getLogger(__name__)
-
-SOURCE = "hl7"
 DUPLICATE_KEY = "205"  # HL7 table 0357
 # import column -> OBX field, for pointing an AE at the field the import's check refused
 FIELD_OF = {"value": 5, "qualifier": 5, "unit": 6, "ref_low": 7, "ref_high": 7,
@@ -115,7 +106,7 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
     out = Applied(notes=list(parsed.notes),
                   patient_id=resolve(parsed.patient_ids[0]) if parsed.patient_ids else None)
     if parsed.adt is not None:
-        _adt(session, parsed, parsed.adt, resolve(parsed.adt.patient.patient_id), actor, out)
+        apply_adt(session, parsed, parsed.adt, resolve(parsed.adt.patient.patient_id), actor, out)
         return out
     if not parsed.results:
         return out
@@ -235,7 +226,7 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
         row["_content"] = _key_hash(name, row["_value_key"])
     control = parsed.header.control_id
     new: list[tuple[dict[str, Any], Result]] = []
-    for row, (result, _t), current in zip(rows, items, _current(session, model, labs, rows),
+    for row, (result, _t), current in zip(rows, items, stored_rows(session, model, labs, rows),
                                           strict=True):
         verb = {CORRECTION: "corrected", DELETE: "retracted"}.get(result.status, "")
         tag = f"HL7 OBX-11 {result.status_code}, message {control}"
@@ -244,7 +235,7 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
                 out.notes.append(f"OBX #{result.seq} {result.status_code}: no stored value "
                                  "to retract")
                 continue
-            _retract(session, current, name, f"{verb} by the laboratory ({tag})", actor)
+            retract(session, current, name, f"{verb} by the laboratory ({tag})", actor)
             out.rows_written += 1
             continue
         if current is None:
@@ -253,11 +244,11 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
                                  "stored as a new value")
             new.append((row, result))
             continue
-        same = _same(current, row, labs)
+        same = same_value(current, row, labs)
         prelim = labs and bool(current.preliminary)
         if same:
             if prelim and result.status in (FINAL, CORRECTION):
-                _finalise(session, current, f"made final by the laboratory ({tag})", actor)
+                finalise(session, current, f"made final by the laboratory ({tag})", actor)
                 out.rows_written += 1
             continue
         if result.status == CORRECTION:
@@ -273,7 +264,7 @@ def _results(session: Session, parsed: Parsed, kind: CodeTarget,
             raise Problem("OBX", result.seq, 11, DUPLICATE_KEY,
                           f"{result.code_text}: a different value is already stored for "
                           "this patient and time; send the change as a correction (OBX-11 C)")
-        _supersede(session, model, name, current, row, result, control, why, actor)
+        supersede(session, model, name, current, row, result, control, why, actor)
         out.rows_written += 1
     if new:
         taken = set(session.execute(select(model.row_key).where(
@@ -297,123 +288,3 @@ def _is_retraction(items: list[tuple[Result, Target]], row: int, column: str) ->
     i = row - 2
     return (0 <= i < len(items) and items[i][0].status == DELETE
             and column in ("value", "unit", "qualifier", "ref_low", "ref_high", "loinc"))
-
-
-_KEYS_PER_QUERY = 100  # (patient, item, time) triples per query
-
-
-def _current(session: Session, model: Any, labs: bool, rows: list[dict[str, Any]]) -> list[Any]:
-    """For each row, the current (final) stored row of the same patient, item and time, if
-    any (the newest): one query for a message's results, not one per OBX.
-
-    The times are matched by the database (as a single row's `time == ?` would be: its
-    DateTime storage decides), reported back as the position of the time in the query; the
-    patient key and the item are compared here."""
-    item = model.analyte if labs else model.kind
-    time_col = model.collected_at if labs else model.observed_at
-    keys = [(int(r["patient_pk"]), r["analyte" if labs else "kind"],
-             r["collected_at" if labs else "observed_at"].astimezone(UTC)) for r in rows]
-    unique = list(dict.fromkeys(keys))
-    found: dict[tuple[int, str, datetime], Any] = {}
-    for start in range(0, len(unique), _KEYS_PER_QUERY):
-        chunk = set(unique[start:start + _KEYS_PER_QUERY])
-        times = list(dict.fromkeys(when for _pk, _item, when in chunk))
-        which = case(*((time_col == when, n) for n, when in enumerate(times)))
-        query = select(model, which).where(
-            model.status == RecordStatus.FINAL.value,
-            model.patient_pk.in_(sorted({pk for pk, _i, _w in chunk})),
-            item.in_(sorted({i for _pk, i, _w in chunk})),
-            time_col.in_(times),
-        ).order_by(model.id.desc())
-        for stored, n in session.execute(query):
-            key = (stored.patient_pk, getattr(stored, "analyte" if labs else "kind"), times[n])
-            if key in chunk:
-                found.setdefault(key, stored)
-    return [found.get(key) for key in keys]
-
-
-def _same(current: Any, row: dict[str, Any], labs: bool) -> bool:
-    if labs:
-        q = row["qualifier"] if isinstance(row["qualifier"], str) else ""
-        return abs(float(current.value) - float(row["value"])) < 1e-9 and (
-            (current.qualifier or "") == q)
-    num = row["value_num"]
-    if num is None:
-        return current.value_num is None and current.value_text == row["value_text"]
-    return current.value_num is not None and abs(current.value_num - float(num)) < 1e-9
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """A prepared row's table fields (its values are plain already: `_records`)."""
-    return {k: v for k, v in row.items() if not k.startswith("_")}
-
-
-def _pid(session: Session, patient_pk: int) -> str:
-    patient = session.get(Patient, patient_pk)
-    assert patient is not None, patient_pk  # a clinical row's patient_pk is a foreign key
-    return patient.patient_id
-
-
-def _supersede(session: Session, model: Any, name: str, old: Any, row: dict[str, Any],
-               result: Result, control: str, why: str, actor: str) -> None:
-    fields = _plain(row)
-    if name == "labs":
-        fields["preliminary"] = result.status == PRELIMINARY
-    new = supersede_row(session, model, name, old, fields, source=SOURCE,
-                        source_record_id=f"{control}/OBX{result.seq}"[:200], actor=actor,
-                        reason=why, patient_id=_pid(session, old.patient_pk))
-    log.info("HL7 %s: %s row %s superseded by %s (%s)", control, name, old.id, new.id, why)
-
-
-def _retract(session: Session, row: Any, name: str, why: str, actor: str) -> None:
-    before = audit.snapshot(row)
-    row.status = RecordStatus.ENTERED_IN_ERROR.value
-    row.correction_reason = why[:500]
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor, action="entered_in_error", table_name=name,
-                 record_id=row.id, patient_id=_pid(session, row.patient_pk), before=before,
-                 after=audit.snapshot(row), reason=why)
-    log.info("HL7: %s row %s marked entered in error (%s)", name, row.id, why)
-
-
-def _finalise(session: Session, row: LabResult, why: str, actor: str) -> None:
-    before = audit.snapshot(row)
-    row.preliminary = False
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor, action="finalise", table_name="labs", record_id=row.id,
-                 patient_id=_pid(session, row.patient_pk), before=before,
-                 after=audit.snapshot(row), reason=why)
-
-
-def _adt(session: Session, parsed: Parsed, adt: AdtEvent, patient_id: str, actor: str,
-         out: Applied) -> None:
-    patient = session.execute(select(Patient).where(
-        col(Patient.patient_id) == patient_id)).scalars().one()
-    before = audit.snapshot(patient)
-    if adt.event in ("A01", "A02") and adt.bed:
-        patient.bed = adt.bed
-    if adt.event == "A01":
-        if patient.status == PatientStatus.DECEASED.value:
-            out.notes.append(f"{patient_id} is recorded as deceased; status not changed")
-        else:
-            patient.status = PatientStatus.ACTIVE
-    elif adt.event == "A03":
-        if patient.status == PatientStatus.DECEASED.value:
-            out.notes.append(f"{patient_id} is recorded as deceased; status not changed")
-        else:
-            patient.status = PatientStatus.DISCHARGED
-    after = audit.snapshot(patient)
-    if after == before:
-        out.notes.append(f"ADT^{adt.event}: {patient_id} already so; nothing changed")
-        return
-    session.add(patient)
-    session.flush()
-    what = {"A01": "admitted", "A02": "transferred", "A03": "discharged"}[adt.event]
-    audit.record(session, actor=actor, action="adt", table_name="patient", record_id=patient.id,
-                 patient_id=patient_id, before=before, after=after,
-                 reason=f"{what} (HL7 ADT^{adt.event}, message {parsed.header.control_id})")
-    out.rows_written += 1
-    log.info("HL7 ADT^%s: %s %s (bed %s, status %s)", adt.event, patient_id, what,
-             patient.bed, patient.status)
