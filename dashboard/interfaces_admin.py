@@ -14,7 +14,7 @@ from core.capture.fhir import options as fhir_options
 from core.capture.fhir.drugs import RECORDED
 from core.capture.hl7.receive import ID_TYPE_SETTING
 from core.store.faults import StorageFault
-from core.store.loading import PRELIMINARY_SETTING
+from core.store.lab_reads import PRELIMINARY_SETTING
 from core.vocabulary.observations import DRUGS
 
 CHANNELS = {"hl7": "Laboratory feed (HL7 v2)", "fhir": "EHR (FHIR sync)"}

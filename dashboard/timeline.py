@@ -20,7 +20,8 @@ from core.monitoring.alerts import SCREENING_NOTE
 from core.rules.base import Finding
 from core.store.db import session_scope
 from core.store.faults import StorageFault
-from core.store.loading import as_of_day, lab_corrections, preliminary_labs
+from core.store.lab_reads import lab_corrections, preliminary_labs
+from core.store.loading import as_of_day
 from core.views.exporting import export_patient_csv, figure_image
 from core.views.figures import timeline_figure
 from core.views.patient_summary import (

@@ -10,6 +10,9 @@ The cost is pandas' per-operation overhead, not the arithmetic (one patient has 
 each table's fetched columns are converted once, as whole arrays, for every patient at once;
 one sort and one frame per table are then sliced into the patients' frames (see `_Tables`).
 The frames are exactly those pandas would infer from the rows (same dtypes and values).
+
+The query pieces it shares with the single-patient lab reads (final rows of a table, the
+patients' primary keys, the preliminary-results setting) are in core.store.lab_reads.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, String, select, type_coerce
+from sqlalchemy import select
 from sqlalchemy.sql import Select
 from sqlmodel import Session, SQLModel, col
 
@@ -34,7 +37,14 @@ from core.store.columns import (
     split_by_patient,
     utc_times,
 )
-from core.store.db import table_of
+from core.store.lab_reads import (
+    LAB_NAMES,
+    PRELIMINARY_SETTING,
+    _empty_frame,
+    _final_rows,
+    _pk_subquery,
+    _setting_on,
+)
 from core.store.models import (
     CourseEvent,
     Episode,
@@ -43,7 +53,6 @@ from core.store.models import (
     Observation,
     Patient,
     PatientStatus,
-    RecordStatus,
     SiteSetting,
     Treatment,
 )
@@ -59,13 +68,6 @@ from core.vocabulary.course import (
     day_of,
 )
 
-FINAL = RecordStatus.FINAL.value
-PRELIMINARY_SETTING = "inbound.rules_use_preliminary"
-RAW_LAB_COLUMNS = [
-    "patient_pk", "lab_id", "analyte", "collected_at", "value", "unit", "qualifier", "ref_low",
-    "ref_high", "original_value", "original_unit", "verified_at",
-]
-
 
 def _patient_select(patient_ids: list[str] | None, active_only: bool) -> Select:
     stmt = select(Patient)
@@ -76,127 +78,10 @@ def _patient_select(patient_ids: list[str] | None, active_only: bool) -> Select:
     return stmt
 
 
-def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | None:
-    """The patients' primary keys as a subquery, or None for every patient."""
-    if patient_ids is None and not active_only:
-        return None
-    p = table_of(Patient).c  # Core columns: the same SQL as the model's, built faster
-    stmt = select(p.id)
-    if patient_ids is not None:
-        stmt = stmt.where(p.patient_id.in_(patient_ids))
-    if active_only:
-        stmt = stmt.where(p.status == PatientStatus.ACTIVE.value)
-    return stmt
-
-
 FRAME_COLUMNS = {
     "labs": LAB_COLUMNS, "observations": OBS_COLUMNS, "episodes": EPISODE_COLUMNS,
     "treatments": TREATMENT_COLUMNS, "events": EVENT_COLUMNS, "missing": MISSING_COLUMNS,
 }
-
-
-def _empty_frame(columns: list[str]) -> pd.DataFrame:
-    # from one empty 2-D array: a tenth of the cost of empty Series (a load makes several)
-    return pd.DataFrame(np.empty((0, len(columns)), dtype=object), columns=columns)
-
-
-def _read(session: Session, stmt: Select, columns: list[str]) -> pd.DataFrame:
-    """One query into a frame, the rows taken straight from the DBAPI cursor.
-
-    SQLAlchemy compiles the statement and binds its parameters; its per-row Row objects
-    (which cost more than the query at 100,000 rows) are skipped: the selected columns need
-    no result processing (time columns come as text or aware datetimes, see `_raw_times`).
-    """
-    result = session.connection().execute(stmt)
-    try:
-        names = list(result.keys())
-        rows = result.cursor.fetchall()
-    finally:
-        result.close()
-    if not rows:
-        return _empty_frame(columns)
-    return pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
-
-
-def _utc(col: pd.Series) -> pd.Series:
-    # SQLite hands back naive UTC text/datetimes, PostgreSQL aware ones: both become UTC.
-    return pd.to_datetime(col, utc=True, format="ISO8601")
-
-
-def _is_time(col: object) -> bool:
-    kind = getattr(col, "type", None)
-    impl = getattr(kind, "impl", kind)  # UTCDateTime is a TypeDecorator over DateTime
-    return isinstance(impl, DateTime) or isinstance(kind, DateTime)
-
-
-def _raw_times(cols: list[Any], sqlite: bool) -> list[Any]:
-    """Time columns without SQLModel's per-row UTC processor: `_utc` parses them in bulk.
-
-    That processor costs more than the query itself on large reads; SQLite stores naive
-    UTC text and PostgreSQL returns aware datetimes, both of which `_utc` understands.
-    """
-    out = []
-    for c in cols:
-        if _is_time(c):
-            c = type_coerce(c, String() if sqlite else DateTime(timezone=True)).label(c.key)
-        out.append(c)
-    return out
-
-
-LAB_NAMES = ["id", "analyte", "collected_at", "value", "unit", "qualifier", "ref_low",
-             "ref_high", "original_value", "original_unit", "verified_at"]
-
-
-def _final_rows(sqlite: bool, model: type[SQLModel], names: list[str], pks: Select | None,
-                time_col: str | None = None, until: datetime | None = None,
-                preliminary: bool = True) -> Select:
-    """patient_pk and the named columns ("id" read as "lab_id") of a clinical table's final
-    rows: of the patients `pks` (None: all), up to `until` (by `time_col`), lab results
-    marked preliminary only if `preliminary`. Built from Core columns: the same SQL as the
-    model attributes give, at half the cost."""
-    c = table_of(model).c
-    cols = [c.id.label("lab_id") if n == "id" else c[n] for n in names]
-    stmt = select(c.patient_pk, *_raw_times(cols, sqlite)).where(c.status == FINAL)
-    if pks is not None:
-        stmt = stmt.where(c.patient_pk.in_(pks))
-    if time_col is not None and until is not None:
-        stmt = stmt.where(c[time_col] <= until)
-    if not preliminary:
-        stmt = stmt.where(c.preliminary.is_(False))
-    return stmt
-
-
-def _setting_on(value: object) -> bool:
-    if isinstance(value, str):  # a JSON value read without its column type
-        import json
-
-        value = json.loads(value)
-    return isinstance(value, dict) and value.get("value") is True
-
-
-def use_preliminary(session: Session) -> bool:
-    """Whether the rules read preliminary lab results (HL7 OBX-11 P, FHIR preliminary): the
-    site setting `inbound.rules_use_preliminary`, off unless an admin turns it on."""
-    row = session.get(SiteSetting, PRELIMINARY_SETTING)
-    return row is not None and _setting_on(row.value)
-
-
-def read_lab_frame(
-    session: Session, patient_ids: list[str] | None = None, until: datetime | None = None
-) -> pd.DataFrame:
-    """Every final lab row (of the given patients) in one query, as stored.
-
-    Columns: RAW_LAB_COLUMNS (collected_at as UTC). The query `load_courses` reads labs with,
-    into a frame as stored: the baseline its benchmark compares against.
-    """
-    stmt = _final_rows(session.get_bind().dialect.name == "sqlite", LabResult, LAB_NAMES,
-                       _pk_subquery(patient_ids, active_only=False), "collected_at", until,
-                       use_preliminary(session))
-    frame = _read(session, stmt, RAW_LAB_COLUMNS)
-    if len(frame):
-        frame["collected_at"] = _utc(frame["collected_at"])
-        frame["verified_at"] = _utc(frame["verified_at"])
-    return frame
 
 
 def _pk(p: Patient) -> int:
@@ -406,32 +291,3 @@ def as_of_day(as_of: datetime, infusion_date: date, tz: str) -> float:
 def ward_day(as_of: datetime, infusion_date: date, tz: str) -> int:
     """The "day N" a nurse reads on the ward at `as_of`."""
     return math.floor(as_of_day(as_of, infusion_date, tz))
-
-
-def lab_corrections(session: Session, patient_id: str) -> dict[int, str]:
-    """lab_id -> correction reason, for the patient's final labs that replaced an earlier row."""
-    L = LabResult
-    stmt = (select(col(L.id), col(L.correction_reason))
-            .join(Patient, col(Patient.id) == col(L.patient_pk))
-            .where(col(Patient.patient_id) == patient_id, col(L.status) == FINAL,
-                   col(L.supersedes_id).is_not(None)))
-    return {int(i): (reason or "corrected") for i, reason in session.execute(stmt).all()}
-
-
-def preliminary_labs(session: Session, patient_id: str) -> tuple[pd.DataFrame, bool]:
-    """The patient's preliminary lab results still waiting for the final value (newest
-    first), and whether the rules read them (`inbound.rules_use_preliminary`). Shown on the
-    patient page either way: a value that arrived is never out of sight."""
-    L = LabResult
-    stmt = (select(col(L.analyte), col(L.collected_at), col(L.value), col(L.unit),
-                   col(L.qualifier), col(L.source))
-            .join(Patient, col(Patient.id) == col(L.patient_pk))
-            .where(col(Patient.patient_id) == patient_id, col(L.status) == FINAL,
-                   col(L.preliminary).is_(True))
-            .order_by(col(L.collected_at).desc()))
-    frame = pd.DataFrame(session.execute(stmt).all(),
-                         columns=["analyte", "collected_at", "value", "unit", "qualifier",
-                                  "source"])
-    if len(frame):
-        frame["collected_at"] = _utc(frame["collected_at"])
-    return frame, use_preliminary(session)

@@ -181,7 +181,8 @@ def patient_snapshot(engine: Engine, patient_id: str, tz: str, fmt: str,
     """A one-page handover snapshot: header, open alerts and the timeline (PNG or PDF)."""
     from core.monitoring.alert_actions import patient_alerts
     from core.rules.engine import evaluate_course
-    from core.store.loading import as_of_day, lab_corrections
+    from core.store.lab_reads import lab_corrections
+    from core.store.loading import as_of_day
     from core.views.figures import timeline_figure
     from core.views.patient_summary import handover_title
 

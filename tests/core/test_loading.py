@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from core.store.db import session_scope
-from core.store.loading import load_courses, read_lab_frame
+from core.store.lab_reads import read_lab_frame
+from core.store.loading import load_courses
 from core.store.models import (
     CourseEvent,
     Episode,

@@ -8,7 +8,7 @@ from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from core.capture.entry import site_setting
-from core.store.loading import PRELIMINARY_SETTING
+from core.store.lab_reads import PRELIMINARY_SETTING
 from core.store.models import AuditLog
 from tests.dashboard.conftest import APP, sign_in
 from tests.dashboard.test_held_page import FER, arrive, oru

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine
 
 from core.capture.entry import save_site_setting
-from core.store.loading import PRELIMINARY_SETTING
+from core.store.lab_reads import PRELIMINARY_SETTING
 from tests.core.test_hl7_receive import PLT, oru, stamp
 from tests.dashboard.conftest import sign_in
 from tests.dashboard.test_held_page import arrive
