@@ -103,8 +103,8 @@ def huddle_snapshot(_engine, url: str, version: tuple[int, int], tz: str,  # noq
     from datetime import timedelta
 
     from core.store.models import utcnow
+    from core.views.changes import freshness
     from core.views.huddle import huddle_tiles
-    from core.views.ward import freshness
 
     now = utcnow()
     with session_scope(_engine) as s:

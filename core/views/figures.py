@@ -40,7 +40,7 @@ from core.views.timeline_content import (
     threshold_lines,
     treatment_rows,
 )
-from core.vocabulary.course import Course
+from core.vocabulary.course import Course, at_day
 from core.vocabulary.units import ANALYTES
 
 # Okabe-Ito colours with a line dash per analyte: no two traces of the figure share both,
@@ -62,6 +62,10 @@ STYLE: dict[str, tuple[str, str]] = {
 }
 EPISODE_FILL = {"CRS": "#E69F00", "ICANS": "#56B4E9", "IEC-HS": "#CC79A7"}
 THRESHOLD_COLOUR = "#444444"
+_DRUG_SYMBOLS = ("diamond", "square", "star", "triangle-up", "cross", "x", "pentagon",
+                 "hexagon", "circle")
+_DRUG_COLOURS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+                 "#000000")
 
 
 def _hover(s: pd.DataFrame, code: str, tz: ZoneInfo, corrected: Mapping[int, str]) -> list[str]:
@@ -315,15 +319,7 @@ def timeline_figure(
     return go.Figure({"data": data, "layout": layout})
 
 
-_DRUG_SYMBOLS = ("diamond", "square", "star", "triangle-up", "cross", "x", "pentagon",
-                 "hexagon", "circle")
-_DRUG_COLOURS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
-                 "#000000")
-
-
 def _given_at(t: pd.DataFrame, course: Course) -> list[pd.Timestamp]:
-    from core.vocabulary.course import at_day
-
     tz = ZoneInfo(course.tz)
     return [pd.Timestamp(at_day(float(d), course.patient.infusion_date, tz)).tz_convert(tz)
             for d in t["day"]]

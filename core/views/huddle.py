@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from core.store.models import Patient, as_utc, utcnow
-from core.views.ward import change_lines, changes_since, top_alerts, ward_summary
+from core.views.changes import change_lines, changes_since
+from core.views.ward import top_alerts, ward_summary
 
 MASK = "•••"
 

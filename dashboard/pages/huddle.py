@@ -9,7 +9,8 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import resources
-from dashboard.ward_view import huddle_params, page_css, wall_html, ward_notices
+from dashboard.huddle_wall import huddle_params, page_css, wall_html
+from dashboard.ward_view import ward_notices
 
 settings = resources.get_settings()
 engine = resources.get_engine()

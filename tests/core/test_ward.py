@@ -13,12 +13,11 @@ from core.rules.base import EvidenceItem, Finding, Status
 from core.rules.catalog import all_specs
 from core.store.db import session_scope
 from core.store.models import Alert, EvaluationRun, LabResult, Patient, PatientStatus
+from core.views.changes import changes_since, freshness
 from core.views.huddle import huddle_tiles, initials_only, scrub
 from core.views.inbox import InboxFilter, alert_inbox
 from core.views.ward import (
-    changes_since,
     filter_summary,
-    freshness,
     trend_arrow,
     ward_summary,
 )

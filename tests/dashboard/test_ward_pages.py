@@ -149,7 +149,8 @@ LEVEL_CASES = [  # (escalated, severe, warning, info) -> level, words, border pa
 def test_tile_severity_is_a_word_a_shape_and_a_border_pattern_not_only_a_colour(
         counts, level, words, border):
     from core.views.huddle import HuddleTile
-    from dashboard.ward_view import SEVERITY_COLOURS, severity_label, severity_level, tile_html
+    from dashboard.huddle_wall import tile_html
+    from dashboard.ward_view import SEVERITY_COLOURS, severity_label, severity_level
 
     escalated, severe, warning, info = counts
     fields = {"bed": "4A-01", "initials": "AB", "day": 5, "crs_grade": None,
