@@ -65,13 +65,10 @@ def findings(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN0
 def suggested_episodes(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
                        tz: str) -> list[dict]:
     """Episode windows suggested by a replay of the rules (documented ones win)."""
-    from core.rules.engine import replay_course
-    from core.rules.episodes import suggest_episodes
+    from core.rules.episodes import suggested_for
 
     course = resources.patient_course(_engine, url, version, patient_id, tz)
-    if course is None:
-        return []
-    return suggest_episodes(course, replay_course(course, overrides=overrides()))
+    return [] if course is None else suggested_for(course, overrides())
 
 
 @st.cache_data(ttl=600, show_spinner=False, max_entries=50)

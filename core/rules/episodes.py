@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from core.rules.base import Finding, Status
-from core.rules.catalog import episode_kinds
+from core.rules.catalog import all_specs, episode_kinds
+from core.rules.engine import Overrides, replay_course
 from core.vocabulary.course import Course
 
 
@@ -22,6 +23,15 @@ def _overlaps(a0: float, a1: float | None, b0: float, b1: float | None) -> bool:
     a_end = math.inf if a1 is None else a1
     b_end = math.inf if b1 is None else b1
     return a0 <= b_end and b0 <= a_end
+
+
+def suggested_for(course: Course, overrides: Overrides | None = None) -> list[dict]:
+    """The course's suggested episode windows, from a replay of the episode rules alone
+    (Rule.episode_kind; with the rules they read): the other rules' findings on every day
+    would be made for nothing."""
+    kinds = episode_kinds()
+    specs = [s for s in all_specs() if s.rule.id in kinds]
+    return suggest_episodes(course, replay_course(course, specs, overrides))
 
 
 def suggest_episodes(course: Course,

@@ -20,7 +20,7 @@ from core.rules.base import (
 )
 from core.rules.catalog import all_specs
 from core.rules.engine import evaluate_course, replay_course, replay_days
-from core.rules.episodes import suggest_episodes
+from core.rules.episodes import suggest_episodes, suggested_for
 from core.rules.frames import end_of_day
 from core.rules.site import (
     SiteConfigError,
@@ -150,6 +150,24 @@ def test_suggest_episodes_from_replay():
     assert not [e for e in eps if e["kind"] == "ICANS"]
     hs = [e for e in eps if e["kind"] == "IEC-HS"]
     assert len(hs) == 1 and hs[0]["resolved_day"] is None and hs[0]["grade"] is None
+
+
+def test_suggestions_from_the_episode_rules_alone_are_those_of_a_full_replay():
+    """The timeline replays only the episode rules (and what they read) to suggest windows:
+    the same windows as from every rule's findings, with and without site thresholds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import replay_rules
+
+    courses = [course_with_crs_and_iec_hs(), *replay_rules.build_courses(12, 30, seed=5)]
+    site = {"crs_grade": {"fever_c": 38.5}, "iec_hs": {"ferritin_x_uln": 3.0},
+            "ferritin_kinetics": {"rising_fold": 2.0}}  # read by iec_hs, not replayed
+    found = 0
+    for course in courses:
+        for overrides in (None, site):
+            full = suggest_episodes(course, replay_course(course, overrides=overrides))
+            assert suggested_for(course, overrides) == full, course.patient.patient_id
+            found += len(full)
+    assert found >= 10  # the courses do suggest windows
 
 
 def test_documented_episodes_win_over_suggestions():
