@@ -70,25 +70,28 @@ _DRUG_COLOURS = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 
 def _hover(s: pd.DataFrame, code: str, tz: ZoneInfo, corrected: Mapping[int, str]) -> list[str]:
     a = ANALYTES[code]
-    times = pd.to_datetime(s["collected_at"], utc=True).dt.tz_convert(tz)
+    when = pd.to_datetime(s["collected_at"], utc=True).dt.tz_convert(tz).dt.strftime(
+        f"%a %d %b %Y %H:%M ({tz.key})")
+    unit = a.unit.replace(" ", "").lower()
     out = []
-    for row, when in zip(s.itertuples(), times, strict=True):
-        q = row.qualifier if isinstance(row.qualifier, str) else ""
-        text = f"<b>{a.name} {q}{format_value(row.value)} {a.unit}</b>"
-        ou = row.original_unit if isinstance(row.original_unit, str) else a.unit
-        if ou.replace(" ", "").lower() != a.unit.replace(" ", "").lower():
-            text += f"<br>entered as {row.original_value} {ou}"
+    for value, qualifier, original, original_unit, lo, hi, day, at, lab_id, verified in zip(
+            s["value"], s["qualifier"], s["original_value"], s["original_unit"], s["ref_low"],
+            s["ref_high"], s["day"], when, s["lab_id"], s["verified"], strict=True):
+        q = qualifier if isinstance(qualifier, str) else ""
+        text = f"<b>{a.name} {q}{format_value(value)} {a.unit}</b>"
+        ou = original_unit if isinstance(original_unit, str) else a.unit
+        if ou.replace(" ", "").lower() != unit:
+            text += f"<br>entered as {original} {ou}"
         if q:
-            text += f"<br>censored: the lab reported {q}{row.original_value}"
-        lo, hi = row.ref_low, row.ref_high
+            text += f"<br>censored: the lab reported {q}{original}"
         if not (pd.isna(lo) and pd.isna(hi)):
             lo_s = "" if pd.isna(lo) else format_value(lo)
             hi_s = "" if pd.isna(hi) else format_value(hi)
             text += f"<br>reference {lo_s}–{hi_s}"
-        text += f"<br>day {math.floor(row.day):+d} · {when:%a %d %b %Y %H:%M} ({tz.key})"
-        if int(row.lab_id) in corrected:
-            text += f"<br>CORRECTED: {corrected[int(row.lab_id)]}"
-        if not row.verified:
+        text += f"<br>day {math.floor(day):+d} · {at}"
+        if int(lab_id) in corrected:
+            text += f"<br>CORRECTED: {corrected[int(lab_id)]}"
+        if not verified:
             text += "<br>not yet verified"
         out.append(text)
     return out
