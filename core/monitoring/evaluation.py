@@ -169,12 +169,17 @@ def run_evaluate(
             raise LookupError(f"There is no patient {patient_id!r}.")
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
         session.add(run)
-        patients = _sync(session, settings, loaded, found, as_of, actor, specs, escalate_after,
-                         every_active=patient_id is None)
+        _sync(session, settings, loaded, found, as_of, actor, specs, escalate_after,
+              every_active=patient_id is None)
         run.patients = len(loaded)
         run.findings = sum(f.status == Status.MET for _, _, fs in found for f in fs)
         run.finished_at = utcnow()
-    return {"as_of": iso_z(as_of), "patients": patients}
+    # the report is made once the alerts are committed, not while holding the write lock
+    return {"as_of": iso_z(as_of), "patients": [{
+        "patient_id": course.patient.patient_id,
+        "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
+        "findings": [finding_json(f) for f in findings],
+    } for _, course, findings in found]}
 
 
 def follow_writes(session: Session, settings: Settings, patient_pks: Collection[int],
@@ -189,7 +194,7 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
                                                    pks=sorted(patient_pks))
               if course.patient.status == PatientStatus.ACTIVE]
     _sync(session, settings, loaded, _run_rules(loaded, settings, None), as_of, actor, None,
-          DEFAULT_ESCALATE_AFTER, every_active=False, report=False)
+          DEFAULT_ESCALATE_AFTER, every_active=False)
     if len(loaded) < len(patient_pks):
         active = session.scalars(select(col(Patient.id)).where(
             col(Patient.status) == PatientStatus.ACTIVE.value))
@@ -237,28 +242,18 @@ def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | N
 
 def _sync(session: Session, settings: Settings, loaded: Loaded, found: Found,
           as_of: datetime, actor: str, specs: Sequence[RuleSpec] | None,
-          escalate_after: timedelta, *, every_active: bool,
-          report: bool = True) -> list[dict[str, Any]]:
+          escalate_after: timedelta, *, every_active: bool) -> None:
     """Alerts in line with the findings (and, for a whole ward, resolved for patients no
-    longer active); the JSON document's patients (none unless `report`)."""
+    longer active)."""
     by_id = {s.rule.id: s for s in _specs(specs)}
     notify = notifications(settings)
     alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
-    patients: list[dict[str, Any]] = []
-    for pk, course, findings in found:
+    for pk, _course, findings in found:
         sync_alerts(session, pk, findings, by_id, as_of, escalate_after=escalate_after,
                     actor=actor, alerts=alerts[pk], notify=notify)
-        if not report:
-            continue
-        patients.append({
-            "patient_id": course.patient.patient_id,
-            "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
-            "findings": [finding_json(f) for f in findings],
-        })
     if every_active:
         resolve_for_inactive(session, [pk for pk, _ in loaded], as_of, actor=actor,
                              notify=notify)
-    return patients
 
 
 def run_replay(
