@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,9 +23,13 @@ CASES = [  # (what, one column's values as the driver returns them)
 ]
 
 
+@pytest.mark.parametrize("as_array", [False, True], ids=["tuple", "object-array"])
 @pytest.mark.parametrize(("what", "values"), CASES, ids=[c[0] for c in CASES])
-def test_a_column_is_what_pandas_infers_from_the_rows(what: str, values: tuple) -> None:
+def test_a_column_is_what_pandas_infers_from_the_rows(what: str, values: tuple,
+                                                      as_array: bool) -> None:
+    """As a tuple, and as the object array fetch_columns makes of a column."""
     expected = pd.DataFrame.from_records([(v,) for v in values], columns=["c"])["c"]
-    got = pd.Series(inferred(values), name="c")
+    column = np.fromiter(values, dtype=object, count=len(values)) if as_array else values
+    got = pd.Series(inferred(column), name="c")
     assert got.dtype == expected.dtype, what
     pd.testing.assert_series_equal(got, expected)
