@@ -242,11 +242,6 @@ with fix_tab:
             format_func=lambda i: f"{values.at[i, 'when']:%Y-%m-%d %H:%M} · "
                                   f"{values.at[i, 'item']} · {values.at[i, 'shown']}")
         table, rid = values.at[pick, "table"], int(values.at[pick, "id"])
-        with st.expander("History of this value", expanded=True):
-            st.dataframe(pd.DataFrame(history(engine, table, rid))[
-                ["id", "status", "entered_by", "entered_at", "correction_reason",
-                 *(["original_value", "original_unit"] if table == "labs"
-                   else ["value_num", "value_text"])]], hide_index=True)
         f1, f2, f3 = st.columns(3)
         f1.text_input("Corrected value", key="entry_fix_value")
         f2.text_input("Unit (labs; empty = unchanged)", key="entry_fix_unit")
@@ -259,3 +254,10 @@ with fix_tab:
                   args=("entered_in_error", table, rid))
         if flash := ss.pop("entry_fix_flash", None):
             (st.success if flash[0] == "success" else st.error)(flash[1])
+        # below the fields: the keyboard goes from the value picked straight to its correction,
+        # not through the history's data grid
+        with st.expander("History of this value", expanded=True):
+            st.dataframe(pd.DataFrame(history(engine, table, rid))[
+                ["id", "status", "entered_by", "entered_at", "correction_reason",
+                 *(["original_value", "original_unit"] if table == "labs"
+                   else ["value_num", "value_text"])]], hide_index=True)
