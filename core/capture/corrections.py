@@ -194,6 +194,21 @@ def supersede_row(session: Session, model: Any, table: str, old: Any, fields: di
     return new
 
 
+def retract_row(session: Session, table: str, row: Any, *, actor: str, reason: str,
+                patient_id: str) -> None:
+    """The one way a stored row is marked entered in error (a nurse's, an HL7 OBX-11 D/W, a
+    FHIR entered-in-error resource): it stays, hidden from rules and plots, with the reason,
+    and the change is audited."""
+    before = audit.snapshot(row)
+    row.status = RecordStatus.ENTERED_IN_ERROR.value
+    row.correction_reason = reason[:500]
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action="entered_in_error", table_name=table,
+                 record_id=row.id, patient_id=patient_id, before=before,
+                 after=audit.snapshot(row), reason=reason)
+
+
 @storage_guard()
 def mark_entered_in_error(engine: Engine, table: str, record_id: int, reason: Reason | str,
                           user: str, *, role: str | None = None) -> None:
@@ -204,14 +219,7 @@ def mark_entered_in_error(engine: Engine, table: str, record_id: int, reason: Re
         row, pid = _load(session, table, record_id)
         if row.status != RecordStatus.FINAL.value:
             raise CorrectionRefused(f"This value is already {row.status}.")
-        before = audit.snapshot(row)
-        row.status = RecordStatus.ENTERED_IN_ERROR.value
-        row.correction_reason = why
-        session.add(row)
-        session.flush()
-        audit.record(session, actor=user, action="entered_in_error", table_name=table,
-                     record_id=row.id, patient_id=pid, before=before,
-                     after=audit.snapshot(row), reason=why)
+        retract_row(session, table, row, actor=user, reason=why, patient_id=pid)
 
 
 def history(engine: Engine, table: str, record_id: int) -> list[dict[str, Any]]:

@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlmodel import Session, SQLModel, col
 
-from core.capture.corrections import supersede_row
-from core.store import audit
+from core.capture.corrections import retract_row, supersede_row
 from core.store.models import LabResult, Observation, RecordStatus, Treatment
 
 MODELS: dict[str, type[SQLModel]] = {"labs": LabResult, "observations": Observation,
@@ -169,11 +168,5 @@ def supersede(session: Session, kind: str, old: Any, fields: dict[str, Any], *, 
 
 def retract(session: Session, kind: str, row: Any, *, reason: str, user: str,
             patient_id: str) -> None:
-    before = audit.snapshot(row)
-    row.status = RecordStatus.ENTERED_IN_ERROR.value
-    row.correction_reason = reason[:500]
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=user, action="entered_in_error", table_name=kind,
-                 record_id=row.id, patient_id=patient_id, before=before,
-                 after=audit.snapshot(row), reason=reason)
+    """Mark the row entered in error (an entered-in-error resource)."""
+    retract_row(session, kind, row, actor=user, reason=reason, patient_id=patient_id)

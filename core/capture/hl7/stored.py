@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlmodel import Session
 
-from core.capture.corrections import supersede_row
+from core.capture.corrections import retract_row, supersede_row
 from core.capture.hl7.parse import PRELIMINARY, Result
 from core.store import audit
 from core.store.models import LabResult, Patient, RecordStatus
@@ -88,14 +88,8 @@ def supersede(session: Session, model: Any, name: str, old: Any, row: dict[str, 
 
 
 def retract(session: Session, row: Any, name: str, why: str, actor: str) -> None:
-    before = audit.snapshot(row)
-    row.status = RecordStatus.ENTERED_IN_ERROR.value
-    row.correction_reason = why[:500]
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor, action="entered_in_error", table_name=name,
-                 record_id=row.id, patient_id=_pid(session, row.patient_pk), before=before,
-                 after=audit.snapshot(row), reason=why)
+    retract_row(session, name, row, actor=actor, reason=why,
+                patient_id=_pid(session, row.patient_pk))
     log.info("HL7: %s row %s marked entered in error (%s)", name, row.id, why)
 
 
