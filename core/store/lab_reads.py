@@ -3,8 +3,8 @@
 - `read_lab_frame`: every final lab row (of some patients) in one query, as stored: the
   baseline the loader's benchmark compares against;
 - `lab_corrections`, `preliminary_labs`: what the patient page shows beside the plots;
-- `use_preliminary` (the site setting `inbound.rules_use_preliminary`), `_final_rows` (a
-  clinical table's final rows), `_pk_subquery` and `_empty_frame`, also used by the course
+- `use_preliminary` (the site setting `inbound.rules_use_preliminary`), `final_rows` (a
+  clinical table's final rows), `pk_subquery` and `empty_frame`, also used by the course
   loader (core.store.loading). Times come back as UTC.
 """
 
@@ -30,7 +30,7 @@ RAW_LAB_COLUMNS = [
 ]
 
 
-def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | None:
+def pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | None:
     """The patients' primary keys as a subquery, or None for every patient."""
     if patient_ids is None and not active_only:
         return None
@@ -43,7 +43,7 @@ def _pk_subquery(patient_ids: list[str] | None, active_only: bool) -> Select | N
     return stmt
 
 
-def _empty_frame(columns: list[str]) -> pd.DataFrame:
+def empty_frame(columns: list[str]) -> pd.DataFrame:
     # from one empty 2-D array: a tenth of the cost of empty Series (a load makes several)
     return pd.DataFrame(np.empty((0, len(columns)), dtype=object), columns=columns)
 
@@ -62,7 +62,7 @@ def _read(session: Session, stmt: Select, columns: list[str]) -> pd.DataFrame:
     finally:
         result.close()
     if not rows:
-        return _empty_frame(columns)
+        return empty_frame(columns)
     return pd.DataFrame.from_records(rows, columns=names, coerce_float=True)
 
 
@@ -95,7 +95,7 @@ LAB_NAMES = ["id", "analyte", "collected_at", "value", "unit", "qualifier", "ref
              "ref_high", "original_value", "original_unit", "verified_at"]
 
 
-def _final_rows(sqlite: bool, model: type[SQLModel], names: list[str], pks: Select | None,
+def final_rows(sqlite: bool, model: type[SQLModel], names: list[str], pks: Select | None,
                 time_col: str | None = None, until: datetime | None = None,
                 preliminary: bool = True) -> Select:
     """patient_pk and the named columns ("id" read as "lab_id") of a clinical table's final
@@ -114,7 +114,7 @@ def _final_rows(sqlite: bool, model: type[SQLModel], names: list[str], pks: Sele
     return stmt
 
 
-def _setting_on(value: object) -> bool:
+def setting_on(value: object) -> bool:
     if isinstance(value, str):  # a JSON value read without its column type
         import json
 
@@ -126,7 +126,7 @@ def use_preliminary(session: Session) -> bool:
     """Whether the rules read preliminary lab results (HL7 OBX-11 P, FHIR preliminary): the
     site setting `inbound.rules_use_preliminary`, off unless an admin turns it on."""
     row = session.get(SiteSetting, PRELIMINARY_SETTING)
-    return row is not None and _setting_on(row.value)
+    return row is not None and setting_on(row.value)
 
 
 def read_lab_frame(
@@ -137,9 +137,9 @@ def read_lab_frame(
     Columns: RAW_LAB_COLUMNS (collected_at as UTC). The query `load_courses` reads labs with,
     into a frame as stored: the baseline its benchmark compares against.
     """
-    stmt = _final_rows(session.get_bind().dialect.name == "sqlite", LabResult, LAB_NAMES,
-                       _pk_subquery(patient_ids, active_only=False), "collected_at", until,
-                       use_preliminary(session))
+    stmt = final_rows(session.get_bind().dialect.name == "sqlite", LabResult, LAB_NAMES,
+                      pk_subquery(patient_ids, active_only=False), "collected_at", until,
+                      use_preliminary(session))
     frame = _read(session, stmt, RAW_LAB_COLUMNS)
     if len(frame):
         frame["collected_at"] = _utc(frame["collected_at"])

@@ -40,10 +40,10 @@ from core.store.columns import (
 from core.store.lab_reads import (
     LAB_NAMES,
     PRELIMINARY_SETTING,
-    _empty_frame,
-    _final_rows,
-    _pk_subquery,
-    _setting_on,
+    empty_frame,
+    final_rows,
+    pk_subquery,
+    setting_on,
 )
 from core.store.models import (
     CourseEvent,
@@ -147,8 +147,8 @@ class _Tables:
               ) -> tuple[list[Column], np.ndarray, np.ndarray | None]:
         """The final rows' columns (patient_pk first; "id" is read as "lab_id"), each row's
         patient and which rows are kept (see `_Ward.locate`)."""
-        stmt = _final_rows(self.sqlite, model, names, self.pks, time, self.as_of,
-                           self.preliminary or model is not LabResult)
+        stmt = final_rows(self.sqlite, model, names, self.pks, time, self.as_of,
+                          self.preliminary or model is not LabResult)
         values = fetch_columns(self.session, stmt)
         if not values:
             return values, np.empty(0, dtype=np.intp), None
@@ -236,8 +236,8 @@ def load_patient_courses(
         return []
     patients: list[Patient] = [row[0] for row in rows]
     ward = _Ward(patients, zone, tz, as_of)
-    tables = _Tables(session, ward, _pk_subquery(patient_ids, active_only), as_of,
-                     _setting_on(rows[0][1]))
+    tables = _Tables(session, ward, pk_subquery(patient_ids, active_only), as_of,
+                     setting_on(rows[0][1]))
     tables.read()
 
     infos = {_pk(p): _info(p) for p in patients}
@@ -246,7 +246,7 @@ def load_patient_courses(
 
     def nothing(name: str) -> pd.DataFrame:
         if name not in empty:
-            empty[name] = _empty_frame(FRAME_COLUMNS[name])
+            empty[name] = empty_frame(FRAME_COLUMNS[name])
         return empty[name].copy(deep=False)
 
     where = {int(pk): i for i, pk in enumerate(ward.pks.tolist())}

@@ -28,7 +28,7 @@ from core.store.models import (
     as_utc,
     utcnow,
 )
-from core.views.ward import FINAL, SEVERITY_RANK, _records_by_pk, short_name, utc_series
+from core.views.ward import FINAL, SEVERITY_RANK, records_by_pk, short_name, utc_series
 
 DEFAULT_STALE_AFTER = timedelta(hours=24)  # [DESIGN] huddle warns when data/evaluation is older
 CHANGE_VERBS = {
@@ -127,7 +127,7 @@ def changes_since(session: Session, since: datetime, now: datetime | None = None
 
 def change_lines(changes: pd.DataFrame, limit: int = 3) -> dict[int, list[str]]:
     """Each patient's most telling changes, one line each: severe and escalations first."""
-    return {pk: _change_lines(rows, limit) for pk, rows in _records_by_pk(changes).items()}
+    return {pk: _change_lines(rows, limit) for pk, rows in records_by_pk(changes).items()}
 
 
 def _change_lines(rows: list[dict], limit: int) -> list[str]:

@@ -129,7 +129,7 @@ def _since(alerts: list[dict], rule: str) -> float | None:
     return min(days) if days else None
 
 
-def _records_by_pk(frame: pd.DataFrame) -> dict[int, list[dict]]:
+def records_by_pk(frame: pd.DataFrame) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
     for rec in frame.to_dict("records"):
         out.setdefault(int(rec["patient_pk"]), []).append(rec)
@@ -188,7 +188,7 @@ def ward_summary(session: Session, tz: str, now: datetime | None = None,
         vals, times = series.setdefault((int(pk), analyte), ([], []))
         vals.append(float(value))
         times.append(at)
-    alerts_by = _records_by_pk(alerts)
+    alerts_by = records_by_pk(alerts)
 
     rows = []
     met_syndromes = syndrome_ids("met")  # an open alert of one weighs the concern score
@@ -297,5 +297,5 @@ def _alert_lines(rows: list[dict], limit: int) -> list[str]:
 def top_alerts(session: Session, patient_pks: Sequence[int],
                limit: int = 3) -> dict[int, list[str]]:
     """Each patient's open alerts as short lines, unacknowledged and most severe first."""
-    by_pk = _records_by_pk(_open_alerts(session, list(patient_pks)))
+    by_pk = records_by_pk(_open_alerts(session, list(patient_pks)))
     return {int(pk): _alert_lines(by_pk.get(int(pk), []), limit) for pk in patient_pks}
