@@ -6,8 +6,9 @@
 A synthetic ward (bench/replay_rules.py courses) in a fresh SQLite file; the listener
 (core.capture.hl7.listener) on a free port of 127.0.0.1; `--senders` connections each send ORU^R01
 messages of `--obx` results (LOINC-coded labs for a random patient) one after another, each
-as soon as the previous one is acknowledged, for `--seconds`. Every message is one
-transaction that also brings the patient's alerts up to date before the ACK.
+as soon as the previous one is acknowledged, for `--seconds`. Every message is all or
+nothing and brings its patient's alerts up to date before its ACK; messages that arrive
+together share one commit (core.capture.hl7.listener).
 The senders run in a process of their own, as a lab system is another machine: in the
 listener's process they would take its CPU and its GIL. Reports messages/s sustained (target
 >= 100), the ACK latency p50/p95 (target p95 <= 0.2 s) and the listener process's CPU time

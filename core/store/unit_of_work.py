@@ -10,7 +10,7 @@ episode, a treatment or a course event raises its alert without anyone running `
 Which patients a write touched is collected on the session itself (`session.info`): the
 ORM's flushes of clinical rows are seen by an `after_flush` listener on that one session,
 and bulk inserts that bypass the ORM (core.capture.importing.write_rows) call `touch`. A rollback
-forgets them (a refused import or a dry run evaluates nobody).
+forgets them (a refused import or a dry run evaluates nobody); a SAVEPOINT's rollback does not.
 
 A rule or alert sync that raises never costs the data: the evaluation runs in a SAVEPOINT;
 on failure it is rolled back alone, logged, and an `EvaluationFailure` row is written with
@@ -66,7 +66,11 @@ def _after_flush(session: Session, _context: Any) -> None:
 
 
 def _forget(session: Session, _previous: Any = None) -> None:
-    session.info[TOUCHED].clear()
+    """The transaction rolled back: it touched nobody. A SAVEPOINT rolled back inside it
+    (one HL7 message of several) forgets nothing: its patients are evaluated with the rest,
+    needlessly but harmlessly."""
+    if not session.in_transaction():
+        session.info[TOUCHED].clear()
 
 
 @contextmanager

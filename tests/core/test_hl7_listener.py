@@ -5,7 +5,9 @@ real process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -120,7 +122,24 @@ def test_a_malformed_message_over_mllp_gets_ae(listener: ListenerThread,
     assert rows(ward_file) == 2
 
 
-def test_four_senders_at_once_lose_nothing(listener: ListenerThread, ward_file: Engine) -> None:
+def test_a_frame_that_is_not_hl7_gets_ae_and_is_kept(listener: ListenerThread,
+                                                     ward_file: Engine) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as sock:
+        sock.sendall(_frame("not HL7 at all"))
+        ack = b""
+        while not ack.endswith(b"\x1c\x0d"):
+            chunk = sock.recv(4096)
+            assert chunk, "connection closed before the ACK"
+            ack += chunk
+    assert b"MSA|AE|" in ack and b"does not begin with an MSH segment" in ack
+    with Session(ward_file) as s:
+        kept = s.execute(select(InboundMessage)).scalars().one()
+    assert (kept.status, kept.raw) == ("refused", "not HL7 at all")
+
+
+def test_four_senders_at_once_lose_nothing_and_share_commits(
+        listener: ListenerThread, ward_file: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="core.capture.hl7.receive")
     base = datetime.now(UTC) - timedelta(hours=1)
 
     def batch(sender: int) -> list[str]:
@@ -145,7 +164,12 @@ def test_four_senders_at_once_lose_nothing(listener: ListenerThread, ward_file: 
         stored = s.execute(select(func.count()).select_from(InboundMessage).where(
             InboundMessage.status == "stored")).scalar_one()
     assert stored == SENDERS * PER_SENDER
-    print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s")
+    # the senders' messages gathered while the database was busy and shared commits
+    together = [int(m.group(1)) for r in caplog.records
+                if (m := re.search(r"\((\d+) message\(s\) together\)", r.getMessage()))]
+    assert len(together) == SENDERS * PER_SENDER and max(together) == SENDERS
+    print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s, "
+          f"{len(together) / sum(1 / n for n in together):.1f} messages per commit")
 
 
 def _frame(message: str) -> bytes:

@@ -1,6 +1,7 @@
-"""HL7 v2 receiving (core.capture.hl7.receive): one message, one transaction, one ACK, on SQLite and
-PostgreSQL (`store`). Messages are built here with realistic segments for synthetic
-patients only; the listener over a real socket is tested in test_hl7_listener.py."""
+"""HL7 v2 receiving (core.capture.hl7.receive): each message all or nothing, one ACK each,
+on SQLite and PostgreSQL (`store`); messages received together share one commit. Messages
+are built here with realistic segments for synthetic patients only; the listener over a real
+socket is tested in test_hl7_listener.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from core.capture.hl7.receive import receive
+from core.capture.hl7.receive import receive, receive_all
 from core.capture.importing import import_file
 from core.config import Settings
 from core.store.db import is_sqlite, make_engine
@@ -135,6 +136,25 @@ def test_an_oru_is_stored_acknowledged_and_its_alert_follows(ward: Engine) -> No
     assert (msg.status, msg.rows_written, msg.patient_id, msg.message_type) == (
         "stored", 3, "SYN-001", "ORU^R01")
     with Session(ward) as s:  # the evaluation followed the write: a grade 4 platelet alert
+        alert = s.execute(select(Alert).where(Alert.rule_id == "ctcae_platelets")).scalars()
+        assert [a.grade for a in alert] == [4]
+
+
+def test_messages_received_together_are_each_all_or_nothing_and_commit_together(
+        ward: Engine) -> None:
+    bad = oru("G2", [("2276-4", "Ferritin", "LN", "NM", "abc", "ug/L", "", "")],
+              patient="SYN-002")
+    group = [oru("G1", [PLT]), bad, oru("G3", [FER], patient="SYN-002"), oru("G1", [PLT]),
+             "not HL7 at all"]
+    replies = receive_all(ward, group, settings_of(ward))
+    assert [r.code for r in replies] == ["AA", "AE", "AA", "AA", "AE"]
+    assert [ack_fields(r.ack)["control"] for r in replies[:4]] == ["G1", "G2", "G3", "G1"]
+    # G1's platelets and G3's ferritin; nothing of G2; the resend of G1 adds nothing
+    assert [(r.analyte, r.value) for r in labs(ward, "platelets") + labs(ward, "ferritin")] == [
+        ("platelets", 8.0), ("ferritin", 900.0)]
+    assert [inbound(ward, c).status for c in ("G1", "G2", "G3")] == [
+        "stored", "refused", "stored"]
+    with Session(ward) as s:  # G1's patient was evaluated though G2 was rolled back after it
         alert = s.execute(select(Alert).where(Alert.rule_id == "ctcae_platelets")).scalars()
         assert [a.grade for a in alert] == [4]
 
@@ -351,9 +371,12 @@ def test_a_store_that_cannot_write_gets_ar_and_nothing_is_stored(ward: Engine) -
             dbapi_conn.commit()
     try:
         reply = receive(broken, oru("AR1"), settings_of(ward))
+        group = receive_all(broken, [oru("AR2"), oru("AR3", [FER], patient="SYN-002")],
+                            settings_of(ward))
     finally:
         broken.dispose()
     assert reply.code == "AR" and reply.status is None
+    assert [(r.code, r.status) for r in group] == [("AR", None), ("AR", None)]
     assert count(ward, InboundMessage) == count(ward, LabResult) == 0
     assert send(ward, oru("AR1"))["code"] == "AA"  # the sender's retry lands
     assert count(ward, LabResult) == 2

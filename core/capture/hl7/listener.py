@@ -1,11 +1,16 @@
 """The MLLP listener: python-hl7's asyncio server, the database work off the event loop.
 
-Each connection is read one framed message at a time (python-hl7's MLLP stream reader); the
-message is processed in a worker thread (`core.capture.hl7.receive.receive`: one transaction) and
-its
-ACK written before the next message of that connection is read, so a sender's messages are
-applied in the order sent while other connections go on at the same time. A connection that
-closes in the middle of a message leaves nothing: only a complete frame is ever processed.
+Each connection is read one framed message at a time (python-hl7's MLLP stream reader) and
+its ACK written before the next message of that connection is read, so a sender's messages
+are applied in the order sent while other connections go on at the same time. A connection
+that closes in the middle of a message leaves nothing: only a complete frame is ever
+processed.
+
+Complete messages wait in one queue for a database worker (one on SQLite, which has one
+writer; `workers` on PostgreSQL). A worker takes every message waiting, up to `MAX_GROUP`,
+and processes them together in a worker thread (`core.capture.hl7.receive.receive_all`: each
+message all or nothing, one commit for the group, their patients evaluated once): while the
+database is busy, the messages of several senders gather and share the next commit.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
-from core.capture.hl7.receive import Reply, receive
+from core.capture.hl7.receive import Reply, receive_all
 from core.config import Settings
 from core.store.db import is_sqlite
 
@@ -31,6 +36,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 2575
 MAX_MESSAGE_BYTES = 4 * 2**20
+# at most this many messages share a commit: a group holds SQLite's write lock for about
+# 10 ms a message, and a nurse's save waits behind it
+MAX_GROUP = 16
+# ... and a worker waits this long at most for the other open connections' next messages:
+# their ACKs left together, so their next messages arrive within a millisecond or two
+GATHER_S = 0.005
+Handler = Callable[[Engine, list[str], Settings], list[Reply]]
 
 
 def _decode(block: bytes) -> str:
@@ -45,17 +57,22 @@ class Listener:
 
     def __init__(self, engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
                  port: int = DEFAULT_PORT, workers: int = 4,
-                 handler: Callable[[Engine, str, Settings], Reply] | None = None) -> None:
+                 handler: Handler | None = None) -> None:
         self.engine, self.settings, self.host, self.port = engine, settings, host, port
         # SQLite has one writer at a time and its busy wait is not fair (a waiting writer can
         # starve for seconds while others take turns): its messages queue here, first come
         # first served, for one database thread. PostgreSQL takes `workers` at once.
         self.workers = 1 if is_sqlite(engine) else workers
         self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hl7")
-        self.handler = handler or receive
+        self.handler = handler or receive_all
         self._server: asyncio.Server | None = None
+        self._waiting: asyncio.Queue[tuple[str, asyncio.Future[Reply]]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._connections = 0
 
     async def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work(), name=f"hl7-database-{n}")
+                         for n in range(self.workers)]
         server: asyncio.Server = await start_hl7_server(self._client, self.host, self.port,
                                                         limit=MAX_MESSAGE_BYTES)
         self._server = server
@@ -67,14 +84,52 @@ class Listener:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        # messages in flight finish their transaction (and may still send their ACK)
+        # messages waiting or in flight finish their transaction (and may still send their ACK)
+        await self._waiting.join()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         log.info("HL7 listener on %s:%d stopped", self.host, self.port)
+
+    async def _work(self) -> None:
+        """A database worker: every message waiting (up to MAX_GROUP) in one group commit,
+        each one's ACK handed back to its connection."""
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._waiting.get()]
+            until = loop.time() + GATHER_S
+            while len(group) < min(MAX_GROUP, self._connections):
+                if self._waiting.empty() and loop.time() >= until:
+                    break
+                try:
+                    group.append(await asyncio.wait_for(self._waiting.get(),
+                                                        max(0.0, until - loop.time())))
+                except TimeoutError:
+                    break
+            try:
+                replies = await loop.run_in_executor(
+                    self.executor, self.handler, self.engine, [raw for raw, _ in group],
+                    self.settings)
+            except Exception as exc:  # receive_all answers every message; this is a bug
+                log.exception("HL7: %d message(s) could not be processed; their connections "
+                              "get no ACK and the senders retry", len(group))
+                for _raw, answer in group:
+                    if not answer.done():
+                        answer.set_exception(exc)
+            else:
+                for (_raw, answer), reply in zip(group, replies, strict=True):
+                    if not answer.done():  # its connection may have gone meanwhile
+                        answer.set_result(reply)
+            finally:
+                for _ in group:
+                    self._waiting.task_done()
 
     async def _client(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         log.info("HL7 connection from %s", peer)
         loop = asyncio.get_running_loop()
+        self._connections += 1
         try:
             while True:
                 try:
@@ -91,14 +146,15 @@ class Listener:
                 except ValueError as exc:  # longer than MAX_MESSAGE_BYTES
                     log.warning("HL7 from %s: message too long, skipped (%s)", peer, exc)
                     continue
-                raw = _decode(block)
-                reply = await loop.run_in_executor(self.executor, self.handler, self.engine,
-                                                   raw, self.settings)
+                answer: asyncio.Future[Reply] = loop.create_future()
+                await self._waiting.put((_decode(block), answer))
+                reply = await answer
                 writer.writeblock(reply.ack.encode("utf-8"))
                 await writer.drain()
         except ConnectionError as exc:
             log.warning("HL7 connection from %s lost: %s", peer, exc)
         finally:
+            self._connections -= 1
             writer.close()
             try:
                 await writer.wait_closed()

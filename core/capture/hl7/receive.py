@@ -1,4 +1,4 @@
-"""One HL7 message -> one transaction -> one acknowledgement (original mode).
+"""HL7 messages -> their transaction -> one acknowledgement each (original mode).
 
 - AA: committed. The values are in the clinical tables (their patients' alerts brought up to
   date in the same transaction, core.store.unit_of_work), or the message is held for a person
@@ -8,6 +8,12 @@
   small transaction.
 - AR: the store cannot take it now (read-only, full, unreachable: core.store.faults); nothing is
   stored and the sender retries.
+
+Each message is all or nothing on its own. Messages that arrived together (from several
+senders while the database was busy) share one commit, a group commit (`receive_all`): each is
+applied in a SAVEPOINT, so a bad one is refused alone; then every touched patient is evaluated
+once and the transaction commits, and only then does any of them get its AA. An ACK still
+means committed, and a message without one may be sent again.
 
 MSH-10 makes a resend of a stored or held message a no-op acknowledged with the same code.
 """
@@ -39,7 +45,7 @@ from core.capture.hl7.parse import (
 from core.capture.hl7.results import Hold, apply
 from core.config import Settings
 from core.store import audit
-from core.store.faults import StorageFault
+from core.store.faults import FAULT_TYPES, StorageFault, write_failure
 from core.store.models import InboundMessage, MessageStatus, SiteSetting
 from core.store.unit_of_work import write_session
 
@@ -48,7 +54,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "hl7"
 ACTOR = "hl7-listener"
 ID_TYPE_SETTING = "hl7.patient_identifier_type"  # PID-3 CX-5 type; default: first repetition
-_FALLBACK_MSH = "MSH|^~\\&|||||||ACK||P|2.5"
+_FALLBACK_MSH = "MSH|^~\\&|||||||ACK^ACK^ACK||P|2.5"
 
 
 @dataclass(frozen=True)
@@ -102,39 +108,55 @@ def build_ack(message: hl7.Message | None, code: str, problems: list[Problem] | 
 
 def receive(engine: Engine, raw: str, settings: Settings | None = None) -> Reply:
     """Process one message (its text without MLLP framing) and return the ACK to send."""
+    return receive_all(engine, [raw], settings)[0]
+
+
+def receive_all(engine: Engine, raws: list[str], settings: Settings | None = None
+                ) -> list[Reply]:
+    """Process messages that arrived together, in order, in one transaction with a SAVEPOINT
+    each (see the module's doc); their ACKs, in the same order."""
     settings = settings or Settings.from_env()
     started = time.perf_counter()
-    try:
-        message = parse_message(raw)
-    except Problem as p:
-        return _refuse(engine, raw, None, None, p)
-    try:
-        head = header(message)
-    except Problem as p:
-        return _refuse(engine, raw, message, None, p)
-    try:
+    replies: dict[int, Reply] = {}
+    refused: dict[int, tuple[hl7.Message | None, Header | None, Problem]] = {}
+    readable: list[tuple[int, hl7.Message, Header]] = []
+    for i, raw in enumerate(raws):
+        message: hl7.Message | None = None
         try:
-            reply = _receive(engine, raw, message, head, settings)
-        except IntegrityError:
-            # the same MSH-10 committed by another connection a moment ago: now a resend
-            log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
-            reply = _receive(engine, raw, message, head, settings)
-    except StorageFault as exc:
-        log.warning("HL7 %s not stored, AR sent (the sender retries): %s", head.control_id, exc)
-        problem = Problem("MSH", 1, 0, INTERNAL_ERROR, str(exc))
-        return Reply("AR", build_ack(message, "AR", [problem], "store unavailable; retry"),
-                     head.control_id, None, str(exc))
-    except Problem as p:
-        return _refuse(engine, raw, message, head, p)
-    except Exception as exc:  # a bug: keep the message (refused, raw kept) and say so
-        log.exception("HL7 %s could not be processed", head.control_id)
-        problem = Problem("MSH", 1, 0, INTERNAL_ERROR,
-                          f"internal error ({type(exc).__name__}: {exc}); the message is kept "
-                          "for the administrator")
-        return _refuse(engine, raw, message, head, problem)
-    log.info("HL7 %s %s from %s: %s %s in %.3f s", head.control_id, head.message_type,
-             head.sender or "?", reply.code, reply.status, time.perf_counter() - started)
-    return reply
+            message = parse_message(raw)
+            readable.append((i, message, header(message)))
+        except Problem as p:
+            refused[i] = (message, None, p)
+    if readable:
+        try:
+            with write_session(engine, settings=settings, actor=ACTOR) as session:
+                for i, message, head in readable:
+                    outcome = _alone(session, raws[i], message, head, settings)
+                    if isinstance(outcome, Problem):
+                        refused[i] = (message, head, outcome)
+                    else:
+                        replies[i] = outcome
+        except Exception as exc:  # nothing of the group committed: every message gets AR
+            if isinstance(exc, StorageFault):
+                log.warning("HL7 %d message(s) not stored, AR sent (the senders retry): %s",
+                            len(readable), exc)
+            else:  # a bug outside any one message (the commit, the evaluation's record)
+                log.exception("HL7 %d message(s) not stored, AR sent", len(readable))
+            problem = Problem("MSH", 1, 0, INTERNAL_ERROR, str(exc))
+            for i, message, head in readable:
+                replies[i] = Reply("AR", build_ack(message, "AR", [problem],
+                                                   "store unavailable; retry"),
+                                   head.control_id, None, str(exc))
+                refused.pop(i, None)
+    for i, refusal in refused.items():
+        replies[i] = _refuse(engine, raws[i], *refusal)
+    seconds = time.perf_counter() - started
+    for i, _message, head in readable:
+        reply = replies[i]
+        log.info("HL7 %s %s from %s: %s %s in %.3f s (%d message(s) together)",
+                 head.control_id, head.message_type, head.sender or "?", reply.code,
+                 reply.status, seconds, len(raws))
+    return [replies[i] for i in range(len(raws))]
 
 
 def process(session: Session, raw: str, settings: Settings, *, actor: str,
@@ -153,32 +175,57 @@ def process(session: Session, raw: str, settings: Settings, *, actor: str,
     return MessageStatus.STORED, applied.summary(), applied.rows_written, applied.patient_id
 
 
-def _receive(engine: Engine, raw: str, message: hl7.Message, head: Header,
-             settings: Settings) -> Reply:
-    with write_session(engine, settings=settings, actor=ACTOR) as session:
-        known = _inbound(session, head.control_id)
-        if known is not None and known.status != MessageStatus.REFUSED.value:
-            if known.raw != raw:
-                log.warning("HL7 %s: a different message reuses a control ID already "
-                            "received; nothing added", head.control_id)
-            log.info("HL7 %s is a resend (%s): nothing added", head.control_id, known.status)
-            return Reply("AA", build_ack(message, "AA"), head.control_id,
-                         MessageStatus(known.status), known.reason)
-        status, reason, rows, patient_id = process(session, raw, settings, actor=ACTOR,
-                                                   message=message)
-        row = known or InboundMessage(channel=CHANNEL, control_id=head.control_id, raw=raw,
-                                      status=status)
-        row.message_type, row.sender = head.message_type[:20], head.sender
-        row.raw, row.status, row.reason, row.rows_written = raw, status, reason[:2000], rows
-        row.patient_id = (patient_id or None) and patient_id[:64]
-        row.processed_at = datetime.now(UTC)
-        session.add(row)
-        session.flush()
-        audit.record(session, actor=ACTOR, action=f"hl7_{status.value}",
-                     table_name="inboundmessage", record_id=row.id, patient_id=row.patient_id,
-                     after={"control_id": head.control_id, "type": head.message_type,
-                            "sender": head.sender, "rows_written": rows},
-                     reason=reason)
+def _alone(session: Session, raw: str, message: hl7.Message, head: Header,
+           settings: Settings, *, again: bool = True) -> Reply | Problem:
+    """One message in its own SAVEPOINT of the caller's transaction: its AA, or the Problem
+    that refuses it with nothing of it written. A storage fault is raised (the whole
+    transaction fails: AR)."""
+    try:
+        with session.begin_nested():
+            return _store(session, raw, message, head, settings)
+    except Problem as p:
+        return p
+    except IntegrityError:
+        if not again:
+            raise
+        # the same MSH-10 committed by another connection a moment ago: now a resend
+        log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
+        return _alone(session, raw, message, head, settings, again=False)
+    except Exception as exc:
+        if isinstance(exc, FAULT_TYPES) and write_failure(exc) is not None:
+            raise
+        # a bug: keep the message (refused, raw kept) and say so
+        log.exception("HL7 %s could not be processed", head.control_id)
+        return Problem("MSH", 1, 0, INTERNAL_ERROR,
+                       f"internal error ({type(exc).__name__}: {exc}); the message is kept "
+                       "for the administrator")
+
+
+def _store(session: Session, raw: str, message: hl7.Message, head: Header,
+           settings: Settings) -> Reply:
+    known = _inbound(session, head.control_id)
+    if known is not None and known.status != MessageStatus.REFUSED.value:
+        if known.raw != raw:
+            log.warning("HL7 %s: a different message reuses a control ID already "
+                        "received; nothing added", head.control_id)
+        log.info("HL7 %s is a resend (%s): nothing added", head.control_id, known.status)
+        return Reply("AA", build_ack(message, "AA"), head.control_id,
+                     MessageStatus(known.status), known.reason)
+    status, reason, rows, patient_id = process(session, raw, settings, actor=ACTOR,
+                                               message=message)
+    row = known or InboundMessage(channel=CHANNEL, control_id=head.control_id, raw=raw,
+                                  status=status)
+    row.message_type, row.sender = head.message_type[:20], head.sender
+    row.raw, row.status, row.reason, row.rows_written = raw, status, reason[:2000], rows
+    row.patient_id = (patient_id or None) and patient_id[:64]
+    row.processed_at = datetime.now(UTC)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=ACTOR, action=f"hl7_{status.value}",
+                 table_name="inboundmessage", record_id=row.id, patient_id=row.patient_id,
+                 after={"control_id": head.control_id, "type": head.message_type,
+                        "sender": head.sender, "rows_written": rows},
+                 reason=reason)
     return Reply("AA", build_ack(message, "AA"), head.control_id, status, reason)
 
 
