@@ -374,13 +374,11 @@ def resolve_for_inactive(
 ) -> int:
     """Resolve the open alerts of patients who are no longer active (discharged, ...)."""
     now = as_utc(now) or utcnow()
-    keep = set(active_pks)
-    stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]))
+    stmt = select(Alert).where(col(Alert.state).in_([s.value for s in OPEN_STATES]),
+                               col(Alert.patient_pk).not_in(sorted(set(active_pks))))
     rec = Recorder(session, notify)
     count = 0
     for alert in session.scalars(stmt).all():
-        if alert.patient_pk in keep:
-            continue
         before = alert_state(alert)
         alert.state = AlertState.RESOLVED
         alert.resolved_at = now
