@@ -79,8 +79,9 @@ async def sender(port: int, n: int, patients: list[str], obx: int, until: float,
     i = 0
     try:
         while (i < count) if count is not None else (time.perf_counter() < until):
-            # distinct collection times per sender and message: every result is new
-            when = base - timedelta(seconds=i * 10 + n)
+            # distinct collection times per sender and message (up to 100 senders): every
+            # result is new
+            when = base - timedelta(seconds=i * 100 + n)
             text = message(f"B{n}-{i}", rng.choice(patients), when, obx, rng)
             started = time.perf_counter()
             writer.writemessage(hl7.parse(text))
