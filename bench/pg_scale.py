@@ -293,16 +293,16 @@ def load_cohort(url: str, plan: Plan, progress: Progress | None = _stderr) -> di
         cur.execute("SELECT pg_database_size(current_database())")
         size = int(cur.fetchone()[0])  # type: ignore[index]
     return {"rows": counts, "rows_total": sum(counts.values()),
-            "copy_seconds": round(copy_s, 1),
+            "copy_seconds": round(copy_s, 3),
             "copy_rows_per_s": round(written / copy_s) if copy_s else None,
             # CPU behind the COPY wall time: this process (generating and formatting rows)
             # and its PostgreSQL backend (None on a server elsewhere)
-            "copy_client_cpu_seconds": round(client_cpu, 1),
-            "copy_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 1),
-            "index_seconds": round(times["index_seconds"], 1),
+            "copy_client_cpu_seconds": round(client_cpu, 3),
+            "copy_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 3),
+            "index_seconds": round(times["index_seconds"], 3),
             "indexes_rebuilt": times["indexes_rebuilt"],
-            "vacuum_analyze_seconds": round(vacuum_s, 1),
-            "load_seconds": round(time.perf_counter() - started, 1),
+            "vacuum_analyze_seconds": round(vacuum_s, 3),
+            "load_seconds": round(time.perf_counter() - started, 3),
             "db_size_mb": round(size / 2**20)}
 
 
