@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from core.capture.hl7.listener import ListenerThread
+from core.capture.hl7.listener import MAX_GROUP, ListenerThread
 from core.capture.importing import import_file
 from core.config import Settings
 from core.store.db import init_db, make_engine
@@ -170,6 +171,50 @@ def test_four_senders_at_once_lose_nothing_and_share_commits(
     assert len(together) == SENDERS * PER_SENDER and max(together) == SENDERS
     print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s, "
           f"{len(together) / sum(1 / n for n in together):.1f} messages per commit")
+
+
+def test_stopping_under_a_steady_feed_ends_and_every_acknowledged_message_is_stored(
+        ward_file: Engine) -> None:
+    settings = Settings(database_url=ward_file.url.render_as_string(hide_password=False))
+    listener = ListenerThread(ward_file, settings).start()
+    feeds = MAX_GROUP + 4  # more senders than a group takes: the queue is never empty
+    acked: list[str] = []
+    enough = threading.Event()  # the senders give up once the stop has returned
+
+    async def feed(n: int) -> None:  # one message after another until the listener hangs up
+        reader, writer = await open_hl7_connection("127.0.0.1", listener.port,
+                                                   encoding="utf-8")
+        try:
+            for i in range(100_000):
+                if enough.is_set():
+                    break
+                when = stamp(2 + (i * feeds + n) / 3600)  # a new collection time each
+                writer.writemessage(hl7.parse(oru(f"F{n}-{i}", [FER], when=when)))
+                await writer.drain()
+                ack = await asyncio.wait_for(reader.readmessage(), 30)
+                acked.append(str(ack.segment("MSA")(1)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the listener closed the connection: the last message had no ACK
+        finally:
+            writer.close()
+
+    async def everyone() -> None:
+        await asyncio.gather(*(feed(n) for n in range(feeds)))
+
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(asyncio.run, everyone())
+        while len(acked) < 3 * feeds and not sending.done():
+            time.sleep(0.05)
+        started = time.perf_counter()
+        listener.stop()
+        stopping = time.perf_counter() - started
+        enough.set()
+        sending.result(timeout=60)
+    assert stopping < 10, stopping  # the senders do not keep it open
+    assert len(acked) >= 3 * feeds and set(acked) == {"AA"}
+    # every AA was committed; at most the messages in flight at the stop (one a sender) are
+    # stored unanswered (a resend of one is acknowledged without adding anything)
+    assert len(acked) <= rows(ward_file, InboundMessage) <= len(acked) + feeds
 
 
 def _frame(message: str) -> bytes:

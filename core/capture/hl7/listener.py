@@ -69,6 +69,7 @@ class Listener:
         self._waiting: asyncio.Queue[tuple[str, asyncio.Future[Reply]]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._connections = 0
+        self._closing = False
 
     async def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(), name=f"hl7-database-{n}")
@@ -81,6 +82,7 @@ class Listener:
                  self.workers)
 
     async def close(self) -> None:
+        self._closing = True  # a message read from now on is not taken: no ACK, sent again
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -146,6 +148,10 @@ class Listener:
                 except ValueError as exc:  # longer than MAX_MESSAGE_BYTES
                     log.warning("HL7 from %s: message too long, skipped (%s)", peer, exc)
                     continue
+                if self._closing:
+                    log.info("HL7 listener stopping: a message from %s not taken (no ACK; "
+                             "the sender sends it again)", peer)
+                    break
                 answer: asyncio.Future[Reply] = loop.create_future()
                 await self._waiting.put((_decode(block), answer))
                 reply = await answer
