@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             pool.submit(time.sleep, 0).result()  # the senders' process started and imported
             cpu = time.process_time()
-            with ListenerThread(engine, settings, workers=args.senders) as listener:
+            with ListenerThread(engine, settings) as listener:
                 seconds, latencies, codes = pool.submit(
                     senders_process, listener.port, args, patients).result()
             cpu = time.process_time() - cpu

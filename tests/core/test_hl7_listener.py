@@ -42,15 +42,25 @@ SENDERS, PER_SENDER = 4, 250  # the issue's 4 x 250 (bench/hl7_feed.py --message
 INFUSED = date.today() - timedelta(days=5)
 
 
+def _register_patients(engine: Engine) -> Engine:
+    rows = "".join(f"SYN-{i:03d},{INFUSED},axi-cel,4A-{i:02d}\n" for i in range(1, 5))
+    assert import_file(engine, f"patient_id,infusion_date,product,bed\n{rows}".encode(),
+                       "patients.csv").ok
+    return engine
+
+
 @pytest.fixture
 def ward_file(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'ward.db'}")
     init_db(engine)
-    rows = "".join(f"SYN-{i:03d},{INFUSED},axi-cel,4A-{i:02d}\n" for i in range(1, 5))
-    assert import_file(engine, f"patient_id,infusion_date,product,bed\n{rows}".encode(),
-                       "patients.csv").ok
-    yield engine
+    yield _register_patients(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def ward_store(store: Engine) -> Engine:
+    """The same ward on a SQLite file, then on PostgreSQL."""
+    return _register_patients(store)
 
 
 @pytest.fixture
@@ -139,8 +149,26 @@ def test_a_frame_that_is_not_hl7_gets_ae_and_is_kept(listener: ListenerThread,
 
 
 def test_four_senders_at_once_lose_nothing_and_share_commits(
-        listener: ListenerThread, ward_file: Engine, caplog: pytest.LogCaptureFixture) -> None:
+        ward_store: Engine, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="core.capture.hl7.receive")
+    settings = Settings(database_url=ward_store.url.render_as_string(hide_password=False))
+    with ListenerThread(ward_store, settings) as listener:
+        results, seconds = _four_senders(listener.port)
+    assert all(codes == ["AA"] * PER_SENDER for codes in results)
+    assert rows(ward_store) == SENDERS * PER_SENDER * 2
+    with Session(ward_store) as s:
+        stored = s.execute(select(func.count()).select_from(InboundMessage).where(
+            InboundMessage.status == "stored")).scalar_one()
+    assert stored == SENDERS * PER_SENDER
+    # the senders' messages gathered while the database was busy and shared commits
+    together = [int(m.group(1)) for r in caplog.records
+                if (m := re.search(r"\((\d+) message\(s\) together\)", r.getMessage()))]
+    assert len(together) == SENDERS * PER_SENDER and max(together) == SENDERS
+    print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s, "
+          f"{len(together) / sum(1 / n for n in together):.1f} messages per commit")
+
+
+def _four_senders(port: int) -> tuple[list[list[str]], float]:
     base = datetime.now(UTC) - timedelta(hours=1)
 
     def batch(sender: int) -> list[str]:
@@ -153,24 +181,12 @@ def test_four_senders_at_once_lose_nothing_and_share_commits(
         return out
 
     async def everyone() -> list[list[str]]:
-        return await asyncio.gather(*(_send_all(listener.port, batch(s))
+        return await asyncio.gather(*(_send_all(port, batch(s))
                                       for s in range(1, SENDERS + 1)))
 
     started = time.perf_counter()
     results = run_async(everyone())
-    seconds = time.perf_counter() - started
-    assert all(codes == ["AA"] * PER_SENDER for codes in results)
-    assert rows(ward_file) == SENDERS * PER_SENDER * 2
-    with Session(ward_file) as s:
-        stored = s.execute(select(func.count()).select_from(InboundMessage).where(
-            InboundMessage.status == "stored")).scalar_one()
-    assert stored == SENDERS * PER_SENDER
-    # the senders' messages gathered while the database was busy and shared commits
-    together = [int(m.group(1)) for r in caplog.records
-                if (m := re.search(r"\((\d+) message\(s\) together\)", r.getMessage()))]
-    assert len(together) == SENDERS * PER_SENDER and max(together) == SENDERS
-    print(f"{SENDERS}x{PER_SENDER} messages in {seconds:.1f} s, "
-          f"{len(together) / sum(1 / n for n in together):.1f} messages per commit")
+    return results, time.perf_counter() - started
 
 
 def test_stopping_under_a_steady_feed_ends_and_every_acknowledged_message_is_stored(

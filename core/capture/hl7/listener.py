@@ -6,11 +6,15 @@ are applied in the order sent while other connections go on at the same time. A 
 that closes in the middle of a message leaves nothing: only a complete frame is ever
 processed.
 
-Complete messages wait in one queue for a database worker (one on SQLite, which has one
-writer; `workers` on PostgreSQL). A worker takes every message waiting, up to `MAX_GROUP`,
-and processes them together in a worker thread (`core.capture.hl7.receive.receive_all`: each
-message all or nothing, one commit for the group, their patients evaluated once): while the
-database is busy, the messages of several senders gather and share the next commit.
+Complete messages wait in one queue, first come first served, for the one database worker.
+It takes every message waiting, up to `MAX_GROUP`, and processes them together in its thread
+(`core.capture.hl7.receive.receive_all`: each message all or nothing, one commit for the
+group, their patients evaluated once): while the database is busy, the messages of several
+senders gather and share the next commit. One worker on every engine: SQLite has one writer
+(and its busy wait is not fair: a waiting writer can starve for seconds), and on PostgreSQL
+every write's evaluation takes the evaluation lock until it commits, so parallel transactions
+would only wait for each other (4 x 250 messages from 4 senders: 33 s with 4 workers of one
+message each, 17 s with one worker's groups). Several listener processes share that lock.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from sqlalchemy.engine import Engine
 
 from core.capture.hl7.receive import Reply, receive_all
 from core.config import Settings
-from core.store.db import is_sqlite
 
 try:  # python-hl7 >= 0.4
     from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
@@ -56,30 +59,23 @@ class Listener:
     """An MLLP server bound to (host, port); `port` 0 picks a free one (see `.port`)."""
 
     def __init__(self, engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT, workers: int = 4,
-                 handler: Handler | None = None) -> None:
+                 port: int = DEFAULT_PORT, handler: Handler | None = None) -> None:
         self.engine, self.settings, self.host, self.port = engine, settings, host, port
-        # SQLite has one writer at a time and its busy wait is not fair (a waiting writer can
-        # starve for seconds while others take turns): its messages queue here, first come
-        # first served, for one database thread. PostgreSQL takes `workers` at once.
-        self.workers = 1 if is_sqlite(engine) else workers
-        self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hl7")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hl7-database")
         self.handler = handler or receive_all
         self._server: asyncio.Server | None = None
         self._waiting: asyncio.Queue[tuple[str, asyncio.Future[Reply]]] = asyncio.Queue()
-        self._workers: list[asyncio.Task[None]] = []
+        self._worker: asyncio.Task[None] | None = None
         self._connections = 0
         self._closing = False
 
     async def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(), name=f"hl7-database-{n}")
-                         for n in range(self.workers)]
+        self._worker = asyncio.create_task(self._work(), name="hl7-database")
         server: asyncio.Server = await start_hl7_server(self._client, self.host, self.port,
                                                         limit=MAX_MESSAGE_BYTES)
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
-        log.info("HL7 listener on %s:%d (MLLP), %d database worker(s)", self.host, self.port,
-                 self.workers)
+        log.info("HL7 listener on %s:%d (MLLP)", self.host, self.port)
 
     async def close(self) -> None:
         self._closing = True  # a message read from now on is not taken: no ACK, sent again
@@ -88,14 +84,14 @@ class Listener:
             await self._server.wait_closed()
         # messages waiting or in flight finish their transaction (and may still send their ACK)
         await self._waiting.join()
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         log.info("HL7 listener on %s:%d stopped", self.host, self.port)
 
     async def _work(self) -> None:
-        """A database worker: every message waiting (up to MAX_GROUP) in one group commit,
+        """The database worker: every message waiting (up to MAX_GROUP) in one group commit,
         each one's ACK handed back to its connection."""
         loop = asyncio.get_running_loop()
         while True:
@@ -170,10 +166,9 @@ class Listener:
 
 
 async def serve(engine: Engine, settings: Settings, host: str, port: int,
-                stop: asyncio.Event, started: Callable[[Listener], None] | None = None,
-                workers: int = 4) -> None:
+                stop: asyncio.Event, started: Callable[[Listener], None] | None = None) -> None:
     """Run a listener until `stop` is set."""
-    listener = Listener(engine, settings, host, port, workers=workers)
+    listener = Listener(engine, settings, host, port)
     await listener.start()
     if started is not None:
         started(listener)
@@ -187,9 +182,8 @@ class ListenerThread:
     """A listener on its own event loop in a background thread (tests, benchmarks)."""
 
     def __init__(self, engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
-                 port: int = 0, workers: int = 4) -> None:
+                 port: int = 0) -> None:
         self.engine, self.settings, self.host, self.port = engine, settings, host, port
-        self.workers = workers
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -205,8 +199,7 @@ class ListenerThread:
                 self.port = listener.port
                 self._ready.set()
 
-            await serve(self.engine, self.settings, self.host, self.port, self._stop, up,
-                        self.workers)
+            await serve(self.engine, self.settings, self.host, self.port, self._stop, up)
 
         try:
             asyncio.run(main())
@@ -236,7 +229,7 @@ class ListenerThread:
 
 
 def run(engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT, workers: int = 4) -> None:
+        port: int = DEFAULT_PORT) -> None:
     """Serve until SIGTERM or SIGINT (the command line's `listen-hl7`), then close cleanly."""
     import signal
 
@@ -245,6 +238,6 @@ def run(engine: Engine, settings: Settings, host: str = DEFAULT_HOST,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(engine, settings, host, port, stop, workers=workers)
+        await serve(engine, settings, host, port, stop)
 
     asyncio.run(main())
