@@ -6,13 +6,16 @@ socket is tested in test_hl7_listener.py."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import hl7
 import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+import core.capture.hl7.receive as receiving
 from core.capture.hl7.receive import receive, receive_all
 from core.capture.importing import import_file
 from core.config import Settings
@@ -157,6 +160,29 @@ def test_messages_received_together_are_each_all_or_nothing_and_commit_together(
     with Session(ward) as s:  # G1's patient was evaluated though G2 was rolled back after it
         alert = s.execute(select(Alert).where(Alert.rule_id == "ctcae_platelets")).scalars()
         assert [a.grade for a in alert] == [4]
+
+
+@pytest.mark.parametrize("bug", [
+    RuntimeError("a defect"),
+    IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: labresult.row_key")),
+], ids=["error", "constraint-twice"])
+def test_a_message_that_meets_a_bug_is_refused_and_kept_without_its_group(
+        ward: Engine, monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
+    real = receiving.apply
+
+    def apply(session: Session, parsed: Any, **kwargs: Any) -> Any:
+        if parsed.header.control_id == "BUG":  # stands for a defect met by this message only
+            raise bug
+        return real(session, parsed, **kwargs)
+
+    monkeypatch.setattr(receiving, "apply", apply)
+    replies = receive_all(ward, [oru("OK1", [PLT]), oru("BUG", [FER], patient="SYN-002"),
+                                 oru("OK2", [FER], patient="SYN-002")], settings_of(ward))
+    assert [r.code for r in replies] == ["AA", "AE", "AA"]
+    assert f"internal error ({type(bug).__name__}" in ack_fields(replies[1].ack)["text"]
+    assert [inbound(ward, c).status for c in ("OK1", "BUG", "OK2")] == [
+        "stored", "refused", "stored"]
+    assert len(labs(ward, "platelets")) == len(labs(ward, "ferritin")) == 1
 
 
 def test_a_resend_adds_nothing_and_is_acknowledged_again(ward: Engine) -> None:

@@ -185,20 +185,20 @@ def _alone(session: Session, raw: str, message: hl7.Message, head: Header,
             return _store(session, raw, message, head, settings)
     except Problem as p:
         return p
-    except IntegrityError:
-        if not again:
-            raise
-        # the same MSH-10 committed by another connection a moment ago: now a resend
-        log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
-        return _alone(session, raw, message, head, settings, again=False)
+    except IntegrityError as exc:
+        if again:  # the same MSH-10 committed by another connection a moment ago: a resend
+            log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
+            return _alone(session, raw, message, head, settings, again=False)
+        failed: Exception = exc
     except Exception as exc:
         if isinstance(exc, FAULT_TYPES) and write_failure(exc) is not None:
             raise
-        # a bug: keep the message (refused, raw kept) and say so
-        log.exception("HL7 %s could not be processed", head.control_id)
-        return Problem("MSH", 1, 0, INTERNAL_ERROR,
-                       f"internal error ({type(exc).__name__}: {exc}); the message is kept "
-                       "for the administrator")
+        failed = exc
+    # a bug: keep the message (refused, raw kept) and say so
+    log.error("HL7 %s could not be processed", head.control_id, exc_info=failed)
+    return Problem("MSH", 1, 0, INTERNAL_ERROR,
+                   f"internal error ({type(failed).__name__}: {failed}); the message is kept "
+                   "for the administrator")
 
 
 def _store(session: Session, raw: str, message: hl7.Message, head: Header,
