@@ -33,6 +33,7 @@ def test_hl7_feed_toy_run_acks_and_stores_every_message() -> None:
     doc = json.loads(run.stdout.strip().splitlines()[-1])
     assert doc["messages"] == 6 and doc["all_acked_aa_and_stored"] is True
     assert doc["ack_p95"] > 0 and doc["messages_per_second"] > 0
+    assert 1 <= doc["messages_per_commit"] <= 2  # 2 senders: at most 2 share a commit
 
 
 def test_fhir_sync_toy_run_writes_every_resource(capsys: pytest.CaptureFixture[str]) -> None:
