@@ -20,9 +20,9 @@ database on that existing server (the role needs CREATEDB) and drops it afterwar
            same server, measured right after, so the cost of the other patients stands apart
            from whatever else the machine was doing.
   replay   a fixed (seeded) sample of `--sample` patients, read from PostgreSQL 100 at a time
-           the way core.rules.backtest.backtest reads the cohort, then replayed in this one process
-           by core.rules.backtest.backtest_courses: patient-days per second including the read, the
-           read alone and the replay alone (wall and CPU seconds).
+           the way core.monitoring.backtest.backtest reads the cohort, then replayed in this
+           one process by core.monitoring.backtest.backtest_courses: patient-days per second
+           including the read, the read alone and the replay alone (wall and CPU seconds).
 
 Prints one JSON line (row counts, timings, peak RSS of this process, the machine's load
 average); `ok` means the warm evaluate met the ward target (1 s, as bench/evaluate_ward.py).
@@ -55,8 +55,8 @@ from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
 from bench import replay_rules  # noqa: E402
 from core.config import Settings  # noqa: E402
+from core.monitoring.backtest import BATCH, backtest_courses  # noqa: E402
 from core.monitoring.evaluation import run_evaluate  # noqa: E402
-from core.rules.backtest import BATCH, backtest_courses  # noqa: E402
 from core.store.db import init_db, make_engine, session_scope  # noqa: E402
 from core.store.loading import load_courses  # noqa: E402
 from core.store.models import Patient  # noqa: E402
@@ -329,8 +329,9 @@ def measure_evaluate(engine: Engine, settings: Settings, runs: int) -> dict[str,
 
 def measure_replay(engine: Engine, settings: Settings, sample: int, seed: int,
                    progress: Progress | None = _stderr) -> dict[str, Any]:
-    """Read a seeded sample of patients (BATCH at a time, like core.rules.backtest.backtest) and
-    replay every rule over them with core.rules.backtest.backtest_courses."""
+    """Read a seeded sample of patients (BATCH at a time, like
+    core.monitoring.backtest.backtest) and replay every rule over them with
+    core.monitoring.backtest.backtest_courses."""
     as_of = datetime.now(UTC)
     with session_scope(engine) as session:
         ids = list(session.scalars(select(Patient.patient_id).order_by(Patient.patient_id)))

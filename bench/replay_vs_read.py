@@ -8,8 +8,8 @@ bench/replay_rules.py: daily labs of the monitored analytes, vitals, ICE, CRS tr
 written with bulk inserts, then measures in the same run, each in a fresh interpreter so each
 has its own peak memory:
   (a) read: `load_courses` of every patient at once (all six frames into pandas), and
-  (b) replay: `core.rules.backtest.backtest` over the database, as the backtesting page runs it:
-      the courses read in batches, every rule as of the end of every day, the would-be
+  (b) replay: `core.monitoring.backtest.backtest` over the database, as the backtesting page
+      runs it: the courses read in batches, every rule as of the end of every day, the would-be
       alerts counted. The replay's time includes its own reading.
 They alternate, read first and last (read, replay, read, replay, ..., read: --rounds
 replays). Each replay is set against the mean of the two reads around it, as this kind of
@@ -17,8 +17,9 @@ VM's CPU speed drifts within minutes and a drift then weighs on both sides alike
 is the median of those per-round ratios (all of them, and every time, are printed).
 Prints one JSON line {read_seconds, replay_seconds, ratio, round_ratios, patient_days_per_s,
 peak_mb, ok}; targets: ratio (replay / read) <= 3 and replay peak <= 1 GB. A cohort of 200+
-patients is replayed by one worker process per core (core.rules.backtest.replay_workers; "workers"
-in the output); its peak counts the main process plus the largest worker once per worker.
+patients is replayed by one worker process per core
+(core.monitoring.backtest.replay_workers; "workers" in the output); its peak counts the
+main process plus the largest worker once per worker.
 The data are synthetic.
 """
 
@@ -133,9 +134,9 @@ def measure_read(db: Path) -> dict:
 
 def measure_replay(db: Path) -> dict:
     """(b) the cohort replay the backtesting page runs: read in batches, every rule as of
-    every day of every course, would-be alerts counted (`core.rules.backtest.backtest`)."""
+    every day of every course, would-be alerts counted (`core.monitoring.backtest.backtest`)."""
     from core.config import Settings
-    from core.rules.backtest import backtest, replay_workers
+    from core.monitoring.backtest import backtest, replay_workers
 
     url = f"sqlite:///{db}"
     engine = make_engine(url)

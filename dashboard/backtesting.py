@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.config import Settings
-from core.rules.backtest import BacktestResult, backtest
+from core.monitoring.backtest import BacktestResult, backtest
 
 
 def _site_stamp(settings: Settings) -> tuple[str, float]:
@@ -101,7 +101,7 @@ def first_fire_figure(result: BacktestResult) -> go.Figure:
 def comparison_display(before: BacktestResult, after: BacktestResult,
                        rule_id: str) -> pd.DataFrame:
     """Before/after rows for the changed rule and every rule whose burden moved."""
-    from core.rules.backtest import compare_burden
+    from core.monitoring.backtest import compare_burden
 
     c = compare_burden(before, after)
     keep = (c["rule_id"] == rule_id) | (c["alerts_change"] != 0) | (

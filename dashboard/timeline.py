@@ -65,7 +65,7 @@ def findings(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN0
 def suggested_episodes(_engine, url: str, version: Version, patient_id: str,  # noqa: ANN001
                        tz: str) -> list[dict]:
     """Episode windows suggested by a replay of the rules (documented ones win)."""
-    from core.rules.episodes import suggested_for
+    from core.views.suggested_episodes import suggested_for
 
     course = resources.patient_course(_engine, url, version, patient_id, tz)
     return [] if course is None else suggested_for(course, overrides())

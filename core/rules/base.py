@@ -91,7 +91,7 @@ class Rule:
     # (core/monitoring/alerts.py).
     informational: bool = False
     # The episode kind (core.store.models.EpisodeKind value, e.g. "CRS") its met stretches suggest
-    # on the timeline (core/rules/episodes.py); None = it suggests no episodes.
+    # on the timeline (core/views/suggested_episodes.py); None = it suggests no episodes.
     episode_kind: str | None = None
 
     @property

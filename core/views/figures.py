@@ -10,7 +10,7 @@ What is drawn, and where the numbers come from:
   `Threshold` rows (`THRESHOLD_LINES` names rule id and key, never the number), marked
   "provisional" when the evidence tag is UNCONFIRMED or DESIGN;
 - CRS / ICANS / IEC-HS windows as bands labelled with their grade: documented ones filled,
-  suggested ones (core.rules.episodes.suggest_episodes) lighter with a dotted edge;
+  suggested ones (core.views.suggested_episodes.suggest_episodes) lighter with a dotted edge;
 - treatments as markers in a bottom strip, drug and dose on hover;
 - censored results (">" / "<") as triangles labelled with the qualifier, unverified results
   as hollow markers, corrected results as diamonds; a value entered in another unit shows the
@@ -148,7 +148,7 @@ def timeline_figure(
     ----------
     day_range: (first, last) day after infusion shown; the axis can still be zoomed.
     analytes: the analytes switched on (default: all but WBC and ALC).
-    suggested: suggested episode windows (core.rules.episodes.suggest_episodes).
+    suggested: suggested episode windows (core.views.suggested_episodes.suggest_episodes).
     today_day: the ward day now, drawn as a line.
     corrected: lab_id -> correction reason, for results that replaced an earlier row.
     overrides: site threshold overrides, so the lines show what runs.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.rules.catalog import all_rules
-from core.rules.describe import thresholds_frame
 from core.rules.site import SiteConfigError, site_overrides
+from core.views.rule_tables import thresholds_frame
 from dashboard import backtesting, resources
 
 engine, settings = resources.get_engine(), resources.get_settings()

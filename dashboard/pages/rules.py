@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.rules.describe import catalogue_frame, filter_catalogue, thresholds_frame
 from core.rules.site import SiteConfigError, site_overrides
+from core.views.rule_tables import catalogue_frame, filter_catalogue, thresholds_frame
 from dashboard import resources
 
 settings = resources.get_settings()

@@ -322,7 +322,7 @@ def test_ferritin_key_feature_follows_the_sites_reading_of_the_baseline_factor(
 
 
 def test_the_rules_page_names_both_readings_of_the_ferritin_factor():
-    from core.rules.describe import catalogue_frame, thresholds_frame
+    from core.views.rule_tables import catalogue_frame, thresholds_frame
 
     row = catalogue_frame().set_index("rule_id").loc["iec_hs"]
     assert any("'> baseline' (NCCN CART-2)" in c for c in row["choices"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.rules.backtest import (
+from core.monitoring.backtest import (
     alert_episodes,
     backtest,
     backtest_courses,
@@ -118,7 +118,7 @@ def test_an_empty_database_replays_nothing(engine):
 def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
     import pandas as pd
 
-    import core.rules.backtest
+    import core.monitoring.backtest
     from tests.sample_db import build_sample_db
 
     url = build_sample_db(tmp_path / "sample.db")
@@ -126,7 +126,7 @@ def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
 
     engine, settings = make_engine(url), Settings(database_url=url)
     whole = backtest(engine, settings)
-    monkeypatch.setattr(core.rules.backtest, "BATCH", 4)
+    monkeypatch.setattr(core.monitoring.backtest, "BATCH", 4)
     seen: list[tuple[int, int]] = []
     batched = backtest(engine, settings, progress=lambda d, n: seen.append((d, n)))
     assert seen[0] == (0, 14) and seen[-1] == (14, 14)
@@ -142,7 +142,7 @@ def test_reading_the_cohort_in_batches_changes_nothing(tmp_path, monkeypatch):
     (3, 4, [1, 1, 1]),
 ])
 def test_the_cohort_is_cut_into_batches_each_patient_once(patients, workers, sizes):
-    from core.rules.backtest import cohort_batches
+    from core.monitoring.backtest import cohort_batches
 
     ids = [f"S{i:05d}" for i in range(patients)]
     batches = cohort_batches(ids, workers)
@@ -165,19 +165,19 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
 
     import pandas as pd
 
-    import core.rules.backtest
+    import core.monitoring.backtest
     from core.store.db import make_engine
     from tests.sample_db import build_sample_db
 
     url = build_sample_db(tmp_path / "sample.db")
     engine, settings = make_engine(url), Settings(database_url=url)
-    monkeypatch.setattr(core.rules.backtest, "BATCH", 4)  # 14 patients: 4 batches
+    monkeypatch.setattr(core.monitoring.backtest, "BATCH", 4)  # 14 patients: 4 batches
     serial = backtest(engine, settings, workers=1)
     seen: list[tuple[int, int]] = []
     out: dict[str, object] = {}
 
     def run() -> None:
-        out["method"] = core.rules.backtest._start_method().get_start_method()
+        out["method"] = core.monitoring.backtest._start_method().get_start_method()
         try:
             out["result"] = backtest(engine, settings, workers=2,
                                      progress=lambda d, n: seen.append((d, n)))
@@ -197,8 +197,8 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
         run()
         assert out["method"] == "fork"
     parallel = out["result"]
-    assert isinstance(parallel, core.rules.backtest.BacktestResult)
-    batches = core.rules.backtest.cohort_batches([f"p{i}" for i in range(14)], 2)
+    assert isinstance(parallel, core.monitoring.backtest.BacktestResult)
+    batches = core.monitoring.backtest.cohort_batches([f"p{i}" for i in range(14)], 2)
     assert [len(b) for b in batches] == [1] * 14  # 14 / (2 x 8) rounded up, at most BATCH
     assert seen[0] == (0, 14) and seen[-1] == (14, 14) and len(seen) == 1 + len(batches)
     assert (parallel.patients, parallel.patient_days) == (serial.patients, serial.patient_days)
@@ -208,7 +208,7 @@ def test_worker_processes_give_the_same_backtest_as_one_process(tmp_path, monkey
 
 
 def test_replay_workers_only_for_large_cohorts(monkeypatch):
-    from core.rules.backtest import PARALLEL_FROM, replay_workers
+    from core.monitoring.backtest import PARALLEL_FROM, replay_workers
 
     monkeypatch.delenv("CARTWATCH_REPLAY_WORKERS", raising=False)
     assert replay_workers(PARALLEL_FROM - 1) == 1

@@ -20,7 +20,6 @@ from core.rules.base import (
 )
 from core.rules.catalog import all_specs
 from core.rules.engine import evaluate_course, replay_course, replay_days
-from core.rules.episodes import suggest_episodes, suggested_for
 from core.rules.frames import end_of_day
 from core.rules.site import (
     SiteConfigError,
@@ -29,6 +28,7 @@ from core.rules.site import (
     parse_site_config,
     site_overrides,
 )
+from core.views.suggested_episodes import suggest_episodes, suggested_for
 from core.vocabulary.course import make_course
 from core.vocabulary.units import Evidence
 

@@ -124,3 +124,16 @@ def test_no_module_is_named_common_shared_daily_or_asof():
     vague = {"common", "shared", "daily", "asof", "utils", "helpers", "misc"}
     named = [name for name in _modules(CORE) if name.rpartition(".")[2] in vague]
     assert named == []
+
+
+def test_the_rules_read_only_the_vocabulary_and_the_configuration():
+    """The rules are functions of a course's frames: they never reach the store, the
+    monitor, the pages' views or the interfaces (those import the rules, not the other way
+    round)."""
+    modules = _modules(CORE)
+    allowed = ("core.rules", "core.vocabulary", "core.config")
+    reached = {(name, target) for name, path in modules.items() if name.startswith("core.rules")
+               for target in _imported(name, path, modules)
+               if not any(target == a or target.startswith(a + ".") for a in allowed)
+               and target != "core"}
+    assert reached == set()

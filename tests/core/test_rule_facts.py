@@ -1,9 +1,8 @@
 """Facts about a rule (short name, syndrome, informational, episode kind) are declared on its
 `Rule` row, and the ward, alerts, backtest and episode views read them from the catalogue.
 
-The table is what the ward, core/monitoring/alerts.py and core/rules/episodes.py held in their own
-lists
-before the facts moved onto the rules (issue 15): the same strings, sets and kinds.
+The table is what the ward, core/monitoring/alerts.py and core/views/suggested_episodes.py
+held in their own lists before the facts moved onto the rules (issue 15): the same strings, sets and kinds.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from core.monitoring.alerts import is_alertable
-from core.rules.backtest import alert_episodes, burden_table
+from core.monitoring.backtest import alert_episodes, burden_table
 from core.rules.base import Finding, Status
 from core.rules.catalog import (
     all_rules,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.rules.catalog import all_specs
-from core.rules.describe import catalogue_frame, filter_catalogue, thresholds_frame
+from core.views.rule_tables import catalogue_frame, filter_catalogue, thresholds_frame
 
 
 def test_every_rule_and_threshold_of_the_catalogue_is_listed_once():
