@@ -38,7 +38,6 @@ from core.store.columns import (
     utc_times,
 )
 from core.store.lab_reads import (
-    LAB_NAMES,
     PRELIMINARY_SETTING,
     empty_frame,
     final_rows,
@@ -133,87 +132,116 @@ class _Ward:
         return np.asarray(pd.TimedeltaIndex(delta).total_seconds()) / 86400.0
 
 
+# The frame columns no rule judges on: they make a finding's evidence (the lab row's id, unit,
+# qualifier, original value and unit, verification) or are shown on the pages. A read for
+# statuses alone (the backtest) leaves them out: half of a lab row's values.
+EVIDENCE_ONLY = {
+    "labs": frozenset({"lab_id", "collected_at", "unit", "qualifier", "original_value",
+                       "original_unit", "verified"}),
+    "observations": frozenset({"observed_at", "unit"}),
+    "treatments": frozenset({"dose", "dose_unit", "route"}),
+}
+
+
 class _Tables:
     """The six clinical tables of the ward's courses, one query each, split by patient."""
 
     def __init__(self, session: Session, ward: _Ward, pks: Select | None,
-                 as_of: datetime | None, preliminary: bool) -> None:
+                 as_of: datetime | None, preliminary: bool, evidence: bool) -> None:
         self.session, self.ward, self.pks, self.as_of = session, ward, pks, as_of
         self.sqlite = session.get_bind().dialect.name == "sqlite"
-        self.preliminary = preliminary
+        self.preliminary, self.evidence = preliminary, evidence
         self.parts: dict[str, list[pd.DataFrame | None]] = {}
 
-    def _read(self, model: type[SQLModel], names: list[str], time: str | None
-              ) -> tuple[list[Column], np.ndarray, np.ndarray | None]:
-        """The final rows' columns (patient_pk first; "id" is read as "lab_id"), each row's
-        patient and which rows are kept (see `_Ward.locate`)."""
-        stmt = final_rows(self.sqlite, model, names, self.pks, time, self.as_of,
+    def _read(self, model: type[SQLModel], table: str, names: dict[str, str],
+              time: str | None) -> tuple[dict[str, Column], np.ndarray, np.ndarray | None]:
+        """The final rows' columns by frame column (`names`: frame column -> table column;
+        those in EVIDENCE_ONLY only when reading evidence), each row's patient and which
+        rows are kept (see `_Ward.locate`)."""
+        if not self.evidence:
+            names = {f: n for f, n in names.items() if f not in EVIDENCE_ONLY.get(table, ())}
+        sql = list(dict.fromkeys(names.values()))
+        stmt = final_rows(self.sqlite, model, sql, self.pks, time, self.as_of,
                           self.preliminary or model is not LabResult)
         values = fetch_columns(self.session, stmt)
         if not values:
-            return values, np.empty(0, dtype=np.intp), None
-        return values, *self.ward.locate(values[0])
+            return {}, np.empty(0, dtype=np.intp), None
+        by_name = dict(zip(sql, values[1:], strict=True))
+        return {f: by_name[n] for f, n in names.items()}, *self.ward.locate(values[0])
 
     def _add(self, name: str, columns: dict[str, Any], sort: str, pos: np.ndarray,
              keep: np.ndarray | None) -> None:
-        self.parts[name] = split_by_patient(columns, pos, keep, sort, len(self.ward.pks))
+        order = [c for c in FRAME_COLUMNS[name] if c in columns]  # the Course's column order
+        self.parts[name] = split_by_patient({c: columns[c] for c in order}, pos, keep, sort,
+                                            len(self.ward.pks))
 
     def read(self) -> None:
         ward, as_of = self.ward, self.as_of
-        c, pos, keep = self._read(LabResult, LAB_NAMES, "collected_at")
+        c, pos, keep = self._read(LabResult, "labs", {
+            "lab_id": "id", "analyte": "analyte", "day": "collected_at",
+            "collected_at": "collected_at", "value": "value", "unit": "unit",
+            "qualifier": "qualifier", "ref_low": "ref_low", "ref_high": "ref_high",
+            "original_value": "original_value", "original_unit": "original_unit",
+            "verified": "verified_at"}, "collected_at")
         if c:
-            at = utc_times(c[3])
-            self._add("labs", {
-                "lab_id": inferred(c[1]), "analyte": inferred(c[2]),
-                "day": ward.days(at, pos), "collected_at": at.array, "value": floats(c[4]),
-                "unit": inferred(c[5]), "qualifier": objects(c[6]),
-                "ref_low": floats(c[7]), "ref_high": floats(c[8]),
-                "original_value": inferred(c[9]), "original_unit": inferred(c[10]),
-                "verified": pd.notna(np.array(c[11], dtype=object)),
-            }, "day", pos, keep)
-        c, pos, keep = self._read(Observation, [
-            "kind", "observed_at", "value_num", "value_text", "unit"], "observed_at")
+            at = utc_times(c["day"])
+            self._add("labs", _converted(c, {
+                "lab_id": inferred, "analyte": inferred, "day": lambda _: ward.days(at, pos),
+                "collected_at": lambda _: at.array, "value": floats, "unit": inferred,
+                "qualifier": objects, "ref_low": floats, "ref_high": floats,
+                "original_value": inferred, "original_unit": inferred,
+                "verified": lambda v: pd.notna(np.array(v, dtype=object))}), "day", pos, keep)
+        c, pos, keep = self._read(Observation, "observations", {
+            "kind": "kind", "day": "observed_at", "observed_at": "observed_at",
+            "value_num": "value_num", "value_text": "value_text", "unit": "unit"},
+            "observed_at")
         if c:
-            at = utc_times(c[2])
-            self._add("observations", {
-                "kind": inferred(c[1]), "day": ward.days(at, pos), "observed_at": at.array,
-                "value_num": floats(c[3]), "value_text": inferred(c[4]),
-                "unit": inferred(c[5]),
-            }, "day", pos, keep)
-        c, pos, keep = self._read(Episode, ["kind", "grade", "onset", "resolved", "origin"],
-                                  "onset")
+            at = utc_times(c["day"])
+            self._add("observations", _converted(c, {
+                "kind": inferred, "day": lambda _: ward.days(at, pos),
+                "observed_at": lambda _: at.array, "value_num": floats,
+                "value_text": inferred, "unit": inferred}), "day", pos, keep)
+        c, pos, keep = self._read(Episode, "episodes", {
+            "kind": "kind", "grade": "grade", "onset_day": "onset",
+            "resolved_day": "resolved", "origin": "origin"}, "onset")
         if c:
             resolved = np.full(len(pos), np.nan)
-            if any(r is not None for r in c[4]):
-                resolved = ward.days(utc_times(c[4]), pos)
+            if any(r is not None for r in c["resolved_day"]):
+                resolved = ward.days(utc_times(c["resolved_day"]), pos)
             if as_of is not None:  # resolved after `as_of`: still open then
                 resolved[resolved > ward.as_of[pos]] = np.nan
-            self._add("episodes", {
-                "kind": inferred(c[1]), "grade": inferred(c[2]),
-                "onset_day": ward.days(utc_times(c[3]), pos), "resolved_day": resolved,
-                "origin": inferred(c[5]),
-            }, "onset_day", pos, keep)
-        c, pos, keep = self._read(Treatment, ["drug", "given_at", "dose", "dose_unit", "route"],
-                                  "given_at")
+            self._add("episodes", _converted(c, {
+                "kind": inferred, "grade": inferred,
+                "onset_day": lambda v: ward.days(utc_times(v), pos),
+                "resolved_day": lambda _: resolved, "origin": inferred}), "onset_day", pos,
+                keep)
+        c, pos, keep = self._read(Treatment, "treatments", {
+            "drug": "drug", "day": "given_at", "dose": "dose", "dose_unit": "dose_unit",
+            "route": "route"}, "given_at")
         if c:
-            self._add("treatments", {
-                "drug": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
-                "dose": floats(c[3]), "dose_unit": inferred(c[4]), "route": inferred(c[5]),
-            }, "day", pos, keep)
-        c, pos, keep = self._read(CourseEvent, ["kind", "at"], "at")
+            self._add("treatments", _converted(c, {
+                "drug": inferred, "day": lambda v: ward.days(utc_times(v), pos),
+                "dose": floats, "dose_unit": inferred, "route": inferred}), "day", pos, keep)
+        c, pos, keep = self._read(CourseEvent, "events", {"kind": "kind", "day": "at"}, "at")
         if c:
-            self._add("events", {
-                "kind": inferred(c[1]), "day": ward.days(utc_times(c[2]), pos),
-            }, "day", pos, keep)
-        c, pos, keep = self._read(MissingLab, ["analyte", "day", "reason"], None)
+            self._add("events", _converted(c, {
+                "kind": inferred, "day": lambda v: ward.days(utc_times(v), pos)}), "day", pos,
+                keep)
+        c, pos, keep = self._read(MissingLab, "missing", {
+            "analyte": "analyte", "day": "day", "reason": "reason"}, None)
         if c:
-            day = np.array(c[2], dtype=np.float64)
+            day = np.array(c["day"], dtype=np.float64)
             if as_of is not None:  # missing-data reasons are dated by day
                 before = day <= ward.as_of[pos]
                 keep = before if keep is None else keep & before
-            self._add("missing", {
-                "analyte": inferred(c[1]), "day": day, "reason": inferred(c[3]),
-            }, "day", pos, keep)
+            self._add("missing", _converted(c, {
+                "analyte": inferred, "day": lambda _: day, "reason": inferred}), "day", pos,
+                keep)
+
+
+def _converted(columns: dict[str, Column], how: dict[str, Any]) -> dict[str, Any]:
+    """Each fetched column converted as `how` says (a column not fetched is left out)."""
+    return {name: how[name](values) for name, values in columns.items()}
 
 
 def load_patient_courses(
@@ -222,8 +250,13 @@ def load_patient_courses(
     patient_ids: list[str] | None = None,
     active_only: bool = True,
     as_of: datetime | None = None,
+    *,
+    evidence: bool = True,
 ) -> list[tuple[int, Course]]:
-    """Like `load_courses`, paired with each patient's primary key (for alert sync)."""
+    """Like `load_courses`, paired with each patient's primary key (for alert sync).
+
+    `evidence=False` leaves out the columns no rule judges on (EVIDENCE_ONLY): courses for
+    statuses alone (the backtest), from which no finding's evidence can be made."""
     zone = ZoneInfo(tz)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
@@ -237,7 +270,7 @@ def load_patient_courses(
     patients: list[Patient] = [row[0] for row in rows]
     ward = _Ward(patients, zone, tz, as_of)
     tables = _Tables(session, ward, pk_subquery(patient_ids, active_only), as_of,
-                     setting_on(rows[0][1]))
+                     setting_on(rows[0][1]), evidence)
     tables.read()
 
     infos = {_pk(p): _info(p) for p in patients}

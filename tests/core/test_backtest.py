@@ -215,3 +215,36 @@ def test_replay_workers_only_for_large_cohorts(monkeypatch):
     assert replay_workers(PARALLEL_FROM) >= 1
     monkeypatch.setenv("CARTWATCH_REPLAY_WORKERS", "1")
     assert replay_workers(10 * PARALLEL_FROM) == 1
+
+
+def test_statuses_from_courses_read_without_evidence_are_the_same(tmp_path):
+    """The backtest reads its courses without the evidence columns (loading.EVIDENCE_ONLY):
+    every rule's status, met stretch and episode key on every day of the sample cohort and
+    of 40 synthetic courses is what the full courses give."""
+    from datetime import UTC, date, datetime, timedelta
+
+    import pandas as pd
+
+    from bench.replay_rules import build_courses
+    from bench.replay_vs_read import write_db
+    from core.rules.catalog import all_specs
+    from core.rules.engine import replay_statuses
+    from core.store.db import make_engine, session_scope
+    from core.store.loading import load_patient_courses
+    from tests.sample_db import build_sample_db
+
+    synthetic = tmp_path / "synthetic.db"
+    write_db(synthetic, build_courses(40, 40, seed=5), date.today() - timedelta(days=40))
+    met: set[str] = set()
+    for url in (build_sample_db(tmp_path / "sample.db"), f"sqlite:///{synthetic}"):
+        engine = make_engine(url)
+        with session_scope(engine) as s:
+            read = {evidence: [c for _, c in load_patient_courses(
+                s, "Europe/Berlin", active_only=False, as_of=datetime.now(UTC),
+                evidence=evidence)] for evidence in (True, False)}
+        engine.dispose()
+        full, lean = (replay_statuses(read[e], all_specs()) for e in (True, False))
+        assert len(full) > 1000
+        pd.testing.assert_frame_equal(lean, full)
+        met |= set(full.loc[full["status"] == "met", "rule"])
+    assert len(met) >= 20  # most rules fire somewhere, so their statuses were compared

@@ -2,7 +2,8 @@
 `Rule` row, and the ward, alerts, backtest and episode views read them from the catalogue.
 
 The table is what the ward, core/monitoring/alerts.py and core/views/suggested_episodes.py
-held in their own lists before the facts moved onto the rules (issue 15): the same strings, sets and kinds.
+held in their own lists before the facts moved onto the rules (issue 15): the same strings,
+sets and kinds.
 """
 
 from __future__ import annotations
