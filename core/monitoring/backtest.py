@@ -246,9 +246,9 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
     """Would-be alerts and patient-days of one batch of patients, read and replayed
     (`each()` is called after every patient)."""
     with session_scope(engine) as session:
-        courses = [c for _, c in load_patient_courses(  # statuses alone: no evidence
+        courses = [c for _, c in load_patient_courses(
             session, settings.ward_tz, list(ids), active_only=False, as_of=as_of,
-            evidence=False)]
+            read="statuses")]
     return _episodes(courses, specs, overrides, each)
 
 

@@ -228,7 +228,7 @@ def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: da
         if not ids:
             return []
     return load_patient_courses(session, settings.ward_tz, ids, active_only=ids is None,
-                                as_of=as_of)
+                                as_of=as_of, read="rules")
 
 
 def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | None) -> Found:
@@ -279,7 +279,7 @@ def run_replay(
     # read in one short transaction, then compute without holding any lock
     with session_scope(engine) as session:
         loaded = load_patient_courses(session, settings.ward_tz, ids, active_only=False,
-                                      as_of=as_of)
+                                      as_of=as_of, read="rules")
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
 

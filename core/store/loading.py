@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -132,34 +132,44 @@ class _Ward:
         return np.asarray(pd.TimedeltaIndex(delta).total_seconds()) / 86400.0
 
 
-# The frame columns no rule judges on: they make a finding's evidence (the lab row's id, unit,
-# qualifier, original value and unit, verification) or are shown on the pages. A read for
-# statuses alone (the backtest) leaves them out: half of a lab row's values.
-EVIDENCE_ONLY = {
-    "labs": frozenset({"lab_id", "collected_at", "unit", "qualifier", "original_value",
-                       "original_unit", "verified"}),
+# What a read takes of each table: "all" the Course's columns (pages, exports); "rules" what
+# the rules read, to judge and to cite as evidence (evaluate, replay); "statuses" what they
+# judge on alone (the backtest: no finding, so no evidence).
+Read = Literal["all", "rules", "statuses"]
+# The frame columns no rule reads: shown on the pages and in exports only.
+PAGE_ONLY = {
+    "labs": frozenset({"lab_id", "collected_at", "unit"}),
     "observations": frozenset({"observed_at", "unit"}),
     "treatments": frozenset({"dose", "dose_unit", "route"}),
 }
+# The frame columns a rule reads only to cite a value in a finding's evidence.
+EVIDENCE_ONLY = {"labs": frozenset({"qualifier", "original_value", "original_unit", "verified"})}
+
+
+def left_out(read: Read, table: str) -> frozenset[str]:
+    """The frame columns of `table` a read of this kind leaves out."""
+    if read == "all":
+        return frozenset()
+    out = PAGE_ONLY.get(table, frozenset())
+    return out if read == "rules" else out | EVIDENCE_ONLY.get(table, frozenset())
 
 
 class _Tables:
     """The six clinical tables of the ward's courses, one query each, split by patient."""
 
     def __init__(self, session: Session, ward: _Ward, pks: Select | None,
-                 as_of: datetime | None, preliminary: bool, evidence: bool) -> None:
+                 as_of: datetime | None, preliminary: bool, read: Read) -> None:
         self.session, self.ward, self.pks, self.as_of = session, ward, pks, as_of
         self.sqlite = session.get_bind().dialect.name == "sqlite"
-        self.preliminary, self.evidence = preliminary, evidence
+        self.preliminary, self.kind = preliminary, read
         self.parts: dict[str, list[pd.DataFrame | None]] = {}
 
     def _read(self, model: type[SQLModel], table: str, names: dict[str, str],
               time: str | None) -> tuple[dict[str, Column], np.ndarray, np.ndarray | None]:
         """The final rows' columns by frame column (`names`: frame column -> table column;
-        those in EVIDENCE_ONLY only when reading evidence), each row's patient and which
-        rows are kept (see `_Ward.locate`)."""
-        if not self.evidence:
-            names = {f: n for f, n in names.items() if f not in EVIDENCE_ONLY.get(table, ())}
+        those the read leaves out are not fetched), each row's patient and which rows are
+        kept (see `_Ward.locate`)."""
+        names = {f: n for f, n in names.items() if f not in left_out(self.kind, table)}
         sql = list(dict.fromkeys(names.values()))
         stmt = final_rows(self.sqlite, model, sql, self.pks, time, self.as_of,
                           self.preliminary or model is not LabResult)
@@ -251,12 +261,13 @@ def load_patient_courses(
     active_only: bool = True,
     as_of: datetime | None = None,
     *,
-    evidence: bool = True,
+    read: Read = "all",
 ) -> list[tuple[int, Course]]:
     """Like `load_courses`, paired with each patient's primary key (for alert sync).
 
-    `evidence=False` leaves out the columns no rule judges on (EVIDENCE_ONLY): courses for
-    statuses alone (the backtest), from which no finding's evidence can be made."""
+    `read`: "all" the Course's columns; "rules" without those no rule reads (PAGE_ONLY),
+    for evaluating; "statuses" without those either and the evidence-only ones
+    (EVIDENCE_ONLY), for statuses alone: no finding's evidence can be made from them."""
     zone = ZoneInfo(tz)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
@@ -270,7 +281,7 @@ def load_patient_courses(
     patients: list[Patient] = [row[0] for row in rows]
     ward = _Ward(patients, zone, tz, as_of)
     tables = _Tables(session, ward, pk_subquery(patient_ids, active_only), as_of,
-                     setting_on(rows[0][1]), evidence)
+                     setting_on(rows[0][1]), read)
     tables.read()
 
     infos = {_pk(p): _info(p) for p in patients}

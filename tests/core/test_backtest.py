@@ -217,10 +217,12 @@ def test_replay_workers_only_for_large_cohorts(monkeypatch):
     assert replay_workers(10 * PARALLEL_FROM) == 1
 
 
-def test_statuses_from_courses_read_without_evidence_are_the_same(tmp_path):
-    """The backtest reads its courses without the evidence columns (loading.EVIDENCE_ONLY):
-    every rule's status, met stretch and episode key on every day of the sample cohort and
-    of 40 synthetic courses is what the full courses give."""
+def test_the_rules_find_the_same_in_courses_read_without_what_they_do_not_need(tmp_path):
+    """Evaluation reads its courses without the columns no rule reads (read="rules"), the
+    backtest without the evidence-only ones too (read="statuses"). Over the sample cohort
+    and 40 synthetic courses: every finding as of now and as of every day (JSON, evidence
+    included) is what the full courses give, and so is every rule's status, met stretch and
+    episode key on every day."""
     from datetime import UTC, date, datetime, timedelta
 
     import pandas as pd
@@ -228,10 +230,15 @@ def test_statuses_from_courses_read_without_evidence_are_the_same(tmp_path):
     from bench.replay_rules import build_courses
     from bench.replay_vs_read import write_db
     from core.rules.catalog import all_specs
-    from core.rules.engine import replay_statuses
+    from core.rules.engine import evaluate_courses, replay_courses, replay_statuses
     from core.store.db import make_engine, session_scope
     from core.store.loading import load_patient_courses
     from tests.sample_db import build_sample_db
+
+    def found(courses: list[Course]) -> list:
+        now = [[f.to_json() for f in fs] for fs in evaluate_courses(courses)]
+        return now + [[(day, [f.to_json() for f in fs]) for day, fs in days]
+                      for _, days in replay_courses(courses)]
 
     synthetic = tmp_path / "synthetic.db"
     write_db(synthetic, build_courses(40, 40, seed=5), date.today() - timedelta(days=40))
@@ -239,12 +246,13 @@ def test_statuses_from_courses_read_without_evidence_are_the_same(tmp_path):
     for url in (build_sample_db(tmp_path / "sample.db"), f"sqlite:///{synthetic}"):
         engine = make_engine(url)
         with session_scope(engine) as s:
-            read = {evidence: [c for _, c in load_patient_courses(
-                s, "Europe/Berlin", active_only=False, as_of=datetime.now(UTC),
-                evidence=evidence)] for evidence in (True, False)}
+            read = {kind: [c for _, c in load_patient_courses(
+                s, "Europe/Berlin", active_only=False, as_of=datetime.now(UTC), read=kind)]
+                for kind in ("all", "rules", "statuses")}
         engine.dispose()
-        full, lean = (replay_statuses(read[e], all_specs()) for e in (True, False))
+        full = replay_statuses(read["all"], all_specs())
         assert len(full) > 1000
-        pd.testing.assert_frame_equal(lean, full)
+        pd.testing.assert_frame_equal(replay_statuses(read["statuses"], all_specs()), full)
+        assert found(read["rules"]) == found(read["all"])
         met |= set(full.loc[full["status"] == "met", "rule"])
     assert len(met) >= 20  # most rules fire somewhere, so their statuses were compared

@@ -11,7 +11,7 @@ import pytest
 
 from core.store.db import session_scope
 from core.store.lab_reads import read_lab_frame
-from core.store.loading import EVIDENCE_ONLY, load_courses, load_patient_courses
+from core.store.loading import left_out, load_courses, load_patient_courses
 from core.store.models import (
     CourseEvent,
     Episode,
@@ -211,15 +211,18 @@ def test_read_lab_frame_is_the_raw_final_lab_read(engine, ward) -> None:
     assert str(every["collected_at"].dt.tz) == "UTC"
 
 
-def test_a_read_without_evidence_leaves_out_only_the_evidence_columns(engine, ward) -> None:
+@pytest.mark.parametrize("read", ["rules", "statuses"])
+def test_a_read_for_the_rules_leaves_out_only_what_it_does_not_need(engine, ward, read) -> None:
     with session_scope(engine) as s:
         (full,) = load_courses(s, TZ, patient_ids=["P1"])
-        ((_, lean),) = load_patient_courses(s, TZ, ["P1"], evidence=False)
-    for name, left_out in EVIDENCE_ONLY.items():
+        ((_, lean),) = load_patient_courses(s, TZ, ["P1"], read=read)
+    for name in ("labs", "observations", "treatments"):
         whole = getattr(full, name)
-        assert len(whole), name  # the fixture has rows in every table with evidence columns
+        assert len(whole), name  # the fixture has rows in every table with columns left out
         assert list(getattr(lean, name).columns) == [
-            c for c in whole.columns if c not in left_out], name
+            c for c in whole.columns if c not in left_out(read, name)], name
+    assert left_out(read, "labs") >= {"lab_id", "unit"}
+    assert ("qualifier" in left_out(read, "labs")) == (read == "statuses")
     for name in ("labs", "observations", "episodes", "treatments", "events", "missing"):
         whole = getattr(full, name)
         kept = getattr(lean, name)
