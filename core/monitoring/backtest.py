@@ -32,8 +32,9 @@ from sqlmodel import col
 from core.config import Settings
 from core.rules.base import Finding, RuleSpec, Status
 from core.rules.catalog import informational_ids
+from core.rules.frames import Ward
 from core.store.db import session_scope
-from core.store.loading import load_patient_courses
+from core.store.loading import load_ward
 from core.store.models import Patient
 from core.vocabulary.course import Course
 
@@ -192,7 +193,8 @@ def backtest_courses(courses: Iterable[Course], overrides: Overrides | None = No
         if progress is not None:
             progress(done, total)
 
-    episodes, patient_days = _episodes(courses, specs, merged, each)
+    episodes, patient_days = _episodes(Ward.of(list(courses), evaluating=False), specs,
+                                       merged, each)
     return BacktestResult(
         episodes=episodes, first_fire=first_fire(episodes),
         burden=burden_table(episodes, total, patient_days, specs),
@@ -213,28 +215,27 @@ def replay_workers(patients: int) -> int:
     return cores if patients >= PARALLEL_FROM else 1
 
 
-def _episodes(courses: Iterable[Course], specs: Sequence[RuleSpec] | None,
+def _episodes(ward: Ward, specs: Sequence[RuleSpec] | None,
               overrides: dict[str, dict[str, float]],
               each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Would-be alerts and patient-days of replaying the courses (`each()` is called for
-    every course once they are replayed). Informational rules never alert, so they are not
-    replayed."""
-    from core.rules.engine import replay_days, replay_statuses
+    """Would-be alerts and patient-days of replaying the ward's courses (made not
+    `evaluating`; `each()` is called for every course once they are replayed).
+    Informational rules never alert, so they are not replayed."""
+    from core.rules.engine import replay_days, ward_statuses
 
     if specs is None:
         from core.rules.catalog import all_specs
 
         specs = all_specs()
     specs = [s for s in specs if not s.rule.informational]
-    courses = list(courses)
-    statuses = replay_statuses(courses, specs, overrides)
-    ids = np.array([c.patient.patient_id for c in courses], dtype=object)
+    statuses = ward_statuses(ward, specs, overrides)
+    ids = np.array([p.patient_id for p in ward.patients], dtype=object)
     statuses.insert(0, "patient_id", ids[statuses["key"].to_numpy(dtype=np.int64)]
                     if len(statuses) else np.empty(0, dtype=object))
     patient_days = len(statuses) // len(specs) if specs else sum(
-        len(replay_days(c)) for c in courses)
+        len(replay_days(c)) for c in ward.courses)
     if each is not None:
-        for _ in courses:
+        for _ in range(len(ward)):
             each()
     return episodes_of(statuses), patient_days
 
@@ -243,13 +244,14 @@ def _replay_batch(engine: Engine, settings: Settings, ids: Sequence[str],
                   overrides: dict[str, dict[str, float]], as_of: datetime,
                   specs: Sequence[RuleSpec] | None,
                   each: Callable[[], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Would-be alerts and patient-days of one batch of patients, read and replayed
-    (`each()` is called after every patient)."""
+    """Would-be alerts and patient-days of one batch of patients, read (statuses alone: no
+    evidence) and replayed (`each()` is called after every patient)."""
     with session_scope(engine) as session:
-        courses = [c for _, c in load_patient_courses(
-            session, settings.ward_tz, list(ids), active_only=False, as_of=as_of,
-            read="statuses")]
-    return _episodes(courses, specs, overrides, each)
+        read = load_ward(session, settings.ward_tz, list(ids), active_only=False, as_of=as_of,
+                         read="statuses")
+    ward = Ward.of_frames(read.patients, read.as_of_days, read.tables, evaluating=False,
+                          tz=read.tz)
+    return _episodes(ward, specs, overrides, each)
 
 
 _WORKER: dict[str, Engine] = {}

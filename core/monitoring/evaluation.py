@@ -34,9 +34,9 @@ from core.monitoring.notify import NotifyConfig, NotifyConfigError, notify_confi
 from core.rules.base import Finding, RuleSpec, Status
 from core.store.audit import data_version
 from core.store.db import is_sqlite, session_scope
-from core.store.loading import load_patient_courses, ward_day
+from core.store.loading import WardFrames, load_patient_courses, load_ward, ward_day
 from core.store.models import EvaluationRun, Patient, PatientStatus, utcnow
-from core.vocabulary.course import Course
+from core.vocabulary.course import PatientInfo
 
 log = logging.getLogger(__name__)
 
@@ -169,17 +169,17 @@ def run_evaluate(
             raise LookupError(f"There is no patient {patient_id!r}.")
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
         session.add(run)
-        _sync(session, settings, loaded, found, as_of, actor, specs, escalate_after,
+        _sync(session, settings, found, as_of, actor, specs, escalate_after,
               every_active=patient_id is None)
         run.patients = len(loaded)
         run.findings = sum(f.status == Status.MET for _, _, fs in found for f in fs)
         run.finished_at = utcnow()
     # the report is made once the alerts are committed, not while holding the write lock
     return {"as_of": iso_z(as_of), "patients": [{
-        "patient_id": course.patient.patient_id,
-        "day": ward_day(as_of, course.patient.infusion_date, settings.ward_tz),
+        "patient_id": patient.patient_id,
+        "day": ward_day(as_of, patient.infusion_date, settings.ward_tz),
         "findings": [finding_json(f) for f in findings],
-    } for _, course, findings in found]}
+    } for _, patient, findings in found]}
 
 
 def follow_writes(session: Session, settings: Settings, patient_pks: Collection[int],
@@ -190,10 +190,8 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
     alerts resolved."""
     as_of = as_of or utcnow()
     _lock(session, wait=True)
-    loaded = [(pk, course) for pk, course in _load(session, settings, None, as_of,
-                                                   pks=sorted(patient_pks))
-              if course.patient.status == PatientStatus.ACTIVE]
-    _sync(session, settings, loaded, _run_rules(loaded, settings, None), as_of, actor, None,
+    loaded = _load(session, settings, None, as_of, pks=sorted(patient_pks))
+    _sync(session, settings, _run_rules(loaded, settings, None), as_of, actor, None,
           DEFAULT_ESCALATE_AFTER, every_active=False)
     if len(loaded) < len(patient_pks):
         active = session.scalars(select(col(Patient.id)).where(
@@ -214,46 +212,48 @@ def notifications(settings: Settings) -> NotifyConfig | None:
         return None
 
 
-Loaded = list[tuple[int, Course]]
-Found = list[tuple[int, Course, list[Finding]]]
+Found = list[tuple[int, PatientInfo, list[Finding]]]  # (patient key, info, findings)
 
 
 def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: datetime,
-          *, pks: list[int] | None = None) -> Loaded:
-    """The courses to evaluate: the given study IDs or patient keys (any status), else every
-    active patient."""
+          *, pks: list[int] | None = None) -> WardFrames:
+    """The ward to evaluate, as the rules read it: the given study IDs (any status), the
+    given patient keys (active ones), else every active patient."""
     if pks is not None:
         ids = list(session.scalars(select(col(Patient.patient_id)).where(
             col(Patient.id).in_(pks))))
         if not ids:
-            return []
-    return load_patient_courses(session, settings.ward_tz, ids, active_only=ids is None,
-                                as_of=as_of, read="rules")
+            return load_ward(session, settings.ward_tz, [], as_of=as_of)
+    return load_ward(session, settings.ward_tz, ids, active_only=ids is None or pks is not None,
+                     as_of=as_of)
 
 
-def _run_rules(loaded: Loaded, settings: Settings, specs: Sequence[RuleSpec] | None) -> Found:
-    from core.rules.engine import evaluate_courses
+def _run_rules(loaded: WardFrames, settings: Settings,
+               specs: Sequence[RuleSpec] | None) -> Found:
+    from core.rules.engine import evaluate_ward
+    from core.rules.frames import Ward
 
     rule_specs = _specs(specs)
-    found = evaluate_courses([course for _, course in loaded], rule_specs,
-                             _site_overrides(settings, rule_specs))
-    return [(pk, course, f) for (pk, course), f in zip(loaded, found, strict=True)]
+    ward = Ward.of_frames(loaded.patients, loaded.as_of_days, loaded.tables, evaluating=True,
+                          tz=loaded.tz)
+    found = evaluate_ward(ward, rule_specs, _site_overrides(settings, rule_specs))
+    return list(zip(loaded.pks, loaded.patients, found, strict=True))
 
 
-def _sync(session: Session, settings: Settings, loaded: Loaded, found: Found,
+def _sync(session: Session, settings: Settings, found: Found,
           as_of: datetime, actor: str, specs: Sequence[RuleSpec] | None,
           escalate_after: timedelta, *, every_active: bool) -> None:
     """Alerts in line with the findings (and, for a whole ward, resolved for patients no
     longer active)."""
     by_id = {s.rule.id: s for s in _specs(specs)}
     notify = notifications(settings)
-    alerts = alerts_by_patient(session, [pk for pk, _ in loaded])
-    for pk, _course, findings in found:
+    pks = [pk for pk, _, _ in found]
+    alerts = alerts_by_patient(session, pks)
+    for pk, _patient, findings in found:
         sync_alerts(session, pk, findings, by_id, as_of, escalate_after=escalate_after,
                     actor=actor, alerts=alerts[pk], notify=notify)
     if every_active:
-        resolve_for_inactive(session, [pk for pk, _ in loaded], as_of, actor=actor,
-                             notify=notify)
+        resolve_for_inactive(session, pks, as_of, actor=actor, notify=notify)
 
 
 def run_replay(

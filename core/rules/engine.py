@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 Overrides = Mapping[str, Mapping[str, float]]
 STATUS_COLUMNS = ["key", "day", "rule", "status", "since_day", "episode_key"]
 
-__all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "judge_rules", "met_since",
-           "replay_course", "replay_courses", "replay_days", "replay_statuses",
-           "thresholds_for"]
+__all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "evaluate_ward",
+           "judge_rules", "met_since", "replay_course", "replay_courses", "replay_days",
+           "replay_statuses", "thresholds_for", "ward_statuses"]
 
 
 def thresholds_for(specs: Sequence[RuleSpec],
@@ -154,7 +154,7 @@ class _Judged:
                             self.spec.rule.id, len(ward), exc)
                 return None
             log.exception("rule %s failed for %s", self.spec.rule.id,
-                          ward.courses[0].patient.patient_id if len(ward) else "no course")
+                          ward.patients[0].patient_id if len(ward) else "no course")
             self.errors[0 if key is None else key] = exc
             return None
         return cols
@@ -288,18 +288,23 @@ def _prepare(specs: Sequence[RuleSpec] | None,
 # --- evaluate: each course as of its as-of instant --------------------------------------
 
 
-def evaluate_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
-                     overrides: Overrides | None = None) -> list[list[Finding]]:
-    """Every rule's finding for each course as of its `as_of_day`, in `specs` order."""
+def evaluate_ward(ward: Ward, specs: Sequence[RuleSpec] | None = None,
+                  overrides: Overrides | None = None) -> list[list[Finding]]:
+    """Every rule's finding for each course of the ward (made `evaluating`) as of its as-of
+    day, in `specs` order."""
     specs, ts = _prepare(specs, overrides)
-    courses = list(courses)
-    if not courses:
+    if not len(ward):
         return []
-    ward = Ward.of(courses, evaluating=True)
     rows = ward.closing_rows()
     judged = judge_rules(ward, specs, ts)
     found = [judged[s.rule.id].findings(rows) for s in specs]
-    return [[column[i] for column in found] for i in range(len(courses))]
+    return [[column[i] for column in found] for i in range(len(ward))]
+
+
+def evaluate_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None = None,
+                     overrides: Overrides | None = None) -> list[list[Finding]]:
+    """Every rule's finding for each course as of its `as_of_day`, in `specs` order."""
+    return evaluate_ward(Ward.of(list(courses), evaluating=True), specs, overrides)
 
 
 def evaluate_course(course: Course, specs: Sequence[RuleSpec] | None = None,
@@ -349,15 +354,19 @@ def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
 
 def replay_statuses(courses: Sequence[Course], specs: Sequence[RuleSpec] | None = None,
                     overrides: Overrides | None = None) -> pd.DataFrame:
-    """Every rule's status on every replay day of the courses, without making findings (for
-    backtesting): STATUS_COLUMNS, `key` the course's position; since_day is NaN and
-    episode_key None unless met (then the judged key, else None: its since_day's). Rows are
-    in course, day and rule order."""
+    """`ward_statuses` of the courses."""
+    return ward_statuses(Ward.of(list(courses), evaluating=False), specs, overrides)
+
+
+def ward_statuses(ward: Ward, specs: Sequence[RuleSpec] | None = None,
+                  overrides: Overrides | None = None) -> pd.DataFrame:
+    """Every rule's status on every replay day of the ward's courses (made not
+    `evaluating`), without making findings (for backtesting): STATUS_COLUMNS, `key` the
+    course's position; since_day is NaN and episode_key None unless met (then the judged
+    key, else None: its since_day's). Rows are in course, day and rule order."""
     specs, ts = _prepare(specs, overrides)
-    courses = list(courses)
-    if not courses or not specs:
+    if not len(ward) or not specs:
         return pd.DataFrame({c: [] for c in STATUS_COLUMNS})
-    ward = Ward.of(courses, evaluating=False)
     judged = judge_rules(ward, specs, ts)
     rows = ward.replay_rows()
     n, k = len(rows), len(specs)

@@ -5,7 +5,9 @@ every row tagged with its course's position (`key`), and `days`, the grid of cou
 one row per course and ward day from the course's first data day to the day it is evaluated
 on, with `end`, the instant that day is judged as of (the end of the day, or the course's
 as-of instant on its last day). A rule returns one row per grid row; the engine
-(core.rules.engine) turns the rows it needs into findings.
+(core.rules.engine) turns the rows it needs into findings. Evaluate and the backtest make
+the ward from the loader's frames as read (`Ward.of_frames`, one frame per table for every
+patient); `Ward.of` stacks the frames of courses made one by one (pages, tests).
 
 The as-of mapping is done here once for every rule: `latest` gives, for each grid row, the
 row of the latest value known at its `end`; `baseline` the baseline known then
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.rules.base import EvidenceItem
-from core.vocabulary.course import Course
+from core.vocabulary.course import Course, PatientInfo
 from core.vocabulary.observations import OBSERVATION_KINDS
 from core.vocabulary.units import ANALYTES
 
@@ -64,21 +66,20 @@ def _array(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 class Table:
-    """One of the ward's tables: its courses' rows stacked, with `key` (the course's
+    """One of the ward's tables: its courses' rows in one frame, with `key` (the course's
     position), sorted as _SORTED_BY says, so that the rows of one analyte, kind or drug are
     one block (`blocks`), sorted by (key, day). `table[column]` is a column as numpy
     (_array), made when first read and read-only; `day` is the table's day column as
     floats."""
 
-    def __init__(self, frames: Sequence[pd.DataFrame], name: str) -> None:
+    def __init__(self, frame: pd.DataFrame, key: np.ndarray, name: str) -> None:
+        """`frame`: the rows of every course (each course's in the order it keeps them),
+        `key` each row's course."""
         by, day = _SORTED_BY[name]
-        used = [(k, f) for k, f in enumerate(frames) if len(f)]
-        self._frame = (used[0][1] if len(used) == 1 else pd.concat(
-            [f for _, f in used], ignore_index=True) if used
-            else frames[0] if frames else pd.DataFrame({day: []}))
-        key = np.repeat([k for k, _ in used], [len(f) for _, f in used]).astype(np.int64)
-        days = _floats(self._frame, day)
-        codes, uniques = (pd.factorize(self._frame[by], sort=True) if by is not None and used
+        self._frame, self.name = frame, name
+        key = np.asarray(key, dtype=np.int64)
+        days = _floats(frame, day) if len(frame) else np.empty(0)
+        codes, uniques = (pd.factorize(frame[by], sort=True) if by is not None and len(frame)
                           else (np.zeros(len(key), np.int64), []))
         order = np.lexsort((days, key, codes))
         self._order = order if (order[1:] < order[:-1]).any() else None
@@ -86,11 +87,30 @@ class Table:
             key, days, codes = key[order], days[order], codes[order]
         self.key, self.day = _read_only(key), _read_only(days)
         self._columns: dict[str, np.ndarray] = {"key": self.key, day: self.day}
-        self.columns = frozenset([*self._frame.columns, "key"])
+        self.columns = frozenset([*frame.columns, "key"])
         bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-        self.blocks = {} if by is None or not used else {
+        self.blocks = {} if by is None or not len(frame) else {
             str(uniques[codes[a]]): (int(a), int(b))
             for a, b in zip(bounds[:-1], bounds[1:], strict=True)}
+
+    @classmethod
+    def stacked(cls, frames: Sequence[pd.DataFrame], name: str) -> Table:
+        """The table of these courses' frames (the course's position is its key)."""
+        used = [(k, f) for k, f in enumerate(frames) if len(f)]
+        frame = (used[0][1] if len(used) == 1 else pd.concat(
+            [f for _, f in used], ignore_index=True) if used
+            else frames[0] if frames else pd.DataFrame({_SORTED_BY[name][1]: []}))
+        key = np.repeat([k for k, _ in used], [len(f) for _, f in used])
+        return cls(frame, key, name)
+
+    def frame_of(self, key: int) -> pd.DataFrame:
+        """Course `key`'s rows as a frame of its own, in the order the course keeps them."""
+        rows = np.flatnonzero(self.key == key)
+        if self._order is not None:
+            rows = np.sort(self._order[rows])
+        part = self._frame.iloc[rows]
+        part.index = pd.RangeIndex(len(part))
+        return part
 
     def __len__(self) -> int:
         return len(self.key)
@@ -147,8 +167,8 @@ def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.
 
 @dataclass(frozen=True, eq=False)
 class Ward:
-    """The courses' tables, each stacked (Table; column `key` = the course's position in
-    `courses`), and the grid of course-days `days` (key, day, end, until, first, last) they
+    """The courses' tables, each one frame (Table; column `key` = the course's position in
+    `patients`), and the grid of course-days `days` (key, day, end, until, first, last) they
     are judged on.
 
     `evaluating`: the last day of each course is judged as of the course's as-of instant
@@ -156,7 +176,8 @@ class Ward:
     (replay). `first` is the floor of the course's first data day (NaN: no data).
     """
 
-    courses: tuple[Course, ...]
+    patients: tuple[PatientInfo, ...]
+    as_of_days: np.ndarray  # each course's as-of day (inf: open-ended)
     labs: Table
     observations: Table
     treatments: Table
@@ -165,18 +186,52 @@ class Ward:
     missing: Table
     days: dict[str, np.ndarray]  # the grid's columns, one value per course-day
     evaluating: bool
+    tz: str = "UTC"
+    given: tuple[Course, ...] | None = None  # the courses it was made of, if any
 
     @classmethod
     def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
-        courses = tuple(courses)
-        tables = {name: Table([getattr(c, name) for c in courses], name)
-                  for name in _SORTED_BY}
-        first, last = _data_span(tables, len(courses))
-        return cls(courses=courses, **tables, days=_grid(courses, first, last, evaluating),
-                   evaluating=evaluating)
+        """The ward of these courses."""
+        return cls._of_tables(
+            [c.patient for c in courses], [c.as_of_day for c in courses],
+            {name: Table.stacked([getattr(c, name) for c in courses], name)
+             for name in _SORTED_BY}, evaluating, courses[0].tz if courses else "UTC",
+            tuple(courses))
+
+    @classmethod
+    def of_frames(cls, patients: Sequence[PatientInfo], as_of_days: Sequence[float],
+                  frames: Mapping[str, tuple[pd.DataFrame, np.ndarray]],
+                  evaluating: bool = True, tz: str = "UTC") -> Ward:
+        """The ward of these patients (as of these days) from each table's rows read whole,
+        with each row's patient (a position in `patients`): the loader's frames
+        (core.store.loading.load_ward), never split per patient."""
+        return cls._of_tables(patients, as_of_days, {
+            name: Table(*frames[name], name) for name in _SORTED_BY}, evaluating, tz)
+
+    @classmethod
+    def _of_tables(cls, patients: Sequence[PatientInfo], as_of_days: Sequence[float],
+                   tables: Mapping[str, Table], evaluating: bool = True,
+                   tz: str = "UTC", given: tuple[Course, ...] | None = None) -> Ward:
+        as_of = np.asarray(as_of_days, dtype=float)
+        first, last = _data_span(tables, len(patients))
+        return cls(patients=tuple(patients), as_of_days=as_of,
+                   **{name: tables[name] for name in _SORTED_BY},
+                   days=_grid(as_of, first, last, evaluating), evaluating=evaluating, tz=tz,
+                   given=given)
+
+    @cached_property
+    def courses(self) -> tuple[Course, ...]:
+        """The courses, each with frames of its own (made from the tables when the ward was
+        read whole: for a rule written course by course)."""
+        if self.given is not None:
+            return self.given
+        return tuple(Course(patient=p, as_of_day=float(a), tz=self.tz,
+                            **{name: getattr(self, name).frame_of(k) for name in _SORTED_BY})
+                     for k, (p, a) in enumerate(zip(self.patients, self.as_of_days,
+                                                    strict=True)))
 
     def __len__(self) -> int:
-        return len(self.courses)
+        return len(self.patients)
 
     @property
     def size(self) -> int:
@@ -185,7 +240,12 @@ class Ward:
 
     def only(self, key: int) -> Ward:
         """The ward of course `key` alone (its key there is 0)."""
-        return Ward.of([self.courses[key]], self.evaluating)
+        if self.given is not None:
+            return Ward.of([self.given[key]], self.evaluating)
+        parts = {name: getattr(self, name).frame_of(key) for name in _SORTED_BY}
+        return Ward.of_frames([self.patients[key]], [self.as_of_days[key]], {
+            name: (part, np.zeros(len(part), np.int64)) for name, part in parts.items()},
+            self.evaluating, self.tz)
 
     def closing_rows(self) -> np.ndarray:
         """The last grid row of each course (the day it is evaluated on), in course order."""
@@ -196,7 +256,7 @@ class Ward:
         """Positions of the grid rows a replay reports: each course's days from day 0 (or
         its first data day, if later) to its last data day (or as-of day, if earlier)."""
         day, first, last = self.days["day"], self.days["first"], self.days["last"]
-        as_of = np.array([c.as_of_day for c in self.courses], dtype=float)[self.days["key"]]
+        as_of = self.as_of_days[self.days["key"]]
         upper = np.fmin(last, np.floor(as_of))
         return np.flatnonzero((day >= np.fmax(first, 0.0)) & (day <= upper) & ~np.isnan(last))
 
@@ -271,9 +331,9 @@ class Ward:
         known = asof(keys, days, gk, self.days["end"])  # index into sub, or NONE
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
         k_end = np.where(known >= 0, known - start + 1, 0)
-        ld = np.array([np.nan if c.patient.lymphodepletion_day is None
-                       else math.floor(c.patient.lymphodepletion_day) + 1.0
-                       for c in self.courses])[gk]
+        ld = np.array([np.nan if p.lymphodepletion_day is None
+                       else math.floor(p.lymphodepletion_day) + 1.0
+                       for p in self.patients])[gk]
         for cut in (ld, np.ones(len(gk))):  # the first cut with a value wins
             before = asof(keys, days, gk, cut, strict=True)
             k = np.minimum(np.where(before >= 0, before - start + 1, 0), k_end)
@@ -338,7 +398,7 @@ def episode_key(since_day: float | None) -> str | None:
 def replay_days(course: Course) -> range:
     """The ward days a replay reports for the course: from day 0 (or its first data day, if
     later) to its last data day (or as-of day, if earlier); none without data."""
-    tables = {name: Table([getattr(course, name)], name) for name in _SPAN}
+    tables = {name: Table.stacked([getattr(course, name)], name) for name in _SPAN}
     first, last = (float(x[0]) for x in _data_span(tables, 1))
     if math.isnan(last):
         return range(0)
@@ -369,21 +429,20 @@ def _data_span(tables: Mapping[str, Table], n: int) -> tuple[np.ndarray, np.ndar
     return first, last
 
 
-def _grid(courses: tuple[Course, ...], first: np.ndarray, last: np.ndarray,
+def _grid(as_of: np.ndarray, first: np.ndarray, last: np.ndarray,
           evaluating: bool) -> dict[str, np.ndarray]:
     """One row per course and ward day, from the course's first data day (or the day it is
     evaluated on, if earlier) to that day: floor(as_of) or, open-ended, the last data day.
     `until` is `end`, but never past the end of the row's day (an open-ended course's last
     day ends then, not at infinity: a window up to it needs a finite end). `first` and
     `last` are the floors of the course's first and last data days (NaN: no data)."""
-    as_of = np.array([c.as_of_day for c in courses], dtype=float)
     fin = np.isfinite(as_of)
     top = np.where(fin, np.floor(np.where(fin, as_of, 0)),
                    np.where(np.isnan(last), 0, np.floor(np.nan_to_num(last))))
     # a course without data days is judged from day 0 (the first day a replay reports)
     lo = np.minimum(np.where(np.isnan(first), 0, np.floor(np.nan_to_num(first))), top)
     counts = (top - lo + 1).astype(np.int64)
-    key = np.repeat(np.arange(len(courses)), counts)
+    key = np.repeat(np.arange(len(as_of)), counts)
     day = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts)
                                                                        - counts, counts))
     end = np.minimum(day + END_OF_DAY, as_of[key])

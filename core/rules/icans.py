@@ -138,9 +138,9 @@ def is_child(ward: Ward, t: Thresholds) -> np.ndarray:
     """Per grid row: 1.0 if the patient is under ice_min_age_years in the calendar year of the
     row's day (year minus birth year), 0.0 if not, NaN without a birth year."""
     key, day = ward.days["key"], ward.days["day"]
-    infused = np.array([c.patient.infusion_date for c in ward.courses], dtype="datetime64[D]")
-    born = np.array([np.nan if c.patient.birth_year is None else c.patient.birth_year
-                     for c in ward.courses], dtype=float)[key]
+    infused = np.array([p.infusion_date for p in ward.patients], dtype="datetime64[D]")
+    born = np.array([np.nan if p.birth_year is None else p.birth_year
+                     for p in ward.patients], dtype=float)[key]
     on = infused[key] + day.astype("timedelta64[D]")
     year = on.astype("datetime64[Y]").astype(np.int64) + 1970
     return np.where(np.isnan(born), np.nan, (year - born < t["ice_min_age_years"]) * 1.0)

@@ -93,20 +93,26 @@ def frame_of(columns: dict[str, Any]) -> pd.DataFrame:
                          for c, a in columns.items()}, copy=False)
 
 
-def split_by_patient(columns: dict[str, Any], pos: np.ndarray, keep: np.ndarray | None, sort: str,
-           patients: int) -> list[pd.DataFrame | None]:
-    """One frame per patient (None for a patient without rows), its rows sorted by `sort`
-    (ties in row order): one sort, one frame, and a slice of it per patient."""
+def sorted_frame(columns: dict[str, Any], pos: np.ndarray, keep: np.ndarray | None,
+                 sort: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The kept rows as one frame sorted by patient, then `sort` (ties in row order), and
+    each row's patient: one sort, one frame."""
     if keep is not None:
         columns = {c: a[keep] for c, a in columns.items()}
         pos = pos[keep]
-    if not len(pos):
-        return [None] * patients
     order = np.lexsort((columns[sort], pos))
     if (order[1:] < order[:-1]).any():
         columns = {c: a.take(order) for c, a in columns.items()}
         pos = pos[order]
-    whole = frame_of(columns)
+    return frame_of(columns), pos
+
+
+def split_by_patient(whole: pd.DataFrame, pos: np.ndarray,
+                     patients: int) -> list[pd.DataFrame | None]:
+    """One frame per patient (None for a patient without rows): a slice of `whole`, sorted
+    by patient (`pos`, each row's), for each."""
+    if not len(pos):
+        return [None] * patients
     counts = np.bincount(pos, minlength=patients)
     ends = np.cumsum(counts).tolist()
     out: list[pd.DataFrame | None] = []

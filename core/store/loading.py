@@ -1,4 +1,4 @@
-"""Build `Course` frames from the database: one query per table for every patient at once.
+"""Read the courses from the database: one query per table for every patient at once.
 
 Only `final` rows are read (superseded and entered-in-error rows never reach a rule), and
 preliminary lab results only where the site setting `inbound.rules_use_preliminary` is on. Times
@@ -7,9 +7,11 @@ ward's zone, exactly as `core.vocabulary.course.days_of` computes it, but vector
 patients.
 
 The cost is pandas' per-operation overhead, not the arithmetic (one patient has ~200 rows), so
-each table's fetched columns are converted once, as whole arrays, for every patient at once;
-one sort and one frame per table are then sliced into the patients' frames (see `_Tables`).
-The frames are exactly those pandas would infer from the rows (same dtypes and values).
+each table's fetched columns are converted once, as whole arrays, for every patient at once,
+into one frame per table sorted by patient and day (see `_Tables`). `load_ward` hands the
+rules those frames whole (evaluate, the backtest); `load_patient_courses` slices them into
+each patient's `Course` (pages, exports). The frames are exactly those pandas would infer
+from the rows (same dtypes and values). A read takes the columns its user needs (`Read`).
 
 The query pieces it shares with the single-patient lab reads (final rows of a table, the
 patients' primary keys, the preliminary-results setting) are in core.store.lab_reads.
@@ -18,6 +20,7 @@ patients' primary keys, the preliminary-results setting) are in core.store.lab_r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -34,6 +37,7 @@ from core.store.columns import (
     floats,
     inferred,
     objects,
+    sorted_frame,
     split_by_patient,
     utc_times,
 )
@@ -109,11 +113,11 @@ class _Ward:
 
     def __init__(self, patients: list[Patient], zone: ZoneInfo, tz: str,
                  as_of: datetime | None) -> None:
-        ordered = sorted(patients, key=_pk)
+        ordered = self.patients = sorted(patients, key=_pk)
         self.pks = np.array([_pk(p) for p in ordered], dtype=np.int64)
         starts = [pd.Timestamp(datetime.combine(p.infusion_date, time(0)), tz=zone)
                   for p in ordered]
-        self.starts = pd.DatetimeIndex(starts).tz_convert(None).to_numpy()
+        self.starts = pd.DatetimeIndex(starts, tz=zone).tz_convert(None).to_numpy()
         self.as_of_days = {} if as_of is None else {
             _pk(p): as_of_day(as_of, p.infusion_date, tz) for p in ordered}
         self.as_of = np.array(list(self.as_of_days.values()), dtype=np.float64)
@@ -155,14 +159,16 @@ def left_out(read: Read, table: str) -> frozenset[str]:
 
 
 class _Tables:
-    """The six clinical tables of the ward's courses, one query each, split by patient."""
+    """The six clinical tables of the ward's courses, one query each: each one frame of
+    every patient's rows (`whole`: the frame, sorted by patient then day, and each row's
+    patient, an index into the ward's pks)."""
 
     def __init__(self, session: Session, ward: _Ward, pks: Select | None,
                  as_of: datetime | None, preliminary: bool, read: Read) -> None:
         self.session, self.ward, self.pks, self.as_of = session, ward, pks, as_of
         self.sqlite = session.get_bind().dialect.name == "sqlite"
         self.preliminary, self.kind = preliminary, read
-        self.parts: dict[str, list[pd.DataFrame | None]] = {}
+        self.whole: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
 
     def _read(self, model: type[SQLModel], table: str, names: dict[str, str],
               time: str | None) -> tuple[dict[str, Column], np.ndarray, np.ndarray | None]:
@@ -182,8 +188,7 @@ class _Tables:
     def _add(self, name: str, columns: dict[str, Any], sort: str, pos: np.ndarray,
              keep: np.ndarray | None) -> None:
         order = [c for c in FRAME_COLUMNS[name] if c in columns]  # the Course's column order
-        self.parts[name] = split_by_patient({c: columns[c] for c in order}, pos, keep, sort,
-                                            len(self.ward.pks))
+        self.whole[name] = sorted_frame({c: columns[c] for c in order}, pos, keep, sort)
 
     def read(self) -> None:
         ward, as_of = self.ward, self.as_of
@@ -254,6 +259,74 @@ def _converted(columns: dict[str, Column], how: dict[str, Any]) -> dict[str, Any
     return {name: how[name](values) for name, values in columns.items()}
 
 
+@dataclass(frozen=True)
+class WardFrames:
+    """A ward as read for the rules, never split per patient: its patients in patient_id
+    order (primary keys, info, as-of days: inf without `as_of`) and each clinical table as
+    one frame of all their rows with each row's patient (`tables[name]`: the frame and
+    `key`, a position in `patients`). core.rules.frames.Ward.of_frames reads it."""
+
+    pks: list[int]
+    patients: list[PatientInfo]
+    as_of_days: list[float]
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]]
+    tz: str
+
+    def __len__(self) -> int:
+        return len(self.pks)
+
+
+def _read_tables(session: Session, tz: str, patient_ids: list[str] | None, active_only: bool,
+                 as_of: datetime | None, read: Read) -> tuple[list[Patient], _Ward, _Tables]:
+    """The patients (none: nothing read) and their tables, one query each."""
+    zone = ZoneInfo(tz)
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    # the site's preliminary-results setting rides along with the patients (no extra query)
+    setting = select(col(SiteSetting.value)).where(
+        col(SiteSetting.key) == PRELIMINARY_SETTING).scalar_subquery()
+    rows = session.execute(_patient_select(patient_ids, active_only).add_columns(
+        setting.label("rules_use_preliminary"))).all()
+    patients: list[Patient] = [row[0] for row in rows]
+    ward = _Ward(patients, zone, tz, as_of)
+    tables = _Tables(session, ward, pk_subquery(patient_ids, active_only), as_of,
+                     bool(rows) and setting_on(rows[0][1]), read)
+    if patients:
+        tables.read()
+    return patients, ward, tables
+
+
+def _empty(name: str, read: Read) -> pd.DataFrame:
+    return empty_frame([c for c in FRAME_COLUMNS[name] if c not in left_out(read, name)])
+
+
+def load_ward(
+    session: Session,
+    tz: str,
+    patient_ids: list[str] | None = None,
+    active_only: bool = True,
+    as_of: datetime | None = None,
+    *,
+    read: Read = "rules",
+) -> WardFrames:
+    """The given (default: all active) patients' courses as one ward (WardFrames), read as
+    `load_patient_courses` reads them, without making a frame per patient."""
+    patients, ward, tables = _read_tables(session, tz, patient_ids, active_only, as_of, read)
+    by_id = sorted(range(len(ward.pks)), key=lambda i: ward.patients[i].patient_id)
+    rank = np.empty(len(by_id), dtype=np.int64)
+    rank[by_id] = np.arange(len(by_id))
+    pks = ward.pks.tolist()
+    frames = {}
+    for name in FRAME_COLUMNS:
+        frame, pos = tables.whole.get(name, (None, None))
+        frames[name] = ((frame, rank[pos]) if frame is not None and pos is not None
+                        else (_empty(name, read), np.empty(0, dtype=np.int64)))
+    return WardFrames(
+        pks=[pks[i] for i in by_id], patients=[_info(ward.patients[i]) for i in by_id],
+        as_of_days=[ward.as_of_days.get(pks[i], math.inf) for i in by_id], tables=frames,
+        tz=tz)
+
+
 def load_patient_courses(
     session: Session,
     tz: str,
@@ -268,22 +341,11 @@ def load_patient_courses(
     `read`: "all" the Course's columns; "rules" without those no rule reads (PAGE_ONLY),
     for evaluating; "statuses" without those either and the evidence-only ones
     (EVIDENCE_ONLY), for statuses alone: no finding's evidence can be made from them."""
-    zone = ZoneInfo(tz)
-    if as_of is not None and as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    # the site's preliminary-results setting rides along with the patients (no extra query)
-    setting = select(col(SiteSetting.value)).where(
-        col(SiteSetting.key) == PRELIMINARY_SETTING).scalar_subquery()
-    rows = session.execute(_patient_select(patient_ids, active_only).add_columns(
-        setting.label("rules_use_preliminary"))).all()
-    if not rows:
+    patients, ward, tables = _read_tables(session, tz, patient_ids, active_only, as_of, read)
+    if not patients:
         return []
-    patients: list[Patient] = [row[0] for row in rows]
-    ward = _Ward(patients, zone, tz, as_of)
-    tables = _Tables(session, ward, pk_subquery(patient_ids, active_only), as_of,
-                     setting_on(rows[0][1]), read)
-    tables.read()
-
+    parts = {name: split_by_patient(frame, pos, len(ward.pks))
+             for name, (frame, pos) in tables.whole.items()}
     infos = {_pk(p): _info(p) for p in patients}
     # Course's own default frames cost ~1 ms each; a shallow copy of one empty frame is free
     empty: dict[str, pd.DataFrame] = {}
@@ -300,7 +362,7 @@ def load_patient_courses(
         i = where[pk]
         frames: dict[str, pd.DataFrame] = {}
         for name in FRAME_COLUMNS:
-            part = tables.parts[name][i] if name in tables.parts else None
+            part = parts[name][i] if name in parts else None
             frames[name] = nothing(name) if part is None else part
         out.append((pk, Course(patient=infos[pk], tz=tz,
                                as_of_day=ward.as_of_days.get(pk, math.inf), **frames)))

@@ -218,11 +218,11 @@ def test_replay_workers_only_for_large_cohorts(monkeypatch):
 
 
 def test_the_rules_find_the_same_in_courses_read_without_what_they_do_not_need(tmp_path):
-    """Evaluation reads its courses without the columns no rule reads (read="rules"), the
-    backtest without the evidence-only ones too (read="statuses"). Over the sample cohort
-    and 40 synthetic courses: every finding as of now and as of every day (JSON, evidence
-    included) is what the full courses give, and so is every rule's status, met stretch and
-    episode key on every day."""
+    """Evaluation reads its ward whole without the columns no rule reads (load_ward,
+    read="rules"), the backtest without the evidence-only ones too (read="statuses"). Over
+    the sample cohort and 40 synthetic courses: every finding as of now and as of every day
+    (JSON, evidence included) is what the full courses give, and so is every rule's status,
+    met stretch and episode key on every day."""
     from datetime import UTC, date, datetime, timedelta
 
     import pandas as pd
@@ -230,9 +230,16 @@ def test_the_rules_find_the_same_in_courses_read_without_what_they_do_not_need(t
     from bench.replay_rules import build_courses
     from bench.replay_vs_read import write_db
     from core.rules.catalog import all_specs
-    from core.rules.engine import evaluate_courses, replay_courses, replay_statuses
+    from core.rules.engine import (
+        evaluate_courses,
+        evaluate_ward,
+        replay_courses,
+        replay_statuses,
+        ward_statuses,
+    )
+    from core.rules.frames import Ward
     from core.store.db import make_engine, session_scope
-    from core.store.loading import load_patient_courses
+    from core.store.loading import WardFrames, load_patient_courses, load_ward
     from tests.sample_db import build_sample_db
 
     def found(courses: list[Course]) -> list:
@@ -245,14 +252,25 @@ def test_the_rules_find_the_same_in_courses_read_without_what_they_do_not_need(t
     met: set[str] = set()
     for url in (build_sample_db(tmp_path / "sample.db"), f"sqlite:///{synthetic}"):
         engine = make_engine(url)
+        now = datetime.now(UTC)
         with session_scope(engine) as s:
             read = {kind: [c for _, c in load_patient_courses(
-                s, "Europe/Berlin", active_only=False, as_of=datetime.now(UTC), read=kind)]
+                s, "Europe/Berlin", active_only=False, as_of=now, read=kind)]
                 for kind in ("all", "rules", "statuses")}
+            whole = {kind: load_ward(s, "Europe/Berlin", active_only=False, as_of=now,
+                                     read=kind) for kind in ("rules", "statuses")}
         engine.dispose()
+
+        def ward(w: WardFrames, evaluating: bool) -> Ward:
+            return Ward.of_frames(w.patients, w.as_of_days, w.tables, evaluating, w.tz)
+
         full = replay_statuses(read["all"], all_specs())
         assert len(full) > 1000
         pd.testing.assert_frame_equal(replay_statuses(read["statuses"], all_specs()), full)
+        pd.testing.assert_frame_equal(ward_statuses(ward(whole["statuses"], False), all_specs()),
+                                      full)
         assert found(read["rules"]) == found(read["all"])
+        assert ([[f.to_json() for f in fs] for fs in evaluate_ward(ward(whole["rules"], True))]
+                == found(read["all"])[:len(read["all"])])
         met |= set(full.loc[full["status"] == "met", "rule"])
     assert len(met) >= 20  # most rules fire somewhere, so their statuses were compared

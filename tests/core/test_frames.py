@@ -207,3 +207,48 @@ def test_a_series_reads_windows_known_at_instants_and_dated_drops_rows_without_a
     assert (i0.tolist(), i1.tolist()) == ([1, 1, 1], [2, 3, 2])
     assert dated.values(np.array([2, NONE])).tolist()[0] == 0.9
     assert dated.frame_pos(np.array([0, NONE])).tolist() == [anc.pos[0], NONE]
+
+
+def test_a_ward_read_whole_is_the_ward_of_its_courses(tmp_path):
+    """The loader's whole frames (load_ward, never split per patient) make the same ward as
+    the courses load_patient_courses splits them into: the same grid, the same rows of
+    every table in the same order, each course rebuilt from the tables equal to the one
+    read, and a course judged alone (`only`) the ward of that course alone."""
+    from datetime import UTC, datetime
+
+    from core.store.db import make_engine, session_scope
+    from core.store.loading import load_patient_courses, load_ward
+    from tests.sample_db import build_sample_db
+
+    engine = make_engine(build_sample_db(tmp_path / "sample.db"))
+    now = datetime.now(UTC)
+    with session_scope(engine) as s:
+        read = load_ward(s, "Europe/Berlin", active_only=False, as_of=now, read="all")
+        courses = [c for _, c in load_patient_courses(s, "Europe/Berlin", active_only=False,
+                                                      as_of=now)]
+    engine.dispose()
+    assert [p.patient_id for p in read.patients] == [c.patient.patient_id for c in courses]
+    for evaluating in (True, False):
+        whole = Ward.of_frames(read.patients, read.as_of_days, read.tables, evaluating,
+                               read.tz)
+        made = Ward.of(courses, evaluating)
+        for column in made.days:
+            np.testing.assert_array_equal(whole.days[column], made.days[column])
+        for name in ("labs", "observations", "treatments", "episodes", "events", "missing"):
+            a, b = getattr(whole, name), getattr(made, name)
+            assert len(a) > 0 or name == "missing", name
+            assert a.blocks == b.blocks
+            for column in b.columns:
+                np.testing.assert_array_equal(a[column], b[column])
+    whole = Ward.of_frames(read.patients, read.as_of_days, read.tables, True, read.tz)
+    for key, course in enumerate(courses):
+        rebuilt = whole.courses[key]
+        assert rebuilt.patient == course.patient and rebuilt.as_of_day == course.as_of_day
+        for name in ("labs", "observations", "treatments", "episodes", "events", "missing"):
+            pd.testing.assert_frame_equal(getattr(rebuilt, name).reset_index(drop=True),
+                                          getattr(course, name).reset_index(drop=True),
+                                          check_dtype=False)
+        alone, of_course = whole.only(key), Ward.of([course])
+        for column in of_course.days:
+            np.testing.assert_array_equal(alone.days[column], of_course.days[column])
+        np.testing.assert_array_equal(alone.labs["value"], of_course.labs["value"])

@@ -66,8 +66,8 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     maximum)."""
     grid = ward.days
     key, as_of = grid["key"], grid["end"]
-    ld = np.array([np.nan if c.patient.lymphodepletion_day is None
-                   else c.patient.lymphodepletion_day for c in ward.courses])[key]
+    ld = np.array([np.nan if p.lymphodepletion_day is None else p.lymphodepletion_day
+                   for p in ward.patients])[key]
     cutoff = np.where(np.isnan(ld), t["fallback_baseline_day"], ld) + 1  # day's start + 1
     out: dict[str, Any] = {}
     lo = np.zeros(len(key), dtype=np.int64)
