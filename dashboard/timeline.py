@@ -106,7 +106,7 @@ def overrides() -> dict | None:
     settings = resources.get_settings()
     if settings.site_config is None:
         return None
-    from core.rules.site import site_overrides
+    from core.site_config import site_overrides
 
     return site_overrides(settings)
 

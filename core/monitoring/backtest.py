@@ -283,7 +283,7 @@ def backtest(engine: Engine, settings: Settings, overrides: Overrides | None = N
     `progress(done, total)` is called after each batch.
     """
     from core.rules.engine import thresholds_for
-    from core.rules.site import site_overrides
+    from core.site_config import site_overrides
 
     as_of = as_of or datetime.now(UTC)
     merged = merge_overrides(site_overrides(settings, specs), overrides)

@@ -95,7 +95,7 @@ def _site_overrides(settings: Settings,
     """Per-rule threshold overrides from the site config file, if there is one."""
     if settings.site_config is None:
         return None
-    from core.rules.site import site_overrides
+    from core.site_config import site_overrides
 
     return site_overrides(settings, specs)
 

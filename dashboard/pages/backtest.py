@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.rules.catalog import all_rules
-from core.rules.site import SiteConfigError, site_overrides
+from core.site_config import SiteConfigError, site_overrides
 from core.views.rule_tables import thresholds_frame
 from dashboard import backtesting, resources
 

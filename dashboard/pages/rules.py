@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.rules.site import SiteConfigError, site_overrides
+from core.site_config import SiteConfigError, site_overrides
 from core.views.rule_tables import catalogue_frame, filter_catalogue, thresholds_frame
 from dashboard import resources
 

@@ -124,7 +124,7 @@ def test_site_table_becomes_threshold_overrides():
 def test_site_lab_overdue_table_reaches_the_rule_through_site_overrides(tmp_path):
     from core.config import Settings
     from core.rules.engine import evaluate_course
-    from core.rules.site import SiteConfigError, parse_site_config, site_overrides
+    from core.site_config import SiteConfigError, parse_site_config, site_overrides
 
     path = tmp_path / "site.toml"
     path.write_text('[lab_overdue]\nlast_day = 21\ndaily = ["anc"]\n', encoding="utf-8")

@@ -21,7 +21,7 @@ from core.rules.base import (
 from core.rules.catalog import all_specs
 from core.rules.engine import evaluate_course, replay_course, replay_days
 from core.rules.frames import end_of_day
-from core.rules.site import (
+from core.site_config import (
     SiteConfigError,
     load_overrides,
     load_site_config,

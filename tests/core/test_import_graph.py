@@ -126,12 +126,12 @@ def test_no_module_is_named_common_shared_daily_or_asof():
     assert named == []
 
 
-def test_the_rules_read_only_the_vocabulary_and_the_configuration():
-    """The rules are functions of a course's frames: they never reach the store, the
-    monitor, the pages' views or the interfaces (those import the rules, not the other way
-    round)."""
+def test_the_rules_read_only_the_vocabulary():
+    """The rules are functions of a course's frames and their thresholds: they never reach
+    the store, the configuration or the site's file, the monitor, the pages' views or the
+    interfaces (those import the rules, not the other way round)."""
     modules = _modules(CORE)
-    allowed = ("core.rules", "core.vocabulary", "core.config")
+    allowed = ("core.rules", "core.vocabulary")
     reached = {(name, target) for name, path in modules.items() if name.startswith("core.rules")
                for target in _imported(name, path, modules)
                if not any(target == a or target.startswith(a + ".") for a in allowed)

@@ -764,7 +764,7 @@ def test_evaluate_with_a_notify_table_in_the_site_file_enqueues_and_delivers(
         engine, tmp_path, secret_env) -> None:  # type: ignore[no-untyped-def]
     """The whole path as the monitor runs it: the site file holds thresholds and [notify];
     evaluate fires lab_overdue for a patient without labs and writes the outbox row in the
-    same transaction; deliver_pending sends it. (core/rules/site.py must accept [notify].)"""
+    same transaction; deliver_pending sends it. (core/site_config.py must accept [notify].)"""
     from core.monitoring.evaluation import run_evaluate
 
     with HttpReceiver(SECRET) as pager:

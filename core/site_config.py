@@ -1,4 +1,6 @@
-"""Per-site rule configuration: threshold overrides (and schedules) from a TOML file.
+"""The site's configuration file (TOML): the rules' threshold overrides and schedules, and
+the sections other parts read (SECTIONS). Read here, outside the rules, which take only the
+overrides (core.rules.engine.thresholds_for).
 
 Format (the file named by Settings.site_config / CARTWATCH_SITE_CONFIG)::
 
