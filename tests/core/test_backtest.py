@@ -274,3 +274,44 @@ def test_the_rules_find_the_same_in_courses_read_without_what_they_do_not_need(t
                 == found(read["all"])[:len(read["all"])])
         met |= set(full.loc[full["status"] == "met", "rule"])
     assert len(met) >= 20  # most rules fire somewhere, so their statuses were compared
+
+
+def test_the_backtest_counts_the_statuses_the_monitor_finds(tmp_path):
+    """The backtest replays statuses alone (engine.ward_statuses, no `explain`); the monitor,
+    `evaluate` and `replay` make findings (`explain`). On every day of the sample cohort and
+    of 30 synthetic courses, every rule's status is the finding's, and a met day's since_day
+    and episode key are the ones its alert would get: else the burden a site tunes its
+    thresholds by would not be the alerts it gets."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from bench.replay_rules import build_courses
+    from core.rules.catalog import all_specs
+    from core.rules.engine import replay_courses, replay_statuses
+    from core.store.db import make_engine, session_scope
+    from core.store.loading import load_patient_courses
+    from tests.sample_db import build_sample_db
+
+    engine = make_engine(build_sample_db(tmp_path / "sample.db"))
+    with session_scope(engine) as s:
+        sample = [c for _, c in load_patient_courses(s, "Europe/Berlin", active_only=False,
+                                                     as_of=datetime.now(UTC))]
+    engine.dispose()
+    met: set[str] = set()
+    for courses in (sample, build_courses(30, 60, seed=11)):
+        statuses = replay_statuses(courses, all_specs())
+        found = pd.DataFrame(
+            [(key, day, f.rule, str(f.status), f.since_day, f.episode_key)
+             for key, (_, days) in enumerate(replay_courses(courses, all_specs()))
+             for day, findings in days for f in findings],
+            columns=["key", "day", "rule", "found", "found_since", "found_key"])
+        both = statuses.merge(found, on=["key", "day", "rule"], how="outer", validate="1:1")
+        assert len(both) == len(statuses) == len(found) > 1000
+        assert (both["status"] == both["found"]).all(), both[both["status"] != both["found"]]
+        yes = both[both["status"] == "met"]
+        assert (yes["since_day"] == yes["found_since"]).all()
+        keyed = yes[yes["episode_key"].notna()]
+        assert (keyed["episode_key"] == keyed["found_key"]).all()
+        met |= set(yes["rule"])
+    assert len(met) >= 20
