@@ -30,7 +30,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
 from core.rules.monitoring import (
     GAP_KEY,
     Charted,
@@ -42,6 +42,7 @@ from core.rules.monitoring import (
     graded_status,
     latest_known,
 )
+from core.rules.tables import NONE
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 

@@ -36,7 +36,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward, asof
+from core.rules.frames import Columns, Ward
+from core.rules.tables import NONE, asof
 from core.vocabulary.units import Evidence
 
 D = Evidence.DESIGN

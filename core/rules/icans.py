@@ -27,7 +27,7 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
 from core.rules.monitoring import (
     GAP_KEY,
     Charted,
@@ -39,6 +39,7 @@ from core.rules.monitoring import (
     graded_status,
     latest_known,
 )
+from core.rules.tables import NONE
 from core.vocabulary.units import Evidence
 
 RULE = Rule(

@@ -34,7 +34,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import END_OF_DAY, NONE, Columns, Ward, asof
+from core.rules.frames import END_OF_DAY, Columns, Ward
+from core.rules.tables import NONE, asof
 from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"

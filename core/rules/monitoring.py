@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from core.rules.base import Evidence, Status, Threshold
-from core.rules.frames import NONE, Ward
+from core.rules.frames import Ward
+from core.rules.tables import NONE
 
 GAP_KEY = "monitoring_gap_days"
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.rules.frames import NONE, Ward, asof
+from core.rules.frames import Ward
+from core.rules.tables import NONE, asof
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
+from core.rules.tables import NONE
 from core.rules.therapy_response import active_iec_hs
 from core.vocabulary.units import Evidence
 

@@ -24,7 +24,8 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward, asof
+from core.rules.frames import Columns, Ward
+from core.rules.tables import NONE, asof
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 

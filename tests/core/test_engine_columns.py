@@ -24,7 +24,8 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.engine import evaluate_courses, replay_courses
-from core.rules.frames import NONE, Ward
+from core.rules.frames import Ward
+from core.rules.tables import NONE
 from core.vocabulary.course import make_course
 from core.vocabulary.units import Evidence
 

@@ -13,8 +13,9 @@ import pytest
 
 from core.rules.base import EvidenceItem
 from core.rules.engine import met_since
-from core.rules.frames import END_OF_DAY, NONE, Ward, asof, replay_days
+from core.rules.frames import END_OF_DAY, Ward, replay_days
 from core.rules.series import Series
+from core.rules.tables import NONE, asof
 from core.vocabulary.course import make_course
 
 

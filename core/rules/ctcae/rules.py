@@ -27,7 +27,8 @@ from core.rules.ctcae.grading import (
     TERMS,
     ctcae_grades,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
+from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES, Evidence
 
 VERSION = "1.0"

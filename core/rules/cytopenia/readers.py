@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.rules.frames import NONE, Ward, asof
+from core.rules.frames import Ward
 from core.rules.series import Series
+from core.rules.tables import NONE, asof
 
 CENSOR_EVENTS = ("progression", "next_therapy", "death")
 

@@ -27,9 +27,10 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.ctcae import ctcae_grades
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
 from core.rules.hlh.criteria import C2, U, all_of, any_of, n_of, status, statuses, tri
 from core.rules.series import Series, first_max
+from core.rules.tables import NONE
 
 CARTOX = Rule(
     id="cartox_hlh",

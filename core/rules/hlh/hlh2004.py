@@ -25,9 +25,10 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
 from core.rules.hlh.criteria import C2, n_of, status, statuses, tri
 from core.rules.series import Series, first_max
+from core.rules.tables import NONE
 
 HLH2004 = Rule(
     id="hlh_2004",

@@ -26,9 +26,10 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.frames import NONE, Columns, Ward
+from core.rules.frames import Columns, Ward
 from core.rules.hlh.criteria import C2, D, tri
 from core.rules.series import Series, first_max, take
+from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES
 
 # mg/dL per mmol/L of triglycerides (criteria §9, triolein basis: 88.57), from the catalogue.

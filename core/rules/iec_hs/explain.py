@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
-from core.rules.frames import NONE, Ward
+from core.rules.frames import Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, MISSING, RULE, TREATMENT_CONTEXT
 from core.rules.iec_hs.screen import BEFORE_WINDOW, ferritin_key_feature
+from core.rules.tables import NONE
 from core.vocabulary.course import Course
 
 Row = Mapping[str, Any]

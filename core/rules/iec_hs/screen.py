@@ -13,9 +13,10 @@ import numpy as np
 
 from core.rules.base import Inputs, Status, Thresholds
 from core.rules.ctcae import ctcae_grades
-from core.rules.frames import NONE, Ward, asof
+from core.rules.frames import Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, KEY_FEATURES, LAB_FEATURES
 from core.rules.iec_hs.timing import timing_feature
+from core.rules.tables import NONE, asof
 
 MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
 # the rules the screen reads (RuleSpec.reads): their rows, or only their thresholds
