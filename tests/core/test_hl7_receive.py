@@ -162,6 +162,30 @@ def test_messages_received_together_are_each_all_or_nothing_and_commit_together(
         assert [a.grade for a in alert] == [4]
 
 
+def test_a_group_reads_its_lookups_once_and_each_message_sees_those_before_it(
+        ward: Engine) -> None:
+    """One group: a value, its correction and its resend, a message for an unknown patient,
+    and a second patient's value. The correction finds the value stored earlier in the same
+    transaction; the unknown patient is held, the others are not."""
+    when = stamp(3)
+    corrected = ("2276-4", "Ferritin", "LN", "NM", "1900", "ug/L", "30-400", "H", "C")
+    group = [oru("T1", [FER], when=when), oru("T2", [corrected], when=when),
+             oru("T3", [PLT], patient="SYN-999"), oru("T1", [FER], when=when),
+             oru("T4", [PLT], patient="SYN-002")]
+    replies = receive_all(ward, group, settings_of(ward))
+    assert [r.code for r in replies] == ["AA"] * 5
+    assert [r.status.value for r in replies if r.status] == [
+        "stored", "stored", "held", "stored", "stored"]
+    old, new = labs(ward, "ferritin")
+    assert (old.status, old.value, new.status, new.value) == (
+        "superseded", 900.0, "final", 1900.0)
+    with Session(ward) as s:
+        second = s.execute(select(Patient.id).where(Patient.patient_id == "SYN-002")).scalar()
+    assert [(r.patient_pk, r.value) for r in labs(ward, "platelets")] == [(second, 8.0)]
+    assert [inbound(ward, c).status for c in ("T1", "T2", "T3", "T4")] == [
+        "stored", "stored", "held", "stored"]
+
+
 @pytest.mark.parametrize("bug", [
     RuntimeError("a defect"),
     IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: labresult.row_key")),

@@ -36,13 +36,14 @@ from core.capture.hl7.parse import (
     ERROR_TEXT,
     INTERNAL_ERROR,
     Header,
+    Parsed,
     Problem,
     fallback_control_id,
     header,
     parse,
     parse_message,
 )
-from core.capture.hl7.results import Hold, apply
+from core.capture.hl7.results import Hold, Lookups, apply
 from core.config import Settings
 from core.store import audit
 from core.store.faults import FAULT_TYPES, StorageFault, write_failure
@@ -130,8 +131,9 @@ def receive_all(engine: Engine, raws: list[str], settings: Settings | None = Non
     if readable:
         try:
             with write_session(engine, settings=settings, actor=ACTOR) as session:
+                group = _Group.read(session, raws, readable, settings)
                 for i, message, head in readable:
-                    outcome = _alone(session, raws[i], message, head, settings)
+                    outcome = _alone(session, group, i, message, head, settings)
                     if isinstance(outcome, Problem):
                         refused[i] = (message, head, outcome)
                     else:
@@ -160,35 +162,73 @@ def receive_all(engine: Engine, raws: list[str], settings: Settings | None = Non
 
 
 def process(session: Session, raw: str, settings: Settings, *, actor: str,
-            matched: dict[str, str] | None = None,
-            message: hl7.Message | None = None) -> tuple[MessageStatus, str, int, str | None]:
+            matched: dict[str, str] | None = None) -> tuple[MessageStatus, str, int, str | None]:
     """Parse and apply one message in the caller's transaction: (status, reason, rows,
-    patient_id). Raises Problem for a bad message (the caller rolls back). `message`: the
-    text already parsed by python-hl7 (`parse_message(raw)`), when the caller has it."""
-    parsed = parse(raw, tz=settings.ward_tz, id_type=setting(session, ID_TYPE_SETTING) or None,
-                   message=message)
+    patient_id). Raises Problem for a bad message (the caller rolls back)."""
+    parsed = parse(raw, tz=settings.ward_tz, id_type=setting(session, ID_TYPE_SETTING) or None)
+    return _applied(session, parsed, settings, actor, matched, None)
+
+
+def _applied(session: Session, parsed: Parsed, settings: Settings, actor: str,
+             matched: dict[str, str] | None, lookups: Lookups | None
+             ) -> tuple[MessageStatus, str, int, str | None]:
     try:
-        applied = apply(session, parsed, tz=settings.ward_tz, actor=actor, matched=matched)
+        applied = apply(session, parsed, tz=settings.ward_tz, actor=actor, matched=matched,
+                        lookups=lookups)
     except Hold as held:
         log.warning("HL7 %s held: %s", parsed.header.control_id, held.reason)
         return MessageStatus.HELD, held.reason, 0, held.patient_id
     return MessageStatus.STORED, applied.summary(), applied.rows_written, applied.patient_id
 
 
-def _alone(session: Session, raw: str, message: hl7.Message, head: Header,
+@dataclass
+class _Group:
+    """What the messages of a group look up, read once for all of them in their
+    transaction: each message (its text, and its parse or the Problem that refuses it), the
+    records of the control IDs received before (None: new), and the patients and codes the
+    messages name."""
+
+    raws: list[str]
+    parsed: dict[int, Parsed | Problem]
+    inbound: dict[str, InboundMessage | None]
+    lookups: Lookups
+
+    @classmethod
+    def read(cls, session: Session, raws: list[str],
+             readable: list[tuple[int, hl7.Message, Header]], settings: Settings) -> _Group:
+        id_type = setting(session, ID_TYPE_SETTING) or None
+        parsed: dict[int, Parsed | Problem] = {}
+        for i, message, _head in readable:
+            try:
+                parsed[i] = parse(raws[i], tz=settings.ward_tz, id_type=id_type,
+                                  message=message)
+            except Problem as p:
+                parsed[i] = p
+        controls = list(dict.fromkeys(head.control_id for _i, _m, head in readable))
+        inbound: dict[str, InboundMessage | None] = dict.fromkeys(controls)
+        for row in session.execute(select(InboundMessage).where(
+                col(InboundMessage.channel) == CHANNEL,
+                col(InboundMessage.control_id).in_(controls))).scalars():
+            inbound[row.control_id] = row
+        return cls(raws, parsed, inbound, Lookups.read(
+            session, (p for p in parsed.values() if isinstance(p, Parsed))))
+
+
+def _alone(session: Session, group: _Group, i: int, message: hl7.Message, head: Header,
            settings: Settings, *, again: bool = True) -> Reply | Problem:
-    """One message in its own SAVEPOINT of the caller's transaction: its AA, or the Problem
-    that refuses it with nothing of it written. A storage fault is raised (the whole
-    transaction fails: AR)."""
+    """Message `i` of the group in its own SAVEPOINT of the caller's transaction: its AA, or
+    the Problem that refuses it with nothing of it written. A storage fault is raised (the
+    whole transaction fails: AR)."""
     try:
         with session.begin_nested():
-            return _store(session, raw, message, head, settings)
+            return _store(session, group, i, message, head, settings)
     except Problem as p:
         return p
     except IntegrityError as exc:
         if again:  # the same MSH-10 committed by another connection a moment ago: a resend
             log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
-            return _alone(session, raw, message, head, settings, again=False)
+            group.inbound[head.control_id] = _inbound(session, head.control_id)
+            return _alone(session, group, i, message, head, settings, again=False)
         failed: Exception = exc
     except Exception as exc:
         if isinstance(exc, FAULT_TYPES) and write_failure(exc) is not None:
@@ -201,9 +241,10 @@ def _alone(session: Session, raw: str, message: hl7.Message, head: Header,
                    "for the administrator")
 
 
-def _store(session: Session, raw: str, message: hl7.Message, head: Header,
+def _store(session: Session, group: _Group, i: int, message: hl7.Message, head: Header,
            settings: Settings) -> Reply:
-    known = _inbound(session, head.control_id)
+    raw, parsed = group.raws[i], group.parsed[i]
+    known = group.inbound[head.control_id]
     if known is not None and known.status != MessageStatus.REFUSED.value:
         if known.raw != raw:
             log.warning("HL7 %s: a different message reuses a control ID already "
@@ -211,8 +252,10 @@ def _store(session: Session, raw: str, message: hl7.Message, head: Header,
         log.info("HL7 %s is a resend (%s): nothing added", head.control_id, known.status)
         return Reply("AA", build_ack(message, "AA"), head.control_id,
                      MessageStatus(known.status), known.reason)
-    status, reason, rows, patient_id = process(session, raw, settings, actor=ACTOR,
-                                               message=message)
+    if isinstance(parsed, Problem):
+        raise parsed
+    status, reason, rows, patient_id = _applied(session, parsed, settings, ACTOR, None,
+                                                group.lookups)
     row = known or InboundMessage(channel=CHANNEL, control_id=head.control_id, raw=raw,
                                   status=status)
     row.message_type, row.sender = head.message_type[:20], head.sender
@@ -226,6 +269,7 @@ def _store(session: Session, raw: str, message: hl7.Message, head: Header,
                  after={"control_id": head.control_id, "type": head.message_type,
                         "sender": head.sender, "rows_written": rows},
                  reason=reason)
+    group.inbound[head.control_id] = row  # a later message of the group resending it
     return Reply("AA", build_ack(message, "AA"), head.control_id, status, reason)
 
 

@@ -20,8 +20,9 @@ applied by `core.capture.hl7.adt`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -82,14 +83,38 @@ class Applied:
         return "; ".join([head, *self.notes])[:2000]
 
 
+@dataclass(frozen=True)
+class Lookups:
+    """The registered patients (study ID -> primary key, infusion date) and the site code
+    map entries some messages name, each read in one query for all of them: a group of
+    messages shares one write transaction, in which neither changes."""
+
+    patients: dict[str, tuple[int, date]]
+    codes: CodeMap
+
+    @classmethod
+    def read(cls, session: Session, messages: Iterable[Parsed],
+             matched: Mapping[str, str] | None = None) -> Lookups:
+        """`matched`: PID-3 value -> registered patient, set by a person."""
+        ids: set[str] = set()
+        codes: set[str] = set()
+        for parsed in messages:
+            ids.update(parsed.patient_ids)
+            codes.update(c.strip() for r in parsed.results if r.status != SKIP
+                         for _s, c in r.codings if c)
+        if matched:
+            ids.update(matched[p] for p in list(ids) if p in matched)
+        return cls(_patient_index(session, ids), CodeMap.load(session, codes=codes))
+
+
 def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
-          matched: dict[str, str] | None = None) -> Applied:
+          matched: dict[str, str] | None = None, lookups: Lookups | None = None) -> Applied:
     """Write what the message says; raise Hold (nothing written) or Problem (the caller
-    rolls back). `matched`: PID-3 value -> registered patient, set by a person."""
+    rolls back). `matched`: PID-3 value -> registered patient, set by a person. `lookups`:
+    read for a group of messages this one belongs to (default: read for it alone)."""
     matched = matched or {}
-    # the message's patients only (and those a person matched them to), in one narrow query
-    ids = parsed.patient_ids
-    patients = _patient_index(session, {*ids, *(matched[p] for p in ids if p in matched)})
+    lookups = lookups or Lookups.read(session, [parsed], matched)
+    patients = lookups.patients
 
     def resolve(pid: str) -> str:
         return pid if pid in patients else matched.get(pid, pid)
@@ -110,9 +135,7 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
         return out
     if not parsed.results:
         return out
-    codes = CodeMap.load(session, codes={
-        c.strip() for r in parsed.results if r.status != SKIP for _s, c in r.codings if c})
-    targets = _targets(parsed, codes)
+    targets = _targets(parsed, lookups.codes)
     rows: dict[CodeTarget, list[tuple[Result, Target]]] = {CodeTarget.ANALYTE: [],
                                                             CodeTarget.OBSERVATION: []}
     for result in parsed.results:
