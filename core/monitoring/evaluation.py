@@ -191,8 +191,8 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
     as_of = as_of or utcnow()
     _lock(session, wait=True)
     loaded = _load(session, settings, None, as_of, pks=sorted(patient_pks))
-    _sync(session, settings, _run_rules(loaded, settings, None), as_of, actor, None,
-          DEFAULT_ESCALATE_AFTER, every_active=False)
+    _sync(session, settings, _run_rules(loaded, settings, None, met_only=True), as_of, actor,
+          None, DEFAULT_ESCALATE_AFTER, every_active=False)
     if len(loaded) < len(patient_pks):
         active = session.scalars(select(col(Patient.id)).where(
             col(Patient.status) == PatientStatus.ACTIVE.value))
@@ -228,15 +228,17 @@ def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: da
                      as_of=as_of)
 
 
-def _run_rules(loaded: WardFrames, settings: Settings,
-               specs: Sequence[RuleSpec] | None) -> Found:
+def _run_rules(loaded: WardFrames, settings: Settings, specs: Sequence[RuleSpec] | None,
+               *, met_only: bool = False) -> Found:
+    """Each patient's findings (`met_only`: see core.rules.engine.evaluate_ward)."""
     from core.rules.engine import evaluate_ward
     from core.rules.frames import Ward
 
     rule_specs = _specs(specs)
     ward = Ward.of_frames(loaded.patients, loaded.as_of_days, loaded.tables, evaluating=True,
                           tz=loaded.tz)
-    found = evaluate_ward(ward, rule_specs, _site_overrides(settings, rule_specs))
+    found = evaluate_ward(ward, rule_specs, _site_overrides(settings, rule_specs),
+                          met_only=met_only)
     return list(zip(loaded.pks, loaded.patients, found, strict=True))
 
 

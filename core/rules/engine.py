@@ -159,11 +159,19 @@ class _Judged:
             return None
         return cols
 
-    def findings(self, rows: np.ndarray) -> list[Finding]:
-        """The findings of the grid rows `rows` (positions), evidence included."""
+    def findings(self, rows: np.ndarray, *, met_only: bool = False) -> list[Finding]:
+        """The findings of the grid rows `rows` (positions), evidence included; with
+        `met_only`, a row not met (and not failed) is only its status."""
         grid = self.ward.days
         names = [*grid, *self.cols]
         values = [v[rows].tolist() for v in (*grid.values(), *self.cols.values())]
+        if met_only:
+            rule_id, met = self.spec.rule.id, Status.MET.value
+            return [self._finding(dict(zip(names, row, strict=True)))
+                    if status == met or key in self.errors else Finding(rule_id, Status(status))
+                    for row, status, key in zip(zip(*values, strict=True),
+                                                self.cols["status"][rows].tolist(),
+                                                grid["key"][rows].tolist(), strict=True)]
         return [self._finding(dict(zip(names, row, strict=True)))
                 for row in zip(*values, strict=True)]
 
@@ -289,15 +297,17 @@ def _prepare(specs: Sequence[RuleSpec] | None,
 
 
 def evaluate_ward(ward: Ward, specs: Sequence[RuleSpec] | None = None,
-                  overrides: Overrides | None = None) -> list[list[Finding]]:
+                  overrides: Overrides | None = None, *,
+                  met_only: bool = False) -> list[list[Finding]]:
     """Every rule's finding for each course of the ward (made `evaluating`) as of its as-of
-    day, in `specs` order."""
+    day, in `specs` order. `met_only`: only met findings are explained (evidence, grade,
+    prompts); the others are their rule and status, all an alert sync reads of them."""
     specs, ts = _prepare(specs, overrides)
     if not len(ward):
         return []
     rows = ward.closing_rows()
     judged = judge_rules(ward, specs, ts)
-    found = [judged[s.rule.id].findings(rows) for s in specs]
+    found = [judged[s.rule.id].findings(rows, met_only=met_only) for s in specs]
     return [[column[i] for column in found] for i in range(len(ward))]
 
 
