@@ -186,20 +186,60 @@ def test_a_group_reads_its_lookups_once_and_each_message_sees_those_before_it(
         "stored", "stored", "held", "stored"]
 
 
+def test_a_group_validated_together_refuses_each_bad_message_at_its_own_obx(
+        ward: Engine) -> None:
+    """The values of a group's messages are validated as one import: an error is reported
+    at the OBX of its own message, a row repeated within a message is a duplicate, and the
+    same patient, item and time in two messages is not."""
+    when = stamp(4)
+    twice = oru("V2", [PLT, FER, ("2276-4", "Ferritin", "LN", "NM", "950", "ug/L", "", "")],
+                when=when)
+    impossible = oru("V3", [PLT, ("2276-4", "Ferritin", "LN", "NM", "9000000", "ug/L", "",
+                                  "")], patient="SYN-002")
+    replies = receive_all(ward, [oru("V1", [FER], when=when), twice, impossible,
+                                 oru("V4", [PLT], patient="SYN-002")], settings_of(ward))
+    assert [r.code for r in replies] == ["AA", "AE", "AE", "AA"]
+    dup, bad = ack_fields(replies[1].ack), ack_fields(replies[2].ack)
+    assert dup["location"] == "OBX^3^3" and "Duplicate of OBX #2" in dup["text"]
+    assert bad["location"] == "OBX^2^5" and "Ferritin" in bad["text"]
+    assert [r.value for r in labs(ward, "ferritin")] == [900.0]
+    assert [r.value for r in labs(ward, "platelets")] == [8.0]  # V4's; V2's and V3's not
+
+
+def test_a_defect_met_validating_a_group_refuses_only_its_message(
+        ward: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.capture.hl7.results as results
+
+    real = results.PREPARE["labs"]
+
+    def prepare(frame: Any, ctx: Any) -> Any:
+        if "SYN-002" in set(frame["patient_id"]):  # a defect met by this patient's rows
+            raise RuntimeError("a defect")
+        return real(frame, ctx)
+
+    monkeypatch.setitem(results.PREPARE, "labs", prepare)
+    replies = receive_all(ward, [oru("D1", [PLT]), oru("D2", [FER], patient="SYN-002"),
+                                 oru("D3", [FER])], settings_of(ward))
+    assert [r.code for r in replies] == ["AA", "AE", "AA"]
+    assert "internal error (RuntimeError: a defect)" in ack_fields(replies[1].ack)["text"]
+    assert [inbound(ward, c).status for c in ("D1", "D2", "D3")] == [
+        "stored", "refused", "stored"]
+
+
 @pytest.mark.parametrize("bug", [
     RuntimeError("a defect"),
     IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: labresult.row_key")),
 ], ids=["error", "constraint-twice"])
 def test_a_message_that_meets_a_bug_is_refused_and_kept_without_its_group(
         ward: Engine, monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
-    real = receiving.apply
+    real = receiving.write
 
-    def apply(session: Session, parsed: Any, **kwargs: Any) -> Any:
-        if parsed.header.control_id == "BUG":  # stands for a defect met by this message only
+    def write(session: Session, checked: Any, actor: str) -> Any:
+        if checked.parsed.header.control_id == "BUG":  # a defect met by this message only
             raise bug
-        return real(session, parsed, **kwargs)
+        return real(session, checked, actor)
 
-    monkeypatch.setattr(receiving, "apply", apply)
+    monkeypatch.setattr(receiving, "write", write)
     replies = receive_all(ward, [oru("OK1", [PLT]), oru("BUG", [FER], patient="SYN-002"),
                                  oru("OK2", [FER], patient="SYN-002")], settings_of(ward))
     assert [r.code for r in replies] == ["AA", "AE", "AA"]

@@ -43,7 +43,7 @@ from core.capture.hl7.parse import (
     parse,
     parse_message,
 )
-from core.capture.hl7.results import Hold, Lookups, apply
+from core.capture.hl7.results import Hold, Outcome, check_all, write
 from core.config import Settings
 from core.store import audit
 from core.store.faults import FAULT_TYPES, StorageFault, write_failure
@@ -166,52 +166,53 @@ def process(session: Session, raw: str, settings: Settings, *, actor: str,
     """Parse and apply one message in the caller's transaction: (status, reason, rows,
     patient_id). Raises Problem for a bad message (the caller rolls back)."""
     parsed = parse(raw, tz=settings.ward_tz, id_type=setting(session, ID_TYPE_SETTING) or None)
-    return _applied(session, parsed, settings, actor, matched, None)
+    return _applied(session, parsed.header.control_id,
+                    check_all(session, [parsed], tz=settings.ward_tz, matched=matched)[0], actor)
 
 
-def _applied(session: Session, parsed: Parsed, settings: Settings, actor: str,
-             matched: dict[str, str] | None, lookups: Lookups | None
+def _applied(session: Session, control_id: str, checked: Outcome, actor: str
              ) -> tuple[MessageStatus, str, int, str | None]:
-    try:
-        applied = apply(session, parsed, tz=settings.ward_tz, actor=actor, matched=matched,
-                        lookups=lookups)
-    except Hold as held:
-        log.warning("HL7 %s held: %s", parsed.header.control_id, held.reason)
-        return MessageStatus.HELD, held.reason, 0, held.patient_id
+    if isinstance(checked, Hold):
+        log.warning("HL7 %s held: %s", control_id, checked.reason)
+        return MessageStatus.HELD, checked.reason, 0, checked.patient_id
+    if isinstance(checked, Exception):
+        raise checked
+    applied = write(session, checked, actor)
     return MessageStatus.STORED, applied.summary(), applied.rows_written, applied.patient_id
 
 
 @dataclass
 class _Group:
-    """What the messages of a group look up, read once for all of them in their
-    transaction: each message (its text, and its parse or the Problem that refuses it), the
-    records of the control IDs received before (None: new), and the patients and codes the
-    messages name."""
+    """The messages of a group, parsed and checked together before any is written: each
+    one's text and what its check found (results.check_all: the patients and codes they
+    name read once for all), and the records of their control IDs received before (None:
+    new)."""
 
     raws: list[str]
-    parsed: dict[int, Parsed | Problem]
+    outcomes: dict[int, Outcome]  # what each message's check found (results.check_all)
     inbound: dict[str, InboundMessage | None]
-    lookups: Lookups
 
     @classmethod
     def read(cls, session: Session, raws: list[str],
              readable: list[tuple[int, hl7.Message, Header]], settings: Settings) -> _Group:
         id_type = setting(session, ID_TYPE_SETTING) or None
-        parsed: dict[int, Parsed | Problem] = {}
+        outcomes: dict[int, Outcome] = {}
+        parsed: dict[int, Parsed] = {}
         for i, message, _head in readable:
             try:
                 parsed[i] = parse(raws[i], tz=settings.ward_tz, id_type=id_type,
                                   message=message)
             except Problem as p:
-                parsed[i] = p
+                outcomes[i] = p
+        outcomes.update(zip(parsed, check_all(session, list(parsed.values()),
+                                              tz=settings.ward_tz), strict=True))
         controls = list(dict.fromkeys(head.control_id for _i, _m, head in readable))
         inbound: dict[str, InboundMessage | None] = dict.fromkeys(controls)
         for row in session.execute(select(InboundMessage).where(
                 col(InboundMessage.channel) == CHANNEL,
                 col(InboundMessage.control_id).in_(controls))).scalars():
             inbound[row.control_id] = row
-        return cls(raws, parsed, inbound, Lookups.read(
-            session, (p for p in parsed.values() if isinstance(p, Parsed))))
+        return cls(raws, outcomes, inbound)
 
 
 def _alone(session: Session, group: _Group, i: int, message: hl7.Message, head: Header,
@@ -243,7 +244,7 @@ def _alone(session: Session, group: _Group, i: int, message: hl7.Message, head: 
 
 def _store(session: Session, group: _Group, i: int, message: hl7.Message, head: Header,
            settings: Settings) -> Reply:
-    raw, parsed = group.raws[i], group.parsed[i]
+    raw, checked = group.raws[i], group.outcomes[i]
     known = group.inbound[head.control_id]
     if known is not None and known.status != MessageStatus.REFUSED.value:
         if known.raw != raw:
@@ -252,10 +253,7 @@ def _store(session: Session, group: _Group, i: int, message: hl7.Message, head: 
         log.info("HL7 %s is a resend (%s): nothing added", head.control_id, known.status)
         return Reply("AA", build_ack(message, "AA"), head.control_id,
                      MessageStatus(known.status), known.reason)
-    if isinstance(parsed, Problem):
-        raise parsed
-    status, reason, rows, patient_id = _applied(session, parsed, settings, ACTOR, None,
-                                                group.lookups)
+    status, reason, rows, patient_id = _applied(session, head.control_id, checked, ACTOR)
     row = known or InboundMessage(channel=CHANNEL, control_id=head.control_id, raw=raw,
                                   status=status)
     row.message_type, row.sender = head.message_type[:20], head.sender

@@ -1,4 +1,8 @@
-"""A parsed HL7 message applied to the clinical tables, inside the caller's transaction.
+"""Parsed HL7 messages checked, then applied to the clinical tables in the caller's transaction.
+
+`check_all` reads and writes nothing: the patients and codes some messages name are read
+once for all of them, and their values validated as one import (a group of messages that
+arrived together, core.capture.hl7.receive); `write` then applies one checked message.
 
 Values pass through the import's own validation (`core.capture.importing.validate.PREPARE`: units,
 plausibility, times) and new rows through its write path (`core.capture.importing.write_rows`), so a
@@ -19,11 +23,12 @@ applied by `core.capture.hl7.adt`.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import select
@@ -44,10 +49,14 @@ from core.capture.hl7.parse import (
 )
 from core.capture.hl7.stored import SOURCE, finalise, retract, same_value, stored_rows, supersede
 from core.capture.importing import Context, _check_lengths, _patient_index
+from core.capture.importing.reading import RowError
 from core.capture.importing.validate import PREPARE
-from core.capture.importing.writing import _key_hash, _records, insert_records
+from core.capture.importing.writing import _key_hash, insert_records
+from core.capture.importing.writing import _records as frame_records
 from core.store.models import CodeTarget, LabResult, Observation
 from core.vocabulary.observations import OBSERVATION_KINDS
+
+log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = "205"  # HL7 table 0357
 # import column -> OBX field, for pointing an AE at the field the import's check refused
@@ -107,13 +116,57 @@ class Lookups:
         return cls(_patient_index(session, ids), CodeMap.load(session, codes=codes))
 
 
-def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
-          matched: dict[str, str] | None = None, lookups: Lookups | None = None) -> Applied:
-    """Write what the message says; raise Hold (nothing written) or Problem (the caller
-    rolls back). `matched`: PID-3 value -> registered patient, set by a person. `lookups`:
-    read for a group of messages this one belongs to (default: read for it alone)."""
-    matched = matched or {}
-    lookups = lookups or Lookups.read(session, [parsed], matched)
+@dataclass
+class Checked:
+    """A message held to the patients, the code map and the import's validation, with
+    nothing written yet: its results by kind, each with its target and, once validated, the
+    row the import prepared for it; and the patient an ADT names. `write` applies it."""
+
+    parsed: Parsed
+    out: Applied
+    adt_patient: str | None = None
+    kinds: dict[CodeTarget, list[tuple[Result, Target]]] = field(default_factory=dict)
+    patient_of: dict[str, str] = field(default_factory=dict)  # PID-3 -> registered patient
+    rows: dict[CodeTarget, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+Outcome = Checked | Hold | Problem | Exception  # an Exception: a defect met by this message
+
+
+def check_all(session: Session, messages: Sequence[Parsed], *, tz: str,
+              matched: dict[str, str] | None = None) -> list[Outcome]:
+    """Each message checked (`Checked`), or why it is held (Hold) or refused (Problem): the
+    patients and codes they name read in one query each, the values of each kind validated
+    as one import of all their rows. Reads, never writes."""
+    lookups = Lookups.read(session, messages, matched)
+    placed: list[Outcome] = []
+    for parsed in messages:
+        try:
+            placed.append(_placed(parsed, lookups, matched or {}))
+        except (Hold, Problem) as outcome:
+            placed.append(outcome)
+    ctx = Context(tz=tz, now=datetime.now(UTC), patients=lookups.patients,
+                  confirm_unusual=True)
+    for kind in (CodeTarget.ANALYTE, CodeTarget.OBSERVATION):
+        which = [n for n, c in enumerate(placed) if isinstance(c, Checked) and c.kinds.get(kind)]
+        checked = [cast(Checked, placed[n]) for n in which]
+        if not checked:
+            continue
+        found: list[Exception | None]
+        try:
+            found = list(_validated(kind, checked, ctx))
+        except Exception as exc:  # a defect: each message alone, so it costs only its own
+            log.warning("HL7: %d message(s) could not be validated together (%s); each alone",
+                        len(checked), exc)
+            found = [_validated_alone(kind, c, ctx) for c in checked]
+        for n, refusal in zip(which, found, strict=True):
+            if refusal is not None:
+                placed[n] = refusal
+    return placed
+
+
+def _placed(parsed: Parsed, lookups: Lookups, matched: dict[str, str]) -> Checked:
+    """The message's patients and codes placed (else Hold), its results sorted by kind."""
     patients = lookups.patients
 
     def resolve(pid: str) -> str:
@@ -131,25 +184,18 @@ def apply(session: Session, parsed: Parsed, *, tz: str, actor: str,
     out = Applied(notes=list(parsed.notes),
                   patient_id=resolve(parsed.patient_ids[0]) if parsed.patient_ids else None)
     if parsed.adt is not None:
-        apply_adt(session, parsed, parsed.adt, resolve(parsed.adt.patient.patient_id), actor, out)
-        return out
-    if not parsed.results:
-        return out
+        return Checked(parsed, out, adt_patient=resolve(parsed.adt.patient.patient_id))
+    checked = Checked(parsed, out, kinds={CodeTarget.ANALYTE: [], CodeTarget.OBSERVATION: []},
+                      patient_of={pid: resolve(pid) for pid in parsed.patient_ids})
     targets = _targets(parsed, lookups.codes)
-    rows: dict[CodeTarget, list[tuple[Result, Target]]] = {CodeTarget.ANALYTE: [],
-                                                            CodeTarget.OBSERVATION: []}
     for result in parsed.results:
         if result.status == SKIP:
             out.notes.append(f"OBX #{result.seq} ({result.code_text}) has status "
                              f"{result.status_code}: no value to store")
             continue
         target = targets[result.seq]
-        rows[target.kind].append((result, target))
-    now = datetime.now(UTC)
-    for kind, items in rows.items():
-        if items:
-            _results(session, parsed, kind, items, patients, resolve, tz, now, actor, out)
-    return out
+        checked.kinds[target.kind].append((result, target))
+    return checked
 
 
 def target_of(codes: CodeMap, parsed: Parsed, result: Result) -> Target | None:
@@ -193,12 +239,12 @@ def _obs_unit(result: Result, kind: str) -> str:
                   f"{spec.unit})")
 
 
-def _frame(kind: CodeTarget, items: list[tuple[Result, Target]],
-           resolve: Any) -> pd.DataFrame:
-    records = []
-    for r, t in items:
+def _records(kind: CodeTarget, checked: Checked) -> list[dict[str, str | None]]:
+    """The message's results of `kind` as the import's input rows (text, as in a CSV)."""
+    records: list[dict[str, str | None]] = []
+    for r, t in checked.kinds[kind]:
         when = r.observed_at.astimezone(UTC).isoformat()
-        pid = resolve(r.patient.patient_id)
+        pid = checked.patient_of[r.patient.patient_id]
         if kind is CodeTarget.ANALYTE:
             loinc = next((c for s, c in r.codings if s in LOINC_SYSTEMS), "")
             records.append({"patient_id": pid, "collected_at": when, "analyte": t.code,
@@ -210,10 +256,70 @@ def _frame(kind: CodeTarget, items: list[tuple[Result, Target]],
             records.append({"patient_id": pid, "observed_at": when, "kind": t.code,
                             "value": r.value or "0", "unit": _obs_unit(r, t.code),
                             "note": note})
-    return pd.DataFrame(records, dtype=str)
+    return records
 
 
-def _problems(errors: list, items: list[tuple[Result, Target]]) -> Problem:
+_DUPLICATE = re.compile(r"Duplicate of row (\d+)")
+
+
+def _validated(kind: CodeTarget, checked: list[Checked], ctx: Context) -> list[Problem | None]:
+    """The results of `kind` of several messages validated as one import (the rows the
+    import prepared are kept on each message), and each message's refusal, if any.
+
+    A row repeating the patient, item and time of another message's row is not a duplicate
+    here: each message is applied after the ones before it (a correction after a value)."""
+    name = "labs" if kind is CodeTarget.ANALYTE else "observations"
+    refused: list[Problem | None] = [None] * len(checked)
+    records: list[dict[str, str | None]] = []
+    owner: list[int] = []  # each input row's message
+    for n, c in enumerate(checked):
+        try:
+            mine = _records(kind, c)
+        except Problem as p:  # a unit the bedside observation does not take
+            refused[n] = p
+            continue
+        records += mine
+        owner += [n] * len(mine)
+    if not records:
+        return refused
+    ctx = replace(ctx, errors=[])
+    prepared = PREPARE[name](pd.DataFrame(records, dtype=str), ctx)
+    rows = frame_records(prepared)  # plain Python values, one dict per OBX
+    _check_lengths(name, prepared, ctx, rows)
+    starts: dict[int, int] = {}  # each message's first row
+    for i, n in enumerate(owner):
+        starts.setdefault(n, i)
+    errors: dict[int, list[RowError]] = {}
+    for e in ctx.errors:
+        n, i = owner[e.row - 2], e.row - 2 - starts[owner[e.row - 2]]
+        if _DUPLICATE.match(e.message):  # a duplicate only of a row of its own message
+            key = rows[e.row - 2]["_natural"]
+            first = next(j for j in range(starts[n], e.row - 1) if rows[j]["_natural"] == key)
+            if first == e.row - 2:
+                continue
+            e = replace(e, message=_DUPLICATE.sub(f"Duplicate of row {first - starts[n] + 2}",
+                                                  e.message))
+        if not _is_retraction(checked[n].kinds[kind], i + 2, e.column):
+            errors.setdefault(n, []).append(replace(e, row=i + 2))
+    for n, row in zip(owner, rows, strict=True):
+        checked[n].rows.setdefault(kind, []).append(row)
+    for n, found in errors.items():
+        refused[n] = _problems(found, checked[n].kinds[kind])
+    return refused
+
+
+def _validated_alone(kind: CodeTarget, checked: Checked,
+                     ctx: Context) -> Exception | None:
+    """One message's results of `kind` validated on their own (after a defect met when
+    validating several together): its refusal, or the defect it meets."""
+    checked.rows.pop(kind, None)
+    try:
+        return _validated(kind, [checked], ctx)[0]
+    except Exception as exc:
+        return exc
+
+
+def _problems(errors: list[RowError], items: list[tuple[Result, Target]]) -> Problem:
     """The import's row errors as a Problem at the OBX (and field) they came from."""
     found = []
     for e in errors:
@@ -231,19 +337,25 @@ def _problems(errors: list, items: list[tuple[Result, Target]]) -> Problem:
     return first
 
 
-def _results(session: Session, parsed: Parsed, kind: CodeTarget,
-             items: list[tuple[Result, Target]], patients: dict, resolve: Any, tz: str,
-             now: datetime, actor: str, out: Applied) -> None:
+def write(session: Session, checked: Checked, actor: str) -> Applied:
+    """Apply a checked message in the caller's transaction; raise Problem (the caller rolls
+    back) for a result that conflicts with the value stored."""
+    parsed, out = checked.parsed, checked.out
+    if parsed.adt is not None:
+        assert checked.adt_patient is not None
+        apply_adt(session, parsed, parsed.adt, checked.adt_patient, actor, out)
+        return out
+    for kind, rows in checked.rows.items():
+        _write(session, parsed, kind, checked.kinds[kind], rows, actor, out)
+    return out
+
+
+def _write(session: Session, parsed: Parsed, kind: CodeTarget,
+           items: list[tuple[Result, Target]], rows: list[dict[str, Any]], actor: str,
+           out: Applied) -> None:
     labs = kind is CodeTarget.ANALYTE
     name = "labs" if labs else "observations"
     model: Any = LabResult if labs else Observation
-    ctx = Context(tz=tz, now=now, patients=patients, confirm_unusual=True)
-    prepared = PREPARE[name](_frame(kind, items, resolve), ctx)
-    rows = _records(prepared)  # plain Python values, one dict per OBX
-    _check_lengths(name, prepared, ctx, rows)
-    errors = [e for e in ctx.errors if not _is_retraction(items, e.row, e.column)]
-    if errors:
-        raise _problems(errors, items)
     for row in rows:
         row["_row_key"] = _key_hash(name, row["_natural"])
         row["_content"] = _key_hash(name, row["_value_key"])
