@@ -128,6 +128,9 @@ class Checked:
     kinds: dict[CodeTarget, list[tuple[Result, Target]]] = field(default_factory=dict)
     patient_of: dict[str, str] = field(default_factory=dict)  # PID-3 -> registered patient
     rows: dict[CodeTarget, list[dict[str, Any]]] = field(default_factory=dict)
+    # per kind: the value stored for each row's patient, item and time, and the row keys
+    # taken, as read before any message of the group was written (`_read_stored`)
+    stored: dict[CodeTarget, tuple[list[Any], set[str]]] = field(default_factory=dict)
 
 
 Outcome = Checked | Hold | Problem | Exception  # an Exception: a defect met by this message
@@ -162,7 +165,36 @@ def check_all(session: Session, messages: Sequence[Parsed], *, tz: str,
         for n, refusal in zip(which, found, strict=True):
             if refusal is not None:
                 placed[n] = refusal
+    _read_stored(session, [c for c in placed if isinstance(c, Checked)])
     return placed
+
+
+def _read_stored(session: Session, checked: list[Checked]) -> None:
+    """What is stored for each result's patient, item and time (`stored_rows`), and which
+    of their row keys are taken, in one query each per kind, for the messages none of whose
+    results names the patient, item and time of an earlier message's: a message that does
+    is written after that one, so `write` reads what it finds then."""
+    for kind in (CodeTarget.ANALYTE, CodeTarget.OBSERVATION):
+        labs = kind is CodeTarget.ANALYTE
+        model: Any = LabResult if labs else Observation
+        seen: set[str] = set()
+        alone: list[Checked] = []
+        for c in checked:
+            keys = {row["_row_key"] for row in c.rows.get(kind, ())}
+            if keys and not keys & seen:
+                alone.append(c)
+            seen |= keys
+        rows = [row for c in alone for row in c.rows[kind]]
+        if not rows:
+            continue
+        current = stored_rows(session, model, labs, rows)
+        taken = set(session.execute(select(model.row_key).where(
+            model.row_key.in_({row["_row_key"] for row in rows}))).scalars())
+        at = 0
+        for c in alone:
+            n = len(c.rows[kind])
+            c.stored[kind] = (current[at:at + n], taken)
+            at += n
 
 
 def _placed(parsed: Parsed, lookups: Lookups, matched: dict[str, str]) -> Checked:
@@ -302,6 +334,8 @@ def _validated(kind: CodeTarget, checked: list[Checked], ctx: Context) -> list[P
         if not _is_retraction(checked[n].kinds[kind], i + 2, e.column):
             errors.setdefault(n, []).append(replace(e, row=i + 2))
     for n, row in zip(owner, rows, strict=True):
+        row["_row_key"] = _key_hash(name, row["_natural"])
+        row["_content"] = _key_hash(name, row["_value_key"])
         checked[n].rows.setdefault(kind, []).append(row)
     for n, found in errors.items():
         refused[n] = _problems(found, checked[n].kinds[kind])
@@ -346,23 +380,21 @@ def write(session: Session, checked: Checked, actor: str) -> Applied:
         apply_adt(session, parsed, parsed.adt, checked.adt_patient, actor, out)
         return out
     for kind, rows in checked.rows.items():
-        _write(session, parsed, kind, checked.kinds[kind], rows, actor, out)
+        _write(session, parsed, kind, checked.kinds[kind], rows, checked.stored.get(kind),
+               actor, out)
     return out
 
 
 def _write(session: Session, parsed: Parsed, kind: CodeTarget,
-           items: list[tuple[Result, Target]], rows: list[dict[str, Any]], actor: str,
-           out: Applied) -> None:
+           items: list[tuple[Result, Target]], rows: list[dict[str, Any]],
+           stored: tuple[list[Any], set[str]] | None, actor: str, out: Applied) -> None:
     labs = kind is CodeTarget.ANALYTE
     name = "labs" if labs else "observations"
     model: Any = LabResult if labs else Observation
-    for row in rows:
-        row["_row_key"] = _key_hash(name, row["_natural"])
-        row["_content"] = _key_hash(name, row["_value_key"])
+    current_rows, taken = stored or (stored_rows(session, model, labs, rows), None)
     control = parsed.header.control_id
     new: list[tuple[dict[str, Any], Result]] = []
-    for row, (result, _t), current in zip(rows, items, stored_rows(session, model, labs, rows),
-                                          strict=True):
+    for row, (result, _t), current in zip(rows, items, current_rows, strict=True):
         verb = {CORRECTION: "corrected", DELETE: "retracted"}.get(result.status, "")
         tag = f"HL7 OBX-11 {result.status_code}, message {control}"
         if result.status == DELETE:
@@ -402,8 +434,9 @@ def _write(session: Session, parsed: Parsed, kind: CodeTarget,
         supersede(session, model, name, current, row, result, control, why, actor)
         out.rows_written += 1
     if new:
-        taken = set(session.execute(select(model.row_key).where(
-            model.row_key.in_([row["_row_key"] for row, _r in new]))).scalars())
+        if taken is None:
+            taken = set(session.execute(select(model.row_key).where(
+                model.row_key.in_([row["_row_key"] for row, _r in new]))).scalars())
         records = []
         for row, result in new:
             # a key held by a retracted or superseded row: the new row goes in without one
