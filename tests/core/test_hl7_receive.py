@@ -208,16 +208,16 @@ def test_a_group_validated_together_refuses_each_bad_message_at_its_own_obx(
 
 def test_a_defect_met_validating_a_group_refuses_only_its_message(
         ward: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.capture.hl7.results as results
+    import core.capture.hl7.check as check
 
-    real = results.PREPARE["labs"]
+    real = check.PREPARE["labs"]
 
     def prepare(frame: Any, ctx: Any) -> Any:
         if "SYN-002" in set(frame["patient_id"]):  # a defect met by this patient's rows
             raise RuntimeError("a defect")
         return real(frame, ctx)
 
-    monkeypatch.setitem(results.PREPARE, "labs", prepare)
+    monkeypatch.setitem(check.PREPARE, "labs", prepare)
     replies = receive_all(ward, [oru("D1", [PLT]), oru("D2", [FER], patient="SYN-002"),
                                  oru("D3", [FER])], settings_of(ward))
     assert [r.code for r in replies] == ["AA", "AE", "AA"]

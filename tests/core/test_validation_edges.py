@@ -132,7 +132,7 @@ def test_a_day_finer_than_a_microsecond_is_kept_to_the_nearest_microsecond(
     assert again.errors == [] and (again.rows_new, again.rows_already_present) == (0, 1)
 
 
-# HL7 (core.capture.hl7.results._frame) and FHIR (core.capture.fhir.plan._frame) build their
+# HL7 (core.capture.hl7.check._validated) and FHIR (core.capture.fhir.plan._frame) build their
 # frames with pd.DataFrame(records, dtype=str): an absent unit or value arrives as NaN
 def _lab(analyte: str, unit: object, when: str = "2026-11-12T08:30:00+00:00",
          value: str = "2") -> dict:

@@ -3,7 +3,9 @@ all or nothing (messages that arrive together share a commit), acknowledged AA /
 unknown patients and codes wait in a held queue.
 
 - `parse`: HL7 text -> plain records (python-hl7 parses);
-- `results`: a parsed message applied to the clinical tables (the import's validation);
+- `check`: parsed messages checked before anything is written (patients, codes, the
+  import's validation, the values stored before);
+- `results`: a checked message applied to the clinical tables;
 - `stored`: the value stored earlier for an OBX (find, compare, supersede, retract, finalise);
 - `adt`: ADT^A01/A02/A03 applied to the patient's row;
 - `receive`: messages -> their transaction (a SAVEPOINT each) -> an ACK each;

@@ -15,7 +15,7 @@ from core.store import audit
 from core.store.models import Patient, PatientStatus
 
 if TYPE_CHECKING:
-    from core.capture.hl7.results import Applied
+    from core.capture.hl7.check import Applied
 
 log = logging.getLogger(__name__)
 

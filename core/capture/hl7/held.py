@@ -22,9 +22,9 @@ from sqlmodel import Session, col
 
 from core.access.permissions import require
 from core.capture.codemap import ANY_SYSTEM, CodeMap, Target
+from core.capture.hl7.check import target_of
 from core.capture.hl7.parse import Problem, parse
 from core.capture.hl7.receive import CHANNEL, ID_TYPE_SETTING, process, setting
-from core.capture.hl7.results import target_of
 from core.config import Settings
 from core.store import audit
 from core.store.faults import storage_guard
@@ -184,7 +184,7 @@ class HeldCode:
 def held_code_targets(engine: Engine, message_id: int,
                       settings: Settings | None = None) -> list[HeldCode]:
     """Each distinct OBX code of a held message with its current target (the same lookup
-    release uses: core.capture.hl7.results.target_of), for the mapping form on the page."""
+    release uses: core.capture.hl7.check.target_of), for the mapping form on the page."""
     settings = settings or Settings.from_env()
     with Session(engine) as session:
         row = session.get(InboundMessage, message_id)

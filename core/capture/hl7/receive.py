@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from core.capture.hl7.check import Hold, Outcome, check_all
 from core.capture.hl7.parse import (
     ERROR_TEXT,
     INTERNAL_ERROR,
@@ -43,7 +44,7 @@ from core.capture.hl7.parse import (
     parse,
     parse_message,
 )
-from core.capture.hl7.results import Hold, Outcome, check_all, write
+from core.capture.hl7.results import write
 from core.config import Settings
 from core.store import audit
 from core.store.faults import FAULT_TYPES, StorageFault, write_failure
@@ -184,12 +185,12 @@ def _applied(session: Session, control_id: str, checked: Outcome, actor: str
 @dataclass
 class _Group:
     """The messages of a group, parsed and checked together before any is written: each
-    one's text and what its check found (results.check_all: the patients and codes they
-    name read once for all), and the records of their control IDs received before (None:
-    new)."""
+    one's text and what its check found (core.capture.hl7.check.check_all: the patients,
+    codes and stored values they name read once for all), and the records of their control
+    IDs received before (None: new)."""
 
     raws: list[str]
-    outcomes: dict[int, Outcome]  # what each message's check found (results.check_all)
+    outcomes: dict[int, Outcome]  # what each message's check found (check_all)
     inbound: dict[str, InboundMessage | None]
 
     @classmethod
