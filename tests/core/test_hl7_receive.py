@@ -249,6 +249,26 @@ def test_a_message_that_meets_a_bug_is_refused_and_kept_without_its_group(
     assert len(labs(ward, "platelets")) == len(labs(ward, "ferritin")) == 1
 
 
+def test_a_message_that_meets_a_constraint_once_is_checked_again_and_lands_once(
+        ward: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another connection committed what the message names after its group was read (a
+    unique key meets it): the message is read and checked again, alone, then lands once."""
+    real, met = receiving.write, []
+
+    def write(session: Session, checked: Any, actor: str) -> Any:
+        applied = real(session, checked, actor)
+        if not met:  # the rows went in, then the constraint: the SAVEPOINT rolls them back
+            met.append(checked.parsed.header.control_id)
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        return applied
+
+    monkeypatch.setattr(receiving, "write", write)
+    replies = receive_all(ward, [oru("K1", [PLT, FER])], settings_of(ward))
+    assert [r.code for r in replies] == ["AA"] and met == ["K1"]
+    assert (inbound(ward, "K1").status, inbound(ward, "K1").rows_written) == ("stored", 2)
+    assert len(labs(ward, "platelets")) == len(labs(ward, "ferritin")) == 1
+
+
 def test_a_resend_adds_nothing_and_is_acknowledged_again(ward: Engine) -> None:
     message = oru("M2")
     assert send(ward, message)["code"] == "AA"

@@ -190,6 +190,7 @@ class _Group:
     IDs received before (None: new)."""
 
     raws: list[str]
+    parsed: dict[int, Parsed]  # the messages readable as an ORU or ADT
     outcomes: dict[int, Outcome]  # what each message's check found (check_all)
     inbound: dict[str, InboundMessage | None]
 
@@ -213,7 +214,14 @@ class _Group:
                 col(InboundMessage.channel) == CHANNEL,
                 col(InboundMessage.control_id).in_(controls))).scalars():
             inbound[row.control_id] = row
-        return cls(raws, outcomes, inbound)
+        return cls(raws, parsed, outcomes, inbound)
+
+    def read_again(self, session: Session, i: int, head: Header, settings: Settings) -> None:
+        """Message `i` read and checked again, alone: another connection committed what it
+        names since the group was read."""
+        self.inbound[head.control_id] = _inbound(session, head.control_id)
+        if i in self.parsed:
+            self.outcomes[i] = check_all(session, [self.parsed[i]], tz=settings.ward_tz)[0]
 
 
 def _alone(session: Session, group: _Group, i: int, message: hl7.Message, head: Header,
@@ -229,7 +237,7 @@ def _alone(session: Session, group: _Group, i: int, message: hl7.Message, head: 
     except IntegrityError as exc:
         if again:  # the same MSH-10 committed by another connection a moment ago: a resend
             log.info("HL7 %s arrived twice at once; answering as a resend", head.control_id)
-            group.inbound[head.control_id] = _inbound(session, head.control_id)
+            group.read_again(session, i, head, settings)
             return _alone(session, group, i, message, head, settings, again=False)
         failed: Exception = exc
     except Exception as exc:
