@@ -226,6 +226,30 @@ def test_a_defect_met_validating_a_group_refuses_only_its_message(
         "stored", "refused", "stored"]
 
 
+def test_a_defect_met_reading_a_groups_stored_values_leaves_each_to_read_its_own(
+        ward: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import core.capture.hl7.check as check
+
+    real = check.stored_rows
+
+    def stored_rows(session: Session, model: Any, labs: bool, rows: list) -> list:
+        if len({r["patient_pk"] for r in rows}) > 1:  # a defect met reading several at once
+            raise RuntimeError("a defect")
+        return real(session, model, labs, rows)
+
+    monkeypatch.setattr(check, "stored_rows", stored_rows)
+    when = stamp(3)
+    send(ward, oru("S0", [FER], when=when))
+    corrected = ("2276-4", "Ferritin", "LN", "NM", "1900", "ug/L", "30-400", "H", "C")
+    replies = receive_all(ward, [oru("S1", [corrected], when=when),
+                                 oru("S2", [PLT], patient="SYN-002")], settings_of(ward))
+    assert [r.code for r in replies] == ["AA", "AA"]
+    assert "could not be read together" in caplog.text
+    old, new = labs(ward, "ferritin")  # S1 found S0's value when written and superseded it
+    assert (old.status, new.status, new.value) == ("superseded", "final", 1900.0)
+    assert len(labs(ward, "platelets")) == 1
+
+
 @pytest.mark.parametrize("bug", [
     RuntimeError("a defect"),
     IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: labresult.row_key")),

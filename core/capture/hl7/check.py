@@ -146,7 +146,14 @@ def check_all(session: Session, messages: Sequence[Parsed], *, tz: str,
         for n, refusal in zip(which, found, strict=True):
             if refusal is not None:
                 placed[n] = refusal
-    _read_stored(session, [c for c in placed if isinstance(c, Checked)])
+    checked_all = [c for c in placed if isinstance(c, Checked)]
+    try:
+        _read_stored(session, checked_all)
+    except Exception as exc:  # each message reads its own when written, alone
+        log.warning("HL7: the stored values of %d message(s) could not be read together "
+                    "(%s); each reads its own", len(checked_all), exc)
+        for c in checked_all:
+            c.stored.clear()
     return placed
 
 
