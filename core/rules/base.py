@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from core.vocabulary.units import Evidence
 
 if TYPE_CHECKING:
@@ -23,6 +25,18 @@ class Status(StrEnum):
     MET = "met"
     NOT_MET = "not_met"
     NOT_EVALUABLE = "not_evaluable"
+
+
+def status_where(met: np.ndarray, not_met: np.ndarray) -> np.ndarray:
+    """Per row: met where `met`, else not met where `not_met`, else not evaluable."""
+    return np.where(met, Status.MET.value, np.where(not_met, Status.NOT_MET.value,
+                                                    Status.NOT_EVALUABLE.value))
+
+
+def graded_status(grade: np.ndarray) -> np.ndarray:
+    """The status of each graded day: met from grade 1, not met at 0, not evaluable without
+    a grade (NaN)."""
+    return status_where(grade >= 1, ~np.isnan(grade))
 
 
 class Severity(StrEnum):

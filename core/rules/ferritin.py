@@ -35,6 +35,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    status_where,
 )
 from core.rules.frames import Columns, Ward
 from core.rules.tables import NONE, asof
@@ -237,8 +238,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     rapid = np.full(len(latest), UNKNOWN, dtype=np.int8)
     rapid[has] = k["rapid"][at]
     out["rapid"] = rapid
-    out["status"] = np.where(rapid == RAPID, Status.MET.value, np.where(
-        rapid == NOT_RAPID, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    out["status"] = status_where(rapid == RAPID, rapid == NOT_RAPID)
     return out
 
 

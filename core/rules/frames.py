@@ -177,7 +177,7 @@ class Ward:
         t: Table = getattr(self, table)
         sub = self.rows(table, column, value)
         if not len(sub):
-            return np.full(self.size, NONE, dtype=np.int64)
+            return np.full(self.size if ends is None else len(ends), NONE, dtype=np.int64)
         at = asof(t.key[sub], t.day[sub], self.days["key"],
                   self.days["end"] if ends is None else ends)
         return np.where(at >= 0, sub[np.maximum(at, 0)], NONE)

@@ -26,6 +26,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    graded_status,
 )
 from core.rules.frames import Columns, Ward
 from core.rules.monitoring import (
@@ -36,7 +37,6 @@ from core.rules.monitoring import (
     dropped,
     dropped_column,
     gap_threshold,
-    graded_status,
     latest_known,
 )
 from core.rules.tables import NONE

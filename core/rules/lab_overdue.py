@@ -33,6 +33,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    status_where,
 )
 from core.rules.frames import END_OF_DAY, Columns, Ward
 from core.rules.tables import NONE, asof
@@ -153,8 +154,7 @@ def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
     result or recorded reason).
     """
     keys = ward.days["key"]
-    last = ward.latest(analyte, ends=now) if len(ward.rows("labs", "analyte", analyte)) else (
-        np.full(len(now), NONE))  # (Ward.latest fails for an analyte the ward never had)
+    last = ward.latest(analyte, ends=now)
     last_day = np.floor(np.r_[ward.labs.day, np.nan][last])  # the last result's ward day
     rows, r_keys, r_days = _reasons(ward, analyte)
     recorded = asof(r_keys, r_days, keys, now)  # the last reason recorded by now
@@ -198,8 +198,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         out[f"overdue_{analyte}"], out[f"reason_{analyte}"] = count, reason
         since = np.where(count > 0, np.minimum(since, start), since)
     met = np.isfinite(since)
-    out["status"] = np.where(~np.isfinite(now), Status.NOT_EVALUABLE.value,
-                             np.where(met, Status.MET.value, Status.NOT_MET.value))
+    out["status"] = status_where(met & np.isfinite(now), np.isfinite(now))
     out["since_day"] = np.where(met, since, np.nan)  # stable while the same gap lasts
     return out
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from core.rules.base import Evidence, Status, Threshold
+from core.rules.base import Evidence, Threshold
 from core.rules.frames import Ward
 from core.rules.tables import NONE
 
@@ -47,13 +47,6 @@ class Charted(NamedTuple):
     def yes(self) -> np.ndarray:
         """Charted today as yes (a numeric value of 1 or more)."""
         return np.asarray(self.num >= 1)
-
-
-def graded_status(grade: np.ndarray) -> np.ndarray:
-    """The status of each graded day: met from grade 1, not met at 0, not evaluable without
-    a grade (NaN)."""
-    return np.select([np.isnan(grade), grade >= 1],
-                     [Status.NOT_EVALUABLE.value, Status.MET.value], Status.NOT_MET.value)
 
 
 def latest_known(ward: Ward, kinds: Sequence[str]) -> dict[str, np.ndarray]:

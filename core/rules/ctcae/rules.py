@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from core.rules.base import Citation, Finding, Rule, RuleSpec, Severity, Status, Thresholds
+from core.rules.base import (
+    Citation,
+    Finding,
+    Rule,
+    RuleSpec,
+    Severity,
+    Status,
+    Thresholds,
+    graded_status,
+)
 from core.rules.ctcae.grading import (
     ANALYTES_GRADED,
     CTCAE_THRESHOLDS,
@@ -49,8 +58,7 @@ def judge(analyte: str, ward: Ward, t: Thresholds) -> Columns:
             else np.full(len(latest), NONE, dtype=np.int64))
     grade, first, worst = _runs(ward, analyte, t, latest, base)
     met = grade >= 1
-    status = np.where(np.isnan(grade), Status.NOT_EVALUABLE.value,
-                      np.where(met, Status.MET.value, Status.NOT_MET.value))
+    status = graded_status(grade)
     since = np.full(len(grade), np.nan)
     since[met] = np.floor(ward.labs.day[first[met]]) + 0.0  # as math.floor: day -0.0 -> 0.0
     return {"status": status, "grade": grade, "since_day": since,

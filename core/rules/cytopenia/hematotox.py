@@ -16,6 +16,7 @@ from core.rules.base import (
     Severity,
     Status,
     Thresholds,
+    status_where,
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
 from core.rules.frames import Columns, Ward
@@ -88,8 +89,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         if len(rows.pos):
             latest = np.where(has, np.maximum(latest, rows.day[j]), latest)
     high = t["high_risk_score"]
-    status = np.where(lo >= high, Status.MET.value,
-                      np.where(hi < high, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    status = status_where(lo >= high, hi < high)
     decided = status != Status.NOT_EVALUABLE.value
     return {
         "status": status, "score": lo, "score_at_most": hi,

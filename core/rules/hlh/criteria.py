@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.rules.base import Status
+from core.rules.base import Status, status_where
 from core.vocabulary.units import Evidence
 
 C2, U, D = Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
@@ -53,5 +53,4 @@ def status(x: float) -> Status:
 
 def statuses(x: np.ndarray) -> np.ndarray:
     """The Status value of each tri-state value (the judge's `status` column)."""
-    return np.where(x == 1.0, Status.MET.value, np.where(x == 0.0, Status.NOT_MET.value,
-                                                         Status.NOT_EVALUABLE.value))
+    return status_where(x == 1.0, x == 0.0)

@@ -25,6 +25,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    status_where,
 )
 from core.rules.frames import Columns, Ward
 from core.rules.hlh.criteria import C2, D, tri
@@ -241,8 +242,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         points(partial, t))
     score_max = score + sum(np.where(np.isnan(item_points[i]), most[i], 0.0) for i in ITEMS)
     cutoff = t["cutoff"]
-    status = np.where(score >= cutoff, Status.MET.value, np.where(
-        score_max < cutoff, Status.NOT_MET.value, Status.NOT_EVALUABLE.value))
+    status = status_where(score >= cutoff, score_max < cutoff)
     positions = {"temperature": temps.frame_pos(at["temperature"]),
                  **{k: obs[k].frame_pos(at[k]) for k in obs},
                  **{a: labs[a].frame_pos(at[a]) for a in labs}}

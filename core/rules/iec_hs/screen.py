@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.rules.base import Inputs, Status, Thresholds
+from core.rules.base import Inputs, Status, Thresholds, status_where
 from core.rules.ctcae import ctcae_grades
 from core.rules.frames import Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, KEY_FEATURES, LAB_FEATURES
@@ -32,10 +32,6 @@ def at(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where(pos != NONE, column[np.maximum(pos, 0)], np.nan)
 
 
-def _statuses(met: np.ndarray, not_met: np.ndarray) -> np.ndarray:
-    return np.where(met, MET, np.where(not_met, NOT_MET, NOT_EVALUABLE)).astype(object)
-
-
 def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest ferritin > ferritin_x_uln x ULN, or > ferritin_x_baseline x the baseline (when
     the latest is not the baseline itself). Not met needs the ULN and a positive baseline."""
@@ -48,7 +44,7 @@ def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     above_base = has & base_ok & (b != f) & (v > t["ferritin_x_baseline"] * base)
     met = above_uln | above_base
     known = ~np.isnan(u) & base_ok
-    return {"ferritin": _statuses(met, has & known), "ferritin_latest": f, "ferritin_base": b,
+    return {"ferritin": status_where(met, has & known), "ferritin_latest": f, "ferritin_base": b,
             "ferritin_above_uln": above_uln, "ferritin_above_base": above_base}
 
 
@@ -71,7 +67,7 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
         all_not_met &= known & ~met
         out |= {f"{a}_latest": np.where(known, v, NONE), f"{a}_base": np.where(abnormal, b, NONE),
                 f"{a}_met": met}
-    out["transaminase"] = _statuses(any_met, all_not_met)
+    out["transaminase"] = status_where(any_met, all_not_met)
     return out
 
 
@@ -82,7 +78,7 @@ def fibrinogen_feature(ward: Ward, t: Thresholds) -> Columns:
     has = f != NONE
     below = has & (v < t["fibrinogen_low"])
     below_lln = has & ~below & (v < lln)
-    return {"fibrinogen": _statuses(below | below_lln, has), "fibrinogen_latest": f,
+    return {"fibrinogen": status_where(below | below_lln, has), "fibrinogen_latest": f,
             "fibrinogen_below_lln": below_lln}
 
 
@@ -129,7 +125,7 @@ def cytopenia_feature(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     for a in CYTOPENIA_LINEAGES:
         out |= new_cytopenia(ward, a, t, inputs.thresholds[f"ctcae_{a}"])
     lineages = [out[f"{a}_cytopenia"] for a in CYTOPENIA_LINEAGES]
-    out["cytopenia"] = _statuses(np.any([s == MET for s in lineages], axis=0),
+    out["cytopenia"] = status_where(np.any([s == MET for s in lineages], axis=0),
                                  np.all([s == NOT_MET for s in lineages], axis=0))
     return out
 
@@ -155,7 +151,7 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
                | np.all([x == NOT_MET for x in labs], axis=0))
     met = np.all([k == MET for k in keys], axis=0) & np.any([x == MET for x in labs], axis=0)
     cols["outside"] = screen_window(ward, t, cols["ferritin_above_uln"])
-    cols["status"] = np.where(cols["outside"] > 0, NOT_MET, _statuses(met & ~not_met, not_met))
+    cols["status"] = np.where(cols["outside"] > 0, NOT_MET, status_where(met & ~not_met, not_met))
     kinetics = inputs.frames["ferritin_kinetics"]
     cols["rapid"] = kinetics["rapid"]  # 1 rapid, 0 not, -1 unknown
     cols["rapid_ref"] = kinetics["rapid_ref"]
