@@ -210,32 +210,16 @@ def crs_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
     }
 
 
-def first_waiver(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
-    """Per course: the day of the first fever-waiving dose given on or after day 0 and its
-    drug (index in FEVER_WAIVER_DRUGS; ties by drug name); NaN and -1 when there is none."""
-    day, drug = np.full(len(ward), np.nan), np.full(len(ward), -1)
-    tr = ward.treatments
-    if len(tr):
-        code = pd.Index(FEVER_WAIVER_DRUGS).get_indexer(tr["drug"])  # -1: another drug
-        given, key = tr["day"], tr["key"]
-        rows = np.flatnonzero((code >= 0) & (given >= 0.0))
-        rows = rows[np.lexsort((code[rows], given[rows], key[rows]))]
-        courses, first = np.unique(key[rows], return_index=True)
-        day[courses], drug[courses] = given[rows[first]], code[rows[first]]
-    return day, drug
-
-
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The CRS grade of every course-day of the ward, as of each day's end."""
     latest = latest_known(ward, INPUTS)
-    key, end = ward.days["key"], ward.days["end"]
-    waiver_day, waiver_drug = first_waiver(ward)
-    waived = waiver_day[key] <= end
+    # the first fever-waiving dose given from day 0 on, known at the row's end
+    waiver = ward.first_dose(FEVER_WAIVER_DRUGS, np.zeros(ward.size), ward.days["end"])
+    waived = waiver != NONE
     charted = charted_today(ward, latest)
     found = crs_grade(Today._make([*(charted[kind] for kind in INPUTS), waived]), t)
     found["status"] = graded_status(found["grade"])
-    found["waiver_day"] = np.where(waived, waiver_day[key], np.nan)
-    found["waiver_drug"] = waiver_drug[key]
+    found["waiver"] = waiver
     for prompt, kinds in PROMPTS.items():
         found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
     return found
@@ -275,8 +259,9 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         op = ">=" if c >= t["fever_c"] else "<"
         ev.append(ward.observation_evidence(
             row["temperature"], f"temperature {c:g} °C {op} {t['fever_c']:g} °C"))
-    if not math.isnan(row["waiver_day"]):
-        wd, drug = float(row["waiver_day"]), FEVER_WAIVER_DRUGS[row["waiver_drug"]]
+    if row["waiver"] != NONE:
+        w = int(row["waiver"])
+        wd, drug = float(ward.treatments.day[w]), str(ward.treatments["drug"][w])
         ev.append(EvidenceItem(
             why=f"fever no longer required after {drug} (first given day {math.floor(wd)})",
             analyte=drug, day=wd))

@@ -215,6 +215,27 @@ class Ward:
             out[take] = sub[(start + k - 1)[take]]
         return out
 
+    def first_dose(self, drugs: Sequence[str], start: np.ndarray,
+                   end: np.ndarray) -> np.ndarray:
+        """Per grid row: the position in `treatments` of the first dose of any of `drugs`
+        given from day `start` (NaN: none asked) to `end`, else NONE; doses of one day in the
+        order of their drug names."""
+        table, gk = self.treatments, self.days["key"]
+        rows = np.concatenate([self.rows("treatments", "drug", d) for d in drugs])
+        out = np.full(self.size, NONE, dtype=np.int64)
+        if not len(rows):
+            return out
+        rows = rows[np.lexsort((table["drug"][rows], table.day[rows], table.key[rows]))]
+        keys, days = table.key[rows], table.day[rows]
+        asked = ~np.isnan(start)
+        before = asof(keys, days, gk, np.where(asked, start, np.inf), strict=True)
+        nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, gk, "left"))
+        ok = asked & (nxt < len(rows))
+        j = np.minimum(nxt, len(rows) - 1)
+        ok &= (keys[j] == gk) & (days[j] <= end)
+        out[ok] = rows[j[ok]]
+        return out
+
     # --- what the rows say ------------------------------------------------------------------
 
     @cached_property

@@ -25,7 +25,7 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.frames import Columns, Ward
-from core.rules.tables import NONE, asof
+from core.rules.tables import NONE
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
 
@@ -100,35 +100,12 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     return onset, source
 
 
-def first_dose_from(ward: Ward, drugs: tuple[str, ...], start: np.ndarray,
-                    end: np.ndarray) -> np.ndarray:
-    """Per course-day: the position in ward.treatments of the first dose of any of `drugs`
-    given from day `start` (NaN: none) to `end`, else NONE; doses of one day in the order of
-    their drug names."""
-    rows = np.concatenate([ward.rows("treatments", "drug", d) for d in drugs])
-    out = np.full(ward.size, NONE, dtype=np.int64)
-    if not len(rows):
-        return out
-    table = ward.treatments
-    name = ward.treatments["drug"][rows]
-    rows = rows[np.lexsort((name, table.day[rows], table.key[rows]))]
-    keys, days = table.key[rows], table.day[rows]
-    asked = ~np.isnan(start)
-    before = asof(keys, days, ward.days["key"], np.where(asked, start, np.inf), strict=True)
-    nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, ward.days["key"], "left"))
-    ok = asked & (nxt < len(rows))
-    j = np.minimum(nxt, len(rows) - 1)
-    ok &= (keys[j] == ward.days["key"]) & (days[j] <= end)
-    out[ok] = rows[j[ok]]
-    return out
-
-
 def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     """Per course-day: the active IEC-HS onset, the first IEC-HS-directed dose since, and
     the ferritins before it and now (positions in ward.labs / ward.treatments)."""
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
     end = ward.days["until"]
-    dose = first_dose_from(ward, IEC_HS_DIRECTED, np.floor(onset), end)
+    dose = ward.first_dose(IEC_HS_DIRECTED, np.floor(onset), end)
     given = np.r_[ward.treatments.day, np.nan]  # NONE (-1) reads the NaN
     t0 = given[dose]
     at_t0 = np.where(dose >= 0, t0, -np.inf)
