@@ -20,7 +20,8 @@ from core.rules.base import (
 )
 from core.rules.cytopenia.counting import C2, VERSION, D, U, th
 from core.rules.frames import Columns, Ward
-from core.rules.series import Series
+from core.rules.series import Series, take
+from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES
 
 HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
@@ -79,15 +80,13 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         rows = Series.lab(ward, analyte).dated()
         i0, i1 = rows.window(key, -np.inf, np.ceil(cutoff) - 1, as_of)
         has = i1 > i0
-        j = np.clip(i1 - 1, 0, max(len(rows.pos) - 1, 0))
-        value = rows.value[j] if len(rows.pos) else np.zeros(len(key))
-        pts = _points(analyte, value, t)
-        out[f"{analyte}_at"] = np.where(has, rows.pos[j] if len(rows.pos) else -1, -1)
+        j = np.where(has, i1 - 1, NONE)  # the latest, NONE: none
+        pts = _points(analyte, rows.values(j), t)
+        out[f"{analyte}_at"] = rows.frame_pos(j)
         out[f"{analyte}_points"] = np.where(has, pts, -1)
         lo += np.where(has, pts, 0)
         hi += np.where(has, pts, most)
-        if len(rows.pos):
-            latest = np.where(has, np.maximum(latest, rows.day[j]), latest)
+        latest = np.maximum(latest, take(rows.day, j, -np.inf))
     high = t["high_risk_score"]
     status = status_where(lo >= high, hi < high)
     decided = status != Status.NOT_EVALUABLE.value

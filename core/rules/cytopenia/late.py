@@ -21,7 +21,8 @@ from core.rules.cytopenia.readers import (
     transfusion_supported,
 )
 from core.rules.frames import Columns, Ward
-from core.rules.series import Series
+from core.rules.series import Series, take
+from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES
 
 
@@ -95,14 +96,13 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     status = np.where(~opened | ((grade == 0) & (results < need)), Status.NOT_EVALUABLE.value,
                       np.where(grade > 0, Status.MET.value, Status.NOT_MET.value))
     met = status == Status.MET.value
-    day = np.floor(rows.day[np.where(met, since_i, 0)]) if len(rows.day) else np.zeros(len(key))
-    # the window's results are contiguous in ward.labs from its first one
-    p0 = rows.pos[np.minimum(i0, len(rows.pos) - 1)] if len(rows.pos) else np.full(len(key), -1)
     return {
-        "status": status, "grade": grade, "since_day": np.where(met, day, np.nan),
+        "status": status, "grade": grade,
+        "since_day": np.floor(take(rows.day, np.where(met, since_i, NONE), np.nan)),
         "last_day": last, "censored_day": cens,
         "censored_event": np.where(censored, cens_kind[key], ""),
-        "results": results, "first_result": np.where(results > 0, p0, -1),
+        # the window's results are contiguous in ward.labs from its first one
+        "results": results, "first_result": rows.frame_pos(np.where(results > 0, i0, NONE)),
         "days_deep_cut": deep_days, "now": now,
     }
 

@@ -20,7 +20,8 @@ from core.rules.base import (
 from core.rules.cytopenia.counting import VERSION, C, D, th
 from core.rules.cytopenia.readers import CENSOR_EVENTS, first_event
 from core.rules.frames import Columns, Ward
-from core.rules.series import Series
+from core.rules.series import Series, take
+from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES
 
 PROLONGED_THRESHOLDS = (
@@ -74,15 +75,13 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         met = run >= need
         state = np.where(met, "met", np.where((i1 > i0) & (run == 0), "not_met",
                                               "not_evaluable"))
-        first = np.where(met, i1 - run, i1 - 1)  # the run's first result, or the latest
+        # the run's first result, or the latest (NONE: no result)
+        first = np.where(i1 > i0, np.where(met, i1 - run, i1 - 1), NONE)
         out[f"{analyte}_state"] = state
-        out[f"{analyte}_first"] = np.where(i1 > i0, rows.pos[np.clip(first, 0, max(
-            len(rows.pos) - 1, 0))] if len(rows.pos) else -1, -1)
+        out[f"{analyte}_first"] = rows.frame_pos(first)
         out[f"{analyte}_count"] = np.where(met, run, 1)
         out[f"{analyte}_results"] = i1 - i0
-        if len(rows.day):
-            day = np.floor(rows.day[np.clip(first, 0, len(rows.day) - 1)])
-            since = np.where(met, np.minimum(since, day), since)
+        since = np.where(met, np.minimum(since, np.floor(take(rows.day, first, np.inf))), since)
         any_missing |= state == "not_evaluable"
     early_censor = censored & (last <= landmark)
     status = np.where(
