@@ -221,10 +221,6 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     ward.labs, NONE: none) and the status: met = rapid rise, not met = no rapid rise, not
     evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
     sub = ward.rows("labs", "analyte", "ferritin")
-    if not len(sub):
-        none = np.full(ward.size, NONE)
-        return {"latest": none, "baseline": none, **dict.fromkeys(_REFS, none),
-                             "rapid": UNKNOWN, "status": Status.NOT_EVALUABLE.value}
     k = rise(ward.labs["key"][sub], ward.labs.day[sub], ward.labs["value"][sub],
              ward.lab_limits[1][sub], t)
     latest = ward.latest("ferritin")

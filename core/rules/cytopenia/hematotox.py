@@ -120,12 +120,10 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         extra["score_at_most"] = int(row["score_at_most"])
     status = Status(row["status"])
     extra["risk_group"] = {Status.MET: "high", Status.NOT_MET: "low"}.get(status)
-    if status is Status.NOT_EVALUABLE:
-        return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
-                       extra=extra)
-    since = row["since_day"]
-    return Finding(rule=rule_id, status=status, score=float(row["score"]),
-                   since_day=None if since != since else float(since),
+    since = row["since_day"]  # None unless decided
+    return Finding(rule=rule_id, status=status,
+                   score=None if status is Status.NOT_EVALUABLE else float(row["score"]),
+                   since_day=None if since is None else float(since),
                    evidence=evidence, missing=missing, extra=extra)
 
 

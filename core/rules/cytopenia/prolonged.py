@@ -127,12 +127,9 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
             what = "a repeat" if row[f"{analyte}_results"] else "a"
             missing.append(f"{what} {ANALYTES[analyte].name} result after day {landmark}")
     extra["lineages"] = lineages
-    if row["status"] == Status.MET.value:
-        return Finding(rule=rule_id, status=Status.MET, evidence=evidence, missing=missing,
-                       extra=extra)
-    if cens_kind:  # the censored window is closed: nothing more to ask for
+    status = Status(row["status"])
+    if cens_kind and status is not Status.MET:  # the censored window is closed: nothing to ask
         missing = []
-    status = Status.NOT_EVALUABLE if missing else Status.NOT_MET
     return Finding(rule=rule_id, status=status, evidence=evidence, missing=missing,
                    extra=extra)
 
