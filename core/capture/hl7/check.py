@@ -349,9 +349,8 @@ def _problems(errors: list[RowError], items: list[tuple[Result, Target]]) -> Pro
         result = items[i][0] if 0 <= i < len(items) else items[0][0]
         column = e.column.split(" or ")[0]
         field_no = FIELD_OF.get(column, 5)
-        text = re.sub(r"Duplicate of row (\d+)",
-                      lambda m: f"Duplicate of OBX #{items[int(m.group(1)) - 2][0].seq}",
-                      e.message).replace("this file", "this message")
+        text = _DUPLICATE.sub(lambda m: f"Duplicate of OBX #{items[int(m.group(1)) - 2][0].seq}",
+                              e.message).replace("this file", "this message")
         found.append(Problem("OBX", result.seq, field_no, DATA_TYPE_ERROR,
                              f"{result.code_text}: {text}"))
     first = found[0]
