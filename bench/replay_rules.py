@@ -106,9 +106,9 @@ def by_rule(courses: list[Course]) -> dict[str, float]:
     ward and grid, timed with a rule that judges nothing and reported on its own)."""
     from dataclasses import replace
 
-    from core.rules.engine import replay_days
+    from core.rules.frames import Ward
 
-    patient_days = max(sum(len(replay_days(c)) for c in courses), 1)
+    patient_days = max(len(Ward.of(courses, evaluating=False).replay_rows()), 1)
 
     def cost(spec: RuleSpec) -> float:
         start = time.perf_counter()

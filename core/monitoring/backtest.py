@@ -221,7 +221,7 @@ def _episodes(ward: Ward, specs: Sequence[RuleSpec] | None,
     """Would-be alerts and patient-days of replaying the ward's courses (made not
     `evaluating`; `each()` is called for every course once they are replayed).
     Informational rules never alert, so they are not replayed."""
-    from core.rules.engine import replay_days, ward_statuses
+    from core.rules.engine import ward_statuses
 
     if specs is None:
         from core.rules.catalog import all_specs
@@ -232,8 +232,7 @@ def _episodes(ward: Ward, specs: Sequence[RuleSpec] | None,
     ids = np.array([p.patient_id for p in ward.patients], dtype=object)
     statuses.insert(0, "patient_id", ids[statuses["key"].to_numpy(dtype=np.int64)]
                     if len(statuses) else np.empty(0, dtype=object))
-    patient_days = len(statuses) // len(specs) if specs else sum(
-        len(replay_days(c)) for c in ward.courses)
+    patient_days = len(ward.replay_rows())
     if each is not None:
         for _ in range(len(ward)):
             each()

@@ -30,7 +30,7 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
-from core.rules.frames import Columns, Ward, episode_key, replay_days
+from core.rules.frames import Columns, Ward, episode_key
 from core.vocabulary.course import Course
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ Overrides = Mapping[str, Mapping[str, float]]
 STATUS_COLUMNS = ["key", "day", "rule", "status", "since_day", "episode_key"]
 
 __all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "evaluate_ward",
-           "judge_rules", "met_since", "replay_course", "replay_courses", "replay_days",
+           "judge_rules", "met_since", "replay_course", "replay_courses",
            "replay_statuses", "thresholds_for", "ward_statuses"]
 
 
@@ -348,18 +348,9 @@ def replay_courses(courses: Iterable[Course], specs: Sequence[RuleSpec] | None =
 
 
 def replay_course(course: Course, specs: Sequence[RuleSpec] | None = None,
-                  overrides: Overrides | None = None, days: Sequence[int] | None = None
-                  ) -> list[tuple[int, list[Finding]]]:
-    """Findings as of the end of every day of the course, oldest first (replay_courses), or
-    of `days` (each from day 0, or the first data day if earlier, to the as-of day)."""
-    if days is None:
-        return next(replay_courses([course], specs, overrides))[1]
-    specs, ts = _prepare(specs, overrides)
-    ward = Ward.of([course], evaluating=False)
-    judged = judge_rules(ward, specs, ts)
-    rows = ward.grid_rows(0, days)
-    found = [judged[s.rule.id].findings(rows) for s in specs]
-    return [(day, [column[k] for column in found]) for k, day in enumerate(days)]
+                  overrides: Overrides | None = None) -> list[tuple[int, list[Finding]]]:
+    """Findings as of the end of every day of the course, oldest first (replay_courses)."""
+    return next(replay_courses([course], specs, overrides))[1]
 
 
 def replay_statuses(courses: Sequence[Course], specs: Sequence[RuleSpec] | None = None,

@@ -61,7 +61,6 @@ class Ward:
     days: dict[str, np.ndarray]  # the grid's columns, one value per course-day
     evaluating: bool
     tz: str = "UTC"
-    given: tuple[Course, ...] | None = None  # the courses it was made of, if any
 
     @classmethod
     def of(cls, courses: Sequence[Course], evaluating: bool = True) -> Ward:
@@ -69,8 +68,7 @@ class Ward:
         return cls._of_tables(
             [c.patient for c in courses], [c.as_of_day for c in courses],
             {name: Table.stacked([getattr(c, name) for c in courses], name)
-             for name in SORTED_BY}, evaluating, courses[0].tz if courses else "UTC",
-            tuple(courses))
+             for name in SORTED_BY}, evaluating, courses[0].tz if courses else "UTC")
 
     @classmethod
     def of_frames(cls, patients: Sequence[PatientInfo], as_of_days: Sequence[float],
@@ -85,20 +83,17 @@ class Ward:
     @classmethod
     def _of_tables(cls, patients: Sequence[PatientInfo], as_of_days: Sequence[float],
                    tables: Mapping[str, Table], evaluating: bool = True,
-                   tz: str = "UTC", given: tuple[Course, ...] | None = None) -> Ward:
+                   tz: str = "UTC") -> Ward:
         as_of = np.asarray(as_of_days, dtype=float)
         first, last = _data_span(tables, len(patients))
         return cls(patients=tuple(patients), as_of_days=as_of,
                    **{name: tables[name] for name in SORTED_BY},
-                   days=_grid(as_of, first, last, evaluating), evaluating=evaluating, tz=tz,
-                   given=given)
+                   days=_grid(as_of, first, last, evaluating), evaluating=evaluating, tz=tz)
 
     @cached_property
     def courses(self) -> tuple[Course, ...]:
-        """The courses, each with frames of its own (made from the tables when the ward was
-        read whole: for a rule written course by course)."""
-        if self.given is not None:
-            return self.given
+        """The courses, each with frames of its own, made from the tables (for a rule
+        written course by course)."""
         return tuple(Course(patient=p, as_of_day=float(a), tz=self.tz,
                             **{name: getattr(self, name).frame_of(k) for name in SORTED_BY})
                      for k, (p, a) in enumerate(zip(self.patients, self.as_of_days,
@@ -114,8 +109,6 @@ class Ward:
 
     def only(self, key: int) -> Ward:
         """The ward of course `key` alone (its key there is 0)."""
-        if self.given is not None:
-            return Ward.of([self.given[key]], self.evaluating)
         parts = {name: getattr(self, name).frame_of(key) for name in SORTED_BY}
         return Ward.of_frames([self.patients[key]], [self.as_of_days[key]], {
             name: (part, np.zeros(len(part), np.int64)) for name, part in parts.items()},
@@ -146,18 +139,6 @@ class Ward:
                           self.missing):
                 np.fmax.at(latest, table.key, table.day)  # fmax: a NaN day is skipped
         return np.where(open_ended, latest[self.days["key"]], end)
-
-    def grid_rows(self, key: int, days: Sequence[int]) -> np.ndarray:
-        """Positions in `days` of course `key`'s grid rows for the ward days `days`."""
-        keys = self.days["key"]
-        start = int(np.searchsorted(keys, key, side="left"))
-        stop = int(np.searchsorted(keys, key, side="right"))
-        lo = int(self.days["day"][start]) if stop > start else 0
-        rows = np.asarray(days, dtype=np.int64) - lo + start
-        if len(rows) and (rows.min() < start or rows.max() >= stop):
-            raise ValueError(f"days {list(days)} are not all judged for course {key} "
-                             f"(days {lo}..{lo + stop - start - 1})")
-        return rows
 
     # --- the as-of mapping ---------------------------------------------------------------
 
@@ -288,17 +269,6 @@ def end_of_day(day: float) -> float:
 def episode_key(since_day: float | None) -> str | None:
     """Alert-episode key: stable while a condition lasts, new when it returns later."""
     return None if since_day is None else f"since-day-{int(math.floor(since_day))}"
-
-
-def replay_days(course: Course) -> range:
-    """The ward days a replay reports for the course: from day 0 (or its first data day, if
-    later) to its last data day (or as-of day, if earlier); none without data."""
-    tables = {name: Table.stacked([getattr(course, name)], name) for name in _SPAN}
-    first, last = (float(x[0]) for x in _data_span(tables, 1))
-    if math.isnan(last):
-        return range(0)
-    top = math.floor(min(last, course.as_of_day))
-    return range(max(0, math.floor(first)) if not math.isnan(first) else 0, top + 1)
 
 
 def _nan(x: float | None) -> float:

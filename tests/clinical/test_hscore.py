@@ -24,7 +24,8 @@ def evaluate(course, overrides=None):
 
 
 def replay(course, days):
-    return [found for _, (found,) in replay_course(course, [SPEC], days=days)]
+    replayed = dict(replay_course(course, [SPEC]))
+    return [replayed[day][0] for day in days]
 
 
 def run(labs=EXAMPLE_LABS, obs=EXAMPLE_OBS):

@@ -13,7 +13,7 @@ import pytest
 
 from core.rules.base import EvidenceItem
 from core.rules.engine import met_since
-from core.rules.frames import END_OF_DAY, Ward, replay_days
+from core.rules.frames import END_OF_DAY, Ward
 from core.rules.series import Series
 from core.rules.tables import NONE, asof
 from core.vocabulary.course import make_course
@@ -93,7 +93,6 @@ def test_grid_runs_from_the_first_data_day_to_the_evaluated_day(course, days, la
     assert evaluating.days["end"][-1] == last_end
     ends = replaying.days["end"].tolist()
     assert ends == [min(d + END_OF_DAY, course.as_of_day) for d in days]
-    assert replay_days(course) == replayed
     rows = replaying.replay_rows()
     assert replaying.days["day"][rows].tolist() == list(replayed)
 
