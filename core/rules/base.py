@@ -186,8 +186,9 @@ class Finding:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a rule reads of the rules it depends on (RuleSpec.reads), judged over the same
-    ward: their rows (aligned with its own, since_day included) and thresholds in force."""
+    """What a rule reads of other rules: the rows of those it `reads`, judged over the same
+    ward (aligned with its own, since_day included), and the thresholds in force of those
+    and of its `thresholds_of`."""
 
     frames: Mapping[str, Mapping[str, Any]]  # rule id -> its columns (arrays, by name)
     thresholds: Mapping[str, Thresholds]
@@ -212,6 +213,7 @@ class RuleSpec:
     per course-day), `explain` for the rows shown or alerted, and the rules it reads."""
 
     rule: Rule
-    judge: Judge | JudgeWith  # a JudgeWith when `reads` names rules
+    judge: Judge | JudgeWith  # a JudgeWith when `reads` or `thresholds_of` names rules
     explain: Explain
     reads: tuple[str, ...] = ()  # ids of the rules whose rows `judge` reads (Inputs)
+    thresholds_of: tuple[str, ...] = ()  # ids of the rules whose thresholds alone it reads

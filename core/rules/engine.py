@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -140,8 +140,7 @@ class _Judged:
             if self.inputs is None:
                 judged = cast(Judge, judge)(ward, self.t)
             else:
-                inputs = self.inputs if key is None else Inputs(
-                    _Rows(self.inputs.frames, self.ward, key), self.inputs.thresholds)
+                inputs = self.inputs if key is None else self._course_inputs(key)
                 judged = cast(JudgeWith, judge)(ward, self.t, inputs)
             cols = _columns(judged, ward.size)
             wrong = {c: len(v) for c, v in cols.items() if len(v) != ward.size}
@@ -158,6 +157,13 @@ class _Judged:
             self.errors[0 if key is None else key] = exc
             return None
         return cols
+
+    def _course_inputs(self, key: int) -> Inputs:
+        """The inputs of course `key` alone: the rows of it that the rules read."""
+        assert self.inputs is not None
+        rows = np.flatnonzero(self.ward.days["key"] == key)
+        return Inputs({r: {c: np.asarray(v)[rows] for c, v in cols.items()}
+                       for r, cols in self.inputs.frames.items()}, self.inputs.thresholds)
 
     def findings(self, rows: np.ndarray, *, met_only: bool = False) -> list[Finding]:
         """The findings of the grid rows `rows` (positions), evidence included; with
@@ -198,49 +204,10 @@ class _Judged:
         return f
 
 
-class _Rows(Mapping[str, Columns]):
-    """The rows of course `key` of the frames of the rules a rule reads, judged over
-    `ward`: what that course alone reads, when a rule is re-judged course by course."""
-
-    def __init__(self, frames: Mapping[str, Mapping[str, Any]], ward: Ward, key: int) -> None:
-        self._frames, self._rows = frames, np.flatnonzero(ward.days["key"] == key)
-
-    def __getitem__(self, rule_id: str) -> Columns:
-        return {c: np.asarray(v)[self._rows] for c, v in self._frames[rule_id].items()}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._frames)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-
-class _OnDemand(Mapping[str, Columns]):
-    """The rows of the rules a rule reads, each judged when first asked for (a rule may
-    read only another's thresholds)."""
-
-    def __init__(self, rules: Sequence[str], judge: Callable[[str], Columns]) -> None:
-        self._rules, self._judge = tuple(rules), judge
-        self._made: dict[str, Columns] = {}
-
-    def __getitem__(self, rule_id: str) -> Columns:
-        if rule_id not in self._rules:
-            raise KeyError(f"{rule_id!r} is not among the rules this one reads")
-        if rule_id not in self._made:
-            self._made[rule_id] = self._judge(rule_id)
-        return self._made[rule_id]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rules)
-
-    def __len__(self) -> int:
-        return len(self._rules)
-
-
 def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
                 ts: Mapping[str, Thresholds]) -> dict[str, _Judged]:
-    """The rules of `specs` judged over the ward, each once, with the rules they read
-    (RuleSpec.reads) judged when first read (those too once, whether run or not)."""
+    """The rules of `specs` judged over the ward, each once, with the rules whose rows they
+    read (RuleSpec.reads; those too once, whether run or not)."""
     done: dict[str, _Judged] = {}
     run = {s.rule.id: s for s in specs}
 
@@ -262,9 +229,10 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
         rid = spec.rule.id
         if rid not in done:
             inputs = None
-            if spec.reads:
-                inputs = Inputs(_OnDemand(spec.reads, lambda r: judged(spec_of(r)).cols),
-                                {r: _thresholds(r, ts) for r in spec.reads})
+            if spec.reads or spec.thresholds_of:
+                inputs = Inputs({r: judged(spec_of(r)).cols for r in spec.reads},
+                                {r: _thresholds(r, ts)
+                                 for r in (*spec.reads, *spec.thresholds_of)})
             done[rid] = _Judged(spec, ward, _thresholds(rid, ts), inputs)
         return done[rid]
 

@@ -110,6 +110,23 @@ def test_a_rule_reads_another_rules_rows_with_its_site_thresholds():
     assert found[0][0].status is Status.MET and found[0][1].since_day == 1
 
 
+def test_a_reading_rule_failing_on_one_course_reads_each_other_course_alone():
+    def twice_unless_broken(ward: Ward, t: Thresholds, inputs: Inputs) -> pd.DataFrame:
+        if "BROKEN" in [p.patient_id for p in ward.patients]:
+            raise RuntimeError("cannot judge BROKEN")
+        return _twice(ward, t, inputs)
+
+    fragile = RuleSpec(_rule("toy_twice"), judge=twice_unless_broken, explain=_explain,
+                       reads=("toy_high",))
+    broken = make_course(patient_id="BROKEN", labs=[("ferritin", 1.0, 5000)], as_of_day=2.0)
+    courses = [COURSES[0], broken, COURSES[1]]
+    overrides = {"toy_high": {"high": 500.0}}
+    found = evaluate_courses(courses, [fragile, HIGH], overrides)
+    assert [f[0].status for f in found] == [Status.MET, Status.NOT_EVALUABLE, Status.MET]
+    alone = [evaluate_courses([c], [TWICE, HIGH], overrides)[0][0] for c in COURSES]
+    assert [f.to_json() for f in alone] == [found[0][0].to_json(), found[2][0].to_json()]
+
+
 def test_rules_reading_each_other_in_a_circle_are_refused():
     loop = RuleSpec(_rule("toy_high"), judge=_twice, explain=_explain, reads=("toy_twice",))
     with pytest.raises(ValueError, match="circle"):

@@ -308,4 +308,4 @@ EARLY_CHOICES = (
 def spec(rule: Rule, g: EarlyGrading) -> RuleSpec:
     """The early rule `rule`, graded by `g`."""
     return RuleSpec(rule, judge=partial(judge, g), explain=partial(explain, g),
-                    reads=(OVERDUE_RULE.id,))  # its schedule, for the prompts
+                    thresholds_of=(OVERDUE_RULE.id,))  # its schedule, for the prompts

@@ -76,7 +76,7 @@ LIVER = ("bilirubin", "ast", "alt")
 GRADED = (*LIVER, "creatinine")
 ITEMS = ("liver", "kidney", "lung", "hemophagocytosis")
 # the CTCAE rules whose thresholds in force grade the organ items
-READS = tuple(f"ctcae_{a}" for a in GRADED)
+THRESHOLDS_OF = tuple(f"ctcae_{a}" for a in GRADED)
 MISSING = {
     "liver": "log bilirubin, AST and ALT",
     "kidney": "log creatinine (or an oliguria grade)",
@@ -219,4 +219,5 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     return Finding(CARTOX.id, verdict, evidence=ev, missing=missing, extra=extra)
 
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(CARTOX, judge=judge, explain=explain, reads=READS),)
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(CARTOX, judge=judge, explain=explain, thresholds_of=THRESHOLDS_OF),)

@@ -21,9 +21,9 @@ from core.rules.iec_hs.rule import (
     TREATMENT_CONTEXT,
     TREATMENT_TIERS,
 )
-from core.rules.iec_hs.screen import READS, judge
+from core.rules.iec_hs.screen import READS, THRESHOLDS_OF, judge
 
-SPEC = RuleSpec(RULE, judge=judge, explain=explain, reads=READS)
+SPEC = RuleSpec(RULE, judge=judge, explain=explain, reads=READS, thresholds_of=THRESHOLDS_OF)
 RULES: tuple[RuleSpec, ...] = (SPEC,)
 
 __all__ = ["CYTOPENIA_LINEAGES", "MISSING", "RULE", "RULES", "SPEC", "TREATMENT_CONTEXT",

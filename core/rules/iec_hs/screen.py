@@ -19,8 +19,9 @@ from core.rules.iec_hs.timing import timing_feature
 from core.rules.tables import NONE, asof
 
 MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
-# the rules the screen reads (RuleSpec.reads): their rows, or only their thresholds
-READS = ("crs_grade", "ferritin_kinetics", *(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES))
+# the rules whose rows the screen reads, and those whose thresholds alone it reads
+READS = ("crs_grade", "ferritin_kinetics")
+THRESHOLDS_OF = tuple(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES)
 BEFORE_WINDOW, AFTER_WINDOW = 1, 2  # `outside`: why a course-day is not screened (0: it is)
 Columns = dict[str, np.ndarray]
 
