@@ -45,23 +45,16 @@ __all__ = ["STATUS_COLUMNS", "evaluate_course", "evaluate_courses", "evaluate_wa
 
 def thresholds_for(specs: Sequence[RuleSpec],
                    overrides: Overrides | None = None) -> dict[str, Thresholds]:
-    """Each rule's thresholds in force (defaults with site overrides).
+    """Each rule's thresholds in force (defaults with site overrides): the rules of `specs`
+    and of the catalogue, run or not (a rule reads others', e.g. iec_hs the CTCAE rules')."""
+    from core.rules.catalog import all_specs
 
-    Overrides may also name catalogue rules that are not being run (a rule that reads
-    another, e.g. iec_hs reading the CRS course, then sees the site's values).
-    """
     overrides = overrides or {}
-    ts = {s.rule.id: Thresholds(s.rule, overrides.get(s.rule.id)) for s in specs}
-    rest = set(overrides) - set(ts)
-    if rest:
-        from core.rules.catalog import all_specs
-
-        known = {s.rule.id: s.rule for s in all_specs()}
-        unknown = sorted(rest - set(known))
-        if unknown:
-            raise KeyError(f"site overrides name unknown rule(s): {unknown}")
-        ts.update({r: Thresholds(known[r], overrides[r]) for r in rest})
-    return ts
+    rules = {s.rule.id: s.rule for s in (*all_specs(), *specs)}
+    unknown = sorted(set(overrides) - set(rules))
+    if unknown:
+        raise KeyError(f"site overrides name unknown rule(s): {unknown}")
+    return {r: Thresholds(rule, overrides.get(r)) for r, rule in rules.items()}
 
 
 def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:
@@ -231,25 +224,13 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
             inputs = None
             if spec.reads or spec.thresholds_of:
                 inputs = Inputs({r: judged(spec_of(r)).cols for r in spec.reads},
-                                {r: _thresholds(r, ts)
-                                 for r in (*spec.reads, *spec.thresholds_of)})
-            done[rid] = _Judged(spec, ward, _thresholds(rid, ts), inputs)
+                                {r: ts[r] for r in (*spec.reads, *spec.thresholds_of)})
+            done[rid] = _Judged(spec, ward, ts[rid], inputs)
         return done[rid]
 
     for s in specs:
         check(s, ())
     return {s.rule.id: judged(s) for s in specs}
-
-
-def _thresholds(rule_id: str, ts: Mapping[str, Thresholds]) -> Thresholds:
-    """The rule's thresholds in force: as prepared for the run, else its defaults (a rule
-    read by another but not run, and not overridden by the site)."""
-    found = ts.get(rule_id)
-    if found is None:
-        from core.rules.catalog import spec_by_id
-
-        found = Thresholds(spec_by_id(rule_id).rule)
-    return found
 
 
 def _prepare(specs: Sequence[RuleSpec] | None,
