@@ -70,3 +70,19 @@ def test_liver_counts_once_even_if_several_tests_qualify():
     f = run([("ferritin", 4.3, 12_000), ("ast", 6.3, 250, 10, 40), ("alt", 6.3, 400, 7, 40),
              ("bilirubin", 6.3, 4.0, 0.1, 1.2)])
     assert f.extra["items_met"] == 1
+
+
+def test_an_organ_with_no_gradable_value_has_no_grade_whatever_other_courses_have():
+    """The worst grade is looked for among the course's own values: a course whose only AST
+    has no number stays ungraded beside a course with a grade 4 AST."""
+    from core.rules.base import Thresholds
+    from core.rules.catalog import spec_by_id
+    from core.rules.frames import Ward
+    from core.rules.hlh.cartox import worst_grade
+
+    ward = Ward.of([make_course(patient_id="NO-NUMBER", labs=[("ast", 1.0, float("nan"))]),
+                    make_course(patient_id="GRADE-4", labs=[("ast", 1.0, 2000.0)])])
+    at, grade = worst_grade(ward, "ast", Thresholds(spec_by_id("ctcae_ast").rule))
+    first = ward.days["key"] == 0
+    assert (at[first] == -1).all() and all(g != g for g in grade[first])
+    assert grade[~first][-1] == 4

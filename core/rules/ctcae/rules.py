@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from core.rules.ctcae.grading import (
     ctcae_grades,
 )
 from core.rules.frames import Columns, Ward
+from core.rules.series import Series
 from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES, Evidence
 
@@ -76,6 +77,48 @@ def grades_of(ward: Ward, analyte: str, t: Thresholds, pos: np.ndarray, base: np
                         np.where(has, values[at], np.nan), np.where(has, high[at], np.nan), t)
 
 
+class Graded(NamedTuple):
+    """The values grid rows read, graded (see `graded_values`)."""
+
+    rows: np.ndarray  # the grid rows that read values
+    pos: np.ndarray  # the ward.labs rows of the values graded, stretch after stretch
+    grade: np.ndarray  # their CTCAE grades (NaN: not gradable)
+    first: np.ndarray  # per row of `rows`: the index of its first value in pos and grade
+    last: np.ndarray  # and of its last
+    opens: np.ndarray  # per value graded: the first of its stretch
+
+
+def graded_values(ward: Ward, analyte: str, t: Thresholds, lo: np.ndarray, hi: np.ndarray,
+                  base: np.ndarray, grades_baseline: bool = True) -> Graded:
+    """Per grid row: the analyte's values lo..hi (positions in its Series, `lo` the same on
+    every row of a course; none where hi is NONE or below lo), each graded against the row's
+    baseline `base` (a ward.labs row; NONE: none). Without `grades_baseline`, the baseline
+    value itself is graded against none.
+
+    The rows of a course with one baseline (all of them once it settles) make a stretch,
+    which grades its values once: from its rows' lo to the last row's hi."""
+    s = Series.lab(ward, analyte)
+    rows = np.flatnonzero((hi != NONE) & (hi >= lo))
+    if not len(rows):
+        none = np.empty(0, dtype=np.int64)
+        return Graded(rows, none, np.empty(0), none, none, np.empty(0, dtype=bool))
+    key, b = ward.days["key"][rows], base[rows]
+    fresh = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
+    stretch = np.repeat(np.arange(len(fresh)), np.diff(np.r_[fresh, len(rows)]))
+    s_lo = lo[rows][fresh]
+    count = np.maximum.reduceat(hi[rows], fresh) - s_lo + 1
+    offset = np.r_[0, np.cumsum(count)[:-1]]  # where each stretch's values begin
+    of = np.repeat(np.arange(len(fresh)), count)
+    pos = s.pos[s_lo[of] + np.arange(count.sum()) - offset[of]]
+    vb = b[fresh][of]
+    if not grades_baseline:
+        vb = np.where(vb == pos, NONE, vb)
+    opens = np.zeros(len(pos), dtype=bool)
+    opens[offset] = True
+    return Graded(rows, pos, grades_of(ward, analyte, t, pos, vb), offset[stretch],
+                  offset[stretch] + hi[rows] - s_lo[stretch], opens)
+
+
 def _runs(ward: Ward, analyte: str, t: Thresholds, latest: np.ndarray, base: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per grid row: the grade of its latest result against its baseline (NaN: no result or
@@ -83,32 +126,18 @@ def _runs(ward: Ward, analyte: str, t: Thresholds, latest: np.ndarray, base: np.
     result ends, and the worst grade in that run (both read only where the grade is >= 1)."""
     n = len(latest)
     grade, first, worst = np.full(n, np.nan), np.full(n, NONE, dtype=np.int64), np.full(n, 0.0)
-    rows = np.flatnonzero(latest != NONE)
-    if not len(rows):
-        return grade, first, worst
-    # The rows of one course with one baseline (all of them once it settles) make a stretch;
-    # a stretch grades its course's results from the first to its last row's latest, once.
-    last, b, key = latest[rows], base[rows], ward.days["key"][rows]
-    mine = ward.rows("labs", "analyte", analyte)  # in (course, day) order
-    course_first = mine[np.searchsorted(ward.labs.key[mine], key, side="left")]
-    starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
-    stretch = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
-    lo = course_first[starts]
-    count = np.maximum.reduceat(last, starts) - lo + 1
-    offset = np.r_[0, np.cumsum(count)[:-1]]  # where each stretch's results begin below
-    of = np.repeat(np.arange(len(starts)), count)
-    at = np.arange(count.sum())
-    pos = lo[of] + at - offset[of]  # the lab row of each result graded
-    g = grades_of(ward, analyte, t, pos, b[starts][of])
+    s = Series.lab(ward, analyte)  # the latest result's place in it, and the course's first
+    hi = np.where(latest != NONE, latest - (s.pos[0] if len(s.pos) else 0), NONE)
+    gr = graded_values(ward, analyte, t, s.first_from(-np.inf), hi, base)
     # A run of grade >= 1 results ends at a result graded 0 or not gradable, and at the
     # start of a stretch; `broken` = the last result before each result's run.
-    ends = np.where(~(g >= 1), at, np.where(at == offset[of], at - 1, -1))
-    broken = np.maximum.accumulate(ends)
+    g, at = gr.grade, np.arange(len(gr.grade))
+    broken = np.maximum.accumulate(np.where(~(g >= 1), at, np.where(gr.opens, at - 1, -1)))
     # the worst grade so far within each run (broken is ascending; grades are 0-4 < 8)
     run_worst = np.maximum.accumulate(broken * 8.0 + np.nan_to_num(g)) - broken * 8.0
-    j = offset[stretch] + last - lo[stretch]  # each row's latest result among those graded
-    grade[rows], worst[rows] = g[j], run_worst[j]
-    first[rows] = pos[np.minimum(broken[j] + 1, j)]
+    j = gr.last  # each row's latest result among those graded
+    grade[gr.rows], worst[gr.rows] = g[j], run_worst[j]
+    first[gr.rows] = gr.pos[np.minimum(broken[j] + 1, j)]
     return grade, first, worst
 
 

@@ -26,10 +26,10 @@ from core.rules.base import (
     Threshold,
     Thresholds,
 )
-from core.rules.ctcae import ctcae_grades
+from core.rules.ctcae.rules import graded_values
 from core.rules.frames import Columns, Ward
 from core.rules.hlh.criteria import C2, U, all_of, any_of, n_of, status, statuses, tri
-from core.rules.series import Series, first_max
+from core.rules.series import Series, first_max, take
 from core.rules.tables import NONE
 
 CARTOX = Rule(
@@ -130,36 +130,13 @@ def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, n
     """Per grid row: the position in ward.labs of the analyte's worst-graded value from day 0
     on (the first of equal grades; NONE: none gradable) and its CTCAE grade (NaN), each value
     graded against the baseline known at the row's end (a value that is the baseline itself
-    against none).
-
-    The rows of a course with one baseline (all of them once it settles) share one grading:
-    the course's values from day 0 up to the latest of those rows, graded once each."""
+    against none)."""
     s = Series.lab(ward, analyte)
-    lo, hi, base = s.first_from(0.0), s.latest(), ward.baseline(analyte)
-    n = len(hi)
-    at, grade = np.full(n, NONE, dtype=np.int64), np.full(n, np.nan)
-    rows = np.flatnonzero((hi != NONE) & (hi >= lo))
-    if not len(rows):
-        return at, grade
-    key, b = ward.days["key"][rows], base[rows]
-    fresh = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
-    stretch = np.repeat(np.arange(len(fresh)), np.diff(np.r_[fresh, len(rows)]))
-    # the values each stretch grades (lo..its last row's latest), one after the other
-    s_lo, s_b = lo[rows][fresh], b[fresh]
-    length = np.maximum.reduceat(hi[rows], fresh) - s_lo + 1
-    offset = np.r_[0, np.cumsum(length)[:-1]]
-    of = np.repeat(np.arange(len(fresh)), length)
-    pos = s.pos[s_lo[of] + np.arange(length.sum()) - offset[of]]
-    vb = s_b[of]
-    low, high, _ = ward.lab_limits
-    values = ward.labs["value"]
-    has_b = vb != NONE
-    g = ctcae_grades(analyte, values[pos], high[pos], low[pos],
-                     np.where(has_b & (vb != pos), values[np.maximum(vb, 0)], np.nan),
-                     np.where(has_b, high[np.maximum(vb, 0)], np.nan), tc)
-    start = offset[stretch]
-    best = first_max(g, start, start + hi[rows] - s_lo[stretch])
-    at[rows], grade[rows] = pos[best], g[best]
+    gr = graded_values(ward, analyte, tc, s.first_from(0.0), s.latest(), ward.baseline(analyte),
+                       grades_baseline=False)
+    at, grade = np.full(ward.size, NONE, dtype=np.int64), np.full(ward.size, np.nan)
+    best = first_max(gr.grade, gr.first, gr.last)
+    at[gr.rows], grade[gr.rows] = take(gr.pos, best, NONE), take(gr.grade, best, np.nan)
     return at, grade
 
 
