@@ -12,7 +12,7 @@ Format (the file named by Settings.site_config / CARTWATCH_SITE_CONFIG)::
 
     [lab_overdue]                 # optional monitoring schedule, read by the lab_overdue rule
     last_day = 21                 # (merged into the rule's thresholds: see
-    daily = ["anc", "platelets"]  #  core.rules.lab_overdue.schedule_overrides)
+    daily = ["anc", "platelets"]  #  schedule_overrides below)
 
 An unknown rule id, an unknown threshold key or a non-numeric value is an error that names
 the file, the rule and the key, with the keys that would have been accepted: a typo must never
@@ -22,13 +22,15 @@ silently leave a default in force.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
 from core.rules.base import RuleSpec
+from core.rules.lab_overdue import THRESHOLDS as OVERDUE_THRESHOLDS
+from core.vocabulary.units import ANALYTES
 
 SECTIONS = ("thresholds", "lab_overdue", "notify", "oidc", "fhir", "hl7")
 # notify: core.monitoring.notify.config; oidc: core.access.identity; fhir: core.capture.fhirsync;
@@ -52,11 +54,41 @@ class SiteConfig:
         explicit [thresholds.lab_overdue] key wins)."""
         out = {rule: dict(values) for rule, values in self.thresholds.items()}
         if self.lab_overdue:
-            from core.rules.lab_overdue import schedule_overrides
-
             out["lab_overdue"] = {**schedule_overrides(self.lab_overdue),
                                   **out.get("lab_overdue", {})}
         return out
+
+
+def schedule_overrides(table: Mapping[str, Any]) -> dict[str, float]:
+    """Threshold overrides for the lab_overdue rule from the site's `[lab_overdue]` table.
+
+    Accepts `first_day`, `last_day`, `lookback_days`, `every_<analyte>_days`, and two
+    shorthands: `daily = ["anc", "crp", ...]` (exactly these daily, the others not expected)
+    and `every = {ferritin = 2}`. Raises ValueError naming an unknown key or analyte.
+    """
+    out: dict[str, float] = {}
+    known = {t.key for t in OVERDUE_THRESHOLDS}
+
+    def analyte(code: object) -> str:
+        if str(code) not in ANALYTES:
+            raise ValueError(f"[lab_overdue] names unknown analyte {code!r}; "
+                             f"known: {', '.join(ANALYTES)}")
+        return str(code)
+
+    for key, value in table.items():
+        if key == "daily":
+            chosen = {analyte(a) for a in value}
+            out.update({f"every_{a}_days": float(a in chosen) for a in ANALYTES})
+        elif key == "every":
+            out.update({f"every_{analyte(a)}_days": float(n) for a, n in value.items()})
+        elif key in known:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"[lab_overdue] {key} must be a number, not {value!r}")
+            out[key] = float(value)
+        else:
+            raise ValueError(f"[lab_overdue] has unknown key {key!r}; accepted: daily, every, "
+                             f"{', '.join(sorted(known))}")
+    return out
 
 
 def _specs(specs: Sequence[RuleSpec] | None) -> Sequence[RuleSpec]:
@@ -105,8 +137,6 @@ def parse_site_config(text: str, specs: Sequence[RuleSpec] | None = None,
     if not isinstance(lab, dict):
         raise SiteConfigError(f"{source}: [lab_overdue] must be a table")
     if lab:
-        from core.rules.lab_overdue import schedule_overrides
-
         try:
             schedule_overrides(lab)
         except ValueError as exc:

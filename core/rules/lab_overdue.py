@@ -92,38 +92,6 @@ def _thresholds(s: MonitoringSchedule) -> tuple[Threshold, ...]:
 THRESHOLDS = _thresholds(DEFAULT_SCHEDULE)
 
 
-def schedule_overrides(table: Mapping[str, Any]) -> dict[str, float]:
-    """Threshold overrides for lab_overdue from a site `[lab_overdue]` TOML table.
-
-    Accepts `first_day`, `last_day`, `lookback_days`, `every_<analyte>_days`, and two
-    shorthands: `daily = ["anc", "crp", ...]` (exactly these daily, the others not expected)
-    and `every = {ferritin = 2}`. Raises ValueError naming an unknown key or analyte.
-    """
-    out: dict[str, float] = {}
-    known = {t.key for t in THRESHOLDS}
-
-    def analyte(code: object) -> str:
-        if str(code) not in ANALYTES:
-            raise ValueError(f"[lab_overdue] names unknown analyte {code!r}; "
-                             f"known: {', '.join(ANALYTES)}")
-        return str(code)
-
-    for key, value in table.items():
-        if key == "daily":
-            chosen = {analyte(a) for a in value}
-            out.update({f"every_{a}_days": float(a in chosen) for a in ANALYTES})
-        elif key == "every":
-            out.update({f"every_{analyte(a)}_days": float(n) for a, n in value.items()})
-        elif key in known:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"[lab_overdue] {key} must be a number, not {value!r}")
-            out[key] = float(value)
-        else:
-            raise ValueError(f"[lab_overdue] has unknown key {key!r}; accepted: daily, every, "
-                             f"{', '.join(sorted(known))}")
-    return out
-
-
 def _label(analyte: str) -> str:
     a = ANALYTES.get(analyte)
     return a.name if a else analyte

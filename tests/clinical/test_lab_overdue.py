@@ -107,7 +107,7 @@ def test_schedule_defaults_match_declared_thresholds():
 
 
 def test_site_table_becomes_threshold_overrides():
-    from core.rules.lab_overdue import schedule_overrides
+    from core.site_config import schedule_overrides
 
     o = schedule_overrides({"last_day": 21, "daily": ["anc", "platelets"], "every": {"crp": 2}})
     assert o["last_day"] == 21 and o["every_anc_days"] == 1 and o["every_ferritin_days"] == 0
