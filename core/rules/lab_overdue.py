@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,48 +47,22 @@ PANELS: dict[str, tuple[str, ...]] = {"cbc": CBC, "all": tuple(ANALYTES), "*": t
                                       "lft": ("ast", "alt", "bilirubin")}
 
 
-@dataclass(frozen=True)
-class MonitoringSchedule:
-    """Which labs are expected on which days after infusion."""
-
-    first_day: int = 0
-    last_day: int = 14
-    lookback_days: int = 1
-    every: Mapping[str, int] = field(
-        default_factory=lambda: {a: (1 if a in DEFAULT_DAILY else 0) for a in ANALYTES})
-
-    @classmethod
-    def from_thresholds(cls, t: Mapping[str, float]) -> MonitoringSchedule:
-        return cls(
-            first_day=int(t["first_day"]), last_day=int(t["last_day"]),
-            lookback_days=int(t["lookback_days"]),
-            every={a: int(t[f"every_{a}_days"]) for a in ANALYTES
-                   if f"every_{a}_days" in t},
-        )
-
-    def expected(self) -> dict[str, int]:
-        return {a: n for a, n in self.every.items() if n > 0}
+D = Evidence.DESIGN
+THRESHOLDS = (
+    Threshold("first_day", 0, "day", D, "monitoring starts on this day", ">="),
+    Threshold("last_day", 14, "day", D, "monitoring ends on this day", "<="),
+    Threshold("lookback_days", 1, "days", D,
+              "how many of the most recent completed days are checked", "<="),
+    *(Threshold(f"every_{a}_days", int(a in DEFAULT_DAILY), "days", D,
+                f"{known.name}: expected every N days (0 = not expected)", "<=")
+      for a, known in ANALYTES.items()),
+)
 
 
-DEFAULT_SCHEDULE = MonitoringSchedule()
-
-
-def _thresholds(s: MonitoringSchedule) -> tuple[Threshold, ...]:
-    d = Evidence.DESIGN
-    rows = [
-        Threshold("first_day", s.first_day, "day", d, "monitoring starts on this day", ">="),
-        Threshold("last_day", s.last_day, "day", d, "monitoring ends on this day", "<="),
-        Threshold("lookback_days", s.lookback_days, "days", d,
-                  "how many of the most recent completed days are checked", "<="),
-    ]
-    for a, n in s.every.items():
-        rows.append(Threshold(f"every_{a}_days", n, "days", d,
-                              f"{ANALYTES[a].name}: expected every N days (0 = not expected)",
-                              "<="))
-    return tuple(rows)
-
-
-THRESHOLDS = _thresholds(DEFAULT_SCHEDULE)
+def every(t: Mapping[str, float], analyte: str) -> int:
+    """Every how many days the schedule `t` (the rule's thresholds) expects the analyte (0:
+    not expected)."""
+    return int(t.get(f"every_{analyte}_days", 0))
 
 
 def _label(analyte: str) -> str:
@@ -153,16 +126,18 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per course-day: the checked days (lo..hi: the lookback_days most recent completed days
     within the schedule), per expected analyte the overdue days and the reason that excused
     a gap, and the status: met = any expected lab overdue, not evaluable = no "now"."""
-    sched = MonitoringSchedule.from_thresholds(t)
+    first_day, last_day = int(t["first_day"]), int(t["last_day"])
     now = ward.now()  # the course's now: its as-of instant, else its latest data day
     whole = np.floor(np.where(np.isfinite(now), now, 0.0))
     last_complete = np.where(now >= whole + END_OF_DAY, whole, whole - 1)  # whole days done
-    lo = np.maximum(sched.first_day, last_complete - sched.lookback_days + 1)
-    hi = np.minimum(sched.last_day, last_complete)
+    lo = np.maximum(first_day, last_complete - int(t["lookback_days"]) + 1)
+    hi = np.minimum(last_day, last_complete)
     out: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
     since = np.full(len(now), np.inf)
-    for analyte, every in sched.expected().items():
-        count, reason, start = _scan(ward, analyte, every, now, lo, hi, sched.first_day)
+    for analyte in ANALYTES:  # the expected ones, in the catalogue's order
+        if not every(t, analyte):
+            continue
+        count, reason, start = _scan(ward, analyte, every(t, analyte), now, lo, hi, first_day)
         out[f"overdue_{analyte}"], out[f"reason_{analyte}"] = count, reason
         since = np.where(count > 0, np.minimum(since, start), since)
     met = np.isfinite(since)

@@ -11,9 +11,10 @@ from core.rules.lab_overdue import (
     DEFAULT_DAILY,
     RULE,
     RULES,
-    MonitoringSchedule,
+    every,
 )
 from core.vocabulary.course import make_course
+from core.vocabulary.units import ANALYTES
 
 
 def full_panel(days, skip=()):
@@ -98,11 +99,11 @@ def test_open_ended_course_uses_latest_data_day():
     assert f.status is Status.MET and 5 in f.extra["overdue"]["ferritin"]
 
 
-def test_schedule_defaults_match_declared_thresholds():
-    sched = MonitoringSchedule.from_thresholds(Thresholds(RULE))
-    assert sched == MonitoringSchedule()
-    assert set(sched.expected()) == set(DEFAULT_DAILY)
-    assert (sched.first_day, sched.last_day) == (0, 14)
+def test_default_schedule_is_the_daily_labs_on_days_0_to_14():
+    t = Thresholds(RULE)
+    assert {a for a in ANALYTES if every(t, a)} == set(DEFAULT_DAILY)
+    assert all(every(t, a) == 1 for a in DEFAULT_DAILY)
+    assert (t["first_day"], t["last_day"], t["lookback_days"]) == (0, 14, 1)
     assert RULES[0].rule.id == "lab_overdue" and RULE.is_provisional
 
 

@@ -35,7 +35,7 @@ from core.rules.cytopenia.readers import (
 )
 from core.rules.frames import Columns, Ward
 from core.rules.lab_overdue import RULE as OVERDUE_RULE
-from core.rules.lab_overdue import MonitoringSchedule
+from core.rules.lab_overdue import every
 from core.rules.series import Series
 from core.vocabulary.units import ANALYTES
 
@@ -69,13 +69,13 @@ def prompt_last_day(ward: Ward, analyte: str, keys: np.ndarray, as_of: np.ndarra
     its thresholds in force), or the day of discharge if that comes first: the course's
     first last_followup event (the importer marks the patient discharged by it). -1: never
     prompted."""
-    sched = MonitoringSchedule.from_thresholds(overdue)
-    if sched.every.get(analyte, 0) <= 0:
+    if every(overdue, analyte) <= 0:
         return np.full(len(keys), -1, dtype=np.int64)
     discharge, _ = first_event(ward, ("last_followup",))
     day = discharge[keys]
-    return np.where(day <= as_of, np.minimum(sched.last_day, np.floor(np.where(
-        day <= as_of, day, 0))), sched.last_day).astype(np.int64)
+    last_day = overdue["last_day"]
+    return np.where(day <= as_of, np.minimum(last_day, np.floor(np.where(
+        day <= as_of, day, 0))), last_day).astype(np.int64)
 
 
 def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
