@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.rules import iec_hs
 from core.rules.base import Status, Thresholds
 from core.rules.engine import evaluate_course
+from core.rules.frames import Ward
+from core.rules.iec_hs.explain import ferritin_feature
+from core.rules.iec_hs.screen import ferritin_key_feature
 from core.vocabulary.course import make_course
 from core.vocabulary.units import convert
 
@@ -314,7 +319,9 @@ def test_ferritin_key_feature_follows_the_sites_reading_of_the_baseline_factor(
     course = make_course(labs=[("ferritin", 0.3, 800, 30, 2000),
                                ("ferritin", 14.33, latest, 30, 2000)])
     t = Thresholds(iec_hs.RULE, None if factor is None else {"ferritin_x_baseline": factor})
-    feature = iec_hs._ferritin_feature(course, 14.5, t)
+    ward = Ward.of([replace(course, as_of_day=14.5)])  # the ferritin key feature alone
+    judged = {c: v[-1] for c, v in ferritin_key_feature(ward, t).items()}
+    feature = ferritin_feature(ward, judged, t)
     assert feature.status is status
     if status is Status.MET:
         k = 2 if factor is None else 1

@@ -13,7 +13,7 @@ flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride alo
 """
 
 from core.rules.base import RuleSpec
-from core.rules.iec_hs.explain import Feature, _ferritin_feature, explain
+from core.rules.iec_hs.explain import Feature, explain
 from core.rules.iec_hs.rule import (
     CYTOPENIA_LINEAGES,
     MISSING,
@@ -27,4 +27,4 @@ SPEC = RuleSpec(RULE, judge=judge, explain=explain, reads=READS, thresholds_of=T
 RULES: tuple[RuleSpec, ...] = (SPEC,)
 
 __all__ = ["CYTOPENIA_LINEAGES", "MISSING", "RULE", "RULES", "SPEC", "TREATMENT_CONTEXT",
-           "TREATMENT_TIERS", "Feature", "_ferritin_feature", "explain", "judge"]
+           "TREATMENT_TIERS", "Feature", "explain", "judge"]

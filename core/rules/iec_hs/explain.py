@@ -5,7 +5,7 @@ treatment tiers as context when the screen is met."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -13,9 +13,8 @@ import pandas as pd
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
 from core.rules.frames import Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, MISSING, RULE, TREATMENT_CONTEXT
-from core.rules.iec_hs.screen import BEFORE_WINDOW, ferritin_key_feature
+from core.rules.iec_hs.screen import BEFORE_WINDOW
 from core.rules.tables import NONE
-from core.vocabulary.course import Course
 
 Row = Mapping[str, Any]
 
@@ -151,9 +150,3 @@ def explain(ward: Ward, row: Row, t: Thresholds) -> Finding:
         extra.update(TREATMENT_CONTEXT)
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
 
-
-def _ferritin_feature(course: Course, end: float, t: Thresholds) -> Feature:
-    """The ferritin key feature of one course as of `end` (its case table reads it alone)."""
-    ward = Ward.of([course if course.as_of_day <= end else replace(course, as_of_day=end)])
-    cols = ferritin_key_feature(ward, t)
-    return ferritin_feature(ward, {c: v[-1] for c, v in cols.items()}, t)
