@@ -261,11 +261,6 @@ class Ward:
                             known.unit if known and num is not None else None)
 
 
-def end_of_day(day: float) -> float:
-    """The as-of instant that stands for the end of day `day`."""
-    return math.floor(day) + END_OF_DAY
-
-
 def episode_key(since_day: float | None) -> str | None:
     """Alert-episode key: stable while a condition lasts, new when it returns later."""
     return None if since_day is None else f"since-day-{int(math.floor(since_day))}"

@@ -20,7 +20,7 @@ from core.rules.base import (
 )
 from core.rules.catalog import all_specs
 from core.rules.engine import evaluate_course, replay_course
-from core.rules.frames import end_of_day
+from core.rules.frames import END_OF_DAY
 from core.site_config import (
     SiteConfigError,
     load_overrides,
@@ -127,7 +127,7 @@ def test_replay_equals_evaluating_the_course_cut_at_each_day_end():
     specs = all_specs()
     replayed = dict(replay_course(course, specs))
     for day in (0, 4, 9, 12, 15):
-        direct = evaluate_course(course.until(end_of_day(day)), specs)
+        direct = evaluate_course(course.until(day + END_OF_DAY), specs)
         assert [f.to_json() for f in replayed[day]] == [f.to_json() for f in direct], day
 
 

@@ -124,4 +124,3 @@ CYTOPENIA_LINEAGES = ("anc", "platelets", "hemoglobin")
 # the screen's features, in the order the finding lists them
 KEY_FEATURES = ("ferritin", "timing")
 LAB_FEATURES = ("transaminase", "fibrinogen", "cytopenia")
-FEATURES = KEY_FEATURES + LAB_FEATURES
