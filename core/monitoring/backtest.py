@@ -1,12 +1,12 @@
 """Backtesting: replay the rules over a cohort and measure the alert burden per rule.
 
-The replay is `replay_course` over every patient's course (any status), as of the end of
-every ward day, and never touches the alert tables. Alert episodes are counted the way the
-alert inbox would open them: one alert per (patient, rule, episode key), where the key is the
-finding's `episode_key` or its onset day (`core.monitoring.alerts.episode_key_of`), so one met
-stretch is
-one alert and a rule that re-fires under the same key does not open another. Informational
-rules (CAR-HEMATOTOX) never raise alerts and are left out of the burden.
+The replay judges every rule's status over every patient's course (any status), as of the
+end of every ward day (core.rules.engine.ward_statuses: statuses only, no findings), and
+never touches the alert tables. Alert episodes are counted the way the alert inbox would
+open them: one alert per (patient, rule, episode key), where the key is the finding's
+`episode_key` or its onset day (`core.monitoring.alerts.episode_key_of`), so one met stretch
+is one alert and a rule that re-fires under the same key does not open another.
+Informational rules (CAR-HEMATOTOX) never raise alerts and are left out of the burden.
 
 A what-if run layers threshold changes over the site configuration without writing it.
 """
