@@ -30,6 +30,7 @@ from core.rules.base import (
     Status,
     Thresholds,
 )
+from core.rules.catalog import all_specs, spec_by_id
 from core.rules.frames import Columns, Ward, episode_key
 from core.vocabulary.course import Course
 
@@ -47,8 +48,6 @@ def thresholds_for(specs: Sequence[RuleSpec],
                    overrides: Overrides | None = None) -> dict[str, Thresholds]:
     """Each rule's thresholds in force (defaults with site overrides): the rules of `specs`
     and of the catalogue, run or not (a rule reads others', e.g. iec_hs the CTCAE rules')."""
-    from core.rules.catalog import all_specs
-
     overrides = overrides or {}
     rules = {s.rule.id: s.rule for s in (*all_specs(), *specs)}
     unknown = sorted(set(overrides) - set(rules))
@@ -164,15 +163,10 @@ class _Judged:
         grid = self.ward.days
         names = [*grid, *self.cols]
         values = [v[rows].tolist() for v in (*grid.values(), *self.cols.values())]
-        if met_only:
-            rule_id, met = self.spec.rule.id, Status.MET.value
-            return [self._finding(dict(zip(names, row, strict=True)))
-                    if status == met or key in self.errors else Finding(rule_id, Status(status))
-                    for row, status, key in zip(zip(*values, strict=True),
-                                                self.cols["status"][rows].tolist(),
-                                                grid["key"][rows].tolist(), strict=True)]
-        return [self._finding(dict(zip(names, row, strict=True)))
-                for row in zip(*values, strict=True)]
+        judged = (dict(zip(names, row, strict=True)) for row in zip(*values, strict=True))
+        return [self._finding(row) if not met_only or row["status"] == Status.MET.value
+                or row["key"] in self.errors else Finding(self.spec.rule.id, Status(row["status"]))
+                for row in judged]
 
     def _finding(self, row: dict[str, Any]) -> Finding:
         rule_id = self.spec.rule.id
@@ -205,11 +199,7 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
     run = {s.rule.id: s for s in specs}
 
     def spec_of(rule_id: str) -> RuleSpec:
-        if rule_id in run:
-            return run[rule_id]
-        from core.rules.catalog import spec_by_id
-
-        return spec_by_id(rule_id)
+        return run[rule_id] if rule_id in run else spec_by_id(rule_id)
 
     def check(spec: RuleSpec, path: tuple[str, ...]) -> None:
         rid = spec.rule.id
@@ -235,10 +225,7 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
 
 def _prepare(specs: Sequence[RuleSpec] | None,
              overrides: Overrides | None) -> tuple[Sequence[RuleSpec], dict[str, Thresholds]]:
-    if specs is None:
-        from core.rules.catalog import all_specs
-
-        specs = all_specs()
+    specs = all_specs() if specs is None else specs
     return specs, thresholds_for(specs, overrides)
 
 
