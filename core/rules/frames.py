@@ -116,8 +116,7 @@ class Ward:
 
     def closing_rows(self) -> np.ndarray:
         """The last grid row of each course (the day it is evaluated on), in course order."""
-        key = self.days["key"]
-        return np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if len(key) else key
+        return np.searchsorted(self.days["key"], np.arange(len(self)), side="right") - 1
 
     def replay_rows(self) -> np.ndarray:
         """Positions of the grid rows a replay reports: each course's days from day 0 (or
@@ -296,19 +295,16 @@ def _grid(as_of: np.ndarray, first: np.ndarray, last: np.ndarray,
     `until` is `end`, but never past the end of the row's day (an open-ended course's last
     day ends then, not at infinity: a window up to it needs a finite end). `first` and
     `last` are the floors of the course's first and last data days (NaN: no data)."""
-    fin = np.isfinite(as_of)
-    top = np.where(fin, np.floor(np.where(fin, as_of, 0)),
-                   np.where(np.isnan(last), 0, np.floor(np.nan_to_num(last))))
+    top = np.floor(np.where(np.isfinite(as_of), as_of, np.nan_to_num(last)))
     # a course without data days is judged from day 0 (the first day a replay reports)
-    lo = np.minimum(np.where(np.isnan(first), 0, np.floor(np.nan_to_num(first))), top)
+    lo = np.minimum(np.floor(np.nan_to_num(first)), top)
     counts = (top - lo + 1).astype(np.int64)
+    stop = np.cumsum(counts)  # each course's rows end before its stop (counts >= 1)
     key = np.repeat(np.arange(len(as_of)), counts)
-    day = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts)
-                                                                       - counts, counts))
+    day = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(stop - counts, counts))
     end = np.minimum(day + END_OF_DAY, as_of[key])
-    if evaluating and len(key):
-        closing = np.r_[key[1:] != key[:-1], True]
-        end[closing] = as_of[key[closing]]
+    if evaluating:  # each course's last row, judged as of its as-of instant
+        end[stop - 1] = as_of
     return {"key": key, "day": day.astype(np.int64), "end": end,
             "until": np.minimum(day + END_OF_DAY, end),
             "first": np.floor(first)[key], "last": np.floor(last)[key]}
