@@ -64,11 +64,11 @@ class Series:
         return asof(self.key, self.day, self.ward.days["key"],
                     self.ward.days["until"] if ends is None else ends)
 
-    def count_until(self, keys: np.ndarray, ends: np.ndarray, strict: bool = False
+    def count_until(self, keys: np.ndarray, ends: np.ndarray | float, strict: bool = False
                     ) -> np.ndarray:
         """Per instant (keys[i], ends[i]): the index after the course's last row with day <=
         its end (< end if `strict`); the course's first row when there is none."""
-        at = asof(self.key, self.day, keys, np.asarray(ends, dtype=float), strict=strict)
+        at = asof(self.key, self.day, keys, ends, strict=strict)
         return np.where(at >= 0, at + 1, np.searchsorted(self.key, keys, side="left"))
 
     def first_from(self, start: np.ndarray | float, keys: np.ndarray | None = None
@@ -76,8 +76,7 @@ class Series:
         """Per grid row (or course of `keys`): the first row of its course with day >=
         `start` (a position past the course's rows when there is none)."""
         keys = self.ward.days["key"] if keys is None else keys
-        return self.count_until(keys, np.broadcast_to(np.asarray(start, dtype=float),
-                                                      keys.shape), strict=True)
+        return self.count_until(keys, start, strict=True)
 
     def window(self, keys: np.ndarray, first_day: np.ndarray | float, last_day: np.ndarray,
                as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -118,11 +118,11 @@ def _read_only(column: np.ndarray) -> np.ndarray:
     return column
 
 
-def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray, ends: np.ndarray,
-         strict: bool = False) -> np.ndarray:
+def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray,
+         ends: np.ndarray | float, strict: bool = False) -> np.ndarray:
     """For each query (keys[i], ends[i]): the position of the last row of the same key with
-    day <= ends[i] (day < ends[i] if `strict`), or NONE. Rows are sorted by (key, day), a
-    day without a value (NaN) last.
+    day <= ends[i] (day < ends[i] if `strict`), or NONE; `ends` may be one number for every
+    query. Rows are sorted by (key, day), a day without a value (NaN) last.
 
     One binary search of each query among the rows, as (key, day) pairs: numpy orders
     complex numbers by real part, then imaginary part. NaN does not order in a search, so a
