@@ -19,6 +19,7 @@ import numpy as np
 
 from core.rules.base import Evidence, Threshold
 from core.rules.frames import Ward
+from core.rules.series import take
 from core.rules.tables import NONE
 
 GAP_KEY = "monitoring_gap_days"
@@ -61,19 +62,16 @@ def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Cha
     if not len(obs):
         return {kind: Charted(np.full(n, NONE), np.full(n, np.nan),
                               np.full(n, None, dtype=object)) for kind in latest}
-    row_day = ward.days["day"]
-    obs_day = ward.observations.day
-    pos = {kind: np.where((at != NONE) & (obs_day[np.maximum(at, 0)] >= row_day), at, NONE)
+    pos = {kind: np.where(take(obs.day, at, np.nan) >= ward.days["day"], at, NONE)
            for kind, at in latest.items()}
     at = np.maximum(np.concatenate(list(pos.values())), 0)  # every kind's rows in one read
-    nums = obs["value_num"][at]
-    texts = obs.get("value_text")[at]
+    nums = obs["value_num"][at].reshape(len(pos), n)  # a row per kind
+    texts = obs.get("value_text")[at].reshape(len(pos), n)
     out = {}
-    for i, (kind, p) in enumerate(pos.items()):
+    for (kind, p), num, text in zip(pos.items(), nums, texts, strict=True):
         today = p != NONE
-        num = np.where(today, nums[i * n:(i + 1) * n], np.nan)
-        text = np.where(today, texts[i * n:(i + 1) * n], None)
-        out[kind] = Charted(p, num, np.asarray(text, dtype=object))
+        out[kind] = Charted(p, np.where(today, num, np.nan),
+                            np.asarray(np.where(today, text, None), dtype=object))
     return out
 
 
@@ -82,11 +80,9 @@ def dropped(ward: Ward, latest: Mapping[str, np.ndarray], kinds: Sequence[str],
     """Per grid row: True when the prompt for an input answered by any of `kinds` is dropped:
     the input was charted before but its last charting day (floored) is more than `gap_days`
     days before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
-    days, last = ward.observations.day, np.full(ward.size, np.nan)
+    last = np.full(ward.size, np.nan)
     for kind in kinds:
-        at = latest[kind]
-        if len(days):
-            last = np.fmax(last, np.where(at != NONE, days[np.maximum(at, 0)], np.nan))
+        last = np.fmax(last, take(ward.observations.day, latest[kind], np.nan))
     return np.asarray(np.floor(last) < ward.days["day"] - gap_days)
 
 
