@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from core.rules.base import EvidenceItem
-from core.rules.tables import NONE, SORTED_BY, Table, asof
+from core.rules.tables import NONE, SORTED_BY, Table, asof, count_until
 from core.vocabulary.course import Course, PatientInfo
 from core.vocabulary.observations import OBSERVATION_KINDS
 from core.vocabulary.units import ANALYTES
@@ -182,17 +182,15 @@ class Ward:
         if not len(sub):
             return out
         keys, days = self.labs.key[sub], self.labs.day[sub]
-        known = asof(keys, days, gk, self.days["end"])  # index into sub, or NONE
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
-        k_end = np.where(known >= 0, known - start + 1, 0)
+        known = count_until(keys, days, gk, self.days["end"])  # after the rows known
         ld = np.array([np.nan if p.lymphodepletion_day is None
                        else math.floor(p.lymphodepletion_day) + 1.0
                        for p in self.patients])[gk]
         for cut in (ld, np.ones(len(gk))):  # the first cut with a value wins
-            before = asof(keys, days, gk, cut, strict=True)
-            k = np.minimum(np.where(before >= 0, before - start + 1, 0), k_end)
-            take = (out == NONE) & (k > 0) & ~np.isnan(cut)
-            out[take] = sub[(start + k - 1)[take]]
+            k = np.minimum(count_until(keys, days, gk, cut, strict=True), known)
+            take = (out == NONE) & (k > start) & ~np.isnan(cut)
+            out[take] = sub[(k - 1)[take]]
         return out
 
     def first_dose(self, drugs: Sequence[str], start: np.ndarray,
@@ -208,8 +206,7 @@ class Ward:
         rows = rows[np.lexsort((table["drug"][rows], table.day[rows], table.key[rows]))]
         keys, days = table.key[rows], table.day[rows]
         asked = ~np.isnan(start)
-        before = asof(keys, days, gk, np.where(asked, start, np.inf), strict=True)
-        nxt = np.where(before >= 0, before + 1, np.searchsorted(keys, gk, "left"))
+        nxt = count_until(keys, days, gk, np.where(asked, start, np.inf), strict=True)
         ok = asked & (nxt < len(rows))
         j = np.minimum(nxt, len(rows) - 1)
         ok &= (keys[j] == gk) & (days[j] <= end)

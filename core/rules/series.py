@@ -5,8 +5,8 @@ in course and day order, a course's rows contiguous. Its readers answer for many
 at once, never per course or per day:
 - per grid row: `latest`, the latest row known at the row's as-of instant (the grid's
   `until`), and `first_from`, the first row from a day on;
-- per instant (a course key and an as-of instant, e.g. a grid row's `end`): `count_until`,
-  the index after the rows known then, and `window`, the rows of a range of days known then;
+- per instant (a course key and an as-of instant, e.g. a grid row's `end`): `window`, the
+  rows of a range of days known then (core.rules.tables.count_until: the index after them);
 - for positions found so: `first_of_day`, `values`, `texts`, `frame_pos`, and `first_max`,
   the first highest value in ranges of them (a window, a day, days 0-5).
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.rules.frames import Ward
-from core.rules.tables import NONE, asof
+from core.rules.tables import NONE, asof, count_until
 
 
 @dataclass(frozen=True)
@@ -64,19 +64,12 @@ class Series:
         return asof(self.key, self.day, self.ward.days["key"],
                     self.ward.days["until"] if ends is None else ends)
 
-    def count_until(self, keys: np.ndarray, ends: np.ndarray | float, strict: bool = False
-                    ) -> np.ndarray:
-        """Per instant (keys[i], ends[i]): the index after the course's last row with day <=
-        its end (< end if `strict`); the course's first row when there is none."""
-        at = asof(self.key, self.day, keys, ends, strict=strict)
-        return np.where(at >= 0, at + 1, np.searchsorted(self.key, keys, side="left"))
-
     def first_from(self, start: np.ndarray | float, keys: np.ndarray | None = None
                    ) -> np.ndarray:
         """Per grid row (or course of `keys`): the first row of its course with day >=
         `start` (a position past the course's rows when there is none)."""
         keys = self.ward.days["key"] if keys is None else keys
-        return self.count_until(keys, start, strict=True)
+        return count_until(self.key, self.day, keys, start, strict=True)
 
     def window(self, keys: np.ndarray, first_day: np.ndarray | float, last_day: np.ndarray,
                as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +77,8 @@ class Series:
         last_day (whole days), known at as_of."""
         i0 = self.first_from(first_day, keys)
         before_next_day = np.nextafter(np.floor(last_day) + 1.0, -np.inf)
-        return i0, np.maximum(i0, self.count_until(keys, np.minimum(as_of, before_next_day)))
+        known = count_until(self.key, self.day, keys, np.minimum(as_of, before_next_day))
+        return i0, np.maximum(i0, known)
 
     def first_of_day(self, i: np.ndarray) -> np.ndarray:
         """For rows `i` (NONE kept): the first row of the same course and ward day."""

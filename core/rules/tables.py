@@ -4,7 +4,8 @@ A `Table` holds the rows of every course of a ward for one clinical table (labs,
 observations, treatments, episodes, events, missing-result reasons), each row tagged with
 its course's position (`key`) and sorted so that the rows of one analyte, kind or drug are
 one block in (course, day) order. `asof` finds, for many instants at once, the last row of
-a course known then. core.rules.frames builds the ward and its grid of course-days on them.
+a course known then, `count_until` the index after it. core.rules.frames builds the ward and
+its grid of course-days on them.
 """
 
 from __future__ import annotations
@@ -142,3 +143,11 @@ def asof(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray,
     at -= 1
     at[(at >= 0) & (row_keys[np.maximum(at, 0)] != keys)] = NONE
     return at
+
+
+def count_until(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray,
+                ends: np.ndarray | float, strict: bool = False) -> np.ndarray:
+    """For each query (keys[i], ends[i]): the index after the last row of the same key with
+    day <= ends[i] (< if `strict`), as `asof`; the key's first row when there is none."""
+    at = asof(row_keys, row_days, keys, ends, strict=strict)
+    return np.where(at >= 0, at + 1, np.searchsorted(row_keys, keys, side="left"))
