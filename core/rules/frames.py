@@ -82,8 +82,7 @@ class Ward:
 
     @classmethod
     def _of_tables(cls, patients: Sequence[PatientInfo], as_of_days: Sequence[float],
-                   tables: Mapping[str, Table], evaluating: bool = True,
-                   tz: str = "UTC") -> Ward:
+                   tables: Mapping[str, Table], evaluating: bool, tz: str) -> Ward:
         as_of = np.asarray(as_of_days, dtype=float)
         first, last = _data_span(tables, len(patients))
         return cls(patients=tuple(patients), as_of_days=as_of,
@@ -272,16 +271,13 @@ _SPAN = ("labs", "observations", "treatments", "events")  # the tables with data
 def _data_span(tables: Mapping[str, Table], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each course's first data day (labs, observations, treatments) and last data day
     (those and events); NaN where there is none."""
-    first = np.full(n, np.inf)
-    last = np.full(n, -np.inf)
+    first = np.full(n, np.nan)
+    last = np.full(n, np.nan)
     for name in _SPAN:
         keys, days = tables[name].key, tables[name].day
-        ok = ~np.isnan(days)
         if name != "events":
-            np.minimum.at(first, keys[ok], days[ok])
-        np.maximum.at(last, keys[ok], days[ok])
-    first[np.isinf(first)] = np.nan
-    last[np.isinf(last)] = np.nan
+            np.fmin.at(first, keys, days)  # fmin, fmax: a NaN day is skipped
+        np.fmax.at(last, keys, days)
     return first, last
 
 
