@@ -76,11 +76,10 @@ class Table:
     @classmethod
     def stacked(cls, frames: Sequence[pd.DataFrame], name: str) -> Table:
         """The table of these courses' frames (the course's position is its key)."""
-        used = [(k, f) for k, f in enumerate(frames) if len(f)]
-        frame = (used[0][1] if len(used) == 1 else pd.concat(
-            [f for _, f in used], ignore_index=True) if used
-            else frames[0] if frames else pd.DataFrame({SORTED_BY[name][1]: []}))
-        key = np.repeat([k for k, _ in used], [len(f) for _, f in used])
+        used = [f for f in frames if len(f)]
+        frame = (used[0] if len(used) == 1 else pd.concat(used, ignore_index=True) if used
+                 else frames[0] if frames else pd.DataFrame({SORTED_BY[name][1]: []}))
+        key = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
         return cls(frame, key, name)
 
     def frame_of(self, key: int) -> pd.DataFrame:
