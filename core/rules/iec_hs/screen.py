@@ -13,24 +13,17 @@ import numpy as np
 
 from core.rules.base import Inputs, Status, Thresholds, status_where
 from core.rules.ctcae import ctcae_grades
-from core.rules.frames import Ward
+from core.rules.frames import Columns, Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, KEY_FEATURES, LAB_FEATURES
 from core.rules.iec_hs.timing import timing_feature
-from core.rules.tables import NONE, asof
+from core.rules.series import Series, first_max, take
+from core.rules.tables import NONE
 
 MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
 # the rules whose rows the screen reads, and those whose thresholds alone it reads
 READS = ("crs_grade", "ferritin_kinetics")
 THRESHOLDS_OF = tuple(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES)
 BEFORE_WINDOW, AFTER_WINDOW = 1, 2  # `outside`: why a course-day is not screened (0: it is)
-Columns = dict[str, np.ndarray]
-
-
-def at(column: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """column[pos] as floats, NaN where pos is NONE."""
-    if not len(column):
-        return np.full(len(pos), np.nan)
-    return np.where(pos != NONE, column[np.maximum(pos, 0)], np.nan)
 
 
 def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
@@ -39,7 +32,7 @@ def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     f, b = ward.latest("ferritin"), ward.baseline("ferritin")
     value, uln = ward.labs["value"], ward.lab_limits[1]
     has = f != NONE
-    v, u, base = at(value, f), at(uln, f), at(value, b)
+    v, u, base = take(value, f, np.nan), take(uln, f, np.nan), take(value, b, np.nan)
     above_uln = has & (v > t["ferritin_x_uln"] * u)
     base_ok = base > 0
     above_base = has & base_ok & (b != f) & (v > t["ferritin_x_baseline"] * base)
@@ -59,11 +52,12 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
     any_met, all_not_met = np.zeros(n, bool), np.ones(n, bool)
     for a in ("ast", "alt"):
         v, b = ward.latest(a), ward.baseline(a)
-        known = ~np.isnan(at(uln, v))
-        abnormal = (b != v) & (at(value, b) > at(uln, b))  # no baseline or its ULN: normal
-        limit = np.where(abnormal, t["transaminase_x_baseline"] * at(value, b),
-                         t["transaminase_x_uln"] * at(uln, v))
-        met = known & (at(value, v) > limit)
+        u, base = take(uln, v, np.nan), take(value, b, np.nan)
+        known = ~np.isnan(u)
+        abnormal = (b != v) & (base > take(uln, b, np.nan))  # no baseline or its ULN: normal
+        limit = np.where(abnormal, t["transaminase_x_baseline"] * base,
+                         t["transaminase_x_uln"] * u)
+        met = known & (take(value, v, np.nan) > limit)
         any_met |= met
         all_not_met &= known & ~met
         out |= {f"{a}_latest": np.where(known, v, NONE), f"{a}_base": np.where(abnormal, b, NONE),
@@ -75,7 +69,7 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
 def fibrinogen_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest fibrinogen < fibrinogen_low (mg/dL) or < the lab's LLN."""
     f = ward.latest("fibrinogen")
-    v, lln = at(ward.labs["value"], f), at(ward.lab_limits[0], f)
+    v, lln = take(ward.labs["value"], f, np.nan), take(ward.lab_limits[0], f, np.nan)
     has = f != NONE
     below = has & (v < t["fibrinogen_low"])
     below_lln = has & ~below & (v < lln)
@@ -89,35 +83,20 @@ def new_cytopenia(ward: Ward, analyte: str, t: Thresholds, ctcae_t: Thresholds) 
     worse than the best grade of the earlier values within cytopenia_lookback_days before it,
     counting values from cytopenia_reference_day on. No such earlier value: not met (the
     post-lymphodepletion nadir is expected). Latest count not gradable: not evaluable."""
-    latest = ward.latest(analyte)
-    n = len(latest)
-    status, now, best = np.full(n, NOT_EVALUABLE, dtype=object), np.full(n, np.nan), np.full(
-        n, np.nan)
-    sub = ward.rows("labs", "analyte", analyte)
-    if len(sub):
-        keys, days = ward.labs.key[sub], ward.labs.day[sub]
-        low, high, _ = ward.lab_limits
-        g = ctcae_grades(analyte, ward.labs["value"][sub], high[sub], low[sub], t=ctcae_t)
-        at = np.arange(len(sub))
-        start = np.searchsorted(keys, keys, side="left")
-        cut = np.maximum(t["cytopenia_reference_day"], days - t["cytopenia_lookback_days"])
-        lo = asof(keys, days, keys, cut, strict=True)  # the last value before the window
-        lo = np.minimum(np.where(lo >= 0, lo + 1, start), at)
-        width = int((at - lo).max(initial=0))
-        window = at[:, None] - np.arange(width, 0, -1)[None, :]
-        earlier = np.where(window >= lo[:, None], g[np.maximum(window, 0)], np.nan)
-        with np.errstate(invalid="ignore"):
-            lowest = (np.fmin.reduce(earlier, axis=1) if width
-                      else np.full(len(sub), np.nan))
-        fell = ((g >= t["cytopenia_min_grade"])
-                & (g - lowest >= t["cytopenia_grade_drop"]))
-        judged = np.where(np.isnan(g), NOT_EVALUABLE,
-                          np.where(~np.isnan(lowest) & fell, MET, NOT_MET)).astype(object)
-        has = latest != NONE
-        i = np.searchsorted(sub, latest[has])
-        status[has], now[has], best[has] = judged[i], g[i], lowest[i]
-    return {f"{analyte}_cytopenia": status, f"{analyte}_latest": latest, f"{analyte}_grade": now,
-            f"{analyte}_best": best}
+    s = Series.lab(ward, analyte)
+    low, high, _ = ward.lab_limits
+    g = ctcae_grades(analyte, s.value, high[s.pos], low[s.pos], t=ctcae_t)
+    cut = np.maximum(t["cytopenia_reference_day"], s.day - t["cytopenia_lookback_days"])
+    lo = s.count_until(s.key, cut, strict=True)  # the first value in the window
+    lowest = take(g, first_max(-g, lo, np.arange(len(g)) - 1), np.nan)  # its best grade
+    fell = ((g >= t["cytopenia_min_grade"])
+            & (g - lowest >= t["cytopenia_grade_drop"]))
+    judged = np.where(np.isnan(g), NOT_EVALUABLE,
+                      np.where(~np.isnan(lowest) & fell, MET, NOT_MET)).astype(object)
+    i = s.latest(ward.days["end"])  # the latest count
+    return {f"{analyte}_cytopenia": take(judged, i, NOT_EVALUABLE),
+            f"{analyte}_latest": s.frame_pos(i), f"{analyte}_grade": take(g, i, np.nan),
+            f"{analyte}_best": take(lowest, i, np.nan)}
 
 
 def cytopenia_feature(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
