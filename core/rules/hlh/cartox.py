@@ -143,11 +143,9 @@ def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, n
 def first_yes_else_latest(s: Series) -> np.ndarray:
     """Per grid row: the first 'yes' of the series from day 0 on, else its latest from
     day 0 on (NONE: none)."""
-    lo, hi = s.first_from(0.0), s.latest()
-    first = first_max((s.value >= 1).astype(float), lo, hi)
-    yes = first != NONE
-    yes[yes] = s.value[first[yes]] >= 1
-    return np.where(yes, first, np.where((hi != NONE) & (hi >= lo), hi, NONE))
+    hi = s.latest()
+    first = first_max((s.value >= 1).astype(float), s.first_from(0.0), hi)  # NONE: no row
+    return np.where(s.values(first) >= 1, first, np.where(first != NONE, hi, NONE))
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
