@@ -141,10 +141,9 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
                          **{f"at_{k}": p for k, p in positions.items()}}
 
 
-# how each lab test is shown: (its comparison, and the one shown when it fails)
-SHOWN = {"hemoglobin": ("<", ">="), "platelets": ("<", ">="), "anc": ("<", ">="),
-         "triglycerides": (">=", "<"), "fibrinogen": ("<=", ">"), "ferritin": (">=", "<"),
-         "scd25": (">=", "<")}
+# how each lab test is shown: its threshold's comparison, and the one shown when it fails
+OPS = {x.key: x.op for x in HLH2004.thresholds}
+FAILS = {"<": ">=", "<=": ">", ">=": "<"}
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
@@ -157,8 +156,8 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         """The evidence of lab test `a`, when there is a value."""
         test = row[f"test_{a}"]
         if test == test:  # not NaN: a value, met or not
-            op, fails = SHOWN[a]
-            ev.append(ward.lab_evidence(int(row[f"at_{a}"]), f"{op if test else fails} "
+            op = OPS[a]
+            ev.append(ward.lab_evidence(int(row[f"at_{a}"]), f"{op if test else FAILS[op]} "
                                                               f"{t[a]:g}"))
 
     def obs(kind: str, criterion: str, met: str, not_met: str) -> None:
