@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
 from core.rules.frames import Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, MISSING, RULE, TREATMENT_CONTEXT
@@ -133,8 +131,7 @@ def explain(ward: Ward, row: Row, t: Thresholds) -> Finding:
     h = int(row["hemophagocytosis"])
     hemo = None
     if h != NONE:
-        num = ward.observations["value_num"][h]
-        hemo = bool(pd.notna(num)) and float(num) >= 1  # 'yes' (Obs.is_yes)
+        hemo = float(ward.observations["value_num"][h]) >= 1  # 'yes' (Obs.is_yes)
         ev.append(ward.observation_evidence(h, "haemophagocytosis reported" if hemo
                                             else "no haemophagocytosis on marrow/tissue"))
     else:

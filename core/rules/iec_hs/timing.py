@@ -38,14 +38,9 @@ def documented_crs(ward: Ward) -> dict[int, tuple[list[float], list[float]]]:
     rows = np.flatnonzero((ep["kind"] == "CRS")
                           & np.array([o is None or o == "" or o == "documented" for o in origin],
                                      dtype=bool))
-    onset = ep["onset_day"]
-    resolved = ep["resolved_day"]
-    out: dict[int, tuple[list[float], list[float]]] = {}
-    for r in rows:  # ward.episodes is sorted by (course, onset), ties in row order
-        on, res = out.setdefault(int(ep["key"][r]), ([], []))
-        on.append(float(onset[r]))
-        res.append(float(resolved[r]))
-    return out
+    key = ep.key[rows]  # ward.episodes is sorted by (course, onset), ties in row order
+    return {int(k): (ep["onset_day"][rows[key == k]].tolist(),
+                     ep["resolved_day"][rows[key == k]].tolist()) for k in np.unique(key)}
 
 
 def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
