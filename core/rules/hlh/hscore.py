@@ -229,12 +229,12 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     # cytopenias with a count missing: the points already certain count, the item stays open
     # unless the missing counts could not change them
     at_most = cytopenia_bin(n_low + n_unknown)
-    certain = points(bins["cytopenias"], t) == points(at_most, t)
+    most: dict[str, np.ndarray | float] = {**{i: float(t[key]) for i, key in MOST.items()},
+                                           "cytopenias": points(at_most, t)}
+    certain = points(bins["cytopenias"], t) == most["cytopenias"]
     partial = bins["cytopenias"].copy()
     partial[certain] = None
     bins["cytopenias"][~certain] = None
-    most = {**{i: np.full(len(temp), float(t[key])) for i, key in MOST.items()},
-            "cytopenias": points(at_most, t)}
 
     item_points = {i: points(bins[i], t) for i in ITEMS}  # NaN: not known
     # the HScore: the sum of the known items' points, and of the cytopenias' already certain
@@ -272,7 +272,7 @@ def points(bins: np.ndarray, t: Thresholds) -> np.ndarray:
     """The points of each bin (NaN: not known)."""
     out = np.full(len(bins), np.nan)
     for key in set(bins.tolist()) - {None}:  # the few bins in use
-        out[bins == key] = t[key] if key else 0.0
+        out[bins == key] = row_points(t, key)
     return out
 
 
