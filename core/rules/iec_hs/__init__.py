@@ -13,18 +13,11 @@ flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride alo
 """
 
 from core.rules.base import RuleSpec
-from core.rules.iec_hs.explain import Feature, explain
-from core.rules.iec_hs.rule import (
-    CYTOPENIA_LINEAGES,
-    MISSING,
-    RULE,
-    TREATMENT_CONTEXT,
-    TREATMENT_TIERS,
-)
+from core.rules.iec_hs.explain import explain
+from core.rules.iec_hs.rule import MISSING, RULE
 from core.rules.iec_hs.screen import READS, THRESHOLDS_OF, judge
 
-SPEC = RuleSpec(RULE, judge=judge, explain=explain, reads=READS, thresholds_of=THRESHOLDS_OF)
-RULES: tuple[RuleSpec, ...] = (SPEC,)
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec(RULE, judge=judge, explain=explain, reads=READS, thresholds_of=THRESHOLDS_OF),)
 
-__all__ = ["CYTOPENIA_LINEAGES", "MISSING", "RULE", "RULES", "SPEC", "TREATMENT_CONTEXT",
-           "TREATMENT_TIERS", "Feature", "explain", "judge"]
+__all__ = ["MISSING", "RULE", "RULES"]
