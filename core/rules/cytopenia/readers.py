@@ -29,16 +29,10 @@ def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
     None without one."""
     day = np.full(len(ward), np.inf)
     kind = np.full(len(ward), None, dtype=object)
-    ev = ward.events
-    if len(ev):
-        days = ev["day"]
-        mine = np.flatnonzero(np.isin(ev["kind"], kinds)
-                              & ~np.isnan(days))
-        keys = ev["key"][mine]
-        firsts = mine[np.r_[True, keys[1:] != keys[:-1]]] if len(mine) else mine
-        first_keys = ev["key"][firsts]
-        day[first_keys] = days[firsts]
-        kind[first_keys] = ev["kind"][firsts]
+    ev, ev_kind = ward.events, ward.events.get("kind")
+    mine = np.flatnonzero(np.isin(ev_kind, kinds) & ~np.isnan(ev.day))
+    keys, firsts = np.unique(ev.key[mine], return_index=True)
+    day[keys], kind[keys] = ev.day[mine[firsts]], ev_kind[mine[firsts]]
     return day, kind
 
 
@@ -85,20 +79,12 @@ def platelet_transfusions(ward: Ward) -> tuple[np.ndarray, np.ndarray]:
     """(course key, day) of every platelet transfusion: the treatment platelet_transfusion
     and the observation transfusion = platelets, sorted by course and day."""
     tr, ob = ward.treatments, ward.observations
-    keys, days = [], []
-    if len(tr):
-        mine = tr["drug"] == "platelet_transfusion"
-        keys.append(tr["key"][mine])
-        days.append(tr["day"][mine])
-    if len(ob):
-        mine = ((ob["kind"] == "transfusion")
-                & (ob["value_text"] == "platelets"))
-        keys.append(ob["key"][mine])
-        days.append(ob["day"][mine])
-    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
-    day = np.concatenate(days) if days else np.empty(0)
+    given = ward.rows("treatments", "drug", "platelet_transfusion")
+    noted = ward.rows("observations", "kind", "transfusion")
+    noted = noted[ob.get("value_text")[noted] == "platelets"]
+    key, day = np.r_[tr.key[given], ob.key[noted]], np.r_[tr.day[given], ob.day[noted]]
     ok = ~np.isnan(day)
-    key, day = key[ok].astype(np.int64), day[ok]
+    key, day = key[ok], day[ok]
     order = np.lexsort((day, key))
     return key[order], day[order]
 
