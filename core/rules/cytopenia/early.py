@@ -28,7 +28,7 @@ from core.rules.base import (
 )
 from core.rules.cytopenia.counting import bridge, count_windows, states_for
 from core.rules.cytopenia.readers import (
-    CENSOR_EVENTS,
+    censoring,
     daily_worst,
     first_event,
     transfusion_supported,
@@ -101,11 +101,8 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
     window_end = int(t["window_end_day"])
     inst, which = _instants(ward, window_end)
     key, as_of, today = (inst[c] for c in ("key", "as_of", "today"))
-    cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
-    censored = np.isfinite(cens_day[key]) & (cens_day[key] <= as_of)
-    cens = np.where(censored, cens_day[key], np.nan)
-    end = np.minimum(np.minimum(window_end, today), np.where(
-        censored, np.floor(np.where(censored, cens, 0)), window_end)).astype(np.int64)
+    cens, cens_event = censoring(ward, key, as_of)
+    end = np.fmin(np.minimum(window_end, today), np.floor(cens)).astype(np.int64)
     # the lowest result of each day -1..window_end known then, up to the window's last day
     cols = np.arange(window_end + 2)  # column c = day c - 1
     raw, pos = daily_worst(Series.lab(ward, g.analyte).dated(), key, as_of, START - 1, len(cols))
@@ -185,7 +182,7 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
         "status": status, "grade": grade,
         "since_day": np.where(status == Status.MET.value,
                               (START + np.maximum(first_day, 0)).astype(float), np.nan),
-        "censored_day": cens, "censored_event": np.where(censored, cens_kind[key], ""),
+        "censored_day": cens, "censored_event": cens_event,
         "through_day": end, "window_days": n, "measured_days": n_measured,
         # the inpatient days without a result, where a prompt names them
         "asked": np.fromiter((tuple(np.flatnonzero(a).tolist()) if p else () for a, p in zip(

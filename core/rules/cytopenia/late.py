@@ -14,12 +14,7 @@ import numpy as np
 
 from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
 from core.rules.cytopenia.counting import carry_forward, count_windows, states_for
-from core.rules.cytopenia.readers import (
-    CENSOR_EVENTS,
-    daily_worst,
-    first_event,
-    transfusion_supported,
-)
+from core.rules.cytopenia.readers import censoring, daily_worst, transfusion_supported
 from core.rules.frames import Columns, Ward
 from core.rules.series import Series, take
 from core.rules.tables import NONE
@@ -66,11 +61,9 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     now = ward.now()
     start = int(t["late_start_day"])
     end_limit = t[g.end_key] if g.end_key else np.inf
-    cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
-    censored = np.isfinite(cens_day[key]) & (cens_day[key] <= as_of)
-    cens = np.where(censored, cens_day[key], np.nan)
-    last = np.minimum(np.minimum(np.where(np.isfinite(now), np.floor(now), -np.inf),
-                                 end_limit), np.where(censored, np.floor(cens), np.inf))
+    cens, cens_event = censoring(ward, key, as_of)
+    last = np.fmin(np.minimum(np.where(np.isfinite(now), np.floor(now), -np.inf), end_limit),
+                   np.floor(cens))
     opened = last >= start
     rows = Series.lab(ward, g.analyte).dated()
     i0, i1 = rows.window(key, float(start), np.where(opened, last, start), as_of)
@@ -99,8 +92,7 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
     return {
         "status": status, "grade": grade,
         "since_day": np.floor(take(rows.day, np.where(met, since_i, NONE), np.nan)),
-        "last_day": last, "censored_day": cens,
-        "censored_event": np.where(censored, cens_kind[key], ""),
+        "last_day": last, "censored_day": cens, "censored_event": cens_event,
         # the window's results are contiguous in ward.labs from its first one
         "results": results, "first_result": rows.frame_pos(np.where(results > 0, i0, NONE)),
         "days_deep_cut": deep_days, "now": now,

@@ -18,7 +18,7 @@ from core.rules.base import (
     Thresholds,
 )
 from core.rules.cytopenia.counting import VERSION, C, D, th
-from core.rules.cytopenia.readers import CENSOR_EVENTS, first_event
+from core.rules.cytopenia.readers import censoring
 from core.rules.frames import Columns, Ward
 from core.rules.series import Series, take
 from core.rules.tables import NONE
@@ -58,14 +58,10 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     now = ward.now()
     landmark, need = int(t["landmark_day"]), int(t["min_values"])
     opened = np.isfinite(now) & (np.floor(np.where(np.isfinite(now), now, 0)) > landmark)
-    cens_day, cens_kind = first_event(ward, CENSOR_EVENTS)
-    censored = np.isfinite(cens_day[key]) & (cens_day[key] <= as_of)
-    cens = np.where(censored, cens_day[key], np.nan)
-    last = np.where(censored, np.minimum(np.floor(np.where(opened, now, 0)),
-                                         np.floor(np.where(censored, cens, 0))),
-                    np.floor(np.where(opened, now, 0)))
-    out: dict[str, Any] = {"censored_day": cens,
-                           "censored_event": np.where(censored, cens_kind[key], "")}
+    cens, cens_event = censoring(ward, key, as_of)
+    censored = ~np.isnan(cens)
+    last = np.fmin(np.floor(np.where(opened, now, 0)), np.floor(cens))
+    out: dict[str, Any] = {"censored_day": cens, "censored_event": cens_event}
     since = np.full(len(key), np.inf)
     any_missing = np.zeros(len(key), dtype=bool)
     for analyte, cut in _LINEAGES:

@@ -36,6 +36,15 @@ def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndar
     return day, kind
 
 
+def censoring(ward: Ward, keys: np.ndarray, as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per instant (keys[i], as_of[i]): the day of its course's first progression, next
+    therapy or death event known then (NaN: none, not censored; np.fmin of a window's last
+    day and its floor ends the window on it), and the event ("": none)."""
+    day, kind = first_event(ward, CENSOR_EVENTS)
+    censored = np.isfinite(day[keys]) & (day[keys] <= as_of)
+    return np.where(censored, day[keys], np.nan), np.where(censored, kind[keys], "")
+
+
 def daily_worst(rows: Series, keys: np.ndarray, as_of: np.ndarray, first: int,
                 ndays: int) -> tuple[np.ndarray, np.ndarray]:
     """(value, ward.labs position) of the lowest result of each day first..first+ndays-1
