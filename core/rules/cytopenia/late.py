@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds
+from core.rules.base import Finding, Rule, RuleSpec, Status, Thresholds, status_where
 from core.rules.cytopenia.counting import carry_forward, count_windows, states_for
 from core.rules.cytopenia.readers import censoring, daily_worst, transfusion_supported
 from core.rules.frames import Columns, Ward
@@ -86,8 +86,7 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
                                                 last[deepen])
         grade = np.where(deepen, np.where(deep_days >= t["g4_deep_days"], 4, 3), grade)
     results = i1 - i0
-    status = np.where(~opened | ((grade == 0) & (results < need)), Status.NOT_EVALUABLE.value,
-                      np.where(grade > 0, Status.MET.value, Status.NOT_MET.value))
+    status = status_where(opened & (grade > 0), opened & (results >= need))
     met = status == Status.MET.value
     return {
         "status": status, "grade": grade,

@@ -16,6 +16,7 @@ from core.rules.base import (
     Severity,
     Status,
     Thresholds,
+    status_where,
 )
 from core.rules.cytopenia.counting import VERSION, C, D, th
 from core.rules.cytopenia.readers import censoring
@@ -69,8 +70,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         i0, i1 = rows.window(key, float(landmark + 1), last, as_of)
         run = _trailing_run(rows.value < t[cut], i0, i1)
         met = run >= need
-        state = np.where(met, "met", np.where((i1 > i0) & (run == 0), "not_met",
-                                              "not_evaluable"))
+        state = status_where(met, (i1 > i0) & (run == 0))
         # the run's first result, or the latest (NONE: no result)
         first = np.where(i1 > i0, np.where(met, i1 - run, i1 - 1), NONE)
         out[f"{analyte}_state"] = state
@@ -80,13 +80,9 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         since = np.where(met, np.minimum(since, np.floor(take(rows.day, first, np.inf))), since)
         any_missing |= state == "not_evaluable"
     early_censor = censored & (last <= landmark)
-    status = np.where(
-        ~opened, Status.NOT_EVALUABLE.value,
-        np.where(early_censor, Status.NOT_MET.value,
-                 np.where(np.isfinite(since), Status.MET.value,
-                          np.where(any_missing & ~censored, Status.NOT_EVALUABLE.value,
-                                   Status.NOT_MET.value))))
-    met = status == Status.MET.value
+    # censored: the status reached by then; else not evaluable while a lineage lacks results
+    met = opened & ~early_censor & np.isfinite(since)
+    status = status_where(met, opened & (censored | ~any_missing))
     return {"status": status, "since_day": np.where(met, since, np.nan),
                          "opened": opened, "early_censor": early_censor, **out}
 
