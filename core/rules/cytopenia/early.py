@@ -72,10 +72,8 @@ def prompt_last_day(ward: Ward, analyte: str, keys: np.ndarray, as_of: np.ndarra
     if every(overdue, analyte) <= 0:
         return np.full(len(keys), -1, dtype=np.int64)
     discharge, _ = first_event(ward, ("last_followup",))
-    day = discharge[keys]
-    last_day = overdue["last_day"]
-    return np.where(day <= as_of, np.minimum(last_day, np.floor(np.where(
-        day <= as_of, day, 0))), last_day).astype(np.int64)
+    known = np.where(discharge[keys] <= as_of, discharge[keys], np.inf)
+    return np.minimum(overdue["last_day"], np.floor(known)).astype(np.int64)
 
 
 def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -198,18 +196,9 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
 
 
 def _day_ranges(days: list[int]) -> str:
-    """'3, 5-7, 12' from sorted day numbers."""
-    out: list[str] = []
-    start: int | None = None
-    prev: int | None = None
-    for d in [*days, None]:
-        if start is not None and prev is not None and (d is None or d != prev + 1):
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = None
-        if d is not None and start is None:
-            start = d
-        prev = d
-    return ", ".join(out)
+    """'3, 5-7, 12' from sorted day numbers (at least one)."""
+    runs = np.split(np.asarray(days), np.flatnonzero(np.diff(days) != 1) + 1)
+    return ", ".join(f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def _prompt_days(name: str, days: list[int]) -> list[str]:
