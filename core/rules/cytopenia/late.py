@@ -75,10 +75,9 @@ def judge(g: LateGrading, ward: Ward, t: Thresholds) -> Columns:
         hits = np.r_[0, np.cumsum(hit)]
         enough = hits[i1] - hits[i0] >= need
         grade = np.where(enough, row, grade)
-        # the first hit of the window (from i0 on)
-        next_hit = np.minimum.accumulate(np.r_[np.where(hit, np.arange(len(hit)),
-                                                        len(hit)), len(hit)][::-1])[::-1]
-        since_i = np.where(enough & (since_i < 0), next_hit[i0], since_i)
+        # the first hit of the window (from i0 on): where the count of hits first rises
+        first_hit = np.searchsorted(hits, hits[i0] + 1) - 1
+        since_i = np.where(enough & (since_i < 0), first_hit, since_i)
     deep_days = np.full(len(key), -1, dtype=np.int64)
     deepen = opened & (grade == len(g.cuts)) if g.counts_deep_days else np.zeros_like(opened)
     if deepen.any():
