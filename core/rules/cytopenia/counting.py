@@ -20,10 +20,7 @@ VERSION = "1.0"
 C, C2, U, D = Evidence.C, Evidence.C2, Evidence.UNCONFIRMED, Evidence.DESIGN
 
 
-def th(key: str, value: float, unit: str, ev: Evidence, description: str,
-       op: str = "") -> Threshold:
-    return Threshold(key=key, value=value, unit=unit, evidence=ev, description=description,
-                     op=op)
+th = Threshold  # the declarations' rows: th(key, value, unit, evidence, description, op)
 
 
 GAP_THRESHOLDS: tuple[Threshold, ...] = (
