@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from core.rules.base import RuleSpec
 from core.rules.cytopenia import hematotox, icaht, prolonged, ticaht
-from core.rules.cytopenia.counting import ABOVE, BELOW, SUPPORTED, UNKNOWN, count_days
+from core.rules.cytopenia.counting import count_days
 
-__all__ = ["ABOVE", "BELOW", "RULES", "SUPPORTED", "UNKNOWN", "count_days"]
+__all__ = ["RULES", "count_days"]
 
 RULES: tuple[RuleSpec, ...] = (*icaht.RULES, *ticaht.RULES, *prolonged.RULES,
                                *hematotox.RULES)
