@@ -62,22 +62,12 @@ def daily_worst(rows: Series, keys: np.ndarray, as_of: np.ndarray, first: int,
     prev = np.r_[np.inf, running[:-1]]
     lowest_at = np.maximum.accumulate(np.where(cell_start | (v < prev), np.arange(len(v)), -1))
     running = np.where(running == -np.inf, np.nan, running)
-    # the complete days: each cell's last result
-    lo, span = int(fday.min()), int(fday.max() - fday.min() + 1)
-    code = rows.key * span + (fday - lo)
-    last_of_cell = np.flatnonzero(np.r_[cell_start[1:], True])
+    # each day's latest result known at the instant (a past day's last, today's so far),
+    # where the day's running lowest stands
     days = first + np.arange(ndays)
-    q = keys[:, None] * span + (days[None, :] - lo)
-    j = np.searchsorted(code[last_of_cell], q)
-    j = np.minimum(j, len(last_of_cell) - 1)
-    found = (code[last_of_cell][j] == q) & (days >= lo)[None, :] & (days < lo + span)[None, :]
-    full = np.where(found, last_of_cell[j], NONE)
-    # the day of the instant: its results known by then
-    today = np.floor(as_of)
-    part = asof(rows.key, rows.day, keys, as_of)
-    part = np.where((part >= 0) & (fday[np.maximum(part, 0)] == today), part, NONE)
-    at = np.where(days[None, :] < today[:, None], full,
-                  np.where(days[None, :] == today[:, None], part[:, None], NONE))
+    ends = np.minimum(as_of[:, None], _day_before(days + 1.0)[None, :])
+    at = asof(rows.key, rows.day, np.repeat(keys, ndays), ends.ravel()).reshape(len(keys), ndays)
+    at = np.where((at >= 0) & (fday[np.maximum(at, 0)] == days[None, :]), at, NONE)
     has = at >= 0
     vals[has] = running[at[has]]
     where[has] = rows.pos[lowest_at[at[has]]]
