@@ -19,9 +19,14 @@ from core.rules.tables import NONE, asof
 CENSOR_EVENTS = ("progression", "next_therapy", "death")
 
 
-def _day_before(x: np.ndarray) -> np.ndarray:
-    """The largest instant before day x starts: `day <= _day_before(x)` is `day < x`."""
-    return np.nextafter(np.asarray(x, dtype=float), -np.inf)
+def _latest_by_day(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray,
+                   as_of: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Instants x days: the last row (asof; rows sorted by course and day) before each day
+    of `days` ends, known at the instant; NONE if none."""
+    before_next = np.nextafter(days + 1.0, -np.inf)  # day <= before_next is day < days + 1
+    ends = np.minimum(as_of[:, None], before_next[None, :])
+    return asof(row_keys, row_days, np.repeat(keys, len(days)),
+                ends.ravel()).reshape(len(keys), len(days))
 
 
 def first_event(ward: Ward, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +70,7 @@ def daily_worst(rows: Series, keys: np.ndarray, as_of: np.ndarray, first: int,
     # each day's latest result known at the instant (a past day's last, today's so far),
     # where the day's running lowest stands
     days = first + np.arange(ndays)
-    ends = np.minimum(as_of[:, None], _day_before(days + 1.0)[None, :])
-    at = asof(rows.key, rows.day, np.repeat(keys, ndays), ends.ravel()).reshape(len(keys), ndays)
+    at = _latest_by_day(rows.key, rows.day, keys, as_of, days)
     at = np.where((at >= 0) & (fday[np.maximum(at, 0)] == days[None, :]), at, NONE)
     has = at >= 0
     vals[has] = running[at[has]]
@@ -98,11 +102,6 @@ def transfusion_supported(ward: Ward, keys: np.ndarray, as_of: np.ndarray, first
     if not some.any() or ndays <= 0:
         return out
     days = first + np.arange(ndays)
-    k = np.repeat(keys[some], ndays)
-    ends = np.minimum(np.repeat(as_of[some], ndays), np.tile(_day_before(days + 1.0),
-                                                               int(some.sum())))
-    at = asof(tx_key, tx_day, k, ends)
-    near = (at >= 0) & (np.tile(days, int(some.sum()))
-                        - np.floor(tx_day[np.maximum(at, 0)]) <= window)
-    out[some] = near.reshape(-1, ndays)
+    at = _latest_by_day(tx_key, tx_day, keys[some], as_of[some], days)
+    out[some] = (at >= 0) & (days[None, :] - np.floor(tx_day[np.maximum(at, 0)]) <= window)
     return out
