@@ -45,10 +45,9 @@ def _unit(analyte: str) -> str:
 def _trailing_run(below: np.ndarray, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
     """The number of results below the cut at the end of each window [i0, i1)."""
     idx = np.arange(len(below))
-    last_above = np.maximum.accumulate(np.where(below, -1, idx)) if len(below) else idx
-    run_at = idx - last_above  # results below ending at each result
-    return np.where(i1 > i0, np.minimum(run_at[np.maximum(i1 - 1, 0)] if len(below)
-                                        else 0, i1 - i0), 0)
+    last_above = np.maximum.accumulate(np.where(below, -1, idx))
+    run_at = np.r_[idx - last_above, 0]  # results below ending at each result; 0 past them
+    return np.where(i1 > i0, np.minimum(run_at[np.maximum(i1 - 1, 0)], i1 - i0), 0)
 
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
