@@ -146,13 +146,12 @@ def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
     return out
 
 
-def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill up to `limit` missing days after each measured day with its value (and row)."""
+def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> np.ndarray:
+    """Fill up to `limit` missing days (idx < 0: no result) after each measured day with its
+    value."""
     rows, days = vals.shape
     before, _after = _known_neighbours(np.where(idx >= 0, 0.0, np.nan))
     d = np.broadcast_to(np.arange(days), vals.shape)
     r = np.broadcast_to(np.arange(rows)[:, None], vals.shape)
     fill = (idx < 0) & (before >= 0) & (d - before <= limit)
-    src = np.maximum(before, 0)
-    return (np.where(fill, vals[r, src], vals), np.where(fill, idx[r, src], idx))
+    return np.where(fill, vals[r, np.maximum(before, 0)], vals)

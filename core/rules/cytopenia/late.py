@@ -44,7 +44,7 @@ def days_below_deep_cut(ward: Ward, t: Thresholds, rows: Series, keys: np.ndarra
     start = int(t["late_start_day"])
     ndays = int(t["late_end_day"]) - start + 1
     vals, pos = daily_worst(rows, keys, as_of, start - 1, ndays + 1)
-    vals, pos = carry_forward(vals, pos, int(t["carry_forward_days"]))
+    vals = carry_forward(vals, pos, int(t["carry_forward_days"]))
     supported = transfusion_supported(ward, keys, as_of, start, ndays,
                                       int(t["transfusion_window_days"]))
     states = states_for(vals[:, 1:], t["deep_cut"], False, supported)
