@@ -17,7 +17,7 @@ a rule's `Thresholds` with site overrides). A cut computed as multiple x limit i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -140,17 +140,21 @@ def _ges(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return (a > b) | _close(a, b)
 
 
-def _above_all(value: np.ndarray, ref: np.ndarray, t: Mapping[str, float], prefix: str,
-               g1_inclusive: bool = False, grades: tuple[int, ...] = (4, 3, 2, 1)
-               ) -> np.ndarray:
-    """Per element: the worst of `grades` whose cut (threshold x ref) the value is above, or
-    from grade 1's cut on if `g1_inclusive` (0: none)."""
+# each threshold's comparison of a value with its cut, as its row declares (`op`)
+_OPS = {a: {t.key: t.op for t in rows} for a, rows in CTCAE_THRESHOLDS.items()}
+_PASSES: dict[str, Callable[[np.ndarray, np.ndarray | float], np.ndarray]] = {
+    ">": _gts, ">=": _ges, "<": lambda value, cut: _gts(cut, value)}
+
+
+def _worst(value: np.ndarray, ref: np.ndarray | float, t: Mapping[str, float], analyte: str,
+           prefix: str) -> np.ndarray:
+    """Per element: the worst grade of the analyte's `prefix` thresholds whose cut (threshold
+    x ref) the value passes, compared as the threshold's `op` says (0: none)."""
     out = np.zeros(len(value))
+    ops = _OPS[analyte]
     for g, key in reversed(_KEYS[prefix]):  # grade 1 first: a worse grade reached overwrites
-        if g in grades:
-            cut = t[key] * ref
-            hit = _gts(value, cut) | (_ges(value, cut) if g == 1 and g1_inclusive else False)
-            out[hit] = g
+        if key in ops:
+            out[_PASSES[ops[key]](value, t[key] * ref)] = g
     return out
 
 
@@ -179,39 +183,31 @@ def ctcae_grades(analyte: str, value: np.ndarray, uln: np.ndarray, lln: np.ndarr
     if analyte in RISE:
         b_uln = np.where(np.isnan(baseline_uln), uln, baseline_uln)
         by_base = has_base & (base > np.nan_to_num(b_uln, nan=np.inf))
-        out = np.where(by_base,
-                       _above_all(value, base, t, "base", g1_inclusive=analyte != "bilirubin"),
-                       np.where(has_uln, _above_all(value, uln, t, "uln"), np.nan))
+        out = np.where(by_base, _worst(value, base, t, analyte, "base"),
+                       np.where(has_uln, _worst(value, uln, t, analyte, "uln"), np.nan))
 
     elif analyte == "creatinine":
-        by_base_g = np.where(has_base, _above_all(value, base, t, "base", grades=(3, 2)), 0.0)
+        by_base_g = np.where(has_base, _worst(value, base, t, analyte, "base"), 0.0)
         # without ULN only baseline grades 2-3 are knowable; below them it is unknown
-        out = np.where(has_uln, np.maximum(_above_all(value, uln, t, "uln"), by_base_g),
+        out = np.where(has_uln, np.maximum(_worst(value, uln, t, analyte, "uln"), by_base_g),
                        np.where(by_base_g > 0, by_base_g, np.nan))
 
     elif analyte == "fibrinogen":
-        by_lln = np.zeros(len(value))
-        for g, key in reversed(_KEYS["lln"]):
-            by_lln[_gts(t[key] * lln, value)] = g
+        by_lln = _worst(value, lln, t, analyte, "lln")
         with np.errstate(invalid="ignore", over="ignore"):
             drops = _gts(lln, value) & has_base & (value < base)
             drop = 100.0 * (base - value) / base
-        by_drop = np.where(drops, 1.0, 0.0)
-        for g, key in reversed(_KEYS["drop"][:3]):
-            by_drop[drops & _ges(drop, t[key])] = g
+        by_drop = np.where(drops, np.maximum(_worst(drop, 1.0, t, analyte, "drop"), 1.0), 0.0)
         out = np.where(_gts(t["abs_g4"], value), 4.0,
                        np.where(has_lln, np.maximum(by_lln, by_drop), np.nan))
 
     elif analyte == "triglycerides":
-        out = np.where(_ges(value, t["abs_g1"]), 1.0, 0.0)
-        for g, key in reversed(_KEYS["abs"][:3]):
-            out[_gts(value, t[key])] = g
+        out = _worst(value, 1.0, t, analyte, "abs")
 
     else:  # blood counts (anc, platelets, hemoglobin, alc, wbc)
-        out = np.where(has_lln, np.where(_gts(lln, value), 1.0, 0.0), np.nan)
-        for g, key in reversed(_KEYS["abs"][:3]):
-            if key in t:
-                out[_gts(t[key], value)] = g
+        by_abs = _worst(value, 1.0, t, analyte, "abs")
+        out = np.where(by_abs > 0, by_abs,
+                       np.where(has_lln, np.where(_gts(lln, value), 1.0, 0.0), np.nan))
 
     out[np.isnan(value)] = np.nan
     return out
