@@ -38,6 +38,7 @@ from core.rules.base import (
     status_where,
 )
 from core.rules.frames import Columns, Ward
+from core.rules.series import Series, take
 from core.rules.tables import NONE, asof
 from core.vocabulary.units import Evidence
 
@@ -220,19 +221,13 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per course-day: the kinetics of the latest ferritin known at its end (positions in
     ward.labs, NONE: none) and the status: met = rapid rise, not met = no rapid rise, not
     evaluable = no ferritin, or a rise that cannot be judged (MISSING_PAIR)."""
-    sub = ward.rows("labs", "analyte", "ferritin")
-    k = rise(ward.labs["key"][sub], ward.labs.day[sub], ward.labs["value"][sub],
-             ward.lab_limits[1][sub], t)
-    latest = ward.latest("ferritin")
-    has = latest >= 0
-    at = np.searchsorted(sub, latest[has])  # the latest value's place among the ferritins
-    out: dict[str, Any] = {"latest": latest, "baseline": ward.baseline("ferritin")}
+    s = Series.lab(ward, "ferritin")
+    k = rise(s.key, s.day, s.value, ward.lab_limits[1][s.pos], t)
+    at = s.latest(ward.days["end"])  # the latest value's place among the ferritins
+    out: dict[str, Any] = {"latest": s.frame_pos(at), "baseline": ward.baseline("ferritin")}
     for name in _REFS:
-        col = np.full(len(latest), NONE)
-        col[has] = np.where(k[name][at] >= 0, sub[np.maximum(k[name][at], 0)], NONE)
-        out[name] = col
-    rapid = np.full(len(latest), UNKNOWN, dtype=np.int8)
-    rapid[has] = k["rapid"][at]
+        out[name] = s.frame_pos(take(k[name], at, NONE))
+    rapid = take(k["rapid"], at, UNKNOWN)
     out["rapid"] = rapid
     out["status"] = status_where(rapid == RAPID, rapid == NOT_RAPID)
     return out
