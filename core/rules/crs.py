@@ -148,18 +148,16 @@ def hypotension(x: Today, t: Thresholds) -> tuple[Domain, np.ndarray]:
     known absent grade 0. Also the vasopressin observation cited with a grade 3."""
     n = x.vasopressors.num
     one = n >= 1
-    grade = np.select(
-        [n >= t["multiple_vasopressors"],
-         one | x.vasopressin.yes,
-         x.hypotension.yes | x.iv_fluids.yes,
-         (x.hypotension.today & ~x.hypotension.yes)
-         | ((n == 0) & x.iv_fluids.today & ~x.iv_fluids.yes)],  # known absent
-        [4, 3, 2, 0], np.nan)
-    by = np.select(
-        [grade == 4, grade == 3, grade == 2, grade == 0],
-        [x.vasopressors.pos, np.where(one, x.vasopressors.pos, NONE),
-         np.where(x.hypotension.yes, x.hypotension.pos, x.iv_fluids.pos),
-         np.where(x.hypotension.today, x.hypotension.pos, x.vasopressors.pos)], NONE)
+    cases = [n >= t["multiple_vasopressors"],
+             one | x.vasopressin.yes,
+             x.hypotension.yes | x.iv_fluids.yes,
+             (x.hypotension.today & ~x.hypotension.yes)
+             | ((n == 0) & x.iv_fluids.today & ~x.iv_fluids.yes)]  # known absent
+    grade = np.select(cases, [4, 3, 2, 0], np.nan)
+    by = np.select(cases, [
+        x.vasopressors.pos, np.where(one, x.vasopressors.pos, NONE),
+        np.where(x.hypotension.yes, x.hypotension.pos, x.iv_fluids.pos),
+        np.where(x.hypotension.today, x.hypotension.pos, x.vasopressors.pos)], NONE)
     vasopressin = np.where((grade == 3) & x.vasopressin.yes, x.vasopressin.pos, NONE)
     return Domain(grade, by), vasopressin
 
