@@ -65,11 +65,6 @@ def every(t: Mapping[str, float], analyte: str) -> int:
     return int(t.get(f"every_{analyte}_days", 0))
 
 
-def _label(analyte: str) -> str:
-    a = ANALYTES.get(analyte)
-    return a.name if a else analyte
-
-
 # --- the rule over a ward -------------------------------------------------------------------
 
 
@@ -167,7 +162,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
             day = math.floor(float(ward.missing["day"][r]))
             why = str(ward.missing["reason"][r]).replace("_", " ")
             explained.append(EvidenceItem(
-                why=f"{_label(analyte)} for day {day} not available: {why} (recorded)",
+                why=f"{ANALYTES[analyte].name} for day {day} not available: {why} (recorded)",
                 analyte=analyte, day=float(day)))
     extra["explained"] = len(explained)
     if not overdue:
@@ -176,10 +171,10 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     missing: list[str] = []
     for d in sorted({d for days in overdue.values() for d in days}):
         due = [a for a, days in overdue.items() if d in days]
-        evidence += [EvidenceItem(why=f"no {_label(a)} result for day {d}", analyte=a,
+        evidence += [EvidenceItem(why=f"no {ANALYTES[a].name} result for day {d}", analyte=a,
                                   day=float(d)) for a in due]
-        missing.append(f"day {d}: {', '.join(_label(a) for a in due)} (enter the result, or "
-                       "record why it was not drawn)")
+        names = ", ".join(ANALYTES[a].name for a in due)
+        missing.append(f"day {d}: {names} (enter the result, or record why it was not drawn)")
     extra["overdue"] = overdue
     return Finding(rule=RULE_ID, status=Status.MET, evidence=evidence + explained,
                    missing=missing, extra=extra)
