@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.rules.base import (
     Citation,
@@ -110,7 +109,7 @@ def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds
     bleeding = False
     if b != NONE:
         said = ward.observations["value_num"][b]  # an event: yes (>= 1) or no
-        bleeding = bool(pd.notna(said) and said >= 1)
+        bleeding = bool(said >= 1)  # NaN (no number): no
         ev.append(ward.observation_evidence(b, "active bleeding" if bleeding
                                             else "no active bleeding"))
     hb = int(row["hemoglobin"])
