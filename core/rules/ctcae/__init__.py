@@ -6,14 +6,7 @@
   `grades_of` (a ward's lab rows graded against given baseline rows);
 """
 
-from core.rules.ctcae.grading import (
-    ANALYTES_GRADED,
-    CTCAE_THRESHOLDS,
-    DEFAULTS,
-    TERMS,
-    ctcae_grades,
-)
-from core.rules.ctcae.rules import RULES, grades_of
+from core.rules.ctcae.grading import ANALYTES_GRADED, CTCAE_THRESHOLDS, ctcae_grades
+from core.rules.ctcae.rules import RULES
 
-__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "DEFAULTS", "RULES", "TERMS", "ctcae_grades",
-           "grades_of"]
+__all__ = ["ANALYTES_GRADED", "CTCAE_THRESHOLDS", "RULES", "ctcae_grades"]
