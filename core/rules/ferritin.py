@@ -179,14 +179,13 @@ def rise(keys: np.ndarray, days: np.ndarray, values: np.ndarray, uln: np.ndarray
     recent = cand >= lo[:, None]
     cand = np.where(recent, cand, 0)
     c_day, c_value = days[cand], values[cand]
-    first = np.arange(n)
 
     def pick(ok: np.ndarray, by: np.ndarray) -> np.ndarray:
         """The first candidate with the smallest `by` among `ok`, else NONE."""
         if not width:
             return np.full(n, NONE)
         j = np.argmin(np.where(ok, by, np.inf), axis=1)
-        return np.where(ok[first, j], cand[first, j], NONE)
+        return np.where(ok[at, j], cand[at, j], NONE)
 
     for name, hours in (("ref_24h", 24.0), ("ref_48h", 48.0)):  # nearest within tolerance
         dist = np.abs(c_day - (days - hours / 24.0)[:, None])
