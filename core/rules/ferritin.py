@@ -283,8 +283,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
                                        f"{t['rapid_min_x_uln']:g} x ULN ({limit:g} ng/mL)"))
     if doubling is not None:
         ev.append(ward.lab_evidence(F, f"doubling time {doubling:.2f} days"))
-    status = {True: Status.MET, False: Status.NOT_MET, None: Status.NOT_EVALUABLE}[rapid]
-    return Finding(RULE.id, status, evidence=ev,
+    return Finding(RULE.id, Status(row["status"]), evidence=ev,
                    missing=[MISSING_PAIR] if rapid is None else [],
                    extra={"fold_change": {k: round(v, 3) for k, v in fold.items()},
                           "log_slope_per_day": None if slope is None else round(slope, 4),
