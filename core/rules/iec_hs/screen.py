@@ -87,7 +87,7 @@ def new_cytopenia(ward: Ward, analyte: str, t: Thresholds, ctcae_t: Thresholds) 
     low, high, _ = ward.lab_limits
     g = ctcae_grades(analyte, s.value, high[s.pos], low[s.pos], t=ctcae_t)
     cut = np.maximum(t["cytopenia_reference_day"], s.day - t["cytopenia_lookback_days"])
-    lo = s.count_until(s.key, cut, strict=True)  # the first value in the window
+    lo = s.first_from(cut, s.key)  # the first value in the window
     lowest = take(g, first_max(-g, lo, np.arange(len(g)) - 1), np.nan)  # its best grade
     fell = ((g >= t["cytopenia_min_grade"])
             & (g - lowest >= t["cytopenia_grade_drop"]))
