@@ -54,16 +54,18 @@ NO_BASELINE = "none recorded; graded against the reference range"
 def judge(analyte: str, ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: status, grade (NaN: none), since_day, max_grade_in_run, and the
     positions in ward.labs of the latest result and of the baseline (NONE: none)."""
-    latest = ward.latest(analyte)
+    s = Series.lab(ward, analyte)
+    latest = s.latest(ward.days["end"])  # its place in the series
     base = (ward.baseline(analyte) if analyte in NEEDS_BASELINE
             else np.full(len(latest), NONE, dtype=np.int64))
-    grade, first, worst = _runs(ward, analyte, t, latest, base)
+    grade, first, worst = _runs(s, analyte, t, latest, base)
     met = grade >= 1
     status = graded_status(grade)
     since = np.full(len(grade), np.nan)
     since[met] = np.floor(ward.labs.day[first[met]]) + 0.0  # as math.floor: day -0.0 -> 0.0
     return {"status": status, "grade": grade, "since_day": since,
-                         "max_grade_in_run": worst, "latest": latest, "baseline": base}
+                         "max_grade_in_run": worst, "latest": s.frame_pos(latest),
+                         "baseline": base}
 
 
 def grades_of(ward: Ward, analyte: str, t: Thresholds, pos: np.ndarray, base: np.ndarray
@@ -88,21 +90,20 @@ class Graded(NamedTuple):
     opens: np.ndarray  # per value graded: the first of its stretch
 
 
-def graded_values(ward: Ward, analyte: str, t: Thresholds, lo: np.ndarray, hi: np.ndarray,
+def graded_values(s: Series, analyte: str, t: Thresholds, lo: np.ndarray, hi: np.ndarray,
                   base: np.ndarray, grades_baseline: bool = True) -> Graded:
-    """Per grid row: the analyte's values lo..hi (positions in its Series, `lo` the same on
-    every row of a course; none where hi is NONE or below lo), each graded against the row's
-    baseline `base` (a ward.labs row; NONE: none). Without `grades_baseline`, the baseline
-    value itself is graded against none.
+    """Per grid row: the values lo..hi of the analyte's series `s` (positions in it, `lo` the
+    same on every row of a course; none where hi is NONE or below lo), each graded against
+    the row's baseline `base` (a ward.labs row; NONE: none). Without `grades_baseline`, the
+    baseline value itself is graded against none.
 
     The rows of a course with one baseline (all of them once it settles) make a stretch,
     which grades its values once: from its rows' lo to the last row's hi."""
-    s = Series.lab(ward, analyte)
     rows = np.flatnonzero((hi != NONE) & (hi >= lo))
     if not len(rows):
         none = np.empty(0, dtype=np.int64)
         return Graded(rows, none, np.empty(0), none, none, np.empty(0, dtype=bool))
-    key, b = ward.days["key"][rows], base[rows]
+    key, b = s.ward.days["key"][rows], base[rows]
     fresh = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (b[1:] != b[:-1])])
     stretch = np.repeat(np.arange(len(fresh)), np.diff(np.r_[fresh, len(rows)]))
     s_lo = lo[rows][fresh]
@@ -115,20 +116,18 @@ def graded_values(ward: Ward, analyte: str, t: Thresholds, lo: np.ndarray, hi: n
         vb = np.where(vb == pos, NONE, vb)
     opens = np.zeros(len(pos), dtype=bool)
     opens[offset] = True
-    return Graded(rows, pos, grades_of(ward, analyte, t, pos, vb), offset[stretch],
+    return Graded(rows, pos, grades_of(s.ward, analyte, t, pos, vb), offset[stretch],
                   offset[stretch] + hi[rows] - s_lo[stretch], opens)
 
 
-def _runs(ward: Ward, analyte: str, t: Thresholds, latest: np.ndarray, base: np.ndarray
+def _runs(s: Series, analyte: str, t: Thresholds, latest: np.ndarray, base: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per grid row: the grade of its latest result against its baseline (NaN: no result or
     not gradable), the position of the first result of the unbroken grade >= 1 run that
     result ends, and the worst grade in that run (both read only where the grade is >= 1)."""
     n = len(latest)
     grade, first, worst = np.full(n, np.nan), np.full(n, NONE, dtype=np.int64), np.full(n, 0.0)
-    s = Series.lab(ward, analyte)  # the latest result's place in it, and the course's first
-    hi = np.where(latest != NONE, latest - (s.pos[0] if len(s.pos) else 0), NONE)
-    gr = graded_values(ward, analyte, t, s.first_from(-np.inf), hi, base)
+    gr = graded_values(s, analyte, t, s.first_from(-np.inf), latest, base)
     # A run of grade >= 1 results ends at a result graded 0 or not gradable, and at the
     # start of a stretch; `broken` = the last result before each result's run.
     g, at = gr.grade, np.arange(len(gr.grade))

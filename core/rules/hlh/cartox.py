@@ -132,7 +132,7 @@ def worst_grade(ward: Ward, analyte: str, tc: Thresholds) -> tuple[np.ndarray, n
     graded against the baseline known at the row's end (a value that is the baseline itself
     against none)."""
     s = Series.lab(ward, analyte)
-    gr = graded_values(ward, analyte, tc, s.first_from(0.0), s.latest(), ward.baseline(analyte),
+    gr = graded_values(s, analyte, tc, s.first_from(0.0), s.latest(), ward.baseline(analyte),
                        grades_baseline=False)
     at, grade = np.full(ward.size, NONE, dtype=np.int64), np.full(ward.size, np.nan)
     best = first_max(gr.grade, gr.first, gr.last)
