@@ -36,11 +36,10 @@ from core.rules.monitoring import (
     GAP_KEY,
     Charted,
     charted_today,
-    current_prompts,
     dropped,
-    dropped_column,
     gap_threshold,
     latest_known,
+    prompts_shown,
 )
 from core.rules.tables import NONE
 from core.vocabulary.observations import DrugClass, drugs_in
@@ -218,9 +217,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     found = crs_grade(Today._make([*(charted[kind] for kind in INPUTS), waived]), t)
     found["status"] = graded_status(found["grade"])
     found["waiver"] = waiver
-    for prompt, kinds in PROMPTS.items():
-        found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
-    return found
+    return found | dropped(ward, latest, PROMPTS, t[GAP_KEY])
 
 
 def _hypotension_why(grade: float, vasopressors: float) -> str:
@@ -273,12 +270,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         by = ward.observation_evidence(row["hypoxia_by"], "")
         by.why = _hypoxia_why(row["hypoxia"], by, row["oxygen_l_min"], t)
         ev.append(by)
-    missing = [m for m in PROMPTS if row[m]]
-    extra: dict[str, Any] = {}
-    if grade is None and missing:
-        missing = current_prompts(row, missing)
-        if not missing:
-            extra["outside_monitoring_window"] = True
+    missing, extra = prompts_shown(row, PROMPTS, graded=grade is not None)
     return Finding(rule=RULE.id, status=Status(row["status"]), grade=grade, evidence=ev,
                    missing=missing, extra=extra)
 

@@ -33,11 +33,10 @@ from core.rules.monitoring import (
     GAP_KEY,
     Charted,
     charted_today,
-    current_prompts,
     dropped,
-    dropped_column,
     gap_threshold,
     latest_known,
+    prompts_shown,
 )
 from core.rules.tables import NONE
 from core.vocabulary.units import Evidence
@@ -113,7 +112,7 @@ SCORES = ("ice_score", "capd_score", "unable_to_assess")
 PROMPTS = {  # each prompt and the observation kinds that answer it (the birth year: none)
     MISSING_ICE: SCORES,
     MISSING_CAPD: SCORES,
-    MISSING_AGE: (),
+    MISSING_AGE: (),  # never dropped; alone, it leaves a day outside the monitoring window
     MISSING_LOC: ("consciousness",),
 }
 
@@ -224,10 +223,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     charted = charted_today(ward, latest)
     found = icans_grade(Today._make([*(charted[kind] for kind in KINDS), is_child(ward, t)]), t)
     found["status"] = graded_status(found["grade"])
-    for prompt, kinds in PROMPTS.items():
-        if kinds:
-            found[dropped_column(prompt)] = dropped(ward, latest, kinds, t[GAP_KEY])
-    return found
+    return found | dropped(ward, latest, PROMPTS, t[GAP_KEY])
 
 
 def _encephalopathy_why(row: Mapping[str, Any], by: EvidenceItem, t: Thresholds) -> str:
@@ -282,13 +278,8 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     if row["motor_weakness"] != NONE:
         ev.append(ward.observation_evidence(row["motor_weakness"],
                                             "deep focal motor weakness: grade 4"))
-    missing = [m for m in PROMPTS if row[m]]
-    extra: dict[str, Any] = {"tool": "CAPD" if row["capd"] else "ICE"}
-    if grade is None and missing:
-        missing = current_prompts(row, missing)
-        if not missing or missing == [MISSING_AGE]:
-            missing = []
-            extra["outside_monitoring_window"] = True
+    missing, outside = prompts_shown(row, PROMPTS, graded=grade is not None)
+    extra = {"tool": "CAPD" if row["capd"] else "ICE", **outside}
     return Finding(rule=RULE.id, status=Status(row["status"]), grade=grade, evidence=ev,
                    missing=missing, extra=extra)
 

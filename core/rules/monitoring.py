@@ -75,15 +75,19 @@ def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Cha
     return out
 
 
-def dropped(ward: Ward, latest: Mapping[str, np.ndarray], kinds: Sequence[str],
-            gap_days: float) -> np.ndarray:
-    """Per grid row: True when the prompt for an input answered by any of `kinds` is dropped:
-    the input was charted before but its last charting day (floored) is more than `gap_days`
-    days before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
-    last = np.full(ward.size, np.nan)
-    for kind in kinds:
-        last = np.fmax(last, take(ward.observations.day, latest[kind], np.nan))
-    return np.asarray(np.floor(last) < ward.days["day"] - gap_days)
+def dropped(ward: Ward, latest: Mapping[str, np.ndarray],
+            prompts: Mapping[str, Sequence[str]], gap_days: float) -> dict[str, np.ndarray]:
+    """Per prompt answered by observation kinds (`prompts`: each prompt's kinds), the judged
+    column `dropped_column(prompt)`: True on the grid rows where the prompt is dropped, the
+    input charted before but its last charting day (floored) more than `gap_days` days
+    before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
+    out = {}
+    for prompt, kinds in prompts.items():
+        if kinds:  # a prompt no observation answers (the birth year) is never dropped
+            last = np.fmax.reduce([take(ward.observations.day, latest[k], np.nan)
+                                   for k in kinds])
+            out[dropped_column(prompt)] = np.floor(last) < ward.days["day"] - gap_days
+    return out
 
 
 def dropped_column(prompt: str) -> str:
@@ -91,7 +95,16 @@ def dropped_column(prompt: str) -> str:
     return f"dropped: {prompt}"
 
 
-def current_prompts(row: Mapping[str, Any], missing: Sequence[str]) -> list[str]:
-    """The missing-input prompts still worth showing on a judged row; prompts the rule gave
-    no `dropped_column` are always kept."""
-    return [m for m in missing if not row.get(dropped_column(m), False)]
+def prompts_shown(row: Mapping[str, Any], prompts: Mapping[str, Sequence[str]],
+                  graded: bool) -> tuple[list[str], dict[str, Any]]:
+    """The missing-input prompts a judged row shows (those of `prompts` its columns raise),
+    and its extra fields. A row without a grade drops the prompts it judged dropped; left
+    with none but prompts no observation answers (the birth year), it is outside the
+    monitoring window: no prompts, and extra outside_monitoring_window."""
+    missing = [m for m in prompts if row[m]]
+    if graded or not missing:
+        return missing, {}
+    missing = [m for m in missing if not row.get(dropped_column(m), False)]
+    if all(not prompts[m] for m in missing):
+        return [], {"outside_monitoring_window": True}
+    return missing, {}
