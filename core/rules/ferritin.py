@@ -39,7 +39,7 @@ from core.rules.base import (
 )
 from core.rules.frames import Columns, Ward
 from core.rules.series import Series, take
-from core.rules.tables import NONE, asof
+from core.rules.tables import NONE, asof, count_until
 from core.vocabulary.units import Evidence
 
 D = Evidence.DESIGN
@@ -172,8 +172,7 @@ def rise(keys: np.ndarray, days: np.ndarray, values: np.ndarray, uln: np.ndarray
     tol = t["match_tolerance_hours"] / 24.0
     out = {"previous": np.where(at > start, at - 1, NONE)}
     # the earlier values that can matter: back to the window (at least 48 h) + tolerance
-    lo = asof(keys, days, keys, days - (max(window, 2.0) + tol), strict=True)
-    lo = np.where(lo >= 0, lo + 1, start)
+    lo = count_until(keys, days, keys, days - (max(window, 2.0) + tol), strict=True)
     width = int((at - lo).max(initial=0))
     cand = at[:, None] - np.arange(width, 0, -1)[None, :]  # earlier values, oldest first
     recent = cand >= lo[:, None]
