@@ -38,7 +38,6 @@ from core.rules.monitoring import (
     charted_today,
     dropped,
     gap_threshold,
-    latest_known,
     prompts_shown,
 )
 from core.rules.tables import NONE
@@ -209,7 +208,7 @@ def crs_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The CRS grade of every course-day of the ward, as of each day's end."""
-    latest = latest_known(ward, INPUTS)
+    latest = {kind: ward.latest_observation(kind) for kind in INPUTS}
     # the first fever-waiving dose given from day 0 on, known at the row's end
     waiver = ward.first_dose(FEVER_WAIVER_DRUGS, np.zeros(ward.size), ward.days["end"])
     waived = waiver != NONE

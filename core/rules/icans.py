@@ -35,7 +35,6 @@ from core.rules.monitoring import (
     charted_today,
     dropped,
     gap_threshold,
-    latest_known,
     prompts_shown,
 )
 from core.rules.tables import NONE
@@ -219,7 +218,7 @@ def icans_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The ICANS grade of every course-day of the ward, as of each day's end."""
-    latest = latest_known(ward, KINDS)
+    latest = {kind: ward.latest_observation(kind) for kind in KINDS}
     charted = charted_today(ward, latest)
     found = icans_grade(Today._make([*(charted[kind] for kind in KINDS), is_child(ward, t)]), t)
     found["status"] = graded_status(found["grade"])

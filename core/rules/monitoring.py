@@ -50,11 +50,6 @@ class Charted(NamedTuple):
         return np.asarray(self.num >= 1)
 
 
-def latest_known(ward: Ward, kinds: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per observation kind: the position of its latest row known at each grid row's end."""
-    return {kind: ward.latest_observation(kind) for kind in kinds}
-
-
 def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Charted]:
     """Each input whose latest rows known at each grid row's end are `latest[kind]`, as
     charted on the row's own ward day (from its start to its end)."""
