@@ -134,8 +134,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     }
     met = n_of(t["criteria_required"], *criteria.values())
     positions = {"temperature": temps.frame_pos(temp),
-                 **{k: obs[k].frame_pos(at[k]) for k in obs},
-                 **{a: labs[a].frame_pos(at[a]) for a in LABS}}
+                 **{k: s.frame_pos(at[k]) for k, s in (*obs.items(), *labs.items())}}
     return {"status": statuses(met), **criteria,
                          **{f"test_{a}": x for a, x in tests.items()},
                          **{f"at_{k}": p for k, p in positions.items()}}

@@ -244,8 +244,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     cutoff = t["cutoff"]
     status = status_where(score >= cutoff, score_max < cutoff)
     positions = {"temperature": temps.frame_pos(at["temperature"]),
-                 **{k: obs[k].frame_pos(at[k]) for k in obs},
-                 **{a: labs[a].frame_pos(at[a]) for a in labs}}
+                 **{k: s.frame_pos(at[k]) for k, s in (*obs.items(), *labs.items())}}
     return {"status": status, "score": score, "score_max": score_max, **bins,
                          "cytopenias_partial": partial, "cytopenias_most": at_most,
                          **{f"low_{a}": x for a, x in low.items()},
