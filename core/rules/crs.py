@@ -33,11 +33,10 @@ from core.rules.base import (
 )
 from core.rules.frames import Columns, Ward
 from core.rules.monitoring import (
-    GAP_KEY,
+    MONITORING_GAP,
     Charted,
     charted_today,
     dropped,
-    gap_threshold,
     prompts_shown,
 )
 from core.rules.tables import NONE
@@ -74,7 +73,7 @@ RULE = Rule(
                   "above it (high-flow) grade 3", "<="),
         Threshold("multiple_vasopressors", 2.0, "count", Evidence.C2,
                   "this many vasopressors (excluding vasopressin) or more is grade 4", ">="),
-        gap_threshold(),
+        MONITORING_GAP,
     ),
     inputs=("temperature", "hypotension", "iv_fluids", "vasopressors", "vasopressin",
             "oxygen_device", "oxygen_flow", "antipyretic / anti-cytokine / steroid doses"),
@@ -216,7 +215,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     found = crs_grade(Today._make([*(charted[kind] for kind in INPUTS), waived]), t)
     found["status"] = graded_status(found["grade"])
     found["waiver"] = waiver
-    return found | dropped(ward, latest, PROMPTS, t[GAP_KEY])
+    return found | dropped(ward, latest, PROMPTS, t)
 
 
 def _hypotension_why(grade: float, vasopressors: float) -> str:

@@ -30,11 +30,10 @@ from core.rules.base import (
 )
 from core.rules.frames import Columns, Ward
 from core.rules.monitoring import (
-    GAP_KEY,
+    MONITORING_GAP,
     Charted,
     charted_today,
     dropped,
-    gap_threshold,
     prompts_shown,
 )
 from core.rules.tables import NONE
@@ -68,7 +67,7 @@ RULE = Rule(
         Threshold("capd_symptom_min", 1, "points", Evidence.C2,
                   "CAPD from this score up to the cut-point is grade 1 (awakens spontaneously) "
                   "or 2 (awakens to voice)", ">="),
-        gap_threshold(),
+        MONITORING_GAP,
     ),
     inputs=("ice_score", "capd_score", "unable_to_assess", "consciousness", "seizure",
             "motor_weakness", "cerebral_edema", "birth_year"),
@@ -222,7 +221,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     charted = charted_today(ward, latest)
     found = icans_grade(Today._make([*(charted[kind] for kind in KINDS), is_child(ward, t)]), t)
     found["status"] = graded_status(found["grade"])
-    return found | dropped(ward, latest, PROMPTS, t[GAP_KEY])
+    return found | dropped(ward, latest, PROMPTS, t)
 
 
 def _encephalopathy_why(row: Mapping[str, Any], by: EvidenceItem, t: Thresholds) -> str:

@@ -17,19 +17,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from core.rules.base import Evidence, Threshold
+from core.rules.base import Evidence, Threshold, Thresholds
 from core.rules.frames import Ward
 from core.rules.series import take
 from core.rules.tables import NONE
 
-GAP_KEY = "monitoring_gap_days"
-
-
-def gap_threshold(default: float = 3) -> Threshold:
-    return Threshold(
-        GAP_KEY, default, "days", Evidence.DESIGN,
-        "stop asking for an input not charted for more than this many days (end of the "
-        "bedside monitoring phase); never changes a grade", ">", operational=True)
+MONITORING_GAP = Threshold(
+    "monitoring_gap_days", 3, "days", Evidence.DESIGN,
+    "stop asking for an input not charted for more than this many days (end of the "
+    "bedside monitoring phase); never changes a grade", ">", operational=True)
 
 
 class Charted(NamedTuple):
@@ -71,11 +67,13 @@ def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Cha
 
 
 def dropped(ward: Ward, latest: Mapping[str, np.ndarray],
-            prompts: Mapping[str, Sequence[str]], gap_days: float) -> dict[str, np.ndarray]:
+            prompts: Mapping[str, Sequence[str]], t: Thresholds) -> dict[str, np.ndarray]:
     """Per prompt answered by observation kinds (`prompts`: each prompt's kinds), the judged
     column `dropped_column(prompt)`: True on the grid rows where the prompt is dropped, the
-    input charted before but its last charting day (floored) more than `gap_days` days
-    before the row's day. `latest`: each kind's latest rows known at the rows' ends."""
+    input charted before but its last charting day (floored) more than the rule's
+    MONITORING_GAP days before the row's day. `latest`: each kind's latest rows known at the
+    rows' ends."""
+    gap_days = t[MONITORING_GAP.key]
     out = {}
     for prompt, kinds in prompts.items():
         if kinds:  # a prompt no observation answers (the birth year) is never dropped
