@@ -9,114 +9,111 @@ grades) decides: no CRS day so far -> met (IEC-HS is often not tied to CRS, §1.
 graded day grade 0 after CRS -> met (resolved); below the worst grade of the current CRS
 stretch -> met (resolving); else not met. No evaluable CRS day -> not evaluable.
 
-A scan over each course's days (at most ~100), one pass, no caches.
+By whole arrays over the grid, no loop per course or day.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
 from core.rules.base import Status
 from core.rules.frames import Ward
+from core.rules.series import first_max, take
+from core.rules.tables import NONE, asof
 
 MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
-Timing = tuple[str, str | None, Any]  # status, why (None: not evaluable), evidence day
-CrsCourse = tuple[int, int, int | None, int, int]  # see _fold
 
 
-def documented_crs(ward: Ward) -> dict[int, tuple[list[float], list[float]]]:
-    """Per course key: the onset and resolved days (NaN: open) of its documented CRS episodes,
-    by onset (ties in row order). An episode without an origin is documented."""
+def documented_crs(ward: Ward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The course key, onset and resolved day (NaN: open) of each documented CRS episode, by
+    course and onset (ties in row order). An episode without an origin is documented."""
     ep = ward.episodes
     if not len(ep):
-        return {}
+        return np.empty(0, np.int64), np.empty(0), np.empty(0)
     origin = ep.get("origin")
     rows = np.flatnonzero((ep["kind"] == "CRS")
                           & np.array([o is None or o == "" or o == "documented" for o in origin],
                                      dtype=bool))
-    key = ep.key[rows]  # ward.episodes is sorted by (course, onset), ties in row order
-    return {int(k): (ep["onset_day"][rows[key == k]].tolist(),
-                     ep["resolved_day"][rows[key == k]].tolist()) for k in np.unique(key)}
+    return ep.key[rows], ep["onset_day"][rows], ep["resolved_day"][rows]
 
 
 def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
     """Per grid row: `timing` (status), `timing_why` and `timing_day` (its evidence; None when
     not evaluable), from the CRS rule's grade of each course-day (NaN: not evaluable) and the
     documented CRS episodes."""
-    n = ward.size
-    out = np.empty((n, 3), dtype=object)
-    keys, ends = ward.days["key"], ward.days["end"]
-    days, first = ward.days["day"], ward.days["first"]
-    documented = documented_crs(ward)
-    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True]) if n else np.zeros(1, int)
-    for r0, r1 in zip(bounds[:-1], bounds[1:], strict=True):
-        onsets, resolved = documented.get(int(keys[r0]), ([], []))
-        grades = crs_grade[r0:r1]
-        worst_by_day = np.nan_to_num(grades, nan=0.0)  # a day without a grade counts as 0
-        day0 = int(days[r0])
-        lo = max(0.0, float(first[r0])) if not math.isnan(first[r0]) else math.inf
-        computed: CrsCourse | None = None
-        for i in range(r1 - r0):
-            r, day, g = r0 + i, int(days[r0 + i]), grades[i]
-            if day >= lo:  # from day 0 or the first data day (no data: no grade either)
-                computed = _fold(computed, day, g)
-            j = bisect.bisect_right(onsets, ends[r]) - 1  # the last documented episode known
-            if j < 0:
-                out[r] = _by_computed(computed)
-                continue
-            onset, res = onsets[j], resolved[j]
-            start = max(0, math.floor(onset) - day0)
-            worst = int(worst_by_day[start:i].max()) if start < i else 0
-            out[r] = _by_documented(onset, res if res <= ends[r] else None, day, g, worst)
-    return {"timing": out[:, 0], "timing_why": out[:, 1], "timing_day": out[:, 2]}
+    keys, days, ends = ward.days["key"], ward.days["day"], ward.days["end"]
+    rows = np.arange(ward.size)
+    first_row = np.searchsorted(keys, keys)  # each row's course's first row
+
+    def last(where: np.ndarray) -> np.ndarray:
+        """Per row: the last row of its course up to it where `where` holds, else NONE."""
+        at = np.maximum.accumulate(np.where(where, rows, NONE))
+        return np.where(at >= first_row, at, NONE)
+
+    # the computed course, graded from day 0 (or the first data day; no data: no grade either)
+    graded = ~np.isnan(crs_grade) & (days >= np.maximum(ward.days["first"], 0.0))
+    latest, crs = last(graded), last(graded & (crs_grade >= 1))
+    grade, last_day = take(crs_grade, latest, np.nan), take(days, latest, NONE)
+    before = np.where(rows > first_row, np.roll(grade, 1), np.nan)  # as of the day before
+    stretch = last(graded & (crs_grade >= 1) & ~(before >= 1))  # the current CRS stretch's start
+    worst = _highest(np.where(graded, crs_grade, np.nan), stretch,
+                     np.where(grade >= 1, latest, NONE))  # while in CRS
+
+    # the last documented episode known at the row's end, and the worst computed grade of its
+    # earlier days (a day without a grade counts as 0)
+    ep_key, ep_onset, ep_resolved = documented_crs(ward)
+    episode = asof(ep_key, ep_onset, keys, ends)
+    onset, resolved = np.floor(take(ep_onset, episode, np.nan)), take(ep_resolved, episode, np.nan)
+    onset_row = np.fmax(first_row, rows - days + onset).astype(np.int64)  # its onset's row
+    ep_worst = _highest(np.nan_to_num(crs_grade), onset_row, rows - 1)
+
+    documented = episode != NONE
+    values = {"onset": onset, "resolved": np.floor(resolved), "today": crs_grade,  # the texts'
+              "ep_worst": ep_worst, "crs_day": take(days, crs, NONE), "grade": grade,
+              "day": last_day, "worst": worst, "start": take(days, stretch, NONE)}
+    cases = (  # (where, status, evidence day, why): the first case that holds decides
+        (documented & (resolved <= ends), MET, resolved,
+         "onset after CRS resolved (documented CRS day {onset}-{resolved}, resolved day "
+         "{resolved})"),
+        (documented & np.isnan(crs_grade), NOT_EVALUABLE, None, None),
+        (documented & (crs_grade < ep_worst), MET, days,
+         "CRS resolving: grade {today} today, worst {ep_worst} (documented episode from day "
+         "{onset})"),
+        (documented, NOT_MET, days,
+         "documented CRS ongoing since day {onset} (grade {today} today)"),
+        (latest == NONE, NOT_EVALUABLE, None, None),
+        (crs == NONE, MET, last_day,
+         "no CRS graded since infusion (IEC-HS is often not tied to CRS)"),
+        (grade == 0, MET, last_day,
+         "onset after CRS resolved (computed CRS last graded >= 1 on day {crs_day}, grade 0 "
+         "on day {day})"),
+        (grade < worst, MET, last_day,
+         "CRS resolving: computed grade {grade} on day {day}, worst {worst} since day {start}"),
+        (True, NOT_MET, last_day,
+         "CRS ongoing (computed grade {grade} on day {day}, not improving)"),
+    )
+    out = {c: np.full(ward.size, None, dtype=object)
+           for c in ("timing", "timing_why", "timing_day")}
+    open_ = np.ones(ward.size, dtype=bool)
+    for where, status, day, why in cases:
+        at = np.flatnonzero(open_ & where)
+        open_[at] = False
+        out["timing"][at] = status
+        if why is not None and day is not None:
+            out["timing_day"][at] = day[at].astype(object)
+            out["timing_why"][at] = _texts(why, values, at)
+    return out
 
 
-def _by_documented(onset: float, resolved: float | None, day: int, today: float,
-                   worst: int) -> Timing:
-    """The last documented CRS episode: resolved -> met; open -> met only if today's computed
-    grade is below the worst computed grade of its earlier days (resolving)."""
-    if resolved is not None:
-        return MET, (f"onset after CRS resolved (documented CRS day {math.floor(onset)}-"
-                     f"{math.floor(resolved)}, resolved day {math.floor(resolved)})"), resolved
-    if math.isnan(today):
-        return NOT_EVALUABLE, None, None
-    if today < worst:
-        return MET, (f"CRS resolving: grade {int(today)} today, worst {worst} (documented "
-                     f"episode from day {math.floor(onset)})"), day
-    return NOT_MET, (f"documented CRS ongoing since day {math.floor(onset)} (grade "
-                     f"{int(today)} today)"), day
+def _highest(grades: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The highest of `grades` over rows lo..hi (NaN skipped), 0 where there is none."""
+    return take(grades, first_max(grades, lo, hi), 0.0)
 
 
-def _fold(computed: CrsCourse | None, day: int, g: float) -> CrsCourse | None:
-    """The computed CRS course with `day` added: (last evaluable day, its grade, last day
-    graded >= 1, start of the current graded stretch, worst grade of that stretch)."""
-    if math.isnan(g):
-        return computed
-    grade = int(g)
-    if grade == 0:
-        return day, 0, None if computed is None else computed[2], day, 0
-    if computed is not None and computed[1] >= 1:
-        return day, grade, day, computed[3], max(computed[4], grade)
-    return day, grade, day, day, grade
-
-
-def _by_computed(computed: CrsCourse | None) -> Timing:
-    """No documented episode: no CRS day so far -> met; CRS resolved (grade 0 after a graded
-    day) or resolving (below the worst of the current stretch) -> met; else not met."""
-    if computed is None:
-        return NOT_EVALUABLE, None, None
-    last_d, last_g, last_crs_day, start, worst = computed
-    if last_crs_day is None:
-        return MET, "no CRS graded since infusion (IEC-HS is often not tied to CRS)", last_d
-    if last_g == 0:
-        return MET, (f"onset after CRS resolved (computed CRS last graded >= 1 on day "
-                     f"{last_crs_day}, grade 0 on day {last_d})"), last_d
-    if last_g < worst:
-        return MET, (f"CRS resolving: computed grade {last_g} on day {last_d}, worst {worst} "
-                     f"since day {start}"), last_d
-    return NOT_MET, (f"CRS ongoing (computed grade {last_g} on day {last_d}, not "
-                     f"improving)"), last_d
+def _texts(template: str, values: Mapping[str, np.ndarray], at: np.ndarray) -> list[str]:
+    """The template filled in for each of rows `at` with its whole-number values by name."""
+    named = {k: v[at].astype(np.int64).tolist() for k, v in values.items()
+             if f"{{{k}}}" in template}
+    return [template.format(**{k: v[i] for k, v in named.items()}) for i in range(len(at))]
