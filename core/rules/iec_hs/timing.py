@@ -32,10 +32,8 @@ def documented_crs(ward: Ward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ep = ward.episodes
     if not len(ep):
         return np.empty(0, np.int64), np.empty(0), np.empty(0)
-    origin = ep.get("origin")
-    rows = np.flatnonzero((ep["kind"] == "CRS")
-                          & np.array([o is None or o == "" or o == "documented" for o in origin],
-                                     dtype=bool))
+    documented = np.isin(ep.get("origin"), np.array([None, "", "documented"], dtype=object))
+    rows = np.flatnonzero((ep["kind"] == "CRS") & documented)
     return ep.key[rows], ep["onset_day"][rows], ep["resolved_day"][rows]
 
 
