@@ -111,8 +111,8 @@ def count_days(states: np.ndarray, recovery_days: int, unknown: str,
 def _known_neighbours(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: the column of the nearest measured day at or before it, and at or after it
     (-1 / the row length: none)."""
-    rows, days = vals.shape
-    cols = np.broadcast_to(np.arange(days), vals.shape)
+    days = vals.shape[1]
+    cols = np.arange(days)
     known = ~np.isnan(vals)
     before = np.maximum.accumulate(np.where(known, cols, -1), axis=1)
     after = np.minimum.accumulate(np.where(known, cols, days)[:, ::-1], axis=1)[:, ::-1]
@@ -127,14 +127,13 @@ def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
     out = vals.copy()
     if limit <= 0 or not vals.size:
         return out
-    rows, days = vals.shape
+    days = vals.shape[1]
     before, after = _known_neighbours(vals)
-    d = np.broadcast_to(np.arange(days), vals.shape)
-    r = np.broadcast_to(np.arange(rows)[:, None], vals.shape)
+    d = np.arange(days)
     gap = np.isnan(vals)
     has_a, has_b = before >= 0, after < days
-    va = vals[r, np.maximum(before, 0)]
-    vb = vals[r, np.minimum(after, days - 1)]
+    va = np.take_along_axis(vals, np.maximum(before, 0), axis=1)
+    vb = np.take_along_axis(vals, np.minimum(after, days - 1), axis=1)
     inner = gap & has_a & has_b & (after - before <= limit + 1)
     # as np.interp between the two measured days, to the last bit
     slope = (vb - va) / np.where(inner, after - before, 1)
@@ -149,9 +148,6 @@ def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
 def carry_forward(vals: np.ndarray, idx: np.ndarray, limit: int) -> np.ndarray:
     """Fill up to `limit` missing days (idx < 0: no result) after each measured day with its
     value."""
-    rows, days = vals.shape
     before, _after = _known_neighbours(np.where(idx >= 0, 0.0, np.nan))
-    d = np.broadcast_to(np.arange(days), vals.shape)
-    r = np.broadcast_to(np.arange(rows)[:, None], vals.shape)
-    fill = (idx < 0) & (before >= 0) & (d - before <= limit)
-    return np.where(fill, vals[r, np.maximum(before, 0)], vals)
+    fill = (idx < 0) & (before >= 0) & (np.arange(vals.shape[1]) - before <= limit)
+    return np.where(fill, np.take_along_axis(vals, np.maximum(before, 0), axis=1), vals)
