@@ -81,14 +81,12 @@ def _instants(ward: Ward, window_end: int) -> tuple[dict[str, np.ndarray], np.nd
     window's last day every day reads the same (as of the start of day window_end + 1).
     Within a course both rise with the day, so equal ones are neighbours."""
     now = ward.now()
-    today = np.where(np.isfinite(now), np.floor(np.where(np.isfinite(now), now, 0)), -1)
+    today = np.where(np.isfinite(now), np.floor(now), -1)
     cols = {"key": ward.days["key"],
             "as_of": np.minimum(ward.days["end"].astype(float), window_end + 1.0),
             "today": np.minimum(today, window_end + 1).astype(np.int64)}
-    new = np.zeros(len(now), dtype=bool)
-    new[:1] = True
-    for column in cols.values():
-        new[1:] |= column[1:] != column[:-1]
+    new = np.ones(len(now), dtype=bool)  # a row reading another instant than the row before
+    new[1:] = np.any([column[1:] != column[:-1] for column in cols.values()], axis=0)
     firsts = np.flatnonzero(new)
     return {c: v[firsts] for c, v in cols.items()}, np.cumsum(new) - 1
 
@@ -115,9 +113,9 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
     raw, pos = raw[:, 1:], pos[:, 1:]
     day = np.arange(window_end + 1)
     measured = ~np.isnan(raw)
-    asked = ~measured & (day[None, :] < n[:, None]) & (
-        day[None, :] <= prompt_last_day(ward, g.analyte, key, as_of,
-                                        inputs.thresholds[OVERDUE_RULE.id])[:, None])
+    in_window = day[None, :] < n[:, None]
+    asked = ~measured & in_window & (day[None, :] <= prompt_last_day(
+        ward, g.analyte, key, as_of, inputs.thresholds[OVERDUE_RULE.id])[:, None])
     supported = (transfusion_supported(ward, key, as_of, START, len(day),
                                        int(t["transfusion_window_days"]))
                  if g.platelets else None)
@@ -135,33 +133,30 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
     }
     # every (cut, variant) counted in one pass of the machine, stacked as rows; a variant
     # is counted only for the windows where its days differ from the estimate's
-    in_window = day[None, :] < n[:, None]
     differs = {v: (((vals != filled) & ~(np.isnan(vals) & np.isnan(filled))) & in_window)
                .any(axis=1) for v, vals in variants.items()}
-    parts, part_n, part_rows = [], [], []
+    parts, part_rows = [], []
     for cut, inclusive, _grades in g.rows:
         tx_rule = supported if g.platelets and cut == "deep_cut" else None
         for v, vals in variants.items():
             r = np.arange(len(key)) if v == "est" else np.flatnonzero(differs[v])
             parts.append(states_for(vals[r], t[cut], inclusive,
                                     None if tx_rule is None else tx_rule[r]))
-            part_n.append(n[r])
             part_rows.append((cut, v, r))
-    days, firsts = count_windows(np.concatenate(parts), np.concatenate(part_n), recovery,
-                                 "above", longest)
+    stacked = np.concatenate([r for _cut, _v, r in part_rows])  # each stacked row's window
+    days, firsts = count_windows(np.concatenate(parts), n[stacked], recovery, "above", longest)
+    bounds = np.cumsum([len(r) for _cut, _v, r in part_rows])[:-1]  # where each part ends
     counts: dict[str, dict[str, np.ndarray]] = {v: {} for v in variants}
     first_day = np.full(len(key), -1, dtype=np.int64)
-    at = 0
-    for cut, v, r in part_rows:
+    for (cut, v, r), part, first in zip(part_rows, np.split(days, bounds),
+                                        np.split(firsts, bounds), strict=True):
         if v == "est":
-            counts[v][cut] = days[at:at + len(r)]
-            first = firsts[at:at + len(r)]
+            counts[v][cut] = part
             first_day = np.where((first >= 0) & ((first_day < 0) | (first < first_day)),
                                  first, first_day)
         else:
             counts[v][cut] = counts["est"][cut].copy()
-            counts[v][cut][r] = days[at:at + len(r)]
-        at += len(r)
+            counts[v][cut][r] = part
     grade = _grade(g, t, counts["est"])
     # evidence: the first measured result below the first cut from the first counted day
     # on, and the lowest measured result of the window so far
