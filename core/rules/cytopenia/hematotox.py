@@ -45,21 +45,17 @@ HEMATOTOX_THRESHOLDS = (
 )
 
 
+# each item's cuts, in the order of the breakdown: its n-th row ("<item>_<n>") gives n points
+_CUTS = {item: [c for c in HEMATOTOX_THRESHOLDS if c.key.startswith(f"{item}_")]
+         for item in ("platelets", "anc", "hemoglobin", "crp", "ferritin")}
+_PASSES = {"<": np.less, "<=": np.less_equal, ">=": np.greater_equal}
+
+
 def _points(analyte: str, x: np.ndarray, t: Thresholds) -> np.ndarray:
-    """Each item's points (criteria §7; boundary values take the higher-point side)."""
-    if analyte == "platelets":
-        return np.where(x < t["platelets_2"], 2, np.where(x <= t["platelets_1"], 1, 0))
-    if analyte == "anc":
-        return np.where(x <= t["anc_1"], 1, 0)
-    if analyte == "hemoglobin":
-        return np.where(x <= t["hemoglobin_1"], 1, 0)
-    if analyte == "crp":
-        return np.where(x >= t["crp_1"], 1, 0)
-    return np.where(x >= t["ferritin_2"], 2, np.where(x >= t["ferritin_1"], 1, 0))
-
-
-_HT_ITEMS: tuple[tuple[str, int], ...] = (("platelets", 2), ("anc", 1), ("hemoglobin", 1),
-                                          ("crp", 1), ("ferritin", 2))
+    """Each item's points: the most points of a cut the value passes, compared as the cut's
+    row declares (criteria §7; boundary values take the higher-point side)."""
+    return np.max([n * _PASSES[c.op](x, t[c.key]) for n, c in enumerate(_CUTS[analyte], 1)],
+                  axis=0)
 
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
@@ -75,7 +71,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     lo = np.zeros(len(key), dtype=np.int64)
     hi = np.zeros(len(key), dtype=np.int64)
     latest = np.full(len(key), -np.inf)
-    for analyte, most in _HT_ITEMS:
+    for analyte, cuts in _CUTS.items():
         # the latest result with floor(day) < cutoff, i.e. day < ceil(cutoff), known by then
         rows = Series.lab(ward, analyte).dated()
         i0, i1 = rows.window(key, -np.inf, np.ceil(cutoff) - 1, as_of)
@@ -85,7 +81,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         out[f"{analyte}_at"] = rows.frame_pos(j)
         out[f"{analyte}_points"] = np.where(has, pts, -1)
         lo += np.where(has, pts, 0)
-        hi += np.where(has, pts, most)
+        hi += np.where(has, pts, len(cuts))  # a missing item at its most points
         latest = np.maximum(latest, take(rows.day, j, -np.inf))
     high = t["high_risk_score"]
     status = status_where(lo >= high, hi < high)
@@ -106,7 +102,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     breakdown: dict[str, int | None] = {}
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
-    for analyte, _max in _HT_ITEMS:
+    for analyte in _CUTS:
         if row[f"{analyte}_at"] < 0:
             breakdown[analyte] = None
             missing.append(f"{ANALYTES[analyte].name} {when}")
