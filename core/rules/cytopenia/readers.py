@@ -99,8 +99,6 @@ def transfusion_supported(ward: Ward, keys: np.ndarray, as_of: np.ndarray, first
     tx_key, tx_day = platelet_transfusions(ward)
     out = np.zeros((len(keys), ndays), dtype=bool)
     some = np.isin(keys, tx_key)
-    if not some.any() or ndays <= 0:
-        return out
     days = first + np.arange(ndays)
     at = _latest_by_day(tx_key, tx_day, keys[some], as_of[some], days)
     out[some] = (at >= 0) & (days[None, :] - np.floor(tx_day[np.maximum(at, 0)]) <= window)
