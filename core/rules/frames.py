@@ -183,9 +183,7 @@ class Ward:
         keys, days = self.labs.key[sub], self.labs.day[sub]
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
         known = count_until(keys, days, gk, self.days["end"])  # after the rows known
-        ld = np.array([np.nan if p.lymphodepletion_day is None
-                       else math.floor(p.lymphodepletion_day) + 1.0
-                       for p in self.patients])[gk]
+        ld = np.floor([_nan(p.lymphodepletion_day) for p in self.patients])[gk] + 1.0
         for cut in (ld, np.ones(len(gk))):  # the first cut with a value wins
             k = np.minimum(count_until(keys, days, gk, cut, strict=True), known)
             take = (out == NONE) & (k > start) & ~np.isnan(cut)
