@@ -99,16 +99,15 @@ def judge(g: EarlyGrading, ward: Ward, t: Thresholds, inputs: Inputs) -> Columns
     key, as_of, today = (inst[c] for c in ("key", "as_of", "today"))
     cens, cens_event = censoring(ward, key, as_of)
     end = np.fmin(np.minimum(window_end, today), np.floor(cens)).astype(np.int64)
-    # the lowest result of each day -1..window_end known then, up to the window's last day
+    # the lowest result of each day -1..window_end known then
     cols = np.arange(window_end + 2)  # column c = day c - 1
     raw, pos = daily_worst(Series.lab(ward, g.analyte).dated(), key, as_of, START - 1, len(cols))
-    raw[cols[None, :] > np.maximum(end, START - 1)[:, None] + 1] = np.nan
     # today's sample may simply not be back yet: count up to yesterday
     today_open = (end == today) & (end >= START)
     today_open &= np.isnan(raw[np.arange(len(key)), np.clip(end + 1, 0, len(cols) - 1)])
     end = np.where(today_open, end - 1, end)
     n = end - START + 1
-    raw[cols[None, :] > n[:, None]] = np.nan
+    raw[cols[None, :] > n[:, None]] = np.nan  # up to the window's last day
     filled = bridge(raw, int(t["bridge_days"]))[:, 1:]
     raw, pos = raw[:, 1:], pos[:, 1:]
     day = np.arange(window_end + 1)
