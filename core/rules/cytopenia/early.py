@@ -55,11 +55,8 @@ class EarlyGrading:
 
 def _grade(g: EarlyGrading, t: Thresholds, counts: Mapping[str, np.ndarray]) -> np.ndarray:
     """The grading table: the highest grade whose days are reached."""
-    grade = np.zeros(len(next(iter(counts.values()))), dtype=np.int64)
-    for key, _inclusive, grades in g.rows:
-        for days_key, row_grade in grades:
-            grade = np.where(counts[key] >= t[days_key], np.maximum(grade, row_grade), grade)
-    return grade
+    return np.max([row_grade * (counts[key] >= t[days_key])
+                   for key, _inclusive, grades in g.rows for days_key, row_grade in grades], axis=0)
 
 
 def prompt_last_day(ward: Ward, analyte: str, keys: np.ndarray, as_of: np.ndarray,
