@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Any
 
 from core.rules.base import EvidenceItem, Finding, Status, Thresholds
@@ -51,7 +52,10 @@ def timing_feature(row: Row) -> Feature:
     status, why = Status(row["timing"]), row["timing_why"]
     if why is None:
         return Feature(status, missing=[MISSING["crs"]])
-    return Feature(status, [EvidenceItem(why=why, analyte="CRS", day=row["timing_day"])])
+    numbers = {name: int(row[f"timing_{name}"]) for _, name, _, _ in Formatter().parse(why)
+               if name}  # the whole-number values the text names
+    return Feature(status, [EvidenceItem(why=why.format(**numbers), analyte="CRS",
+                                         day=row["timing_day"])])
 
 
 def transaminase_feature(ward: Ward, row: Row, t: Thresholds) -> Feature:

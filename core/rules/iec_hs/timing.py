@@ -14,8 +14,6 @@ By whole arrays over the grid, no loop per course or day.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from core.rules.base import Status
@@ -40,7 +38,8 @@ def documented_crs(ward: Ward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
     """Per grid row: `timing` (status), `timing_why` and `timing_day` (its evidence; None when
     not evaluable), from the CRS rule's grade of each course-day (NaN: not evaluable) and the
-    documented CRS episodes."""
+    documented CRS episodes. `timing_why` is a text to fill in with the `timing_<name>`
+    values it names (the explain does it, for the rows shown only)."""
     keys, days, ends = ward.days["key"], ward.days["day"], ward.days["end"]
     rows = np.arange(ward.size)
     first_row = np.searchsorted(keys, keys)  # each row's course's first row
@@ -70,7 +69,7 @@ def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
     documented = episode != NONE
     values = {"onset": onset, "resolved": np.floor(resolved), "today": crs_grade,  # the texts'
               "ep_worst": ep_worst, "crs_day": take(days, crs, NONE), "grade": grade,
-              "day": last_day, "worst": worst, "start": take(days, stretch, NONE)}
+              "last_day": last_day, "worst": worst, "start": take(days, stretch, NONE)}
     cases = (  # (where, status, evidence day, why): the first case that holds decides
         (documented & (resolved <= ends), MET, resolved,
          "onset after CRS resolved (documented CRS day {onset}-{resolved}, resolved day "
@@ -86,32 +85,21 @@ def timing_feature(ward: Ward, crs_grade: np.ndarray) -> dict[str, np.ndarray]:
          "no CRS graded since infusion (IEC-HS is often not tied to CRS)"),
         (grade == 0, MET, last_day,
          "onset after CRS resolved (computed CRS last graded >= 1 on day {crs_day}, grade 0 "
-         "on day {day})"),
+         "on day {last_day})"),
         (grade < worst, MET, last_day,
-         "CRS resolving: computed grade {grade} on day {day}, worst {worst} since day {start}"),
+         "CRS resolving: computed grade {grade} on day {last_day}, worst {worst} since day "
+         "{start}"),
         (True, NOT_MET, last_day,
-         "CRS ongoing (computed grade {grade} on day {day}, not improving)"),
+         "CRS ongoing (computed grade {grade} on day {last_day}, not improving)"),
     )
-    out = {c: np.full(ward.size, None, dtype=object)
-           for c in ("timing", "timing_why", "timing_day")}
-    open_ = np.ones(ward.size, dtype=bool)
-    for where, status, day, why in cases:
-        at = np.flatnonzero(open_ & where)
-        open_[at] = False
-        out["timing"][at] = status
-        if why is not None and day is not None:
-            out["timing_day"][at] = day[at].astype(object)
-            out["timing_why"][at] = _texts(why, values, at)
-    return out
+    holds = [where for where, *_ in cases]
+    case = np.select(holds, np.arange(len(cases)))  # each row's: the first that holds
+    return {f"timing_{name}": value for name, value in values.items()} | {
+        "timing": np.array([status for _, status, _, _ in cases], dtype=object)[case],
+        "timing_day": np.select(holds, [np.asarray(day, dtype=object) for _, _, day, _ in cases]),
+        "timing_why": np.array([why for *_, why in cases], dtype=object)[case]}
 
 
 def _highest(grades: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The highest of `grades` over rows lo..hi (NaN skipped), 0 where there is none."""
     return take(grades, first_max(grades, lo, hi), 0.0)
-
-
-def _texts(template: str, values: Mapping[str, np.ndarray], at: np.ndarray) -> list[str]:
-    """The template filled in for each of rows `at` with its whole-number values by name."""
-    named = {k: v[at].astype(np.int64).tolist() for k, v in values.items()
-             if f"{{{k}}}" in template}
-    return [template.format(**{k: v[i] for k, v in named.items()}) for i in range(len(at))]
