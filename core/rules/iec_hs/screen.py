@@ -90,9 +90,8 @@ def new_cytopenia(ward: Ward, analyte: str, t: Thresholds, ctcae_t: Thresholds) 
     lo = s.first_from(cut, s.key)  # the first value in the window
     lowest = take(g, first_max(-g, lo, np.arange(len(g)) - 1), np.nan)  # its best grade
     fell = ((g >= t["cytopenia_min_grade"])
-            & (g - lowest >= t["cytopenia_grade_drop"]))
-    judged = np.where(np.isnan(g), NOT_EVALUABLE,
-                      np.where(~np.isnan(lowest) & fell, MET, NOT_MET)).astype(object)
+            & (g - lowest >= t["cytopenia_grade_drop"]))  # never without an earlier value
+    judged = status_where(fell, ~np.isnan(g))
     i = s.latest(ward.days["end"])  # the latest count
     return {f"{analyte}_cytopenia": take(judged, i, NOT_EVALUABLE),
             f"{analyte}_latest": s.frame_pos(i), f"{analyte}_grade": take(g, i, np.nan),
