@@ -26,6 +26,12 @@ THRESHOLDS_OF = tuple(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES)
 BEFORE_WINDOW, AFTER_WINDOW = 1, 2  # `outside`: why a course-day is not screened (0: it is)
 
 
+def any_met(*statuses: np.ndarray) -> np.ndarray:
+    """Per row: met where any of the statuses is met, not met where all are not met."""
+    return status_where(np.any([s == MET for s in statuses], axis=0),
+                        np.all([s == NOT_MET for s in statuses], axis=0))
+
+
 def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest ferritin > ferritin_x_uln x ULN, or > ferritin_x_baseline x the baseline (when
     the latest is not the baseline itself). Not met needs the ULN and a positive baseline."""
@@ -48,8 +54,7 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
     not met when both are known and neither is."""
     value, uln = ward.labs["value"], ward.lab_limits[1]
     out: Columns = {}
-    n = ward.size
-    any_met, all_not_met = np.zeros(n, bool), np.ones(n, bool)
+    statuses = []
     for a in ("ast", "alt"):
         v, b = ward.latest(a), ward.baseline(a)
         u, base = take(uln, v, np.nan), take(value, b, np.nan)
@@ -58,11 +63,10 @@ def transaminase_feature(ward: Ward, t: Thresholds) -> Columns:
         limit = np.where(abnormal, t["transaminase_x_baseline"] * base,
                          t["transaminase_x_uln"] * u)
         met = known & (take(value, v, np.nan) > limit)
-        any_met |= met
-        all_not_met &= known & ~met
+        statuses.append(status_where(met, known))
         out |= {f"{a}_latest": np.where(known, v, NONE), f"{a}_base": np.where(abnormal, b, NONE),
                 f"{a}_met": met}
-    out["transaminase"] = status_where(any_met, all_not_met)
+    out["transaminase"] = any_met(*statuses)
     return out
 
 
@@ -103,9 +107,7 @@ def cytopenia_feature(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     out: Columns = {}
     for a in CYTOPENIA_LINEAGES:
         out |= new_cytopenia(ward, a, t, inputs.thresholds[f"ctcae_{a}"])
-    lineages = [out[f"{a}_cytopenia"] for a in CYTOPENIA_LINEAGES]
-    out["cytopenia"] = status_where(np.any([s == MET for s in lineages], axis=0),
-                                 np.all([s == NOT_MET for s in lineages], axis=0))
+    out["cytopenia"] = any_met(*(out[f"{a}_cytopenia"] for a in CYTOPENIA_LINEAGES))
     return out
 
 
@@ -124,13 +126,11 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     cols |= transaminase_feature(ward, t)
     cols |= fibrinogen_feature(ward, t)
     cols |= cytopenia_feature(ward, t, inputs)
-    keys = [cols[k] for k in KEY_FEATURES]
-    labs = [cols[k] for k in LAB_FEATURES]
-    not_met = (np.any([k == NOT_MET for k in keys], axis=0)
-               | np.all([x == NOT_MET for x in labs], axis=0))
-    met = np.all([k == MET for k in keys], axis=0) & np.any([x == MET for x in labs], axis=0)
+    features = [cols[k] for k in KEY_FEATURES] + [any_met(*(cols[k] for k in LAB_FEATURES))]
+    met = np.all([f == MET for f in features], axis=0)
+    not_met = np.any([f == NOT_MET for f in features], axis=0)
     cols["outside"] = screen_window(ward, t, cols["ferritin_above_uln"])
-    cols["status"] = np.where(cols["outside"] > 0, NOT_MET, status_where(met & ~not_met, not_met))
+    cols["status"] = np.where(cols["outside"] > 0, NOT_MET, status_where(met, not_met))
     kinetics = inputs.frames["ferritin_kinetics"]
     cols["rapid"] = kinetics["rapid"]  # 1 rapid, 0 not, -1 unknown
     cols["rapid_ref"] = kinetics["rapid_ref"]
