@@ -8,7 +8,7 @@ flag for clinician review, never a diagnosis; the §1.5 treatment tiers ride alo
 
 - rule: the declaration (thresholds, choices), missing-input prompts, treatment tiers;
 - screen: `judge`, the features and the screen over a whole ward by columns;
-- timing: the timing key feature, a scan of each course's CRS course;
+- timing: the timing key feature against the CRS course, by whole arrays;
 - explain: the finding of one judged course-day.
 """
 
