@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 
 from core.rules.base import Status
-from core.rules.cytopenia import RULES, count_days
+from core.rules.cytopenia import RULES
+from core.rules.cytopenia.counting import count_windows
 from core.rules.engine import evaluate_course
 from core.vocabulary.course import make_course
 
@@ -491,9 +492,10 @@ def test_car_hematotox_incomplete(items, status, score, at_most):
     pytest.param([1, 2, 2, 0, 0, 0], "above", (3, 0), id="supported-days-counted"),
     pytest.param([2, 2, 1], "above", (1, 2), id="supported-before-onset-not-counted"),
 ])
-def test_count_days(states, unknown, expected):
+def test_count_windows_counts_one_window(states, unknown, expected):
     import numpy as np
-    assert count_days(np.array(states), 3, unknown) == expected
+    days, first = count_windows(np.array([states]), np.array([len(states)]), 3, unknown)
+    assert (days[0], first[0]) == expected
 
 
 def test_rules_declare_ids_citations_and_provisional_numbers():

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 from core.rules.base import RuleSpec
 from core.rules.cytopenia import hematotox, icaht, prolonged, ticaht
-from core.rules.cytopenia.counting import count_days
 
-__all__ = ["RULES", "count_days"]
+__all__ = ["RULES"]
 
 RULES: tuple[RuleSpec, ...] = (*icaht.RULES, *ticaht.RULES, *prolonged.RULES,
                                *hematotox.RULES)

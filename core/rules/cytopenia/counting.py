@@ -99,15 +99,6 @@ def count_windows(states: np.ndarray, n: np.ndarray, recovery_days: int, unknown
     return out, out_first
 
 
-def count_days(states: np.ndarray, recovery_days: int, unknown: str,
-               longest: bool = False) -> tuple[int, int | None]:
-    """(days counted, first counted day index) of one window's states (see count_windows)."""
-    states = np.asarray(states).reshape(1, -1)
-    days, first = count_windows(states, np.array([states.shape[1]]), recovery_days,
-                                unknown, longest)
-    return int(days[0]), None if first[0] < 0 else int(first[0])
-
-
 def _known_neighbours(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: the column of the nearest measured day at or before it, and at or after it
     (-1 / the row length: none)."""
