@@ -12,7 +12,14 @@ import numpy as np
 
 from core.rules.base import Finding, Rule, RuleSpec, Thresholds
 from core.rules.frames import Columns, Ward
+from core.rules.tables import SORTED_BY
 from core.vocabulary.course import Course
+
+
+def course_of(ward: Ward, key: int) -> Course:
+    """Course `key` of the ward, with frames of its own, made from the ward's tables."""
+    return Course(patient=ward.patients[key], as_of_day=float(ward.as_of_days[key]),
+                  tz=ward.tz, **{name: getattr(ward, name).frame_of(key) for name in SORTED_BY})
 
 
 def course_rule(rule: Rule, evaluate: Callable[[Course, Thresholds], Finding]) -> RuleSpec:
@@ -20,7 +27,8 @@ def course_rule(rule: Rule, evaluate: Callable[[Course, Thresholds], Finding]) -
     their own since_day (a course-level rule says when its condition began)."""
 
     def judge(ward: Ward, t: Thresholds) -> Columns:
-        found = [evaluate(ward.courses[k].until(end), t)
+        courses = [course_of(ward, k) for k in range(len(ward))]
+        found = [evaluate(courses[k].until(end), t)
                  for k, end in zip(ward.days["key"].tolist(), ward.days["end"].tolist(),
                                    strict=True)]
         return {"status": [f.status.value for f in found],

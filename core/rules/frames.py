@@ -89,15 +89,6 @@ class Ward:
                    **{name: tables[name] for name in SORTED_BY},
                    days=_grid(as_of, first, last, evaluating), evaluating=evaluating, tz=tz)
 
-    @cached_property
-    def courses(self) -> tuple[Course, ...]:
-        """The courses, each with frames of its own, made from the tables (for a rule
-        written course by course)."""
-        return tuple(Course(patient=p, as_of_day=float(a), tz=self.tz,
-                            **{name: getattr(self, name).frame_of(k) for name in SORTED_BY})
-                     for k, (p, a) in enumerate(zip(self.patients, self.as_of_days,
-                                                    strict=True)))
-
     def __len__(self) -> int:
         return len(self.patients)
 

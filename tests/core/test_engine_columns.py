@@ -44,7 +44,7 @@ def _high(ward: Ward, t: Thresholds) -> pd.DataFrame:
     value = np.where(at == NONE, np.nan, ward.labs["value"][np.maximum(at, 0)])
     status = np.where(at == NONE, "not_evaluable",
                       np.where(value > t["high"], "met", "not_met"))
-    if any(c.patient.patient_id == "BROKEN" for c in ward.courses):
+    if any(p.patient_id == "BROKEN" for p in ward.patients):
         raise RuntimeError("cannot judge BROKEN")
     return pd.DataFrame({"status": status, "at": at})
 

@@ -17,6 +17,7 @@ from core.rules.frames import END_OF_DAY, Ward
 from core.rules.series import Series
 from core.rules.tables import NONE, asof
 from core.vocabulary.course import make_course
+from tests.rule_toys import course_of
 
 
 @pytest.mark.parametrize(("strict", "want"), [
@@ -242,7 +243,7 @@ def test_a_ward_read_whole_is_the_ward_of_its_courses(tmp_path):
                 np.testing.assert_array_equal(a[column], b[column])
     whole = Ward.of_frames(read.patients, read.as_of_days, read.tables, True, read.tz)
     for key, course in enumerate(courses):
-        rebuilt = whole.courses[key]
+        rebuilt = course_of(whole, key)
         assert rebuilt.patient == course.patient and rebuilt.as_of_day == course.as_of_day
         for name in ("labs", "observations", "treatments", "episodes", "events", "missing"):
             pd.testing.assert_frame_equal(getattr(rebuilt, name).reset_index(drop=True),
