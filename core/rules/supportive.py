@@ -93,14 +93,16 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     status = np.full(ward.size, Status.NOT_MET.value, dtype=object)
     active = ~np.isnan(onset)
     for i in np.flatnonzero(active):  # the flags are explain's: one reading of Table 4
-        status[i] = _flags({k: v[i] for k, v in out.items()}, ward, t)[0].value
+        status[i] = explain(ward, {k: v[i] for k, v in out.items()}, t).status.value
     out["status"] = status
     return out
 
 
-def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds
-           ) -> tuple[Status, list[EvidenceItem], list[str], dict[str, Any]]:
-    """Table 4 over one active course-day: status, evidence, missing inputs and extra."""
+def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
+    """Table 4 over one course-day: its flags, evidence, missing inputs and extra."""
+    if row["onset"] != row["onset"]:
+        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(
+            why="no active IEC-HS (documented episode or met screen): thresholds not applied")])
     ev = [EvidenceItem(why=f"{row['source']} since day {int(row['onset'])}")]
     flags: list[str] = []
     missing: list[str] = []
@@ -156,14 +158,6 @@ def _flags(row: Mapping[str, Any], ward: Ward, t: Thresholds
                         "inflammation (consensus Table 4)")
     status = (Status.MET if flags else Status.NOT_EVALUABLE if missing
               else Status.NOT_MET)
-    return status, ev, missing, extra
-
-
-def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
-    if row["onset"] != row["onset"]:
-        return Finding(RULE.id, Status.NOT_MET, evidence=[EvidenceItem(
-            why="no active IEC-HS (documented episode or met screen): thresholds not applied")])
-    status, ev, missing, extra = _flags(row, ward, t)
     return Finding(RULE.id, status, evidence=ev, missing=missing, extra=extra)
 
 
