@@ -23,6 +23,7 @@ from core.rules.base import (
     Status,
     Threshold,
     Thresholds,
+    status_where,
 )
 from core.rules.frames import Columns, Ward
 from core.rules.tables import NONE
@@ -108,26 +109,21 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     dose = ward.first_dose(IEC_HS_DIRECTED, np.floor(onset), end)
     given = np.r_[ward.treatments.day, np.nan]  # NONE (-1) reads the NaN
     t0 = given[dose]
-    at_t0 = np.where(dose >= 0, t0, -np.inf)
-    out: dict[str, Any] = {"onset": onset, "source": source, "dose": dose, "t0": t0,
-                           "until": end}
-    for analyte in ("ferritin", *(a for a, _ in OTHER_LABS)):
-        out[f"{analyte}_pre"] = np.where(dose >= 0, ward.latest(analyte, at_t0), NONE)
-        out[f"{analyte}_now"] = np.where(dose >= 0, ward.latest(analyte, end), NONE)
+    out: dict[str, Any] = {"onset": onset, "source": source, "dose": dose, "t0": t0}
+    for analyte in ("ferritin", *(a for a, _ in OTHER_LABS)):  # read where a dose was given
+        out[f"{analyte}_pre"] = ward.latest(analyte, t0)
+        out[f"{analyte}_now"] = ward.latest(analyte, end)
     pre, now = out["ferritin_pre"], out["ferritin_now"]
     values = np.r_[ward.labs["value"], np.nan]  # NONE (-1) reads the NaN
     days = np.r_[ward.labs.day, np.nan]
-    due = end >= t0 + t["reassess_hours"] / 24.0
-    measured = (pre >= 0) & (now >= 0) & (days[now] > t0)
+    due = end >= t0 + t["reassess_hours"] / 24.0  # False without a dose (t0 NaN)
+    measured = (pre >= 0) & (days[now] > t0)
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.where(values[pre] > 0, values[now] / values[pre], np.inf)
     late = end >= t0 + t["falling_window_days"]
     not_improving = np.where(late, change > 1.0 - t["falling_fraction"], change >= 1.0)
     out["change"] = change
-    out["status"] = np.where(
-        ~(dose >= 0) | ~due, Status.NOT_MET.value,
-        np.where(~measured, Status.NOT_EVALUABLE.value,
-                 np.where(not_improving, Status.MET.value, Status.NOT_MET.value)))
+    out["status"] = status_where(due & measured & not_improving, ~due | measured)
     return out
 
 
