@@ -87,8 +87,8 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     ep = ward.episodes
     keys, end = ward.days["key"], ward.days["until"]
     if len(ep):
-        documented = (ep["kind"] == "IEC-HS") & np.array(
-            [o in (None, "documented") for o in ep.get("origin")], dtype=bool)
+        documented = (ep["kind"] == "IEC-HS") & np.isin(
+            ep.get("origin"), np.array([None, "documented"], dtype=object))
         resolved, began = ep["resolved_day"], ep["onset_day"]
         for i in np.flatnonzero(documented):  # in onset order: the last open one wins
             still_open = (keys == ep["key"][i]) & (began[i] <= end) & ~(resolved[i] <= end)
