@@ -38,8 +38,6 @@ from core.rules.frames import END_OF_DAY, Columns, Ward
 from core.rules.tables import NONE, asof
 from core.vocabulary.units import ANALYTES, Evidence
 
-VERSION = "1.0"
-RULE_ID = "lab_overdue"
 CBC = ("wbc", "anc", "alc", "hemoglobin", "platelets")
 DEFAULT_DAILY = CBC + ("ferritin", "fibrinogen", "ast", "alt")
 # a reason logged for one of these words covers every analyte it names
@@ -146,11 +144,11 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     recorded reasons that excused a gap."""
     extra: dict[str, object] = {"schedule": f"days {int(t['first_day'])}-{int(t['last_day'])}"}
     if not math.isfinite(row["now"]):
-        return Finding(rule=RULE_ID, status=Status.NOT_EVALUABLE, extra=extra)
+        return Finding(rule=RULE.id, status=Status.NOT_EVALUABLE, extra=extra)
     lo, hi = int(row["lo"]), int(row["hi"])
     if hi < lo:
         extra["in_schedule"] = False
-        return Finding(rule=RULE_ID, status=Status.NOT_MET, extra=extra)
+        return Finding(rule=RULE.id, status=Status.NOT_MET, extra=extra)
     overdue: dict[str, list[int]] = {}
     explained: list[EvidenceItem] = []
     expected = [c.removeprefix("overdue_") for c in row if c.startswith("overdue_")]
@@ -166,7 +164,7 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
                 analyte=analyte, day=float(day)))
     extra["explained"] = len(explained)
     if not overdue:
-        return Finding(rule=RULE_ID, status=Status.NOT_MET, evidence=explained, extra=extra)
+        return Finding(rule=RULE.id, status=Status.NOT_MET, evidence=explained, extra=extra)
     evidence: list[EvidenceItem] = []
     missing: list[str] = []
     for d in sorted({d for days in overdue.values() for d in days}):
@@ -176,14 +174,14 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
         names = ", ".join(ANALYTES[a].name for a in due)
         missing.append(f"day {d}: {names} (enter the result, or record why it was not drawn)")
     extra["overdue"] = overdue
-    return Finding(rule=RULE_ID, status=Status.MET, evidence=evidence + explained,
+    return Finding(rule=RULE.id, status=Status.MET, evidence=evidence + explained,
                    missing=missing, extra=extra)
 
 
 RULE = Rule(
-    id=RULE_ID,
+    id="lab_overdue",
     title="Expected monitoring lab missing",
-    version=VERSION,
+    version="1.0",
     citation=Citation("CAR-T Watch design rule (monitoring per ASTCT IEC-HS consensus Table 4)",
                       "design.md rule table; criteria.md §1.2 (Table 4 monitoring), §12.1"),
     evidence=Evidence.DESIGN,
