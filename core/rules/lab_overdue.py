@@ -78,40 +78,34 @@ def _reasons(ward: Ward, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _scan(ward: Ward, analyte: str, every: int, now: np.ndarray, lo: np.ndarray,
           hi: np.ndarray, first_day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Walk the checked days from the most recent (hi) back to lo, for every course-day at
-    once: a day is overdue while no result was collected in the `every` days ending on it (nor
-    later) and no reason was recorded for it; the walk stops at the first day that is not.
+    """The overdue days of every course-day at once: the checked days (lo..hi) after the
+    last day covered, by a result collected in the `every` days ending on it (or later) or
+    by a reason recorded for one of those days.
 
     Returns per course-day: the number of overdue days (hi and the days before it), the
-    recorded reason that stopped the walk (position in ward.missing, NONE; of several for the
-    same days, the last by time), and the day the gap began (the first due day after the last
-    result or recorded reason).
+    recorded reason that covers the last covered day when no result does (position in
+    ward.missing, NONE; of several for the same days, the last by time), and the day the gap
+    began (the first due day after the last result or recorded reason).
     """
     keys = ward.days["key"]
     last = ward.latest(analyte, ends=now)
     last_day = np.floor(np.r_[ward.labs.day, np.nan][last])  # the last result's ward day
     rows, r_keys, r_days = _reasons(ward, analyte)
-    recorded = asof(r_keys, r_days, keys, now)  # the last reason recorded by now
-    count = np.zeros(len(now), dtype=np.int64)
-    reason = np.full(len(now), NONE)
-    start = np.full(len(now), np.nan)
-    walking = np.isfinite(now) & (hi >= lo)
-    d = hi.copy()
-    while walking.any():
-        walking &= d >= lo
-        # the last reason recorded by now for a ward day up to d, and its ward day
-        r = np.minimum(recorded, asof(r_keys, r_days, keys, d + 1.0, strict=True))
-        r_day = np.floor(np.r_[r_days, np.nan][r])  # NaN for NONE
-        drawn = last_day >= d - every + 1  # a result in the `every` days ending d, or later
-        excused = ~drawn & (r_day >= d - every + 1)
-        overdue = walking & ~drawn & ~excused
-        reason = np.where(walking & excused, np.r_[rows, NONE][r], reason)
-        count += overdue
-        known = np.fmax(r_day, last_day)
-        began = np.where(np.isnan(known), first_day, known + every)
-        start = np.where(overdue, np.maximum(first_day, np.minimum(began, d)), start)
-        walking = overdue
-        d = d - 1
+    # the last reason recorded by now for a ward day up to hi, and its ward day
+    r = np.minimum(asof(r_keys, r_days, keys, now),
+                   asof(r_keys, r_days, keys, hi + 1.0, strict=True))
+    r_day = np.floor(np.r_[r_days, np.nan][r])  # NaN for NONE
+    drawn_to = last_day + every - 1  # the last day a result covers (NaN: none)
+    excused_to = np.minimum(hi, r_day + every - 1)  # the last checked day a reason covers
+    checked = np.isfinite(now) & (hi >= lo)
+    first_overdue = np.fmax(np.fmax(drawn_to, excused_to) + 1, lo)
+    count = np.where(checked, np.maximum(hi - first_overdue + 1, 0), 0).astype(np.int64)
+    # a reason is shown when it, not a result, covers the last covered day
+    excused = checked & (excused_to >= lo) & ~(drawn_to >= excused_to)
+    reason = np.where(excused, np.r_[rows, NONE][r], NONE)
+    known = np.fmax(r_day, last_day)
+    began = np.where(np.isnan(known), first_day, known + every)
+    start = np.where(count > 0, np.maximum(first_day, np.minimum(began, first_overdue)), np.nan)
     return count, reason, start
 
 
