@@ -58,8 +58,8 @@ THRESHOLDS = (
 
 
 def every(t: Mapping[str, float], analyte: str) -> int:
-    """Every how many days the schedule `t` (the rule's thresholds) expects the analyte (0:
-    not expected)."""
+    """Every how many days the schedule `t` (the rule's thresholds) expects the analyte (0 or
+    less: not expected)."""
     return int(t.get(f"every_{analyte}_days", 0))
 
 
@@ -122,7 +122,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     out: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
     since = np.full(len(now), np.inf)
     for analyte in ANALYTES:  # the expected ones, in the catalogue's order
-        if not every(t, analyte):
+        if every(t, analyte) <= 0:
             continue
         count, reason, start = _scan(ward, analyte, every(t, analyte), now, lo, hi, first_day)
         out[f"overdue_{analyte}"], out[f"reason_{analyte}"] = count, reason
