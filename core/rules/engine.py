@@ -67,8 +67,6 @@ def met_since(days: Mapping[str, Any], status: np.ndarray) -> np.ndarray:
     key, day, first = (np.asarray(days[c]) for c in ("key", "day", "first"))
     fresh = np.concatenate(([True], (key[1:] != key[:-1]) | not_met[:-1])) | ~(day >= first)
     n = len(met)
-    if not n:
-        return np.empty(0)
     # a stretch is the rows from a fresh row to the next; its run starts at its first met row
     start = np.minimum.reduceat(np.where(met, np.arange(n), n), np.flatnonzero(fresh))
     run = start[np.cumsum(fresh) - 1]

@@ -169,8 +169,6 @@ class Ward:
         sub = self.rows("labs", "analyte", analyte)
         gk = self.days["key"]
         out = np.full(len(gk), NONE, dtype=np.int64)
-        if not len(sub):
-            return out
         keys, days = self.labs.key[sub], self.labs.day[sub]
         start = np.searchsorted(keys, gk, side="left")  # the course's first row in sub
         known = count_until(keys, days, gk, self.days["end"])  # after the rows known
