@@ -94,12 +94,9 @@ class Table:
     def __len__(self) -> int:
         return len(self.key)
 
-    def __contains__(self, column: str) -> bool:
-        return column in self.columns
-
     def get(self, column: str) -> np.ndarray:
         """The column, or None on every row if the table has no such column."""
-        if column in self:
+        if column in self.columns:
             return self[column]
         return np.full(len(self), None, dtype=object)
 
