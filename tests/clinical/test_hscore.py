@@ -199,7 +199,7 @@ def test_hscore_cytopenia_bins(hb, wbc, plt, points):
     ],
 )
 def test_probability_from_published_table(score, text, p):
-    prob, shown = hlh.probability_from_table(score)
+    prob, shown = hlh.hscore.probability_from_table(score)
     assert shown == text and prob == pytest.approx(p, abs=1e-3)
 
 

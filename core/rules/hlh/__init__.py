@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from core.rules.base import RuleSpec
 from core.rules.hlh import cartox, hlh2004, hscore
-from core.rules.hlh.hscore import probability_from_table
 
-__all__ = ["RULES", "probability_from_table"]
+__all__ = ["RULES"]
 
 RULES: tuple[RuleSpec, ...] = (*cartox.RULES, *hlh2004.RULES, *hscore.RULES)
