@@ -20,11 +20,11 @@ CENSOR_EVENTS = ("progression", "next_therapy", "death")
 
 
 def _latest_by_day(row_keys: np.ndarray, row_days: np.ndarray, keys: np.ndarray,
-                   as_of: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Instants x days: the last row (asof; rows sorted by course and day) before each day
-    of `days` ends, known at the instant; NONE if none."""
+                   as_of: np.ndarray | float, days: np.ndarray) -> np.ndarray:
+    """Instants x days: the last row known at the instant (`as_of`, or one for all) before
+    each day of `days` ends (asof; rows sorted by course and day); NONE if none."""
     before_next = np.nextafter(days + 1.0, -np.inf)  # day <= before_next is day < days + 1
-    ends = np.minimum(as_of[:, None], before_next[None, :])
+    ends = np.minimum(np.broadcast_to(as_of, keys.shape)[:, None], before_next[None, :])
     return asof(row_keys, row_days, np.repeat(keys, len(days)),
                 ends.ravel()).reshape(len(keys), len(days))
 
@@ -67,10 +67,12 @@ def daily_worst(rows: Series, keys: np.ndarray, as_of: np.ndarray, first: int,
     prev = np.r_[np.inf, running[:-1]]
     lowest_at = np.maximum.accumulate(np.where(cell_start | (v < prev), np.arange(len(v)), -1))
     running = np.where(running == -np.inf, np.nan, running)
-    # each day's latest result known at the instant (a past day's last, today's so far),
-    # where the day's running lowest stands
-    days = first + np.arange(ndays)
-    at = _latest_by_day(rows.key, rows.day, keys, as_of, days)
+    # each day's latest result known at the instant, where the day's running lowest stands:
+    # a past day's last result (all of it is known: found once per course), today's so far
+    days, today = first + np.arange(ndays), np.floor(as_of)[:, None]
+    past = _latest_by_day(rows.key, rows.day, np.arange(len(rows.ward)), np.inf, days)
+    at = np.where(days < today, past[keys], np.where(
+        days == today, asof(rows.key, rows.day, keys, as_of)[:, None], NONE))
     at = np.where((at >= 0) & (fday[np.maximum(at, 0)] == days[None, :]), at, NONE)
     has = at >= 0
     vals[has] = running[at[has]]
