@@ -217,3 +217,6 @@ class RuleSpec:
     explain: Explain
     reads: tuple[str, ...] = ()  # ids of the rules whose rows `judge` reads (Inputs)
     thresholds_of: tuple[str, ...] = ()  # ids of the rules whose thresholds alone it reads
+    # each row judged from its instant alone, with its own since_day: evaluate judges it on
+    # the closing rows only (Ward.closing)
+    by_instant: bool = False

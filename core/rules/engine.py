@@ -3,7 +3,8 @@
 The engine is the only code that runs rules. Each rule is judged once per ward, by columns
 (RuleSpec.judge over core.rules.frames.Ward: one row per course-day), then:
 - the met stretch (since_day) of every row, unless the rule gives its own;
-- evaluate: the finding of each course's last row (the day it is evaluated on);
+- evaluate: the finding of each course's last row (the day it is evaluated on), on which
+  alone a rule judged by instant (RuleSpec.by_instant) is judged;
 - replay: the findings of every day (backtesting, suggested episodes), or only their
   statuses (`replay_statuses`), without making findings;
 - a rule that reads others (RuleSpec.reads) gets their rows, each judged once;
@@ -130,7 +131,8 @@ class _Judged:
             if self.inputs is None:
                 judged = cast(Judge, judge)(ward, self.t)
             else:
-                inputs = self.inputs if key is None else self._course_inputs(key)
+                inputs = self.inputs if key is None else _at(
+                    self.inputs, np.flatnonzero(self.ward.days["key"] == key))
                 judged = cast(JudgeWith, judge)(ward, self.t, inputs)
             cols = _columns(judged, ward.size)
             wrong = {c: len(v) for c, v in cols.items() if len(v) != ward.size}
@@ -147,13 +149,6 @@ class _Judged:
             self.errors[0 if key is None else key] = exc
             return None
         return cols
-
-    def _course_inputs(self, key: int) -> Inputs:
-        """The inputs of course `key` alone: the rows of it that the rules read."""
-        assert self.inputs is not None
-        rows = np.flatnonzero(self.ward.days["key"] == key)
-        return Inputs({r: {c: np.asarray(v)[rows] for c, v in cols.items()}
-                       for r, cols in self.inputs.frames.items()}, self.inputs.thresholds)
 
     def findings(self, rows: np.ndarray, *, met_only: bool = False) -> list[Finding]:
         """The findings of the grid rows `rows` (positions), evidence included; with
@@ -189,11 +184,19 @@ class _Judged:
         return f
 
 
-def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
-                ts: Mapping[str, Thresholds]) -> dict[str, _Judged]:
+def _at(inputs: Inputs, rows: np.ndarray) -> Inputs:
+    """The inputs of these grid rows alone."""
+    return Inputs({r: {c: np.asarray(v)[rows] for c, v in cols.items()}
+                   for r, cols in inputs.frames.items()}, inputs.thresholds)
+
+
+def judge_rules(ward: Ward, specs: Sequence[RuleSpec], ts: Mapping[str, Thresholds],
+                closing: bool = False) -> dict[str, _Judged]:
     """The rules of `specs` judged over the ward, each once, with the rules whose rows they
-    read (RuleSpec.reads; those too once, whether run or not)."""
-    done: dict[str, _Judged] = {}
+    read (RuleSpec.reads; those too once, whether run or not); with `closing`, those of
+    `specs` judged by instant (RuleSpec.by_instant) over its closing rows alone."""
+    done: dict[tuple[str, bool], _Judged] = {}
+    last = ward.closing() if closing else ward
     run = {s.rule.id: s for s in specs}
 
     def spec_of(rule_id: str) -> RuleSpec:
@@ -206,19 +209,21 @@ def judge_rules(ward: Ward, specs: Sequence[RuleSpec],
         for r in spec.reads:
             check(spec_of(r), (*path, rid))
 
-    def judged(spec: RuleSpec) -> _Judged:
+    def judged(spec: RuleSpec, whole: bool = True) -> _Judged:
         rid = spec.rule.id
-        if rid not in done:
+        if (rid, whole) not in done:
             inputs = None
             if spec.reads or spec.thresholds_of:
                 inputs = Inputs({r: judged(spec_of(r)).cols for r in spec.reads},
                                 {r: ts[r] for r in (*spec.reads, *spec.thresholds_of)})
-            done[rid] = _Judged(spec, ward, ts[rid], inputs)
-        return done[rid]
+                if not whole:
+                    inputs = _at(inputs, ward.closing_rows())
+            done[rid, whole] = _Judged(spec, ward if whole else last, ts[rid], inputs)
+        return done[rid, whole]
 
     for s in specs:
         check(s, ())
-    return {s.rule.id: judged(s) for s in specs}
+    return {s.rule.id: judged(s, not (closing and s.by_instant)) for s in specs}
 
 
 def _prepare(specs: Sequence[RuleSpec] | None,
@@ -239,9 +244,9 @@ def evaluate_ward(ward: Ward, specs: Sequence[RuleSpec] | None = None,
     specs, ts = _prepare(specs, overrides)
     if not len(ward):
         return []
-    rows = ward.closing_rows()
-    judged = judge_rules(ward, specs, ts)
-    found = [judged[s.rule.id].findings(rows, met_only=met_only) for s in specs]
+    judged = judge_rules(ward, specs, ts, closing=True)
+    found = [(j := judged[s.rule.id]).findings(j.ward.closing_rows(), met_only=met_only)
+             for s in specs]
     return [[column[i] for column in found] for i in range(len(ward))]
 
 

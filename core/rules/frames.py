@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -98,15 +98,23 @@ class Ward:
         return len(self.days["key"])
 
     def only(self, key: int) -> Ward:
-        """The ward of course `key` alone (its key there is 0)."""
+        """The ward of course `key` alone (its key there is 0), on its rows of the grid."""
         parts = {name: getattr(self, name).frame_of(key) for name in SORTED_BY}
-        return Ward.of_frames([self.patients[key]], [self.as_of_days[key]], {
+        one = Ward.of_frames([self.patients[key]], [self.as_of_days[key]], {
             name: (part, np.zeros(len(part), np.int64)) for name, part in parts.items()},
             self.evaluating, self.tz)
+        rows = self.days["key"] == key
+        return replace(one, days={**{c: v[rows] for c, v in self.days.items()},
+                                  "key": np.zeros(rows.sum(), np.int64)})
 
     def closing_rows(self) -> np.ndarray:
         """The last grid row of each course (the day it is evaluated on), in course order."""
         return np.searchsorted(self.days["key"], np.arange(len(self)), side="right") - 1
+
+    def closing(self) -> Ward:
+        """The ward on its closing rows alone (each course's last day)."""
+        rows = self.closing_rows()
+        return replace(self, days={c: v[rows] for c, v in self.days.items()})
 
     def replay_rows(self) -> np.ndarray:
         """Positions of the grid rows a replay reports: each course's days from day 0 (or

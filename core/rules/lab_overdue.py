@@ -197,4 +197,4 @@ RULE = Rule(
     description="Flags expected labs with no result and no recorded reason.",
 )
 
-RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain),)
+RULES: tuple[RuleSpec, ...] = (RuleSpec(RULE, judge=judge, explain=explain, by_instant=True),)

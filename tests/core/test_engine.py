@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.config import Settings
@@ -19,8 +20,8 @@ from core.rules.base import (
     Threshold,
 )
 from core.rules.catalog import all_specs
-from core.rules.engine import evaluate_course, replay_course
-from core.rules.frames import END_OF_DAY
+from core.rules.engine import evaluate_course, judge_rules, replay_course, thresholds_for
+from core.rules.frames import END_OF_DAY, Ward
 from core.site_config import (
     SiteConfigError,
     load_overrides,
@@ -250,3 +251,28 @@ def test_bench_replay_all_smoke():
     courses = replay_rules.build_courses(2, 12)
     seconds, n = replay_rules.replay_all(courses)
     assert n == 2 * 12 * len(all_specs()) and seconds > 0
+
+
+def test_each_rule_declared_by_instant_judges_its_last_day_alone():
+    """Evaluate judges a rule declared `by_instant` on each course's last day alone
+    (Ward.closing): for every such rule of the catalogue, on synthetic courses cut at several
+    days, those findings are the ones judged over every day of the courses."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import replay_rules
+
+    courses = [course_with_crs_and_iec_hs(), *replay_rules.build_courses(16, 45, seed=7)]
+    specs = all_specs()
+    by_instant = [s.rule.id for s in specs if s.by_instant]
+    assert len(by_instant) >= 15
+    ts = thresholds_for(specs)
+    met = set()
+    for day in (-4, 0, 5, 12, 21, 29, 33, 44):
+        ward = Ward.of([c.until(day + 0.5) for c in courses])
+        whole, alone = judge_rules(ward, specs, ts), judge_rules(ward, specs, ts, closing=True)
+        for rule_id in by_instant:
+            assert alone[rule_id].ward.size == len(ward)
+            found = alone[rule_id].findings(np.arange(len(ward)))
+            assert ([f.to_json() for f in found] == [
+                f.to_json() for f in whole[rule_id].findings(ward.closing_rows())]), (rule_id, day)
+            met |= {rule_id for f in found if f.status is Status.MET}
+    assert len(met) >= 10  # the courses do meet them

@@ -131,3 +131,57 @@ def test_rules_reading_each_other_in_a_circle_are_refused():
     loop = RuleSpec(_rule("toy_high"), judge=_twice, explain=_explain, reads=("toy_twice",))
     with pytest.raises(ValueError, match="circle"):
         evaluate_courses(COURSES, [TWICE, loop])
+
+
+def _latest_high(sizes: list[int]) -> Any:
+    """toy_high judged by instant: its since_day is the latest result's day; records the
+    number of grid rows it is given."""
+    def judge(ward: Ward, t: Thresholds) -> pd.DataFrame:
+        sizes.append(ward.size)
+        cols = _high(ward, t)
+        cols["since_day"] = np.where(cols["at"] == NONE, np.nan,
+                                     ward.labs.day[np.maximum(cols["at"], 0)])
+        return cols
+    return judge
+
+
+def test_evaluate_judges_a_rule_by_instant_on_each_course_s_last_day_alone():
+    sizes: list[int] = []
+    latest = RuleSpec(_rule("toy_latest"), judge=_latest_high(sizes), explain=_explain,
+                      by_instant=True)
+    found = evaluate_courses(COURSES, [latest])
+    assert sizes == [2]  # one row per course, not one per course-day
+    whole = evaluate_courses(COURSES, [RuleSpec(_rule("toy_latest"), judge=_latest_high(sizes),
+                                                explain=_explain)])
+    assert sizes[1] == 6 + 6  # A: days 1-6, B: days -2 to 3
+    assert [f[0].to_json() for f in found] == [f[0].to_json() for f in whole]
+    assert (found[1][0].status, found[1][0].since_day) == (Status.MET, 3.0)
+    sizes.clear()
+    list(replay_courses(COURSES, [latest]))  # replay judges every day
+    assert sizes == [12]
+
+
+def test_a_rule_by_instant_failing_on_one_course_fails_only_there():
+    sizes: list[int] = []
+    latest = RuleSpec(_rule("toy_latest"), judge=_latest_high(sizes), explain=_explain,
+                      by_instant=True)
+    broken = make_course(patient_id="BROKEN", labs=[("ferritin", 1.0, 5000)], as_of_day=2.0)
+    found = evaluate_courses([COURSES[0], broken, COURSES[1]], [latest])
+    assert sizes == [3, 1, 1, 1]  # the closing rows, then each course's alone
+    assert [f[0].status for f in found] == [Status.NOT_MET, Status.NOT_EVALUABLE, Status.MET]
+    assert found[2][0].since_day == 3.0
+
+
+def test_a_rule_by_instant_reads_the_closing_rows_of_the_rules_it_reads():
+    def copy(ward: Ward, t: Thresholds, inputs: Inputs) -> dict[str, Any]:
+        high = inputs.frames["toy_high"]
+        assert len(high["status"]) == ward.size == len(ward)
+        return {"status": high["status"], "since_day": high["since_day"], "at": NONE}
+
+    spec = RuleSpec(_rule("toy_copy"), judge=copy, explain=_explain, reads=("toy_high",),
+                    by_instant=True)
+    found = evaluate_courses(COURSES, [spec, HIGH])
+    assert [(f[0].status, f[0].since_day) for f in found] == [
+        (Status.NOT_MET, None), (Status.MET, -2)]
+    assert [(f[1].status, f[1].since_day) for f in found] == [
+        (Status.NOT_MET, None), (Status.MET, -2)]

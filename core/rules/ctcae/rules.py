@@ -267,6 +267,6 @@ def _rule(analyte: str) -> Rule:
 
 
 RULES: tuple[RuleSpec, ...] = tuple(
-    RuleSpec(_rule(a), judge=partial(judge, a), explain=partial(explain, a))
+    RuleSpec(_rule(a), judge=partial(judge, a), explain=partial(explain, a), by_instant=True)
     for a in ANALYTES_GRADED
 )

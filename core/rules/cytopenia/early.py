@@ -284,5 +284,5 @@ EARLY_CHOICES = (
 
 def spec(rule: Rule, g: EarlyGrading) -> RuleSpec:
     """The early rule `rule`, graded by `g`."""
-    return RuleSpec(rule, judge=partial(judge, g), explain=partial(explain, g),
+    return RuleSpec(rule, judge=partial(judge, g), explain=partial(explain, g), by_instant=True,
                     thresholds_of=(OVERDUE_RULE.id,))  # its schedule, for the prompts

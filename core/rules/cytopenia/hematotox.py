@@ -145,5 +145,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC, Hb, platelets, CRP, ferritin before lymphodepletion; 0-7 points, "
                     "high risk >= 2.",
-    ), judge=judge, explain=explain),
+    ), judge=judge, explain=explain, by_instant=True),
 )

@@ -137,4 +137,4 @@ def explain(g: LateGrading, ward: Ward, row: Mapping[str, Any], t: Thresholds) -
 
 def spec(rule: Rule, g: LateGrading) -> RuleSpec:
     """The late rule `rule`, graded by `g`."""
-    return RuleSpec(rule, judge=partial(judge, g), explain=partial(explain, g))
+    return RuleSpec(rule, judge=partial(judge, g), explain=partial(explain, g), by_instant=True)

@@ -146,5 +146,5 @@ RULES: tuple[RuleSpec, ...] = (
         ),
         description="ANC < 1.0, platelets < 50 or Hb < 8.0 on >= 2 consecutive results "
                     "after the landmark day.",
-    ), judge=judge, explain=explain),
+    ), judge=judge, explain=explain, by_instant=True),
 )
