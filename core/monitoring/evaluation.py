@@ -50,11 +50,14 @@ def iso_z(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+_AS_IS = frozenset({str, int, bool, type(None)})  # most values of a finding, by exact type
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to null, datetimes to ISO text."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value  # most values of a finding: checked first, by exact type
+    if kind in _AS_IS:
+        return value
     if kind is float:
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -74,8 +77,15 @@ def _plain(value: Any) -> Any:
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
-    """`Finding.to_json()` made JSON-safe; a graded rule's grade is always an integer."""
-    out = _plain(finding.to_json())
+    """`Finding.to_json()` made JSON-safe; a graded rule's grade is always an integer.
+
+    The dict `to_json` makes and its evidence items are this call's own, made safe in
+    place; what the finding's `extra` holds inside them is copied, never changed."""
+    out = finding.to_json()
+    for item in (out, *out["evidence"]):
+        for key, value in item.items():
+            if type(value) not in _AS_IS and key != "evidence":
+                item[key] = _plain(value)
     grade = out.get("grade")
     if isinstance(grade, float) and grade.is_integer():
         out["grade"] = int(grade)

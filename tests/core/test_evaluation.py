@@ -6,6 +6,7 @@ import json
 import math
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
@@ -14,6 +15,7 @@ from core.config import Settings
 from core.monitoring.alerts import SCREENING_NOTE
 from core.monitoring.evaluation import (
     EVALUATE_LOCK_KEY,
+    finding_json,
     iso_z,
     run_evaluate,
     run_replay,
@@ -328,3 +330,28 @@ def test_evaluate_with_the_real_catalogue_keeps_the_json_contract(engine, settin
                 assert (f["status"] == "met") == (f["grade"] >= 1), f
     replay = run_replay(engine, settings, patient_id="P001", as_of=AS_OF)
     assert json.loads(json.dumps(replay, allow_nan=False)) == replay
+
+
+def test_finding_json_is_json_safe_and_leaves_the_finding_as_it_was():
+    """numpy scalars become Python numbers, NaN null, times ISO text, a whole-number grade an
+    int; what the finding holds (its extra, its evidence) is not changed."""
+    breakdown = {"items": [np.float64(1.5), np.int64(2), float("nan")], 3: np.bool_(True)}
+    finding = Finding("r", Status.MET, since_day=2.0, grade=np.float64(3.0),
+                      score=np.float64(4.5), missing=["a ferritin result"],
+                      evidence=[EvidenceItem("why", "ferritin", np.float64(2.5),
+                                             float("nan"), "ug/L")],
+                      extra={"probability": np.float64(0.25), "breakdown": breakdown,
+                             "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)})
+    out = finding_json(finding)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+    assert out == {
+        "rule": "r", "status": "met", "since_day": 2.0, "grade": 3, "score": 4.5,
+        "evidence": [{"why": "why", "analyte": "ferritin", "day": 2.5, "value": None,
+                      "unit": "ug/L"}],
+        "missing": ["a ferritin result"], "probability": 0.25,
+        "breakdown": {"items": [1.5, 2, None], "3": True}, "at": "2026-01-02T03:04:05Z"}
+    assert [type(out[k]) for k in ("grade", "score", "probability")] == [int, float, float]
+    assert type(out["evidence"][0]["day"]) is float
+    assert type(breakdown["items"][0]) is np.float64 and 3 in breakdown
+    assert type(finding.extra["probability"]) is np.float64
+    assert math.isnan(finding.evidence[0].value)
