@@ -171,15 +171,15 @@ class Recorder:
 
 
 def _fill(alert: Alert, finding: Finding, title: str, severity: str, now: datetime) -> None:
-    alert.title = title[:200]
-    alert.message = message_of(finding, title)
-    alert.severity = severity
-    alert.since_day = finding.since_day
-    alert.grade = finding.grade
-    alert.score = finding.score
-    alert.evidence = [e.to_json() for e in finding.evidence]
-    alert.missing = list(finding.missing)
-    alert.last_seen_at = now
+    """The alert's fields from the finding. A field already equal is not set again: setting
+    a mapped attribute costs more than reading it, and an equal value is not written."""
+    for name, value in (("title", title[:200]), ("message", message_of(finding, title)),
+                        ("severity", severity), ("since_day", finding.since_day),
+                        ("grade", finding.grade), ("score", finding.score),
+                        ("evidence", [e.to_json() for e in finding.evidence]),
+                        ("missing", list(finding.missing)), ("last_seen_at", now)):
+        if getattr(alert, name) != value:
+            setattr(alert, name, value)
 
 
 def _worsened(alert: Alert, severity: str, grade: int | None) -> bool:
