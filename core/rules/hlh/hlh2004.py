@@ -91,36 +91,36 @@ MISSING = {
 }
 
 
+# how each lab test compares its value with its threshold, as the threshold declares (`op`),
+# and the comparison an explanation shows when it fails
+OPS = {x.key: x.op for x in HLH2004.thresholds}
+PASSES = {"<": np.less, "<=": np.less_equal, ">=": np.greater_equal}
+FAILS = {"<": ">=", "<=": ">", ">=": "<"}
+
+
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: each criterion and lab test (1 met, 0 not met, NaN not evaluable), the
     status, and the positions (`at_<input>`, in ward.labs / ward.observations) of the values
     that decide them."""
     temps = Series.observation(ward, "temperature")
-    latest_temp = temps.latest()
-    temp = first_max(temps.value, temps.first_of_day(latest_temp), latest_temp)
     obs = {k: Series.observation(ward, k)
            for k in ("organomegaly", "hemophagocytosis", "nk_activity", "fasting")}
     labs = {a: Series.lab(ward, a) for a in LABS}
-    at = {k: s.latest() for k, s in (*obs.items(), *labs.items())}
-    value = {a: labs[a].values(at[a]) for a in LABS}
+    series = {"temperature": temps, **obs, **labs}
+    at = {k: s.latest() for k, s in series.items()}
+    # fever: the highest temperature of the day of the latest one, up to it
+    at["temperature"] = first_max(temps.value, temps.first_of_day(at["temperature"]),
+                                  at["temperature"])
     text = {k: obs[k].texts(at[k]) for k in ("organomegaly", "nk_activity")}
-    temp_c = temps.values(temp)
 
     def given(k: str, met: np.ndarray) -> np.ndarray:
         """A test of input `k`: not evaluable where it has no value yet."""
         return tri(at[k] != NONE, met)
 
-    tests = {a: given(a, met) for a, met in (
-        ("hemoglobin", value["hemoglobin"] < t["hemoglobin"]),
-        ("platelets", value["platelets"] < t["platelets"]),
-        ("anc", value["anc"] < t["anc"]),
-        ("triglycerides", value["triglycerides"] >= t["triglycerides"]),
-        ("fibrinogen", value["fibrinogen"] <= t["fibrinogen"]),
-        ("ferritin", value["ferritin"] >= t["ferritin"]),
-        ("scd25", value["scd25"] >= t["scd25"]),
-    )}
+    # each lab's test: its latest value compared with its threshold (criteria.md §3)
+    tests = {a: given(a, PASSES[OPS[a]](labs[a].values(at[a]), t[a])) for a in LABS}
     criteria = {  # criterion B, the 8 of criteria.md §3
-        "fever": tri(~np.isnan(temp_c), temp_c >= t["fever_c"]),
+        "fever": given("temperature", temps.values(at["temperature"]) >= t["fever_c"]),
         "splenomegaly": given("organomegaly", np.isin(text["organomegaly"],
                                                       ("splenomegaly", "both"))),
         "cytopenias": n_of(t["cytopenia_lineages"],
@@ -133,16 +133,9 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
         "scd25": tests["scd25"],
     }
     met = n_of(t["criteria_required"], *criteria.values())
-    positions = {"temperature": temps.frame_pos(temp),
-                 **{k: s.frame_pos(at[k]) for k, s in (*obs.items(), *labs.items())}}
     return {"status": statuses(met), **criteria,
                          **{f"test_{a}": x for a, x in tests.items()},
-                         **{f"at_{k}": p for k, p in positions.items()}}
-
-
-# how each lab test is shown: its threshold's comparison, and the one shown when it fails
-OPS = {x.key: x.op for x in HLH2004.thresholds}
-FAILS = {"<": ">=", "<=": ">", ">=": "<"}
+                         **{f"at_{k}": s.frame_pos(at[k]) for k, s in series.items()}}
 
 
 def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
