@@ -184,14 +184,15 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     """Per grid row: each item's bin (the key of its points threshold; "" for no points,
     None when the item is not known), the score, score_max and status, each lineage's
     cytopenia test (`low_<analyte>`), and the positions (`at_<input>`) that decide them."""
+    temps = Series.observation(ward, "temperature")  # the highest in the window up to the end
     obs = {k: Series.observation(ward, k)
            for k in ("immunosuppression", "organomegaly", "hemophagocytosis")}
     labs = {a: Series.lab(ward, a) for a in ("hemoglobin", "wbc", "platelets", "ferritin",
                                              "triglycerides", "fibrinogen", "ast")}
-    at = {k: s.latest() for k, s in (*obs.items(), *labs.items())}
-    temps = Series.observation(ward, "temperature")  # the highest in the window up to the end
+    series = {"temperature": temps, **obs, **labs}
+    at = {k: s.latest() for k, s in series.items()}
     window_start = ward.days["until"] - t["temp_window_hours"] / 24.0
-    at["temperature"] = first_max(temps.value, temps.first_from(window_start), temps.latest())
+    at["temperature"] = first_max(temps.value, temps.first_from(window_start), at["temperature"])
     known = {k: at[k] != NONE for k in at}
     lab = {a: labs[a].values(at[a]) for a in labs}
     temp = temps.values(at["temperature"])
@@ -243,12 +244,10 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     score_max = score + sum(np.where(np.isnan(item_points[i]), most[i], 0.0) for i in ITEMS)
     cutoff = t["cutoff"]
     status = status_where(score >= cutoff, score_max < cutoff)
-    positions = {"temperature": temps.frame_pos(at["temperature"]),
-                 **{k: s.frame_pos(at[k]) for k, s in (*obs.items(), *labs.items())}}
     return {"status": status, "score": score, "score_max": score_max, **bins,
                          "cytopenias_partial": partial, "cytopenias_most": at_most,
                          **{f"low_{a}": x for a, x in low.items()},
-                         **{f"at_{k}": p for k, p in positions.items()}}
+                         **{f"at_{k}": s.frame_pos(at[k]) for k, s in series.items()}}
 
 
 def bin_of(known: np.ndarray, *bins: tuple[np.ndarray, str]) -> np.ndarray:
