@@ -197,15 +197,13 @@ def rise(keys: np.ndarray, days: np.ndarray, values: np.ndarray, uln: np.ndarray
                                                               window + tol))
     g = np.maximum(gap, 0)
     across = (gap >= 0) & rapid_over_interval(values[g], days[g], values, days, t)
-    rapid = np.full(n, UNKNOWN, dtype=np.int8)
     with np.errstate(divide="ignore"):
         fold = values / values[np.maximum(lowest, 0)]
-    rapid[lowest >= 0] = np.where(fold >= t["rapid_fold"], RAPID, NOT_RAPID)[lowest >= 0]
-    rapid[across] = RAPID
-    rapid[low] = NOT_RAPID
-    out["rapid"] = rapid
-    out["rapid_ref"] = np.where(low, NONE, np.where(lowest >= 0, lowest,
-                                                     np.where(across, gap, NONE)))
+    by_fold = np.where(fold >= t["rapid_fold"], RAPID, NOT_RAPID)
+    # not above x ULN, else a rapid rise across the gap, else the fold from the lowest value
+    out["rapid"] = np.select([low, across, lowest >= 0], [NOT_RAPID, RAPID, by_fold],
+                             UNKNOWN).astype(np.int8)
+    out["rapid_ref"] = np.where(across, gap, np.where(low, NONE, lowest))
     out["gap_ref"] = gap
     return out
 
@@ -263,8 +261,9 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     rapid = {RAPID: True, NOT_RAPID: False, UNKNOWN: None}[int(row["rapid"])]
     ref, gap = int(row["rapid_ref"]), int(row["gap_ref"])
     ev: list[EvidenceItem] = []
-    if ref != NONE and ref == gap:
-        ev += [_interval(ward, gap, F, t, rapid=True), ward.lab_evidence(gap, "comparison value")]
+    if gap != NONE:  # none within the window: the rise from gap_ref, rapid or not judged
+        ev += [_interval(ward, gap, F, t, rapid=bool(rapid)),
+               ward.lab_evidence(gap, "comparison value")]
     elif ref != NONE:
         hours = (day[F] - day[ref]) * 24
         op = ">=" if rapid else "<"
@@ -272,9 +271,6 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
                                        f"ng/mL (day {day[ref]:g}) in {hours:.0f} h {op} "
                                        f"{t['rapid_fold']:g}-fold"))
         ev.append(ward.lab_evidence(ref, "comparison value"))
-    elif rapid is None and gap != NONE:
-        ev += [_interval(ward, gap, F, t, rapid=False),
-               ward.lab_evidence(gap, "comparison value")]
     uln = ward.lab_limits[1][F]
     if not math.isnan(uln):
         limit = t["rapid_min_x_uln"] * uln
