@@ -150,10 +150,9 @@ def probability_from_table(score: float) -> tuple[float, str]:
         return p, "< 1 %"
     if score >= 250:
         return p, "> 99 %"
-    for x, y in PROBABILITY_TABLE[1:-1]:
-        if score == x:
-            return p, f"{y * 100:.0f} %"
-    i = int(np.searchsorted(xs, score))
+    i = int(np.searchsorted(xs, score))  # xs[i - 1] < score <= xs[i]
+    if score == xs[i]:
+        return p, f"{ys[i] * 100:.0f} %"
     lo, hi = ys[i - 1], ys[i]
     if lo == hi:
         return p, f"{'<=' if score < 100 else '>='} {lo * 100:.0f} %"
