@@ -245,11 +245,10 @@ def explain(ward: Ward, row: Mapping[str, Any], t: Thresholds) -> Finding:
     if F == NONE:
         return Finding(RULE.id, Status.NOT_EVALUABLE, missing=[MISSING_FERRITIN])
     value, day = ward.labs["value"], ward.labs.day
+    # the values compared with the latest (not itself: the baseline may be the latest)
     refs = {name: int(row[col]) for name, col in (
         ("baseline", "baseline"), ("previous", "previous"), ("24h", "ref_24h"),
-        ("48h", "ref_48h")) if int(row[col]) != NONE}
-    if "baseline" in refs and (refs["baseline"] == F or not value[refs["baseline"]] > 0):
-        del refs["baseline"]
+        ("48h", "ref_48h")) if int(row[col]) not in (NONE, F)}
     latest = float(value[F])
     fold = {k: latest / float(value[r]) for k, r in refs.items() if value[r] > 0}
     slope = doubling = None
