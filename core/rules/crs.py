@@ -207,15 +207,14 @@ def crs_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The CRS grade of every course-day of the ward, as of each day's end."""
-    latest = {kind: ward.latest_observation(kind) for kind in INPUTS}
     # the first fever-waiving dose given from day 0 on, known at the row's end
     waiver = ward.first_dose(FEVER_WAIVER_DRUGS, np.zeros(ward.size), ward.days["end"])
     waived = waiver != NONE
-    charted = charted_today(ward, latest)
+    charted = charted_today(ward, INPUTS)
     found = crs_grade(Today._make([*(charted[kind] for kind in INPUTS), waived]), t)
     found["status"] = graded_status(found["grade"])
     found["waiver"] = waiver
-    return found | dropped(ward, latest, PROMPTS, t)
+    return found | dropped(ward, charted, PROMPTS, t)
 
 
 def _hypotension_why(grade: float, vasopressors: float) -> str:

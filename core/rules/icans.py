@@ -217,11 +217,10 @@ def icans_grade(x: Today, t: Thresholds) -> dict[str, np.ndarray]:
 
 def judge(ward: Ward, t: Thresholds) -> Columns:
     """The ICANS grade of every course-day of the ward, as of each day's end."""
-    latest = {kind: ward.latest_observation(kind) for kind in KINDS}
-    charted = charted_today(ward, latest)
+    charted = charted_today(ward, KINDS)
     found = icans_grade(Today._make([*(charted[kind] for kind in KINDS), is_child(ward, t)]), t)
     found["status"] = graded_status(found["grade"])
-    return found | dropped(ward, latest, PROMPTS, t)
+    return found | dropped(ward, charted, PROMPTS, t)
 
 
 def _encephalopathy_why(row: Mapping[str, Any], by: EvidenceItem, t: Thresholds) -> str:

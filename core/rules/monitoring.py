@@ -35,6 +35,7 @@ class Charted(NamedTuple):
     pos: np.ndarray
     num: np.ndarray  # its numeric value (NaN: none)
     text: np.ndarray  # its text value (None: none)
+    last_day: np.ndarray  # the day of its latest observation known then, any day (NaN: none)
 
     @property
     def today(self) -> np.ndarray:
@@ -46,39 +47,31 @@ class Charted(NamedTuple):
         return np.asarray(self.num >= 1)
 
 
-def charted_today(ward: Ward, latest: Mapping[str, np.ndarray]) -> dict[str, Charted]:
-    """Each input whose latest rows known at each grid row's end are `latest[kind]`, as
-    charted on the row's own ward day (from its start to its end)."""
-    obs, n = ward.observations, ward.size
-    if not len(obs):
-        return {kind: Charted(np.full(n, NONE), np.full(n, np.nan),
-                              np.full(n, None, dtype=object)) for kind in latest}
-    pos = {kind: np.where(take(obs.day, at, np.nan) >= ward.days["day"], at, NONE)
-           for kind, at in latest.items()}
-    at = np.maximum(np.concatenate(list(pos.values())), 0)  # every kind's rows in one read
-    nums = obs["value_num"][at].reshape(len(pos), n)  # a row per kind
-    texts = obs.get("value_text")[at].reshape(len(pos), n)
+def charted_today(ward: Ward, kinds: Sequence[str]) -> dict[str, Charted]:
+    """Each input of `kinds`, as charted on each grid row's own ward day (from its start to
+    its end), read from its latest row known at the row's end."""
+    obs = ward.observations
     out = {}
-    for (kind, p), num, text in zip(pos.items(), nums, texts, strict=True):
-        today = p != NONE
-        out[kind] = Charted(p, np.where(today, num, np.nan),
-                            np.asarray(np.where(today, text, None), dtype=object))
+    for kind in kinds:
+        at = ward.latest_observation(kind)
+        last_day = take(obs.day, at, np.nan)
+        pos = np.where(last_day >= ward.days["day"], at, NONE)
+        out[kind] = Charted(pos, take(obs["value_num"], pos, np.nan),
+                            take(obs.get("value_text"), pos, None), last_day)
     return out
 
 
-def dropped(ward: Ward, latest: Mapping[str, np.ndarray],
+def dropped(ward: Ward, charted: Mapping[str, Charted],
             prompts: Mapping[str, Sequence[str]], t: Thresholds) -> dict[str, np.ndarray]:
     """Per prompt answered by observation kinds (`prompts`: each prompt's kinds), the judged
     column `dropped_column(prompt)`: True on the grid rows where the prompt is dropped, the
     input charted before but its last charting day (floored) more than the rule's
-    MONITORING_GAP days before the row's day. `latest`: each kind's latest rows known at the
-    rows' ends."""
+    MONITORING_GAP days before the row's day. `charted`: each kind's charted_today."""
     gap_days = t[MONITORING_GAP.key]
     out = {}
     for prompt, kinds in prompts.items():
         if kinds:  # a prompt no observation answers (the birth year) is never dropped
-            last = np.fmax.reduce([take(ward.observations.day, latest[k], np.nan)
-                                   for k in kinds])
+            last = np.fmax.reduce([charted[k].last_day for k in kinds])
             out[dropped_column(prompt)] = np.floor(last) < ward.days["day"] - gap_days
     return out
 
