@@ -37,14 +37,14 @@ def ferritin_key_feature(ward: Ward, t: Thresholds) -> Columns:
     the latest is not the baseline itself). Not met needs the ULN and a positive baseline."""
     f, b = ward.latest("ferritin"), ward.baseline("ferritin")
     value, uln = ward.labs["value"], ward.lab_limits[1]
-    has = f != NONE
+    # NaN where there is no latest value, ULN or baseline: a comparison with it is false
     v, u, base = take(value, f, np.nan), take(uln, f, np.nan), take(value, b, np.nan)
-    above_uln = has & (v > t["ferritin_x_uln"] * u)
+    above_uln = v > t["ferritin_x_uln"] * u
     base_ok = base > 0
-    above_base = has & base_ok & (b != f) & (v > t["ferritin_x_baseline"] * base)
+    above_base = base_ok & (b != f) & (v > t["ferritin_x_baseline"] * base)
     met = above_uln | above_base
     known = ~np.isnan(u) & base_ok
-    return {"ferritin": status_where(met, has & known), "ferritin_latest": f, "ferritin_base": b,
+    return {"ferritin": status_where(met, known), "ferritin_latest": f, "ferritin_base": b,
             "ferritin_above_uln": above_uln, "ferritin_above_base": above_base}
 
 
@@ -74,10 +74,9 @@ def fibrinogen_feature(ward: Ward, t: Thresholds) -> Columns:
     """Latest fibrinogen < fibrinogen_low (mg/dL) or < the lab's LLN."""
     f = ward.latest("fibrinogen")
     v, lln = take(ward.labs["value"], f, np.nan), take(ward.lab_limits[0], f, np.nan)
-    has = f != NONE
-    below = has & (v < t["fibrinogen_low"])
-    below_lln = has & ~below & (v < lln)
-    return {"fibrinogen": status_where(below | below_lln, has), "fibrinogen_latest": f,
+    below = v < t["fibrinogen_low"]  # NaN without a latest value: never below
+    below_lln = ~below & (v < lln)
+    return {"fibrinogen": status_where(below | below_lln, f != NONE), "fibrinogen_latest": f,
             "fibrinogen_below_lln": below_lln}
 
 
