@@ -25,7 +25,8 @@ database on that existing server (the role needs CREATEDB) and drops it afterwar
            including the read, the read alone and the replay alone (wall and CPU seconds).
 
 Prints one JSON line (row counts, timings, peak RSS of this process, the machine's load
-average); `ok` means the warm evaluate met the ward target (1 s, as bench/evaluate_ward.py).
+average); `ok` means the warm evaluate met its ward target (1 s among 10,000 patients
+on PostgreSQL).
 The data are synthetic, not clinical.
 """
 
