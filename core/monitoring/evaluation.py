@@ -34,6 +34,7 @@ from core.monitoring.notify import NotifyConfig, NotifyConfigError, notify_confi
 from core.rules.base import Finding, RuleSpec, Status
 from core.store.audit import data_version
 from core.store.db import is_sqlite, session_scope
+from core.store.lab_reads import recorded_lab_fields
 from core.store.loading import WardFrames, load_patient_courses, load_ward, ward_day
 from core.store.models import EvaluationRun, Patient, PatientStatus, utcnow
 from core.vocabulary.course import PatientInfo
@@ -167,14 +168,14 @@ def run_evaluate(
             ids = None if patient_id is None else [patient_id]
             loaded = _load(session, settings, ids, as_of)
             session.commit()
-            found = _run_rules(loaded, settings, specs)
+            found = _run_rules(session, loaded, settings, specs)
             if data_version(session) != version:
                 loaded = _load(session, settings, ids, as_of)
-                found = _run_rules(loaded, settings, specs)
+                found = _run_rules(session, loaded, settings, specs)
         else:
             loaded = _load(session, settings, None if patient_id is None else [patient_id],
                            as_of)
-            found = _run_rules(loaded, settings, specs)
+            found = _run_rules(session, loaded, settings, specs)
         if patient_id is not None and not loaded:
             raise LookupError(f"There is no patient {patient_id!r}.")
         run = EvaluationRun(started_at=started, as_of=as_of, actor=actor)
@@ -201,8 +202,8 @@ def follow_writes(session: Session, settings: Settings, patient_pks: Collection[
     as_of = as_of or utcnow()
     _lock(session, wait=True)
     loaded = _load(session, settings, None, as_of, pks=sorted(patient_pks))
-    _sync(session, settings, _run_rules(loaded, settings, None, met_only=True), as_of, actor,
-          None, DEFAULT_ESCALATE_AFTER, every_active=False)
+    _sync(session, settings, _run_rules(session, loaded, settings, None, met_only=True), as_of,
+          actor, None, DEFAULT_ESCALATE_AFTER, every_active=False)
     if len(loaded) < len(patient_pks):
         active = session.scalars(select(col(Patient.id)).where(
             col(Patient.status) == PatientStatus.ACTIVE.value))
@@ -233,14 +234,15 @@ def _load(session: Session, settings: Settings, ids: list[str] | None, as_of: da
         ids = list(session.scalars(select(col(Patient.patient_id)).where(
             col(Patient.id).in_(pks))))
         if not ids:
-            return load_ward(session, settings.ward_tz, [], as_of=as_of)
+            return load_ward(session, settings.ward_tz, [], as_of=as_of, read="cited")
     return load_ward(session, settings.ward_tz, ids, active_only=ids is None or pks is not None,
-                     as_of=as_of)
+                     as_of=as_of, read="cited")
 
 
-def _run_rules(loaded: WardFrames, settings: Settings, specs: Sequence[RuleSpec] | None,
-               *, met_only: bool = False) -> Found:
-    """Each patient's findings (`met_only`: see core.rules.engine.evaluate_ward)."""
+def _run_rules(session: Session, loaded: WardFrames, settings: Settings,
+               specs: Sequence[RuleSpec] | None, *, met_only: bool = False) -> Found:
+    """Each patient's findings (`met_only`: see core.rules.engine.evaluate_ward), their
+    evidence's lab rows with the fields the ward was read without (read "cited")."""
     from core.rules.engine import evaluate_ward
     from core.rules.frames import Ward
 
@@ -249,6 +251,13 @@ def _run_rules(loaded: WardFrames, settings: Settings, specs: Sequence[RuleSpec]
                           tz=loaded.tz)
     found = evaluate_ward(ward, rule_specs, _site_overrides(settings, rule_specs),
                           met_only=met_only)
+    # each item once (by identity): record() turns its value into text
+    cited = {id(e): e for fs in found for f in fs for e in f.evidence if e.lab is not None}
+    if cited:
+        lab_id = ward.labs["lab_id"]
+        fields = recorded_lab_fields(session, {int(lab_id[e.lab]) for e in cited.values()})
+        for e in cited.values():
+            e.record(*fields[int(lab_id[e.lab])])
     return list(zip(loaded.pks, loaded.patients, found, strict=True))
 
 

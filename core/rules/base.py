@@ -147,13 +147,24 @@ class EvidenceItem:
     original_value: str | None = None
     original_unit: str | None = None
     verified: bool | None = None
+    lab: int | None = None  # the lab row (ward position) whose fields are still to `record`
+
+    def record(self, qualifier: Any, original_value: Any, original_unit: Any,
+               verified: Any) -> None:
+        """The lab row's recorded fields: its qualifier before the value ("<0.1"), the value
+        and unit as received, and whether it was verified."""
+        if qualifier:
+            self.value = f"{qualifier}{self.value:g}"
+        self.original_value = None if original_value is None else str(original_value)
+        self.original_unit = None if original_unit is None else str(original_unit)
+        self.verified, self.lab = None if verified is None else bool(verified), None
 
     def to_json(self) -> dict[str, Any]:
         # the fields are flat scalars: no need for asdict's recursive deep copy
         return {k: v for k in _EVIDENCE_FIELDS if (v := getattr(self, k)) is not None}
 
 
-_EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem))
+_EVIDENCE_FIELDS = tuple(f.name for f in fields(EvidenceItem) if f.name != "lab")
 
 
 @dataclass

@@ -223,20 +223,18 @@ class Ward:
         return low, high, default
 
     def lab_evidence(self, pos: int, why: str) -> EvidenceItem:
-        """The evidence item of lab row `pos`: its value (with any qualifier, e.g. "<0.1"),
-        unit, original value and unit, and whether it was verified; "(default reference
-        range used)" when the lab gave no range."""
+        """The evidence item of lab row `pos`: its value, unit and recorded fields (else left
+        to record: a read "cited", core.monitoring.evaluation); "(default reference range
+        used)" when the lab gave no range."""
         labs = self.labs
         analyte = str(labs["analyte"][pos])
-        q, ov, ou, ver = (labs[c][pos] if c in labs.columns else None for c in (
-            "qualifier", "original_value", "original_unit", "verified"))
         if self.lab_limits[2][pos]:
             why += " (default reference range used)"
-        value = float(labs["value"][pos])
-        return EvidenceItem(why, analyte, float(labs.day[pos]),
-                            f"{q}{value:g}" if q else value, ANALYTES[analyte].unit,
-                            None if ov is None else str(ov), None if ou is None else str(ou),
-                            None if ver is None else bool(ver))
+        item = EvidenceItem(why, analyte, float(labs.day[pos]), float(labs["value"][pos]),
+                            ANALYTES[analyte].unit, lab=pos)
+        if "qualifier" in labs.columns:
+            item.record(*(labs[c][pos] for c in RECORDED))
+        return item
 
     def observation_evidence(self, pos: int, why: str) -> EvidenceItem:
         """The evidence item of observation row `pos`: its text, else its number (with the
@@ -260,6 +258,7 @@ def _nan(x: float | None) -> float:
     return np.nan if x is None else float(x)
 
 
+RECORDED = ("qualifier", "original_value", "original_unit", "verified")  # EvidenceItem.record
 _SPAN = ("labs", "observations", "treatments", "events")  # the tables with data days
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +146,21 @@ def read_lab_frame(
         frame["collected_at"] = _utc(frame["collected_at"])
         frame["verified_at"] = _utc(frame["verified_at"])
     return frame
+
+
+_IN_CHUNK = 500  # ids per IN list (old SQLite builds allow 999 parameters)
+
+
+def recorded_lab_fields(session: Session, lab_ids: Collection[int]) -> dict[int, tuple[Any, ...]]:
+    """lab_id -> the row's fields a finding's evidence records (EvidenceItem.record):
+    qualifier, original value, original unit, verified; for the rows a ward read "cited"
+    left them out of."""
+    c, ids, out = table_of(LabResult).c, sorted(lab_ids), {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        stmt = select(c.id, c.qualifier, c.original_value, c.original_unit,
+                      c.verified_at.is_not(None)).where(c.id.in_(ids[i:i + _IN_CHUNK]))
+        out.update({int(row[0]): tuple(row[1:]) for row in session.execute(stmt)})
+    return out
 
 
 def lab_corrections(session: Session, patient_id: str) -> dict[int, str]:

@@ -137,9 +137,11 @@ class _Ward:
 
 
 # What a read takes of each table: "all" the Course's columns (pages, exports); "rules" what
-# the rules read, to judge and to cite as evidence (evaluate, replay); "statuses" what they
-# judge on alone (the backtest: no finding, so no evidence).
-Read = Literal["all", "rules", "statuses"]
+# the rules read, to judge and to cite as evidence (replay); "cited" what they judge on,
+# with each lab row's id to read the evidence-only columns of the rows a finding cites
+# (evaluate: lab_reads.recorded_lab_fields); "statuses" what they judge on alone (the
+# backtest: no finding, so no evidence).
+Read = Literal["all", "rules", "cited", "statuses"]
 # The frame columns no rule reads: shown on the pages and in exports only.
 PAGE_ONLY = {
     "labs": frozenset({"lab_id", "collected_at", "unit"}),
@@ -155,7 +157,10 @@ def left_out(read: Read, table: str) -> frozenset[str]:
     if read == "all":
         return frozenset()
     out = PAGE_ONLY.get(table, frozenset())
-    return out if read == "rules" else out | EVIDENCE_ONLY.get(table, frozenset())
+    if read == "rules":
+        return out
+    out |= EVIDENCE_ONLY.get(table, frozenset())
+    return out - {"lab_id"} if read == "cited" else out
 
 
 class _Tables:

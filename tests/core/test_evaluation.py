@@ -30,7 +30,9 @@ from core.rules.base import (
     Status,
     Threshold,
 )
+from core.rules.engine import evaluate_courses
 from core.store.db import init_db, make_engine, session_scope
+from core.store.loading import load_courses
 from core.store.models import (
     Alert,
     AlertEvent,
@@ -355,3 +357,42 @@ def test_finding_json_is_json_safe_and_leaves_the_finding_as_it_was():
     assert type(breakdown["items"][0]) is np.float64 and 3 in breakdown
     assert type(finding.extra["probability"]) is np.float64
     assert math.isnan(finding.evidence[0].value)
+
+
+def test_evaluate_reads_the_cited_lab_rows_fields_as_a_whole_read_has_them(store) -> None:
+    """evaluate reads the ward without the lab fields only evidence shows (qualifier, value
+    and unit as received, verified) and then reads them for the rows its findings cite: on
+    SQLite and PostgreSQL, its findings are those of every rule over the courses read whole."""
+    def lab(pk: int, analyte: str, day: float, value: float, unit: str, **kw: object) -> LabResult:
+        kw.setdefault("original_value", f"{value:g}")
+        kw.setdefault("original_unit", unit)
+        return LabResult(patient_pk=pk, analyte=analyte, collected_at=at(day), value=value,
+                         unit=unit, **kw)
+
+    with session_scope(store) as s:
+        p1, p2 = (Patient(patient_id=i, product="axi-cel", infusion_date=INFUSION)
+                  for i in ("P001", "P002"))
+        s.add_all([p1, p2])
+        s.flush()
+        s.add_all([
+            lab(p1.id, "ferritin", -2, 600.0, "ng/mL"),
+            lab(p1.id, "ferritin", 8, 9500.0, "ng/mL", original_value="9.5",
+                original_unit="ug/mL", verified_by="nurse", verified_at=at(8, 9)),
+            lab(p1.id, "alt", -2, 30.0, "U/L"),
+            lab(p1.id, "alt", 8, 5.0, "U/L", qualifier="<", original_value="<5"),
+            lab(p1.id, "fibrinogen", 8, 150.0, "mg/dL", original_value="1.5",
+                original_unit="g/L"),
+        ])
+    settings = Settings(database_url=str(store.url), ward_tz=TZ)
+    doc = run_evaluate(store, settings, as_of=AS_OF)
+    with session_scope(store) as s:
+        courses = load_courses(s, TZ, as_of=AS_OF)
+    whole = [[finding_json(f) for f in found] for found in evaluate_courses(courses)]
+    assert [p["findings"] for p in doc["patients"]] == whole
+    latest = {e["analyte"]: e for f in whole[0] for e in f["evidence"]
+              if math.floor(e.get("day", 0)) == 8}
+    assert {"value": 9500.0, "original_value": "9.5", "original_unit": "ug/mL",
+            "verified": True}.items() <= latest["ferritin"].items()
+    assert {"value": "<5", "original_value": "<5", "verified": False}.items() <= latest[
+        "alt"].items()
+    assert latest["fibrinogen"]["original_unit"] == "g/L"
