@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.rules.base import Inputs, Status, Thresholds, status_where
+from core.rules.base import Inputs, Thresholds, status_where
 from core.rules.ctcae import ctcae_grades
 from core.rules.frames import Columns, Ward
 from core.rules.iec_hs.rule import CYTOPENIA_LINEAGES, KEY_FEATURES, LAB_FEATURES
-from core.rules.iec_hs.timing import timing_feature
+from core.rules.iec_hs.timing import MET, NOT_EVALUABLE, NOT_MET, timing_feature
 from core.rules.series import Series, first_max, take
 from core.rules.tables import NONE
 
-MET, NOT_MET, NOT_EVALUABLE = Status.MET.value, Status.NOT_MET.value, Status.NOT_EVALUABLE.value
 # the rules whose rows the screen reads, and those whose thresholds alone it reads
 READS = ("crs_grade", "ferritin_kinetics")
 THRESHOLDS_OF = tuple(f"ctcae_{a}" for a in CYTOPENIA_LINEAGES)

@@ -28,8 +28,6 @@ def documented_crs(ward: Ward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The course key, onset and resolved day (NaN: open) of each documented CRS episode, by
     course and onset (ties in row order). An episode without an origin is documented."""
     ep = ward.episodes
-    if not len(ep):
-        return np.empty(0, np.int64), np.empty(0), np.empty(0)
     documented = np.isin(ep.get("origin"), np.array([None, "", "documented"], dtype=object))
     rows = np.flatnonzero((ep["kind"] == "CRS") & documented)
     return ep.key[rows], ep["onset_day"][rows], ep["resolved_day"][rows]
