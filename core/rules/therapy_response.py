@@ -26,6 +26,7 @@ from core.rules.base import (
     status_where,
 )
 from core.rules.frames import Columns, Ward
+from core.rules.series import take
 from core.rules.tables import NONE
 from core.vocabulary.observations import DrugClass, drugs_in
 from core.vocabulary.units import Evidence
@@ -86,14 +87,13 @@ def active_iec_hs(ward: Ward, iec_hs: Mapping[str, Any]) -> tuple[np.ndarray, np
     source = np.full(ward.size, "", dtype=object)
     ep = ward.episodes
     keys, end = ward.days["key"], ward.days["until"]
-    if len(ep):
-        documented = (ep["kind"] == "IEC-HS") & np.isin(
-            ep.get("origin"), np.array([None, "documented"], dtype=object))
-        resolved, began = ep["resolved_day"], ep["onset_day"]
-        for i in np.flatnonzero(documented):  # in onset order: the last open one wins
-            still_open = (keys == ep["key"][i]) & (began[i] <= end) & ~(resolved[i] <= end)
-            onset[still_open] = began[i]
-            source[still_open] = "documented IEC-HS episode"
+    documented = (ep["kind"] == "IEC-HS") & np.isin(
+        ep.get("origin"), np.array([None, "documented"], dtype=object))
+    resolved, began = ep["resolved_day"], ep["onset_day"]
+    for i in np.flatnonzero(documented):  # in onset order: the last open one wins
+        still_open = (keys == ep["key"][i]) & (began[i] <= end) & ~(resolved[i] <= end)
+        onset[still_open] = began[i]
+        source[still_open] = "documented IEC-HS episode"
     screened = np.isnan(onset) & (np.asarray(iec_hs["status"], dtype=object)
                                   == Status.MET.value)
     onset[screened] = np.asarray(iec_hs["since_day"], dtype=float)[screened]
@@ -107,19 +107,18 @@ def judge(ward: Ward, t: Thresholds, inputs: Inputs) -> Columns:
     onset, source = active_iec_hs(ward, inputs.frames["iec_hs"])
     end = ward.days["until"]
     dose = ward.first_dose(IEC_HS_DIRECTED, np.floor(onset), end)
-    given = np.r_[ward.treatments.day, np.nan]  # NONE (-1) reads the NaN
-    t0 = given[dose]
+    t0 = take(ward.treatments.day, dose, np.nan)
     out: dict[str, Any] = {"onset": onset, "source": source, "dose": dose, "t0": t0}
     for analyte in ("ferritin", *(a for a, _ in OTHER_LABS)):  # read where a dose was given
         out[f"{analyte}_pre"] = ward.latest(analyte, t0)
         out[f"{analyte}_now"] = ward.latest(analyte, end)
     pre, now = out["ferritin_pre"], out["ferritin_now"]
-    values = np.r_[ward.labs["value"], np.nan]  # NONE (-1) reads the NaN
-    days = np.r_[ward.labs.day, np.nan]
+    value = ward.labs["value"]
+    before, after = take(value, pre, np.nan), take(value, now, np.nan)
     due = end >= t0 + t["reassess_hours"] / 24.0  # False without a dose (t0 NaN)
-    measured = (pre >= 0) & (days[now] > t0)
+    measured = (pre >= 0) & (take(ward.labs.day, now, np.nan) > t0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        change = np.where(values[pre] > 0, values[now] / values[pre], np.inf)
+        change = np.where(before > 0, after / before, np.inf)
     late = end >= t0 + t["falling_window_days"]
     not_improving = np.where(late, change > 1.0 - t["falling_fraction"], change >= 1.0)
     out["change"] = change
