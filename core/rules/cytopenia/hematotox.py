@@ -24,10 +24,6 @@ from core.rules.series import Series, take
 from core.rules.tables import NONE
 from core.vocabulary.units import ANALYTES
 
-HT_CITE = ("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
-           "10.1182/blood.2020010543")
-
-
 HEMATOTOX_THRESHOLDS = (
     th("platelets_1", 175, "10^9/L", U, "1 point at or below (175 itself: higher point)",
        "<="),
@@ -127,8 +123,9 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec(Rule(
         id="car_hematotox", title="CAR-HEMATOTOX score (baseline, before lymphodepletion)",
         version=VERSION,
-        citation=Citation(HT_CITE[0], "score items and risk groups; criteria.md §7",
-                          HT_CITE[1]),
+        citation=Citation("Rejeski et al., CAR-HEMATOTOX, Blood 2021;138(24):2499-2513",
+                          "score items and risk groups; criteria.md §7",
+                          "10.1182/blood.2020010543"),
         evidence=U, severity=Severity.INFO, thresholds=HEMATOTOX_THRESHOLDS,
         inputs=("platelets", "anc", "hemoglobin", "crp", "ferritin"), scored=True,
         # [DESIGN] never alerts: a risk stratification from baseline labs, not an event

@@ -8,8 +8,9 @@ from core.rules.cytopenia.counting import GAP_THRESHOLDS, VERSION, C, U, th
 from core.rules.cytopenia.early import EARLY_CHOICES, EarlyGrading
 from core.rules.cytopenia.late import LateGrading
 
-ICAHT_CITE = ("Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
-              "10.1182/blood.2023020578")
+ICAHT_CITATION = Citation(
+    "Rejeski et al., EHA/EBMT ICAHT consensus grading, Blood 2023;142(10):865-877",
+    "N-ICAHT grading table; criteria.md §6.1", "10.1182/blood.2023020578")
 
 ICAHT_EARLY_THRESHOLDS = (
     th("cut", 0.5, "10^9/L", U, "ANC at or below this counts as a neutropenic day", "<="),
@@ -53,8 +54,7 @@ _ICAHT_LATE = LateGrading("icaht_late", "anc", end_key=None, cuts=(
 RULES: tuple[RuleSpec, ...] = (
     early.spec(Rule(
         id="icaht_early", title="Early ICAHT (neutrophils, days 0-30)", version=VERSION,
-        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
-                          ICAHT_CITE[1]),
+        citation=ICAHT_CITATION,
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_EARLY_THRESHOLDS,
         inputs=("anc",), graded=True, escalates_at_grade=3, short_name="Early ICAHT",
         choices=EARLY_CHOICES + (
@@ -67,8 +67,7 @@ RULES: tuple[RuleSpec, ...] = (
     ), _ICAHT_EARLY),
     late.spec(Rule(
         id="icaht_late", title="Late ICAHT (neutrophils, after day 30)", version=VERSION,
-        citation=Citation(ICAHT_CITE[0], "N-ICAHT grading table; criteria.md §6.1",
-                          ICAHT_CITE[1]),
+        citation=ICAHT_CITATION,
         evidence=U, severity=Severity.WARNING, thresholds=ICAHT_LATE_THRESHOLDS,
         inputs=("anc",), graded=True, escalates_at_grade=3, short_name="Late ICAHT",
         choices=(
