@@ -137,8 +137,7 @@ def is_child(ward: Ward, t: Thresholds) -> np.ndarray:
     row's day (year minus birth year), 0.0 if not, NaN without a birth year."""
     key, day = ward.days["key"], ward.days["day"]
     infused = np.array([p.infusion_date for p in ward.patients], dtype="datetime64[D]")
-    born = np.array([np.nan if p.birth_year is None else p.birth_year
-                     for p in ward.patients], dtype=float)[key]
+    born = np.array([p.birth_year for p in ward.patients], dtype=float)[key]  # None: NaN
     on = infused[key] + day.astype("timedelta64[D]")
     year = on.astype("datetime64[Y]").astype(np.int64) + 1970
     return np.where(np.isnan(born), np.nan, (year - born < t["ice_min_age_years"]) * 1.0)

@@ -60,8 +60,7 @@ def judge(ward: Ward, t: Thresholds) -> Columns:
     maximum)."""
     grid = ward.days
     key, as_of = grid["key"], grid["end"]
-    ld = np.array([np.nan if p.lymphodepletion_day is None else p.lymphodepletion_day
-                   for p in ward.patients])[key]
+    ld = np.array([p.lymphodepletion_day for p in ward.patients], dtype=float)[key]  # None: NaN
     cutoff = np.where(np.isnan(ld), t["fallback_baseline_day"], ld) + 1  # day's start + 1
     out: dict[str, Any] = {}
     lo = np.zeros(len(key), dtype=np.int64)
