@@ -69,8 +69,6 @@ def every(t: Mapping[str, float], analyte: str) -> int:
 def _reasons(ward: Ward, analyte: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The recorded reasons that cover `analyte` (its own, or a panel word's that names it,
     PANELS): their positions in ward.missing, courses and days, sorted by (course, day)."""
-    if not len(ward.missing):
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
     words = [str(w).strip().lower() for w in ward.missing["analyte"]]
     rows = np.flatnonzero([analyte in PANELS.get(w, (w,)) for w in words])
     return rows, ward.missing.key[rows], ward.missing.day[rows]
