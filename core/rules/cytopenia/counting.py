@@ -116,8 +116,6 @@ def bridge(vals: np.ndarray, limit: int) -> np.ndarray:
     after the last (the public grader's convention, criteria §6.1). Longer gaps stay nan
     (unknown)."""
     out = vals.copy()
-    if limit <= 0 or not vals.size:
-        return out
     days = vals.shape[1]
     before, after = _known_neighbours(vals)
     d = np.arange(days)
