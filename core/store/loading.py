@@ -206,7 +206,8 @@ class _Tables:
         if c:
             at = utc_times(c["day"])
             self._add("labs", _converted(c, {
-                "lab_id": inferred, "analyte": inferred, "day": lambda _: ward.days(at, pos),
+                "lab_id": lambda v: np.array(v, dtype=np.int64),  # a key: never missing
+                "analyte": inferred, "day": lambda _: ward.days(at, pos),
                 "collected_at": lambda _: at.array, "value": floats, "unit": inferred,
                 "qualifier": objects, "ref_low": floats, "ref_high": floats,
                 "original_value": inferred, "original_unit": inferred,
