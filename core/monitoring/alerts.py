@@ -27,7 +27,7 @@ from sqlmodel import Session, col
 
 from core.rules.base import Finding, RuleSpec, Severity, Status
 from core.rules.catalog import informational_ids
-from core.store.db import table_of
+from core.store.db import IN_CHUNK, table_of
 from core.store.models import Alert, AlertEvent, AlertState, AuditLog, Patient, as_utc, utcnow
 from core.vocabulary.screening import SCREENING_NOTE
 
@@ -294,16 +294,13 @@ def sync_alerts(
     return result
 
 
-_IN_CHUNK = 500  # patient keys per IN list (old SQLite builds allow 999 parameters)
-
-
 def alerts_by_patient(session: Session, patient_pks: Iterable[int]) -> dict[int, list[Alert]]:
     """Every alert (any state) of these patients, oldest first: a ward's in one query,
     not one query per patient."""
     pks = list(patient_pks)
     out: dict[int, list[Alert]] = {pk: [] for pk in pks}
-    for i in range(0, len(pks), _IN_CHUNK):
-        stmt = (select(Alert).where(col(Alert.patient_pk).in_(pks[i:i + _IN_CHUNK]))
+    for i in range(0, len(pks), IN_CHUNK):
+        stmt = (select(Alert).where(col(Alert.patient_pk).in_(pks[i:i + IN_CHUNK]))
                 .order_by(col(Alert.id)))
         for alert in session.scalars(stmt):
             out[alert.patient_pk].append(alert)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IN_CHUNK = 500  # values per IN list in one statement (old SQLite builds allow 999)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, String, select, type_coerce
 from sqlalchemy.sql import Select
 from sqlmodel import Session, SQLModel, col
 
-from core.store.db import table_of
+from core.store.db import IN_CHUNK, table_of
 from core.store.models import LabResult, Patient, PatientStatus, RecordStatus, SiteSetting
 
 FINAL = RecordStatus.FINAL.value
@@ -148,17 +148,14 @@ def read_lab_frame(
     return frame
 
 
-_IN_CHUNK = 500  # ids per IN list (old SQLite builds allow 999 parameters)
-
-
 def recorded_lab_fields(session: Session, lab_ids: Collection[int]) -> dict[int, tuple[Any, ...]]:
     """lab_id -> the row's fields a finding's evidence records (EvidenceItem.record):
     qualifier, original value, original unit, verified; for the rows a ward read "cited"
     left them out of."""
     c, ids, out = table_of(LabResult).c, sorted(lab_ids), {}
-    for i in range(0, len(ids), _IN_CHUNK):
+    for i in range(0, len(ids), IN_CHUNK):
         stmt = select(c.id, c.qualifier, c.original_value, c.original_unit,
-                      c.verified_at.is_not(None)).where(c.id.in_(ids[i:i + _IN_CHUNK]))
+                      c.verified_at.is_not(None)).where(c.id.in_(ids[i:i + IN_CHUNK]))
         out.update({int(row[0]): tuple(row[1:]) for row in session.execute(stmt)})
     return out
 

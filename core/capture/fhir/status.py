@@ -24,6 +24,7 @@ from sqlalchemy import or_, select
 from sqlmodel import Session, SQLModel, col
 
 from core.capture.corrections import retract_row, supersede_row
+from core.store.db import IN_CHUNK
 from core.store.models import LabResult, Observation, RecordStatus, Treatment
 
 MODELS: dict[str, type[SQLModel]] = {"labs": LabResult, "observations": Observation,
@@ -36,7 +37,6 @@ COMPARED = {
 }
 FINAL = RecordStatus.FINAL.value
 _SOURCES = ("fhir", "manual")  # a hand correction of an imported row keeps its source id
-_CHUNK = 500
 
 
 def retract_reason(label: str) -> str:
@@ -60,8 +60,8 @@ def by_source_id(session: Session, kind: str, ids: Iterable[str]) -> dict[str, l
             *(getattr(model, name) for name in COMPARED[kind])]
     wanted = sorted({i for i in ids if i})
     out: dict[str, list[Any]] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start:start + IN_CHUNK]
         for row in session.execute(select(*cols).where(
                 model.source_record_id.in_(chunk), model.source.in_(_SOURCES))
                 .order_by(model.id)):
@@ -78,8 +78,8 @@ def by_row_key(session: Session, kind: str, keys: Iterable[str]) -> dict[str, An
     model: Any = MODELS[kind]
     wanted = sorted(set(keys))
     out: dict[str, Any] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start:start + IN_CHUNK]
         for row in session.execute(select(model).where(model.row_key.in_(chunk))).scalars():
             out[row.row_key] = row
     return out

@@ -64,6 +64,7 @@ from core.capture.fhir.read import (
 )
 from core.capture.importing import RowError
 from core.store import audit
+from core.store.db import IN_CHUNK
 from core.store.models import Observation, RecordStatus, VasopressorAdministration
 
 VASO_PATHS = {"patient_id": "MedicationAdministration.subject",
@@ -74,7 +75,6 @@ VASO_PATHS = {"patient_id": "MedicationAdministration.subject",
 VASO_KINDS = ("vasopressors", "vasopressin")
 TABLE = "vasopressor_administrations"  # how the audit log names VasopressorAdministration
 STORED_START = "MedicationAdministration.effectivePeriod.start"
-_CHUNK = 500
 Span = tuple[datetime, datetime | None]  # [start, end]; None: on from the start
 
 
@@ -235,9 +235,9 @@ def _stored(session: Session, pks: Iterable[int],
     found: dict[int, VasopressorAdministration] = {}
 
     def read(column: Any, values: list[Any]) -> None:
-        for start in range(0, len(values), _CHUNK):
+        for start in range(0, len(values), IN_CHUNK):
             for row in session.execute(select(V).where(
-                    column.in_(values[start:start + _CHUNK]), col(V.status) == status.FINAL,
+                    column.in_(values[start:start + IN_CHUNK]), col(V.status) == status.FINAL,
                     col(V.source) == "fhir").order_by(col(V.id))).scalars():
                 found[int(row.id or 0)] = row
 
